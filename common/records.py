@@ -1,0 +1,37 @@
+"""Record types that travel unchanged from the training run to the index version."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class MovieRecord:
+    """What later stages need to know about a movie besides its vector.
+
+    `attributes` holds the parsed numeric values the data has for the movie:
+    rotten_tomatoes in 0..1, gross and budget in dollars.
+    """
+
+    title: str
+    infobox: dict[str, str]
+    attributes: dict[str, float]
+
+
+@dataclasses.dataclass(frozen=True)
+class AttributeModel:
+    """A linear regression from a unit movie vector to a numeric attribute."""
+
+    name: str
+    unit: str
+    coef: list[float]
+    intercept: float
+    n_train: int
+    n_test: int
+    heldout_mse: float
+    baseline_mse: float  # held-out MSE of always predicting the training mean
+
+    def predict(self, vectors: np.ndarray) -> np.ndarray:
+        """Predicted values for a [n, dim] (or [dim]) array of movie vectors."""
+        return np.asarray(vectors, dtype=np.float64) @ np.asarray(self.coef, dtype=np.float64) + self.intercept
