@@ -1,0 +1,121 @@
+"""Readers: the three formats, bad records reported with file and line, real-world input."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import write_ndjson
+from trainer.data import Film, detect_format, film_attributes, parse_dollars, parse_percent, read_dataset
+from trainer.errors import TrainerError
+
+GOOD = ["Deadpool (film)", {"name": "Deadpool", "gross": "$783.1 million"}, ["Ryan Reynolds", "Superhero"], "84%", "7.2/10"]
+
+
+def test_ndjson_reads_the_notebook_format(tmp_path):
+    path = write_ndjson(tmp_path / "f.ndjson", [GOOD, ["Other", {}, [], None, None]])
+    dataset = read_dataset(path)
+    assert dataset.format == "ndjson"
+    assert [f.title for f in dataset.films] == ["Deadpool (film)", "Other"]
+    assert dataset.films[0].links == ["Ryan Reynolds", "Superhero"]
+    assert dataset.films[0].rotten_tomatoes == "84%"
+    assert dataset.skipped == []
+    assert len(dataset.sha256) == 64
+
+
+def test_bad_records_are_skipped_and_reported_with_line_numbers(tmp_path):
+    lines = [
+        json.dumps(GOOD),
+        "{not json",
+        json.dumps({"title": "an object, not an array"}),
+        json.dumps(["", {}, [], None, None]),
+        json.dumps(["Links not strings", {}, [1, 2], None, None]),
+        json.dumps(GOOD),  # duplicate title
+        json.dumps(["Fine", {}, ["x"], None, None]),
+    ]
+    path = tmp_path / "bad.ndjson"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    dataset = read_dataset(path)
+    assert [f.title for f in dataset.films] == ["Deadpool (film)", "Fine"]
+    assert [(b.line, b.problem.split()[0]) for b in dataset.skipped] == [
+        (2, "not"), (3, "expected"), (4, "empty"), (5, "links"), (6, "duplicate"),
+    ]
+    assert all(b.file == str(path) for b in dataset.skipped)
+    assert str(dataset.skipped[4]).startswith(f"{path}:6: duplicate title")
+
+
+def test_strict_stops_at_the_first_bad_record(tmp_path):
+    path = tmp_path / "bad.ndjson"
+    path.write_text(json.dumps(GOOD) + "\n[1, 2]\n" + json.dumps(["Late", {}, [], None, None]) + "\n")
+    with pytest.raises(TrainerError, match=r"bad.ndjson:2: expected a JSON array"):
+        read_dataset(path, strict=True)
+
+
+def test_real_world_shapes_do_not_crash(tmp_path):
+    huge = ["Huge (film)", {"name": "Huge"}, [f"Link {i % 700}" for i in range(2000)], None, None]
+    unicode = ["Amélie (film) 🎬", {"name": "Amélie", "budget": "$10 million"}, ["Audrey Tautou", "Paris — France"], "89%", None]
+    empty = ["No Links", {}, [], None, None]
+    dataset = read_dataset(write_ndjson(tmp_path / "f.ndjson", [huge, unicode, empty]))
+    assert len(dataset.films) == 3
+    assert len(dataset.films[0].links) == 2000
+    assert dataset.films[1].title == "Amélie (film) 🎬"
+
+
+def test_wikipedia_movie_data_files(tmp_path):
+    films = [
+        {"title": "Film A", "year": 2001, "cast": ["Actor 1", "Actor 2"], "genres": ["Drama"], "href": "Film_A_(2001_film)"},
+        {"title": "Film B", "year": 2002, "cast": [], "genres": ["Comedy"]},
+        {"title": "", "year": 2002},
+        "not an object",
+        {"title": "Film A again", "href": "Film_A_(2001_film)"},
+    ]
+    (tmp_path / "movies-2000s.json").write_text(json.dumps(films), encoding="utf-8")
+    dataset = read_dataset(tmp_path)
+    assert dataset.format == "wikipedia"
+    assert [f.title for f in dataset.films] == ["Film A (2001 film)", "Film B"]
+    assert dataset.films[0].links == ["Actor 1", "Actor 2", "Drama"]
+    assert dataset.films[0].infobox["released"] == "2001"
+    assert [(b.line, b.problem.split()[0]) for b in dataset.skipped] == [(3, "empty"), (4, "expected"), (5, "duplicate")]
+
+
+def test_edge_list(tmp_path):
+    path = tmp_path / "pairs.tsv"
+    path.write_text("# movie\tlink\nFilm A\tActor 1\nFilm B\tActor 1\nFilm A\tDrama\nbroken line\n\tno movie\n", encoding="utf-8")
+    dataset = read_dataset(path)
+    assert dataset.format == "edges"
+    assert {f.title: f.links for f in dataset.films} == {"Film A": ["Actor 1", "Drama"], "Film B": ["Actor 1"]}
+    assert [b.line for b in dataset.skipped] == [5, 6]
+
+
+def test_format_detection_and_errors(tmp_path):
+    (tmp_path / "x.txt").write_text(json.dumps(GOOD) + "\n")
+    (tmp_path / "y.txt").write_text("a\tb\n")
+    (tmp_path / "z.txt").write_text("plain words\n")
+    assert detect_format(tmp_path / "x.txt") == "ndjson"
+    assert detect_format(tmp_path / "y.txt") == "edges"
+    with pytest.raises(TrainerError, match="--format"):
+        detect_format(tmp_path / "z.txt")
+    with pytest.raises(TrainerError, match="no such dataset"):
+        read_dataset(tmp_path / "missing.ndjson")
+    with pytest.raises(TrainerError, match="no valid films"):
+        read_dataset(write_ndjson(tmp_path / "empty.ndjson", [["", {}, [], None, None]]))
+
+
+def test_attribute_parsing():
+    assert parse_dollars("$783.1 million") == pytest.approx(783.1e6)
+    assert parse_dollars("$1.2 billion") == pytest.approx(1.2e9)
+    assert parse_dollars("$250,000") == 250_000
+    assert parse_dollars("unknown") is None and parse_dollars(None) is None
+    assert parse_percent("87%") == pytest.approx(0.87)
+    assert parse_percent("187%") is None and parse_percent("n/a") is None
+    film = Film("X", {"gross": "$1.2 billion", "budget": "$58 million"}, [], "84%")
+    assert film_attributes(film) == pytest.approx({"rotten_tomatoes": 0.84, "gross": 1.2e9, "budget": 58e6})
+
+
+def test_reads_the_real_data(real_data):
+    dataset = read_dataset(real_data)
+    assert len(dataset.films) == 36_038
+    assert dataset.skipped == []
+    attributes = [film_attributes(f) for f in dataset.films]
+    assert sum("rotten_tomatoes" in a for a in attributes) == 2_120
+    assert sum("gross" in a for a in attributes) == 2_518

@@ -1,0 +1,121 @@
+"""Vocabulary, held-out split and negative sampling."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trainer.data import Film
+from trainer.errors import TrainerError
+from trainer.sampler import contains, epoch_batches, grid_shape, pair_keys, sample_negatives, split_pairs
+from trainer.vocab import build_vocabulary
+
+
+def films() -> list[Film]:
+    return [
+        Film("A", {}, ["x", "y", "x", "rare"]),
+        Film("B", {}, ["y", "z", "x"]),
+        Film("C", {}, ["z", "y", "x"]),
+        Film("D", {}, ["rare", "only once"]),
+        Film("E", {}, ["z"]),
+    ]
+
+
+def test_vocabulary_keeps_links_in_enough_films_with_stable_ids():
+    vocab, kept = build_vocabulary(films(), min_link_count=3)
+    assert vocab.links == ["x", "y", "z"]  # order of first appearance; "rare" is in only 2 films
+    assert vocab.movies == ["A", "B", "C", "E"]  # D has no kept link
+    assert [f.title for f in kept] == vocab.movies
+    assert vocab.dropped_movies == 1
+    # unique pairs: A's repeated "x" counts once
+    assert vocab.pairs.tolist() == [[0, 0], [0, 1], [1, 0], [1, 1], [1, 2], [2, 0], [2, 1], [2, 2], [3, 2]]
+    again, _ = build_vocabulary(films(), min_link_count=3)
+    assert again.links == vocab.links and np.array_equal(again.pairs, vocab.pairs)
+
+
+def test_vocabulary_counts_films_not_occurrences():
+    with pytest.raises(TrainerError):  # "x" occurs 6 times but in only 2 films
+        build_vocabulary([Film("A", {}, ["x"] * 5), Film("B", {}, ["x"])], min_link_count=3)
+    vocab, _ = build_vocabulary([Film("A", {}, ["x"] * 5), Film("B", {}, ["x"])], min_link_count=2)
+    assert vocab.links == ["x"]
+
+
+def test_vocabulary_errors():
+    with pytest.raises(TrainerError, match="min-link-count"):
+        build_vocabulary(films(), min_link_count=0)
+    with pytest.raises(TrainerError, match="lower --min-link-count"):
+        build_vocabulary(films(), min_link_count=10)
+
+
+def test_split_is_seeded_and_disjoint():
+    pairs = np.array([[m, l] for m in range(50) for l in range(4)], dtype=np.int32)
+    train, heldout = split_pairs(pairs, 0.25, seed=3)
+    assert len(heldout) == 50 and len(train) == 150
+    assert not set(map(tuple, train.tolist())) & set(map(tuple, heldout.tolist()))
+    again, _ = split_pairs(pairs, 0.25, seed=3)
+    other, _ = split_pairs(pairs, 0.25, seed=4)
+    assert np.array_equal(train, again) and not np.array_equal(train, other)
+
+
+def dense_pairs(n_movies=40, n_links=30, seed=0):
+    """About a third of all (movie, link) cells are true: collisions are frequent."""
+    rng = np.random.default_rng(seed)
+    cells = np.argwhere(rng.random((n_movies, n_links)) < 0.35).astype(np.int32)
+    return cells, n_movies, n_links
+
+
+@pytest.mark.parametrize("ratio", [1, 3, 10])
+def test_epoch_has_exact_ratio_and_no_true_pair_among_negatives(ratio):
+    pairs, n_movies, n_links = dense_pairs()
+    keys = np.sort(pair_keys(pairs, n_links))
+    batches = epoch_batches(pairs, keys, n_movies, n_links, negative_ratio=ratio, positives_per_batch=64,
+                            rng=np.random.default_rng(1))
+    positives = np.concatenate([np.column_stack([b.movies, b.links]) for b in batches])
+    # every training pair exactly once
+    assert sorted(map(tuple, positives.tolist())) == sorted(map(tuple, pairs.tolist()))
+    for batch in batches:
+        negatives = batch.negative_pairs()
+        assert len(negatives) == ratio * len(batch.movies)
+        assert len(batch) == (ratio + 1) * len(batch.movies)
+        assert not contains(keys, pair_keys(negatives, n_links)).any()
+        a, b = grid_shape(ratio)
+        assert batch.grid_movies.shape == (len(batch.movies), a) and batch.grid_links.shape == (len(batch.movies), b)
+        # a negative's cells are distinct within its grid
+        assert all(len(set(row)) == ratio for row in batch.negative_index.tolist())
+
+
+def test_negatives_cover_movies_and_links_uniformly():
+    pairs = np.array([[0, 0]], dtype=np.int32)
+    keys = np.sort(pair_keys(pairs, 50))
+    big = np.repeat(pairs, 4000, axis=0)
+    batch = epoch_batches(big, keys, 50, 50, negative_ratio=10, positives_per_batch=4000, rng=np.random.default_rng(0))[0]
+    negatives = batch.negative_pairs()
+    for column in (0, 1):
+        counts = np.bincount(negatives[:, column], minlength=50)
+        assert counts.min() > 0.7 * counts.mean() and counts.max() < 1.3 * counts.mean()
+
+
+def test_epochs_are_seeded():
+    pairs, n_movies, n_links = dense_pairs()
+    keys = np.sort(pair_keys(pairs, n_links))
+    run = lambda seed: epoch_batches(pairs, keys, n_movies, n_links, negative_ratio=5, positives_per_batch=100,
+                                     rng=np.random.default_rng(seed))
+    first, again, other = run(7), run(7), run(8)
+    assert all(np.array_equal(x.negative_pairs(), y.negative_pairs()) for x, y in zip(first, again))
+    assert not np.array_equal(first[0].negative_pairs(), other[0].negative_pairs())
+
+
+def test_sample_negatives_avoids_true_pairs():
+    pairs, n_movies, n_links = dense_pairs()
+    keys = np.sort(pair_keys(pairs, n_links))
+    negatives = sample_negatives(np.random.default_rng(0), 5000, n_movies, n_links, keys)
+    assert len(negatives) == 5000
+    assert not contains(keys, pair_keys(negatives, n_links)).any()
+
+
+def test_sampling_refuses_when_every_pair_is_true():
+    pairs = np.array([[m, l] for m in range(3) for l in range(2)], dtype=np.int32)
+    keys = np.sort(pair_keys(pairs, 2))
+    with pytest.raises(TrainerError, match="nothing to sample"):
+        epoch_batches(pairs, keys, 3, 2, negative_ratio=2, positives_per_batch=4, rng=np.random.default_rng(0))
+    with pytest.raises(TrainerError, match="--negatives"):
+        epoch_batches(pairs, keys, 3, 2, negative_ratio=0, positives_per_batch=4, rng=np.random.default_rng(0))

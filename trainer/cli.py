@@ -1,0 +1,151 @@
+"""`trainer` command line: a thin layer over trainer.train, trainer.fetch and trainer.plot.
+
+    trainer train --data FILE --out RUN [options]
+    trainer fetch NAME [--cache DIR]
+    trainer plot RUN --out map.png
+    trainer evaluate RUN
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+
+from trainer.errors import TrainerError
+
+DATA_ENV = "MOVIELINKS_DATA"
+
+EPILOG = f"""\
+The dataset is --data, else the file or directory in ${DATA_ENV}.
+Exit codes: 0 done, 2 bad input or arguments (one line on stderr), 130 interrupted
+(the last finished epoch is checkpointed: rerun with --resume).
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.command(args)
+    except TrainerError as e:
+        print(f"trainer: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("trainer: interrupted; rerun the same command with --resume to continue", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    from trainer.data import FORMATS
+    from trainer.train import OBJECTIVE_NAMES, TrainConfig
+
+    defaults = TrainConfig()
+    parser = argparse.ArgumentParser(
+        prog="trainer", description="Learn movie and link embeddings from films' outgoing links.", epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train on a dataset and write a run directory", epilog=EPILOG,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    train.set_defaults(command=_train)
+    train.add_argument("--data", help=f"dataset file or directory (default: ${DATA_ENV})")
+    train.add_argument("--format", default="auto", choices=("auto",) + FORMATS, help="dataset format")
+    train.add_argument("--out", required=True, help="run directory to create (must not exist)")
+    train.add_argument("--strict", action="store_true", help="stop at the first bad record instead of skipping it")
+    train.add_argument("--resume", action="store_true", help="continue from the checkpoint of an interrupted run")
+    train.add_argument("--checkpoint-dir", help="where per-epoch checkpoints go (default: OUT.checkpoint)")
+    train.add_argument("--quiet", action="store_true", help="no progress bars, one line per epoch")
+    train.add_argument("--dim", type=int, default=defaults.dim, help="embedding dimensions")
+    train.add_argument("--negatives", type=int, default=defaults.negatives, help="sampled negative pairs per positive pair")
+    train.add_argument("--min-link-count", type=int, default=defaults.min_link_count,
+                       help="keep links that occur in at least this many films")
+    train.add_argument("--epochs", type=int, default=defaults.epochs)
+    train.add_argument("--batch-positives", type=int, default=defaults.batch_positives, help="positive pairs per step")
+    train.add_argument("--learning-rate", type=float, default=defaults.learning_rate, help="Nadam learning rate")
+    train.add_argument("--objective", default=defaults.objective, choices=OBJECTIVE_NAMES)
+    train.add_argument("--heldout-fraction", type=float, default=defaults.heldout_fraction,
+                       help="fraction of (movie, link) pairs held out for evaluation")
+    train.add_argument("--seed", type=int, default=defaults.seed)
+
+    evaluate = commands.add_parser("evaluate", help="print a run's evaluation table")
+    evaluate.set_defaults(command=_evaluate)
+    evaluate.add_argument("run", help="run directory")
+    evaluate.add_argument("--json", action="store_true", help="the manifest's metrics as JSON")
+
+    fetch = commands.add_parser("fetch", help="download a named public dataset into the cache")
+    fetch.set_defaults(command=_fetch)
+    fetch.add_argument("name", help="dataset name (see `trainer fetch --list`)", nargs="?")
+    fetch.add_argument("--list", action="store_true", help="list the datasets that can be fetched")
+    fetch.add_argument("--cache", help="cache directory (default: $MOVIELINKS_CACHE or ~/.cache/movielinks)")
+    fetch.add_argument("--base-url", help="mirror to download from (default: $MOVIELINKS_FETCH_BASE_URL or GitHub raw)")
+    fetch.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    plot = commands.add_parser("plot", help="draw a 2D map of a run's movie space")
+    plot.set_defaults(command=_plot)
+    plot.add_argument("run", help="run directory")
+    plot.add_argument("--out", required=True, help="PNG file to write")
+    plot.add_argument("--method", default="tsne", choices=("tsne", "pca"))
+    plot.add_argument("--max-movies", type=int, default=4000, help="movies to place on the map")
+    plot.add_argument("--labels", type=int, default=40, help="titles to label")
+    plot.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    from trainer.train import TrainConfig, train
+
+    data = args.data or os.environ.get(DATA_ENV)
+    if not data:
+        raise TrainerError(f"no dataset: pass --data FILE or set {DATA_ENV}")
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    config = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    train(data, args.out, config, data_format=args.format, strict=args.strict, resume=args.resume,
+          checkpoint_dir=args.checkpoint_dir, progress=not args.quiet)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from trainer.evaluate import format_table
+    from trainer.run import RunError, load_run
+
+    try:
+        run = load_run(args.run)
+    except RunError as e:
+        raise TrainerError(str(e)) from e
+    metrics = run.manifest.get("metrics", {})
+    print(json.dumps(metrics, indent=1) if args.json else format_table(metrics, run.attribute_models))
+    return 0
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    from trainer.fetch import DATASETS, FetchError, fetch
+
+    if args.list or not args.name:
+        for name, dataset in DATASETS.items():
+            print(f"{name:<24} {getattr(dataset, 'description', '')}")
+        return 0
+    try:
+        path = fetch(args.name, args.cache, args.base_url, progress=not args.quiet)
+    except FetchError as e:
+        raise TrainerError(str(e)) from e
+    print(path)
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from trainer.plot import plot_run
+    from trainer.run import RunError
+
+    try:
+        out = plot_run(args.run, args.out, method=args.method, max_movies=args.max_movies, n_labels=args.labels, seed=args.seed)
+    except RunError as e:
+        raise TrainerError(str(e)) from e
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

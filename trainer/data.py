@@ -1,0 +1,250 @@
+"""Readers for film datasets: one `Film` per film, bad records reported, never a crash.
+
+Three formats:
+
+- ``ndjson``: the notebook's records, one JSON array a line:
+  ``[page_title, infobox, outgoing_links, rotten_tomatoes_percent, rating_out_of_10]``.
+- ``wikipedia``: the raw ``wikipedia-movie-data`` files (a JSON array of objects with
+  title, year, cast, genres, href); a directory of them or one file. Links are the
+  cast and genres; the title is the page the ``href`` names, as the shared data does.
+- ``edges``: a plain ``movie<TAB>link`` list, one pair a line; a movie's lines need
+  not be adjacent.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import unquote
+
+from common.files import sha256_file
+from trainer.errors import TrainerError
+
+FORMATS = ("ndjson", "wikipedia", "edges")
+
+
+@dataclasses.dataclass(frozen=True)
+class Film:
+    """One film as read from a dataset, before any vocabulary is applied."""
+
+    title: str
+    infobox: dict[str, str]
+    links: list[str]
+    rotten_tomatoes: str | None = None
+    rating: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class BadRecord:
+    """A record that was skipped, with where it is and what is wrong with it."""
+
+    file: str
+    line: int  # 1-based line number; for ``wikipedia`` files, the 1-based record number
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.problem}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """The films read from `path`, and the records skipped on the way."""
+
+    path: str
+    format: str
+    sha256: str
+    films: list[Film]
+    skipped: list[BadRecord]
+
+
+def detect_format(path: str | Path) -> str:
+    """Guess a dataset's format from its name, or from its first line."""
+    path = Path(path)
+    if path.is_dir():
+        return "wikipedia"
+    suffix = path.suffix.lower()
+    if suffix in (".ndjson", ".jsonl"):
+        return "ndjson"
+    if suffix == ".json":
+        return "wikipedia"
+    if suffix in (".tsv", ".edges"):
+        return "edges"
+    with open(path, encoding="utf-8", errors="replace") as f:
+        first = next((line for line in f if line.strip()), "")
+    if first.lstrip().startswith("["):
+        return "ndjson"
+    if "\t" in first:
+        return "edges"
+    raise TrainerError(f"{path}: cannot tell the dataset format; pass --format with one of {', '.join(FORMATS)}")
+
+
+def read_dataset(path: str | Path, fmt: str = "auto", *, strict: bool = False) -> Dataset:
+    """Read every film of a dataset.
+
+    Bad records (not JSON, wrong shape, empty title, duplicate title) are skipped
+    and listed in `Dataset.skipped`; with `strict` the first one raises TrainerError.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise TrainerError(f"{path}: no such dataset file or directory; check --data (or `trainer fetch` it)")
+    fmt = detect_format(path) if fmt == "auto" else fmt
+    readers = {"ndjson": _read_ndjson, "wikipedia": _read_wikipedia, "edges": _read_edges}
+    if fmt not in readers:
+        raise TrainerError(f"unknown dataset format {fmt!r}; choose one of {', '.join(FORMATS)} or auto")
+    films: list[Film] = []
+    skipped: list[BadRecord] = []
+    seen: set[str] = set()
+    for item in readers[fmt](path):
+        if isinstance(item, tuple):
+            film, file, line = item
+            if film.title not in seen:
+                seen.add(film.title)
+                films.append(film)
+                continue
+            item = BadRecord(file, line, f"duplicate title {film.title!r}")
+        if strict:
+            raise TrainerError(f"{item} (run without --strict to skip bad records)")
+        skipped.append(item)
+    if not films:
+        raise TrainerError(f"{path}: no valid films in this {fmt} dataset ({len(skipped)} bad records)")
+    return Dataset(str(path), fmt, _checksum(path), films, skipped)
+
+
+# A reader yields each good film with where it came from (file, 1-based line or
+# record number), so that a duplicate can be reported there, or a BadRecord.
+Located = tuple[Film, str, int]
+
+
+def _read_ndjson(path: Path) -> Iterator[Located | BadRecord]:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError as e:
+                yield BadRecord(str(path), number, f"not JSON ({e.msg})")
+                continue
+            problem = _ndjson_problem(record)
+            if problem:
+                yield BadRecord(str(path), number, problem)
+                continue
+            title, infobox, links, rotten, rating = record
+            infobox = {str(k): str(v) for k, v in (infobox or {}).items()}
+            yield Film(title.strip(), infobox, links, rotten, rating), str(path), number
+
+
+def _ndjson_problem(record: object) -> str | None:
+    if not isinstance(record, list) or len(record) != 5:
+        return "expected a JSON array [title, infobox, links, rotten_tomatoes, rating]"
+    title, infobox, links, rotten, rating = record
+    if not isinstance(title, str) or not title.strip():
+        return "empty or non-string title"
+    if infobox is not None and not isinstance(infobox, dict):
+        return "infobox is not an object"
+    if not isinstance(links, list) or not all(isinstance(link, str) for link in links):
+        return "links is not a list of strings"
+    if not all(v is None or isinstance(v, str) for v in (rotten, rating)):
+        return "rotten_tomatoes and rating must be strings or null"
+    return None
+
+
+def _read_wikipedia(path: Path) -> Iterator[Located | BadRecord]:
+    files = sorted(path.glob("*.json")) if path.is_dir() else [path]
+    if not files:
+        raise TrainerError(f"{path}: no *.json files in this directory")
+    for file in files:
+        try:
+            records = json.loads(file.read_text(encoding="utf-8", errors="replace"))
+        except ValueError as e:
+            yield BadRecord(str(file), getattr(e, "lineno", 0), f"not JSON ({getattr(e, 'msg', e)})")
+            continue
+        if not isinstance(records, list):
+            yield BadRecord(str(file), 1, "expected a JSON array of film objects")
+            continue
+        for number, record in enumerate(records, 1):
+            film = _wikipedia_film(record)
+            yield (film, str(file), number) if isinstance(film, Film) else BadRecord(str(file), number, film)
+
+
+def _wikipedia_film(record: object) -> Film | str:
+    if not isinstance(record, dict):
+        return "expected a film object"
+    title = record.get("title")
+    if not isinstance(title, str) or not title.strip():
+        return "empty or non-string title"
+    href = record.get("href")
+    page = unquote(href).replace("_", " ").strip() if isinstance(href, str) and href.strip() else title.strip()
+    cast = [c for c in record.get("cast") or [] if isinstance(c, str) and c.strip()]
+    genres = [g for g in record.get("genres") or [] if isinstance(g, str) and g.strip()]
+    infobox = {"name": title}
+    if record.get("year") is not None:
+        infobox["released"] = str(record["year"])
+    if cast:
+        infobox["starring"] = ", ".join(cast)
+    return Film(page, infobox, cast + genres)
+
+
+def _read_edges(path: Path) -> Iterator[Located | BadRecord]:
+    links: dict[str, list[str]] = {}
+    first_line: dict[str, int] = {}
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for number, line in enumerate(f, 1):
+            line = line.rstrip("\r\n")
+            if not line.strip() or line.startswith("#"):
+                continue
+            fields = line.split("\t")
+            if len(fields) != 2 or not fields[0].strip() or not fields[1].strip():
+                yield BadRecord(str(path), number, "expected 'movie<TAB>link' with both non-empty")
+                continue
+            movie, link = fields[0].strip(), fields[1].strip()
+            first_line.setdefault(movie, number)
+            links.setdefault(movie, []).append(link)
+    for movie, movie_links in links.items():
+        yield Film(movie, {"name": movie}, movie_links), str(path), first_line[movie]
+
+
+def _checksum(path: Path) -> str:
+    if path.is_file():
+        return sha256_file(path)
+    # A directory's checksum covers its files' names and contents, in name order.
+    digest = hashlib.sha256()
+    for file in sorted(path.glob("*.json")):
+        digest.update(file.name.encode() + b"\0" + sha256_file(file).encode())
+    return digest.hexdigest()
+
+
+_MONEY = re.compile(r"^\s*(?:US)?\$\s*([\d,]+(?:\.\d+)?)\s*(million|billion)?", re.IGNORECASE)
+_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+
+
+def parse_dollars(text: str | None) -> float | None:
+    """'$783.1 million' -> 783100000.0, '$1.2 billion' -> 1.2e9, '$250,000' -> 250000.0; else None."""
+    match = _MONEY.match(text or "")
+    if not match:
+        return None
+    value = float(match.group(1).replace(",", ""))
+    unit = (match.group(2) or "").lower()
+    return value * {"million": 1e6, "billion": 1e9}.get(unit, 1.0)
+
+
+def parse_percent(text: str | None) -> float | None:
+    """'87%' -> 0.87; anything else -> None."""
+    match = _PERCENT.match(text or "")
+    if not match:
+        return None
+    value = float(match.group(1)) / 100
+    return value if 0.0 <= value <= 1.0 else None
+
+
+def film_attributes(film: Film) -> dict[str, float]:
+    """The numeric attributes a film carries: rotten_tomatoes (0..1), gross and budget (USD)."""
+    values = {
+        "rotten_tomatoes": parse_percent(film.rotten_tomatoes),
+        "gross": parse_dollars(film.infobox.get("gross")),
+        "budget": parse_dollars(film.infobox.get("budget")),
+    }
+    return {k: v for k, v in values.items() if v is not None}

@@ -1,0 +1,137 @@
+"""Training pairs: the held-out split and negative sampling, vectorised with numpy.
+
+A (movie, link) pair is encoded as one int64 key, movie * n_links + link, so that
+"is this a true pair?" is a binary search in a sorted key array.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from trainer.errors import TrainerError
+
+
+def pair_keys(pairs: np.ndarray, n_links: int) -> np.ndarray:
+    """int64 keys of [n, 2] (movie, link) pairs."""
+    return pairs[:, 0].astype(np.int64) * n_links + pairs[:, 1]
+
+
+def contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Boolean mask: which `keys` are in `sorted_keys`."""
+    if len(sorted_keys) == 0:
+        return np.zeros(len(keys), dtype=bool)
+    at = np.searchsorted(sorted_keys, keys).clip(max=len(sorted_keys) - 1)
+    return sorted_keys[at] == keys
+
+
+def split_pairs(pairs: np.ndarray, heldout_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split of pairs into (train, held-out); held-out gets round(fraction * n)."""
+    if not 0.0 <= heldout_fraction < 1.0:
+        raise TrainerError(f"--heldout-fraction must be in [0, 1), got {heldout_fraction}")
+    order = np.random.default_rng([seed, 0x5EED]).permutation(len(pairs))
+    n_heldout = int(round(heldout_fraction * len(pairs)))
+    return pairs[np.sort(order[n_heldout:])], pairs[np.sort(order[:n_heldout])]
+
+
+def sample_negatives(
+    rng: np.random.Generator, n: int, n_movies: int, n_links: int, true_keys: np.ndarray
+) -> np.ndarray:
+    """`n` uniformly random (movie, link) pairs, none of them in `true_keys` (sorted).
+
+    Collisions are redrawn in rounds, so the loop runs over rounds, not samples.
+    Used by the evaluation; training draws its negatives with `epoch_batches`.
+    """
+    if len(true_keys) >= n_movies * n_links:
+        raise TrainerError("every (movie, link) pair is a true pair: there is nothing to sample negatives from")
+    negatives = np.column_stack([rng.integers(0, n_movies, n), rng.integers(0, n_links, n)]).astype(np.int32)
+    clash = np.flatnonzero(contains(true_keys, pair_keys(negatives, n_links)))
+    while len(clash):
+        negatives[clash, 0] = rng.integers(0, n_movies, len(clash))
+        negatives[clash, 1] = rng.integers(0, n_links, len(clash))
+        clash = clash[contains(true_keys, pair_keys(negatives[clash], n_links))]
+    return negatives
+
+
+@dataclasses.dataclass(frozen=True)
+class Batch:
+    """P positive pairs and exactly `negative_ratio` sampled negative pairs for each.
+
+    The negatives of positive i are drawn from a small grid: `grid_movies[i]` (A
+    random movies) crossed with `grid_links[i]` (B random links), A * B a little
+    more than the ratio; `negative_index[i]` picks `negative_ratio` grid cells
+    (row-major, cell a * B + b) that are not true pairs. Scoring a grid is one
+    small matrix product per positive, which gathers (A + B) vectors for
+    `negative_ratio` negatives instead of two vectors for each, and keeps the
+    negatives nearly independent (each sampled movie meets only B links).
+    """
+
+    movies: np.ndarray  # int32 [P] positive movie ids
+    links: np.ndarray  # int32 [P] positive link ids
+    grid_movies: np.ndarray  # int32 [P, A]
+    grid_links: np.ndarray  # int32 [P, B]
+    negative_index: np.ndarray  # int32 [P, negative_ratio], cells into the A x B grid
+
+    def negative_pairs(self) -> np.ndarray:
+        """The negatives as explicit (movie, link) pairs, [P * negative_ratio, 2]."""
+        b = self.grid_links.shape[1]
+        rows = np.arange(len(self.movies))[:, None]
+        movies = self.grid_movies[rows, self.negative_index // b]
+        links = self.grid_links[rows, self.negative_index % b]
+        return np.column_stack([movies.ravel(), links.ravel()])
+
+    def __len__(self) -> int:
+        """Number of samples: positives plus negatives."""
+        return self.negative_index.size + len(self.movies)
+
+
+def grid_shape(negative_ratio: int) -> tuple[int, int]:
+    """(A, B): the smallest near-square grid with two spare cells beyond the ratio."""
+    a = math.ceil(math.sqrt(negative_ratio + 2))
+    return a, math.ceil((negative_ratio + 2) / a)
+
+
+def epoch_batches(
+    train_pairs: np.ndarray,
+    true_keys: np.ndarray,
+    n_movies: int,
+    n_links: int,
+    *,
+    negative_ratio: int,
+    positives_per_batch: int,
+    rng: np.random.Generator,
+) -> list[Batch]:
+    """One epoch: every training pair once, in a random order, each with exactly
+    `negative_ratio` uniformly random negative pairs, none in `true_keys` (sorted).
+    """
+    if negative_ratio < 1:
+        raise TrainerError(f"--negatives must be at least 1, got {negative_ratio}")
+    if len(true_keys) >= n_movies * n_links:
+        raise TrainerError("every (movie, link) pair is a true pair: there is nothing to sample negatives from")
+    positives = train_pairs[rng.permutation(len(train_pairs))]
+    n = len(positives)
+    a, b = grid_shape(negative_ratio)
+    grid_movies = rng.integers(0, n_movies, (n, a)).astype(np.int32)
+    grid_links = rng.integers(0, n_links, (n, b)).astype(np.int32)
+    clash = _grid_clashes(grid_movies, grid_links, n_links, true_keys)
+    # Rows with fewer free cells than the ratio are redrawn whole, in rounds.
+    redo = np.flatnonzero(clash.sum(axis=1) > a * b - negative_ratio)
+    while len(redo):
+        grid_movies[redo] = rng.integers(0, n_movies, (len(redo), a))
+        grid_links[redo] = rng.integers(0, n_links, (len(redo), b))
+        clash[redo] = _grid_clashes(grid_movies[redo], grid_links[redo], n_links, true_keys)
+        redo = redo[clash[redo].sum(axis=1) > a * b - negative_ratio]
+    negative_index = np.argsort(clash, axis=1, kind="stable")[:, :negative_ratio].astype(np.int32)
+    return [
+        Batch(positives[s : s + positives_per_batch, 0], positives[s : s + positives_per_batch, 1],
+              grid_movies[s : s + positives_per_batch], grid_links[s : s + positives_per_batch],
+              negative_index[s : s + positives_per_batch])
+        for s in range(0, n, positives_per_batch)
+    ]
+
+
+def _grid_clashes(grid_movies: np.ndarray, grid_links: np.ndarray, n_links: int, true_keys: np.ndarray) -> np.ndarray:
+    """Boolean [P, A * B]: which grid cells are true pairs."""
+    keys = grid_movies[:, :, None].astype(np.int64) * n_links + grid_links[:, None, :]
+    return contains(true_keys, keys.ravel()).reshape(len(grid_movies), -1)
