@@ -9,7 +9,6 @@ WORK ?= work
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --upgrade "pip==$$(grep -oP '^pip==\K.*' requirements.lock || echo 24.3.1)" || true
 	$(VENV)/bin/pip install --quiet -c requirements.lock -e ".[test]"
 	touch $@
 

@@ -73,6 +73,7 @@ class _State:
 
     epoch: int = 0  # epochs completed
     losses: list[float] = dataclasses.field(default_factory=list)
+    epoch_seconds: list[float] = dataclasses.field(default_factory=list)
     train_seconds: float = 0.0
     samples: int = 0
 
@@ -179,6 +180,7 @@ def train(
             seconds = time.perf_counter() - started
             state.epoch, state.train_seconds, state.samples = epoch + 1, state.train_seconds + seconds, state.samples + samples
             state.losses.append(total_loss / samples)
+            state.epoch_seconds.append(seconds)
             if not progress:
                 log(f"epoch {epoch + 1}/{config.epochs}: loss {state.losses[-1]:.4f}, {samples / seconds:,.0f} samples/s")
             _save_checkpoint(checkpoint_dir, fingerprint, state, model, objective, optimizer)
@@ -191,6 +193,8 @@ def train(
         "heldout_pairs": int(len(heldout_pairs)),
         "final_loss": state.losses[-1],
         "epoch_losses": state.losses,
+        "epoch_seconds": state.epoch_seconds,
+        "samples_per_epoch": state.samples // max(1, len(state.losses)),
         "train_seconds": state.train_seconds,
         "samples_per_second": state.samples / state.train_seconds if state.train_seconds else None,
     }
