@@ -1,0 +1,226 @@
+"""Neighbour files: every movie's most similar movies, as CSV, JSON Lines or Parquet.
+
+Written by `indexer export` (from an index version) and by the client's streaming
+export (from the server), so this module knows nothing of FAISS or the service.
+
+All three formats hold the same rows, one per (movie, rank):
+
+    movie       str    the query movie's title
+    rank        int    1 for the most similar neighbour, then 2, 3, ...
+    neighbour   str    the neighbour's title
+    score       float  cosine similarity of the two movie vectors (float32 precision)
+
+    .csv      a header line `movie,rank,neighbour,score`, then RFC 4180 rows (UTF-8)
+    .jsonl    one object a line: {"movie": ..., "rank": ..., "neighbour": ..., "score": ...}
+    .parquet  columns movie: string, rank: int32, neighbour: string, score: float32;
+              one row group per `write` call
+
+A movie's rows are contiguous and in rank order; a movie without neighbours has no
+rows. Text formats write scores with 9 significant digits, which is enough to give
+back the float32 score exactly. Files are written atomically: rows go to a hidden
+temporary file in the target's directory, which replaces the target only when the
+writer closes without an error; on an error it is deleted and the target untouched.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import tempfile
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TextIO
+
+from common.files import fsync_dir
+
+FORMATS = (".csv", ".jsonl", ".parquet")
+COLUMNS = ("movie", "rank", "neighbour", "score")
+
+Neighbours = list[tuple[str, float]]
+
+
+def _format_of(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        raise ValueError(f"{path}: unknown neighbour file type {path.suffix!r}; use one of {', '.join(FORMATS)}")
+    return suffix
+
+
+def _score_text(score: float) -> str:
+    return f"{score:.9g}"
+
+
+class NeighbourWriter:
+    """Streams rows into a neighbour file; use it as a context manager.
+
+    The target appears (or is replaced) only when the `with` block ends without
+    an exception.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.format = _format_of(self.path)
+        self.rows_written = 0
+        if not self.path.parent.is_dir():
+            raise FileNotFoundError(
+                f"{self.path.parent}: no such directory to write {self.path.name} in; create it first"
+            )
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.partial-", dir=self.path.parent)
+        self._tmp = Path(tmp)
+        os.chmod(self._tmp, 0o644)  # mkstemp makes the file private; an export is meant to be read by others
+        self._file = os.fdopen(fd, "wb" if self.format == ".parquet" else "w", **_text_args(self.format))
+        try:
+            self._sink = _SINKS[self.format](self._file)
+        except BaseException:
+            self._file.close()
+            self._tmp.unlink(missing_ok=True)
+            raise
+
+    def write(self, movies: list[str], neighbours: list[Neighbours]) -> None:
+        """Append the neighbours of `movies` (best first, as (title, score) pairs), one row per rank."""
+        if len(movies) != len(neighbours):
+            raise ValueError(f"{len(movies)} movies but {len(neighbours)} neighbour lists; pass one list per movie")
+        self._sink.write(movies, neighbours)
+        self.rows_written += sum(len(n) for n in neighbours)
+
+    def commit(self) -> None:
+        """Finish the file and move it into place."""
+        self._sink.close()
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        os.replace(self._tmp, self.path)
+        fsync_dir(self.path.parent)
+
+    def abort(self) -> None:
+        """Drop everything written; the target stays as it was."""
+        # The sink is finished only so that it lets go of the file (a Parquet writer
+        # would otherwise write its footer when garbage-collected); its bytes are discarded.
+        with contextlib.suppress(Exception):
+            self._sink.close()
+        self._file.close()
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> NeighbourWriter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is not None:
+            self.abort()
+            return
+        try:
+            self.commit()
+        except BaseException:
+            self.abort()
+            raise
+
+
+def open_neighbour_writer(path: str | os.PathLike) -> NeighbourWriter:
+    """A writer for `path`, its format chosen by the suffix (.csv, .jsonl or .parquet).
+
+    Raises ValueError, naming the choices, for any other suffix, and FileNotFoundError
+    for a missing directory (before creating anything).
+    """
+    return NeighbourWriter(path)
+
+
+def read_neighbour_file(path: str | os.PathLike) -> dict[str, Neighbours]:
+    """{movie: [(neighbour, score), ...] in rank order} from a file any writer here made."""
+    path = Path(path)
+    rows = _READERS[_format_of(path)](path)
+    by_movie: dict[str, list[tuple[int, str, float]]] = {}
+    for movie, rank, neighbour, score in rows:
+        by_movie.setdefault(movie, []).append((int(rank), neighbour, float(score)))
+    return {movie: [(n, s) for _, n, s in sorted(ranked)] for movie, ranked in by_movie.items()}
+
+
+def _text_args(fmt: str) -> dict[str, Any]:
+    # newline="" lets the csv module write its own line endings and quote titles with newlines.
+    return {} if fmt == ".parquet" else {"encoding": "utf-8", "newline": ""}
+
+
+def _rows(movies: list[str], neighbours: list[Neighbours]):
+    for movie, ranked in zip(movies, neighbours):
+        for rank, (neighbour, score) in enumerate(ranked, start=1):
+            yield movie, rank, neighbour, score
+
+
+class _CsvSink:
+    def __init__(self, file: TextIO) -> None:
+        self._writer = csv.writer(file)
+        self._writer.writerow(COLUMNS)
+
+    def write(self, movies: list[str], neighbours: list[Neighbours]) -> None:
+        self._writer.writerows((m, r, n, _score_text(s)) for m, r, n, s in _rows(movies, neighbours))
+
+    def close(self) -> None:
+        pass
+
+
+class _JsonlSink:
+    def __init__(self, file: TextIO) -> None:
+        self._file = file
+
+    def write(self, movies: list[str], neighbours: list[Neighbours]) -> None:
+        for movie, rank, neighbour, score in _rows(movies, neighbours):
+            row = {"movie": movie, "rank": rank, "neighbour": neighbour, "score": float(_score_text(score))}
+            self._file.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    def close(self) -> None:
+        pass
+
+
+class _ParquetSink:
+    def __init__(self, file: Any) -> None:
+        # Imported here: pyarrow takes a noticeable part of a second to import, and
+        # the client should pay that only when it actually writes Parquet.
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self._pa = pa
+        self._schema = pa.schema(
+            [("movie", pa.string()), ("rank", pa.int32()), ("neighbour", pa.string()), ("score", pa.float32())]
+        )
+        self._writer = pq.ParquetWriter(file, self._schema)
+
+    def write(self, movies: list[str], neighbours: list[Neighbours]) -> None:
+        columns = list(zip(*_rows(movies, neighbours)))
+        if not columns:
+            return  # no empty row groups
+        arrays = [self._pa.array(values, type_) for values, type_ in zip(columns, self._schema.types)]
+        self._writer.write_table(self._pa.Table.from_arrays(arrays, schema=self._schema))
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+_SINKS = {".csv": _CsvSink, ".jsonl": _JsonlSink, ".parquet": _ParquetSink}
+
+
+def _read_csv(path: Path):
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.reader(f)
+        header = tuple(next(reader, ()))
+        if header != COLUMNS:
+            raise ValueError(f"{path}: header {header!r}, expected {COLUMNS!r}")
+        yield from reader
+
+
+def _read_jsonl(path: Path):
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            yield row["movie"], row["rank"], row["neighbour"], row["score"]
+
+
+def _read_parquet(path: Path):
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path, columns=list(COLUMNS))
+    yield from zip(*(table.column(name).to_pylist() for name in COLUMNS))
+
+
+_READERS = {".csv": _read_csv, ".jsonl": _read_jsonl, ".parquet": _read_parquet}

@@ -1,0 +1,219 @@
+"""Build an index version from a training run and publish it.
+
+    run dir --build_index--> INDEX_ROOT/versions/<name>/ --publish--> INDEX_ROOT/CURRENT
+
+A version is written in a staging directory, loaded back and validated there, and
+only then renamed into place and published, so CURRENT never names a version that
+is incomplete or cannot be loaded. Older versions stay until `indexer prune`.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+from tqdm import tqdm
+
+from common.files import atomic_directory, sha256_file
+from indexer import version as iv
+from trainer import run as tr
+
+# Vectors are added in chunks so the progress bar moves on big catalogues (HNSW adds slowly).
+_ADD_CHUNK = 16384
+# Rows further than this from unit length mean the run broke its contract; inner
+# product would then no longer be cosine similarity.
+_UNIT_NORM_TOLERANCE = 1e-3
+# The run's files travel into the version unchanged; both contracts name them.
+_RUN_FILE = {
+    iv.MOVIE_VECTORS: tr.MOVIE_VECTORS,
+    iv.LINK_VECTORS: tr.LINK_VECTORS,
+    iv.MOVIES: tr.MOVIES,
+    iv.LINKS: tr.LINKS,
+    iv.ATTRIBUTE_MODELS: tr.ATTRIBUTE_MODELS,
+}
+_FACTORY_HINT = (
+    "use a FAISS index-factory string such as 'Flat' (exact), 'HNSW32' or 'IVF256,Flat'; "
+    "see https://github.com/facebookresearch/faiss/wiki/The-index-factory"
+)
+
+
+class IndexerError(Exception):
+    """The indexer cannot build, prune or export: bad input run, factory, path or argument."""
+
+
+def build_index(run_path: str | Path, index_root: str | Path, *, factory: str = "Flat", progress: bool = True) -> str:
+    """Build a version of `index_root` from the run at `run_path`, publish it, and return its name.
+
+    Every run file's checksum is verified first. The new version is complete and
+    loadable before CURRENT is switched to it; on any failure no version directory
+    is left behind and CURRENT is unchanged. Raises IndexerError for a bad run or
+    factory (OSError for unwritable paths).
+    """
+    try:
+        run = tr.load_run(run_path)
+    except tr.RunError as e:
+        raise IndexerError(str(e)) from e
+    _check_unit_rows(run.movie_vectors, f"{run.path}: movie vectors")
+    _check_unit_rows(run.link_vectors, f"{run.path}: link vectors")
+    movie_index = make_index(run.movie_vectors, factory, what="movies", progress=progress)
+    link_index = make_index(run.link_vectors, factory, what="links", progress=progress)
+
+    index_root = Path(index_root)
+    created_at, final = _unique_version_dir(index_root, run.checksum)
+    with atomic_directory(final) as staging:
+        for index, name in ((movie_index, iv.MOVIE_INDEX), (link_index, iv.LINK_INDEX)):
+            try:
+                faiss.write_index(index, str(staging / name))
+            except RuntimeError as e:
+                raise IndexerError(f"{index_root}: cannot write {name}: {_faiss_reason(e)}") from e
+        for name in (iv.MOVIE_VECTORS, iv.LINK_VECTORS, iv.MOVIES, iv.LINKS, iv.ATTRIBUTE_MODELS):
+            shutil.copyfile(run.path / _RUN_FILE[name], staging / name)
+        files = {p.name: sha256_file(p) for p in sorted(staging.iterdir())}
+        manifest = version_manifest(
+            run, final.name, created_at, factory, {"movies": movie_index, "links": link_index}, files
+        )
+        (staging / iv.MANIFEST).write_text(_json_text(manifest), encoding="utf-8")
+        try:
+            iv.load_version(staging)
+        except iv.IndexVersionError as e:
+            raise IndexerError(f"the built version failed validation, nothing was published: {e}") from e
+    try:
+        iv.publish(index_root, final.name)
+    except iv.IndexVersionError as e:
+        raise IndexerError(str(e)) from e
+    return final.name
+
+
+def make_index(vectors: np.ndarray, factory: str, *, what: str, progress: bool = False) -> faiss.Index:
+    """An inner-product FAISS index over `vectors` built from `factory`, trained if it needs it.
+
+    `what` names the catalogue in errors and the progress bar. Approximate indexes
+    get search settings that favour recall (see `search_params`).
+    """
+    try:
+        index = faiss.index_factory(vectors.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as e:
+        raise IndexerError(f"invalid index factory {factory!r}: {_faiss_reason(e)}; {_FACTORY_HINT}") from e
+    if index.metric_type != faiss.METRIC_INNER_PRODUCT:
+        raise IndexerError(f"index factory {factory!r} does not support inner product; {_FACTORY_HINT}")
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if not index.is_trained:
+        nlist = _nlist(index)
+        if nlist is not None and len(vectors) < nlist:
+            raise IndexerError(
+                f"index factory {factory!r}: the {what} catalogue has {len(vectors)} vectors, too few to train "
+                f"{nlist} IVF lists; use at most {len(vectors)} lists (FAISS advises 39 vectors a list) or 'Flat'"
+            )
+        try:
+            index.train(vectors)
+        except RuntimeError as e:
+            raise IndexerError(
+                f"index factory {factory!r}: training on {len(vectors)} {what} vectors failed: "
+                f"{_faiss_reason(e)}; use a smaller index (fewer lists or codes) or 'Flat'"
+            ) from e
+    try:
+        with tqdm(total=len(vectors), desc=f"indexing {what}", unit="vectors", disable=not progress) as bar:
+            for start in range(0, len(vectors), _ADD_CHUNK):
+                chunk = vectors[start : start + _ADD_CHUNK]
+                index.add(chunk)
+                bar.update(len(chunk))
+    except RuntimeError as e:
+        raise IndexerError(
+            f"index factory {factory!r}: adding {what} vectors failed: {_faiss_reason(e)}; {_FACTORY_HINT}"
+        ) from e
+    for name, value in search_params(index).items():
+        faiss.ParameterSpace().set_index_parameter(index, name, value)
+    return index
+
+
+def search_params(index: faiss.Index) -> dict[str, int]:
+    """Search settings for an approximate index, chosen for recall; {} for exact ones.
+
+    FAISS defaults favour speed: an IVF index visits 1 of its lists and HNSW keeps
+    16 candidates, which misses many true neighbours at the k the server serves.
+    We visit sqrt(nlist) lists (16 of 256) and keep 64 HNSW candidates. Both settings
+    are saved inside the index file, so the server inherits them.
+    """
+    space = faiss.ParameterSpace()
+    space.initialize(index)
+    tunable = {space.parameter_ranges.at(i).name for i in range(space.parameter_ranges.size())}
+    params = {}
+    if "nprobe" in tunable:
+        nlist = _nlist(index) or 1
+        params["nprobe"] = min(nlist, max(1, math.ceil(math.sqrt(nlist))))
+    if "efSearch" in tunable:
+        params["efSearch"] = 64
+    return params
+
+
+def version_manifest(
+    run: tr.Run,
+    name: str,
+    created_at: datetime.datetime,
+    factory: str,
+    indexes: dict[str, faiss.Index],
+    files: dict[str, str],
+) -> dict[str, Any]:
+    """The manifest of a version built from `run` (see indexer.version for the layout)."""
+    return {
+        "format": iv.INDEX_FORMAT,
+        "version": name,
+        "created_at": created_at.isoformat(timespec="microseconds"),
+        "source_run": {"path": str(run.path.resolve()), "checksum": run.checksum},
+        "dataset": run.manifest.get("dataset", {}),
+        "metrics": run.manifest.get("metrics", {}),
+        "params": run.manifest.get("params", {}),
+        "indexes": {
+            what: {
+                "type": type(faiss.downcast_index(index)).__name__,
+                "factory": factory,
+                "size": int(index.ntotal),
+                "dim": int(index.d),
+                "search_params": search_params(index),
+            }
+            for what, index in indexes.items()
+        },
+        "files": files,
+    }
+
+
+def _unique_version_dir(index_root: Path, source_checksum: str) -> tuple[datetime.datetime, Path]:
+    """A creation time and a version directory that does not exist yet (time moves on until it is free)."""
+    while True:
+        created_at = datetime.datetime.now(datetime.timezone.utc)
+        final = iv.version_dir(index_root, iv.new_version_name(created_at, source_checksum))
+        if not final.exists():
+            return created_at, final
+
+
+def _check_unit_rows(vectors: np.ndarray, what: str) -> None:
+    norms = np.linalg.norm(vectors.astype(np.float64, copy=False), axis=1)
+    bad = np.flatnonzero(~(np.abs(norms - 1.0) <= _UNIT_NORM_TOLERANCE))
+    if len(bad):
+        raise IndexerError(
+            f"{what}: row {bad[0]} has norm {norms[bad[0]]:.6g} ({len(bad)} rows are not unit length); "
+            "the run must hold L2-normalised vectors, retrain it"
+        )
+
+
+def _nlist(index: faiss.Index) -> int | None:
+    """The number of IVF lists of `index` (also inside a pre-transform), None if it is not IVF."""
+    ivf = faiss.try_extract_index_ivf(index)
+    return None if ivf is None else int(ivf.nlist)
+
+
+def _faiss_reason(error: RuntimeError) -> str:
+    """The human part of a FAISS exception, without the C++ signature and source location."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+    match = re.search(r" at \S+:\d+: (.*)$", text)
+    return match.group(1) if match else text
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, indent=1)

@@ -1,0 +1,123 @@
+"""The `indexer` command: build, list, prune and export index versions.
+
+    indexer build RUN --out INDEX_ROOT [--factory Flat]
+    indexer list INDEX_ROOT
+    indexer prune INDEX_ROOT --keep N
+    indexer export INDEX --k 10 --out FILE      INDEX: an index root (its CURRENT) or a version dir
+
+Expected faults (a bad run, factory, index, path or argument) print one line
+`indexer: error: ...` on stderr and exit with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from indexer import version as iv
+from indexer.build import IndexerError, build_index
+from indexer.export import export_neighbours
+from indexer.prune import prune
+
+EXIT_ERROR = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.command(args)
+    except (IndexerError, iv.IndexVersionError, OSError) as e:
+        print(f"indexer: error: {_one_line(e)}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _build(args: argparse.Namespace) -> int:
+    name = build_index(args.run, args.out, factory=args.factory, progress=not args.quiet)
+    manifest = iv.read_manifest(iv.version_dir(args.out, name))
+    movies, links = manifest["indexes"]["movies"], manifest["indexes"]["links"]
+    print(f"built index version {name}")
+    print(f"  movies: {movies['size']} x {movies['dim']} ({movies['type']}, factory {movies['factory']!r})")
+    print(f"  links:  {links['size']} x {links['dim']} ({links['type']}, factory {links['factory']!r})")
+    print(f"published: {Path(args.out) / iv.CURRENT} -> {iv.version_dir(args.out, name)}")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    root = Path(args.index_root)
+    if not iv.versions_dir(root).is_dir():
+        raise IndexerError(f"{root}: not an index root (no {iv.VERSIONS}/ directory); create one with `indexer build`")
+    try:
+        current = iv.current_version_name(root)
+    except iv.IndexVersionError:
+        current = None
+    versions = iv.list_versions(root)
+    for name in versions:
+        print(f"{'*' if name == current else ' '} {name}  {_summary(iv.version_dir(root, name))}")
+    if not versions:
+        print(f"no index versions under {root}")
+    if current is not None and current not in versions:
+        print(f"indexer: warning: {iv.CURRENT} names {current}, which is missing", file=sys.stderr)
+    return 0
+
+
+def _summary(path: Path) -> str:
+    try:
+        manifest = iv.read_manifest(path)
+    except iv.IndexVersionError as e:
+        return f"(unreadable: {e})"
+    indexes = manifest.get("indexes", {})
+    movies, links = indexes.get("movies", {}), indexes.get("links", {})
+    return (
+        f"movies={movies.get('size')} links={links.get('size')} dim={movies.get('dim')} "
+        f"factory={movies.get('factory')!r} created={manifest.get('created_at')}"
+    )
+
+
+def _prune(args: argparse.Namespace) -> int:
+    removed = prune(args.index_root, args.keep)
+    for name in removed:
+        print(f"removed {name}")
+    if not removed:
+        print("nothing to prune")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    version = iv.load_index(args.index)
+    rows = export_neighbours(version, args.k, args.out, batch_size=args.batch_size, progress=not args.quiet)
+    print(f"wrote {rows} rows ({len(version.movies)} movies, k={args.k}) from version {version.name} to {args.out}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="indexer", description="Build, publish and export FAISS index versions.")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    build = commands.add_parser("build", help="index a training run and publish it as the CURRENT version")
+    build.add_argument("run", metavar="RUN", help="training run directory (`trainer train --out`)")
+    build.add_argument("--out", required=True, metavar="INDEX_ROOT", help="index root to add the version to")
+    build.add_argument("--factory", default="Flat", help="FAISS index-factory string, e.g. Flat, HNSW32, IVF256,Flat")
+    build.add_argument("--quiet", action="store_true", help="no progress bars")
+    build.set_defaults(command=_build)
+
+    listing = commands.add_parser("list", help="list the versions of an index root, * marks CURRENT")
+    listing.add_argument("index_root", metavar="INDEX_ROOT")
+    listing.set_defaults(command=_list)
+
+    pruning = commands.add_parser("prune", help="remove the oldest versions, never CURRENT or newer")
+    pruning.add_argument("index_root", metavar="INDEX_ROOT")
+    pruning.add_argument("--keep", type=int, required=True, metavar="N", help="how many of the newest versions to keep")
+    pruning.set_defaults(command=_prune)
+
+    export = commands.add_parser("export", help="write every movie's k most similar movies to a file")
+    export.add_argument("index", metavar="INDEX", help="index root (exports its CURRENT) or a version directory")
+    export.add_argument("--k", type=int, default=10, help="neighbours per movie (default 10)")
+    export.add_argument("--out", required=True, metavar="FILE", help="output file: .csv, .jsonl or .parquet")
+    export.add_argument("--batch-size", type=int, default=4096, help="movies searched at a time (default 4096)")
+    export.add_argument("--quiet", action="store_true", help="no progress bar")
+    export.set_defaults(command=_export)
+    return parser
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__

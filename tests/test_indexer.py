@@ -1,0 +1,362 @@
+"""The indexer stage: run -> published, versioned FAISS index; prune; export; CLI."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from common.files import sha256_file
+from common.neighbour_files import read_neighbour_file
+from common.records import AttributeModel, MovieRecord
+from indexer import cli
+from indexer import version as iv
+from indexer.build import IndexerError, build_index
+from indexer.export import export_neighbours
+from indexer.prune import prune, versions_to_prune
+from trainer.run import save_run
+
+REPO = Path(__file__).resolve().parents[1]
+N_MOVIES, N_LINKS, DIM, N_CLUSTERS = 300, 120, 16, 6
+
+
+def clustered_unit_vectors(rng: np.random.Generator, n: int, dim: int, n_clusters: int) -> np.ndarray:
+    centres = rng.standard_normal((n_clusters, dim))
+    points = centres[rng.integers(n_clusters, size=n)] + 0.35 * rng.standard_normal((n, dim))
+    return (points / np.linalg.norm(points, axis=1, keepdims=True)).astype(np.float32)
+
+
+def make_run(path: Path, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    movies = [
+        MovieRecord(f'Movie {i:03d}, part "{i % 7}"', {"director": f"D{i % 11}"}, {"rotten_tomatoes": rng.random()})
+        for i in range(N_MOVIES)
+    ]
+    models = {
+        name: AttributeModel(name, unit, rng.standard_normal(DIM).tolist(), 0.5, 200, 50, 0.1, 0.2)
+        for name, unit in (("rotten_tomatoes", "fraction"), ("gross", "USD"))
+    }
+    return save_run(
+        path,
+        manifest={"dataset": {"n_movies": N_MOVIES}, "params": {"dim": DIM}, "metrics": {"loss": 0.5}},
+        movie_vectors=clustered_unit_vectors(rng, N_MOVIES, DIM, N_CLUSTERS),
+        link_vectors=clustered_unit_vectors(rng, N_LINKS, DIM, N_CLUSTERS),
+        movies=movies,
+        links=[f"Link {i}" for i in range(N_LINKS)],
+        attribute_models=models,
+    )
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_run(tmp_path_factory.mktemp("runs") / "run")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory, run_dir: Path) -> iv.IndexVersion:
+    """One Flat version shared by the read-only tests."""
+    root = tmp_path_factory.mktemp("index")
+    build_index(run_dir, root, progress=False)
+    return iv.load_current(root)
+
+
+def exact_scores(vectors: np.ndarray, queries: np.ndarray, exclude_self: bool) -> np.ndarray:
+    scores = queries.astype(np.float64) @ vectors.T.astype(np.float64)
+    if exclude_self:
+        np.fill_diagonal(scores, -np.inf)
+    return scores
+
+
+def exact_top_k(vectors: np.ndarray, queries: np.ndarray, k: int, exclude_self: bool) -> np.ndarray:
+    return np.argsort(-exact_scores(vectors, queries, exclude_self), axis=1, kind="stable")[:, :k]
+
+
+def assert_exact_top_k(ids: np.ndarray, vectors: np.ndarray, queries: np.ndarray, exclude_self: bool) -> None:
+    """`ids` rank like numpy's float64 argsort; two neighbours whose scores agree to
+    float32 rounding may swap, as FAISS computes in float32."""
+    scores = exact_scores(vectors, queries, exclude_self)
+    expected = np.argsort(-scores, axis=1, kind="stable")[:, : ids.shape[1]]
+    np.testing.assert_allclose(
+        np.take_along_axis(scores, ids, axis=1), np.take_along_axis(scores, expected, axis=1), rtol=0, atol=1e-5
+    )
+    assert (ids == expected).mean() > 0.99
+
+
+def test_build_publishes_a_loadable_inner_product_version(tmp_path: Path, run_dir: Path) -> None:
+    root = tmp_path / "index"
+    name = build_index(run_dir, root, progress=False)
+
+    assert iv.current_version_name(root) == name
+    assert iv.list_versions(root) == [name]
+    version = iv.load_current(root)
+    assert version.name == name
+    assert version.movie_index.metric_type == faiss.METRIC_INNER_PRODUCT
+    assert version.link_index.metric_type == faiss.METRIC_INNER_PRODUCT
+    run_manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest = version.manifest
+    assert manifest["source_run"]["checksum"] == sha256_file(run_dir / "manifest.json")
+    assert manifest["dataset"] == run_manifest["dataset"] and manifest["metrics"] == run_manifest["metrics"]
+    assert manifest["indexes"]["movies"]["size"] == N_MOVIES and manifest["indexes"]["links"]["size"] == N_LINKS
+    assert manifest["indexes"]["movies"]["dim"] == DIM and manifest["indexes"]["movies"]["factory"] == "Flat"
+    assert set(manifest["files"]) == {
+        iv.MOVIE_INDEX, iv.LINK_INDEX, iv.MOVIE_VECTORS, iv.LINK_VECTORS, iv.MOVIES, iv.LINKS, iv.ATTRIBUTE_MODELS
+    }
+    assert len(version.movies) == N_MOVIES and version.links[0] == "Link 0"
+    assert set(version.attribute_models) == {"rotten_tomatoes", "gross"}
+
+
+def test_flat_search_matches_numpy_exactly(built: iv.IndexVersion) -> None:
+    k = 10
+    ids, scores = iv.search(built.movie_index, built.movie_vectors, k, exclude=[{i} for i in range(N_MOVIES)])
+    assert_exact_top_k(ids, built.movie_vectors, built.movie_vectors, exclude_self=True)
+    expected = np.take_along_axis(built.movie_vectors @ built.movie_vectors.T, ids, axis=1)
+    np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-6)
+
+    link_ids, _ = iv.search(built.link_index, built.movie_vectors[:20], k)
+    assert_exact_top_k(link_ids, built.link_vectors, built.movie_vectors[:20], exclude_self=False)
+
+
+def test_search_excludes_several_ids_and_pads_short_rows(built: iv.IndexVersion) -> None:
+    query = built.movie_vectors[:2]
+    full, _ = iv.search(built.movie_index, query, 8)
+    excluded = [set(full[0, :3].tolist()), set()]
+    ids, scores = iv.search(built.movie_index, query, 5, exclude=excluded)
+    np.testing.assert_array_equal(ids[0], full[0, 3:8])
+    np.testing.assert_array_equal(ids[1], full[1, :5])
+
+    everything, everything_scores = iv.search(built.movie_index, query[:1], N_MOVIES + 5, exclude=[{0, 1}])
+    assert (everything[0, : N_MOVIES - 2] >= 0).all() and (everything[0, N_MOVIES - 2 :] == -1).all()
+    assert np.isneginf(everything_scores[0, N_MOVIES - 2 :]).all()
+    with pytest.raises(ValueError, match="dimension"):
+        iv.search(built.movie_index, np.zeros((1, DIM + 1)), 3)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    k=st.integers(1, 12),
+    exclude=st.lists(st.sets(st.integers(-1, 40), max_size=6), min_size=1, max_size=5),
+)
+def test_search_agrees_with_a_row_by_row_reference(k: int, exclude: list[set[int]]) -> None:
+    rng = np.random.default_rng(len(exclude) * 100 + k)
+    vectors = clustered_unit_vectors(rng, 30, 8, 3)
+    index = faiss.IndexFlatIP(8)
+    index.add(vectors)
+    queries = vectors[: len(exclude)]
+    ids, scores = iv.search(index, queries, k, exclude=exclude)
+    _, full_ranking = index.search(queries, index.ntotal)  # same arithmetic, so the same order
+    for row, skip in enumerate(exclude):
+        ranked = [i for i in full_ranking[row].tolist() if i not in skip][:k]
+        assert ids[row, : len(ranked)].tolist() == ranked
+        assert (ids[row, len(ranked) :] == -1).all() and np.isneginf(scores[row, len(ranked) :]).all()
+
+
+def test_second_build_moves_current_and_keeps_the_first(tmp_path: Path, run_dir: Path) -> None:
+    first = build_index(run_dir, tmp_path, progress=False)
+    second = build_index(run_dir, tmp_path, progress=False)
+    assert first < second
+    assert iv.list_versions(tmp_path) == [first, second]
+    assert iv.current_version_name(tmp_path) == second
+    assert iv.load_version(iv.version_dir(tmp_path, first)).name == first
+
+
+def test_prune_keeps_the_newest_and_never_current_or_newer(tmp_path: Path, run_dir: Path) -> None:
+    names = [build_index(run_dir, tmp_path, progress=False) for _ in range(4)]
+    assert prune(tmp_path, keep=2) == names[:2]
+    assert iv.list_versions(tmp_path) == names[2:]
+
+    iv.publish(tmp_path, names[2])  # a rollback: the newest version is now unpublished
+    assert prune(tmp_path, keep=1) == []
+    assert iv.list_versions(tmp_path) == names[2:]
+    assert iv.load_current(tmp_path).name == names[2]
+
+    with pytest.raises(IndexerError, match="keep"):
+        prune(tmp_path, keep=0)
+
+
+def test_versions_to_prune_rule() -> None:
+    versions = ["v1", "v2", "v3", "v4", "v5"]
+    assert versions_to_prune(versions, current="v5", keep=2) == ["v1", "v2", "v3"]
+    assert versions_to_prune(versions, current="v2", keep=1) == ["v1"]
+    assert versions_to_prune(versions, current="v5", keep=9) == []
+
+
+def test_prune_sweeps_only_stale_staging(tmp_path: Path, run_dir: Path) -> None:
+    build_index(run_dir, tmp_path, progress=False)
+    stale = iv.versions_dir(tmp_path) / ".crashed.partial-abc"
+    fresh = iv.versions_dir(tmp_path) / ".building.partial-def"
+    for staging in (stale, fresh):
+        staging.mkdir()
+        (staging / "movies.faiss").write_bytes(b"half")
+    two_hours_ago = time.time() - 7200
+    os.utime(stale, (two_hours_ago, two_hours_ago))
+    prune(tmp_path, keep=1)
+    assert not stale.exists() and fresh.exists()
+
+
+@pytest.mark.parametrize("factory", ["HNSW32", "IVF8,Flat"])
+def test_approximate_factories_find_most_exact_neighbours(tmp_path: Path, run_dir: Path, factory: str) -> None:
+    build_index(run_dir, tmp_path, factory=factory, progress=False)
+    version = iv.load_current(tmp_path)
+    assert version.manifest["indexes"]["movies"]["factory"] == factory
+    k = 10
+    ids, _ = iv.search(version.movie_index, version.movie_vectors, k, exclude=[{i} for i in range(N_MOVIES)])
+    exact = exact_top_k(version.movie_vectors, version.movie_vectors, k, exclude_self=True)
+    recall = np.mean([len(set(a) & set(b)) / k for a, b in zip(ids.tolist(), exact.tolist())])
+    assert recall >= 0.9
+
+
+@pytest.mark.parametrize(
+    ("factory", "message"),
+    [("Nonsense42", "invalid index factory 'Nonsense42'"), ("IVF1024,Flat", "too few to train 1024 IVF lists")],
+)
+def test_bad_factory_is_an_indexer_error(tmp_path: Path, run_dir: Path, factory: str, message: str) -> None:
+    with pytest.raises(IndexerError, match=message.replace("(", r"\(")):
+        build_index(run_dir, tmp_path, factory=factory, progress=False)
+    assert iv.list_versions(tmp_path) == []
+
+
+def test_non_unit_run_vectors_are_refused(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "run")
+    vectors = np.load(run / "movie_vectors.npy") * 2
+    manifest = json.loads((run / "manifest.json").read_text())
+    np.save(run / "movie_vectors.npy", vectors)
+    manifest["files"]["movie_vectors.npy"] = sha256_file(run / "movie_vectors.npy")
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(IndexerError, match="not unit length"):
+        build_index(run, tmp_path / "index", progress=False)
+
+
+def test_corrupt_version_file_is_named(tmp_path: Path, run_dir: Path) -> None:
+    name = build_index(run_dir, tmp_path, progress=False)
+    with open(iv.version_dir(tmp_path, name) / iv.MOVIES, "a", encoding="utf-8") as f:
+        f.write("\n")
+    with pytest.raises(iv.IndexVersionError, match=iv.MOVIES):
+        iv.load_current(tmp_path)
+
+
+def test_corrupt_run_is_an_indexer_error(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "run")
+    with open(run / "links.json", "a", encoding="utf-8") as f:
+        f.write(" ")
+    with pytest.raises(IndexerError, match="links.json: checksum mismatch"):
+        build_index(run, tmp_path / "index", progress=False)
+
+
+def _fail_copy(*args: object, **kwargs: object) -> None:
+    raise OSError("disk full")
+
+
+def _fail_validation(path: object) -> None:
+    raise iv.IndexVersionError(f"{path}: simulated")
+
+
+@pytest.mark.parametrize(
+    ("module", "attribute", "replacement", "error"),
+    [(shutil, "copyfile", _fail_copy, OSError), (iv, "load_version", _fail_validation, IndexerError)],
+)
+def test_failed_build_leaves_no_version_and_current_unchanged(
+    tmp_path: Path,
+    run_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    module: object,
+    attribute: str,
+    replacement: object,
+    error: type,
+) -> None:
+    first = build_index(run_dir, tmp_path, progress=False)
+    monkeypatch.setattr(module, attribute, replacement)
+    with pytest.raises(error):
+        build_index(run_dir, tmp_path, progress=False)
+    assert sorted(p.name for p in iv.versions_dir(tmp_path).iterdir()) == [first]
+    assert iv.current_version_name(tmp_path) == first
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_export_equals_search(tmp_path: Path, built: iv.IndexVersion, suffix: str) -> None:
+    k = 7
+    out = tmp_path / f"neighbours{suffix}"
+    rows = export_neighbours(built, k, out, batch_size=64, progress=False)
+
+    assert rows == N_MOVIES * k
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]
+    exported = read_neighbour_file(out)
+    ids, scores = iv.search(built.movie_index, built.movie_vectors, k, exclude=[{i} for i in range(N_MOVIES)])
+    titles = [m.title for m in built.movies]
+    assert list(exported) == titles
+    for i, title in enumerate(titles):
+        assert [n for n, _ in exported[title]] == [titles[j] for j in ids[i]]
+        assert title not in {n for n, _ in exported[title]}
+        np.testing.assert_array_equal(np.float32([s for _, s in exported[title]]), scores[i])
+
+
+def test_export_refuses_bad_suffix_and_leaves_nothing_on_failure(
+    tmp_path: Path, built: iv.IndexVersion, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(IndexerError, match=r"\.csv, \.jsonl, \.parquet"):
+        export_neighbours(built, 5, tmp_path / "neighbours.txt", progress=False)
+
+    calls = []
+
+    def search_then_fail(*args: object, **kwargs: object) -> tuple[np.ndarray, np.ndarray]:
+        calls.append(1)
+        if len(calls) > 1:
+            raise RuntimeError("interrupted")
+        return iv.search(*args, **kwargs)
+
+    monkeypatch.setattr("indexer.export.search", search_then_fail)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        export_neighbours(built, 5, tmp_path / "neighbours.csv", batch_size=100, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_list_export_prune(tmp_path: Path, run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "index"
+    first = build_index(run_dir, root, progress=False)
+    second = build_index(run_dir, root, progress=False)
+
+    assert cli.main(["list", str(root)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"  {first}") and lines[1].startswith(f"* {second}")
+
+    out = tmp_path / "n.jsonl"
+    assert cli.main(["export", str(iv.version_dir(root, first)), "--k", "3", "--out", str(out), "--quiet"]) == 0
+    assert f"from version {first}" in capsys.readouterr().out
+    assert all(len(neighbours) == 3 for neighbours in read_neighbour_file(out).values())
+
+    assert cli.main(["prune", str(root), "--keep", "1"]) == 0
+    assert capsys.readouterr().out.strip() == f"removed {first}"
+
+    assert cli.main(["export", str(tmp_path / "nowhere"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("indexer: error: ") and err.count("\n") == 1
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "indexer", *args]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
+def test_cli_build_prints_name_sizes_and_where(tmp_path: Path, run_dir: Path) -> None:
+    result = run_cli("build", str(run_dir), "--out", str(tmp_path), "--quiet")
+    assert result.returncode == 0, result.stderr
+    name = iv.current_version_name(tmp_path)
+    assert f"built index version {name}" in result.stdout
+    assert f"{N_MOVIES} x {DIM}" in result.stdout and f"{N_LINKS} x {DIM}" in result.stdout
+    assert str(tmp_path / iv.CURRENT) in result.stdout
+
+
+def test_cli_bad_run_path_is_one_line_exit_2(tmp_path: Path) -> None:
+    result = run_cli("build", str(tmp_path / "no-such-run"), "--out", str(tmp_path / "index"))
+    assert result.returncode == 2
+    assert result.stderr.startswith("indexer: error: ") and result.stderr.count("\n") == 1
+    assert "no-such-run" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "index").exists()
