@@ -17,43 +17,20 @@ from hypothesis import strategies as st
 
 from common.files import sha256_file
 from common.neighbour_files import read_neighbour_file
-from common.records import AttributeModel, MovieRecord
 from indexer import cli
 from indexer import version as iv
 from indexer.build import IndexerError, build_index
 from indexer.export import export_neighbours
 from indexer.prune import prune, versions_to_prune
-from trainer.run import save_run
+from tests import fixtures
+from tests.fixtures import clustered_unit_vectors
 
 REPO = Path(__file__).resolve().parents[1]
 N_MOVIES, N_LINKS, DIM, N_CLUSTERS = 300, 120, 16, 6
 
 
-def clustered_unit_vectors(rng: np.random.Generator, n: int, dim: int, n_clusters: int) -> np.ndarray:
-    centres = rng.standard_normal((n_clusters, dim))
-    points = centres[rng.integers(n_clusters, size=n)] + 0.35 * rng.standard_normal((n, dim))
-    return (points / np.linalg.norm(points, axis=1, keepdims=True)).astype(np.float32)
-
-
 def make_run(path: Path, seed: int = 0) -> Path:
-    rng = np.random.default_rng(seed)
-    movies = [
-        MovieRecord(f'Movie {i:03d}, part "{i % 7}"', {"director": f"D{i % 11}"}, {"rotten_tomatoes": rng.random()})
-        for i in range(N_MOVIES)
-    ]
-    models = {
-        name: AttributeModel(name, unit, rng.standard_normal(DIM).tolist(), 0.5, 200, 50, 0.1, 0.2)
-        for name, unit in (("rotten_tomatoes", "fraction"), ("gross", "USD"))
-    }
-    return save_run(
-        path,
-        manifest={"dataset": {"n_movies": N_MOVIES}, "params": {"dim": DIM}, "metrics": {"loss": 0.5}},
-        movie_vectors=clustered_unit_vectors(rng, N_MOVIES, DIM, N_CLUSTERS),
-        link_vectors=clustered_unit_vectors(rng, N_LINKS, DIM, N_CLUSTERS),
-        movies=movies,
-        links=[f"Link {i}" for i in range(N_LINKS)],
-        attribute_models=models,
-    )
+    return fixtures.make_run(path, seed, n_movies=N_MOVIES, n_links=N_LINKS, dim=DIM, n_clusters=N_CLUSTERS)
 
 
 @pytest.fixture(scope="module")

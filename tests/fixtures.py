@@ -1,0 +1,52 @@
+"""Synthetic training runs for the stages after the trainer (no TensorFlow needed)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from common.records import AttributeModel, MovieRecord
+from trainer.run import save_run
+
+
+def clustered_unit_vectors(rng: np.random.Generator, n: int, dim: int, n_clusters: int) -> np.ndarray:
+    """Unit float32 rows scattered around `n_clusters` random centres."""
+    centres = rng.standard_normal((n_clusters, dim))
+    points = centres[rng.integers(n_clusters, size=n)] + 0.35 * rng.standard_normal((n, dim))
+    return (points / np.linalg.norm(points, axis=1, keepdims=True)).astype(np.float32)
+
+
+def make_run(
+    path: Path,
+    seed: int = 0,
+    *,
+    n_movies: int = 300,
+    n_links: int = 120,
+    dim: int = 16,
+    n_clusters: int = 6,
+    titles: list[str] | None = None,
+) -> Path:
+    """Write a run directory with clustered vectors, movie attributes and two attribute models.
+
+    `titles` (if given) name the first movies; the rest are 'Movie NNN, part "K"'.
+    """
+    rng = np.random.default_rng(seed)
+    names = list(titles or [])
+    names += [f'Movie {i:03d}, part "{i % 7}"' for i in range(len(names), n_movies)]
+    movies = [
+        MovieRecord(name, {"director": f"D{i % 11}"}, {"rotten_tomatoes": float(rng.random())} if i % 3 else {})
+        for i, name in enumerate(names)
+    ]
+    models = {
+        name: AttributeModel(name, unit, rng.standard_normal(dim).tolist(), 0.5, 200, 50, 0.1, 0.2)
+        for name, unit in (("rotten_tomatoes", "fraction"), ("gross", "USD"))
+    }
+    return save_run(
+        path,
+        manifest={"dataset": {"n_movies": n_movies}, "params": {"dim": dim}, "metrics": {"link_auc": 0.9}},
+        movie_vectors=clustered_unit_vectors(rng, n_movies, dim, n_clusters),
+        link_vectors=clustered_unit_vectors(rng, n_links, dim, n_clusters),
+        movies=movies,
+        links=[f"Link {i}" for i in range(n_links)],
+        attribute_models=models,
+    )

@@ -1,0 +1,238 @@
+"""`trainer fetch`: download a named public dataset into the local cache.
+
+Every file is pinned by repository commit and verified by its git blob SHA-1
+(what `git hash-object FILE` prints), so a mirror can serve it but cannot change it.
+A file is downloaded into "<name>.partial" beside its final name, resumed from
+there with an HTTP Range request when a previous attempt was cut off, and only
+renamed to its final name once its hash matched and its bytes are on disk: a
+file under its final name is always complete and verified.
+
+    <cache>/<dataset name>/<file basename>
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import http.client
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+from tqdm import tqdm
+
+from common.files import fsync_dir
+
+CACHE_ENV = "MOVIELINKS_CACHE"
+BASE_URL_ENV = "MOVIELINKS_FETCH_BASE_URL"
+DEFAULT_CACHE = "~/.cache/movielinks"
+DEFAULT_BASE_URL = "https://raw.githubusercontent.com"
+PARTIAL_SUFFIX = ".partial"
+
+_CHUNK_BYTES = 1 << 16
+_TIMEOUT_S = 60
+
+
+class FetchError(Exception):
+    """A dataset could not be fetched: unknown name, network or HTTP failure, or a file that fails its hash."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DataFile:
+    """One file of a dataset: its path inside the repository and its git blob SHA-1."""
+
+    path: str
+    git_blob_sha1: str
+
+    @property
+    def basename(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """Files pinned at one commit of a public GitHub repository.
+
+    A dataset of one file is used as that file; a dataset of several as their directory.
+    """
+
+    description: str
+    repo: str
+    commit: str
+    files: tuple[DataFile, ...]
+
+
+_WIKIPEDIA_MOVIE_DATA_SHA1 = {
+    "1900s": "f981d51682abeb4beef13a5f50ee2a887483ce4a",
+    "1910s": "9d0bc9f3a2598a46dad44f3d441e76ae7c348648",
+    "1920s": "293d0477b2a0dfb0282c4817739304e6ded60c50",
+    "1930s": "1b87a200bd9d57d43f8777390577dfc185fa856c",
+    "1940s": "49aa2d99220a3b1889b057e367787b1a591d3a09",
+    "1950s": "7a2a0fc7581afc97fa4be20636c01e45ccbfaf51",
+    "1960s": "07b295413527f155cd3ef99cc5cc874c00ad8055",
+    "1970s": "5009e128ebc40c9f143ecbc671044b873898e6b5",
+    "1980s": "a5d63a3a22dad6c18a0152a234a8521ea5f01b7e",
+    "1990s": "db0c0c9997ffb2694bb4da02011cbcc21d35c26e",
+    "2000s": "e982095ca292eee0da5a62cbeb62d0a0d8c6b6b0",
+    "2010s": "16c365053b9dd4c4120fbda7e9f4171c28f9cf57",
+    "2020s": "35b9ce31dd8f423a0406f2cfbf1bd032feeea90b",
+}
+
+DATASETS: dict[str, Dataset] = {
+    "wp-movies-10k": Dataset(
+        description="the Deep Learning Cookbook's 10,000 films with every outgoing Wikipedia link (ndjson)",
+        repo="DOsinga/deep_learning_cookbook",
+        commit="04f56a7fe11e16c19ec6269bc5a138efdcb522a7",
+        files=(DataFile("data/wp_movies_10k.ndjson", "85c76a92d7775974a01159502990e6da9773eea2"),),
+    ),
+    "wikipedia-movie-data": Dataset(
+        description="American films 1900-2023 from Wikipedia: title, year, cast, genres (JSON, MIT licence)",
+        repo="prust/wikipedia-movie-data",
+        commit="91ae721d3672e8ef4f15b213c763a634250ef61a",
+        files=tuple(DataFile(f"movies-{decade}.json", sha1) for decade, sha1 in _WIKIPEDIA_MOVIE_DATA_SHA1.items()),
+    ),
+}
+
+
+def fetch(
+    name: str,
+    cache_dir: str | Path | None = None,
+    base_url: str | None = None,
+    progress: bool = True,
+) -> Path:
+    """Make sure every file of dataset `name` is in the cache and verified; return the dataset's path.
+
+    The path is the file itself for a one-file dataset, else the dataset's directory.
+    Files already present with the right hash are not downloaded again. The cache is
+    `cache_dir`, else $MOVIELINKS_CACHE, else ~/.cache/movielinks; files are fetched from
+    `base_url`, else $MOVIELINKS_FETCH_BASE_URL, else GitHub's raw file host.
+    Raises FetchError; a file under its final name is then still absent or complete.
+    """
+    if name not in DATASETS:
+        raise FetchError(f"unknown dataset {name!r}; choose one of: {', '.join(sorted(DATASETS))}")
+    dataset = DATASETS[name]
+    cache = Path(cache_dir or os.environ.get(CACHE_ENV) or DEFAULT_CACHE).expanduser()
+    base_url = (base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL).rstrip("/")
+    directory = cache / name
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise FetchError(f"cannot create the cache directory {directory}: {e}; pass another with --cache "
+                         f"or ${CACHE_ENV}") from e
+    with _locked(cache / f".{name}.lock"):
+        for file in dataset.files:
+            url = f"{base_url}/{dataset.repo}/{dataset.commit}/{file.path}"
+            _fetch_file(url, directory / file.basename, file.git_blob_sha1, name, progress)
+    return directory / dataset.files[0].basename if len(dataset.files) == 1 else directory
+
+
+def git_blob_sha1(path: str | Path) -> str:
+    """The file's git blob SHA-1: sha1(b"blob <size>\\0" + bytes), what `git hash-object` prints."""
+    path = Path(path)
+    digest = hashlib.sha1(b"blob %d\0" % path.stat().st_size)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    # Two fetches of one dataset would append to the same .partial file.
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _fetch_file(url: str, final: Path, expected_sha1: str, dataset_name: str, progress: bool) -> None:
+    if final.is_file() and git_blob_sha1(final) == expected_sha1:
+        return
+    partial = final.with_name(final.name + PARTIAL_SUFFIX)
+    # A partial file with the right hash is a download that was cut off between
+    # its last byte and the rename; anything else is resumed from its end.
+    if not (partial.is_file() and git_blob_sha1(partial) == expected_sha1):
+        _download(url, partial, progress)
+        actual = git_blob_sha1(partial)
+        if actual != expected_sha1:
+            partial.unlink()
+            raise FetchError(
+                f"{final.name} from {url} has git blob SHA-1 {actual}, expected {expected_sha1}; the download "
+                f"was deleted. Rerun `trainer fetch {dataset_name}`; if it fails again the server sends another "
+                f"file: drop --base-url/${BASE_URL_ENV} or fix the mirror"
+            )
+    os.replace(partial, final)
+    fsync_dir(final.parent)
+
+
+def _download(url: str, partial: Path, progress: bool) -> None:
+    """Append the rest of `url` to `partial` (or rewrite it when the server ignores Range), then fsync it."""
+    offset = partial.stat().st_size if partial.is_file() else 0
+    try:
+        response = _open(url, offset)
+    except _RangeNotSatisfiable:
+        # The partial file is as long as the whole file or longer, and wrong: start over.
+        partial.unlink()
+        offset = 0
+        response = _open(url, offset)
+    with response:
+        if response.status != 206:
+            offset = 0
+        length = response.headers.get("Content-Length")
+        total = offset + int(length) if length is not None else None
+        try:
+            out = open(partial, "ab" if offset else "wb")
+        except OSError as e:
+            raise FetchError(f"cannot write {partial}: {e}; choose another cache with --cache or ${CACHE_ENV}") from e
+        with out, tqdm(
+            total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
+            desc=partial.name.removesuffix(PARTIAL_SUFFIX), disable=not progress,
+        ) as bar:
+            size_bytes = offset
+            while chunk := _read(response, url, size_bytes):
+                try:
+                    out.write(chunk)
+                except OSError as e:
+                    raise FetchError(f"cannot write {partial}: {e}; free some space and rerun the same command "
+                                     f"to resume") from e
+                size_bytes += len(chunk)
+                bar.update(len(chunk))
+            # http.client ends a body cut short by the server like a complete one.
+            if total is not None and size_bytes < total:
+                raise FetchError(f"{url}: download interrupted after {size_bytes} of {total} bytes (the server "
+                                 f"closed the connection); rerun the same command to resume it")
+            out.flush()
+            os.fsync(out.fileno())
+
+
+def _read(response: http.client.HTTPResponse, url: str, size_bytes: int) -> bytes:
+    try:
+        return response.read(_CHUNK_BYTES)
+    except (OSError, http.client.HTTPException) as e:
+        raise FetchError(f"{url}: download interrupted after {size_bytes} bytes ({e}); rerun the same command "
+                         f"to resume it") from e
+
+
+class _RangeNotSatisfiable(Exception):
+    """The server answered 416 to a Range request: the partial file is not a prefix of the file."""
+
+
+def _open(url: str, offset: int) -> http.client.HTTPResponse:
+    headers = {"Range": f"bytes={offset}-"} if offset else {}
+    try:
+        return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=_TIMEOUT_S)
+    except urllib.error.HTTPError as e:
+        e.close()
+        if e.code == 416 and offset:
+            raise _RangeNotSatisfiable() from e
+        raise FetchError(f"{url}: HTTP {e.code} {e.reason}; the server does not serve this file: check --base-url "
+                         f"or ${BASE_URL_ENV} (a mirror keeps GitHub's <repo>/<commit>/<path> layout)") from e
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+        reason = getattr(e, "reason", e)
+        raise FetchError(f"{url}: cannot connect ({reason}); check the network, or point --base-url or "
+                         f"${BASE_URL_ENV} at a reachable mirror") from e
