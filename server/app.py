@@ -1,0 +1,95 @@
+"""The gRPC server process: the movielinks service, health and reflection on one port."""
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import logging
+import threading
+
+import faiss
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from indexer.version import IndexVersionError, load_current
+from proto import SERVICE_NAME
+from proto import movielinks_pb2_grpc as pb_grpc
+from server.catalogue import Catalogue
+from server.servicer import MovielinksServicer
+
+log = logging.getLogger("movielinks.server")
+
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # gRPC's default, stated: requests past it get RESOURCE_EXHAUSTED
+
+
+class ServerError(Exception):
+    """The server cannot start: a bad index root, a port in use."""
+
+
+class CatalogueHolder:
+    """The catalogue being served. A swap is one assignment; a request reads it once."""
+
+    def __init__(self, catalogue: Catalogue):
+        self._catalogue = catalogue
+        self.refused: list[str] = []
+
+    def current(self) -> Catalogue:
+        return self._catalogue
+
+    def swap(self, catalogue: Catalogue) -> None:
+        self._catalogue = catalogue
+
+
+@dataclasses.dataclass
+class RunningServer:
+    server: grpc.Server
+    port: int
+    health: health.HealthServicer
+    holder: CatalogueHolder
+
+    def stop(self, grace_s: float) -> None:
+        """Health turns NOT_SERVING, new calls are refused, calls in flight get `grace_s`."""
+        self.health.enter_graceful_shutdown()
+        self.server.stop(grace_s).wait()
+
+
+def load_catalogue(index_root: str) -> Catalogue:
+    try:
+        return Catalogue(load_current(index_root))
+    except IndexVersionError as e:
+        raise ServerError(str(e)) from e
+
+
+def start(holder: CatalogueHolder, host: str = "127.0.0.1", port: int = 50051, *, max_workers: int = 8) -> RunningServer:
+    """Start serving `holder` on host:port (port 0 picks a free one)."""
+    # One small query per call: an OpenMP team would cost more than the search. The
+    # setting is per thread, so every worker thread makes it.
+    workers = concurrent.futures.ThreadPoolExecutor(
+        max_workers=max_workers, thread_name_prefix="rpc", initializer=faiss.omp_set_num_threads, initargs=(1,)
+    )
+    server = grpc.server(
+        workers,
+        options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), ("grpc.so_reuseport", 0)],
+    )
+    pb_grpc.add_MovielinksServicer_to_server(MovielinksServicer(holder.current, lambda: list(holder.refused)), server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for service in ("", SERVICE_NAME):
+        health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+    )
+    try:
+        bound = server.add_insecure_port(f"{_bracket(host)}:{port}")
+    except RuntimeError as e:
+        raise ServerError(f"cannot listen on {host}:{port}: {e}") from e
+    if bound == 0:
+        raise ServerError(f"cannot listen on {host}:{port}: the address is in use or not available here")
+    server.start()
+    return RunningServer(server, bound, health_servicer, holder)
+
+
+
+
+def _bracket(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host

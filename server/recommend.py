@@ -1,0 +1,31 @@
+"""SVM recommendations: a linear SVM on liked (+1) and disliked (0) movie vectors.
+
+The SVM's decision function is w.x + b, so ranking every movie by it is an
+inner-product search of w over the movie index (and of -w for the worst).
+"""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.svm import SVC
+
+SVM_C = 1.0  # the notebook's SVC(kernel="linear") default
+RANDOM_NEGATIVES_PER_LIKED = 10
+MIN_RANDOM_NEGATIVES = 50
+
+
+def fit_svm(liked: np.ndarray, disliked: np.ndarray) -> tuple[np.ndarray, float]:
+    """(w, b) of SVC(kernel="linear", C=1) fitted on liked (label 1) and disliked (label 0) rows."""
+    features = np.concatenate([liked, disliked]).astype(np.float64)
+    labels = np.concatenate([np.ones(len(liked)), np.zeros(len(disliked))])
+    classifier = SVC(kernel="linear", C=SVM_C).fit(features, labels)
+    return classifier.coef_[0].astype(np.float64), float(classifier.intercept_[0])
+
+
+def random_negative_ids(n_movies: int, liked_ids: list[int]) -> np.ndarray:
+    """Movie ids standing in for dislikes when there are none: a sample of the catalogue
+    (liked movies excluded) of max(50, 10 per liked) movies, seeded by the liked set so
+    the same request always gets the same answer."""
+    liked = np.unique(np.asarray(liked_ids, dtype=np.int64))
+    wanted = min(max(MIN_RANDOM_NEGATIVES, RANDOM_NEGATIVES_PER_LIKED * len(liked)), n_movies - len(liked))
+    rng = np.random.default_rng([0x5EC, len(liked), *liked.tolist()])
+    return np.sort(rng.choice(np.setdiff1d(np.arange(n_movies), liked), size=wanted, replace=False))

@@ -1,0 +1,105 @@
+"""Title resolution: what a user typed -> one catalogue title, or a helpful NOT_FOUND.
+
+Order: exact page title; case-insensitive; the name without its "(... film)"
+qualifier ("the martian" -> "The Martian (film)") when unique; a unique prefix
+("interst" -> "Interstellar (film)"); a close match (typos).
+"""
+from __future__ import annotations
+
+import bisect
+import difflib
+import itertools
+import re
+from typing import Sequence
+
+from server.errors import not_found
+
+_QUALIFIER = re.compile(r"\s*\([^()]*\)\s*$")
+MAX_SUGGESTIONS = 5
+
+
+def shown(text: str, limit: int = 80) -> str:
+    """`text` quoted and cut for messages and logs."""
+    return repr(text if len(text) <= limit else text[:limit] + "…")
+
+
+class TitleResolver:
+    """Resolves names against a fixed list; ids are positions in that list."""
+
+    def __init__(self, names: Sequence[str], what: str = "movie"):
+        self.what = what
+        self.names = list(names)
+        self.exact = {name: i for i, name in enumerate(self.names)}
+        self.lower: dict[str, list[int]] = {}
+        self.base: dict[str, list[int]] = {}
+        for i, name in enumerate(self.names):
+            self.lower.setdefault(name.casefold(), []).append(i)
+            self.base.setdefault(_QUALIFIER.sub("", name).casefold(), []).append(i)
+        self.sorted_lower = sorted((name.casefold(), i) for i, name in enumerate(self.names))
+        self._lower_keys = [key for key, _ in self.sorted_lower]
+
+    def resolve(self, query: str, *, fuzzy: bool = True) -> tuple[int, str]:
+        """(id, how it matched: exact | case_insensitive | qualifier | prefix | close).
+
+        Raises ServiceError NOT_FOUND naming up to five close names.
+        """
+        if query in self.exact:
+            return self.exact[query], "exact"
+        folded = query.strip().casefold()
+        candidates = self.lower.get(folded, [])
+        if len(candidates) == 1:
+            return candidates[0], "case_insensitive"
+        if fuzzy and not candidates:
+            by_base = self.base.get(folded, [])
+            if len(by_base) == 1:
+                return by_base[0], "qualifier"
+            prefixed = self._prefixed(folded, limit=2)
+            if len(prefixed) == 1:
+                return prefixed[0], "prefix"
+            close = [] if prefixed else self._close(folded, 2)
+            if len(close) == 1 or (len(close) == 2 and close[0][1] - close[1][1] > 0.05):
+                return close[0][0], "close"
+        raise not_found(self._unknown_message(query, folded, candidates))
+
+    def _prefixed(self, folded: str, limit: int) -> list[int]:
+        if not folded:
+            return []
+        start = bisect.bisect_left(self._lower_keys, folded)
+        found = []
+        for key, i in self.sorted_lower[start : start + limit]:
+            if not key.startswith(folded):
+                break
+            found.append(i)
+        return found
+
+    def _close(self, folded: str, n: int) -> list[tuple[int, float]]:
+        """Up to n (id, similarity) pairs, best first, similarity >= 0.75."""
+        if not folded:
+            return []
+        matcher = difflib.SequenceMatcher(autojunk=False)
+        matcher.set_seq2(folded)
+        scored: dict[int, float] = {}
+        for key, ids in itertools.chain(self.lower.items(), self.base.items()):
+            if abs(len(key) - len(folded)) > max(3, len(folded) // 4):
+                continue
+            matcher.set_seq1(key)
+            if matcher.real_quick_ratio() >= 0.75 and matcher.quick_ratio() >= 0.75:
+                ratio = matcher.ratio()
+                if ratio >= 0.75:
+                    for i in ids:
+                        scored[i] = max(ratio, scored.get(i, 0.0))
+        return sorted(scored.items(), key=lambda pair: -pair[1])[:n]
+
+    def suggestions(self, folded: str) -> list[str]:
+        """Up to five names close to `folded`: prefix matches first, then similar spellings."""
+        ids = self._prefixed(folded, MAX_SUGGESTIONS)
+        ids += [i for i, _ in self._close(folded, MAX_SUGGESTIONS) if i not in ids]
+        return [self.names[i] for i in ids[:MAX_SUGGESTIONS]]
+
+    def _unknown_message(self, query: str, folded: str, ambiguous: list[int]) -> str:
+        if len(ambiguous) > 1:
+            options = [self.names[i] for i in ambiguous[:MAX_SUGGESTIONS]]
+            return f"{self.what} {shown(query)} is ambiguous; use the exact title: {'; '.join(options)}"
+        close = self.suggestions(folded)
+        hint = f"; did you mean: {'; '.join(close)}" if close else "; no similar title"
+        return f"unknown {self.what} {shown(query)}{hint}"
