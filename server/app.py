@@ -4,7 +4,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import logging
-import threading
+from typing import Sequence
 
 import faiss
 import grpc
@@ -60,8 +60,20 @@ def load_catalogue(index_root: str) -> Catalogue:
         raise ServerError(str(e)) from e
 
 
-def start(holder: CatalogueHolder, host: str = "127.0.0.1", port: int = 50051, *, max_workers: int = 8) -> RunningServer:
-    """Start serving `holder` on host:port (port 0 picks a free one)."""
+def start(
+    holder: CatalogueHolder,
+    host: str = "127.0.0.1",
+    port: int = 50051,
+    *,
+    max_workers: int = 8,
+    credentials: grpc.ServerCredentials | None = None,
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
+) -> RunningServer:
+    """Start serving `holder` on host:port (port 0 picks a free one).
+
+    With `credentials` the port speaks TLS only; `interceptors` run before every
+    call, in order (authentication, metrics).
+    """
     # One small query per call: an OpenMP team would cost more than the search. The
     # setting is per thread, so every worker thread makes it.
     workers = concurrent.futures.ThreadPoolExecutor(
@@ -69,6 +81,7 @@ def start(holder: CatalogueHolder, host: str = "127.0.0.1", port: int = 50051, *
     )
     server = grpc.server(
         workers,
+        interceptors=list(interceptors),
         options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), ("grpc.so_reuseport", 0)],
     )
     pb_grpc.add_MovielinksServicer_to_server(MovielinksServicer(holder.current, lambda: list(holder.refused)), server)
@@ -80,7 +93,8 @@ def start(holder: CatalogueHolder, host: str = "127.0.0.1", port: int = 50051, *
         (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
     )
     try:
-        bound = server.add_insecure_port(f"{_bracket(host)}:{port}")
+        address = f"{_bracket(host)}:{port}"
+        bound = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     except RuntimeError as e:
         raise ServerError(f"cannot listen on {host}:{port}: {e}") from e
     if bound == 0:

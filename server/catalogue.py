@@ -6,10 +6,13 @@ server swaps in another meanwhile.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
 from typing import Iterator, Sequence
 
+import faiss
 import numpy as np
 
 from indexer.version import IndexVersion, search
@@ -167,7 +170,8 @@ class Catalogue:
             pairs = [(i, s) for i, s in zip(found[0].tolist(), scores[0].tolist()) if i >= 0 and i != ids[0]]
             return [[(self._titles[i], s) for i, s in pairs[:k]]]
         ids_array = np.asarray(ids, dtype=np.int64)
-        found, scores = search(self.version.movie_index, self.version.movie_vectors[ids_array], k, ids_array[:, None])
+        with _all_cores():
+            found, scores = search(self.version.movie_index, self.version.movie_vectors[ids_array], k, ids_array[:, None])
         return [self._named(f, s, self._titles) for f, s in zip(found, scores)]
 
     def _movie(self, title: str) -> tuple[int, str]:
@@ -181,6 +185,16 @@ class Catalogue:
     @staticmethod
     def _named(ids: np.ndarray, scores: np.ndarray, names: list[str]) -> Neighbours:
         return [(names[i], float(s)) for i, s in zip(ids.tolist(), scores.tolist()) if i >= 0]
+
+
+@contextlib.contextmanager
+def _all_cores() -> Iterator[None]:
+    """Let FAISS use every core for a batch search in this thread (single queries use one)."""
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(1)
 
 
 def _check_k(k: int) -> None:
