@@ -47,14 +47,31 @@ class IndexerError(Exception):
     """The indexer cannot build, prune or export: bad input run, factory, path or argument."""
 
 
-def build_index(run_path: str | Path, index_root: str | Path, *, factory: str = "Flat", progress: bool = True) -> str:
+DEFAULT_NEIGHBOURS_K = 100
+_NEIGHBOURS_BATCH = 4096  # FAISS takes its BLAS path from a few thousand queries on
+
+
+def build_index(
+    run_path: str | Path,
+    index_root: str | Path,
+    *,
+    factory: str = "Flat",
+    neighbours_k: int = DEFAULT_NEIGHBOURS_K,
+    progress: bool = True,
+) -> str:
     """Build a version of `index_root` from the run at `run_path`, publish it, and return its name.
 
     Every run file's checksum is verified first. The new version is complete and
     loadable before CURRENT is switched to it; on any failure no version directory
     is left behind and CURRENT is unchanged. Raises IndexerError for a bad run or
     factory (OSError for unwritable paths).
+
+    With `neighbours_k` > 0 every movie's `neighbours_k` most similar movies are
+    found once here and stored with the version, so the server answers the most
+    common query (similar movies, k <= neighbours_k) without a search.
     """
+    if neighbours_k < 0:
+        raise IndexerError(f"--neighbours-k must be 0 or more, got {neighbours_k}")
     try:
         run = tr.load_run(run_path)
     except tr.RunError as e:
@@ -74,6 +91,10 @@ def build_index(run_path: str | Path, index_root: str | Path, *, factory: str = 
                 raise IndexerError(f"{index_root}: cannot write {name}: {_faiss_reason(e)}") from e
         for name in (iv.MOVIE_VECTORS, iv.LINK_VECTORS, iv.MOVIES, iv.LINKS, iv.ATTRIBUTE_MODELS):
             shutil.copyfile(run.path / _RUN_FILE[name], staging / name)
+        k = min(neighbours_k, len(run.movies) - 1)
+        if k > 0:
+            ids, scores = all_movie_neighbours(movie_index, run.movie_vectors, k, progress=progress)
+            np.savez(staging / iv.MOVIE_NEIGHBOURS, ids=ids, scores=scores)
         files = {p.name: sha256_file(p) for p in sorted(staging.iterdir())}
         manifest = version_manifest(
             run, final.name, created_at, factory, {"movies": movie_index, "links": link_index}, files
@@ -88,6 +109,21 @@ def build_index(run_path: str | Path, index_root: str | Path, *, factory: str = 
     except iv.IndexVersionError as e:
         raise IndexerError(str(e)) from e
     return final.name
+
+
+def all_movie_neighbours(
+    index: faiss.Index, vectors: np.ndarray, k: int, *, progress: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every movie's k nearest movies in `index` (itself excluded): ids int32 and scores float32, [n, k]."""
+    ids = np.empty((len(vectors), k), dtype=np.int32)
+    scores = np.empty((len(vectors), k), dtype=np.float32)
+    with tqdm(total=len(vectors), unit="movie", desc="movie neighbours", disable=not progress) as bar:
+        for start in range(0, len(vectors), _NEIGHBOURS_BATCH):
+            rows = np.arange(start, min(start + _NEIGHBOURS_BATCH, len(vectors)))
+            found, found_scores = iv.search(index, vectors[rows], k, rows[:, None])
+            ids[rows], scores[rows] = found, found_scores
+            bar.update(len(rows))
+    return ids, scores
 
 
 def make_index(vectors: np.ndarray, factory: str, *, what: str, progress: bool = False) -> faiss.Index:

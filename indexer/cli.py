@@ -1,6 +1,6 @@
 """The `indexer` command: build, list, prune and export index versions.
 
-    indexer build RUN --out INDEX_ROOT [--factory Flat]
+    indexer build RUN --out INDEX_ROOT [--factory Flat] [--neighbours-k 100]
     indexer list INDEX_ROOT
     indexer prune INDEX_ROOT --keep N
     indexer export INDEX --k 10 --out FILE      INDEX: an index root (its CURRENT) or a version dir
@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from indexer import version as iv
-from indexer.build import IndexerError, build_index
+from indexer.build import DEFAULT_NEIGHBOURS_K, IndexerError, build_index
 from indexer.export import export_neighbours
 from indexer.prune import prune
 
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    name = build_index(args.run, args.out, factory=args.factory, progress=not args.quiet)
+    name = build_index(args.run, args.out, factory=args.factory, neighbours_k=args.neighbours_k, progress=not args.quiet)
     manifest = iv.read_manifest(iv.version_dir(args.out, name))
     movies, links = manifest["indexes"]["movies"], manifest["indexes"]["links"]
     print(f"built index version {name}")
@@ -97,6 +97,8 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("run", metavar="RUN", help="training run directory (`trainer train --out`)")
     build.add_argument("--out", required=True, metavar="INDEX_ROOT", help="index root to add the version to")
     build.add_argument("--factory", default="Flat", help="FAISS index-factory string, e.g. Flat, HNSW32, IVF256,Flat")
+    build.add_argument("--neighbours-k", type=int, default=DEFAULT_NEIGHBOURS_K,
+                       help="similar movies found per movie at build time and served without a search (0: none)")
     build.add_argument("--quiet", action="store_true", help="no progress bars")
     build.set_defaults(command=_build)
 

@@ -46,6 +46,7 @@ LINK_VECTORS = "link_vectors.npy"
 MOVIES = "movies.jsonl"
 LINKS = "links.json"
 ATTRIBUTE_MODELS = "attribute_models.json"
+MOVIE_NEIGHBOURS = "movie_neighbours.npz"  # optional: ids int32 [n, K], scores float32 [n, K]
 
 
 class IndexVersionError(Exception):
@@ -65,6 +66,9 @@ class IndexVersion:
     movies: list[MovieRecord]
     links: list[str]
     attribute_models: dict[str, AttributeModel]
+    # Each movie's K most similar movies (itself excluded), found with movie_index at
+    # build time: (ids int32 [n, K] padded with -1, scores float32 [n, K]). None if not built.
+    movie_neighbours: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def name(self) -> str:
@@ -147,7 +151,8 @@ def load_version(path: str | Path) -> IndexVersion:
     manifest_path = path / MANIFEST
     manifest = read_manifest(path)
     files = manifest.get("files") or {}
-    for name in (MOVIE_INDEX, LINK_INDEX, MOVIE_VECTORS, LINK_VECTORS, MOVIES, LINKS, ATTRIBUTE_MODELS):
+    optional = [MOVIE_NEIGHBOURS] if MOVIE_NEIGHBOURS in files else []
+    for name in [MOVIE_INDEX, LINK_INDEX, MOVIE_VECTORS, LINK_VECTORS, MOVIES, LINKS, ATTRIBUTE_MODELS] + optional:
         file = path / name
         if name not in files:
             raise IndexVersionError(f"{manifest_path}: lists no checksum for {name}")
@@ -165,10 +170,15 @@ def load_version(path: str | Path) -> IndexVersion:
         links = json.loads((path / LINKS).read_text(encoding="utf-8"))
         models_json = json.loads((path / ATTRIBUTE_MODELS).read_text(encoding="utf-8"))
         attribute_models = {k: AttributeModel(**v) for k, v in models_json.items()}
+        movie_neighbours = None
+        if optional:
+            with np.load(path / MOVIE_NEIGHBOURS) as saved:
+                movie_neighbours = (saved["ids"], saved["scores"])
     except (OSError, RuntimeError, ValueError, TypeError) as e:
         raise IndexVersionError(f"{path}: cannot read index version: {e}") from e
     version = IndexVersion(
-        path, manifest, movie_index, link_index, movie_vectors, link_vectors, movies, links, attribute_models
+        path, manifest, movie_index, link_index, movie_vectors, link_vectors, movies, links, attribute_models,
+        movie_neighbours,
     )
     _validate(version)
     return version
@@ -189,6 +199,12 @@ def _validate(v: IndexVersion) -> None:
         (v.link_index.metric_type == faiss.METRIC_INNER_PRODUCT, "link index is not inner product"),
         (all(len(m.coef) == v.dim for m in v.attribute_models.values()), "an attribute model's dimension differs"),
     ]
+    if v.movie_neighbours is not None:
+        ids, scores = v.movie_neighbours
+        checks += [
+            (ids.ndim == 2 and ids.shape == scores.shape and ids.shape[0] == n_movies, "movie neighbours have the wrong shape"),
+            (ids.size == 0 or (int(ids.min()) >= -1 and int(ids.max()) < n_movies), "movie neighbours name unknown movies"),
+        ]
     for ok, problem in checks:
         if not ok:
             raise IndexVersionError(f"{v.path}: {problem}")

@@ -85,7 +85,8 @@ def test_build_publishes_a_loadable_inner_product_version(tmp_path: Path, run_di
     assert manifest["indexes"]["movies"]["size"] == N_MOVIES and manifest["indexes"]["links"]["size"] == N_LINKS
     assert manifest["indexes"]["movies"]["dim"] == DIM and manifest["indexes"]["movies"]["factory"] == "Flat"
     assert set(manifest["files"]) == {
-        iv.MOVIE_INDEX, iv.LINK_INDEX, iv.MOVIE_VECTORS, iv.LINK_VECTORS, iv.MOVIES, iv.LINKS, iv.ATTRIBUTE_MODELS
+        iv.MOVIE_INDEX, iv.LINK_INDEX, iv.MOVIE_VECTORS, iv.LINK_VECTORS, iv.MOVIES, iv.LINKS, iv.ATTRIBUTE_MODELS,
+        iv.MOVIE_NEIGHBOURS,
     }
     assert len(version.movies) == N_MOVIES and version.links[0] == "Link 0"
     assert set(version.attribute_models) == {"rotten_tomatoes", "gross"}
@@ -337,3 +338,18 @@ def test_cli_bad_run_path_is_one_line_exit_2(tmp_path: Path) -> None:
     assert result.stderr.startswith("indexer: error: ") and result.stderr.count("\n") == 1
     assert "no-such-run" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "index").exists()
+
+
+def test_stored_movie_neighbours_equal_a_search(tmp_path, run_dir):
+    build_index(run_dir, tmp_path / "index", neighbours_k=20, progress=False)
+    version = iv.load_current(tmp_path / "index")
+    ids, scores = version.movie_neighbours
+    assert ids.shape == scores.shape == (N_MOVIES, 20)
+    rows = np.arange(N_MOVIES)
+    expected_ids, expected_scores = iv.search(version.movie_index, version.movie_vectors, 20, rows[:, None])
+    assert (ids == expected_ids).all() and np.allclose(scores, expected_scores)
+    assert not (ids == rows[:, None]).any()
+    build_index(run_dir, tmp_path / "none", neighbours_k=0, progress=False)
+    assert iv.load_current(tmp_path / "none").movie_neighbours is None
+    with pytest.raises(IndexerError, match="neighbours-k"):
+        build_index(run_dir, tmp_path / "bad", neighbours_k=-1, progress=False)
