@@ -1,0 +1,226 @@
+"""MovielinksClient: one typed method per RPC, plain Python objects out."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import grpc
+
+from proto import movielinks_pb2 as pb
+from proto import movielinks_pb2_grpc as pb_grpc
+
+SERVER_ENV = "MOVIELINKS_SERVER"
+TOKEN_ENV = "MOVIELINKS_TOKEN"
+DEFAULT_SERVER = "127.0.0.1:50051"
+
+
+class ClientError(Exception):
+    """A call failed: `code` is the gRPC status name, `message` says what to do."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclasses.dataclass(frozen=True)
+class Neighbour:
+    name: str
+    score: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Neighbours:
+    query: str
+    neighbours: list[Neighbour]
+    index_version: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoredMovie:
+    title: str
+    decision_value: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Recommendation:
+    best: list[ScoredMovie]
+    worst: list[ScoredMovie]
+    index_version: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    title: str
+    attribute: str
+    unit: str
+    predicted: float
+    known: float | None
+    heldout_mse: float
+    baseline_mse: float
+    index_version: str
+
+
+@dataclasses.dataclass(frozen=True)
+class TitleMatch:
+    title: str
+    match: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Info:
+    index_version: str
+    movies: int
+    links: int
+    dim: int
+    movie_index_type: str
+    link_index_type: str
+    dataset: dict[str, Any]
+    metrics: dict[str, Any]
+    attributes: list[str]
+    max_k: int
+    max_batch: int
+    max_string_chars: int
+    refused_versions: list[str]
+
+
+class MovielinksClient:
+    """A connection to one movielinks server.
+
+    `target` is HOST:PORT (default: $MOVIELINKS_SERVER, else 127.0.0.1:50051).
+    TLS: `tls_ca` (the CA that signed the server's certificate), plus `tls_cert`
+    and `tls_key` for a client certificate; `token` (default $MOVIELINKS_TOKEN)
+    is sent as a bearer token with every call. Every call has a `timeout_s` deadline.
+    """
+
+    def __init__(
+        self,
+        target: str | None = None,
+        *,
+        timeout_s: float = 10.0,
+        tls_ca: str | Path | None = None,
+        tls_cert: str | Path | None = None,
+        tls_key: str | Path | None = None,
+        token: str | None = None,
+    ):
+        self.target = target or os.environ.get(SERVER_ENV) or DEFAULT_SERVER
+        self.timeout_s = timeout_s
+        token = token if token is not None else os.environ.get(TOKEN_ENV)
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        if tls_ca or tls_cert:
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=_read(tls_ca), private_key=_read(tls_key), certificate_chain=_read(tls_cert)
+            )
+            self._channel = grpc.secure_channel(self.target, credentials)
+        else:
+            self._channel = grpc.insecure_channel(self.target)
+        self._stub = pb_grpc.MovielinksStub(self._channel)
+
+    def __enter__(self) -> "MovielinksClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def similar_movies(self, title: str, k: int = 10) -> Neighbours:
+        return _neighbours(self._call("SimilarMovies", pb.SimilarMoviesRequest(title=title, k=k)))
+
+    def similar_movies_batch(self, titles: Sequence[str], k: int = 10) -> list[Neighbours]:
+        response = self._call("BatchSimilarMovies", pb.BatchSimilarMoviesRequest(titles=list(titles), k=k))
+        return [_neighbours(r) for r in response.results]
+
+    def similar_links(self, link: str, k: int = 10) -> Neighbours:
+        return _neighbours(self._call("SimilarLinks", pb.SimilarLinksRequest(link=link, k=k)))
+
+    def movie_links(self, title: str, k: int = 10) -> Neighbours:
+        return _neighbours(self._call("MovieLinks", pb.MovieLinksRequest(title=title, k=k)))
+
+    def link_movies(self, link: str, k: int = 10) -> Neighbours:
+        return _neighbours(self._call("LinkMovies", pb.LinkMoviesRequest(link=link, k=k)))
+
+    def recommend(self, liked: Sequence[str], disliked: Sequence[str] = (), k: int = 10, worst_k: int = 0) -> Recommendation:
+        request = pb.RecommendRequest(liked=list(liked), disliked=list(disliked), k=k, worst_k=worst_k)
+        response = self._call("Recommend", request)
+        scored = lambda movies: [ScoredMovie(m.title, m.decision_value) for m in movies]  # noqa: E731
+        return Recommendation(scored(response.best), scored(response.worst), response.index_version)
+
+    def predict_attribute(self, title: str, attribute: str) -> Prediction:
+        r = self._call("PredictAttribute", pb.PredictAttributeRequest(title=title, attribute=attribute))
+        return Prediction(r.title, r.attribute, r.unit, r.predicted, r.known if r.HasField("known") else None,
+                          r.heldout_mse, r.baseline_mse, r.index_version)
+
+    def lookup_title(self, title: str) -> TitleMatch:
+        r = self._call("LookupTitle", pb.LookupTitleRequest(title=title))
+        return TitleMatch(r.title, r.match)
+
+    def info(self) -> Info:
+        r = self._call("GetInfo", pb.GetInfoRequest())
+        return Info(r.index_version, r.movies, r.links, r.dim, r.movie_index_type, r.link_index_type,
+                    json.loads(r.dataset_json or "{}"), json.loads(r.metrics_json or "{}"), list(r.attributes),
+                    r.max_k, r.max_batch, r.max_string_chars, list(r.refused_versions))
+
+    def export_chunks(self, k: int = 10, chunk_size: int = 0, timeout_s: float | None = None) -> Iterator[tuple[int, list[Neighbours]]]:
+        """Stream every movie's top-k neighbours: (total movies, chunk of results) per message."""
+        stream = self._stub.ExportNeighbours(
+            pb.ExportNeighboursRequest(k=k, chunk_size=chunk_size), timeout=timeout_s, metadata=self._metadata
+        )
+        try:
+            for chunk in stream:
+                yield chunk.total_movies, [_neighbours(r) for r in chunk.results]
+        except grpc.RpcError as e:
+            raise self._error(e) from None
+
+    def export_neighbours(self, k: int = 10, chunk_size: int = 0) -> Iterator[Neighbours]:
+        """Every movie's top-k neighbours, streamed in movie id order."""
+        for _, results in self.export_chunks(k, chunk_size):
+            yield from results
+
+    def export_to_file(self, path: str | Path, k: int = 10, *, progress: bool = True, timeout_s: float | None = None) -> int:
+        """Write the streamed export to .csv, .jsonl or .parquet (atomically); returns the rows written."""
+        from tqdm import tqdm
+
+        from common.neighbour_files import open_neighbour_writer
+
+        with open_neighbour_writer(path) as writer, tqdm(unit="movie", desc="export", disable=not progress) as bar:
+            for total, results in self.export_chunks(k, timeout_s=timeout_s):
+                bar.total = total
+                writer.write([r.query for r in results], [[(n.name, n.score) for n in r.neighbours] for r in results])
+                bar.update(len(results))
+            return writer.rows_written
+
+    def _call(self, method: str, request):
+        try:
+            return getattr(self._stub, method)(request, timeout=self.timeout_s, metadata=self._metadata)
+        except grpc.RpcError as e:
+            raise self._error(e) from None
+
+    def _error(self, error: grpc.RpcError) -> ClientError:
+        code = error.code()
+        details = error.details() or ""
+        if code == grpc.StatusCode.UNAVAILABLE:
+            return ClientError(code.name, f"cannot reach the movielinks server at {self.target} ({details}): "
+                                          f"is it running? set --server or {SERVER_ENV}")
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return ClientError(code.name, f"no answer from {self.target} within the deadline; raise --timeout")
+        if code == grpc.StatusCode.UNAUTHENTICATED:
+            return ClientError(code.name, f"{details or 'not authenticated'}; pass --token-file or set {TOKEN_ENV}")
+        return ClientError(code.name, details or code.name)
+
+
+def _neighbours(response) -> Neighbours:
+    return Neighbours(response.query, [Neighbour(n.name, n.score) for n in response.neighbours], response.index_version)
+
+
+def _read(path: str | Path | None) -> bytes | None:
+    if not path:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise ClientError("INVALID_ARGUMENT", f"{path}: cannot read ({e.strerror})") from None
