@@ -1,0 +1,182 @@
+"""End to end: a run -> `indexer build` -> the real server process -> the real client."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from sklearn.svm import SVC
+
+from client import ClientError, MovielinksClient
+from common.neighbour_files import read_neighbour_file
+from tests.e2e_server import REPO, ServerProcess, build_index_cli
+from tests.fixtures import make_run
+from trainer.run import load_run
+
+TITLES = ["Interstellar (film)", "Star Wars (film)", "Star Wars: The Force Awakens", "The Martian (film)", "Alien (film)"]
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    run = load_run(make_run(tmp / "run", titles=TITLES, n_movies=400, n_links=150))
+    build_index_cli(run.path, tmp / "index", "--neighbours-k", "20")
+    server = ServerProcess(tmp / "index")
+    with MovielinksClient(server.address) as client:
+        yield run, client, server, tmp
+    assert server.stop() == 0, "".join(server.log_lines)
+
+
+def titles_by_cosine(vectors, query_id, names):
+    order = np.argsort(-(vectors @ vectors[query_id]), kind="stable")
+    return [names[i] for i in order if i != query_id]
+
+
+def test_similar_movies_equal_an_exact_cosine_ranking(service):
+    run, client, _, _ = service
+    titles = [m.title for m in run.movies]
+    for k in (10, 50):  # 10 comes from the stored neighbours, 50 from a search
+        result = client.similar_movies("Interstellar (film)", k=k)
+        assert result.query == "Interstellar (film)" and len(result.neighbours) == k
+        assert [n.name for n in result.neighbours] == titles_by_cosine(run.movie_vectors, 0, titles)[:k]
+        scores = [n.score for n in result.neighbours]
+        assert scores == sorted(scores, reverse=True)
+        np.testing.assert_allclose(scores[0], float(run.movie_vectors[0] @ run.movie_vectors[titles.index(result.neighbours[0].name)]), atol=1e-5)
+    batch = client.similar_movies_batch(["Interstellar (film)", "alien (film)", "the martian"], k=10)
+    assert batch == [client.similar_movies(t, k=10) for t in ("Interstellar (film)", "Alien (film)", "The Martian (film)")]
+
+
+def test_links_and_movies_for_links(service):
+    run, client, _, _ = service
+    similar = client.similar_links("Link 7", k=5)
+    order = np.argsort(-(run.link_vectors @ run.link_vectors[7]))
+    assert [n.name for n in similar.neighbours] == [run.links[i] for i in order if i != 7][:5]
+    characteristic = client.movie_links("Alien (film)", k=6)
+    order = np.argsort(-(run.link_vectors @ run.movie_vectors[4]))
+    assert [n.name for n in characteristic.neighbours] == [run.links[i] for i in order[:6]]
+    movies = client.link_movies("Link 7", k=6)
+    order = np.argsort(-(run.movie_vectors @ run.link_vectors[7]))
+    assert [n.name for n in movies.neighbours] == [run.movies[i].title for i in order[:6]]
+
+
+def test_recommend_order_equals_the_svm_decision_function(service):
+    run, client, _, _ = service
+    liked, disliked = TITLES[:3], TITLES[3:]
+    result = client.recommend(liked, disliked, k=25, worst_k=5)
+    vectors = run.movie_vectors.astype(np.float64)
+    svm = SVC(kernel="linear", C=1.0).fit(vectors[:5], [1, 1, 1, 0, 0])
+    decision = svm.decision_function(vectors)
+    order = [i for i in np.argsort(-decision) if i >= 5]
+    assert [m.title for m in result.best] == [run.movies[i].title for i in order[:25]]
+    np.testing.assert_allclose([m.decision_value for m in result.best], decision[order[:25]], atol=1e-4)
+    assert [m.title for m in result.worst] == [run.movies[i].title for i in order[::-1][:5]]
+    assert not {m.title for m in result.best + result.worst} & set(TITLES)
+    alone = client.recommend(["Alien (film)"], k=5)
+    assert len(alone.best) == 5 and alone == client.recommend(["Alien (film)"], k=5)
+
+
+def test_predict_attribute(service):
+    run, client, _, _ = service
+    model = run.attribute_models["rotten_tomatoes"]
+    for movie_id in (1, 3):  # movie 1 carries a known value, movie 3 does not (tests.fixtures)
+        movie = run.movies[movie_id]
+        prediction = client.predict_attribute(movie.title, "rotten_tomatoes")
+        assert prediction.predicted == pytest.approx(float(model.predict(run.movie_vectors[movie_id])), rel=1e-5)
+        assert prediction.known == movie.attributes.get("rotten_tomatoes")
+        assert (prediction.heldout_mse, prediction.baseline_mse) == (model.heldout_mse, model.baseline_mse)
+    assert client.predict_attribute(run.movies[3].title, "rotten_tomatoes").known is None
+
+
+def test_title_lookup_and_info(service):
+    run, client, _, _ = service
+    assert client.lookup_title("Interstellar (film)").match == "exact"
+    assert client.lookup_title("interstellar (FILM)").match == "case_insensitive"
+    assert client.lookup_title("interst").title == "Interstellar (film)"
+    assert client.lookup_title("Intersteller (film)").title == "Interstellar (film)"
+    info = client.info()
+    assert (info.movies, info.links, info.dim) == (400, 150, 16)
+    assert info.attributes == ["gross", "rotten_tomatoes"] and info.metrics == run.manifest["metrics"]
+    assert info.max_k >= 100 and info.refused_versions == []
+
+
+@pytest.mark.parametrize("call, code", [
+    (lambda c: c.similar_movies("Alien (film)", k=0), "INVALID_ARGUMENT"),
+    (lambda c: c.similar_movies("Alien (film)", k=-1), "INVALID_ARGUMENT"),
+    (lambda c: c.similar_movies("Alien (film)", k=c.info().max_k + 1), "INVALID_ARGUMENT"),
+    (lambda c: c.similar_movies("", k=5), "INVALID_ARGUMENT"),
+    (lambda c: c.recommend([], ["Alien (film)"]), "INVALID_ARGUMENT"),
+    (lambda c: c.recommend(["Alien (film)"], ["alien (film)"]), "INVALID_ARGUMENT"),
+    (lambda c: c.similar_movies("A Completely Unknown Picture", k=5), "NOT_FOUND"),
+    (lambda c: c.predict_attribute("Alien (film)", "box office"), "NOT_FOUND"),
+    (lambda c: c.similar_links("No Such Link", k=5), "NOT_FOUND"),
+])
+def test_bad_requests_get_the_right_status(service, call, code):
+    _, client, _, _ = service
+    with pytest.raises(ClientError) as caught:
+        call(client)
+    assert caught.value.code == code
+    assert client.similar_movies("Alien (film)", k=3).neighbours  # still serving
+
+
+def test_unknown_title_names_close_titles(service):
+    _, client, _, _ = service
+    with pytest.raises(ClientError, match="did you mean: .*Star Wars") as caught:
+        client.similar_movies("Star Wa", k=5)  # the prefix of two titles: not guessed
+    assert caught.value.code == "NOT_FOUND"
+
+
+def test_health_and_reflection(service):
+    _, _, server, _ = service
+    with grpc.insecure_channel(server.address) as channel:
+        check = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service="movielinks.v1.Movielinks"))
+        assert check.status == health_pb2.HealthCheckResponse.SERVING
+        reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+        answers = reflection.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+        services = {s.name for answer in answers for s in answer.list_services_response.service}
+    assert {"movielinks.v1.Movielinks", "grpc.health.v1.Health"} <= services
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_streaming_and_offline_exports_equal_single_queries(service, suffix):
+    run, client, _, tmp = service
+    streamed, offline = tmp / f"streamed{suffix}", tmp / f"offline{suffix}"
+    assert client.export_to_file(streamed, k=5, progress=False) == 400 * 5
+    subprocess.run([sys.executable, "-m", "indexer", "export", str(tmp / "index"), "--k", "5", "--out", str(offline),
+                    "--quiet"], cwd=REPO, check=True, capture_output=True)
+    streamed_rows, offline_rows = read_neighbour_file(streamed), read_neighbour_file(offline)
+    assert list(streamed_rows) == [m.title for m in run.movies]
+    for title in ("Interstellar (film)", run.movies[123].title, run.movies[-1].title):
+        single = [n.name for n in client.similar_movies(title, k=5).neighbours]
+        assert [n for n, _ in streamed_rows[title]] == single == [n for n, _ in offline_rows[title]]
+    assert {t: [n for n, _ in v] for t, v in streamed_rows.items()} == {t: [n for n, _ in v] for t, v in offline_rows.items()}
+
+
+def client_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "client", *args], cwd=REPO, capture_output=True, text=True, timeout=60)
+
+
+def test_client_command(service):
+    _, _, server, _ = service
+    table = client_cli("--server", server.address, "query", "--movie", "interstellar", "-k", "3")
+    assert table.returncode == 0 and table.stdout.startswith("Interstellar (film)") and len(table.stdout.splitlines()) == 5
+    as_json = json.loads(client_cli("--server", server.address, "--json", "query", "--movie", "Alien (film)").stdout)
+    assert as_json["query"] == "Alien (film)" and len(as_json["neighbours"]) == 10
+    unknown = client_cli("--server", server.address, "query", "--movie", "Star Wa")
+    assert unknown.returncode == 1 and unknown.stderr.count("\n") == 1 and "Star Wars" in unknown.stderr
+    invalid = client_cli("--server", server.address, "query", "--movie", "Alien (film)", "-k", "0")
+    assert invalid.returncode == 2 and invalid.stderr.startswith("client: error: k must be")
+
+
+def test_client_command_when_the_server_is_down():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, never listening: nobody answers there
+        down = client_cli("--server", f"127.0.0.1:{port}", "--timeout", "5", "info")
+    assert down.returncode == 1 and down.stderr.count("\n") == 1 and "cannot reach the movielinks server" in down.stderr
