@@ -180,3 +180,14 @@ def test_client_command_when_the_server_is_down():
         port = s.getsockname()[1]  # bound, never listening: nobody answers there
         down = client_cli("--server", f"127.0.0.1:{port}", "--timeout", "5", "info")
     assert down.returncode == 1 and down.stderr.count("\n") == 1 and "cannot reach the movielinks server" in down.stderr
+
+
+@pytest.mark.parametrize("command", ["trainer", "indexer", "server", "client"])
+def test_console_commands_start_from_any_directory(command, tmp_path):
+    """The installed commands, not `python -m` from the checkout (which puts it on sys.path)."""
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / command
+    assert script.exists(), f"{script} is not installed: pip install -e . first"
+    shown = subprocess.run([str(script), "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and shown.stdout.startswith(f"usage: {command}"), shown.stderr
