@@ -13,18 +13,31 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
-from client.client import SERVER_ENV, TOKEN_ENV, ClientError, MovielinksClient
+from client.client import (SERVER_ENV, TOKEN_ENV, ClientError, Info, MovielinksClient, Neighbours, Prediction,
+                           Recommendation, TitleMatch)
 
 EPILOG = f"""\
 The server is --server HOST:PORT, else ${SERVER_ENV}, else 127.0.0.1:50051.
 A token comes from --token-file or ${TOKEN_ENV}.
-Exit codes: 0 done; 1 the server answered with an error (unknown title, not
-reachable, deadline, ...); 2 bad usage or a request the server calls invalid.
+Exit codes: 0 done; 1 the call failed (unknown title or link, server not
+reachable, deadline passed, file not writable, ...); 2 bad usage or a request
+the server calls invalid (k out of range, a title both liked and disliked, ...);
+130 interrupted. Errors are one line on stderr: "client: error: ...".
 """
+
+
+@dataclasses.dataclass(frozen=True)
+class Exported:
+    """What `client export` wrote."""
+
+    out: str
+    rows: int
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,23 +48,49 @@ def main(argv: list[str] | None = None) -> int:
                               tls_key=args.tls_key, token=token) as movielinks:
             result = args.command(movielinks, args)
     except ClientError as e:
-        print(f"client: error: {e.message}", file=sys.stderr)
+        _error(e.message)
         return 2 if e.code == "INVALID_ARGUMENT" else 1
     except OSError as e:
-        print(f"client: error: {e}", file=sys.stderr)
+        _error(f"{e.filename}: {e.strerror}" if e.filename and e.strerror else str(e))
         return 1
     except KeyboardInterrupt:
         return 130
-    print(json.dumps(_plain(result), ensure_ascii=False, indent=1) if args.json else render(result))
+    try:
+        print(json.dumps(_plain(result), ensure_ascii=False, indent=1) if args.json else render(result), flush=True)
+    except BrokenPipeError:  # `client ... | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush does not fail again
     return 0
 
 
+def _error(message: str) -> None:
+    # One line, whatever the server put in its message, so scripts can read it.
+    print("client: error: " + " ".join(message.splitlines()), file=sys.stderr)
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise argparse.ArgumentTypeError(f"{text} is not a positive, finite number of seconds")
+    return seconds
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is the same one line as every other error."""
+
+    def error(self, message: str):
+        _error(f"{message} (see `{self.prog} --help`)")
+        sys.exit(2)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="client", description="Ask a movielinks server.", epilog=EPILOG,
+    parser = _Parser(prog="client", description="Ask a movielinks server.", epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--server", help="HOST:PORT of the server")
     parser.add_argument("--json", action="store_true", help="JSON on stdout instead of a table")
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds a call may take (default 30)")
+    parser.add_argument("--timeout", type=_seconds, default=30.0, help="seconds a call may take (default 30)")
     parser.add_argument("--tls-ca", help="CA certificate (PEM) that signed the server's: use TLS")
     parser.add_argument("--tls-cert", help="client certificate (PEM), for servers that require one")
     parser.add_argument("--tls-key", help="client certificate's private key (PEM)")
@@ -63,7 +102,9 @@ def _parser() -> argparse.ArgumentParser:
     what.add_argument("--movie", help="movie title")
     what.add_argument("--link", help="link name")
     query.add_argument("-k", "--k", type=int, default=10, help="how many (default 10)")
-    query.set_defaults(command=lambda c, a: c.similar_movies(a.movie, a.k) if a.movie is not None else c.similar_links(a.link, a.k))
+    query.set_defaults(
+        command=lambda c, a: c.similar_movies(a.movie, a.k) if a.movie is not None else c.similar_links(a.link, a.k)
+    )
 
     links = commands.add_parser("links", help="links that characterise a movie")
     links.add_argument("--movie", required=True)
@@ -101,15 +142,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _export(movielinks: MovielinksClient, args: argparse.Namespace) -> dict:
-    rows = movielinks.export_to_file(args.out, args.k, progress=not args.json, timeout_s=None)
-    return {"out": args.out, "rows": rows}
+def _export(movielinks: MovielinksClient, args: argparse.Namespace) -> Exported:
+    # No deadline: --timeout is for single calls, an export takes as long as the catalogue needs.
+    return Exported(args.out, movielinks.export_to_file(args.out, args.k, progress=not args.json, timeout_s=None))
 
 
 def _token(token_file: str | None) -> str | None:
     if not token_file:
         return None
-    token = open(token_file, encoding="utf-8").read().strip()
+    token = Path(token_file).read_text(encoding="utf-8").strip()
     if not token:
         raise ClientError("INVALID_ARGUMENT", f"{token_file} is empty")
     return token
@@ -117,28 +158,28 @@ def _token(token_file: str | None) -> str | None:
 
 def render(result: Any) -> str:
     """A result as aligned text for people."""
-    from client.client import Info, Neighbours, Prediction, Recommendation, TitleMatch
-
     if isinstance(result, Neighbours):
         rows = [(str(i), n.name, f"{n.score:.4f}") for i, n in enumerate(result.neighbours, 1)]
         return f"{result.query}   (index {result.index_version})\n" + table(("#", "name", "cosine"), rows)
     if isinstance(result, Recommendation):
-        text = table(("#", "recommended", "decision"), [(str(i), m.title, f"{m.decision_value:.4f}") for i, m in enumerate(result.best, 1)])
-        if result.worst:
-            text += "\n\n" + table(("#", "least liked", "decision"), [(str(i), m.title, f"{m.decision_value:.4f}") for i, m in enumerate(result.worst, 1)])
-        return text
+        text = _scored_table("recommended", result.best)
+        return (text + "\n\n" + _scored_table("least liked", result.worst)) if result.worst else text
     if isinstance(result, Prediction):
         known = "unknown" if result.known is None else f"{result.known:.4g}"
         return (f"{result.title}: {result.attribute} predicted {result.predicted:.4g} {result.unit} (known: {known})\n"
-                f"model held-out MSE {result.heldout_mse:.4g} vs {result.baseline_mse:.4g} for always predicting the mean")
+                f"model held-out MSE {result.heldout_mse:.4g} vs {result.baseline_mse:.4g} "
+                "for always predicting the mean")
     if isinstance(result, TitleMatch):
         return f"{result.title}   ({result.match} match)"
     if isinstance(result, Info):
-        lines = [f"{field.name}: {getattr(result, field.name)}" for field in dataclasses.fields(result)
+        lines = [f"{field.name}: {_text(getattr(result, field.name))}" for field in dataclasses.fields(result)
                  if field.name not in ("dataset", "metrics")]
+        # Per-epoch histories and nested tables would flood the screen; --json has them all.
         metrics = {k: v for k, v in result.metrics.items() if not isinstance(v, (list, dict))}
         return "\n".join(lines + [f"dataset: {json.dumps(result.dataset)}", f"metrics: {json.dumps(metrics)}"])
-    return json.dumps(_plain(result), ensure_ascii=False)
+    if isinstance(result, Exported):
+        return f"wrote {result.rows} rows to {result.out}"
+    raise TypeError(f"no text form for {type(result).__name__}")
 
 
 def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
@@ -148,6 +189,14 @@ def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
         cells = [c.ljust(w) if i < len(row) - 1 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))]
         return "  ".join(cells).rstrip()
     return "\n".join([line(header)] + [line(r) for r in rows])
+
+
+def _scored_table(heading: str, movies: list) -> str:
+    return table(("#", heading, "decision"), [(str(i), m.title, f"{m.decision_value:.4f}") for i, m in enumerate(movies, 1)])
+
+
+def _text(value: Any) -> str:
+    return (", ".join(map(str, value)) or "none") if isinstance(value, list) else str(value)
 
 
 def _plain(result: Any) -> Any:

@@ -1,6 +1,7 @@
 """MovielinksClient: one typed method per RPC, plain Python objects out."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -15,6 +16,7 @@ from proto import movielinks_pb2_grpc as pb_grpc
 SERVER_ENV = "MOVIELINKS_SERVER"
 TOKEN_ENV = "MOVIELINKS_TOKEN"
 DEFAULT_SERVER = "127.0.0.1:50051"
+_INT32 = (-(2**31), 2**31 - 1)  # the proto's int32 fields
 
 
 class ClientError(Exception):
@@ -129,67 +131,94 @@ class MovielinksClient:
         self._channel.close()
 
     def similar_movies(self, title: str, k: int = 10) -> Neighbours:
-        return _neighbours(self._call("SimilarMovies", pb.SimilarMoviesRequest(title=title, k=k)))
+        """The k movies most similar to `title` (itself excluded), best first."""
+        return _neighbours(self._call("SimilarMovies", _request(pb.SimilarMoviesRequest, title=title, k=k)))
 
     def similar_movies_batch(self, titles: Sequence[str], k: int = 10) -> list[Neighbours]:
-        response = self._call("BatchSimilarMovies", pb.BatchSimilarMoviesRequest(titles=list(titles), k=k))
-        return [_neighbours(r) for r in response.results]
+        """similar_movies for each of `titles` in one call, in the order given."""
+        request = _request(pb.BatchSimilarMoviesRequest, titles=_titles("titles", titles), k=k)
+        return [_neighbours(r) for r in self._call("BatchSimilarMovies", request).results]
 
     def similar_links(self, link: str, k: int = 10) -> Neighbours:
-        return _neighbours(self._call("SimilarLinks", pb.SimilarLinksRequest(link=link, k=k)))
+        """The k links most similar to `link` (itself excluded), best first."""
+        return _neighbours(self._call("SimilarLinks", _request(pb.SimilarLinksRequest, link=link, k=k)))
 
     def movie_links(self, title: str, k: int = 10) -> Neighbours:
-        return _neighbours(self._call("MovieLinks", pb.MovieLinksRequest(title=title, k=k)))
+        """The k links nearest to the movie's vector: the links that characterise it."""
+        return _neighbours(self._call("MovieLinks", _request(pb.MovieLinksRequest, title=title, k=k)))
 
     def link_movies(self, link: str, k: int = 10) -> Neighbours:
-        return _neighbours(self._call("LinkMovies", pb.LinkMoviesRequest(link=link, k=k)))
+        """The k movies nearest to the link's vector."""
+        return _neighbours(self._call("LinkMovies", _request(pb.LinkMoviesRequest, link=link, k=k)))
 
-    def recommend(self, liked: Sequence[str], disliked: Sequence[str] = (), k: int = 10, worst_k: int = 0) -> Recommendation:
-        request = pb.RecommendRequest(liked=list(liked), disliked=list(disliked), k=k, worst_k=worst_k)
+    def recommend(
+        self, liked: Sequence[str], disliked: Sequence[str] = (), k: int = 10, worst_k: int = 0
+    ) -> Recommendation:
+        """The k best (and worst_k worst) movies by a linear SVM fitted on liked against disliked movies."""
+        request = _request(pb.RecommendRequest, liked=_titles("liked", liked), disliked=_titles("disliked", disliked),
+                           k=k, worst_k=worst_k)
         response = self._call("Recommend", request)
-        scored = lambda movies: [ScoredMovie(m.title, m.decision_value) for m in movies]  # noqa: E731
-        return Recommendation(scored(response.best), scored(response.worst), response.index_version)
+        return Recommendation(_scored(response.best), _scored(response.worst), response.index_version)
 
     def predict_attribute(self, title: str, attribute: str) -> Prediction:
-        r = self._call("PredictAttribute", pb.PredictAttributeRequest(title=title, attribute=attribute))
+        """The attribute predicted from the movie's embedding, with the value the data has (or None)."""
+        r = self._call("PredictAttribute", _request(pb.PredictAttributeRequest, title=title, attribute=attribute))
         return Prediction(r.title, r.attribute, r.unit, r.predicted, r.known if r.HasField("known") else None,
                           r.heldout_mse, r.baseline_mse, r.index_version)
 
     def lookup_title(self, title: str) -> TitleMatch:
-        r = self._call("LookupTitle", pb.LookupTitleRequest(title=title))
+        """The catalogue title `title` resolves to, and how it matched."""
+        r = self._call("LookupTitle", _request(pb.LookupTitleRequest, title=title))
         return TitleMatch(r.title, r.match)
 
     def info(self) -> Info:
+        """The served index version, its sizes and metrics, and the server's limits."""
         r = self._call("GetInfo", pb.GetInfoRequest())
         return Info(r.index_version, r.movies, r.links, r.dim, r.movie_index_type, r.link_index_type,
                     json.loads(r.dataset_json or "{}"), json.loads(r.metrics_json or "{}"), list(r.attributes),
                     r.max_k, r.max_batch, r.max_string_chars, list(r.refused_versions))
 
-    def export_chunks(self, k: int = 10, chunk_size: int = 0, timeout_s: float | None = None) -> Iterator[tuple[int, list[Neighbours]]]:
-        """Stream every movie's top-k neighbours: (total movies, chunk of results) per message."""
-        stream = self._stub.ExportNeighbours(
-            pb.ExportNeighboursRequest(k=k, chunk_size=chunk_size), timeout=timeout_s, metadata=self._metadata
-        )
+    def export_chunks(
+        self, k: int = 10, chunk_size: int = 0, timeout_s: float | None = None
+    ) -> Iterator[tuple[int, list[Neighbours]]]:
+        """Stream every movie's top-k neighbours: (total movies, chunk of results) per message.
+
+        `timeout_s` bounds the whole stream (None: no deadline, since an export of a
+        large catalogue takes as long as it takes).
+        """
+        request = _request(pb.ExportNeighboursRequest, k=k, chunk_size=chunk_size)
+        stream = self._stub.ExportNeighbours(request, timeout=timeout_s, metadata=self._metadata)
         try:
             for chunk in stream:
                 yield chunk.total_movies, [_neighbours(r) for r in chunk.results]
         except grpc.RpcError as e:
-            raise self._error(e) from None
+            raise self._error(e, timeout_s) from None
+        finally:
+            stream.cancel()  # a consumer that stops early must not leave the server searching
 
     def export_neighbours(self, k: int = 10, chunk_size: int = 0) -> Iterator[Neighbours]:
         """Every movie's top-k neighbours, streamed in movie id order."""
         for _, results in self.export_chunks(k, chunk_size):
             yield from results
 
-    def export_to_file(self, path: str | Path, k: int = 10, *, progress: bool = True, timeout_s: float | None = None) -> int:
-        """Write the streamed export to .csv, .jsonl or .parquet (atomically); returns the rows written."""
+    def export_to_file(
+        self, path: str | Path, k: int = 10, *, progress: bool = True, timeout_s: float | None = None
+    ) -> int:
+        """Write the streamed export to .csv, .jsonl or .parquet (atomically: on any error the
+        target is left as it was); returns the rows written. `progress` draws a bar on stderr."""
         from tqdm import tqdm
 
         from common.neighbour_files import open_neighbour_writer
 
-        with open_neighbour_writer(path) as writer, tqdm(unit="movie", desc="export", disable=not progress) as bar:
+        try:
+            writer = open_neighbour_writer(path)
+        except ValueError as e:  # an unknown suffix: the caller's mistake, said before any call
+            raise ClientError("INVALID_ARGUMENT", str(e)) from None
+        with writer, contextlib.ExitStack() as bars:
+            bar = None
             for total, results in self.export_chunks(k, timeout_s=timeout_s):
-                bar.total = total
+                if bar is None:  # the first chunk tells how many movies the stream carries
+                    bar = bars.enter_context(tqdm(total=total, unit="movie", desc="export", disable=not progress))
                 writer.write([r.query for r in results], [[(n.name, n.score) for n in r.neighbours] for r in results])
                 bar.update(len(results))
             return writer.rows_written
@@ -198,23 +227,51 @@ class MovielinksClient:
         try:
             return getattr(self._stub, method)(request, timeout=self.timeout_s, metadata=self._metadata)
         except grpc.RpcError as e:
-            raise self._error(e) from None
+            raise self._error(e, self.timeout_s) from None
 
-    def _error(self, error: grpc.RpcError) -> ClientError:
+    def _error(self, error: grpc.RpcError, timeout_s: float | None) -> ClientError:
         code = error.code()
         details = error.details() or ""
         if code == grpc.StatusCode.UNAVAILABLE:
             return ClientError(code.name, f"cannot reach the movielinks server at {self.target} ({details}): "
                                           f"is it running? set --server or {SERVER_ENV}")
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-            return ClientError(code.name, f"no answer from {self.target} within the deadline; raise --timeout")
+            within = f"within {timeout_s:g} s" if timeout_s is not None else "before the server's deadline"
+            return ClientError(code.name, f"no answer from {self.target} {within}; "
+                                          "raise --timeout (timeout_s) or ask for less")
         if code == grpc.StatusCode.UNAUTHENTICATED:
             return ClientError(code.name, f"{details or 'not authenticated'}; pass --token-file or set {TOKEN_ENV}")
         return ClientError(code.name, details or code.name)
 
 
+def _request(message_type, **fields):
+    """The request message, or ClientError(INVALID_ARGUMENT) naming the field protobuf cannot carry
+    (an int outside int32, text that is not valid Unicode) instead of protobuf's bare ValueError."""
+    for name, value in fields.items():
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, int) and not _INT32[0] <= item <= _INT32[1]:
+                raise ClientError("INVALID_ARGUMENT", f"{name}={item} is out of range; `client info` shows the limits")
+            if isinstance(item, str):
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise ClientError("INVALID_ARGUMENT", f"{name} {item!r} is not valid UTF-8 text") from None
+    return message_type(**fields)
+
+
+def _titles(name: str, titles: Sequence[str]) -> list[str]:
+    # A lone string is a Sequence too, and would silently become one title per character.
+    if isinstance(titles, str):
+        raise TypeError(f"{name} must be a list of titles, not the string {titles!r}")
+    return list(titles)
+
+
 def _neighbours(response) -> Neighbours:
     return Neighbours(response.query, [Neighbour(n.name, n.score) for n in response.neighbours], response.index_version)
+
+
+def _scored(movies) -> list[ScoredMovie]:
+    return [ScoredMovie(m.title, m.decision_value) for m in movies]
 
 
 def _read(path: str | Path | None) -> bytes | None:

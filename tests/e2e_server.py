@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import queue
 import re
 import signal
 import subprocess
@@ -19,29 +20,40 @@ class ServerProcess:
 
     def __init__(self, index_root: Path, *extra_args: str, timeout_s: float = 30.0):
         self.log_lines: list[str] = []
+        self._new_lines: queue.Queue[str | None] = queue.Queue()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "server", "--index", str(index_root), "--port", "0", *extra_args],
             cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
         )
+        # A thread reads stderr so that waiting for the start line can time out
+        # (a bare readline would block forever on a server that hangs silently).
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
         self.address = self._wait_for_address(timeout_s)
-        threading.Thread(target=self._drain, daemon=True).start()
 
     def _wait_for_address(self, timeout_s: float) -> str:
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            line = self.process.stderr.readline()
-            if not line:
+        while (left_s := deadline - time.monotonic()) > 0:
+            try:
+                line = self._new_lines.get(timeout=left_s)
+            except queue.Empty:
                 break
-            self.log_lines.append(line)
+            if line is None:  # stderr closed: the process ended
+                break
             match = re.search(r"listening on (\S+:\d+)", line)
             if match:
                 return match.group(1)
         self.process.kill()
-        raise RuntimeError("server did not start:\n" + "".join(self.log_lines) + self.process.stderr.read())
+        self.process.wait()
+        self._reader.join(timeout=5)  # the last lines say why it did not start
+        raise RuntimeError(f"server did not start (waited up to {timeout_s:g} s; exit code {self.process.returncode}):\n"
+                           + "".join(self.log_lines))
 
     def _drain(self) -> None:
         for line in self.process.stderr:
             self.log_lines.append(line)
+            self._new_lines.put(line)
+        self._new_lines.put(None)
 
     def stop(self, timeout_s: float = 15.0) -> int:
         """SIGTERM, then the exit code (killed if it does not exit in time)."""
@@ -51,6 +63,7 @@ class ServerProcess:
             return self.process.wait(timeout_s)
         except subprocess.TimeoutExpired:
             self.process.kill()
+            self.process.wait()
             raise
 
 

@@ -1,10 +1,21 @@
-"""The client command's output and arguments, without a server."""
+"""The client library and command without a server: output, arguments, errors, exit codes."""
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import grpc
 import pytest
 
-from client.cli import _parser, render, table
-from client.client import Neighbour, Neighbours, Prediction, Recommendation, ScoredMovie
+import client.cli
+from client.cli import Exported, _parser, main, render, table
+from client.client import (ClientError, Info, MovielinksClient, Neighbour, Neighbours, Prediction, Recommendation,
+                           ScoredMovie, TitleMatch)
+
+NOBODY = "127.0.0.1:1"  # calls that fail before reaching the network never contact it
 
 
 def test_table_aligns_columns_and_right_aligns_numbers():
@@ -16,17 +27,153 @@ def test_table_aligns_columns_and_right_aligns_numbers():
 
 def test_render_neighbours_prediction_and_recommendation():
     neighbours = Neighbours("Alien (film)", [Neighbour("Aliens (film)", 0.91234)], "v1")
-    assert render(neighbours).splitlines() == ["Alien (film)   (index v1)", "#  name           cosine", "1  Aliens (film)  0.9123"]
+    assert render(neighbours).splitlines() == [
+        "Alien (film)   (index v1)", "#  name           cosine", "1  Aliens (film)  0.9123"]
     prediction = Prediction("Jaws (film)", "rotten_tomatoes", "fraction", 0.62, None, 0.066, 0.084, "v1")
     assert "known: unknown" in render(prediction) and "0.066 vs 0.084" in render(prediction)
     recommendation = Recommendation([ScoredMovie("Up", 1.5)], [ScoredMovie("Cats (2019 film)", -2.0)], "v1")
     assert "least liked" in render(recommendation) and "-2.0000" in render(recommendation)
+    assert "least liked" not in render(Recommendation([ScoredMovie("Up", 1.5)], [], "v1"))
+
+
+def test_render_info_lookup_and_export():
+    info = Info("v1", 400, 150, 16, "IndexFlat", "IndexFlat", {"sha256": "ab"}, {"link_auc": 0.9, "history": [1, 2]},
+                ["gross", "rotten_tomatoes"], 1000, 10000, 500, [])
+    lines = render(info).splitlines()
+    assert "attributes: gross, rotten_tomatoes" in lines and "refused_versions: none" in lines
+    assert 'metrics: {"link_auc": 0.9}' in lines  # per-epoch lists are left to --json
+    assert render(TitleMatch("Interstellar (film)", "prefix")) == "Interstellar (film)   (prefix match)"
+    assert render(Exported("n.csv", 4000)) == "wrote 4000 rows to n.csv"
 
 
 def test_arguments():
-    args = _parser().parse_args(["--server", "h:1", "--json", "recommend", "--like", "A", "--like", "B", "--dislike", "C", "--worst", "2"])
+    argv = ["--server", "h:1", "--json", "recommend", "--like", "A", "--like", "B", "--dislike", "C", "--worst", "2"]
+    args = _parser().parse_args(argv)
     assert (args.server, args.json, args.like, args.dislike, args.worst, args.k) == ("h:1", True, ["A", "B"], ["C"], 2, 10)
-    with pytest.raises(SystemExit):
-        _parser().parse_args(["query", "--movie", "A", "--link", "B"])  # one or the other
-    with pytest.raises(SystemExit):
-        _parser().parse_args(["recommend"])  # at least one --like
+    assert _parser().parse_args(["query", "--link", "George Lucas"]).timeout > 0
+
+
+@pytest.mark.parametrize("argv, complaint", [
+    (["query", "--movie", "A", "--link", "B"], "not allowed with argument"),  # one or the other
+    (["recommend"], "--like"),  # at least one liked title
+    (["--timeout", "0", "info"], "positive, finite number of seconds"),
+    (["--timeout", "nan", "info"], "positive, finite number of seconds"),
+    (["query", "--movie", "A", "-k", "ten"], "invalid int value"),
+    ([], "COMMAND"),
+])
+def test_bad_usage_is_one_line_and_exit_code_2(argv, complaint, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    stderr = capsys.readouterr().err
+    assert exited.value.code == 2
+    assert stderr.startswith("client: error: ") and stderr.count("\n") == 1 and complaint in stderr
+
+
+class FakeClient:
+    """Stands in for MovielinksClient in `main`: answers every verb with `answer`, or raises it."""
+
+    def __init__(self, answer):
+        self.answer = answer
+
+    def __call__(self, target, **options):
+        self.target = target
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+    def __getattr__(self, verb):
+        def call(*args):
+            if isinstance(self.answer, BaseException):
+                raise self.answer
+            return self.answer
+        return call
+
+
+@pytest.mark.parametrize("error, exit_code", [
+    (ClientError("NOT_FOUND", "unknown movie 'Star Wa'; did you mean: Star Wars (film)"), 1),
+    (ClientError("UNAVAILABLE", "cannot reach the movielinks server at h:1"), 1),
+    (ClientError("INVALID_ARGUMENT", "k must be 1..1000, got 0\n(see GetInfo)"), 2),
+    (FileNotFoundError(2, "No such file or directory", "/nowhere/n.csv"), 1),
+])
+def test_errors_are_one_line_on_stderr_with_the_documented_exit_code(monkeypatch, capsys, error, exit_code):
+    monkeypatch.setattr(client.cli, "MovielinksClient", FakeClient(error))
+    assert main(["query", "--movie", "Star Wa"]) == exit_code
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("client: error: ") and err.count("\n") == 1
+    assert (error.message.split("\n")[0] if isinstance(error, ClientError) else "/nowhere/n.csv") in err
+
+
+def test_results_go_to_stdout_as_a_table_or_json(monkeypatch, capsys):
+    neighbours = Neighbours("Alien (film)", [Neighbour("Aliens (film)", 0.5), Neighbour("Prometheus (film)", 0.25)], "v1")
+    monkeypatch.setattr(client.cli, "MovielinksClient", FakeClient(neighbours))
+    assert main(["query", "--movie", "alien"]) == 0
+    assert capsys.readouterr().out == render(neighbours) + "\n"
+    assert main(["--json", "query", "--movie", "alien"]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "query": "Alien (film)", "index_version": "v1",
+        "neighbours": [{"name": "Aliens (film)", "score": 0.5}, {"name": "Prometheus (film)", "score": 0.25}],
+    }
+
+
+def test_the_server_comes_from_the_option_then_the_environment(monkeypatch):
+    monkeypatch.setenv("MOVIELINKS_SERVER", "from-env:5")
+    with MovielinksClient() as from_env, MovielinksClient("from-option:6") as from_option:
+        assert (from_env.target, from_option.target) == ("from-env:5", "from-option:6")
+    monkeypatch.delenv("MOVIELINKS_SERVER")
+    with MovielinksClient() as default:
+        assert default.target == "127.0.0.1:50051"
+
+
+class FakeRpcError(grpc.RpcError):
+    def __init__(self, code: grpc.StatusCode, details: str):
+        self._code, self._details = code, details
+
+    def code(self):
+        return self._code
+
+    def details(self):
+        return self._details
+
+
+@pytest.mark.parametrize("status, details, says", [
+    (grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses",
+     "cannot reach the movielinks server at 127.0.0.1:1 (failed to connect to all addresses): is it running? "
+     "set --server or MOVIELINKS_SERVER"),
+    (grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded", "no answer from 127.0.0.1:1 within 2.5 s; raise --timeout"),
+    (grpc.StatusCode.NOT_FOUND, "unknown movie 'Alein'; did you mean: Alien (film)",
+     "unknown movie 'Alein'; did you mean: Alien (film)"),
+])
+def test_grpc_errors_become_client_errors_a_user_can_act_on(status, details, says):
+    with MovielinksClient(NOBODY, timeout_s=2.5) as movielinks:
+        def fail(request, timeout, metadata):
+            raise FakeRpcError(status, details)
+        movielinks._stub = types.SimpleNamespace(SimilarMovies=fail)
+        with pytest.raises(ClientError) as caught:
+            movielinks.similar_movies("Alein")
+    assert caught.value.code == status.name and caught.value.message.startswith(says)
+
+
+def test_requests_protobuf_cannot_carry_are_refused_before_any_call(tmp_path):
+    with MovielinksClient(NOBODY) as movielinks:
+        with pytest.raises(ClientError, match=r"k=1099511627776 is out of range") as too_big:
+            movielinks.similar_movies("Alien (film)", k=2**40)
+        with pytest.raises(ClientError, match="not valid UTF-8") as undecodable:
+            movielinks.lookup_title("Alien \udcff")  # what argv holds for bytes that are not UTF-8
+        with pytest.raises(ClientError, match=r"\.csv, \.jsonl, \.parquet") as suffix:
+            movielinks.export_to_file(tmp_path / "neighbours.txt", progress=False)
+        with pytest.raises(TypeError, match="list of titles"):
+            movielinks.recommend("Alien (film)")  # one title per character, otherwise
+    assert {too_big.value.code, undecodable.value.code, suffix.value.code} == {"INVALID_ARGUMENT"}
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_client_imports_no_tensorflow_and_no_other_stage():
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, client.cli; print(' '.join(sys.modules))"],
+        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, check=True,
+    ).stdout.split()
+    assert not {m.split(".")[0] for m in loaded} & {"tensorflow", "keras", "trainer", "indexer", "server", "faiss", "sklearn"}

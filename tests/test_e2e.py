@@ -1,9 +1,13 @@
 """End to end: a run -> `indexer build` -> the real server process -> the real client."""
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -14,6 +18,7 @@ from sklearn.svm import SVC
 
 from client import ClientError, MovielinksClient
 from common.neighbour_files import read_neighbour_file
+from server.recommend import random_negative_ids
 from tests.e2e_server import REPO, ServerProcess, build_index_cli
 from tests.fixtures import make_run
 from trainer.run import load_run
@@ -46,7 +51,8 @@ def test_similar_movies_equal_an_exact_cosine_ranking(service):
         assert [n.name for n in result.neighbours] == titles_by_cosine(run.movie_vectors, 0, titles)[:k]
         scores = [n.score for n in result.neighbours]
         assert scores == sorted(scores, reverse=True)
-        np.testing.assert_allclose(scores[0], float(run.movie_vectors[0] @ run.movie_vectors[titles.index(result.neighbours[0].name)]), atol=1e-5)
+        best = titles.index(result.neighbours[0].name)
+        np.testing.assert_allclose(scores[0], float(run.movie_vectors[0] @ run.movie_vectors[best]), atol=1e-5)
     batch = client.similar_movies_batch(["Interstellar (film)", "alien (film)", "the martian"], k=10)
     assert batch == [client.similar_movies(t, k=10) for t in ("Interstellar (film)", "Alien (film)", "The Martian (film)")]
 
@@ -76,8 +82,18 @@ def test_recommend_order_equals_the_svm_decision_function(service):
     np.testing.assert_allclose([m.decision_value for m in result.best], decision[order[:25]], atol=1e-4)
     assert [m.title for m in result.worst] == [run.movies[i].title for i in order[::-1][:5]]
     assert not {m.title for m in result.best + result.worst} & set(TITLES)
-    alone = client.recommend(["Alien (film)"], k=5)
-    assert len(alone.best) == 5 and alone == client.recommend(["Alien (film)"], k=5)
+
+
+def test_recommend_without_dislikes_uses_the_servers_seeded_negatives(service):
+    run, client, _, _ = service
+    liked_ids = [0, 4]
+    result = client.recommend([run.movies[i].title for i in liked_ids], k=10)
+    negatives = random_negative_ids(len(run.movies), liked_ids)
+    vectors = run.movie_vectors.astype(np.float64)
+    svm = SVC(kernel="linear", C=1.0).fit(vectors[liked_ids + negatives.tolist()], [1] * 2 + [0] * len(negatives))
+    order = [i for i in np.argsort(-svm.decision_function(vectors)) if i not in liked_ids]
+    assert [m.title for m in result.best] == [run.movies[i].title for i in order[:10]]
+    assert result == client.recommend([run.movies[i].title for i in liked_ids], k=10)  # seeded: the same answer
 
 
 def test_predict_attribute(service):
@@ -89,7 +105,9 @@ def test_predict_attribute(service):
         assert prediction.predicted == pytest.approx(float(model.predict(run.movie_vectors[movie_id])), rel=1e-5)
         assert prediction.known == movie.attributes.get("rotten_tomatoes")
         assert (prediction.heldout_mse, prediction.baseline_mse) == (model.heldout_mse, model.baseline_mse)
-    assert client.predict_attribute(run.movies[3].title, "rotten_tomatoes").known is None
+    gross = client.predict_attribute(run.movies[1].title, "gross")
+    assert gross.unit == "USD" and gross.known is None
+    assert gross.predicted == pytest.approx(float(run.attribute_models["gross"].predict(run.movie_vectors[1])), rel=1e-5)
 
 
 def test_title_lookup_and_info(service):
@@ -156,8 +174,22 @@ def test_streaming_and_offline_exports_equal_single_queries(service, suffix):
     assert {t: [n for n, _ in v] for t, v in streamed_rows.items()} == {t: [n for n, _ in v] for t, v in offline_rows.items()}
 
 
-def client_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "client", *args], cwd=REPO, capture_output=True, text=True, timeout=60)
+def test_an_export_stopped_early_leaves_the_server_serving(service):
+    run, client, _, _ = service
+    stream = client.export_neighbours(k=3, chunk_size=10)
+    first = next(stream)
+    stream.close()  # cancels the stream
+    assert first.query == run.movies[0].title and len(first.neighbours) == 3
+    assert client.similar_movies(run.movies[0].title, k=3) == first
+
+
+def client_cli(*args: str, server: str | None = None) -> subprocess.CompletedProcess:
+    """`python -m client ARGS`; `server` goes in through MOVIELINKS_SERVER, as a user would set it."""
+    env = {k: v for k, v in os.environ.items() if k != "MOVIELINKS_SERVER"}
+    if server:
+        env["MOVIELINKS_SERVER"] = server
+    return subprocess.run([sys.executable, "-m", "client", *args], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=60)
 
 
 def test_client_command(service):
@@ -170,11 +202,44 @@ def test_client_command(service):
     assert unknown.returncode == 1 and unknown.stderr.count("\n") == 1 and "Star Wars" in unknown.stderr
     invalid = client_cli("--server", server.address, "query", "--movie", "Alien (film)", "-k", "0")
     assert invalid.returncode == 2 and invalid.stderr.startswith("client: error: k must be")
+    assert invalid.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("args, call", [
+    (["query", "--link", "Link 7", "-k", "4"], lambda c: c.similar_links("Link 7", 4)),
+    (["links", "--movie", "Alien (film)", "-k", "4"], lambda c: c.movie_links("Alien (film)", 4)),
+    (["movies", "--link", "Link 7", "-k", "4"], lambda c: c.link_movies("Link 7", 4)),
+    (["recommend", "--like", "Interstellar (film)", "--like", "Star Wars (film)", "--dislike", "Alien (film)",
+      "-k", "4", "--worst", "2"],
+     lambda c: c.recommend(["Interstellar (film)", "Star Wars (film)"], ["Alien (film)"], 4, 2)),
+    (["predict", "--movie", "Alien (film)", "--attribute", "rotten_tomatoes"],
+     lambda c: c.predict_attribute("Alien (film)", "rotten_tomatoes")),
+    (["lookup", "interst"], lambda c: c.lookup_title("interst")),
+    (["info"], lambda c: c.info()),
+])
+def test_every_client_command_prints_what_the_library_returns(service, args, call):
+    _, client, server, _ = service
+    as_json = client_cli("--json", *args, server=server.address)
+    assert as_json.returncode == 0, as_json.stderr
+    assert json.loads(as_json.stdout) == dataclasses.asdict(call(client))
+    as_table = client_cli(*args, server=server.address)
+    assert as_table.returncode == 0 and as_table.stdout.strip() and not as_table.stderr
+
+
+def test_client_command_exports_a_file(service):
+    run, client, server, tmp = service
+    out = tmp / "by_command.jsonl"
+    exported = client_cli("--json", "export", "--k", "4", "--out", str(out), server=server.address)
+    assert exported.returncode == 0, exported.stderr
+    assert json.loads(exported.stdout) == {"out": str(out), "rows": 4 * len(run.movies)}
+    rows = read_neighbour_file(out)
+    assert [n for n, _ in rows["Alien (film)"]] == [n.name for n in client.similar_movies("Alien (film)", k=4).neighbours]
+    wrong_suffix = client_cli("export", "--k", "4", "--out", str(tmp / "neighbours.txt"), server=server.address)
+    assert wrong_suffix.returncode == 2 and wrong_suffix.stderr.count("\n") == 1 and ".parquet" in wrong_suffix.stderr
+    assert not (tmp / "neighbours.txt").exists()
 
 
 def test_client_command_when_the_server_is_down():
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # bound, never listening: nobody answers there
@@ -185,8 +250,6 @@ def test_client_command_when_the_server_is_down():
 @pytest.mark.parametrize("command", ["trainer", "indexer", "server", "client"])
 def test_console_commands_start_from_any_directory(command, tmp_path):
     """The installed commands, not `python -m` from the checkout (which puts it on sys.path)."""
-    from pathlib import Path
-
     script = Path(sys.executable).parent / command
     assert script.exists(), f"{script} is not installed: pip install -e . first"
     shown = subprocess.run([str(script), "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
