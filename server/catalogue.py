@@ -23,6 +23,7 @@ from server.titles import TitleResolver, shown
 MAX_K = 1000  # largest k (and worst_k) any request may ask for
 MAX_BATCH = 10_000  # most titles in one batch or list field
 MAX_STRING_CHARS = 500  # longest title or link name accepted
+MAX_CLOSE_MATCHES = 20  # misspelt titles one request may ask to resolve (each scans the catalogue)
 EXPORT_NEIGHBOURS_PER_CHUNK = 40_000  # keeps each streamed message well under gRPC's 4 MB
 DEFAULT_EXPORT_CHUNK = 4096  # FAISS's BLAS path needs a few thousand queries per search
 
@@ -71,7 +72,7 @@ class Catalogue:
     def similar_movies_batch(self, titles: Sequence[str], k: int) -> list[tuple[str, Neighbours]]:
         _check_count("titles", titles, minimum=1)
         _check_k(k)
-        ids = [self._movie(t)[0] for t in titles]
+        ids = self._movie_ids(titles)
         return [(self.version.movies[i].title, n) for i, n in zip(ids, self._movie_neighbours(ids, k))]
 
     def similar_links(self, link: str, k: int) -> tuple[str, Neighbours]:
@@ -99,8 +100,8 @@ class Catalogue:
         _check_k(k)
         if not 0 <= worst_k <= MAX_K:
             raise invalid(f"worst_k must be between 0 and {MAX_K}, got {worst_k}")
-        liked_ids = list(dict.fromkeys(self._movie(t)[0] for t in liked))
-        disliked_ids = list(dict.fromkeys(self._movie(t)[0] for t in disliked))
+        liked_ids = list(dict.fromkeys(self._movie_ids(liked)))
+        disliked_ids = list(dict.fromkeys(self._movie_ids(disliked)))
         both = set(liked_ids) & set(disliked_ids)
         if both:
             names = ", ".join(shown(self.version.movies[i].title) for i in sorted(both)[:5])
@@ -176,6 +177,16 @@ class Catalogue:
         with _all_cores():
             found, scores = search(self.version.movie_index, self.version.movie_vectors[ids_array], k, ids_array[:, None])
         return [self._named(f, s, self._titles) for f, s in zip(found, scores)]
+
+    def _movie_ids(self, titles: Sequence[str]) -> list[int]:
+        """Ids of many titles: each distinct title resolved once, at most MAX_CLOSE_MATCHES by close match."""
+        resolved: dict[str, int] = {}
+        close_left = MAX_CLOSE_MATCHES
+        for title in dict.fromkeys(titles):
+            _check_string("title", title)
+            resolved[title], match = self.movie_titles.resolve(title, close=close_left > 0)
+            close_left -= match == "close"
+        return [resolved[t] for t in titles]
 
     def _movie(self, title: str) -> tuple[int, str]:
         _check_string("title", title)

@@ -132,3 +132,16 @@ def test_export_covers_every_movie_in_order(catalogue):
 ])
 def test_bad_requests_are_invalid_arguments(catalogue, call):
     assert error_kind(lambda: call(catalogue)) is Kind.INVALID_ARGUMENT
+
+
+def test_misspelt_titles_cost_a_bounded_amount_of_work(catalogue, monkeypatch):
+    import time
+
+    started = time.perf_counter()
+    batch = catalogue.similar_movies_batch(["Intersteller (film)"] * 5000, 1)  # resolved once, not 5000 times
+    assert time.perf_counter() - started < 5 and batch[0][0] == "Interstellar (film)"
+    monkeypatch.setattr("server.catalogue.MAX_CLOSE_MATCHES", 1)
+    assert len(catalogue.similar_movies_batch(["Intersteller (film)", "Alien (film)"], 1)) == 2
+    with pytest.raises(ServiceError, match="close") as caught:
+        catalogue.similar_movies_batch(["Intersteller (film)", "The Martain (film)"], 1)
+    assert caught.value.kind is Kind.INVALID_ARGUMENT
