@@ -12,6 +12,7 @@ import threading
 import time
 
 from server.app import CatalogueHolder, ServerError, load_catalogue, start
+from server.security import MalformedRequestInterceptor, TokenInterceptor, load_token, server_credentials
 
 log = logging.getLogger("movielinks.server")
 
@@ -32,21 +33,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=8, help="threads answering calls")
     parser.add_argument("--grace", type=float, default=10.0, help="seconds calls in flight get at shutdown")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    parser.add_argument("--tls-cert", help="PEM server certificate: the port speaks TLS only (needs --tls-key)")
+    parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    parser.add_argument("--tls-client-ca", help="PEM CA: require client certificates signed by it (mutual TLS)")
+    parser.add_argument("--token-file", help="file holding the bearer token every call must carry "
+                                             "(default: $MOVIELINKS_TOKEN; neither: no token)")
     args = parser.parse_args(argv)
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together")
+    if args.tls_client_ca and not args.tls_cert:
+        parser.error("--tls-client-ca needs --tls-cert and --tls-key")
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
 
     started = time.monotonic()
     try:
+        credentials = server_credentials(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None
+        token = load_token(args.token_file)
+        interceptors = [*([TokenInterceptor(token)] if token else []), MalformedRequestInterceptor()]
         holder = CatalogueHolder(load_catalogue(args.index))
-        running = start(holder, args.host, args.port, max_workers=args.workers)
+        running = start(holder, args.host, args.port, max_workers=args.workers, credentials=credentials,
+                        interceptors=interceptors)
     except ServerError as e:
         print(f"server: error: {e}", file=sys.stderr)
         return 2
     catalogue = holder.current()
     log.info(
-        "movielinks server listening on %s:%d version=%s movies=%d links=%d dim=%d start_ms=%.0f",
+        "movielinks server listening on %s:%d version=%s movies=%d links=%d dim=%d tls=%s auth=%s start_ms=%.0f",
         args.host, running.port, catalogue.name, len(catalogue.version.movies), len(catalogue.version.links),
-        catalogue.version.dim, 1000 * (time.monotonic() - started),
+        catalogue.version.dim, "mutual" if args.tls_client_ca else "on" if credentials else "off",
+        "token" if token else "none", 1000 * (time.monotonic() - started),
     )
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

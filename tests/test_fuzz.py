@@ -7,12 +7,6 @@ normal query still answers correctly at the end.
 from __future__ import annotations
 
 import dataclasses
-import queue
-import re
-import signal
-import subprocess
-import sys
-import threading
 from pathlib import Path
 from typing import Callable
 
@@ -26,20 +20,16 @@ from indexer.build import build_index
 from proto import SERVICE_NAME
 from proto import movielinks_pb2 as pb
 from proto import movielinks_pb2_grpc as pb_grpc
-from server.app import MAX_MESSAGE_BYTES, CatalogueHolder, load_catalogue, start
+from server.app import MAX_MESSAGE_BYTES, load_catalogue
 from server.catalogue import MAX_BATCH, MAX_K, MAX_STRING_CHARS
-from server.security import MalformedRequestInterceptor
+from tests.e2e_server import ServerProcess, running_server
 from tests.fixtures import make_run
 
-ROOT = Path(__file__).resolve().parents[1]
 TITLES = ["Interstellar (film)", "Amélie (film)", "千と千尋の神隠し", "Heat (1995 film)", "Heat (1986 film)",
           "Crouching Tiger, Hidden Dragon", "Tab\tand newline\n (film)"]
 N_MOVIES, N_LINKS = 300, 120
 ANSWERS = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
            grpc.StatusCode.RESOURCE_EXHAUSTED}
-# grpc answers undecodable request bytes with INTERNAL and these details unless the
-# server installs MalformedRequestInterceptor; see test_malformed_bytes_answered_as_invalid_argument.
-GRPC_UNDECODABLE = "Exception deserializing request!"
 CALL_TIMEOUT_S = 30
 FUZZ = settings(deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
@@ -49,10 +39,8 @@ def fuzz(max_examples: int) -> settings:
 
 
 @dataclasses.dataclass
-class ServerProcess:
-    process: subprocess.Popen
-    port: int
-    log: list[str]
+class Served:
+    server: ServerProcess
     index_root: Path
     sent: int = 0
 
@@ -61,42 +49,15 @@ class ServerProcess:
 def served(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("fuzz")
     build_index(make_run(tmp / "run", titles=TITLES, n_movies=N_MOVIES, n_links=N_LINKS), tmp / "index", progress=False)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "server", "--index", str(tmp / "index"), "--port", "0", "--workers", "4"],
-        cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, errors="replace",
-    )
-    log: list[str] = []
-    lines: queue.Queue[str] = queue.Queue()
-
-    def drain() -> None:  # a full pipe would block the server's logging
-        for line in process.stderr:
-            log.append(line)
-            lines.put(line)
-        lines.put("")
-
-    threading.Thread(target=drain, daemon=True).start()
-    port = None
-    try:
-        while port is None:
-            line = lines.get(timeout=60)
-            assert line, f"the server exited before listening:\n{''.join(log)}"
-            found = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
-            port = int(found.group(1)) if found else None
-        yield ServerProcess(process, port, log, tmp / "index")
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with running_server(tmp / "index", "--workers", "4") as server:
+        yield Served(server, tmp / "index")
 
 
 @pytest.fixture(scope="module")
 def channel(served):
     # The client's receive limit is raised past the server's so that a large answer
     # is the server's to refuse, not the client's.
-    with grpc.insecure_channel(f"127.0.0.1:{served.port}",
+    with grpc.insecure_channel(served.server.address,
                                options=[("grpc.max_receive_message_length", 256 * 1024 * 1024)]) as channel:
         yield channel
 
@@ -116,7 +77,7 @@ def answer(served: ServerProcess, call: Callable[[], object]) -> tuple[grpc.Stat
         status, details = grpc.StatusCode.OK, ""
     except grpc.RpcError as e:
         status, details = e.code(), e.details() or ""
-    assert served.process.poll() is None, f"the server died:\n{''.join(served.log[-50:])}"
+    assert served.server.process.poll() is None, f"the server died:\n{''.join(served.server.log_lines[-50:])}"
     return status, details
 
 
@@ -253,34 +214,13 @@ RAW_BYTES = st.one_of(
 @given(method=st.sampled_from(sorted(METHODS)), data=RAW_BYTES)
 def test_raw_bytes_to_the_real_server_are_answered(served, channel, method, data):
     status, details = answer(served, raw_call(channel, method, data))
-    # Until server/cli.py installs MalformedRequestInterceptor, grpc's own INTERNAL for
-    # undecodable bytes is the one INTERNAL tolerated here: it comes before any of our code.
-    assert status in ANSWERS or (status is grpc.StatusCode.INTERNAL and details == GRPC_UNDECODABLE), (
-        f"{method} {data!r}: {status}: {details}")
-
-
-@pytest.fixture(scope="module")
-def hardened_port(served):
-    """An in-process server over the same index with MalformedRequestInterceptor installed."""
-    running = start(CatalogueHolder(load_catalogue(str(served.index_root))), "127.0.0.1", 0, max_workers=2,
-                    interceptors=[MalformedRequestInterceptor()])
-    yield running.port
-    running.stop(0)
-
-
-@fuzz(300)
-@given(method=st.sampled_from(sorted(METHODS)), data=RAW_BYTES)
-def test_malformed_bytes_answered_as_invalid_argument(served, hardened_port, method, data):
-    with grpc.insecure_channel(f"127.0.0.1:{hardened_port}") as hardened:
-        status, details = answer(served, raw_call(hardened, method, data))
     assert status in ANSWERS, f"{method} {data!r}: {status}: {details}"
 
 
-def test_hardened_server_names_the_bad_request(hardened_port):
-    with grpc.insecure_channel(f"127.0.0.1:{hardened_port}") as hardened:
-        call = hardened.unary_unary(f"/{SERVICE_NAME}/SimilarMovies")
-        with pytest.raises(grpc.RpcError) as caught:
-            call(b"\x0a\x02\xff\xfe", timeout=CALL_TIMEOUT_S)  # a title that is not UTF-8
+def test_undecodable_request_is_named(channel):
+    call = channel.unary_unary(f"/{SERVICE_NAME}/SimilarMovies")
+    with pytest.raises(grpc.RpcError) as caught:
+        call(b"\x0a\x02\xff\xfe", timeout=CALL_TIMEOUT_S)  # a title that is not UTF-8
     assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert "SimilarMoviesRequest" in caught.value.details()
 
@@ -308,5 +248,5 @@ def test_server_still_answers_correctly_afterwards(served, stub, channel):
     assert health.status == health_pb2.HealthCheckResponse.SERVING
     # The servicer logs "unexpected error in" before an INTERNAL; grpc logs "Exception
     # calling application" for an exception that escaped a handler (UNKNOWN).
-    escaped = [line for line in served.log if "unexpected error in" in line or "Exception calling application" in line]
-    assert not escaped, "".join(served.log[-200:])
+    escaped = [line for line in served.server.log_lines if "unexpected error in" in line or "Exception calling application" in line]
+    assert not escaped, "".join(served.server.log_lines[-200:])

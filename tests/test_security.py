@@ -9,6 +9,8 @@ import dataclasses
 import datetime
 import ipaddress
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import grpc
@@ -26,6 +28,7 @@ from server import security
 from server.app import CatalogueHolder, ServerError, load_catalogue, start
 from server.catalogue import Catalogue
 from server.security import TokenInterceptor, load_token, server_credentials
+from tests.e2e_server import REPO, running_server
 from tests.fixtures import make_run
 
 TOKEN = "s3cret-Token_for.tests~42"
@@ -342,3 +345,39 @@ def test_credentials_refuse_a_key_that_does_not_match_the_certificate(pki, tmp_p
     stray_key.write_bytes(pki.client.key)
     with pytest.raises(ServerError, match=r"server\.pem and private key .*stray\.key are not a valid pair"):
         server_credentials(pki.files["server_cert"], stray_key)
+
+
+def test_real_server_with_mutual_tls_and_a_token_and_the_client_command(pki, tmp_path):
+    """The `server` process with --tls-* and --token-file, called by the `client` command."""
+    build_index(make_run(tmp_path / "run", titles=["Interstellar (film)"], n_movies=50, n_links=20),
+                tmp_path / "index", progress=False)
+    files = {name: tmp_path / f"{name}.pem" for name in ("client_cert", "client_key", "other_cert", "other_key")}
+    files["client_cert"].write_bytes(pki.client.cert)
+    files["client_key"].write_bytes(pki.client.key)
+    files["other_cert"].write_bytes(pki.other_client.cert)
+    files["other_key"].write_bytes(pki.other_client.key)
+    (tmp_path / "token").write_text("s3cret-token\n")
+    (tmp_path / "wrong").write_text("not-the-token\n")
+    tls = ["--tls-cert", str(pki.files["server_cert"]), "--tls-key", str(pki.files["server_key"]),
+           "--tls-client-ca", str(pki.files["ca"]), "--token-file", str(tmp_path / "token")]
+    with running_server(tmp_path / "index", *tls) as server:
+        assert "tls=mutual auth=token" in "".join(server.log_lines)
+        port = server.address.rsplit(":", 1)[1]
+
+        def client(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run([sys.executable, "-m", "client", "--server", f"localhost:{port}", *args, "query",
+                                   "--movie", "Interstellar (film)", "-k", "3"],
+                                  cwd=REPO, capture_output=True, text=True, timeout=60)
+
+        ca = ["--tls-ca", str(pki.files["ca"])]
+        mine = ["--tls-cert", str(files["client_cert"]), "--tls-key", str(files["client_key"])]
+        ok = client(*ca, *mine, "--token-file", str(tmp_path / "token"))
+        assert ok.returncode == 0 and ok.stdout.startswith("Interstellar (film)"), ok.stderr
+        wrong_token = client(*ca, *mine, "--token-file", str(tmp_path / "wrong"))
+        assert wrong_token.returncode == 1 and "bearer token" in wrong_token.stderr
+        no_client_cert = client(*ca, "--token-file", str(tmp_path / "token"))
+        assert no_client_cert.returncode == 1 and "cannot reach" in no_client_cert.stderr
+        stranger = client(*ca, "--tls-cert", str(files["other_cert"]), "--tls-key", str(files["other_key"]),
+                          "--token-file", str(tmp_path / "token"))
+        assert stranger.returncode == 1
+        assert "s3cret-token" not in "".join(server.log_lines)
