@@ -16,6 +16,7 @@ from proto import SERVICE_NAME
 from proto import movielinks_pb2_grpc as pb_grpc
 from server.catalogue import Catalogue
 from server.servicer import MovielinksServicer
+from server.versions import CatalogueHolder
 
 log = logging.getLogger("movielinks.server")
 
@@ -24,20 +25,6 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # gRPC's default, stated: requests past it 
 
 class ServerError(Exception):
     """The server cannot start: a bad index root, a port in use."""
-
-
-class CatalogueHolder:
-    """The catalogue being served. A swap is one assignment; a request reads it once."""
-
-    def __init__(self, catalogue: Catalogue):
-        self._catalogue = catalogue
-        self.refused: list[str] = []
-
-    def current(self) -> Catalogue:
-        return self._catalogue
-
-    def swap(self, catalogue: Catalogue) -> None:
-        self._catalogue = catalogue
 
 
 @dataclasses.dataclass
@@ -66,13 +53,15 @@ def start(
     port: int = 50051,
     *,
     max_workers: int = 8,
+    max_concurrent_rpcs: int | None = None,
     credentials: grpc.ServerCredentials | None = None,
     interceptors: Sequence[grpc.ServerInterceptor] = (),
 ) -> RunningServer:
     """Start serving `holder` on host:port (port 0 picks a free one).
 
     With `credentials` the port speaks TLS only; `interceptors` run before every
-    call, in order (authentication, metrics).
+    call, in order. Past `max_concurrent_rpcs` calls in progress, a new call is
+    answered RESOURCE_EXHAUSTED at once instead of waiting in a queue.
     """
     # One small query per call: an OpenMP team would cost more than the search. The
     # setting is per thread, so every worker thread makes it.
@@ -82,9 +71,10 @@ def start(
     server = grpc.server(
         workers,
         interceptors=list(interceptors),
+        maximum_concurrent_rpcs=max_concurrent_rpcs,
         options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), ("grpc.so_reuseport", 0)],
     )
-    pb_grpc.add_MovielinksServicer_to_server(MovielinksServicer(holder.current, lambda: list(holder.refused)), server)
+    pb_grpc.add_MovielinksServicer_to_server(MovielinksServicer(holder.current, holder.refused), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for service in ("", SERVICE_NAME):

@@ -1,6 +1,7 @@
 """`server` command: serve a published index over gRPC until SIGTERM or SIGINT.
 
-    server --index INDEX_ROOT [--host 127.0.0.1] [--port 50051]
+    server --index INDEX_ROOT [--host 127.0.0.1] [--port 50051] [--metrics-port 9090]
+           [--tls-cert C --tls-key K [--tls-client-ca CA]] [--token-file F]
 """
 from __future__ import annotations
 
@@ -11,16 +12,23 @@ import sys
 import threading
 import time
 
-from server.app import CatalogueHolder, ServerError, load_catalogue, start
+from server.app import ServerError, load_catalogue, start
+from server.catalogue import Catalogue
+from server.observability import Metrics, MetricsInterceptor, configure_logging
 from server.security import MalformedRequestInterceptor, TokenInterceptor, load_token, server_credentials
+from server.versions import CatalogueHolder, VersionWatcher
 
 log = logging.getLogger("movielinks.server")
 
 EPILOG = """\
 Binds 127.0.0.1 unless --host says otherwise; --port 0 picks a free port (the start
-log line names it). SIGTERM or SIGINT: health turns NOT_SERVING, new calls are
-refused, calls in flight get --grace seconds, then the process exits 0.
-Exit code 2 (one line on stderr): the index is missing or bad, or the port is taken.
+log line names it). The server follows the index root's CURRENT: a new version is
+loaded and validated beside the served one, then swapped in (every --reload-interval
+seconds, and at once on SIGHUP); a bad version is refused and the old one keeps serving.
+SIGTERM or SIGINT: health turns NOT_SERVING, new calls are refused, calls in flight
+get --grace seconds, then the process exits 0.
+Exit code 2 (one line on stderr): the index is missing or bad, a TLS or token file is
+bad, or the port is taken.
 """
 
 
@@ -31,8 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     parser.add_argument("--port", type=int, default=50051, help="port (0: a free one)")
     parser.add_argument("--workers", type=int, default=8, help="threads answering calls")
+    parser.add_argument("--max-concurrent", type=int, default=64,
+                        help="calls in progress at most; more get RESOURCE_EXHAUSTED at once")
     parser.add_argument("--grace", type=float, default=10.0, help="seconds calls in flight get at shutdown")
+    parser.add_argument("--reload-interval", type=float, default=1.0,
+                        help="seconds between checks of CURRENT (0: only on SIGHUP)")
+    parser.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on --host at this port (0: free)")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    parser.add_argument("--log-format", default="text", choices=("text", "json"), help="one line an event, either way")
     parser.add_argument("--tls-cert", help="PEM server certificate: the port speaks TLS only (needs --tls-key)")
     parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
     parser.add_argument("--tls-client-ca", help="PEM CA: require client certificates signed by it (mutual TLS)")
@@ -43,32 +57,57 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--tls-cert and --tls-key go together")
     if args.tls_client_ca and not args.tls_cert:
         parser.error("--tls-client-ca needs --tls-cert and --tls-key")
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
+    if args.max_concurrent < 1 or args.workers < 1:
+        parser.error("--workers and --max-concurrent must be at least 1")
+    configure_logging(args.log_level, args.log_format)
 
     started = time.monotonic()
+    metrics = Metrics()
     try:
         credentials = server_credentials(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None
         token = load_token(args.token_file)
-        interceptors = [*([TokenInterceptor(token)] if token else []), MalformedRequestInterceptor()]
+        # Metrics first, so that refused calls are counted too.
+        interceptors = [MetricsInterceptor(metrics), *([TokenInterceptor(token)] if token else []),
+                        MalformedRequestInterceptor()]
         holder = CatalogueHolder(load_catalogue(args.index))
-        running = start(holder, args.host, args.port, max_workers=args.workers, credentials=credentials,
-                        interceptors=interceptors)
+        running = start(holder, args.host, args.port, max_workers=args.workers,
+                        max_concurrent_rpcs=args.max_concurrent, credentials=credentials, interceptors=interceptors)
+        metrics_port = metrics.serve_http(args.host, args.metrics_port) if args.metrics_port is not None else None
     except ServerError as e:
         print(f"server: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # the metrics port
+        print(f"server: error: cannot serve metrics on {args.host}:{args.metrics_port}: {e.strerror}", file=sys.stderr)
+        return 2
     catalogue = holder.current()
+    metrics.serving(catalogue)
     log.info(
-        "movielinks server listening on %s:%d version=%s movies=%d links=%d dim=%d tls=%s auth=%s start_ms=%.0f",
+        "movielinks server listening on %s:%d version=%s movies=%d links=%d dim=%d tls=%s auth=%s metrics=%s "
+        "start_ms=%.0f",
         args.host, running.port, catalogue.name, len(catalogue.version.movies), len(catalogue.version.links),
         catalogue.version.dim, "mutual" if args.tls_client_ca else "on" if credentials else "off",
-        "token" if token else "none", 1000 * (time.monotonic() - started),
+        "token" if token else "none", f"{args.host}:{metrics_port}" if metrics_port else "off",
+        1000 * (time.monotonic() - started),
     )
+
+    def refused(name: str, reason: str) -> None:
+        metrics.reloads.labels("refused").inc()
+
+    def taken(new: Catalogue) -> None:
+        metrics.reloads.labels("taken").inc()
+        metrics.serving(new)
+
+    watcher = VersionWatcher(args.index, holder, on_taken=taken, on_refused=refused)
     stop = threading.Event()
+    watching = threading.Thread(target=watcher.run, args=(stop, args.reload_interval), name="reload", daemon=True)
+    watching.start()
+    signal.signal(signal.SIGHUP, lambda *_: watcher.wake())
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     while not stop.wait(0.5):
         pass
-    log.info("shutting down: refusing new calls, %.1f s for calls in flight", args.grace)
+    watcher.wake()
+    log.info("shutting down: health NOT_SERVING, refusing new calls, %.1f s for calls in flight", args.grace)
     running.stop(args.grace)
     log.info("stopped")
     return 0

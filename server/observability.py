@@ -1,0 +1,123 @@
+"""Metrics (Prometheus, on a port of their own) and one-line structured logs.
+
+Metrics, all prefixed movielinks_:
+    requests_total{rpc, code}         calls answered, by RPC and gRPC status
+    request_seconds{rpc}              latency histogram
+    index_info{version}               1 for the version being served
+    index_movies, index_links, index_dim
+    reloads_total{result}             result = "taken" | "refused"
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Callable
+
+import grpc
+import prometheus_client as prom
+
+from server.catalogue import Catalogue
+
+_LATENCY_BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class Metrics:
+    """The server's metrics in a registry of their own."""
+
+    def __init__(self) -> None:
+        self.registry = prom.CollectorRegistry()
+        self.requests = prom.Counter("movielinks_requests", "Calls answered, by RPC and gRPC status code.",
+                                     ["rpc", "code"], registry=self.registry)
+        self.latency = prom.Histogram("movielinks_request_seconds", "Time to answer a call, by RPC.", ["rpc"],
+                                      buckets=_LATENCY_BUCKETS_S, registry=self.registry)
+        self.index_info = prom.Gauge("movielinks_index_info", "1 for the index version being served.", ["version"],
+                                     registry=self.registry)
+        self.movies = prom.Gauge("movielinks_index_movies", "Movies in the served index.", registry=self.registry)
+        self.links = prom.Gauge("movielinks_index_links", "Links in the served index.", registry=self.registry)
+        self.dim = prom.Gauge("movielinks_index_dim", "Embedding dimensions of the served index.", registry=self.registry)
+        self.reloads = prom.Counter("movielinks_reloads", "Index versions taken or refused while serving.", ["result"],
+                                    registry=self.registry)
+        for result in ("taken", "refused"):
+            self.reloads.labels(result)
+
+    def serving(self, catalogue: Catalogue) -> None:
+        """Record the version now served (and only it)."""
+        self.index_info.clear()
+        self.index_info.labels(catalogue.name).set(1)
+        self.movies.set(len(catalogue.version.movies))
+        self.links.set(len(catalogue.version.links))
+        self.dim.set(catalogue.version.dim)
+
+    def serve_http(self, host: str, port: int) -> int:
+        """Expose /metrics on host:port (0: a free port); returns the port."""
+        server, _ = prom.start_http_server(port, addr=host, registry=self.registry)
+        return server.server_port
+
+
+class MetricsInterceptor(grpc.ServerInterceptor):
+    """Counts every call by RPC and final status code, and times it."""
+
+    def __init__(self, metrics: Metrics):
+        self.metrics = metrics
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        rpc = handler_call_details.method.rsplit("/", 1)[-1]
+        if handler.unary_unary:
+            return handler._replace(unary_unary=self._unary(handler.unary_unary, rpc))
+        if handler.unary_stream:
+            return handler._replace(unary_stream=self._streaming(handler.unary_stream, rpc))
+        return handler
+
+    def _unary(self, behaviour: Callable, rpc: str) -> Callable:
+        def measured(request, context):
+            started = time.perf_counter()
+            try:
+                return behaviour(request, context)
+            finally:
+                self._record(rpc, context, started)
+        return measured
+
+    def _streaming(self, behaviour: Callable, rpc: str) -> Callable:
+        def measured(request, context):
+            started = time.perf_counter()
+            try:
+                yield from behaviour(request, context)
+            finally:
+                self._record(rpc, context, started)
+        return measured
+
+    def _record(self, rpc: str, context: grpc.ServicerContext, started: float) -> None:
+        code = context.code() or grpc.StatusCode.OK
+        if code is grpc.StatusCode.OK and not context.is_active():
+            code = grpc.StatusCode.CANCELLED
+        self.metrics.requests.labels(rpc, code.name).inc()
+        self.metrics.latency.labels(rpc).observe(time.perf_counter() - started)
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object a line: ts, level, logger, msg."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}",
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(level: str, fmt: str) -> None:
+    """Log to stderr, one line an event: `text` (time level logger message) or `json`."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonLogFormatter() if fmt == "json" else
+                         logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
