@@ -109,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     watcher.wake()
     log.info("shutting down: health NOT_SERVING, refusing new calls, %.1f s for calls in flight", args.grace)
     running.stop(args.grace)
-    log.info("stopped")
+    answered = " ".join(f"{code}={n}" for code, n in sorted(metrics.answered_by_code().items()))
+    log.info("stopped: calls answered by status since start: %s", answered or "none")
     return 0
 
 

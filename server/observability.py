@@ -49,6 +49,16 @@ class Metrics:
         self.links.set(len(catalogue.version.links))
         self.dim.set(catalogue.version.dim)
 
+    def answered_by_code(self) -> dict[str, int]:
+        """Calls answered since start, by status code name."""
+        totals: dict[str, int] = {}
+        for metric in self.requests.collect():
+            for sample in metric.samples:
+                if sample.name.endswith("_total"):
+                    code = sample.labels["code"]
+                    totals[code] = totals.get(code, 0) + int(sample.value)
+        return totals
+
     def serve_http(self, host: str, port: int) -> int:
         """Expose /metrics on host:port (0: a free port); returns the port."""
         server, _ = prom.start_http_server(port, addr=host, registry=self.registry)
