@@ -123,6 +123,7 @@ class Catalogue:
 
     def predict_attribute(self, title: str, attribute: str) -> Prediction:
         movie_id, _ = self._movie(title)
+        _check_string("attribute", attribute)
         model = self.version.attribute_models.get(attribute)
         if model is None:
             known = ", ".join(sorted(self.version.attribute_models)) or "none"
