@@ -252,3 +252,28 @@ def test_metrics_count_requests_by_rpc_and_code(tmp_path):
         assert f'movielinks_index_info{{version="{name}"}} 1.0' in metrics
         assert "movielinks_index_movies 300.0" in metrics and "movielinks_index_dim 16.0" in metrics
         assert server.log_lines[0].startswith('{"ts": ')  # one JSON object a line
+
+
+@pytest.mark.parametrize("problem", ["missing root", "no CURRENT", "corrupt version", "bad TLS file"])
+def test_a_bad_start_exits_2_with_one_line_naming_the_file(tmp_path, problem):
+    root = tmp_path / "index"
+    extra: list[str] = []
+    if problem == "no CURRENT":
+        build(tmp_path, root, 0)
+        (root / iv.CURRENT).unlink()
+        named = "CURRENT"
+    elif problem == "corrupt version":
+        name = build(tmp_path, root, 0)
+        (iv.version_dir(root, name) / iv.LINKS).write_text("[]")
+        named = iv.LINKS
+    elif problem == "bad TLS file":
+        build(tmp_path, root, 0)
+        extra = ["--tls-cert", str(tmp_path / "missing.pem"), "--tls-key", str(tmp_path / "missing.key")]
+        named = "missing.pem"
+    else:
+        named = "CURRENT"
+    started = subprocess.run([sys.executable, "-m", "server", "--index", str(root), "--port", "0", *extra],
+                             cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert started.returncode == 2
+    assert started.stderr.count("\n") == 1 and started.stderr.startswith("server: error: ") and named in started.stderr
+    assert "Traceback" not in started.stderr
