@@ -266,11 +266,6 @@ def _excluded(ids: np.ndarray, exclude: Sequence[Collection[int]]) -> np.ndarray
     return np.isin(hit_keys, rows * stride + excluded)
 
 
-def manifest_sha256(path: str | Path) -> str:
-    """Checksum of a version's manifest, which pins every file's checksum."""
-    return sha256_file(Path(path) / MANIFEST)
-
-
 def version_dir(root: str | Path, name: str) -> Path:
     return versions_dir(root) / name
 

@@ -32,7 +32,6 @@ class RunningServer:
     server: grpc.Server
     port: int
     health: health.HealthServicer
-    holder: CatalogueHolder
 
     def stop(self, grace_s: float) -> None:
         """Health turns NOT_SERVING, new calls are refused, calls in flight get `grace_s`."""
@@ -90,7 +89,7 @@ def start(
     if bound == 0:
         raise ServerError(f"cannot listen on {host}:{port}: the address is in use or not available here")
     server.start()
-    return RunningServer(server, bound, health_servicer, holder)
+    return RunningServer(server, bound, health_servicer)
 
 
 

@@ -201,7 +201,7 @@ def _read_pem(path: str | Path, what: str, label: str) -> bytes:
         data = Path(path).read_bytes()
     except OSError as e:
         raise ServerError(f"cannot read the {what} {path}: {_reason(e)}") from e
-    if f"-----BEGIN ".encode() not in data or f"{label}-----".encode() not in data:
+    if "-----BEGIN ".encode() not in data or f"{label}-----".encode() not in data:
         raise ServerError(f"the {what} {path} is not a PEM file with a {label} block; give the PEM (not DER) file")
     return data
 

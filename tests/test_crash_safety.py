@@ -1,14 +1,12 @@
 """SIGKILL at any moment never leaves a half-written artifact under its final name."""
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import pytest
 
 from indexer import version as iv
 from tests.conftest import clustered_films, write_ndjson
