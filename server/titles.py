@@ -7,10 +7,10 @@ qualifier ("the martian" -> "The Martian (film)") when unique; a unique prefix
 from __future__ import annotations
 
 import bisect
-import difflib
-import itertools
 import re
 from typing import Sequence
+
+from rapidfuzz import fuzz, process
 
 from server.errors import invalid, not_found
 
@@ -35,6 +35,9 @@ class TitleResolver:
         for i, name in enumerate(self.names):
             self.lower.setdefault(name.casefold(), []).append(i)
             self.base.setdefault(_QUALIFIER.sub("", name).casefold(), []).append(i)
+        # Every spelling a close match is measured against, and the ids each stands for.
+        self._spellings = list(self.lower) + list(self.base)
+        self._spelling_ids = list(self.lower.values()) + list(self.base.values())
         self.sorted_lower = sorted((name.casefold(), i) for i, name in enumerate(self.names))
         self._lower_keys = [key for key, _ in self.sorted_lower]
 
@@ -80,21 +83,15 @@ class TitleResolver:
         return found
 
     def _close(self, folded: str, n: int) -> list[tuple[int, float]]:
-        """Up to n (id, similarity) pairs, best first, similarity >= 0.75."""
+        """Up to n (id, similarity) pairs, best first, similarity (normalised Indel, as
+        difflib's ratio) >= 0.75, over full names and names without their qualifier."""
         if not folded:
             return []
-        matcher = difflib.SequenceMatcher(autojunk=False)
-        matcher.set_seq2(folded)
+        matches = process.extract(folded, self._spellings, scorer=fuzz.ratio, limit=4 * n, score_cutoff=75)
         scored: dict[int, float] = {}
-        for key, ids in itertools.chain(self.lower.items(), self.base.items()):
-            if abs(len(key) - len(folded)) > max(3, len(folded) // 4):
-                continue
-            matcher.set_seq1(key)
-            if matcher.real_quick_ratio() >= 0.75 and matcher.quick_ratio() >= 0.75:
-                ratio = matcher.ratio()
-                if ratio >= 0.75:
-                    for i in ids:
-                        scored[i] = max(ratio, scored.get(i, 0.0))
+        for _, score, at in matches:
+            for i in self._spelling_ids[at]:
+                scored[i] = max(score / 100, scored.get(i, 0.0))
         return sorted(scored.items(), key=lambda pair: -pair[1])[:n]
 
     def suggestions(self, folded: str) -> list[str]:
