@@ -15,6 +15,7 @@ import time
 from server.app import ServerError, load_catalogue, start
 from server.catalogue import Catalogue
 from server.observability import Metrics, MetricsInterceptor, configure_logging
+from server.recommend import load_svm
 from server.security import MalformedRequestInterceptor, TokenInterceptor, load_token, server_credentials
 from server.versions import CatalogueHolder, VersionWatcher
 
@@ -25,6 +26,7 @@ Binds 127.0.0.1 unless --host says otherwise; --port 0 picks a free port (the st
 log line names it). The server follows the index root's CURRENT: a new version is
 loaded and validated beside the served one, then swapped in (every --reload-interval
 seconds, and at once on SIGHUP); a bad version is refused and the old one keeps serving.
+A refused version is tried again when CURRENT names it anew, or on SIGHUP.
 SIGTERM or SIGINT: health turns NOT_SERVING, new calls are refused, calls in flight
 get --grace seconds, then the process exits 0.
 Exit code 2 (one line on stderr): the index is missing or bad, a TLS or token file is
@@ -89,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         "token" if token else "none", f"{args.host}:{metrics_port}" if metrics_port else "off",
         1000 * (time.monotonic() - started),
     )
+    # Serving already; the first Recommend then finds scikit-learn imported.
+    svm_loader = threading.Thread(target=load_svm, name="load-svm")
+    svm_loader.start()
 
     def refused(name: str, reason: str) -> None:
         metrics.reloads.labels("refused").inc()
@@ -101,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     watching = threading.Thread(target=watcher.run, args=(stop, args.reload_interval), name="reload", daemon=True)
     watching.start()
-    signal.signal(signal.SIGHUP, lambda *_: watcher.wake())
+    signal.signal(signal.SIGHUP, lambda *_: watcher.wake(retry=True))
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     while not stop.wait(0.5):
@@ -109,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     watcher.wake()
     log.info("shutting down: health NOT_SERVING, refusing new calls, %.1f s for calls in flight", args.grace)
     running.stop(args.grace)
+    svm_loader.join()  # an import still running when the interpreter exits fails with a traceback
     answered = " ".join(f"{code}={n}" for code, n in sorted(metrics.answered_by_code().items()))
     log.info("stopped: calls answered by status since start: %s", answered or "none")
     return 0

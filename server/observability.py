@@ -1,7 +1,10 @@
 """Metrics (Prometheus, on a port of their own) and one-line structured logs.
 
 Metrics, all prefixed movielinks_:
-    requests_total{rpc, code}         calls answered, by RPC and gRPC status
+    requests_total{rpc, code}         calls answered, by RPC and gRPC status; a call the client
+                                      cancelled or let pass its deadline counts as CANCELLED or
+                                      DEADLINE_EXCEEDED. Calls gRPC turns away before any handler
+                                      (past --max-concurrent, or during shutdown) are not counted.
     request_seconds{rpc}              latency histogram
     index_info{version}               1 for the version being served
     index_movies, index_links, index_dim
@@ -35,11 +38,27 @@ class Metrics:
                                      registry=self.registry)
         self.movies = prom.Gauge("movielinks_index_movies", "Movies in the served index.", registry=self.registry)
         self.links = prom.Gauge("movielinks_index_links", "Links in the served index.", registry=self.registry)
-        self.dim = prom.Gauge("movielinks_index_dim", "Embedding dimensions of the served index.", registry=self.registry)
+        self.dim = prom.Gauge("movielinks_index_dim", "Embedding dimensions of the served index.",
+                              registry=self.registry)
         self.reloads = prom.Counter("movielinks_reloads", "Index versions taken or refused while serving.", ["result"],
                                     registry=self.registry)
         for result in ("taken", "refused"):
             self.reloads.labels(result)
+        # labels() takes a lock and builds a key on every call; the children, looked up
+        # once, keep the per-call cost to two dict reads.
+        self._answered: dict[tuple[str, str], prom.Counter] = {}
+        self._latency: dict[str, prom.Histogram] = {}
+
+    def answered(self, rpc: str, code: grpc.StatusCode, seconds: float) -> None:
+        """Count one call of `rpc` that ended with `code` after `seconds`."""
+        counter = self._answered.get((rpc, code.name))
+        if counter is None:
+            counter = self._answered[rpc, code.name] = self.requests.labels(rpc, code.name)
+        latency = self._latency.get(rpc)
+        if latency is None:
+            latency = self._latency[rpc] = self.latency.labels(rpc)
+        counter.inc()
+        latency.observe(seconds)
 
     def serving(self, catalogue: Catalogue) -> None:
         """Record the version now served (and only it)."""
@@ -101,11 +120,18 @@ class MetricsInterceptor(grpc.ServerInterceptor):
         return measured
 
     def _record(self, rpc: str, context: grpc.ServicerContext, started: float) -> None:
-        code = context.code() or grpc.StatusCode.OK
-        if code is grpc.StatusCode.OK and not context.is_active():
-            code = grpc.StatusCode.CANCELLED
-        self.metrics.requests.labels(rpc, code.name).inc()
-        self.metrics.latency.labels(rpc).observe(time.perf_counter() - started)
+        self.metrics.answered(rpc, final_code(context), time.perf_counter() - started)
+
+
+def final_code(context: grpc.ServicerContext) -> grpc.StatusCode:
+    """The status a call ended with, as its handler returns or its stream closes."""
+    code = context.code()
+    if code is not None:  # set by an abort (the servicer's errors, the security interceptors)
+        return code
+    if context.is_active():
+        return grpc.StatusCode.OK
+    # Ended before an answer: the client cancelled it, or its deadline passed.
+    return grpc.StatusCode.DEADLINE_EXCEEDED if context.time_remaining() <= 0 else grpc.StatusCode.CANCELLED
 
 
 class JsonLogFormatter(logging.Formatter):

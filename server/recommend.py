@@ -5,8 +5,9 @@ inner-product search of w over the movie index (and of -w for the worst).
 """
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
-from sklearn.svm import SVC
 
 SVM_C = 1.0  # the notebook's SVC(kernel="linear") default
 RANDOM_NEGATIVES_PER_LIKED = 10
@@ -15,6 +16,8 @@ MIN_RANDOM_NEGATIVES = 50
 
 def fit_svm(liked: np.ndarray, disliked: np.ndarray) -> tuple[np.ndarray, float]:
     """(w, b) of SVC(kernel="linear", C=1) fitted on liked (label 1) and disliked (label 0) rows."""
+    from sklearn.svm import SVC  # see load_svm
+
     features = np.concatenate([liked, disliked]).astype(np.float64)
     labels = np.concatenate([np.ones(len(liked)), np.zeros(len(disliked))])
     classifier = SVC(kernel="linear", C=SVM_C).fit(features, labels)
@@ -29,3 +32,13 @@ def random_negative_ids(n_movies: int, liked_ids: list[int]) -> np.ndarray:
     wanted = min(max(MIN_RANDOM_NEGATIVES, RANDOM_NEGATIVES_PER_LIKED * len(liked)), n_movies - len(liked))
     rng = np.random.default_rng([0x5EC, len(liked), *liked.tolist()])
     return np.sort(rng.choice(np.setdiff1d(np.arange(n_movies), liked), size=wanted, replace=False))
+
+
+def load_svm() -> None:
+    """Import scikit-learn's SVM now.
+
+    Importing sklearn takes most of a second, more than the rest of the server's
+    start together, so it is not imported at start: the server calls this in the
+    background once it is serving, and fit_svm imports it on first use otherwise.
+    """
+    importlib.import_module("sklearn.svm")

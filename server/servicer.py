@@ -21,6 +21,7 @@ _STATUS = {
     Kind.RESOURCE_EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Kind.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
 }
+_RESPONSE_CHUNK = 256  # batch results converted between two checks that the caller still waits
 
 
 def _abort(context: grpc.ServicerContext, method: str, error: Exception) -> None:
@@ -66,9 +67,14 @@ class MovielinksServicer(pb_grpc.MovielinksServicer):
     def BatchSimilarMovies(self, request, context):
         catalogue = self.current()
         results = catalogue.similar_movies_batch(list(request.titles), request.k)
-        return pb.BatchNeighboursResponse(
-            results=[_neighbours(q, n, catalogue.name) for q, n in results], index_version=catalogue.name
-        )
+        response = pb.BatchNeighboursResponse(index_version=catalogue.name)
+        # Up to 10,000 x 1,000 neighbours to convert: stop when nobody waits for them.
+        for start in range(0, len(results), _RESPONSE_CHUNK):
+            if not context.is_active():  # cancelled, or past its deadline
+                return response
+            chunk = results[start:start + _RESPONSE_CHUNK]
+            response.results.extend(_neighbours(q, n, catalogue.name) for q, n in chunk)
+        return response
 
     @unary
     def SimilarLinks(self, request, context):

@@ -40,12 +40,15 @@ class CatalogueHolder:
     def refused(self) -> list[str]:
         return [f"{name}: {reason}" for name, reason in self._refused]
 
-    def was_refused(self, name: str) -> bool:
-        return any(refused == name for refused, _ in self._refused)
-
 
 class VersionWatcher:
-    """Takes the version CURRENT names when it changes; see the module docstring."""
+    """Takes the version CURRENT names when it changes; see the module docstring.
+
+    A refused version is not loaded again while CURRENT keeps naming it: polling would
+    otherwise re-read (and re-log) the same broken files every interval. It is tried
+    again when CURRENT names it anew, or on `wake(retry=True)` (SIGHUP: the operator
+    may have repaired it in place).
+    """
 
     def __init__(self, index_root: str | Path, holder: CatalogueHolder, *,
                  on_taken: Callable[[Catalogue], None] = lambda catalogue: None,
@@ -56,16 +59,26 @@ class VersionWatcher:
         self.on_refused = on_refused
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        self._retry = False
+        self._last_seen: str | None = None  # what CURRENT named (or why it could not be read) last time
 
-    def check(self) -> None:
-        """Load and swap in CURRENT's version if it is new and good; refuse it otherwise."""
+    def check(self, *, retry: bool = False) -> None:
+        """Load and swap in CURRENT's version if it is new and good; refuse it otherwise.
+
+        With `retry` a version refused before is loaded again.
+        """
         with self._lock:
             try:
                 name = current_version_name(self.index_root)
             except IndexVersionError as e:
-                log.warning("reload skipped: %s", e)
+                if self._last_seen != str(e):  # once per problem, not once per poll
+                    log.warning("reload skipped: %s; still serving %s", e, self.holder.current().name)
+                self._last_seen = str(e)
                 return
-            if name == self.holder.current().name or self.holder.was_refused(name):
+            seen_before, self._last_seen = self._last_seen, name
+            if name == self.holder.current().name:
+                return
+            if name == seen_before and not retry:  # refused already while CURRENT kept naming it
                 return
             try:
                 catalogue = Catalogue(load_version(version_dir(self.index_root, name)))
@@ -82,8 +95,9 @@ class VersionWatcher:
             log.info("reload taken: version=%s previous=%s movies=%d links=%d", name, previous,
                      len(catalogue.version.movies), len(catalogue.version.links))
 
-    def wake(self) -> None:
-        """Check now (from a signal handler: it only sets an event)."""
+    def wake(self, *, retry: bool = False) -> None:
+        """Check now (callable from a signal handler: it only sets flags)."""
+        self._retry = self._retry or retry
         self._wake.set()
 
     def run(self, stop: threading.Event, interval_s: float) -> None:
@@ -91,5 +105,6 @@ class VersionWatcher:
         while not stop.is_set():
             self._wake.wait(interval_s if interval_s > 0 else None)
             self._wake.clear()
+            retry, self._retry = self._retry, False
             if not stop.is_set():
-                self.check()
+                self.check(retry=retry)

@@ -70,7 +70,7 @@ def test_similar_movies_exclude_the_query_and_match_exact_search(catalogue):
 def test_links_and_movies_for_links(catalogue):
     link, similar = catalogue.similar_links("link 3", 5)  # case-insensitive
     assert link == "Link 3" and "Link 3" not in [n for n, _ in similar] and len(similar) == 5
-    movie, links = catalogue.movie_links("Alien (film)", 7)
+    _, links = catalogue.movie_links("Alien (film)", 7)
     expected = np.argsort(-(catalogue.version.link_vectors @ catalogue.version.movie_vectors[4]))[:7]
     assert [n for n, _ in links] == [catalogue.version.links[i] for i in expected]
     _, movies = catalogue.link_movies("Link 3", 4)
