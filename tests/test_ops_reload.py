@@ -150,9 +150,10 @@ def test_refusals_kept_are_the_last_twenty_newest_last(tmp_path):
     assert holder.refused() == [f"v{i}: bad" for i in range(5, MAX_REFUSALS_KEPT + 5)]
 
 
-@pytest.mark.parametrize("problem", ["missing root", "no CURRENT", "corrupt version"])
+@pytest.mark.parametrize("problem", ["missing root", "no CURRENT", "corrupt version", "bad TLS file"])
 def test_a_bad_index_at_start_exits_2_with_one_line_naming_the_file(tmp_path, problem):
     root = tmp_path / "index"
+    extra: list[str] = []
     if problem == "no CURRENT":
         build(tmp_path, root, 0)
         (root / iv.CURRENT).unlink()
@@ -160,9 +161,14 @@ def test_a_bad_index_at_start_exits_2_with_one_line_naming_the_file(tmp_path, pr
     elif problem == "corrupt version":
         publish_corrupt(tmp_path, root, 0)
         named = iv.MOVIE_VECTORS
+    elif problem == "bad TLS file":
+        build(tmp_path, root, 0)
+        extra = ["--tls-cert", str(tmp_path / "missing.pem"), "--tls-key", str(tmp_path / "missing.key")]
+        named = "missing.pem"
     else:
         named = iv.CURRENT
-    started = subprocess.run([sys.executable, "-m", "server", "--index", str(root), "--port", "0"],
+    started = subprocess.run([sys.executable, "-m", "server", "--index", str(root), "--port", "0", *extra],
                              cwd=REPO, capture_output=True, text=True, timeout=60)
     assert started.returncode == 2
     assert started.stderr.count("\n") == 1 and started.stderr.startswith("server: error: ") and named in started.stderr
+    assert "Traceback" not in started.stderr
