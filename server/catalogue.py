@@ -170,10 +170,6 @@ class Catalogue:
         stored = self.version.movie_neighbours
         if stored is not None and k <= stored[0].shape[1]:  # found at build time with the same index
             return [self._named(stored[0][i, :k], stored[1][i, :k], self._titles) for i in ids]
-        if len(ids) == 1:  # the common single query: skip the batch masking machinery
-            scores, found = self.version.movie_index.search(self.version.movie_vectors[ids], min(k + 1, len(self._titles)))
-            pairs = [(i, s) for i, s in zip(found[0].tolist(), scores[0].tolist()) if i >= 0 and i != ids[0]]
-            return [[(self._titles[i], s) for i, s in pairs[:k]]]
         ids_array = np.asarray(ids, dtype=np.int64)
         with _all_cores():
             found, scores = search(self.version.movie_index, self.version.movie_vectors[ids_array], k, ids_array[:, None])
