@@ -70,6 +70,8 @@ def client_loop(address: str, titles: list[str], seconds: float, seed: int, resu
 
 
 def main() -> None:
+    """Every measurement of the README's service-speed table, in its order: one linear script, kept whole so
+    that it reads as the table does."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--index", required=True, help="index root (indexer build --out)")
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of the concurrent-clients phase")
@@ -79,7 +81,7 @@ def main() -> None:
     import faiss
     import grpc
 
-    from indexer.version import load_current
+    from indexer.root import load_current
     from proto import movielinks_pb2 as pb
     from proto import movielinks_pb2_grpc as pb_grpc
 

@@ -10,6 +10,7 @@ from typing import Any, Iterator, Sequence
 
 import grpc
 
+from common.records import Prediction
 from proto import movielinks_pb2 as pb
 from proto import movielinks_pb2_grpc as pb_grpc
 
@@ -51,18 +52,6 @@ class ScoredMovie:
 class Recommendation:
     best: list[ScoredMovie]
     worst: list[ScoredMovie]
-    index_version: str
-
-
-@dataclasses.dataclass(frozen=True)
-class Prediction:
-    title: str
-    attribute: str
-    unit: str
-    predicted: float
-    known: float | None
-    heldout_mse: float
-    baseline_mse: float
     index_version: str
 
 
@@ -208,10 +197,10 @@ class MovielinksClient:
         target is left as it was); returns the rows written. `progress` draws a bar on stderr."""
         from tqdm import tqdm
 
-        from common.neighbour_files import open_neighbour_writer
+        from common.neighbour_files import NeighbourWriter
 
         try:
-            writer = open_neighbour_writer(path)
+            writer = NeighbourWriter(path)
         except ValueError as e:  # an unknown suffix: the caller's mistake, said before any call
             raise ClientError("INVALID_ARGUMENT", str(e)) from None
         with writer, contextlib.ExitStack() as bars:

@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import IO, Iterator
 
 _CHUNK_BYTES = 1 << 20
 
@@ -68,22 +68,36 @@ def atomic_directory(final: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Replace `path` with `data` so readers see the old or the new file, never a mix."""
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike, mode: str = "wb", **open_args) -> Iterator[IO]:
+    """Yield a file opened with `mode` that replaces `path` when the block ends without an exception.
+
+    Bytes go to a hidden temporary sibling (same filesystem, so the replace is
+    atomic), which is flushed and fsynced before the rename. On any exception, or
+    if finishing the file fails, the temporary file is deleted, whatever else goes
+    wrong while closing it, and `path` is left as it was: readers see the old file
+    or the new one, never a mix, and nothing partial stays behind.
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.partial-", dir=path.parent)
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide the file from other users
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        with os.fdopen(fd, mode, **open_args) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
         fsync_dir(path.parent)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Replace `path` with `data` so readers see the old or the new file, never a mix."""
+    with atomic_file(path) as f:
+        f.write(data)
 
 
 def _umask() -> int:

@@ -17,9 +17,8 @@ All three formats hold the same rows, one per (movie, rank):
 
 A movie's rows are contiguous and in rank order; a movie without neighbours has no
 rows. Text formats write scores with 9 significant digits, which is enough to give
-back the float32 score exactly. Files are written atomically: rows go to a hidden
-temporary file in the target's directory, which replaces the target only when the
-writer closes without an error; on an error it is deleted and the target untouched.
+back the float32 score exactly. Files are written atomically (common.files.atomic_file):
+the target appears only complete; after an error nothing partial stays behind.
 """
 from __future__ import annotations
 
@@ -27,17 +26,15 @@ import contextlib
 import csv
 import json
 import os
-import tempfile
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
 
-from common.files import fsync_dir
+from common.files import atomic_file
+from common.records import Neighbours
 
 FORMATS = (".csv", ".jsonl", ".parquet")
 COLUMNS = ("movie", "rank", "neighbour", "score")
-
-Neighbours = list[tuple[str, float]]
 
 
 def _format_of(path: Path) -> str:
@@ -54,8 +51,10 @@ def _score_text(score: float) -> str:
 class NeighbourWriter:
     """Streams rows into a neighbour file; use it as a context manager.
 
-    The target appears (or is replaced) only when the `with` block ends without
-    an exception.
+    Creating it checks the suffix (ValueError naming the choices) and the directory
+    (FileNotFoundError) before anything is written. The target appears (or is
+    replaced) only when the `with` block ends without an exception; otherwise the
+    rows written so far are deleted (common.files.atomic_file).
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
@@ -66,15 +65,14 @@ class NeighbourWriter:
             raise FileNotFoundError(
                 f"{self.path.parent}: no such directory to write {self.path.name} in; create it first"
             )
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.partial-", dir=self.path.parent)
-        self._tmp = Path(tmp)
-        os.chmod(self._tmp, 0o644)  # mkstemp makes the file private; an export is meant to be read by others
-        self._file = os.fdopen(fd, "wb" if self.format == ".parquet" else "w", **_text_args(self.format))
+        self._stack = contextlib.ExitStack()
+        file = self._stack.enter_context(
+            atomic_file(self.path, "wb" if self.format == ".parquet" else "w", **_text_args(self.format))
+        )
         try:
-            self._sink = _SINKS[self.format](self._file)
-        except BaseException:
-            self._file.close()
-            self._tmp.unlink(missing_ok=True)
+            self._sink = _SINKS[self.format](file)
+        except BaseException as e:
+            self._stack.__exit__(type(e), e, e.__traceback__)
             raise
 
     def write(self, movies: list[str], neighbours: list[Neighbours]) -> None:
@@ -84,47 +82,25 @@ class NeighbourWriter:
         self._sink.write(movies, neighbours)
         self.rows_written += sum(len(n) for n in neighbours)
 
-    def commit(self) -> None:
-        """Finish the file and move it into place."""
-        self._sink.close()
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        os.replace(self._tmp, self.path)
-        fsync_dir(self.path.parent)
-
-    def abort(self) -> None:
-        """Drop everything written; the target stays as it was."""
-        # The sink is finished only so that it lets go of the file (a Parquet writer
-        # would otherwise write its footer when garbage-collected); its bytes are discarded.
-        with contextlib.suppress(Exception):
-            self._sink.close()
-        self._file.close()
-        self._tmp.unlink(missing_ok=True)
-
     def __enter__(self) -> NeighbourWriter:
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if exc_type is not None:
-            self.abort()
+        if exc is None:
+            try:
+                self._sink.close()  # a Parquet file's footer
+            except BaseException as e:
+                self._stack.__exit__(type(e), e, e.__traceback__)
+                raise
+            self._stack.close()
             return
-        try:
-            self.commit()
-        except BaseException:
-            self.abort()
-            raise
-
-
-def open_neighbour_writer(path: str | os.PathLike) -> NeighbourWriter:
-    """A writer for `path`, its format chosen by the suffix (.csv, .jsonl or .parquet).
-
-    Raises ValueError, naming the choices, for any other suffix, and FileNotFoundError
-    for a missing directory (before creating anything).
-    """
-    return NeighbourWriter(path)
+        # The sink is finished only so that it lets go of the file (a Parquet writer
+        # would otherwise write its footer when garbage-collected); its bytes are discarded.
+        with contextlib.suppress(Exception):
+            self._sink.close()
+        self._stack.__exit__(exc_type, exc, tb)
 
 
 def read_neighbour_file(path: str | os.PathLike) -> dict[str, Neighbours]:

@@ -9,20 +9,25 @@ is incomplete or cannot be loaded. Older versions stay until `indexer prune`.
 from __future__ import annotations
 
 import datetime
-import json
 import math
 import re
 import shutil
 from pathlib import Path
-from typing import Any
 
 import faiss
 import numpy as np
 from tqdm import tqdm
 
-from common.files import atomic_directory, sha256_file
-from indexer import version as iv
-from trainer import run as tr
+from common.artifacts import file_checksums
+from common.files import atomic_directory
+from common.neighbours import all_similar_rows
+from indexer import version
+from indexer.errors import IndexerError
+from indexer.root import new_version_name, publish, version_dir
+from indexer.version import IndexDescription, IndexManifest
+import trainer.run
+from trainer.run import Run, load_run
+from trainer.errors import TrainerError
 
 # Vectors are added in chunks so the progress bar moves on big catalogues (HNSW adds slowly).
 _ADD_CHUNK = 16384
@@ -31,24 +36,18 @@ _ADD_CHUNK = 16384
 _UNIT_NORM_TOLERANCE = 1e-3
 # The run's files travel into the version unchanged; both contracts name them.
 _RUN_FILE = {
-    iv.MOVIE_VECTORS: tr.MOVIE_VECTORS,
-    iv.LINK_VECTORS: tr.LINK_VECTORS,
-    iv.MOVIES: tr.MOVIES,
-    iv.LINKS: tr.LINKS,
-    iv.ATTRIBUTE_MODELS: tr.ATTRIBUTE_MODELS,
+    version.MOVIE_VECTORS: trainer.run.MOVIE_VECTORS,
+    version.LINK_VECTORS: trainer.run.LINK_VECTORS,
+    version.MOVIES: trainer.run.MOVIES,
+    version.LINKS: trainer.run.LINKS,
+    version.ATTRIBUTE_MODELS: trainer.run.ATTRIBUTE_MODELS,
 }
 _FACTORY_HINT = (
     "use a FAISS index-factory string such as 'Flat' (exact), 'HNSW32' or 'IVF256,Flat'; "
     "see https://github.com/facebookresearch/faiss/wiki/The-index-factory"
 )
 
-
-class IndexerError(Exception):
-    """The indexer cannot build, prune or export: bad input run, factory, path or argument."""
-
-
 DEFAULT_NEIGHBOURS_K = 100
-_NEIGHBOURS_BATCH = 4096  # FAISS takes its BLAS path from a few thousand queries on
 
 
 def build_index(
@@ -73,42 +72,43 @@ def build_index(
     if neighbours_k < 0:
         raise IndexerError(f"--neighbours-k must be 0 or more, got {neighbours_k}")
     try:
-        run = tr.load_run(run_path)
-    except tr.RunError as e:
+        run = load_run(run_path)
+    except TrainerError as e:
         raise IndexerError(str(e)) from e
     _check_unit_rows(run.movie_vectors, f"{run.path}: movie vectors")
     _check_unit_rows(run.link_vectors, f"{run.path}: link vectors")
-    movie_index = make_index(run.movie_vectors, factory, what="movies", progress=progress)
-    link_index = make_index(run.link_vectors, factory, what="links", progress=progress)
-
+    indexes = {
+        "movies": make_index(run.movie_vectors, factory, what="movies", progress=progress),
+        "links": make_index(run.link_vectors, factory, what="links", progress=progress),
+    }
     index_root = Path(index_root)
     created_at, final = _unique_version_dir(index_root, run.checksum)
     with atomic_directory(final) as staging:
-        for index, name in ((movie_index, iv.MOVIE_INDEX), (link_index, iv.LINK_INDEX)):
-            try:
-                faiss.write_index(index, str(staging / name))
-            except RuntimeError as e:
-                raise IndexerError(f"{index_root}: cannot write {name}: {_faiss_reason(e)}") from e
-        for name in (iv.MOVIE_VECTORS, iv.LINK_VECTORS, iv.MOVIES, iv.LINKS, iv.ATTRIBUTE_MODELS):
-            shutil.copyfile(run.path / _RUN_FILE[name], staging / name)
-        k = min(neighbours_k, len(run.movies) - 1)
-        if k > 0:
-            ids, scores = all_movie_neighbours(movie_index, run.movie_vectors, k, progress=progress)
-            np.savez(staging / iv.MOVIE_NEIGHBOURS, ids=ids, scores=scores)
-        files = {p.name: sha256_file(p) for p in sorted(staging.iterdir())}
-        manifest = version_manifest(
-            run, final.name, created_at, factory, {"movies": movie_index, "links": link_index}, files
-        )
-        (staging / iv.MANIFEST).write_text(_json_text(manifest), encoding="utf-8")
+        _write_version_files(staging, run, indexes, neighbours_k, progress)
+        version_manifest(run, final.name, created_at, factory, indexes, file_checksums(staging)).save(staging)
         try:
-            iv.load_version(staging)
-        except iv.IndexVersionError as e:
+            version.load_version(staging)
+        except IndexerError as e:
             raise IndexerError(f"the built version failed validation, nothing was published: {e}") from e
-    try:
-        iv.publish(index_root, final.name)
-    except iv.IndexVersionError as e:
-        raise IndexerError(str(e)) from e
+    publish(index_root, final.name)
     return final.name
+
+
+def _write_version_files(
+    staging: Path, run: Run, indexes: dict[str, faiss.Index], neighbours_k: int, progress: bool
+) -> None:
+    """The indexes, the run's files and (with `neighbours_k` > 0) the stored movie neighbours."""
+    for what, name in (("movies", version.MOVIE_INDEX), ("links", version.LINK_INDEX)):
+        try:
+            faiss.write_index(indexes[what], str(staging / name))
+        except RuntimeError as e:
+            raise IndexerError(f"{staging.parent}: cannot write {name}: {_faiss_reason(e)}") from e
+    for name, run_name in _RUN_FILE.items():
+        shutil.copyfile(run.path / run_name, staging / name)
+    k = min(neighbours_k, len(run.movies) - 1)
+    if k > 0:
+        ids, scores = all_movie_neighbours(indexes["movies"], run.movie_vectors, k, progress=progress)
+        np.savez(staging / version.MOVIE_NEIGHBOURS, ids=ids, scores=scores)
 
 
 def all_movie_neighbours(
@@ -118,9 +118,7 @@ def all_movie_neighbours(
     ids = np.empty((len(vectors), k), dtype=np.int32)
     scores = np.empty((len(vectors), k), dtype=np.float32)
     with tqdm(total=len(vectors), unit="movie", desc="movie neighbours", disable=not progress) as bar:
-        for start in range(0, len(vectors), _NEIGHBOURS_BATCH):
-            rows = np.arange(start, min(start + _NEIGHBOURS_BATCH, len(vectors)))
-            found, found_scores = iv.search(index, vectors[rows], k, rows[:, None])
+        for rows, found, found_scores in all_similar_rows(index, vectors, k):
             ids[rows], scores[rows] = found, found_scores
             bar.update(len(rows))
     return ids, scores
@@ -189,41 +187,37 @@ def search_params(index: faiss.Index) -> dict[str, int]:
 
 
 def version_manifest(
-    run: tr.Run,
+    run: Run,
     name: str,
     created_at: datetime.datetime,
     factory: str,
     indexes: dict[str, faiss.Index],
     files: dict[str, str],
-) -> dict[str, Any]:
+) -> IndexManifest:
     """The manifest of a version built from `run` (see indexer.version for the layout)."""
-    return {
-        "format": iv.INDEX_FORMAT,
-        "version": name,
-        "created_at": created_at.isoformat(timespec="microseconds"),
-        "source_run": {"path": str(run.path.resolve()), "checksum": run.checksum},
-        "dataset": run.manifest.get("dataset", {}),
-        "metrics": run.manifest.get("metrics", {}),
-        "params": run.manifest.get("params", {}),
-        "indexes": {
-            what: {
-                "type": type(faiss.downcast_index(index)).__name__,
-                "factory": factory,
-                "size": int(index.ntotal),
-                "dim": int(index.d),
-                "search_params": search_params(index),
-            }
+    return IndexManifest(
+        version=name,
+        created_at=created_at.isoformat(timespec="microseconds"),
+        source_run={"path": str(run.path.resolve()), "checksum": run.checksum},
+        indexes={
+            what: IndexDescription(
+                type=type(faiss.downcast_index(index)).__name__, factory=factory, size=int(index.ntotal),
+                dim=int(index.d), search_params=search_params(index),
+            )
             for what, index in indexes.items()
         },
-        "files": files,
-    }
+        files=files,
+        dataset=run.manifest.dataset,
+        metrics=run.manifest.metrics,
+        params=run.manifest.params,
+    )
 
 
 def _unique_version_dir(index_root: Path, source_checksum: str) -> tuple[datetime.datetime, Path]:
     """A creation time and a version directory that does not exist yet (time moves on until it is free)."""
     while True:
         created_at = datetime.datetime.now(datetime.timezone.utc)
-        final = iv.version_dir(index_root, iv.new_version_name(created_at, source_checksum))
+        final = version_dir(index_root, new_version_name(created_at, source_checksum))
         if not final.exists():
             return created_at, final
 
@@ -249,7 +243,3 @@ def _faiss_reason(error: RuntimeError) -> str:
     text = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
     match = re.search(r" at \S+:\d+: (.*)$", text)
     return match.group(1) if match else text
-
-
-def _json_text(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, indent=1)

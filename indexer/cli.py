@@ -14,10 +14,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from indexer import version as iv
-from indexer.build import DEFAULT_NEIGHBOURS_K, IndexerError, build_index
+from indexer.build import DEFAULT_NEIGHBOURS_K, build_index
+from indexer.errors import IndexerError
 from indexer.export import export_neighbours
 from indexer.prune import prune
+from indexer.root import CURRENT, VERSIONS, current_version_name, list_versions, load_index, version_dir, versions_dir
+from indexer.version import IndexManifest
 
 EXIT_ERROR = 2
 
@@ -26,50 +28,48 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.command(args)
-    except (IndexerError, iv.IndexVersionError, OSError) as e:
+    except (IndexerError, OSError) as e:
         print(f"indexer: error: {_one_line(e)}", file=sys.stderr)
         return EXIT_ERROR
 
 
 def _build(args: argparse.Namespace) -> int:
     name = build_index(args.run, args.out, factory=args.factory, neighbours_k=args.neighbours_k, progress=not args.quiet)
-    manifest = iv.read_manifest(iv.version_dir(args.out, name))
-    movies, links = manifest["indexes"]["movies"], manifest["indexes"]["links"]
+    indexes = IndexManifest.load(version_dir(args.out, name)).indexes
     print(f"built index version {name}")
-    print(f"  movies: {movies['size']} x {movies['dim']} ({movies['type']}, factory {movies['factory']!r})")
-    print(f"  links:  {links['size']} x {links['dim']} ({links['type']}, factory {links['factory']!r})")
-    print(f"published: {Path(args.out) / iv.CURRENT} -> {iv.version_dir(args.out, name)}")
+    for what, d in indexes.items():
+        print(f"  {what + ':':<7} {d.size} x {d.dim} ({d.type}, factory {d.factory!r})")
+    print(f"published: {Path(args.out) / CURRENT} -> {version_dir(args.out, name)}")
     return 0
 
 
 def _list(args: argparse.Namespace) -> int:
     root = Path(args.index_root)
-    if not iv.versions_dir(root).is_dir():
-        raise IndexerError(f"{root}: not an index root (no {iv.VERSIONS}/ directory); create one with `indexer build`")
+    if not versions_dir(root).is_dir():
+        raise IndexerError(f"{root}: not an index root (no {VERSIONS}/ directory); create one with `indexer build`")
     try:
-        current = iv.current_version_name(root)
-    except iv.IndexVersionError:
+        current = current_version_name(root)
+    except IndexerError:
         current = None
-    versions = iv.list_versions(root)
+    versions = list_versions(root)
     for name in versions:
-        print(f"{'*' if name == current else ' '} {name}  {_summary(iv.version_dir(root, name))}")
+        print(f"{'*' if name == current else ' '} {name}  {_summary(version_dir(root, name))}")
     if not versions:
         print(f"no index versions under {root}")
     if current is not None and current not in versions:
-        print(f"indexer: warning: {iv.CURRENT} names {current}, which is missing", file=sys.stderr)
+        print(f"indexer: warning: {CURRENT} names {current}, which is missing", file=sys.stderr)
     return 0
 
 
 def _summary(path: Path) -> str:
     try:
-        manifest = iv.read_manifest(path)
-    except iv.IndexVersionError as e:
+        manifest = IndexManifest.load(path)
+    except IndexerError as e:
         return f"(unreadable: {e})"
-    indexes = manifest.get("indexes", {})
-    movies, links = indexes.get("movies", {}), indexes.get("links", {})
+    movies, links = manifest.indexes["movies"], manifest.indexes["links"]
     return (
-        f"movies={movies.get('size')} links={links.get('size')} dim={movies.get('dim')} "
-        f"factory={movies.get('factory')!r} created={manifest.get('created_at')}"
+        f"movies={movies.size} links={links.size} dim={movies.dim} "
+        f"factory={movies.factory!r} created={manifest.created_at}"
     )
 
 
@@ -83,7 +83,7 @@ def _prune(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    version = iv.load_index(args.index)
+    version = load_index(args.index)
     rows = export_neighbours(version, args.k, args.out, batch_size=args.batch_size, progress=not args.quiet)
     print(f"wrote {rows} rows ({len(version.movies)} movies, k={args.k}) from version {version.name} to {args.out}")
     return 0

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 from common.files import fsync_dir
-from indexer import version as iv
-from indexer.build import IndexerError
+from indexer.errors import IndexerError
+from indexer.root import CURRENT, VERSIONS, current_version_name, list_versions, versions_dir
 
 STALE_STAGING_S = 3600
 
@@ -38,15 +38,15 @@ def prune(index_root: str | Path, keep: int) -> list[str]:
     index_root = Path(index_root)
     if keep < 1:
         raise IndexerError(f"keep must be at least 1 (the published version is always kept), got {keep}")
-    if not iv.versions_dir(index_root).is_dir():
-        raise IndexerError(f"{index_root}: not an index root (no {iv.VERSIONS}/ directory)")
+    if not versions_dir(index_root).is_dir():
+        raise IndexerError(f"{index_root}: not an index root (no {VERSIONS}/ directory)")
     _sweep_stale_staging(index_root)
-    versions = iv.list_versions(index_root)
+    versions = list_versions(index_root)
     if not versions:
         return []
     try:
-        current = iv.current_version_name(index_root)
-    except iv.IndexVersionError as e:
+        current = current_version_name(index_root)
+    except IndexerError as e:
         raise IndexerError(f"{e}; without a published version nothing is pruned") from e
     removed = versions_to_prune(versions, current, keep)
     for name in removed:
@@ -55,7 +55,7 @@ def prune(index_root: str | Path, keep: int) -> list[str]:
 
 
 def _remove_version(index_root: Path, name: str) -> None:
-    directory = iv.versions_dir(index_root)
+    directory = versions_dir(index_root)
     doomed = directory / f".{name}.removing-{os.getpid()}"
     os.rename(directory / name, doomed)
     fsync_dir(directory)
@@ -66,7 +66,7 @@ def _sweep_stale_staging(index_root: Path) -> None:
     """Delete hidden entries of versions/ (staged or half-removed versions) and
     leftover CURRENT temp files that are older than an hour."""
     cutoff = time.time() - STALE_STAGING_S
-    stale = [*iv.versions_dir(index_root).glob(".*"), *index_root.glob(f".{iv.CURRENT}.partial-*")]
+    stale = [*versions_dir(index_root).glob(".*"), *index_root.glob(f".{CURRENT}.partial-*")]
     for entry in stale:
         if entry.lstat().st_mtime >= cutoff:
             continue

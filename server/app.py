@@ -6,25 +6,23 @@ import dataclasses
 import logging
 from typing import Sequence
 
-import faiss
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from indexer.version import IndexVersionError, load_current
+from common.neighbours import use_one_core_per_thread
+from indexer.errors import IndexerError
+from indexer.root import load_current
 from proto import SERVICE_NAME
 from proto import movielinks_pb2_grpc as pb_grpc
-from server.catalogue import Catalogue
+from server.errors import cannot_start
+from server.service import MovieService
 from server.servicer import MovielinksServicer
-from server.versions import CatalogueHolder
+from server.versions import ServiceHolder
 
 log = logging.getLogger("movielinks.server")
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # gRPC's default, stated: requests past it get RESOURCE_EXHAUSTED
-
-
-class ServerError(Exception):
-    """The server cannot start: a bad index root, a port in use."""
 
 
 @dataclasses.dataclass
@@ -39,15 +37,16 @@ class RunningServer:
         self.server.stop(grace_s).wait()
 
 
-def load_catalogue(index_root: str) -> Catalogue:
+def load_service(index_root: str) -> MovieService:
+    """The service over the index root's published version; ServiceError (CANNOT_START) if it is bad."""
     try:
-        return Catalogue(load_current(index_root))
-    except IndexVersionError as e:
-        raise ServerError(str(e)) from e
+        return MovieService(load_current(index_root))
+    except IndexerError as e:
+        raise cannot_start(str(e)) from e
 
 
 def start(
-    holder: CatalogueHolder,
+    holder: ServiceHolder,
     host: str = "127.0.0.1",
     port: int = 50051,
     *,
@@ -62,10 +61,8 @@ def start(
     call, in order. Past `max_concurrent_rpcs` calls in progress, a new call is
     answered RESOURCE_EXHAUSTED at once instead of waiting in a queue.
     """
-    # One small query per call: an OpenMP team would cost more than the search. The
-    # setting is per thread, so every worker thread makes it.
     workers = concurrent.futures.ThreadPoolExecutor(
-        max_workers=max_workers, thread_name_prefix="rpc", initializer=faiss.omp_set_num_threads, initargs=(1,)
+        max_workers=max_workers, thread_name_prefix="rpc", initializer=use_one_core_per_thread
     )
     server = grpc.server(
         workers,
@@ -85,13 +82,11 @@ def start(
         address = f"{_bracket(host)}:{port}"
         bound = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     except RuntimeError as e:
-        raise ServerError(f"cannot listen on {host}:{port}: {e}") from e
+        raise cannot_start(f"cannot listen on {host}:{port}: {e}") from e
     if bound == 0:
-        raise ServerError(f"cannot listen on {host}:{port}: the address is in use or not available here")
+        raise cannot_start(f"cannot listen on {host}:{port}: the address is in use or not available here")
     server.start()
     return RunningServer(server, bound, health_servicer)
-
-
 
 
 def _bracket(host: str) -> str:

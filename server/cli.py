@@ -12,12 +12,13 @@ import sys
 import threading
 import time
 
-from server.app import ServerError, load_catalogue, start
-from server.catalogue import Catalogue
+from server.app import load_service, start
+from server.errors import ServiceError
+from server.service import MovieService
 from server.observability import Metrics, MetricsInterceptor, configure_logging
 from server.recommend import load_svm
 from server.security import MalformedRequestInterceptor, TokenInterceptor, load_token, server_credentials
-from server.versions import CatalogueHolder, VersionWatcher
+from server.versions import ServiceHolder, VersionWatcher
 
 log = logging.getLogger("movielinks.server")
 
@@ -34,7 +35,7 @@ bad, or the port is taken.
 """
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="server", description="Serve movielinks queries over gRPC.", epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--index", required=True, help="index root written by `indexer build --out`")
@@ -54,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tls-client-ca", help="PEM CA: require client certificates signed by it (mutual TLS)")
     parser.add_argument("--token-file", help="file holding the bearer token every call must carry "
                                              "(default: $MOVIELINKS_TOKEN; neither: no token)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
     if (args.tls_cert is None) != (args.tls_key is None):
         parser.error("--tls-cert and --tls-key go together")
@@ -71,38 +77,30 @@ def main(argv: list[str] | None = None) -> int:
         # Metrics first, so that refused calls are counted too.
         interceptors = [MetricsInterceptor(metrics), *([TokenInterceptor(token)] if token else []),
                         MalformedRequestInterceptor()]
-        holder = CatalogueHolder(load_catalogue(args.index))
+        holder = ServiceHolder(load_service(args.index))
         running = start(holder, args.host, args.port, max_workers=args.workers,
                         max_concurrent_rpcs=args.max_concurrent, credentials=credentials, interceptors=interceptors)
         metrics_port = metrics.serve_http(args.host, args.metrics_port) if args.metrics_port is not None else None
-    except ServerError as e:
+    except ServiceError as e:
         print(f"server: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # the metrics port
         print(f"server: error: cannot serve metrics on {args.host}:{args.metrics_port}: {e.strerror}", file=sys.stderr)
         return 2
-    catalogue = holder.current()
-    metrics.serving(catalogue)
+    service = holder.current()
+    metrics.serving(service)
     log.info(
         "movielinks server listening on %s:%d version=%s movies=%d links=%d dim=%d tls=%s auth=%s metrics=%s "
         "start_ms=%.0f",
-        args.host, running.port, catalogue.name, len(catalogue.version.movies), len(catalogue.version.links),
-        catalogue.version.dim, "mutual" if args.tls_client_ca else "on" if credentials else "off",
+        args.host, running.port, service.name, len(service.version.movies), len(service.version.links),
+        service.version.dim, "mutual" if args.tls_client_ca else "on" if credentials else "off",
         "token" if token else "none", f"{args.host}:{metrics_port}" if metrics_port else "off",
         1000 * (time.monotonic() - started),
     )
     # Serving already; the first Recommend then finds scikit-learn imported.
     svm_loader = threading.Thread(target=load_svm, name="load-svm")
     svm_loader.start()
-
-    def refused(name: str, reason: str) -> None:
-        metrics.reloads.labels("refused").inc()
-
-    def taken(new: Catalogue) -> None:
-        metrics.reloads.labels("taken").inc()
-        metrics.serving(new)
-
-    watcher = VersionWatcher(args.index, holder, on_taken=taken, on_refused=refused)
+    watcher = _watcher(args.index, holder, metrics)
     stop = threading.Event()
     watching = threading.Thread(target=watcher.run, args=(stop, args.reload_interval), name="reload", daemon=True)
     watching.start()
@@ -118,6 +116,19 @@ def main(argv: list[str] | None = None) -> int:
     answered = " ".join(f"{code}={n}" for code, n in sorted(metrics.answered_by_code().items()))
     log.info("stopped: calls answered by status since start: %s", answered or "none")
     return 0
+
+
+def _watcher(index_root: str, holder: ServiceHolder, metrics: Metrics) -> VersionWatcher:
+    """A watcher of the index root's CURRENT that counts what it takes and refuses."""
+
+    def refused(name: str, reason: str) -> None:
+        metrics.reloads.labels("refused").inc()
+
+    def taken(new: MovieService) -> None:
+        metrics.reloads.labels("taken").inc()
+        metrics.serving(new)
+
+    return VersionWatcher(index_root, holder, on_taken=taken, on_refused=refused)
 
 
 if __name__ == "__main__":

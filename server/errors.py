@@ -1,4 +1,5 @@
-"""The server's one error type, mapped to a gRPC status in exactly one place (servicer)."""
+"""The server's one error type. Its kind is mapped once to a gRPC status (server.servicer)
+and once to the command's exit code (server.cli)."""
 from __future__ import annotations
 
 import enum
@@ -9,10 +10,11 @@ class Kind(enum.Enum):
     NOT_FOUND = "NOT_FOUND"
     RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
     UNAVAILABLE = "UNAVAILABLE"
+    CANNOT_START = "CANNOT_START"  # a bad index, TLS or token file, a port in use: the process exits 2
 
 
 class ServiceError(Exception):
-    """A request the service cannot answer, with what the caller can do about it."""
+    """A request the service cannot answer, or a server that cannot start, with what the caller can do about it."""
 
     def __init__(self, kind: Kind, message: str):
         super().__init__(message)
@@ -26,3 +28,7 @@ def invalid(message: str) -> ServiceError:
 
 def not_found(message: str) -> ServiceError:
     return ServiceError(Kind.NOT_FOUND, message)
+
+
+def cannot_start(message: str) -> ServiceError:
+    return ServiceError(Kind.CANNOT_START, message)

@@ -20,7 +20,7 @@ from typing import Callable
 import grpc
 import prometheus_client as prom
 
-from server.catalogue import Catalogue
+from server.service import MovieService
 
 _LATENCY_BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -60,13 +60,13 @@ class Metrics:
         counter.inc()
         latency.observe(seconds)
 
-    def serving(self, catalogue: Catalogue) -> None:
+    def serving(self, service: MovieService) -> None:
         """Record the version now served (and only it)."""
         self.index_info.clear()
-        self.index_info.labels(catalogue.name).set(1)
-        self.movies.set(len(catalogue.version.movies))
-        self.links.set(len(catalogue.version.links))
-        self.dim.set(catalogue.version.dim)
+        self.index_info.labels(service.name).set(1)
+        self.movies.set(len(service.version.movies))
+        self.links.set(len(service.version.links))
+        self.dim.set(service.version.dim)
 
     def answered_by_code(self) -> dict[str, int]:
         """Calls answered since start, by status code name."""

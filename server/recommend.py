@@ -1,7 +1,8 @@
 """SVM recommendations: a linear SVM on liked (+1) and disliked (0) movie vectors.
 
 The SVM's decision function is w.x + b, so ranking every movie by it is an
-inner-product search of w over the movie index (and of -w for the worst).
+inner-product search of w over the movie index (and of -w for the worst). With
+no dislikes, a seeded sample of the catalogue stands in for them.
 """
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import importlib
 import numpy as np
 
 SVM_C = 1.0  # the notebook's SVC(kernel="linear") default
-RANDOM_NEGATIVES_PER_LIKED = 10
-MIN_RANDOM_NEGATIVES = 50
+STAND_IN_DISLIKES_PER_LIKED = 10
+MIN_STAND_IN_DISLIKES = 50
 
 
 def fit_svm(liked: np.ndarray, disliked: np.ndarray) -> tuple[np.ndarray, float]:
@@ -24,12 +25,20 @@ def fit_svm(liked: np.ndarray, disliked: np.ndarray) -> tuple[np.ndarray, float]
     return classifier.coef_[0].astype(np.float64), float(classifier.intercept_[0])
 
 
-def random_negative_ids(n_movies: int, liked_ids: list[int]) -> np.ndarray:
+def svm_direction(vectors: np.ndarray, liked_ids: np.ndarray, disliked_ids: np.ndarray) -> tuple[np.ndarray, float]:
+    """(w, b) of the SVM fitted on the liked and disliked rows of `vectors`; with no
+    dislikes, `stand_in_dislike_ids` take their place."""
+    if len(disliked_ids) == 0:
+        disliked_ids = stand_in_dislike_ids(len(vectors), liked_ids)
+    return fit_svm(vectors[np.asarray(liked_ids)], vectors[np.asarray(disliked_ids)])
+
+
+def stand_in_dislike_ids(n_movies: int, liked_ids) -> np.ndarray:
     """Movie ids standing in for dislikes when there are none: a sample of the catalogue
     (liked movies excluded) of max(50, 10 per liked) movies, seeded by the liked set so
     the same request always gets the same answer."""
     liked = np.unique(np.asarray(liked_ids, dtype=np.int64))
-    wanted = min(max(MIN_RANDOM_NEGATIVES, RANDOM_NEGATIVES_PER_LIKED * len(liked)), n_movies - len(liked))
+    wanted = min(max(MIN_STAND_IN_DISLIKES, STAND_IN_DISLIKES_PER_LIKED * len(liked)), n_movies - len(liked))
     rng = np.random.default_rng([0x5EC, len(liked), *liked.tolist()])
     return np.sort(rng.choice(np.setdiff1d(np.arange(n_movies), liked), size=wanted, replace=False))
 

@@ -20,7 +20,7 @@ from typing import Callable, Collection
 
 import grpc
 
-from server.app import ServerError
+from server.errors import cannot_start
 
 log = logging.getLogger("movielinks.server")
 
@@ -44,7 +44,7 @@ def server_credentials(
     """TLS credentials for `server.app.start`.
 
     With `client_ca_file` the server is mutual TLS: every client must present a
-    certificate signed by that CA, or its handshake fails. Raises ServerError
+    certificate signed by that CA, or its handshake fails. Raises ServiceError (CANNOT_START)
     naming the file when one is missing, unreadable or not PEM, or when the key
     does not belong to the certificate.
     """
@@ -62,14 +62,14 @@ def load_token(token_file: str | Path | None = None, env: str = TOKEN_ENV) -> st
     """The bearer token from `token_file` (stripped) or else the environment variable `env`.
 
     None when neither is given: the server then accepts calls without a token.
-    Raises ServerError when the file is unreadable or the token is empty or not
+    Raises ServiceError (CANNOT_START) when the file is unreadable or the token is empty or not
     sendable as gRPC metadata (printable ASCII without spaces).
     """
     if token_file is not None:
         try:
             token = Path(token_file).read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as e:
-            raise ServerError(f"cannot read the token file {token_file}: {_reason(e)}") from e
+            raise cannot_start(f"cannot read the token file {token_file}: {_reason(e)}") from e
         source = f"the token file {token_file}"
     elif env in os.environ:
         token = os.environ[env].strip()
@@ -77,9 +77,9 @@ def load_token(token_file: str | Path | None = None, env: str = TOKEN_ENV) -> st
     else:
         return None
     if not token:
-        raise ServerError(f"{source} is empty: put the shared token in it, or leave it unset to run without one")
+        raise cannot_start(f"{source} is empty: put the shared token in it, or leave it unset to run without one")
     if not all("!" <= c <= "~" for c in token):
-        raise ServerError(
+        raise cannot_start(
             f"the token in {source} has spaces or characters outside printable ASCII, which gRPC metadata "
             "cannot carry; use e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
         )
@@ -200,9 +200,9 @@ def _read_pem(path: str | Path, what: str, label: str) -> bytes:
     try:
         data = Path(path).read_bytes()
     except OSError as e:
-        raise ServerError(f"cannot read the {what} {path}: {_reason(e)}") from e
+        raise cannot_start(f"cannot read the {what} {path}: {_reason(e)}") from e
     if "-----BEGIN ".encode() not in data or f"{label}-----".encode() not in data:
-        raise ServerError(f"the {what} {path} is not a PEM file with a {label} block; give the PEM (not DER) file")
+        raise cannot_start(f"the {what} {path} is not a PEM file with a {label} block; give the PEM (not DER) file")
     return data
 
 
@@ -216,7 +216,7 @@ def _check_usable(credentials: grpc.ServerCredentials, cert_file, key_file) -> N
     try:
         trial.add_secure_port("127.0.0.1:0", credentials)
     except RuntimeError as e:
-        raise ServerError(
+        raise cannot_start(
             f"the server certificate {cert_file} and private key {key_file} are not a valid pair "
             "(corrupt, or the key does not belong to the certificate); grpc's log above says which"
         ) from e

@@ -1,7 +1,8 @@
-"""The gRPC servicer: each method turns a request into one Catalogue call and the
+"""The gRPC servicer: each method turns a request into one MovieService call and the
 result into a response. ServiceError is mapped to a gRPC status here, once."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from typing import Callable
@@ -10,8 +11,9 @@ import grpc
 
 from proto import movielinks_pb2 as pb
 from proto import movielinks_pb2_grpc as pb_grpc
-from server.catalogue import Catalogue, Neighbours
+from common.records import Neighbours
 from server.errors import Kind, ServiceError
+from server.service import MovieService
 
 log = logging.getLogger("movielinks.server")
 
@@ -52,74 +54,70 @@ def streaming(method: Callable) -> Callable:
 
 
 class MovielinksServicer(pb_grpc.MovielinksServicer):
-    """`current()` returns the Catalogue to answer with; each call reads it once."""
+    """`current()` returns the MovieService to answer with; each call reads it once."""
 
-    def __init__(self, current: Callable[[], Catalogue], refused_versions: Callable[[], list[str]] = list):
+    def __init__(self, current: Callable[[], MovieService], refused_versions: Callable[[], list[str]] = list):
         self.current = current
         self.refused_versions = refused_versions
 
     @unary
     def SimilarMovies(self, request, context):
-        catalogue = self.current()
-        return _neighbours(*catalogue.similar_movies(request.title, request.k), catalogue.name)
+        service = self.current()
+        return _neighbours(*service.similar_movies(request.title, request.k), service.name)
 
     @unary
     def BatchSimilarMovies(self, request, context):
-        catalogue = self.current()
-        results = catalogue.similar_movies_batch(list(request.titles), request.k)
-        response = pb.BatchNeighboursResponse(index_version=catalogue.name)
+        service = self.current()
+        results = service.similar_movies_batch(list(request.titles), request.k)
+        response = pb.BatchNeighboursResponse(index_version=service.name)
         # Up to 10,000 x 1,000 neighbours to convert: stop when nobody waits for them.
         for start in range(0, len(results), _RESPONSE_CHUNK):
             if not context.is_active():  # cancelled, or past its deadline
                 return response
             chunk = results[start:start + _RESPONSE_CHUNK]
-            response.results.extend(_neighbours(q, n, catalogue.name) for q, n in chunk)
+            response.results.extend(_neighbours(q, n, service.name) for q, n in chunk)
         return response
 
     @unary
     def SimilarLinks(self, request, context):
-        catalogue = self.current()
-        return _neighbours(*catalogue.similar_links(request.link, request.k), catalogue.name)
+        service = self.current()
+        return _neighbours(*service.similar_links(request.link, request.k), service.name)
 
     @unary
     def MovieLinks(self, request, context):
-        catalogue = self.current()
-        return _neighbours(*catalogue.movie_links(request.title, request.k), catalogue.name)
+        service = self.current()
+        return _neighbours(*service.movie_links(request.title, request.k), service.name)
 
     @unary
     def LinkMovies(self, request, context):
-        catalogue = self.current()
-        return _neighbours(*catalogue.link_movies(request.link, request.k), catalogue.name)
+        service = self.current()
+        return _neighbours(*service.link_movies(request.link, request.k), service.name)
 
     @unary
     def Recommend(self, request, context):
-        catalogue = self.current()
-        result = catalogue.recommend(list(request.liked), list(request.disliked), request.k, request.worst_k)
+        service = self.current()
+        result = service.recommend(list(request.liked), list(request.disliked), request.k, request.worst_k)
         return pb.RecommendResponse(
             best=[pb.ScoredMovie(title=t, decision_value=v) for t, v in result.best],
             worst=[pb.ScoredMovie(title=t, decision_value=v) for t, v in result.worst],
-            index_version=catalogue.name,
+            index_version=service.name,
         )
 
     @unary
     def PredictAttribute(self, request, context):
-        catalogue = self.current()
-        p = catalogue.predict_attribute(request.title, request.attribute)
-        return pb.PredictAttributeResponse(
-            title=p.title, attribute=p.attribute, unit=p.unit, predicted=p.predicted, known=p.known,
-            heldout_mse=p.heldout_mse, baseline_mse=p.baseline_mse, index_version=catalogue.name,
-        )
+        prediction = self.current().predict_attribute(request.title, request.attribute)
+        return pb.PredictAttributeResponse(**dataclasses.asdict(prediction))
 
     @streaming
     def ExportNeighbours(self, request, context):
-        catalogue = self.current()
-        total = len(catalogue.version.movies)
-        for chunk in catalogue.export_neighbours(request.k, request.chunk_size):
+        service = self.current()
+        total = len(service.version.movies)
+        for chunk in service.export_neighbours(request.k, request.chunk_size):
             if not context.is_active():  # the client went away: stop searching
                 return
             yield pb.ExportNeighboursChunk(
-                results=[_neighbours(q, n, catalogue.name) for q, n in chunk],
-                index_version=catalogue.name, total_movies=total,
+                results=[_neighbours(q, n, service.name) for q, n in chunk],
+                index_version=service.name, total_movies=total,
             )
 
     @unary

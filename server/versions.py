@@ -12,8 +12,10 @@ import threading
 from pathlib import Path
 from typing import Callable
 
-from indexer.version import IndexVersionError, current_version_name, load_version, version_dir
-from server.catalogue import Catalogue
+from indexer.errors import IndexerError
+from indexer.root import current_version_name, version_dir
+from indexer.version import load_version
+from server.service import MovieService
 from server.titles import shown
 
 log = logging.getLogger("movielinks.server")
@@ -21,18 +23,18 @@ log = logging.getLogger("movielinks.server")
 MAX_REFUSALS_KEPT = 20
 
 
-class CatalogueHolder:
-    """The catalogue being served. A swap is one assignment; a request reads it once."""
+class ServiceHolder:
+    """The service being served. A swap is one assignment; a request reads it once."""
 
-    def __init__(self, catalogue: Catalogue):
-        self._catalogue = catalogue
+    def __init__(self, service: MovieService):
+        self._service = service
         self._refused: list[tuple[str, str]] = []  # (version name, reason), newest last
 
-    def current(self) -> Catalogue:
-        return self._catalogue
+    def current(self) -> MovieService:
+        return self._service
 
-    def swap(self, catalogue: Catalogue) -> None:
-        self._catalogue = catalogue
+    def swap(self, service: MovieService) -> None:
+        self._service = service
 
     def refuse(self, name: str, reason: str) -> None:
         self._refused = [*self._refused, (name, reason)][-MAX_REFUSALS_KEPT:]
@@ -50,8 +52,8 @@ class VersionWatcher:
     may have repaired it in place).
     """
 
-    def __init__(self, index_root: str | Path, holder: CatalogueHolder, *,
-                 on_taken: Callable[[Catalogue], None] = lambda catalogue: None,
+    def __init__(self, index_root: str | Path, holder: ServiceHolder, *,
+                 on_taken: Callable[[MovieService], None] = lambda service: None,
                  on_refused: Callable[[str, str], None] = lambda name, reason: None):
         self.index_root = Path(index_root)
         self.holder = holder
@@ -70,7 +72,7 @@ class VersionWatcher:
         with self._lock:
             try:
                 name = current_version_name(self.index_root)
-            except IndexVersionError as e:
+            except IndexerError as e:
                 if self._last_seen != str(e):  # once per problem, not once per poll
                     log.warning("reload skipped: %s; still serving %s", e, self.holder.current().name)
                 self._last_seen = str(e)
@@ -81,8 +83,8 @@ class VersionWatcher:
             if name == seen_before and not retry:  # refused already while CURRENT kept naming it
                 return
             try:
-                catalogue = Catalogue(load_version(version_dir(self.index_root, name)))
-            except IndexVersionError as e:
+                service = MovieService(load_version(version_dir(self.index_root, name)))
+            except IndexerError as e:
                 reason = str(e)
                 self.holder.refuse(name, reason)
                 self.on_refused(name, reason)
@@ -90,10 +92,10 @@ class VersionWatcher:
                             self.holder.current().name)
                 return
             previous = self.holder.current().name
-            self.holder.swap(catalogue)
-            self.on_taken(catalogue)
+            self.holder.swap(service)
+            self.on_taken(service)
             log.info("reload taken: version=%s previous=%s movies=%d links=%d", name, previous,
-                     len(catalogue.version.movies), len(catalogue.version.links))
+                     len(service.version.movies), len(service.version.links))
 
     def wake(self, *, retry: bool = False) -> None:
         """Check now (callable from a signal handler: it only sets flags)."""

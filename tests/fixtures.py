@@ -5,8 +5,9 @@ from pathlib import Path
 
 import numpy as np
 
+from common.artifacts import Records
 from common.records import AttributeModel, MovieRecord
-from trainer.run import save_run
+from trainer.run import RunManifest, save_run
 
 
 def clustered_unit_vectors(rng: np.random.Generator, n: int, dim: int, n_clusters: int) -> np.ndarray:
@@ -43,10 +44,8 @@ def make_run(
     }
     return save_run(
         path,
-        manifest={"dataset": {"n_movies": n_movies}, "params": {"dim": dim}, "metrics": {"link_auc": 0.9}},
+        RunManifest(dataset={"n_movies": n_movies}, params={"dim": dim}, metrics={"link_auc": 0.9}),
         movie_vectors=clustered_unit_vectors(rng, n_movies, dim, n_clusters),
         link_vectors=clustered_unit_vectors(rng, n_links, dim, n_clusters),
-        movies=movies,
-        links=[f"Link {i}" for i in range(n_links)],
-        attribute_models=models,
+        records=Records(movies, [f"Link {i}" for i in range(n_links)], models),
     )

@@ -13,7 +13,8 @@ import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
 from common.files import sha256_file
-from indexer import version as iv
+import indexer.root
+import indexer.version
 from indexer.build import build_index
 from proto import movielinks_pb2 as pb
 from proto import movielinks_pb2_grpc as pb_grpc
@@ -33,29 +34,29 @@ def stage_version(tmp: Path, root: Path, seed: int) -> str:
     """A good version of `root`, complete under its final name but not published."""
     scratch = tmp / f"scratch-{seed}"
     name = build(tmp, scratch, seed)
-    (root / iv.VERSIONS).mkdir(parents=True, exist_ok=True)
-    iv.version_dir(scratch, name).rename(iv.version_dir(root, name))
+    (root / indexer.root.VERSIONS).mkdir(parents=True, exist_ok=True)
+    indexer.root.version_dir(scratch, name).rename(indexer.root.version_dir(root, name))
     return name
 
 
-def publish_corrupt(tmp: Path, root: Path, seed: int, file: str = iv.MOVIE_VECTORS) -> str:
+def publish_corrupt(tmp: Path, root: Path, seed: int, file: str = indexer.version.MOVIE_VECTORS) -> str:
     """A version of `root` with bytes of `file` flipped after its checksums were written, made current."""
     name = stage_version(tmp, root, seed)
-    path = iv.version_dir(root, name) / file
+    path = indexer.root.version_dir(root, name) / file
     data = bytearray(path.read_bytes())
     for i in range(len(data) - 64, len(data)):
         data[i] ^= 0xFF
     path.write_bytes(bytes(data))
-    iv.publish(root, name)
+    indexer.root.publish(root, name)
     return name
 
 
 def replace_with_checksum(version: Path, file: str, data: bytes) -> None:
     """Replace `file` of a version and its checksum in the manifest: only the cross-checks can object."""
     (version / file).write_bytes(data)
-    manifest = json.loads((version / iv.MANIFEST).read_text())
+    manifest = json.loads((version / indexer.version.MANIFEST).read_text())
     manifest["files"][file] = sha256_file(version / file)
-    (version / iv.MANIFEST).write_text(json.dumps(manifest))
+    (version / indexer.version.MANIFEST).write_text(json.dumps(manifest))
 
 
 def stub(channel: grpc.Channel) -> pb_grpc.MovielinksStub:

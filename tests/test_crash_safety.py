@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 
-from indexer import version as iv
+import indexer.root
+import indexer.version
 from tests.conftest import clustered_films, write_ndjson
 from tests.fixtures import make_run
 from trainer.run import load_run
@@ -29,15 +30,15 @@ def test_indexer_killed_while_publishing_leaves_only_complete_versions(tmp_path)
     root = tmp_path / "index"
     build = [sys.executable, "-m", "indexer", "build", str(run), "--out", str(root), "--quiet"]
     assert subprocess.run(build, cwd=REPO, capture_output=True).returncode == 0
-    first = iv.current_version_name(root)
+    first = indexer.root.current_version_name(root)
     for delay_s in (0.6, 0.9, 1.2, 1.5, 1.8, 2.2):
         run_and_kill(build, delay_s)
-        for name in iv.list_versions(root):  # hidden staging directories are not listed
-            iv.load_version(iv.version_dir(root, name))
-        assert iv.load_current(root).name in iv.list_versions(root)
-    assert iv.current_version_name(root) >= first
+        for name in indexer.root.list_versions(root):  # hidden staging directories are not listed
+            indexer.version.load_version(indexer.root.version_dir(root, name))
+        assert indexer.root.load_current(root).name in indexer.root.list_versions(root)
+    assert indexer.root.current_version_name(root) >= first
     assert subprocess.run(build, cwd=REPO, capture_output=True).returncode == 0  # the next publish succeeds
-    assert iv.current_version_name(root) == iv.list_versions(root)[-1]
+    assert indexer.root.current_version_name(root) == indexer.root.list_versions(root)[-1]
 
 
 def test_trainer_killed_at_any_point_leaves_no_partial_run_and_resumes(tmp_path):
@@ -58,5 +59,5 @@ def test_trainer_killed_at_any_point_leaves_no_partial_run_and_resumes(tmp_path)
     resumed = subprocess.run(command + ["--resume"], cwd=REPO, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     run = load_run(out)
-    assert run.manifest["metrics"]["link_auc"] > 0.7
-    assert len(run.manifest["metrics"]["epoch_losses"]) == 40
+    assert run.manifest.metrics["link_auc"] > 0.7
+    assert len(run.manifest.metrics["epoch_losses"]) == 40

@@ -18,7 +18,7 @@ from sklearn.svm import SVC
 
 from client import ClientError, MovielinksClient
 from common.neighbour_files import read_neighbour_file
-from server.recommend import random_negative_ids
+from server.recommend import stand_in_dislike_ids
 from tests.e2e_server import REPO, ServerProcess, build_index_cli
 from tests.fixtures import make_run
 from trainer.run import load_run
@@ -88,7 +88,7 @@ def test_recommend_without_dislikes_uses_the_servers_seeded_negatives(service):
     run, client, _, _ = service
     liked_ids = [0, 4]
     result = client.recommend([run.movies[i].title for i in liked_ids], k=10)
-    negatives = random_negative_ids(len(run.movies), liked_ids)
+    negatives = stand_in_dislike_ids(len(run.movies), liked_ids)
     vectors = run.movie_vectors.astype(np.float64)
     svm = SVC(kernel="linear", C=1.0).fit(vectors[liked_ids + negatives.tolist()], [1] * 2 + [0] * len(negatives))
     order = [i for i in np.argsort(-svm.decision_function(vectors)) if i not in liked_ids]
@@ -118,7 +118,7 @@ def test_title_lookup_and_info(service):
     assert client.lookup_title("Intersteller (film)").title == "Interstellar (film)"
     info = client.info()
     assert (info.movies, info.links, info.dim) == (400, 150, 16)
-    assert info.attributes == ["gross", "rotten_tomatoes"] and info.metrics == run.manifest["metrics"]
+    assert info.attributes == ["gross", "rotten_tomatoes"] and info.metrics == run.manifest.metrics
     assert info.max_k >= 100 and info.refused_versions == []
 
 

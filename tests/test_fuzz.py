@@ -20,8 +20,8 @@ from indexer.build import build_index
 from proto import SERVICE_NAME
 from proto import movielinks_pb2 as pb
 from proto import movielinks_pb2_grpc as pb_grpc
-from server.app import MAX_MESSAGE_BYTES, load_catalogue
-from server.catalogue import MAX_BATCH, MAX_K, MAX_STRING_CHARS
+from server.app import MAX_MESSAGE_BYTES, load_service
+from server.limits import MAX_BATCH, MAX_K, MAX_STRING_CHARS
 from tests.e2e_server import ServerProcess, running_server
 from tests.fixtures import make_run
 
@@ -239,7 +239,7 @@ def test_messages_past_the_size_limit_are_refused(served, stub):
 
 def test_server_still_answers_correctly_afterwards(served, stub, channel):
     """Runs last in this file: after everything above, the same process answers as the catalogue does."""
-    expected_query, expected = load_catalogue(str(served.index_root)).similar_movies("Interstellar (film)", 10)
+    expected_query, expected = load_service(str(served.index_root)).similar_movies("Interstellar (film)", 10)
     response = stub.SimilarMovies(pb.SimilarMoviesRequest(title="interstellar", k=10), timeout=CALL_TIMEOUT_S)
     assert response.query == expected_query == "Interstellar (film)"
     assert [n.name for n in response.neighbours] == [name for name, _ in expected]

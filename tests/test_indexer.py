@@ -18,8 +18,11 @@ from hypothesis import strategies as st
 from common.files import sha256_file
 from common.neighbour_files import read_neighbour_file
 from indexer import cli
-from indexer import version as iv
-from indexer.build import IndexerError, build_index
+import common.neighbours
+import indexer.root
+import indexer.version
+from indexer.build import build_index
+from indexer.errors import IndexerError
 from indexer.export import export_neighbours
 from indexer.prune import prune, versions_to_prune
 from tests import fixtures
@@ -39,11 +42,11 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory, run_dir: Path) -> iv.IndexVersion:
+def built(tmp_path_factory: pytest.TempPathFactory, run_dir: Path) -> indexer.version.IndexVersion:
     """One Flat version shared by the read-only tests."""
     root = tmp_path_factory.mktemp("index")
     build_index(run_dir, root, progress=False)
-    return iv.load_current(root)
+    return indexer.root.load_current(root)
 
 
 def exact_scores(vectors: np.ndarray, queries: np.ndarray, exclude_self: bool) -> np.ndarray:
@@ -72,50 +75,50 @@ def test_build_publishes_a_loadable_inner_product_version(tmp_path: Path, run_di
     root = tmp_path / "index"
     name = build_index(run_dir, root, progress=False)
 
-    assert iv.current_version_name(root) == name
-    assert iv.list_versions(root) == [name]
-    version = iv.load_current(root)
+    assert indexer.root.current_version_name(root) == name
+    assert indexer.root.list_versions(root) == [name]
+    version = indexer.root.load_current(root)
     assert version.name == name
     assert version.movie_index.metric_type == faiss.METRIC_INNER_PRODUCT
     assert version.link_index.metric_type == faiss.METRIC_INNER_PRODUCT
     run_manifest = json.loads((run_dir / "manifest.json").read_text())
     manifest = version.manifest
-    assert manifest["source_run"]["checksum"] == sha256_file(run_dir / "manifest.json")
-    assert manifest["dataset"] == run_manifest["dataset"] and manifest["metrics"] == run_manifest["metrics"]
-    assert manifest["indexes"]["movies"]["size"] == N_MOVIES and manifest["indexes"]["links"]["size"] == N_LINKS
-    assert manifest["indexes"]["movies"]["dim"] == DIM and manifest["indexes"]["movies"]["factory"] == "Flat"
-    assert set(manifest["files"]) == {
-        iv.MOVIE_INDEX, iv.LINK_INDEX, iv.MOVIE_VECTORS, iv.LINK_VECTORS, iv.MOVIES, iv.LINKS, iv.ATTRIBUTE_MODELS,
-        iv.MOVIE_NEIGHBOURS,
+    assert manifest.source_run["checksum"] == sha256_file(run_dir / "manifest.json")
+    assert manifest.dataset == run_manifest["dataset"] and manifest.metrics == run_manifest["metrics"]
+    assert manifest.indexes["movies"].size == N_MOVIES and manifest.indexes["links"].size == N_LINKS
+    assert manifest.indexes["movies"].dim == DIM and manifest.indexes["movies"].factory == "Flat"
+    assert set(manifest.files) == {
+        indexer.version.MOVIE_INDEX, indexer.version.LINK_INDEX, indexer.version.MOVIE_VECTORS, indexer.version.LINK_VECTORS, indexer.version.MOVIES, indexer.version.LINKS, indexer.version.ATTRIBUTE_MODELS,
+        indexer.version.MOVIE_NEIGHBOURS,
     }
     assert len(version.movies) == N_MOVIES and version.links[0] == "Link 0"
     assert set(version.attribute_models) == {"rotten_tomatoes", "gross"}
 
 
-def test_flat_search_matches_numpy_exactly(built: iv.IndexVersion) -> None:
+def test_flat_search_matches_numpy_exactly(built: indexer.version.IndexVersion) -> None:
     k = 10
-    ids, scores = iv.search(built.movie_index, built.movie_vectors, k, exclude=[{i} for i in range(N_MOVIES)])
+    ids, scores = common.neighbours.search(built.movie_index, built.movie_vectors, k, exclude=[{i} for i in range(N_MOVIES)])
     assert_exact_top_k(ids, built.movie_vectors, built.movie_vectors, exclude_self=True)
     expected = np.take_along_axis(built.movie_vectors @ built.movie_vectors.T, ids, axis=1)
     np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-6)
 
-    link_ids, _ = iv.search(built.link_index, built.movie_vectors[:20], k)
+    link_ids, _ = common.neighbours.search(built.link_index, built.movie_vectors[:20], k)
     assert_exact_top_k(link_ids, built.link_vectors, built.movie_vectors[:20], exclude_self=False)
 
 
-def test_search_excludes_several_ids_and_pads_short_rows(built: iv.IndexVersion) -> None:
+def test_search_excludes_several_ids_and_pads_short_rows(built: indexer.version.IndexVersion) -> None:
     query = built.movie_vectors[:2]
-    full, _ = iv.search(built.movie_index, query, 8)
+    full, _ = common.neighbours.search(built.movie_index, query, 8)
     excluded = [set(full[0, :3].tolist()), set()]
-    ids, scores = iv.search(built.movie_index, query, 5, exclude=excluded)
+    ids, scores = common.neighbours.search(built.movie_index, query, 5, exclude=excluded)
     np.testing.assert_array_equal(ids[0], full[0, 3:8])
     np.testing.assert_array_equal(ids[1], full[1, :5])
 
-    everything, everything_scores = iv.search(built.movie_index, query[:1], N_MOVIES + 5, exclude=[{0, 1}])
+    everything, everything_scores = common.neighbours.search(built.movie_index, query[:1], N_MOVIES + 5, exclude=[{0, 1}])
     assert (everything[0, : N_MOVIES - 2] >= 0).all() and (everything[0, N_MOVIES - 2 :] == -1).all()
     assert np.isneginf(everything_scores[0, N_MOVIES - 2 :]).all()
     with pytest.raises(ValueError, match="dimension"):
-        iv.search(built.movie_index, np.zeros((1, DIM + 1)), 3)
+        common.neighbours.search(built.movie_index, np.zeros((1, DIM + 1)), 3)
 
 
 @settings(max_examples=40, deadline=None)
@@ -129,7 +132,7 @@ def test_search_agrees_with_a_row_by_row_reference(k: int, exclude: list[set[int
     index = faiss.IndexFlatIP(8)
     index.add(vectors)
     queries = vectors[: len(exclude)]
-    ids, scores = iv.search(index, queries, k, exclude=exclude)
+    ids, scores = common.neighbours.search(index, queries, k, exclude=exclude)
     _, full_ranking = index.search(queries, index.ntotal)  # same arithmetic, so the same order
     for row, skip in enumerate(exclude):
         ranked = [i for i in full_ranking[row].tolist() if i not in skip][:k]
@@ -141,20 +144,20 @@ def test_second_build_moves_current_and_keeps_the_first(tmp_path: Path, run_dir:
     first = build_index(run_dir, tmp_path, progress=False)
     second = build_index(run_dir, tmp_path, progress=False)
     assert first < second
-    assert iv.list_versions(tmp_path) == [first, second]
-    assert iv.current_version_name(tmp_path) == second
-    assert iv.load_version(iv.version_dir(tmp_path, first)).name == first
+    assert indexer.root.list_versions(tmp_path) == [first, second]
+    assert indexer.root.current_version_name(tmp_path) == second
+    assert indexer.version.load_version(indexer.root.version_dir(tmp_path, first)).name == first
 
 
 def test_prune_keeps_the_newest_and_never_current_or_newer(tmp_path: Path, run_dir: Path) -> None:
     names = [build_index(run_dir, tmp_path, progress=False) for _ in range(4)]
     assert prune(tmp_path, keep=2) == names[:2]
-    assert iv.list_versions(tmp_path) == names[2:]
+    assert indexer.root.list_versions(tmp_path) == names[2:]
 
-    iv.publish(tmp_path, names[2])  # a rollback: the newest version is now unpublished
+    indexer.root.publish(tmp_path, names[2])  # a rollback: the newest version is now unpublished
     assert prune(tmp_path, keep=1) == []
-    assert iv.list_versions(tmp_path) == names[2:]
-    assert iv.load_current(tmp_path).name == names[2]
+    assert indexer.root.list_versions(tmp_path) == names[2:]
+    assert indexer.root.load_current(tmp_path).name == names[2]
 
     with pytest.raises(IndexerError, match="keep"):
         prune(tmp_path, keep=0)
@@ -169,8 +172,8 @@ def test_versions_to_prune_rule() -> None:
 
 def test_prune_sweeps_only_stale_staging(tmp_path: Path, run_dir: Path) -> None:
     build_index(run_dir, tmp_path, progress=False)
-    stale = iv.versions_dir(tmp_path) / ".crashed.partial-abc"
-    fresh = iv.versions_dir(tmp_path) / ".building.partial-def"
+    stale = indexer.root.versions_dir(tmp_path) / ".crashed.partial-abc"
+    fresh = indexer.root.versions_dir(tmp_path) / ".building.partial-def"
     for staging in (stale, fresh):
         staging.mkdir()
         (staging / "movies.faiss").write_bytes(b"half")
@@ -183,10 +186,10 @@ def test_prune_sweeps_only_stale_staging(tmp_path: Path, run_dir: Path) -> None:
 @pytest.mark.parametrize("factory", ["HNSW32", "IVF8,Flat"])
 def test_approximate_factories_find_most_exact_neighbours(tmp_path: Path, run_dir: Path, factory: str) -> None:
     build_index(run_dir, tmp_path, factory=factory, progress=False)
-    version = iv.load_current(tmp_path)
-    assert version.manifest["indexes"]["movies"]["factory"] == factory
+    version = indexer.root.load_current(tmp_path)
+    assert version.manifest.indexes["movies"].factory == factory
     k = 10
-    ids, _ = iv.search(version.movie_index, version.movie_vectors, k, exclude=[{i} for i in range(N_MOVIES)])
+    ids, _ = common.neighbours.search(version.movie_index, version.movie_vectors, k, exclude=[{i} for i in range(N_MOVIES)])
     exact = exact_top_k(version.movie_vectors, version.movie_vectors, k, exclude_self=True)
     recall = np.mean([len(set(a) & set(b)) / k for a, b in zip(ids.tolist(), exact.tolist())])
     assert recall >= 0.9
@@ -199,7 +202,7 @@ def test_approximate_factories_find_most_exact_neighbours(tmp_path: Path, run_di
 def test_bad_factory_is_an_indexer_error(tmp_path: Path, run_dir: Path, factory: str, message: str) -> None:
     with pytest.raises(IndexerError, match=message.replace("(", r"\(")):
         build_index(run_dir, tmp_path, factory=factory, progress=False)
-    assert iv.list_versions(tmp_path) == []
+    assert indexer.root.list_versions(tmp_path) == []
 
 
 def test_non_unit_run_vectors_are_refused(tmp_path: Path) -> None:
@@ -215,10 +218,10 @@ def test_non_unit_run_vectors_are_refused(tmp_path: Path) -> None:
 
 def test_corrupt_version_file_is_named(tmp_path: Path, run_dir: Path) -> None:
     name = build_index(run_dir, tmp_path, progress=False)
-    with open(iv.version_dir(tmp_path, name) / iv.MOVIES, "a", encoding="utf-8") as f:
+    with open(indexer.root.version_dir(tmp_path, name) / indexer.version.MOVIES, "a", encoding="utf-8") as f:
         f.write("\n")
-    with pytest.raises(iv.IndexVersionError, match=iv.MOVIES):
-        iv.load_current(tmp_path)
+    with pytest.raises(IndexerError, match=indexer.version.MOVIES):
+        indexer.root.load_current(tmp_path)
 
 
 def test_corrupt_run_is_an_indexer_error(tmp_path: Path) -> None:
@@ -234,12 +237,12 @@ def _fail_copy(*args: object, **kwargs: object) -> None:
 
 
 def _fail_validation(path: object) -> None:
-    raise iv.IndexVersionError(f"{path}: simulated")
+    raise IndexerError(f"{path}: simulated")
 
 
 @pytest.mark.parametrize(
     ("module", "attribute", "replacement", "error"),
-    [(shutil, "copyfile", _fail_copy, OSError), (iv, "load_version", _fail_validation, IndexerError)],
+    [(shutil, "copyfile", _fail_copy, OSError), (indexer.version, "load_version", _fail_validation, IndexerError)],
 )
 def test_failed_build_leaves_no_version_and_current_unchanged(
     tmp_path: Path,
@@ -254,12 +257,12 @@ def test_failed_build_leaves_no_version_and_current_unchanged(
     monkeypatch.setattr(module, attribute, replacement)
     with pytest.raises(error):
         build_index(run_dir, tmp_path, progress=False)
-    assert sorted(p.name for p in iv.versions_dir(tmp_path).iterdir()) == [first]
-    assert iv.current_version_name(tmp_path) == first
+    assert sorted(p.name for p in indexer.root.versions_dir(tmp_path).iterdir()) == [first]
+    assert indexer.root.current_version_name(tmp_path) == first
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
-def test_export_equals_search(tmp_path: Path, built: iv.IndexVersion, suffix: str) -> None:
+def test_export_equals_search(tmp_path: Path, built: indexer.version.IndexVersion, suffix: str) -> None:
     k = 7
     out = tmp_path / f"neighbours{suffix}"
     rows = export_neighbours(built, k, out, batch_size=64, progress=False)
@@ -267,7 +270,7 @@ def test_export_equals_search(tmp_path: Path, built: iv.IndexVersion, suffix: st
     assert rows == N_MOVIES * k
     assert [p.name for p in tmp_path.iterdir()] == [out.name]
     exported = read_neighbour_file(out)
-    ids, scores = iv.search(built.movie_index, built.movie_vectors, k, exclude=[{i} for i in range(N_MOVIES)])
+    ids, scores = common.neighbours.search(built.movie_index, built.movie_vectors, k, exclude=[{i} for i in range(N_MOVIES)])
     titles = [m.title for m in built.movies]
     assert list(exported) == titles
     for i, title in enumerate(titles):
@@ -277,20 +280,21 @@ def test_export_equals_search(tmp_path: Path, built: iv.IndexVersion, suffix: st
 
 
 def test_export_refuses_bad_suffix_and_leaves_nothing_on_failure(
-    tmp_path: Path, built: iv.IndexVersion, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, built: indexer.version.IndexVersion, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with pytest.raises(IndexerError, match=r"\.csv, \.jsonl, \.parquet"):
         export_neighbours(built, 5, tmp_path / "neighbours.txt", progress=False)
 
     calls = []
+    real_similar_rows = common.neighbours.similar_rows
 
-    def search_then_fail(*args: object, **kwargs: object) -> tuple[np.ndarray, np.ndarray]:
+    def neighbours_then_fail(*args: object, **kwargs: object) -> tuple[np.ndarray, np.ndarray]:
         calls.append(1)
         if len(calls) > 1:
             raise RuntimeError("interrupted")
-        return iv.search(*args, **kwargs)
+        return real_similar_rows(*args, **kwargs)
 
-    monkeypatch.setattr("indexer.export.search", search_then_fail)
+    monkeypatch.setattr("common.neighbours.similar_rows", neighbours_then_fail)
     with pytest.raises(RuntimeError, match="interrupted"):
         export_neighbours(built, 5, tmp_path / "neighbours.csv", batch_size=100, progress=False)
     assert list(tmp_path.iterdir()) == []
@@ -306,7 +310,7 @@ def test_cli_list_export_prune(tmp_path: Path, run_dir: Path, capsys: pytest.Cap
     assert lines[0].startswith(f"  {first}") and lines[1].startswith(f"* {second}")
 
     out = tmp_path / "n.jsonl"
-    assert cli.main(["export", str(iv.version_dir(root, first)), "--k", "3", "--out", str(out), "--quiet"]) == 0
+    assert cli.main(["export", str(indexer.root.version_dir(root, first)), "--k", "3", "--out", str(out), "--quiet"]) == 0
     assert f"from version {first}" in capsys.readouterr().out
     assert all(len(neighbours) == 3 for neighbours in read_neighbour_file(out).values())
 
@@ -326,10 +330,10 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_cli_build_prints_name_sizes_and_where(tmp_path: Path, run_dir: Path) -> None:
     result = run_cli("build", str(run_dir), "--out", str(tmp_path), "--quiet")
     assert result.returncode == 0, result.stderr
-    name = iv.current_version_name(tmp_path)
+    name = indexer.root.current_version_name(tmp_path)
     assert f"built index version {name}" in result.stdout
     assert f"{N_MOVIES} x {DIM}" in result.stdout and f"{N_LINKS} x {DIM}" in result.stdout
-    assert str(tmp_path / iv.CURRENT) in result.stdout
+    assert str(tmp_path / indexer.root.CURRENT) in result.stdout
 
 
 def test_cli_bad_run_path_is_one_line_exit_2(tmp_path: Path) -> None:
@@ -342,14 +346,14 @@ def test_cli_bad_run_path_is_one_line_exit_2(tmp_path: Path) -> None:
 
 def test_stored_movie_neighbours_equal_a_search(tmp_path, run_dir):
     build_index(run_dir, tmp_path / "index", neighbours_k=20, progress=False)
-    version = iv.load_current(tmp_path / "index")
+    version = indexer.root.load_current(tmp_path / "index")
     ids, scores = version.movie_neighbours
     assert ids.shape == scores.shape == (N_MOVIES, 20)
     rows = np.arange(N_MOVIES)
-    expected_ids, expected_scores = iv.search(version.movie_index, version.movie_vectors, 20, rows[:, None])
+    expected_ids, expected_scores = common.neighbours.search(version.movie_index, version.movie_vectors, 20, rows[:, None])
     assert (ids == expected_ids).all() and np.allclose(scores, expected_scores)
     assert not (ids == rows[:, None]).any()
     build_index(run_dir, tmp_path / "none", neighbours_k=0, progress=False)
-    assert iv.load_current(tmp_path / "none").movie_neighbours is None
+    assert indexer.root.load_current(tmp_path / "none").movie_neighbours is None
     with pytest.raises(IndexerError, match="neighbours-k"):
         build_index(run_dir, tmp_path / "bad", neighbours_k=-1, progress=False)

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from common.neighbour_files import COLUMNS, FORMATS, open_neighbour_writer, read_neighbour_file
+from common.neighbour_files import COLUMNS, FORMATS, NeighbourWriter, read_neighbour_file
 
 TRICKY_TITLES = ["Amélie", 'Say "Cheese", Please', "Line\nbreak", "Carriage\r\nreturn", "東京物語", "  spaced  "]
 
@@ -31,7 +31,7 @@ def test_round_trip_over_several_writes(tmp_path: Path, suffix: str) -> None:
     titles = TRICKY_TITLES + [f"Movie {i}" for i in range(20)]
     expected = neighbours_of(titles, 4, np.random.default_rng(1))
     path = tmp_path / f"n{suffix}"
-    with open_neighbour_writer(path) as writer:
+    with NeighbourWriter(path) as writer:
         for start in range(0, len(titles), 10):
             batch = titles[start : start + 10]
             writer.write(batch, [expected[t] for t in batch])
@@ -50,7 +50,7 @@ def test_round_trip_over_several_writes(tmp_path: Path, suffix: str) -> None:
 def test_the_same_rows_in_every_format(tmp_path: Path) -> None:
     neighbours = [[("B", 0.5), ("C", 0.25)], [("A", 0.5)]]
     for suffix in FORMATS:
-        with open_neighbour_writer(tmp_path / f"n{suffix}") as writer:
+        with NeighbourWriter(tmp_path / f"n{suffix}") as writer:
             writer.write(["A", "B"], neighbours)
     expected_rows = [("A", 1, "B", 0.5), ("A", 2, "C", 0.25), ("B", 1, "A", 0.5)]
 
@@ -71,7 +71,7 @@ def test_the_same_rows_in_every_format(tmp_path: Path) -> None:
 
 def test_parquet_has_one_row_group_per_write(tmp_path: Path) -> None:
     path = tmp_path / "n.parquet"
-    with open_neighbour_writer(path) as writer:
+    with NeighbourWriter(path) as writer:
         writer.write(["A"], [[("B", 0.1)]])
         writer.write(["C"], [[]])  # no rows: no empty row group
         writer.write(["B", "C"], [[("A", 0.1)], [("A", 0.2), ("B", 0.0)]])
@@ -82,7 +82,7 @@ def test_parquet_has_one_row_group_per_write(tmp_path: Path) -> None:
 
 def test_unknown_suffix_names_the_choices(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"\.csv, \.jsonl, \.parquet"):
-        open_neighbour_writer(tmp_path / "n.tsv")
+        NeighbourWriter(tmp_path / "n.tsv")
     with pytest.raises(ValueError, match=r"\.csv, \.jsonl, \.parquet"):
         read_neighbour_file(tmp_path / "n")
     assert list(tmp_path.iterdir()) == []
@@ -91,12 +91,12 @@ def test_unknown_suffix_names_the_choices(tmp_path: Path) -> None:
 @pytest.mark.parametrize("suffix", FORMATS)
 def test_an_error_keeps_the_old_file_and_leaves_no_temp(tmp_path: Path, suffix: str) -> None:
     path = tmp_path / f"n{suffix}"
-    with open_neighbour_writer(path) as writer:
+    with NeighbourWriter(path) as writer:
         writer.write(["old"], [[("other", 1.0)]])
     before = path.read_bytes()
 
     with pytest.raises(RuntimeError, match="stream broke"):
-        with open_neighbour_writer(path) as writer:
+        with NeighbourWriter(path) as writer:
             writer.write(["new"], [[("other", 0.5)]])
             assert path.read_bytes() == before  # nothing visible until the writer closes
             raise RuntimeError("stream broke")
@@ -106,12 +106,12 @@ def test_an_error_keeps_the_old_file_and_leaves_no_temp(tmp_path: Path, suffix: 
 
 def test_missing_directory_is_named(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no-such-dir"):
-        open_neighbour_writer(tmp_path / "no-such-dir" / "n.csv")
+        NeighbourWriter(tmp_path / "no-such-dir" / "n.csv")
 
 
 def test_mismatched_lengths_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="one list per movie"):
-        with open_neighbour_writer(tmp_path / "n.jsonl") as writer:
+        with NeighbourWriter(tmp_path / "n.jsonl") as writer:
             writer.write(["A", "B"], [[("C", 0.1)]])
     assert list(tmp_path.iterdir()) == []
 
@@ -127,7 +127,7 @@ titles_strategy = st.lists(
 def test_any_titles_round_trip(tmp_path: Path, titles: list[str], suffix: str, seed: int) -> None:
     expected = neighbours_of(titles, 3, np.random.default_rng(seed))
     path = tmp_path / f"n{suffix}"
-    with open_neighbour_writer(path) as writer:
+    with NeighbourWriter(path) as writer:
         writer.write(titles, [expected[t] for t in titles])
     got = read_neighbour_file(path)
     assert {t: [n for n, _ in ns] for t, ns in got.items()} == {t: [n for n, _ in ns] for t, ns in expected.items()}

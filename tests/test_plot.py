@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from matplotlib import image
 
+from common.artifacts import Records
 from common.records import MovieRecord
 from trainer.errors import TrainerError
 from trainer.plot import (
@@ -17,7 +18,7 @@ from trainer.plot import (
     short_title,
     spread_labels,
 )
-from trainer.run import save_run
+from trainer.run import RunManifest, save_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -43,8 +44,8 @@ def run_dir(tmp_path: Path) -> Path:
     links = [f"Link {j}" for j in range(12)]
     link_vectors = rng.normal(size=(len(links), dim))
     link_vectors /= np.linalg.norm(link_vectors, axis=1, keepdims=True)
-    return save_run(tmp_path / "run", manifest={"dataset": {"path": "synthetic"}}, movie_vectors=vectors,
-                    link_vectors=link_vectors, movies=movies, links=links, attribute_models={})
+    manifest = RunManifest(dataset={"path": "synthetic"}, params={}, metrics={})
+    return save_run(tmp_path / "run", manifest, vectors, link_vectors, Records(movies, links, {}))
 
 
 def assert_png(path: Path) -> None:

@@ -25,8 +25,10 @@ from indexer.build import build_index
 from proto import movielinks_pb2 as pb
 from proto import movielinks_pb2_grpc as pb_grpc
 from server import security
-from server.app import CatalogueHolder, ServerError, load_catalogue, start
-from server.catalogue import Catalogue
+from server.app import load_service, start
+from server.errors import ServiceError
+from server.versions import ServiceHolder
+from server.service import MovieService
 from server.security import TokenInterceptor, load_token, server_credentials
 from tests.e2e_server import REPO, running_server
 from tests.fixtures import make_run
@@ -115,16 +117,16 @@ def pki(tmp_path_factory) -> Pki:
 
 
 @pytest.fixture(scope="module")
-def catalogue(tmp_path_factory) -> Catalogue:
+def catalogue(tmp_path_factory) -> MovieService:
     tmp = tmp_path_factory.mktemp("index")
     build_index(make_run(tmp / "run", titles=[TITLE], n_movies=60, n_links=20, dim=8), tmp / "index", progress=False)
-    return load_catalogue(str(tmp / "index"))
+    return load_service(str(tmp / "index"))
 
 
 class SpyCatalogue:
     """Counts SimilarMovies calls reaching the domain code, then answers as the real one."""
 
-    def __init__(self, catalogue: Catalogue):
+    def __init__(self, catalogue: MovieService):
         self._catalogue = catalogue
         self.similar_movies_calls = 0
 
@@ -143,7 +145,7 @@ def serve(catalogue):
 
     def _serve(credentials=None, interceptors=()):
         spy = SpyCatalogue(catalogue)
-        server = start(CatalogueHolder(spy), "127.0.0.1", 0, max_workers=2, credentials=credentials,
+        server = start(ServiceHolder(spy), "127.0.0.1", 0, max_workers=2, credentials=credentials,
                        interceptors=interceptors)
         running.append(server)
         return server.port, spy
@@ -215,15 +217,15 @@ def test_mutual_tls_needs_a_client_certificate_from_the_ca(serve, pki):
 
 
 def test_credentials_name_the_missing_or_bad_file(pki, tmp_path):
-    with pytest.raises(ServerError, match=r"server certificate .*nowhere\.pem: No such file"):
+    with pytest.raises(ServiceError, match=r"server certificate .*nowhere\.pem: No such file"):
         server_credentials(tmp_path / "nowhere.pem", pki.files["server_key"])
-    with pytest.raises(ServerError, match=r"client CA certificate .*absent-ca\.pem"):
+    with pytest.raises(ServiceError, match=r"client CA certificate .*absent-ca\.pem"):
         server_credentials(pki.files["server_cert"], pki.files["server_key"], tmp_path / "absent-ca.pem")
     swapped = tmp_path / "swapped.pem"
     swapped.write_bytes(pki.server.key)  # a key where the certificate belongs
-    with pytest.raises(ServerError, match=r"server certificate .*swapped\.pem is not a PEM file with a CERTIFICATE"):
+    with pytest.raises(ServiceError, match=r"server certificate .*swapped\.pem is not a PEM file with a CERTIFICATE"):
         server_credentials(swapped, pki.files["server_key"])
-    with pytest.raises(ServerError, match=r"server private key .*server\.pem is not a PEM file with a PRIVATE KEY"):
+    with pytest.raises(ServiceError, match=r"server private key .*server\.pem is not a PEM file with a PRIVATE KEY"):
         server_credentials(pki.files["server_cert"], pki.files["server_cert"])
 
 
@@ -316,21 +318,21 @@ def test_load_token_from_file_env_or_none(tmp_path, monkeypatch):
 
 
 def test_load_token_errors_name_the_source(tmp_path, monkeypatch):
-    with pytest.raises(ServerError, match=r"cannot read the token file .*missing-token: No such file"):
+    with pytest.raises(ServiceError, match=r"cannot read the token file .*missing-token: No such file"):
         load_token(tmp_path / "missing-token")
     empty = tmp_path / "empty-token"
     empty.write_text(" \n\t\n")
-    with pytest.raises(ServerError, match=r"token file .*empty-token is empty"):
+    with pytest.raises(ServiceError, match=r"token file .*empty-token is empty"):
         load_token(empty)
     monkeypatch.setenv("MOVIELINKS_TOKEN", "")
-    with pytest.raises(ServerError, match="environment variable MOVIELINKS_TOKEN is empty"):
+    with pytest.raises(ServiceError, match="environment variable MOVIELINKS_TOKEN is empty"):
         load_token()
     spaced = tmp_path / "spaced-token"
     spaced.write_text("two words")
-    with pytest.raises(ServerError, match="printable ASCII") as caught:
+    with pytest.raises(ServiceError, match="printable ASCII") as caught:
         load_token(spaced)
     assert "two words" not in str(caught.value)
-    with pytest.raises(ServerError, match="cannot read the token file"):
+    with pytest.raises(ServiceError, match="cannot read the token file"):
         load_token(tmp_path)  # a directory
 
 
@@ -343,7 +345,7 @@ def test_interceptor_refuses_an_empty_token():
 def test_credentials_refuse_a_key_that_does_not_match_the_certificate(pki, tmp_path):
     stray_key = tmp_path / "stray.key"
     stray_key.write_bytes(pki.client.key)
-    with pytest.raises(ServerError, match=r"server\.pem and private key .*stray\.key are not a valid pair"):
+    with pytest.raises(ServiceError, match=r"server\.pem and private key .*stray\.key are not a valid pair"):
         server_credentials(pki.files["server_cert"], stray_key)
 
 

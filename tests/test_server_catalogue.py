@@ -6,10 +6,11 @@ import pytest
 from sklearn.svm import SVC
 
 from indexer.build import build_index
-from indexer.version import load_current
-from server.catalogue import MAX_BATCH, MAX_K, MAX_STRING_CHARS, Catalogue
+from indexer.root import load_current
+from server.limits import MAX_BATCH, MAX_K, MAX_STRING_CHARS
+from server.service import MovieService
 from server.errors import Kind, ServiceError
-from server.recommend import random_negative_ids
+from server.recommend import stand_in_dislike_ids
 from server.titles import TitleResolver
 from tests.fixtures import make_run
 
@@ -18,10 +19,10 @@ TITLES = ["Interstellar (film)", "Star Wars (film)", "Star Wars: The Force Awake
 
 
 @pytest.fixture(scope="module")
-def catalogue(tmp_path_factory) -> Catalogue:
+def catalogue(tmp_path_factory) -> MovieService:
     tmp = tmp_path_factory.mktemp("catalogue")
     build_index(make_run(tmp / "run", titles=TITLES, n_movies=250, n_links=80), tmp / "index", progress=False)
-    return Catalogue(load_current(tmp / "index"))
+    return MovieService(load_current(tmp / "index"))
 
 
 def error_kind(call) -> Kind:
@@ -96,7 +97,7 @@ def test_recommend_without_dislikes_is_deterministic(catalogue):
     first = catalogue.recommend(["Interstellar (film)", "Alien (film)"], [], k=10)
     again = catalogue.recommend(["alien (film)", "Interstellar (film)"], [], k=10)
     assert first == again and len(first.best) == 10
-    negatives = random_negative_ids(250, [0, 4])
+    negatives = stand_in_dislike_ids(250, [0, 4])
     assert len(negatives) == 50 and not {0, 4} & set(negatives.tolist())
 
 
@@ -140,7 +141,7 @@ def test_misspelt_titles_cost_a_bounded_amount_of_work(catalogue, monkeypatch):
     started = time.perf_counter()
     batch = catalogue.similar_movies_batch(["Intersteller (film)"] * 5000, 1)  # resolved once, not 5000 times
     assert time.perf_counter() - started < 5 and batch[0][0] == "Interstellar (film)"
-    monkeypatch.setattr("server.catalogue.MAX_CLOSE_MATCHES", 1)
+    monkeypatch.setattr("server.limits.MAX_CLOSE_MATCHES", 1)
     assert len(catalogue.similar_movies_batch(["Intersteller (film)", "Alien (film)"], 1)) == 2
     with pytest.raises(ServiceError, match="close") as caught:
         catalogue.similar_movies_batch(["Intersteller (film)", "The Martain (film)"], 1)

@@ -10,29 +10,30 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from indexer.build import build_index
-from indexer.version import load_current
+from indexer.root import load_current
 from proto import SERVICE_NAME
 from proto import movielinks_pb2 as pb
 from proto import movielinks_pb2_grpc as pb_grpc
 from server.app import start
-from server.catalogue import MAX_BATCH, MAX_K, MAX_STRING_CHARS, Catalogue
-from server.versions import CatalogueHolder
+from server.limits import MAX_BATCH, MAX_K, MAX_STRING_CHARS
+from server.service import MovieService
+from server.versions import ServiceHolder
 from tests.fixtures import make_run
 
 TITLES = ["Interstellar (film)", "Alien (film)", "Aliens (film)"]
 TIMEOUT_S = 10
 
 
-def build_catalogue(folder: Path, seed: int) -> Catalogue:
+def build_catalogue(folder: Path, seed: int) -> MovieService:
     run = make_run(folder / "run", seed, titles=TITLES, n_movies=80, n_links=30, dim=8)
     build_index(run, folder / "index", progress=False)
-    return Catalogue(load_current(folder / "index"))
+    return MovieService(load_current(folder / "index"))
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """(holder, stub, channel) of a running in-process server; stopped afterwards."""
-    holder = CatalogueHolder(build_catalogue(tmp_path_factory.mktemp("first"), seed=0))
+    holder = ServiceHolder(build_catalogue(tmp_path_factory.mktemp("first"), seed=0))
     running = start(holder, "127.0.0.1", 0, max_workers=4)
     channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
     try:

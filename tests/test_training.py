@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from trainer import run as run_module
-from trainer import train as train_module
+from trainer.checkpoint import Checkpoint
 from trainer.errors import TrainerError
 from trainer.run import load_run
 from trainer.train import TrainConfig, default_checkpoint_dir, train
@@ -23,24 +23,24 @@ def quiet(_line: str) -> None:
 def test_short_real_training_run_beats_chance_by_far(real_data, tmp_path):
     out = train(real_data, tmp_path / "run", TrainConfig(epochs=3), progress=False, log=quiet)
     run = load_run(out)
-    metrics = run.manifest["metrics"]
+    metrics = run.manifest.metrics
     assert metrics["link_auc"] > 0.75, metrics
     assert 0 < metrics["recall_at_10"] <= 1
-    assert run.movie_vectors.shape == (run.manifest["vocabulary"]["movies"], 50)
-    assert run.link_vectors.shape == (run.manifest["vocabulary"]["links"], 50)
+    assert run.movie_vectors.shape == (run.manifest.vocabulary["movies"], 50)
+    assert run.link_vectors.shape == (run.manifest.vocabulary["links"], 50)
     assert np.allclose(np.linalg.norm(run.movie_vectors, axis=1), 1, atol=1e-5)
     assert np.allclose(np.linalg.norm(run.link_vectors, axis=1), 1, atol=1e-5)
     assert run.movie_vectors.dtype == np.float32
     assert {"rotten_tomatoes", "gross", "budget"} <= set(run.attribute_models)
     for model in run.attribute_models.values():
         assert model.heldout_mse > 0 and model.baseline_mse > 0 and len(model.coef) == 50
-    assert run.manifest["dataset"]["sha256"] and run.manifest["params"]["negatives"] == 10
+    assert run.manifest.dataset["sha256"] and run.manifest.params["negatives_per_positive"] == 10
     assert not default_checkpoint_dir(out).exists()
 
 
 def test_small_run_learns_clusters(small_dataset, tmp_path):
     run = load_run(train(small_dataset, tmp_path / "run", SMALL, progress=False, log=quiet))
-    assert run.manifest["metrics"]["link_auc"] > 0.8
+    assert run.manifest.metrics["link_auc"] > 0.8
     # films of one cluster (same i % 6) are closer to each other than to the others
     titles = [m.title for m in run.movies]
     cluster = np.array([int(t.split()[1]) % 6 for t in titles])
@@ -53,34 +53,34 @@ def test_small_run_learns_clusters(small_dataset, tmp_path):
 def test_training_is_deterministic_and_resumes_after_an_interruption(small_dataset, tmp_path, monkeypatch):
     whole = load_run(train(small_dataset, tmp_path / "whole", SMALL, progress=False, log=quiet))
 
-    real_save = train_module._save_checkpoint
+    real_save = Checkpoint.save
     def save_then_die(*args, **kwargs):
         real_save(*args, **kwargs)
         raise KeyboardInterrupt  # as if the process were stopped right after epoch 1
-    monkeypatch.setattr(train_module, "_save_checkpoint", save_then_die)
+    monkeypatch.setattr(Checkpoint, "save", save_then_die)
     out = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
         train(small_dataset, out, SMALL, progress=False, log=quiet)
     assert not out.exists() and (default_checkpoint_dir(out) / "checkpoint.npz").is_file()
     with pytest.raises(TrainerError, match="--resume"):
         train(small_dataset, out, SMALL, progress=False, log=quiet)
-    monkeypatch.setattr(train_module, "_save_checkpoint", real_save)
+    monkeypatch.setattr(Checkpoint, "save", real_save)
 
     resumed = load_run(train(small_dataset, out, SMALL, resume=True, progress=False, log=quiet))
     np.testing.assert_allclose(resumed.movie_vectors, whole.movie_vectors, atol=1e-5)
     np.testing.assert_allclose(resumed.link_vectors, whole.link_vectors, atol=1e-5)
-    assert resumed.manifest["metrics"]["epoch_losses"] == pytest.approx(whole.manifest["metrics"]["epoch_losses"], rel=1e-4)
+    assert resumed.manifest.metrics["epoch_losses"] == pytest.approx(whole.manifest.metrics["epoch_losses"], rel=1e-4)
 
 
 def test_resume_refuses_other_parameters(small_dataset, tmp_path, monkeypatch):
-    real_save = train_module._save_checkpoint
+    real_save = Checkpoint.save
     def save_then_die(*args, **kwargs):
         real_save(*args, **kwargs)
         raise KeyboardInterrupt
-    monkeypatch.setattr(train_module, "_save_checkpoint", save_then_die)
+    monkeypatch.setattr(Checkpoint, "save", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         train(small_dataset, tmp_path / "run", SMALL, progress=False, log=quiet)
-    monkeypatch.setattr(train_module, "_save_checkpoint", real_save)
+    monkeypatch.setattr(Checkpoint, "save", real_save)
     other = TrainConfig(**{**SMALL.__dict__, "dim": 8})
     with pytest.raises(TrainerError, match="other data or parameters"):
         train(small_dataset, tmp_path / "run", other, resume=True, progress=False, log=quiet)

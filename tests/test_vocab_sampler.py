@@ -1,12 +1,15 @@
 """Vocabulary, held-out split and negative sampling."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from trainer.data import Film
 from trainer.errors import TrainerError
-from trainer.sampler import contains, epoch_batches, grid_shape, pair_keys, sample_negatives, split_pairs
+from trainer.sampler import contains, epoch_batches, grid_shape, pair_keys, sample_non_pairs, split_pairs
+from trainer.train import TrainConfig, train
 from trainer.vocab import build_vocabulary
 
 
@@ -33,17 +36,19 @@ def test_vocabulary_keeps_links_in_enough_films_with_stable_ids():
 
 
 def test_vocabulary_counts_films_not_occurrences():
-    with pytest.raises(TrainerError):  # "x" occurs 6 times but in only 2 films
-        build_vocabulary([Film("A", {}, ["x"] * 5), Film("B", {}, ["x"])], min_link_count=3)
+    empty, kept = build_vocabulary([Film("A", {}, ["x"] * 5), Film("B", {}, ["x"])], min_link_count=3)
+    assert empty.links == [] and kept == []  # "x" occurs 6 times but in only 2 films
     vocab, _ = build_vocabulary([Film("A", {}, ["x"] * 5), Film("B", {}, ["x"])], min_link_count=2)
     assert vocab.links == ["x"]
 
 
-def test_vocabulary_errors():
-    with pytest.raises(TrainerError, match="min-link-count"):
-        build_vocabulary(films(), min_link_count=0)
+def test_flags_are_checked_at_the_edge_and_data_problems_name_the_fix(tmp_path):
+    with pytest.raises(TrainerError, match="--min-link-count must be at least 1"):
+        TrainConfig(min_link_count=0).check()
+    data = tmp_path / "films.ndjson"
+    data.write_text("".join(json.dumps([f.title, {}, f.links, None, None]) + "\n" for f in films()))
     with pytest.raises(TrainerError, match="lower --min-link-count"):
-        build_vocabulary(films(), min_link_count=10)
+        train(data, tmp_path / "run", TrainConfig(min_link_count=10), progress=False, log=lambda line: None)
 
 
 def test_split_is_seeded_and_disjoint():
@@ -104,10 +109,10 @@ def test_epochs_are_seeded():
     assert not np.array_equal(first[0].negative_pairs(), other[0].negative_pairs())
 
 
-def test_sample_negatives_avoids_true_pairs():
+def test_sample_non_pairs_avoids_true_pairs():
     pairs, n_movies, n_links = dense_pairs()
     keys = np.sort(pair_keys(pairs, n_links))
-    negatives = sample_negatives(np.random.default_rng(0), 5000, n_movies, n_links, keys)
+    negatives = sample_non_pairs(np.random.default_rng(0), 5000, n_movies, n_links, keys)
     assert len(negatives) == 5000
     assert not contains(keys, pair_keys(negatives, n_links)).any()
 
@@ -115,7 +120,7 @@ def test_sample_negatives_avoids_true_pairs():
 def test_sampling_refuses_when_every_pair_is_true():
     pairs = np.array([[m, l] for m in range(3) for l in range(2)], dtype=np.int32)
     keys = np.sort(pair_keys(pairs, 2))
-    with pytest.raises(TrainerError, match="nothing to sample"):
+    with pytest.raises(ValueError, match="nothing to sample"):
         epoch_batches(pairs, keys, 3, 2, negative_ratio=2, positives_per_batch=4, rng=np.random.default_rng(0))
-    with pytest.raises(TrainerError, match="--negatives"):
+    with pytest.raises(ValueError, match="negative_ratio must be at least 1"):
         epoch_batches(pairs, keys, 3, 2, negative_ratio=0, positives_per_batch=4, rng=np.random.default_rng(0))

@@ -59,7 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoint-dir", help="where per-epoch checkpoints go (default: OUT.checkpoint)")
     train.add_argument("--quiet", action="store_true", help="no progress bars, one line per epoch")
     train.add_argument("--dim", type=int, default=defaults.dim, help="embedding dimensions")
-    train.add_argument("--negatives", type=int, default=defaults.negatives, help="sampled negative pairs per positive pair")
+    train.add_argument("--negatives", dest="negatives_per_positive", type=int, default=defaults.negatives_per_positive,
+                       help="sampled negative pairs per positive pair")
     train.add_argument("--min-link-count", type=int, default=defaults.min_link_count,
                        help="keep links that occur in at least this many films")
     train.add_argument("--epochs", type=int, default=defaults.epochs)
@@ -109,13 +110,10 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from trainer.evaluate import format_table
-    from trainer.run import RunError, load_run
+    from trainer.run import load_run
 
-    try:
-        run = load_run(args.run)
-    except RunError as e:
-        raise TrainerError(str(e)) from e
-    metrics = run.manifest.get("metrics", {})
+    run = load_run(args.run)
+    metrics = run.manifest.metrics
     print(json.dumps(metrics, indent=1) if args.json else format_table(metrics, run.attribute_models))
     return 0
 
@@ -137,13 +135,8 @@ def _fetch(args: argparse.Namespace) -> int:
 
 def _plot(args: argparse.Namespace) -> int:
     from trainer.plot import plot_run
-    from trainer.run import RunError
 
-    try:
-        out = plot_run(args.run, args.out, method=args.method, max_movies=args.max_movies, n_labels=args.labels, seed=args.seed)
-    except RunError as e:
-        raise TrainerError(str(e)) from e
-    print(out)
+    print(plot_run(args.run, args.out, method=args.method, max_movies=args.max_movies, n_labels=args.labels, seed=args.seed))
     return 0
 
 

@@ -50,7 +50,7 @@ class BadRecord:
 
 
 @dataclasses.dataclass(frozen=True)
-class Dataset:
+class FilmDataset:
     """The films read from `path`, and the records skipped on the way."""
 
     path: str
@@ -81,11 +81,11 @@ def detect_format(path: str | Path) -> str:
     raise TrainerError(f"{path}: cannot tell the dataset format; pass --format with one of {', '.join(FORMATS)}")
 
 
-def read_dataset(path: str | Path, fmt: str = "auto", *, strict: bool = False) -> Dataset:
+def read_dataset(path: str | Path, fmt: str = "auto", *, strict: bool = False) -> FilmDataset:
     """Read every film of a dataset.
 
     Bad records (not JSON, wrong shape, empty title, duplicate title) are skipped
-    and listed in `Dataset.skipped`; with `strict` the first one raises TrainerError.
+    and listed in `FilmDataset.skipped`; with `strict` the first one raises TrainerError.
     """
     path = Path(path)
     if not path.exists():
@@ -110,7 +110,7 @@ def read_dataset(path: str | Path, fmt: str = "auto", *, strict: bool = False) -
         skipped.append(item)
     if not films:
         raise TrainerError(f"{path}: no valid films in this {fmt} dataset ({len(skipped)} bad records)")
-    return Dataset(str(path), fmt, _checksum(path), films, skipped)
+    return FilmDataset(str(path), fmt, _checksum(path), films, skipped)
 
 
 # A reader yields each good film with where it came from (file, 1-based line or

@@ -15,11 +15,37 @@ from sklearn.linear_model import LinearRegression
 from sklearn.metrics import roc_auc_score
 
 from common.records import AttributeModel
-from trainer.sampler import pair_keys, sample_negatives
+from trainer.sampler import pair_keys, sample_non_pairs
 
 ATTRIBUTE_UNITS = {"rotten_tomatoes": "fraction", "gross": "USD", "budget": "USD"}
 MIN_ATTRIBUTE_FILMS = 20  # fewer films than this give no meaningful held-out error
 _RECALL_CHUNK_MOVIES = 2048
+
+
+def evaluate_run(
+    movie_vectors: np.ndarray,
+    link_vectors: np.ndarray,
+    train_pairs: np.ndarray,
+    heldout_pairs: np.ndarray,
+    attributes: Sequence[Mapping[str, float]],
+    seed: int,
+) -> tuple[dict, dict[str, AttributeModel]]:
+    """Every held-out measure of a trained run: (metrics for the manifest, attribute models).
+
+    A new measure is added here; the training loop does not change.
+    """
+    all_pairs = np.concatenate([train_pairs, heldout_pairs])
+    metrics = {
+        "link_auc": link_auc(movie_vectors, link_vectors, heldout_pairs, all_pairs, seed),
+        "recall_at_10": recall_at_k(movie_vectors, link_vectors, heldout_pairs, train_pairs, 10),
+        "heldout_pairs": int(len(heldout_pairs)),
+    }
+    models = fit_attribute_models(movie_vectors, attributes, seed)
+    metrics["attributes"] = {
+        name: {"heldout_mse": m.heldout_mse, "baseline_mse": m.baseline_mse, "films": m.n_train + m.n_test}
+        for name, m in models.items()
+    }
+    return metrics, models
 
 
 def link_auc(movie_vectors: np.ndarray, link_vectors: np.ndarray, heldout: np.ndarray, all_pairs: np.ndarray, seed: int) -> float:
@@ -28,9 +54,9 @@ def link_auc(movie_vectors: np.ndarray, link_vectors: np.ndarray, heldout: np.nd
         return float("nan")
     n_links = len(link_vectors)
     true_keys = np.sort(pair_keys(all_pairs, n_links))
-    negatives = sample_negatives(np.random.default_rng([seed, 0xA0C]), len(heldout), len(movie_vectors), n_links, true_keys)
-    scores = np.concatenate([_pair_scores(movie_vectors, link_vectors, heldout), _pair_scores(movie_vectors, link_vectors, negatives)])
-    labels = np.concatenate([np.ones(len(heldout)), np.zeros(len(negatives))])
+    non_pairs = sample_non_pairs(np.random.default_rng([seed, 0xA0C]), len(heldout), len(movie_vectors), n_links, true_keys)
+    scores = np.concatenate([_pair_scores(movie_vectors, link_vectors, heldout), _pair_scores(movie_vectors, link_vectors, non_pairs)])
+    labels = np.concatenate([np.ones(len(heldout)), np.zeros(len(non_pairs))])
     return float(roc_auc_score(labels, scores))
 
 

@@ -38,7 +38,7 @@ def plot_run(
 ) -> Path:
     """Draw the movie map of the run at `run_path` into the PNG `out_path` (replaced atomically); return it.
 
-    Raises ValueError for an unknown method, RunError for an unreadable run, and
+    Raises ValueError for an unknown method, TrainerError for an unreadable run, and
     TrainerError when fewer than 3 movies would be placed.
     """
     if method not in METHODS:

@@ -2,7 +2,7 @@
 
 A run directory holds:
 
-    manifest.json           format, dataset (path, sha256, format, counts), params,
+    manifest.json           RunManifest: format, dataset (path, sha256, format, counts), params,
                             vocabulary sizes, metrics, library versions, files {name: sha256}
     movie_vectors.npy       float32 [n_movies, dim], rows L2-normalised, row i = movie id i
     link_vectors.npy        float32 [n_links, dim], rows L2-normalised, row i = link id i
@@ -14,49 +14,71 @@ A run directory holds:
     attribute_models.json   {name: AttributeModel as a dict}: the linear regressions
                             from a movie vector to that attribute, with held-out errors
 
-This module imports neither TensorFlow nor the rest of the trainer, so the indexer
-can read runs cheaply.
+This module imports neither TensorFlow nor the rest of the trainer (but its error
+type), so the indexer can read runs cheaply.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from common import artifacts
+from common.artifacts import ArtifactError, Records, WithRecords
 from common.files import atomic_directory, sha256_file
-from common.records import AttributeModel, MovieRecord
+from trainer.errors import TrainerError
 
 RUN_FORMAT = "movielinks.run/1"
-MANIFEST = "manifest.json"
+MANIFEST = artifacts.MANIFEST
 MOVIE_VECTORS = "movie_vectors.npy"
 LINK_VECTORS = "link_vectors.npy"
-MOVIES = "movies.jsonl"
-LINKS = "links.json"
-ATTRIBUTE_MODELS = "attribute_models.json"
-
-
-class RunError(Exception):
-    """A run directory is missing, incomplete, or does not match its manifest."""
+MOVIES = artifacts.MOVIES
+LINKS = artifacts.LINKS
+ATTRIBUTE_MODELS = artifacts.ATTRIBUTE_MODELS
+FILES = (MOVIE_VECTORS, LINK_VECTORS, MOVIES, LINKS, ATTRIBUTE_MODELS)
 
 
 @dataclasses.dataclass(frozen=True)
-class Run:
+class RunManifest:
+    """manifest.json of a run. `files` is filled in by `save_run`."""
+
+    dataset: dict[str, Any]  # path, sha256, format, films, skipped_records
+    params: dict[str, Any]  # the TrainConfig
+    metrics: dict[str, Any]  # the held-out evaluation (trainer.evaluate)
+    created_at: str = ""
+    vocabulary: dict[str, Any] = dataclasses.field(default_factory=dict)
+    versions: dict[str, str] = dataclasses.field(default_factory=dict)  # library versions
+    files: dict[str, str] = dataclasses.field(default_factory=dict)
+    format: str = RUN_FORMAT
+
+    def save(self, directory: Path) -> None:
+        artifacts.write_json(directory / MANIFEST, dataclasses.asdict(self))
+
+    @classmethod
+    def load(cls, directory: Path) -> RunManifest:
+        """The manifest of `directory`, format and fields checked (files are not hashed here)."""
+        raw = artifacts.read_manifest(directory, RUN_FORMAT, "training run (the directory `trainer train --out` wrote)")
+        manifest = cls(**artifacts.manifest_fields(cls, raw, directory))
+        manifest.validate(directory)
+        return manifest
+
+    def validate(self, directory: Path) -> None:
+        for name in ("dataset", "params", "metrics", "vocabulary", "versions", "files"):
+            if not isinstance(getattr(self, name), dict):
+                raise ArtifactError(f"{directory / MANIFEST}: {name!r} is not an object")
+
+
+@dataclasses.dataclass(frozen=True)
+class Run(WithRecords):
     """A loaded training run."""
 
     path: Path
-    manifest: dict[str, Any]
+    manifest: RunManifest
     movie_vectors: np.ndarray
     link_vectors: np.ndarray
-    movies: list[MovieRecord]
-    links: list[str]
-    attribute_models: dict[str, AttributeModel]
-
-    @property
-    def dim(self) -> int:
-        return int(self.movie_vectors.shape[1])
+    records: Records
 
     @property
     def checksum(self) -> str:
@@ -66,77 +88,51 @@ class Run:
 
 def save_run(
     path: str | Path,
-    *,
-    manifest: dict[str, Any],
+    manifest: RunManifest,
     movie_vectors: np.ndarray,
     link_vectors: np.ndarray,
-    movies: list[MovieRecord],
-    links: list[str],
-    attribute_models: dict[str, AttributeModel],
+    records: Records,
 ) -> Path:
     """Write a complete run directory atomically; returns its path.
 
-    `manifest` is completed with the format and the checksum of every file.
+    The manifest is saved with the checksum of every file.
     """
     path = Path(path)
-    _check_shapes(movie_vectors, link_vectors, len(movies), len(links))
+    _check_shapes(movie_vectors, link_vectors, records)
     with atomic_directory(path) as staging:
         np.save(staging / MOVIE_VECTORS, np.ascontiguousarray(movie_vectors, dtype=np.float32))
         np.save(staging / LINK_VECTORS, np.ascontiguousarray(link_vectors, dtype=np.float32))
-        with open(staging / MOVIES, "w", encoding="utf-8") as f:
-            for movie in movies:
-                f.write(json.dumps(dataclasses.asdict(movie), ensure_ascii=False) + "\n")
-        _write_json(staging / LINKS, links)
-        _write_json(staging / ATTRIBUTE_MODELS, {k: dataclasses.asdict(m) for k, m in attribute_models.items()})
-        files = {p.name: sha256_file(p) for p in sorted(staging.iterdir())}
-        _write_json(staging / MANIFEST, {**manifest, "format": RUN_FORMAT, "files": files})
+        artifacts.write_records(staging, records)
+        dataclasses.replace(manifest, files=artifacts.file_checksums(staging)).save(staging)
     return path
 
 
-def load_run(path: str | Path, *, verify: bool = True) -> Run:
-    """Load a run directory, checking its format and (by default) every file's checksum."""
+def load_run(path: str | Path) -> Run:
+    """Load a run directory, checking its format, fields and every file's checksum.
+
+    Raises TrainerError naming the file and the problem.
+    """
     path = Path(path)
-    manifest_path = path / MANIFEST
-    if not manifest_path.is_file():
-        raise RunError(f"{path}: not a training run (no {MANIFEST}); pass the directory `trainer train --out` wrote")
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise RunError(f"{manifest_path}: unreadable manifest: {e}") from e
-    if manifest.get("format") != RUN_FORMAT:
-        raise RunError(f"{manifest_path}: format {manifest.get('format')!r}, expected {RUN_FORMAT!r}")
-    if verify:
-        for name, expected in manifest.get("files", {}).items():
-            file = path / name
-            if not file.is_file():
-                raise RunError(f"{file}: missing (listed in the manifest)")
-            if sha256_file(file) != expected:
-                raise RunError(f"{file}: checksum mismatch; the run is corrupt, retrain it")
-    try:
+        manifest = RunManifest.load(path)
+        artifacts.verify_files(path, manifest.files, FILES)
         movie_vectors = np.load(path / MOVIE_VECTORS)
         link_vectors = np.load(path / LINK_VECTORS)
-        with open(path / MOVIES, encoding="utf-8") as f:
-            movies = [MovieRecord(**json.loads(line)) for line in f]
-        links = json.loads((path / LINKS).read_text(encoding="utf-8"))
-        models = {
-            k: AttributeModel(**v)
-            for k, v in json.loads((path / ATTRIBUTE_MODELS).read_text(encoding="utf-8")).items()
-        }
-    except (OSError, ValueError, TypeError) as e:
-        raise RunError(f"{path}: cannot read run: {e}") from e
-    _check_shapes(movie_vectors, link_vectors, len(movies), len(links))
-    return Run(path, manifest, movie_vectors, link_vectors, movies, links, models)
+        records = artifacts.read_records(path)
+    except (OSError, ValueError) as e:
+        raise TrainerError(f"{path}: cannot read run: {e}") from e
+    except ArtifactError as e:
+        raise TrainerError(str(e)) from e
+    _check_shapes(movie_vectors, link_vectors, records)
+    return Run(path, manifest, movie_vectors, link_vectors, records)
 
 
-def _check_shapes(movie_vectors: np.ndarray, link_vectors: np.ndarray, n_movies: int, n_links: int) -> None:
+def _check_shapes(movie_vectors: np.ndarray, link_vectors: np.ndarray, records: Records) -> None:
+    n_movies, n_links = len(records.movies), len(records.links)
     if movie_vectors.ndim != 2 or link_vectors.ndim != 2 or movie_vectors.shape[1] != link_vectors.shape[1]:
-        raise RunError(f"vector shapes disagree: movies {movie_vectors.shape}, links {link_vectors.shape}")
+        raise TrainerError(f"vector shapes disagree: movies {movie_vectors.shape}, links {link_vectors.shape}")
     if movie_vectors.shape[0] != n_movies or link_vectors.shape[0] != n_links:
-        raise RunError(
+        raise TrainerError(
             f"{movie_vectors.shape[0]} movie vectors for {n_movies} movies, "
             f"{link_vectors.shape[0]} link vectors for {n_links} links"
         )
-
-
-def _write_json(path: Path, value: Any) -> None:
-    path.write_text(json.dumps(value, ensure_ascii=False, indent=1), encoding="utf-8")

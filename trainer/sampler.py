@@ -10,7 +10,6 @@ import math
 
 import numpy as np
 
-from trainer.errors import TrainerError
 
 
 def pair_keys(pairs: np.ndarray, n_links: int) -> np.ndarray:
@@ -27,24 +26,28 @@ def contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
 
 
 def split_pairs(pairs: np.ndarray, heldout_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded split of pairs into (train, held-out); held-out gets round(fraction * n)."""
-    if not 0.0 <= heldout_fraction < 1.0:
-        raise TrainerError(f"--heldout-fraction must be in [0, 1), got {heldout_fraction}")
+    """Seeded split of pairs into (train, held-out); held-out gets round(fraction * n), 0 <= fraction < 1."""
     order = np.random.default_rng([seed, 0x5EED]).permutation(len(pairs))
     n_heldout = int(round(heldout_fraction * len(pairs)))
     return pairs[np.sort(order[n_heldout:])], pairs[np.sort(order[:n_heldout])]
 
 
-def sample_negatives(
+def every_pair_is_true(true_keys: np.ndarray, n_movies: int, n_links: int) -> bool:
+    """True when no (movie, link) pair is left to sample as a negative."""
+    return len(true_keys) >= n_movies * n_links
+
+
+def sample_non_pairs(
     rng: np.random.Generator, n: int, n_movies: int, n_links: int, true_keys: np.ndarray
 ) -> np.ndarray:
     """`n` uniformly random (movie, link) pairs, none of them in `true_keys` (sorted).
 
     Collisions are redrawn in rounds, so the loop runs over rounds, not samples.
     Used by the evaluation; training draws its negatives with `epoch_batches`.
+    Raises ValueError when every pair is a true pair.
     """
-    if len(true_keys) >= n_movies * n_links:
-        raise TrainerError("every (movie, link) pair is a true pair: there is nothing to sample negatives from")
+    if every_pair_is_true(true_keys, n_movies, n_links):
+        raise ValueError("every (movie, link) pair is a true pair: there is nothing to sample")
     negatives = np.column_stack([rng.integers(0, n_movies, n), rng.integers(0, n_links, n)]).astype(np.int32)
     clash = np.flatnonzero(contains(true_keys, pair_keys(negatives, n_links)))
     while len(clash):
@@ -103,12 +106,14 @@ def epoch_batches(
     rng: np.random.Generator,
 ) -> list[Batch]:
     """One epoch: every training pair once, in a random order, each with exactly
-    `negative_ratio` uniformly random negative pairs, none in `true_keys` (sorted).
+    `negative_ratio` (>= 1) uniformly random negative pairs, none in `true_keys` (sorted).
+
+    Raises ValueError for a ratio below 1 or when every pair is a true pair.
     """
     if negative_ratio < 1:
-        raise TrainerError(f"--negatives must be at least 1, got {negative_ratio}")
-    if len(true_keys) >= n_movies * n_links:
-        raise TrainerError("every (movie, link) pair is a true pair: there is nothing to sample negatives from")
+        raise ValueError(f"negative_ratio must be at least 1, got {negative_ratio}")
+    if every_pair_is_true(true_keys, n_movies, n_links):
+        raise ValueError("every (movie, link) pair is a true pair: there is nothing to sample negatives from")
     positives = train_pairs[rng.permutation(len(train_pairs))]
     n = len(positives)
     a, b = grid_shape(negative_ratio)

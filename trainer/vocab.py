@@ -8,7 +8,6 @@ from typing import Sequence
 import numpy as np
 
 from trainer.data import Film
-from trainer.errors import TrainerError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,10 +35,9 @@ class Vocabulary:
 def build_vocabulary(films: Sequence[Film], min_link_count: int) -> tuple[Vocabulary, list[Film]]:
     """Keep links that occur in at least `min_link_count` films; keep films with a kept link.
 
-    Returns the vocabulary and the kept films in movie id order.
+    Returns the vocabulary and the kept films in movie id order; both are empty
+    when no link occurs often enough.
     """
-    if min_link_count < 1:
-        raise TrainerError(f"--min-link-count must be at least 1, got {min_link_count}")
     film_counts = Counter(link for film in films for link in set(film.links))
     link_ids: dict[str, int] = {}
     for film in films:
@@ -56,10 +54,6 @@ def build_vocabulary(films: Sequence[Film], min_link_count: int) -> tuple[Vocabu
         movie_col.extend([len(kept_films)] * len(ids))
         link_col.extend(ids)
         kept_films.append(film)
-    if not kept_films:
-        raise TrainerError(
-            f"no link occurs in {min_link_count} or more films, so nothing can be trained; lower --min-link-count"
-        )
-    pairs = np.unique(np.column_stack([movie_col, link_col]).astype(np.int32), axis=0)
+    pairs = np.unique(np.column_stack([movie_col, link_col]).astype(np.int32).reshape(-1, 2), axis=0)
     vocab = Vocabulary([f.title for f in kept_films], list(link_ids), pairs, len(films) - len(kept_films))
     return vocab, kept_films

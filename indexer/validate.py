@@ -1,0 +1,47 @@
+"""Consistency of a loaded index version: sizes, dimensions, names, metrics agree.
+
+Checksums say the files are the ones the indexer wrote; these checks say the files
+agree with each other, so that a version the server swaps in answers every query.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import faiss
+
+from indexer.errors import IndexerError
+
+if TYPE_CHECKING:
+    from indexer.version import IndexVersion
+
+
+def validate_version(v: IndexVersion) -> None:
+    """Raise IndexerError naming the first inconsistency of `v`."""
+    if v.movie_vectors.ndim != 2 or v.link_vectors.ndim != 2:
+        raise IndexerError(f"{v.path}: vectors are not matrices")
+    n_movies, n_links = v.movie_vectors.shape[0], v.link_vectors.shape[0]
+    described = v.manifest.indexes
+    checks = [
+        (v.movie_vectors.shape[1] == v.link_vectors.shape[1], "movie and link dimensions differ"),
+        (v.movie_index.d == v.dim and v.link_index.d == v.dim, "an index's dimension differs from the vectors'"),
+        (v.movie_index.ntotal == len(v.movies) == n_movies, "movie index, vectors and names differ in size"),
+        (v.link_index.ntotal == len(v.links) == n_links, "link index, vectors and names differ in size"),
+        (described["movies"].size == n_movies and described["links"].size == n_links,
+         "the manifest's index sizes differ from the files'"),
+        (described["movies"].dim == v.dim and described["links"].dim == v.dim,
+         "the manifest's index dimensions differ from the files'"),
+        (len(set(m.title for m in v.movies)) == len(v.movies), "duplicate movie titles"),
+        (len(set(v.links)) == len(v.links), "duplicate link names"),
+        (v.movie_index.metric_type == faiss.METRIC_INNER_PRODUCT, "movie index is not inner product"),
+        (v.link_index.metric_type == faiss.METRIC_INNER_PRODUCT, "link index is not inner product"),
+        (all(len(m.coef) == v.dim for m in v.attribute_models.values()), "an attribute model's dimension differs"),
+    ]
+    if v.movie_neighbours is not None:
+        ids, scores = v.movie_neighbours
+        checks += [
+            (ids.ndim == 2 and ids.shape == scores.shape and ids.shape[0] == n_movies, "movie neighbours have the wrong shape"),
+            (ids.size == 0 or (int(ids.min()) >= -1 and int(ids.max()) < n_movies), "movie neighbours name unknown movies"),
+        ]
+    for ok, problem in checks:
+        if not ok:
+            raise IndexerError(f"{v.path}: {problem}")

@@ -1,0 +1,39 @@
+"""What one request may ask for; each violation is an INVALID_ARGUMENT naming the limit.
+
+GetInfo reports these, and docs/operations.md lists them.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from server.errors import invalid
+
+MAX_K = 1000  # largest k (and worst_k) any request may ask for
+MAX_BATCH = 10_000  # most titles in one batch or list field
+MAX_STRING_CHARS = 500  # longest title or link name accepted
+MAX_CLOSE_MATCHES = 20  # misspelt titles one request may ask to resolve (each scans the catalogue)
+EXPORT_NEIGHBOURS_PER_CHUNK = 40_000  # keeps each streamed message well under gRPC's 4 MB
+
+
+def check_k(k: int, field: str = "k", minimum: int = 1) -> None:
+    if not minimum <= k <= MAX_K:
+        raise invalid(f"{field} must be between {minimum} and {MAX_K}, got {k}")
+
+
+def check_string(field: str, value: str) -> None:
+    if not value or not value.strip():
+        raise invalid(f"{field} is empty")
+    if len(value) > MAX_STRING_CHARS:
+        raise invalid(f"{field} is {len(value)} characters long; the limit is {MAX_STRING_CHARS}")
+
+
+def check_count(field: str, values: Sequence[str], minimum: int) -> None:
+    if len(values) < minimum:
+        raise invalid(f"{field} needs at least {minimum} title{'s' if minimum > 1 else ''}")
+    if len(values) > MAX_BATCH:
+        raise invalid(f"{field} has {len(values)} titles; the limit is {MAX_BATCH}")
+
+
+def check_chunk_size(chunk_size: int) -> None:
+    if not 0 <= chunk_size <= MAX_BATCH:
+        raise invalid(f"chunk_size must be between 0 and {MAX_BATCH}, got {chunk_size}")
