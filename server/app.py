@@ -31,10 +31,11 @@ class RunningServer:
     port: int
     health: health.HealthServicer
 
-    def stop(self, grace_s: float) -> None:
-        """Health turns NOT_SERVING, new calls are refused, calls in flight get `grace_s`."""
+    def stop(self, grace_s: float, wait_s: float | None = None) -> None:
+        """Health turns NOT_SERVING, new calls are refused, calls in flight get `grace_s`;
+        returns when they are done or cancelled, or after `wait_s` at most."""
         self.health.enter_graceful_shutdown()
-        self.server.stop(grace_s).wait()
+        self.server.stop(grace_s).wait(wait_s)
 
 
 def load_service(index_root: str) -> MovieService:

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
 import time
 
+from server.admission import AdmissionInterceptor, default_slots
 from server.app import load_service, start
 from server.errors import ServiceError
 from server.service import MovieService
@@ -22,6 +24,11 @@ from server.versions import ServiceHolder, VersionWatcher
 
 log = logging.getLogger("movielinks.server")
 
+# At SIGTERM the process exits at most this long after --grace, whatever still runs:
+# a handler that ignores cancellation (one SVM fit, one batch search) or a call gRPC
+# itself never lets go of must not keep a replaced server alive.
+EXIT_MARGIN_S = 1.0
+
 EPILOG = """\
 Binds 127.0.0.1 unless --host says otherwise; --port 0 picks a free port (the start
 log line names it). The server follows the index root's CURRENT: a new version is
@@ -29,7 +36,7 @@ loaded and validated beside the served one, then swapped in (every --reload-inte
 seconds, and at once on SIGHUP); a bad version is refused and the old one keeps serving.
 A refused version is tried again when CURRENT names it anew, or on SIGHUP.
 SIGTERM or SIGINT: health turns NOT_SERVING, new calls are refused, calls in flight
-get --grace seconds, then the process exits 0.
+get --grace seconds, then the process exits 0, at most --grace + 1 s after the signal.
 Exit code 2 (one line on stderr): the index is missing or bad, a TLS or token file is
 bad, or the port is taken.
 """
@@ -44,6 +51,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=8, help="threads answering calls")
     parser.add_argument("--max-concurrent", type=int, default=64,
                         help="calls in progress at most; more get RESOURCE_EXHAUSTED at once")
+    parser.add_argument("--stream-slots", type=int,
+                        help="ExportNeighbours streams at once; more get RESOURCE_EXHAUSTED (default: workers/4, >= 1)")
+    parser.add_argument("--heavy-slots", type=int,
+                        help="expensive calls (large Recommend or batch) at once, at low CPU priority; more get "
+                             "RESOURCE_EXHAUSTED (default: workers/4, >= 1)")
     parser.add_argument("--grace", type=float, default=10.0, help="seconds calls in flight get at shutdown")
     parser.add_argument("--reload-interval", type=float, default=1.0,
                         help="seconds between checks of CURRENT (0: only on SIGHUP)")
@@ -67,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--tls-client-ca needs --tls-cert and --tls-key")
     if args.max_concurrent < 1 or args.workers < 1:
         parser.error("--workers and --max-concurrent must be at least 1")
+    stream_slots = default_slots(args.workers) if args.stream_slots is None else args.stream_slots
+    heavy_slots = default_slots(args.workers) if args.heavy_slots is None else args.heavy_slots
+    if stream_slots < 1 or heavy_slots < 1:
+        parser.error("--stream-slots and --heavy-slots must be at least 1")
     configure_logging(args.log_level, args.log_format)
 
     started = time.monotonic()
@@ -76,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         token = load_token(args.token_file)
         # Metrics first, so that refused calls are counted too.
         interceptors = [MetricsInterceptor(metrics), *([TokenInterceptor(token)] if token else []),
-                        MalformedRequestInterceptor()]
+                        MalformedRequestInterceptor(), AdmissionInterceptor(stream_slots, heavy_slots)]
         holder = ServiceHolder(load_service(args.index))
         running = start(holder, args.host, args.port, max_workers=args.workers,
                         max_concurrent_rpcs=args.max_concurrent, credentials=credentials, interceptors=interceptors)
@@ -91,11 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     metrics.serving(service)
     log.info(
         "movielinks server listening on %s:%d version=%s movies=%d links=%d dim=%d tls=%s auth=%s metrics=%s "
-        "start_ms=%.0f",
+        "workers=%d stream_slots=%d heavy_slots=%d start_ms=%.0f",
         args.host, running.port, service.name, len(service.version.movies), len(service.version.links),
         service.version.dim, "mutual" if args.tls_client_ca else "on" if credentials else "off",
         "token" if token else "none", f"{args.host}:{metrics_port}" if metrics_port else "off",
-        1000 * (time.monotonic() - started),
+        args.workers, stream_slots, heavy_slots, 1000 * (time.monotonic() - started),
     )
     # Serving already; the first Recommend then finds scikit-learn imported.
     svm_loader = threading.Thread(target=load_svm, name="load-svm")
@@ -104,18 +120,45 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     watching = threading.Thread(target=watcher.run, args=(stop, args.reload_interval), name="reload", daemon=True)
     watching.start()
+    signalled: list[float] = []
+
+    def on_stop(*_) -> None:
+        signalled.append(time.monotonic())
+        stop.set()
+
     signal.signal(signal.SIGHUP, lambda *_: watcher.wake(retry=True))
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, on_stop)
     while not stop.wait(0.5):
         pass
     watcher.wake()
+    exit_by = signalled[0] + args.grace + EXIT_MARGIN_S
+    threading.Thread(target=_exit_at, args=(exit_by, metrics), name="exit-deadline", daemon=True).start()
     log.info("shutting down: health NOT_SERVING, refusing new calls, %.1f s for calls in flight", args.grace)
-    running.stop(args.grace)
-    svm_loader.join()  # an import still running when the interpreter exits fails with a traceback
+    running.stop(args.grace, wait_s=max(0.0, exit_by - time.monotonic()))
+    svm_loader.join(max(0.0, exit_by - time.monotonic()))  # an import cut off at exit fails with a traceback
+    _log_answered(metrics)
+    return 0
+
+
+def _log_answered(metrics: Metrics) -> None:
     answered = " ".join(f"{code}={n}" for code, n in sorted(metrics.answered_by_code().items()))
     log.info("stopped: calls answered by status since start: %s", answered or "none")
-    return 0
+
+
+def _exit_at(deadline: float, metrics: Metrics) -> None:
+    """Ends the process at `deadline` (monotonic) if it is still running then.
+
+    Threads still computing after the grace period (gRPC has cancelled their calls)
+    would otherwise be joined at interpreter exit, for as long as they take.
+    """
+    time.sleep(max(0.0, deadline - time.monotonic()))
+    log.warning("shutdown: %.1f s past the grace period something still runs (a call that ignored its "
+                "cancellation); exiting now", EXIT_MARGIN_S)
+    _log_answered(metrics)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os._exit(0)
 
 
 def _watcher(index_root: str, holder: ServiceHolder, metrics: Metrics) -> VersionWatcher:

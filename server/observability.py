@@ -5,6 +5,8 @@ Metrics, all prefixed movielinks_:
                                       cancelled or let pass its deadline counts as CANCELLED or
                                       DEADLINE_EXCEEDED. Calls gRPC turns away before any handler
                                       (past --max-concurrent, or during shutdown) are not counted.
+                                      `rpc` comes from a closed set (KNOWN_RPCS): every other
+                                      method name, invented by a caller, counts as "unknown".
     request_seconds{rpc}              latency histogram
     index_info{version}               1 for the version being served
     index_movies, index_links, index_dim
@@ -20,7 +22,21 @@ from typing import Callable
 import grpc
 import prometheus_client as prom
 
+from grpc_health.v1 import health_pb2
+from grpc_reflection.v1alpha import reflection_pb2
+
+from proto import movielinks_pb2
 from server.service import MovieService
+
+# Full method name -> its `rpc` label. A label value made from a caller's method name
+# would let anyone (even without the token) add metric series without limit.
+KNOWN_RPCS = {
+    f"/{service.full_name}/{method.name}": method.name
+    for file in (movielinks_pb2.DESCRIPTOR, health_pb2.DESCRIPTOR, reflection_pb2.DESCRIPTOR)
+    for service in file.services_by_name.values()
+    for method in service.methods
+}
+UNKNOWN_RPC = "unknown"
 
 _LATENCY_BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -94,9 +110,11 @@ class MetricsInterceptor(grpc.ServerInterceptor):
         handler = continuation(handler_call_details)
         if handler is None:
             return None
-        rpc = handler_call_details.method.rsplit("/", 1)[-1]
+        rpc = KNOWN_RPCS.get(handler_call_details.method, UNKNOWN_RPC)
         if handler.unary_unary:
             return handler._replace(unary_unary=self._unary(handler.unary_unary, rpc))
+        if handler.unary_stream and getattr(handler.unary_stream, "experimental_non_blocking", False):
+            return handler._replace(unary_stream=self._non_blocking(handler.unary_stream, rpc))
         if handler.unary_stream:
             return handler._replace(unary_stream=self._streaming(handler.unary_stream, rpc))
         return handler
@@ -119,8 +137,24 @@ class MetricsInterceptor(grpc.ServerInterceptor):
                 self._record(rpc, context, started)
         return measured
 
+    def _non_blocking(self, behaviour: Callable, rpc: str) -> Callable:
+        """A handler that sends through a callback (the health Watch) holds no worker
+        thread while it waits; wrapped as a generator it would hold one for its whole life."""
+        def measured(request, context, send_response_callback):
+            started = time.perf_counter()
+            context.add_callback(lambda: self._record(rpc, context, started))
+            return behaviour(request, context, send_response_callback)
+        return non_blocking(measured, behaviour)
+
     def _record(self, rpc: str, context: grpc.ServicerContext, started: float) -> None:
         self.metrics.answered(rpc, final_code(context), time.perf_counter() - started)
+
+
+def non_blocking(wrapper: Callable, behaviour: Callable) -> Callable:
+    """`wrapper` marked, as `behaviour` is, for gRPC's callback (non-blocking) streaming."""
+    wrapper.experimental_non_blocking = True
+    wrapper.experimental_thread_pool = getattr(behaviour, "experimental_thread_pool", None)
+    return wrapper
 
 
 def final_code(context: grpc.ServicerContext) -> grpc.StatusCode:

@@ -21,6 +21,8 @@ from typing import Callable, Collection
 import grpc
 
 from server.errors import cannot_start
+from server.observability import non_blocking
+from server.titles import shown
 
 log = logging.getLogger("movielinks.server")
 
@@ -108,7 +110,7 @@ class TokenInterceptor(grpc.ServerInterceptor):
         method = handler_call_details.method
         if method in self.open_methods or self._carries_token(handler_call_details.invocation_metadata or ()):
             return continuation(handler_call_details)
-        log.warning("refused a call to %s: no valid bearer token", method)
+        log.warning("refused a call to %s: no valid bearer token", shown(method))
         # Looking the handler up runs nothing; it tells whether the refusal must read a
         # request stream or write a response stream, so the caller sees a clean status.
         return _refusal(continuation(handler_call_details))
@@ -124,9 +126,10 @@ class MalformedRequestInterceptor(grpc.ServerInterceptor):
     """Answers a request whose bytes are not the method's protobuf message with INVALID_ARGUMENT.
 
     grpc itself answers such a request with INTERNAL ("Exception deserializing
-    request!"), which reads as a server fault. Only methods with a single request
-    message are covered: every movielinks method and the health check; the
-    reflection stream keeps grpc's behaviour.
+    request!"), which reads as a server fault, and a request stream that fails to
+    parse (reflection's) can leave its worker waiting for good, which then holds up
+    the shutdown. Covered: every movielinks method, the health check, and the
+    reflection stream (request-streaming methods).
     """
 
     def intercept_service(
@@ -134,8 +137,10 @@ class MalformedRequestInterceptor(grpc.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
         handler = continuation(handler_call_details)
-        if handler is None or handler.request_streaming or handler.request_deserializer is None:
+        if handler is None or handler.request_deserializer is None:
             return handler
+        if handler.request_streaming:
+            return _checking_request_stream(handler, handler_call_details.method)
         return _checking_requests(handler, handler_call_details.method)
 
 
@@ -144,27 +149,53 @@ class _Malformed:
     reason: str
 
 
-def _checking_requests(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
-    parse = handler.request_deserializer
-    respond = handler.unary_stream if handler.response_streaming else handler.unary_unary
-
+def _safe_deserializer(parse: Callable[[bytes], object]) -> Callable[[bytes], object]:
     def deserialize(data: bytes):
         try:
             return parse(data)
         except Exception as e:  # noqa: BLE001 - protobuf raises DecodeError, upb sometimes others
             return _Malformed(str(e) or type(e).__name__)
+    return deserialize
 
-    def behaviour(request, context: grpc.ServicerContext):
+
+def _refuse_malformed(context: grpc.ServicerContext, method: str, request: _Malformed) -> None:
+    context.abort(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        f"the request to {shown(method)} is not a valid protobuf message of the method's request type "
+        f"({request.reason}); build it from the method's .proto (movielinks: proto/movielinks/v1/movielinks.proto)",
+    )
+
+
+def _checking_requests(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+    respond = handler.unary_stream if handler.response_streaming else handler.unary_unary
+
+    def behaviour(request, context: grpc.ServicerContext, *callback):
         if isinstance(request, _Malformed):
-            context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"the request to {method} is not a valid protobuf message of the method's request type "
-                f"({request.reason}); build it from proto/movielinks/v1/movielinks.proto",
-            )
-        return respond(request, context)
+            _refuse_malformed(context, method, request)
+        return respond(request, context, *callback)
 
+    if getattr(respond, "experimental_non_blocking", False):  # the health Watch: keep it off the workers
+        behaviour = non_blocking(behaviour, respond)
     make = grpc.unary_stream_rpc_method_handler if handler.response_streaming else grpc.unary_unary_rpc_method_handler
-    return make(behaviour, request_deserializer=deserialize, response_serializer=handler.response_serializer)
+    return make(behaviour, request_deserializer=_safe_deserializer(handler.request_deserializer),
+                response_serializer=handler.response_serializer)
+
+
+def _checking_request_stream(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+    respond = handler.stream_stream if handler.response_streaming else handler.stream_unary
+
+    def checked(requests, context: grpc.ServicerContext):
+        for request in requests:
+            if isinstance(request, _Malformed):
+                _refuse_malformed(context, method, request)
+            yield request
+
+    def behaviour(requests, context: grpc.ServicerContext):
+        return respond(checked(requests, context), context)
+
+    make = grpc.stream_stream_rpc_method_handler if handler.response_streaming else grpc.stream_unary_rpc_method_handler
+    return make(behaviour, request_deserializer=_safe_deserializer(handler.request_deserializer),
+                response_serializer=handler.response_serializer)
 
 
 def _bearer_token(value: str | bytes) -> bytes:

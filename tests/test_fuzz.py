@@ -72,7 +72,7 @@ def answer(served: ServerProcess, call: Callable[[], object]) -> tuple[grpc.Stat
     served.sent += 1
     try:
         result = call()
-        if not hasattr(result, "SerializeToString"):  # a response stream
+        if not isinstance(result, bytes) and not hasattr(result, "SerializeToString"):  # a response stream
             list(result)
         status, details = grpc.StatusCode.OK, ""
     except grpc.RpcError as e:
@@ -187,18 +187,35 @@ def test_exports_are_answered(served, stub, k, chunk_size):
 
 # --- bytes that are not the method's message ---------------------------------------------------
 
-METHODS = {  # full name -> whether the answer is streamed
-    **{f"/{SERVICE_NAME}/{m}": False for m in ("SimilarMovies", "BatchSimilarMovies", "SimilarLinks", "MovieLinks",
+UNARY, STREAM, WATCH, BIDI = "unary", "stream", "watch", "bidi"
+METHODS = {  # full name -> the shape of the call; every method the server implements
+    **{f"/{SERVICE_NAME}/{m}": UNARY for m in ("SimilarMovies", "BatchSimilarMovies", "SimilarLinks", "MovieLinks",
                                                 "LinkMovies", "Recommend", "PredictAttribute", "LookupTitle",
                                                 "GetInfo")},
-    f"/{SERVICE_NAME}/ExportNeighbours": True,
-    "/grpc.health.v1.Health/Check": False,
+    f"/{SERVICE_NAME}/ExportNeighbours": STREAM,
+    "/grpc.health.v1.Health/Check": UNARY,
+    "/grpc.health.v1.Health/Watch": WATCH,  # never ends by itself: its first answer is enough
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": BIDI,
 }
 
 
 def raw_call(channel: grpc.Channel, method: str, data: bytes) -> Callable[[], object]:
     """A call that sends `data` as the request's bytes, unparsed, and returns the answer's bytes."""
-    multi_callable = (channel.unary_stream if METHODS[method] else channel.unary_unary)(method)
+    shape = METHODS[method]
+    if shape == BIDI:  # the same garbage twice on one stream
+        bidi = channel.stream_stream(method)
+        return lambda: bidi(iter([data, data]), timeout=CALL_TIMEOUT_S)
+    if shape == WATCH:
+        watch = channel.unary_stream(method)
+
+        def first_answer():
+            call = watch(data, timeout=CALL_TIMEOUT_S)
+            try:
+                return next(call)
+            finally:
+                call.cancel()
+        return first_answer
+    multi_callable = (channel.unary_stream if shape == STREAM else channel.unary_unary)(method)
     return lambda: multi_callable(data, timeout=CALL_TIMEOUT_S)
 
 
@@ -210,7 +227,7 @@ RAW_BYTES = st.one_of(
 )
 
 
-@fuzz(600)
+@fuzz(900)
 @given(method=st.sampled_from(sorted(METHODS)), data=RAW_BYTES)
 def test_raw_bytes_to_the_real_server_are_answered(served, channel, method, data):
     status, details = answer(served, raw_call(channel, method, data))

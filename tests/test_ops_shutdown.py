@@ -20,7 +20,8 @@ N_MOVIES = 3000
 def test_sigterm_under_load_completes_every_accepted_call_then_exits_0(tmp_path):
     root = tmp_path / "index"
     build(tmp_path, root, 0, n_movies=N_MOVIES)
-    server = ServerProcess(root, "--grace", "20", "--workers", "10")
+    # Three exports and three large batches at once: each budget holds them all.
+    server = ServerProcess(root, "--grace", "20", "--workers", "10", "--stream-slots", "3", "--heavy-slots", "3")
     outcomes: list[str] = []
     lock = threading.Lock()
 

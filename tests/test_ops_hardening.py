@@ -1,0 +1,180 @@
+"""Issue 13: no single client, publisher or signal takes the service down. Each test
+attacks the real server process (loopback only) the way the issue reproduced it."""
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from proto import movielinks_pb2 as pb
+from tests.e2e_server import REPO, ServerProcess, running_server
+from tests.ops_support import build, metrics_address, sample, scrape, stub
+
+N_MOVIES = 3000
+REFLECTION = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
+
+
+@pytest.fixture(scope="module")
+def index_root(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("hardening")
+    build(tmp, tmp / "index", 0, n_movies=N_MOVIES)
+    return tmp / "index"
+
+
+def health_check(channel: grpc.Channel, timeout_s: float) -> int:
+    return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout_s).status
+
+
+def test_stalled_export_streams_leave_health_and_queries_answering(index_root):
+    # Issue 13.1: 2 x --workers streams opened and never read.
+    workers = 4
+    with running_server(index_root, "--workers", str(workers)) as server, \
+            grpc.insecure_channel(server.address) as attacker, grpc.insecure_channel(server.address) as probe:
+        streams = [stub(attacker).ExportNeighbours(pb.ExportNeighboursRequest(k=1000, chunk_size=1), timeout=60)
+                   for _ in range(2 * workers)]
+        # Health watchers hold no worker either (gRPC sends their updates through a callback).
+        watches = [health_pb2_grpc.HealthStub(attacker).Watch(health_pb2.HealthCheckRequest(), timeout=60)
+                   for _ in range(2 * workers)]
+        outcomes = []
+        for stream in streams:
+            try:
+                next(stream)  # the first chunk; then nobody reads, and flow control stalls the stream
+                outcomes.append("OK")
+            except grpc.RpcError as e:
+                outcomes.append(e.code().name)
+                assert "export stream slots" in e.details()
+        assert outcomes.count("OK") == 1 and outcomes.count("RESOURCE_EXHAUSTED") == 2 * workers - 1, outcomes
+        for watch in watches:
+            assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+        for _ in range(20):
+            started = time.monotonic()
+            assert health_check(probe, 1.0) == health_pb2.HealthCheckResponse.SERVING
+            answer = stub(probe).SimilarMovies(pb.SimilarMoviesRequest(title="Alien (film)", k=5), timeout=1.0)
+            assert len(answer.neighbours) == 5 and time.monotonic() - started < 1.0
+        for call in [*streams, *watches]:
+            call.cancel()
+        # The cancelled stream's slot comes back.
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                assert len(next(stub(probe).ExportNeighbours(pb.ExportNeighboursRequest(k=5), timeout=10)).results)
+                break
+            except grpc.RpcError as e:
+                assert e.code() is grpc.StatusCode.RESOURCE_EXHAUSTED and time.monotonic() < deadline
+                time.sleep(0.05)
+
+
+def test_invented_method_names_do_not_grow_the_metrics(index_root, tmp_path):
+    # Issue 13.5: refused calls to invented methods, without the token, 20,000 of them.
+    token = tmp_path / "token"
+    token.write_text("s3cret-token")
+    calls = 20_000
+    with running_server(index_root, "--token-file", str(token), "--metrics-port", "0") as server, \
+            grpc.insecure_channel(server.address) as channel:
+        def metrics_bytes() -> int:
+            with urllib.request.urlopen(f"http://{metrics_address(server)}/metrics", timeout=10) as response:
+                return len(response.read())
+
+        before = metrics_bytes()
+        codes: dict[str, int] = {}
+        for start in range(0, calls, 50):  # 50 in flight: under --max-concurrent (64)
+            futures = [channel.unary_unary(f"/invented.Service{i % 97}/Method{i}").future(b"", timeout=30)
+                       for i in range(start, start + 50)]
+            for future in futures:
+                code = future.code().name
+                codes[code] = codes.get(code, 0) + 1
+        assert codes == {"UNAUTHENTICATED": calls}
+        after = metrics_bytes()
+        metrics = scrape(server)
+    assert sample(metrics, "movielinks_requests_total", rpc="unknown", code="UNAUTHENTICATED") == calls
+    assert not any("Method" in dict(labels).get("rpc", "") for _, labels in metrics)
+    assert after < before + 2048 < 64 * 1024, (before, after)
+
+
+def _shutdown_after_malformed_reflection(index_root, grace_s: float) -> tuple[list[str], float, int]:
+    server = ServerProcess(index_root, "--grace", str(grace_s))
+    try:
+        codes = []
+        with grpc.insecure_channel(server.address) as channel:
+            reflection = channel.stream_stream(REFLECTION)
+            for i in range(20):
+                try:
+                    list(reflection(iter([b"\xff\xfe\x00" + bytes([i]) * i]), timeout=10))
+                    codes.append("OK")
+                except grpc.RpcError as e:
+                    codes.append(e.code().name)
+        server.process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        returncode = server.process.wait(grace_s + 30)
+        return codes, time.monotonic() - signalled, returncode
+    finally:
+        server.stop()
+
+
+def test_shutdowns_after_malformed_reflection_calls_end_within_grace(index_root):
+    # Issue 13.6: 20 shutdowns, each after 20 malformed reflection calls (4 servers at a time).
+    grace_s = 1.0
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        runs = list(pool.map(lambda _: _shutdown_after_malformed_reflection(index_root, grace_s), range(20)))
+    for codes, exit_s, returncode in runs:
+        assert codes == ["INVALID_ARGUMENT"] * 20
+        assert returncode == 0
+        assert exit_s < grace_s + 2, [round(s, 2) for _, s, _ in runs]
+
+
+def test_exit_is_bounded_by_grace_with_a_stalled_stream(index_root):
+    # Issue 13.8: a call still held at the end of the grace period does not hold the exit.
+    grace_s = 2.0
+    server = ServerProcess(index_root, "--grace", str(grace_s))
+    try:
+        with grpc.insecure_channel(server.address) as channel:
+            stream = stub(channel).ExportNeighbours(pb.ExportNeighboursRequest(k=1000, chunk_size=1), timeout=120)
+            next(stream)
+            server.process.send_signal(signal.SIGTERM)
+            signalled = time.monotonic()
+            assert server.process.wait(grace_s + 10) == 0
+            exit_s = time.monotonic() - signalled
+            with pytest.raises(grpc.RpcError):
+                for _ in stream:
+                    pass
+    finally:
+        server.stop()
+    assert grace_s <= exit_s < grace_s + 2
+
+
+def _load(address: str, kind: str, threads: int, seconds: float) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "tests.load_client", address, kind, str(threads), str(seconds)],
+                            cwd=REPO, stdout=subprocess.PIPE, text=True)
+
+
+def _result(process: subprocess.Popen) -> dict:
+    out, _ = process.communicate(timeout=90)
+    assert process.returncode == 0
+    return json.loads(out)
+
+
+def test_cheap_calls_keep_flowing_under_expensive_overload(index_root):
+    # Issue 13.7: clients sending Recommend with 500 liked titles next to clients sending SimilarMovies.
+    seconds = 4.0
+    with running_server(index_root, "--metrics-port", "0") as server:
+        alone = _result(_load(server.address, "similar", 4, seconds))
+        heavy = _load(server.address, "recommend", 8, seconds + 2)
+        time.sleep(1.0)  # the heavy clients are calling by now
+        mixed = _result(_load(server.address, "similar", 4, seconds))
+        overload = _result(heavy)
+        metrics = scrape(server)
+    alone_rate, mixed_rate = alone["ok"] / alone["seconds"], mixed["ok"] / mixed["seconds"]
+    assert set(alone["codes"]) == set(mixed["codes"]) == {"OK"}, (alone, mixed)
+    print(f"SimilarMovies alone {alone_rate:.0f}/s, under overload {mixed_rate:.0f}/s; Recommend {overload}")
+    assert mixed_rate >= 0.5 * alone_rate, (alone_rate, mixed_rate, overload)
+    # The expensive calls were really there: some answered, the rest refused at once.
+    assert overload["ok"] >= 1 and set(overload["codes"]) <= {"OK", "RESOURCE_EXHAUSTED"}, overload
+    assert sample(metrics, "movielinks_requests_total", rpc="Recommend", code="OK") == overload["ok"]
