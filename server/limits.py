@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from common.limits import MAX_NAME_CHARS
 from server.errors import invalid
 
 MAX_K = 1000  # largest k (and worst_k) any request may ask for
 MAX_BATCH = 10_000  # most titles in one batch or list field
-MAX_STRING_CHARS = 500  # longest title or link name accepted
+MAX_STRING_CHARS = MAX_NAME_CHARS  # longest title or link name accepted, as the trainer lets in
 MAX_CLOSE_MATCHES = 20  # misspelt titles one request may ask to resolve (each scans the catalogue)
 EXPORT_NEIGHBOURS_PER_CHUNK = 40_000  # keeps each streamed message well under gRPC's 4 MB
 

@@ -7,6 +7,7 @@ import pytest
 
 from tests.conftest import write_ndjson
 from trainer.data import Film, detect_format, film_attributes, parse_dollars, parse_percent, read_dataset
+from common.limits import MAX_NAME_CHARS
 from trainer.errors import TrainerError
 
 GOOD = ["Deadpool (film)", {"name": "Deadpool", "gross": "$783.1 million"}, ["Ryan Reynolds", "Superhero"], "84%", "7.2/10"]
@@ -119,3 +120,53 @@ def test_reads_the_real_data(real_data):
     attributes = [film_attributes(f) for f in dataset.films]
     assert sum("rotten_tomatoes" in a for a in attributes) == 2_120
     assert sum("gross" in a for a in attributes) == 2_518
+
+
+def test_titles_and_links_past_the_servers_limits_are_reported_and_skipped(tmp_path):
+    # Issue 13.10: a 10 MB title reached the index, where no request could name it.
+    records = [
+        GOOD,
+        ["T" * 10_000_000, {}, ["Ryan Reynolds"], None, None],
+        ["Tab\tin the title (film)", {}, ["Ryan Reynolds"], None, None],
+        ["Long link (film)", {}, ["Ryan Reynolds", "L" * (MAX_NAME_CHARS + 1)], None, None],
+        ["NUL in a link (film)", {}, ["Ryan\x00Reynolds"], None, None],
+        ["At the limit (film)" + "x" * (MAX_NAME_CHARS - 19), {}, ["y" * MAX_NAME_CHARS], None, None],
+    ]
+    dataset = read_dataset(write_ndjson(tmp_path / "f.ndjson", records))
+    assert [f.title for f in dataset.films] == [GOOD[0], records[5][0]]
+    assert [(b.line, b.problem.split()[0]) for b in dataset.skipped] == [(2, "title"), (3, "title"), (4, "link"),
+                                                                         (5, "link")]
+    assert "10,000,000 characters long; the limit is 500" in dataset.skipped[0].problem
+    assert len(str(dataset.skipped[0])) < 300  # the report quotes the name cut short
+    assert "U+0009" in dataset.skipped[1].problem and "U+0000" in dataset.skipped[3].problem
+    with pytest.raises(TrainerError, match="f.ndjson:2: title 'TTT"):
+        read_dataset(tmp_path / "f.ndjson", strict=True)
+
+
+def test_edges_lines_with_bad_names_are_skipped_alone(tmp_path):
+    path = tmp_path / "f.tsv"
+    path.write_text(f"Film A\tLink 1\nFilm A\t{'L' * 600}\nFilm\x07B\tLink 1\nFilm A\tLink 2\n", encoding="utf-8")
+    dataset = read_dataset(path)
+    assert [(f.title, f.links) for f in dataset.films] == [("Film A", ["Link 1", "Link 2"])]
+    assert [b.line for b in dataset.skipped] == [2, 3]
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "edges", "wikipedia"])
+def test_a_utf8_byte_order_mark_is_not_data(tmp_path, fmt):
+    # Issue 13.10: with a BOM the ndjson reader dropped the first record and the edges
+    # reader made a phantom film "\ufeffFilm 0 (film)".
+    text = {
+        "ndjson": json.dumps(["Film 0 (film)", {}, ["Link 1"], None, None]) + "\n"
+                  + json.dumps(["Film 1 (film)", {}, ["Link 1"], None, None]) + "\n",
+        "edges": "Film 0 (film)\tLink 1\nFilm 1 (film)\tLink 1\n",
+        "wikipedia": json.dumps([{"title": "Film 0 (film)", "cast": ["Link 1"]},
+                                 {"title": "Film 1 (film)", "cast": ["Link 1"]}]),
+    }[fmt]
+    path = tmp_path / {"ndjson": "f.ndjson", "edges": "f.tsv", "wikipedia": "f.json"}[fmt]
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    dataset = read_dataset(path)
+    assert [f.title for f in dataset.films] == ["Film 0 (film)", "Film 1 (film)"]
+    assert dataset.skipped == []
+    unnamed = tmp_path / "data"  # no telling suffix: the format is guessed from the first line
+    unnamed.write_bytes(path.read_bytes())
+    assert fmt == "wikipedia" or detect_format(unnamed) == fmt

@@ -21,6 +21,7 @@ from typing import Iterator
 from urllib.parse import unquote
 
 from common.files import sha256_file
+from common.limits import name_problem
 from trainer.errors import TrainerError
 
 FORMATS = ("ndjson", "wikipedia", "edges")
@@ -72,7 +73,7 @@ def detect_format(path: str | Path) -> str:
         return "wikipedia"
     if suffix in (".tsv", ".edges"):
         return "edges"
-    with open(path, encoding="utf-8", errors="replace") as f:
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
         first = next((line for line in f if line.strip()), "")
     if first.lstrip().startswith("["):
         return "ndjson"
@@ -84,8 +85,10 @@ def detect_format(path: str | Path) -> str:
 def read_dataset(path: str | Path, fmt: str = "auto", *, strict: bool = False) -> FilmDataset:
     """Read every film of a dataset.
 
-    Bad records (not JSON, wrong shape, empty title, duplicate title) are skipped
-    and listed in `FilmDataset.skipped`; with `strict` the first one raises TrainerError.
+    Bad records (not JSON, wrong shape, empty title, duplicate title, a title or
+    link name past `common.limits`: too long, or with a control character) are
+    skipped and listed in `FilmDataset.skipped`; with `strict` the first one raises
+    TrainerError. A UTF-8 byte order mark at the start of a file is not data.
     """
     path = Path(path)
     if not path.exists():
@@ -100,11 +103,12 @@ def read_dataset(path: str | Path, fmt: str = "auto", *, strict: bool = False) -
     for item in readers[fmt](path):
         if isinstance(item, tuple):
             film, file, line = item
-            if film.title not in seen:
+            problem = _film_problem(film) or (f"duplicate title {film.title!r}" if film.title in seen else None)
+            if not problem:
                 seen.add(film.title)
                 films.append(film)
                 continue
-            item = BadRecord(file, line, f"duplicate title {film.title!r}")
+            item = BadRecord(file, line, problem)
         if strict:
             raise TrainerError(f"{item} (run without --strict to skip bad records)")
         skipped.append(item)
@@ -113,13 +117,27 @@ def read_dataset(path: str | Path, fmt: str = "auto", *, strict: bool = False) -
     return FilmDataset(str(path), fmt, _checksum(path), films, skipped)
 
 
+def _film_problem(film: Film) -> str | None:
+    return _name_problem("title", film.title) or next(
+        (f"{problem} (in {_cut(film.title)})" for link in film.links if (problem := _name_problem("link", link))), None)
+
+
+def _name_problem(what: str, name: str) -> str | None:
+    problem = name_problem(name)
+    return f"{what} {_cut(name)} {problem}" if problem else None
+
+
+def _cut(name: str, limit: int = 80) -> str:
+    return repr(name if len(name) <= limit else name[:limit] + "…")
+
+
 # A reader yields each good film with where it came from (file, 1-based line or
 # record number), so that a duplicate can be reported there, or a BadRecord.
 Located = tuple[Film, str, int]
 
 
 def _read_ndjson(path: Path) -> Iterator[Located | BadRecord]:
-    with open(path, encoding="utf-8", errors="replace") as f:
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -158,7 +176,7 @@ def _read_wikipedia(path: Path) -> Iterator[Located | BadRecord]:
         raise TrainerError(f"{path}: no *.json files in this directory")
     for file in files:
         try:
-            records = json.loads(file.read_text(encoding="utf-8", errors="replace"))
+            records = json.loads(file.read_text(encoding="utf-8-sig", errors="replace"))
         except ValueError as e:
             yield BadRecord(str(file), getattr(e, "lineno", 0), f"not JSON ({getattr(e, 'msg', e)})")
             continue
@@ -191,7 +209,7 @@ def _wikipedia_film(record: object) -> Film | str:
 def _read_edges(path: Path) -> Iterator[Located | BadRecord]:
     links: dict[str, list[str]] = {}
     first_line: dict[str, int] = {}
-    with open(path, encoding="utf-8", errors="replace") as f:
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
         for number, line in enumerate(f, 1):
             line = line.rstrip("\r\n")
             if not line.strip() or line.startswith("#"):
@@ -201,6 +219,10 @@ def _read_edges(path: Path) -> Iterator[Located | BadRecord]:
                 yield BadRecord(str(path), number, "expected 'movie<TAB>link' with both non-empty")
                 continue
             movie, link = fields[0].strip(), fields[1].strip()
+            problem = _name_problem("movie", movie) or _name_problem("link", link)
+            if problem:  # only this line: the movie's other links stay
+                yield BadRecord(str(path), number, problem)
+                continue
             first_line.setdefault(movie, number)
             links.setdefault(movie, []).append(link)
     for movie, movie_links in links.items():

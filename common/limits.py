@@ -1,0 +1,22 @@
+"""Limits every stage shares: a name the trainer lets into a run is one the server can be asked for."""
+from __future__ import annotations
+
+import unicodedata
+
+MAX_NAME_CHARS = 500  # longest movie title or link name, in the trainer's input and in any request
+
+
+def name_problem(name: str) -> str | None:
+    """Why `name` cannot be a movie title or link name, or None when it can.
+
+    Empty, longer than MAX_NAME_CHARS, or holding a control character (a tab, a
+    newline, NUL, ...): such a name could not be asked for, shown or exported cleanly.
+    """
+    if not name.strip():
+        return "is empty"
+    if len(name) > MAX_NAME_CHARS:
+        return f"is {len(name):,} characters long; the limit is {MAX_NAME_CHARS}"
+    control = next((c for c in name if unicodedata.category(c) == "Cc"), None)
+    if control is not None:
+        return f"holds the control character U+{ord(control):04X}"
+    return None
