@@ -79,15 +79,32 @@ def start(
     reflection.enable_server_reflection(
         (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
     )
-    try:
-        address = f"{_bracket(host)}:{port}"
-        bound = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
-    except RuntimeError as e:
-        raise cannot_start(f"cannot listen on {host}:{port}: {e}") from e
-    if bound == 0:
-        raise cannot_start(f"cannot listen on {host}:{port}: the address is in use or not available here")
+    if host == "localhost":
+        # gRPC binds whichever of localhost's addresses are free and calls that success, so
+        # with 127.0.0.1:port taken by another process it would serve on [::1] alone.
+        bound = _bind(server, "127.0.0.1", port, credentials)
+        if _bind(server, "::1", bound, credentials, required=False) == 0:
+            log.warning("localhost: serving on 127.0.0.1:%d only; [::1]:%d is taken or this host has no IPv6",
+                        bound, bound)
+    else:
+        bound = _bind(server, host, port, credentials)
     server.start()
     return RunningServer(server, bound, health_servicer)
+
+
+def _bind(server: grpc.Server, host: str, port: int, credentials: grpc.ServerCredentials | None,
+          required: bool = True) -> int:
+    """The port bound on host:port; 0 when it is not free and not `required`, else a CANNOT_START ServiceError."""
+    address = f"{_bracket(host)}:{port}"
+    try:
+        bound = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+    except RuntimeError as e:
+        if not required:
+            return 0
+        raise cannot_start(f"cannot listen on {host}:{port}: {e}") from e
+    if bound == 0 and required:
+        raise cannot_start(f"cannot listen on {host}:{port}: the address is in use or not available here")
+    return bound
 
 
 def _bracket(host: str) -> str:

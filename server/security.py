@@ -15,6 +15,8 @@ import dataclasses
 import hmac
 import logging
 import os
+import ssl
+import time
 from pathlib import Path
 from typing import Callable, Collection
 
@@ -57,6 +59,7 @@ def server_credentials(
         [(private_key, certificate)], root_certificates=client_ca, require_client_auth=client_ca is not None
     )
     _check_usable(credentials, cert_file, key_file)
+    _warn_unless_valid_now(cert_file)
     return credentials
 
 
@@ -253,6 +256,24 @@ def _check_usable(credentials: grpc.ServerCredentials, cert_file, key_file) -> N
         ) from e
     finally:
         trial.stop(None)
+
+
+def _warn_unless_valid_now(cert_file: str | Path) -> None:
+    """A certificate past its end (or before its start) still serves, but every client
+    refuses the handshake: say so at start instead of leaving it to the clients' logs."""
+    try:  # the standard library's own certificate decoder (the ssl module's tests use it)
+        decoded = ssl._ssl._test_decode_cert(str(cert_file))
+        not_before, not_after = (ssl.cert_time_to_seconds(decoded[field]) for field in ("notBefore", "notAfter"))
+    except (AttributeError, KeyError, ValueError, ssl.SSLError) as e:
+        log.warning("cannot read the validity dates of the server certificate %s (%s); not checked", cert_file, e)
+        return
+    now = time.time()
+    if now > not_after:
+        log.warning("the server certificate %s expired on %s: clients will refuse to connect; renew it",
+                    cert_file, decoded["notAfter"])
+    elif now < not_before:
+        log.warning("the server certificate %s is not valid before %s: clients will refuse to connect until then",
+                    cert_file, decoded["notBefore"])
 
 
 def _reason(error: Exception) -> str:

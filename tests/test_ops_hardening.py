@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,6 +16,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from indexer import version as iv
 from proto import movielinks_pb2 as pb
 from tests.e2e_server import REPO, ServerProcess, running_server
 from tests.ops_support import build, metrics_address, sample, scrape, stub
@@ -178,3 +181,44 @@ def test_cheap_calls_keep_flowing_under_expensive_overload(index_root):
     # The expensive calls were really there: some answered, the rest refused at once.
     assert overload["ok"] >= 1 and set(overload["codes"]) <= {"OK", "RESOURCE_EXHAUSTED"}, overload
     assert sample(metrics, "movielinks_requests_total", rpc="Recommend", code="OK") == overload["ok"]
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def test_host_localhost_serves_both_loopbacks_or_refuses_to_start(index_root):
+    # Issue 13 (smaller): with 127.0.0.1:PORT taken, --host localhost bound [::1] alone and said nothing.
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        taken = subprocess.run([sys.executable, "-m", "server", "--index", str(index_root), "--host", "localhost",
+                                "--port", str(port)], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert taken.returncode == 2
+    # (gRPC's own log line about the failed bind may come first.)
+    assert taken.stderr.strip().splitlines()[-1].startswith(f"server: error: cannot listen on 127.0.0.1:{port}: ")
+    with running_server(index_root, "--host", "localhost") as server:
+        port = int(server.address.rsplit(":", 1)[1])
+        for address in ["127.0.0.1", *(["[::1]"] if _ipv6_loopback() else [])]:
+            with grpc.insecure_channel(f"{address}:{port}") as channel:
+                assert health_check(channel, 10) == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_info_names_the_version_by_its_directory(tmp_path):
+    # Issue 13 (smaller): a version copied under a new name reported the manifest's name.
+    root = tmp_path / "index"
+    original = build(tmp_path, root, 0)
+    copy = "20990101T000000000000Z-copy"
+    shutil.copytree(iv.version_dir(root, original), iv.version_dir(root, copy))
+    iv.publish(root, copy)
+    with running_server(root) as server, grpc.insecure_channel(server.address) as channel:
+        assert stub(channel).GetInfo(pb.GetInfoRequest(), timeout=10).index_version == copy
+        assert stub(channel).SimilarMovies(pb.SimilarMoviesRequest(title="Alien (film)", k=2),
+                                           timeout=10).index_version == copy
+    assert f"version={copy}" in "".join(server.log_lines)

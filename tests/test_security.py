@@ -68,13 +68,15 @@ def make_ca(name: str) -> tuple[Pem, ec.EllipticCurvePrivateKey, x509.Certificat
     return Pem(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)), key, cert
 
 
-def make_leaf(ca_key, ca_cert: x509.Certificate, name: str, *, server: bool) -> Pem:
+def make_leaf(ca_key, ca_cert: x509.Certificate, name: str, *, server: bool, valid_days: float = 1) -> Pem:
+    """A certificate from 5 minutes ago to `valid_days` from now (negative: expired)."""
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.timezone.utc)
+    start = min(now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=valid_days - 1))
     builder = (
         x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
         .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+        .not_valid_before(start).not_valid_after(now + datetime.timedelta(days=valid_days))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]),
@@ -347,6 +349,20 @@ def test_credentials_refuse_a_key_that_does_not_match_the_certificate(pki, tmp_p
     stray_key.write_bytes(pki.client.key)
     with pytest.raises(ServiceError, match=r"server\.pem and private key .*stray\.key are not a valid pair"):
         server_credentials(pki.files["server_cert"], stray_key)
+
+
+def test_an_expired_server_certificate_is_named_at_start(pki, tmp_path, caplog):
+    # Issue 13 (smaller): the server started with an expired certificate without a word.
+    ca, ca_key, ca_cert = make_ca("expiring CA")
+    expired = make_leaf(ca_key, ca_cert, "localhost", server=True, valid_days=-2)
+    (tmp_path / "expired.pem").write_bytes(expired.cert)
+    (tmp_path / "expired.key").write_bytes(expired.key)
+    with caplog.at_level(logging.WARNING, logger="movielinks.server"):
+        server_credentials(pki.files["server_cert"], pki.files["server_key"])
+        assert not [r for r in caplog.records if "certificate" in r.getMessage()]
+        server_credentials(tmp_path / "expired.pem", tmp_path / "expired.key")
+    [warning] = [r.getMessage() for r in caplog.records if "certificate" in r.getMessage()]
+    assert f"{tmp_path / 'expired.pem'} expired on" in warning and "clients will refuse" in warning
 
 
 def test_real_server_with_mutual_tls_and_a_token_and_the_client_command(pki, tmp_path):
