@@ -159,8 +159,8 @@ def load_version(path: str | Path) -> IndexVersion:
         )
     except ArtifactError as e:
         raise IndexerError(str(e)) from e
-    except (OSError, RuntimeError, ValueError, TypeError, KeyError, zipfile.BadZipFile) as e:
-        raise IndexerError(f"{path}: cannot read index version: {e}") from e
+    except (OSError, RuntimeError, ValueError, TypeError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        raise IndexerError(f"{path}: cannot read index version: {type(e).__name__}: {e}") from e
     validate_version(version)
     return version
 

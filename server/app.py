@@ -44,6 +44,8 @@ def load_service(index_root: str) -> MovieService:
         return MovieService(load_current(index_root))
     except IndexerError as e:
         raise cannot_start(str(e)) from e
+    except Exception as e:  # noqa: BLE001 - any load failure is the same one-line start error
+        raise cannot_start(f"{index_root}: cannot load the current index version: {type(e).__name__}: {e}") from e
 
 
 def start(

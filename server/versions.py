@@ -2,8 +2,9 @@
 
 A watcher checks the index root's CURRENT every few seconds (and at once on
 SIGHUP). A new version is loaded and validated beside the one being served, then
-swapped in with one assignment; a version that cannot be loaded is refused, logged
-and remembered, and the old one keeps serving.
+swapped in with one assignment; a version that cannot be loaded (whatever the loader
+raises) is refused, logged, counted and remembered, the old one keeps serving, and
+the watcher goes on watching.
 """
 from __future__ import annotations
 
@@ -84,8 +85,10 @@ class VersionWatcher:
                 return
             try:
                 service = MovieService(load_version(version_dir(self.index_root, name)))
-            except IndexerError as e:
-                reason = str(e)
+            except Exception as e:  # noqa: BLE001 - whatever a loader raises refuses the version, never ends the thread
+                reason = str(e) if isinstance(e, IndexerError) else f"cannot load: {type(e).__name__}: {e}"
+                if not isinstance(e, IndexerError):
+                    log.warning("reload: unexpected error loading version %s", name, exc_info=True)
                 self.holder.refuse(name, reason)
                 self.on_refused(name, reason)
                 log.warning("reload refused: version=%s reason=%s; still serving %s", name, shown(reason, 300),
@@ -108,5 +111,9 @@ class VersionWatcher:
             self._wake.wait(interval_s if interval_s > 0 else None)
             self._wake.clear()
             retry, self._retry = self._retry, False
-            if not stop.is_set():
+            if stop.is_set():
+                return
+            try:
                 self.check(retry=retry)
+            except Exception:  # noqa: BLE001 - e.g. a failing callback: the watcher must keep watching
+                log.exception("reload: unexpected error while checking %s; will check again", self.index_root)

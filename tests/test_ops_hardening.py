@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -19,7 +20,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from indexer import version as iv
 from proto import movielinks_pb2 as pb
 from tests.e2e_server import REPO, ServerProcess, running_server
-from tests.ops_support import build, metrics_address, sample, scrape, stub
+from server import versions
+from server.catalogue import Catalogue
+from server.versions import CatalogueHolder, VersionWatcher
+from tests.ops_support import (Load, build, info, metrics_address, replace_with_checksum, sample, scrape,
+                               stage_version, stub, wait_for)
 
 N_MOVIES = 3000
 REFLECTION = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
@@ -222,3 +227,83 @@ def test_info_names_the_version_by_its_directory(tmp_path):
         assert stub(channel).SimilarMovies(pb.SimilarMoviesRequest(title="Alien (film)", k=2),
                                            timeout=10).index_version == copy
     assert f"version={copy}" in "".join(server.log_lines)
+
+
+def _publish_bad(tmp_path, root, seed: int, problem: str) -> str:
+    name = stage_version(tmp_path, root, seed)
+    version = iv.version_dir(root, name)
+    if problem == "manifest without version":
+        manifest = json.loads((version / iv.MANIFEST).read_text())
+        del manifest["version"]
+        (version / iv.MANIFEST).write_text(json.dumps(manifest))
+    else:  # "corrupt npz": garbage whose checksum the manifest carries
+        replace_with_checksum(version, iv.MOVIE_NEIGHBOURS, b"PK\x03\x04 not a zip file at all" * 100)
+    iv.publish(root, name)
+    return name
+
+
+@pytest.mark.parametrize("problem", ["manifest without version", "corrupt npz"])
+def test_a_bad_version_is_refused_under_load_and_the_next_good_one_taken(tmp_path, problem):
+    # Issue 13.3 and 13.4: such a version was swapped in (3 of 4 calls INTERNAL) or killed the reload thread.
+    root = tmp_path / "index"
+    first = build(tmp_path, root, 0)
+    with running_server(root, "--reload-interval", "0.2", "--metrics-port", "0") as server, Load(server.address) as load:
+        time.sleep(0.5)
+        bad = _publish_bad(tmp_path, root, 1, problem)
+        wait_for(lambda: info(server.address).refused_versions)
+        time.sleep(0.5)  # more calls on the old version, after the refusal
+        good = stage_version(tmp_path, root, 2)
+        iv.publish(root, good)
+        wait_for(lambda: info(server.address).index_version == good)
+        server.process.send_signal(signal.SIGHUP)  # the reload thread still answers signals too
+        time.sleep(0.3)
+        metrics = scrape(server)
+        [refused] = info(server.address).refused_versions
+    assert refused.startswith(f"{bad}: ") and ("'version' is missing" in refused or "BadZipFile" in refused), refused
+    assert load.failures == [] and load.ok > 20 and load.versions <= {first, good}
+    assert sample(metrics, "movielinks_reloads_total", result="refused") == 1
+    assert sample(metrics, "movielinks_reloads_total", result="taken") == 1
+    assert server.process.returncode == 0
+    log = "".join(server.log_lines)
+    assert "Traceback" not in log and "unexpected error" not in log  # refused as a bad version, not as a crash
+
+
+@pytest.mark.parametrize("problem", ["manifest without version", "corrupt npz"])
+def test_a_bad_version_at_start_is_one_line_and_exit_2(tmp_path, problem):
+    root = tmp_path / "index"
+    _publish_bad(tmp_path, root, 1, problem)
+    started = subprocess.run([sys.executable, "-m", "server", "--index", str(root), "--port", "0"],
+                             cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert started.returncode == 2
+    assert started.stderr.count("\n") == 1 and started.stderr.startswith("server: error: "), started.stderr
+    assert ("'version' is missing" if problem == "manifest without version" else "BadZipFile") in started.stderr
+
+
+def test_the_watcher_survives_any_exception_a_loader_raises(tmp_path, monkeypatch):
+    root = tmp_path / "index"
+    first = build(tmp_path, root, 0)
+    holder = CatalogueHolder(Catalogue(iv.load_current(root)))
+    refusals: list[str] = []
+    watcher = VersionWatcher(root, holder, on_refused=lambda name, reason: refusals.append(reason))
+    real_load = versions.load_version
+
+    def throwing_load(path):
+        raise ZeroDivisionError("a bug in some loader")
+
+    monkeypatch.setattr(versions, "load_version", throwing_load)
+    iv.publish(root, stage_version(tmp_path, root, 1))
+    stop = threading.Event()
+    watching = threading.Thread(target=watcher.run, args=(stop, 0.05))
+    watching.start()
+    try:
+        wait_for(lambda: refusals)
+        assert refusals == ["cannot load: ZeroDivisionError: a bug in some loader"] and holder.current().name == first
+        monkeypatch.setattr(versions, "load_version", real_load)
+        good = stage_version(tmp_path, root, 2)
+        iv.publish(root, good)
+        wait_for(lambda: holder.current().name == good)
+        assert watching.is_alive()
+    finally:
+        stop.set()
+        watcher.wake()
+        watching.join(10)
