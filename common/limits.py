@@ -4,6 +4,7 @@ from __future__ import annotations
 import unicodedata
 
 MAX_NAME_CHARS = 500  # longest movie title or link name, in the trainer's input and in any request
+MAX_NEIGHBOURS_K = 1000  # most neighbours a movie may be asked for: by a request, or by `indexer export --k`
 
 
 def name_problem(name: str) -> str | None:

@@ -11,12 +11,13 @@ even if the server swaps in another meanwhile.
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
 from common.neighbours import all_similar_rows, search, similar_rows
 from indexer.version import IndexVersion
+from server.errors import Kind, ServiceError
 from server.recommend import svm_direction
 
 Ranked = tuple[np.ndarray, np.ndarray]  # (ids int64 [n, k], scores float32 [n, k])
@@ -64,17 +65,22 @@ class Catalogue:
         """The k movies nearest to each link's vector."""
         return search(self.version.movie_index, self.version.link_vectors[np.asarray(link_ids)], k)
 
-    def recommend(self, liked_ids: np.ndarray, disliked_ids: np.ndarray, k: int, worst_k: int = 0) -> Recommendation:
+    def recommend(self, liked_ids: np.ndarray, disliked_ids: np.ndarray, k: int, worst_k: int = 0, *,
+                  alive: Callable[[], bool] = lambda: True) -> Recommendation:
         """Every movie ranked by a linear SVM fitted on liked (+) and disliked (-) movies
         (server.recommend); the input movies are excluded. An inner-product search of w
-        over the movie index finds the best, of -w the worst."""
+        over the movie index finds the best, of -w the worst. Once `alive()` is False,
+        checked before each step, the work stops with ServiceError STOPPED."""
         vectors = self.version.movie_vectors
+        _still_wanted(alive)
         w, b = svm_direction(vectors, liked_ids, disliked_ids)
+        _still_wanted(alive)
         exclude = [set(np.concatenate([liked_ids, disliked_ids]).tolist())]
         query = w.astype(np.float32)[None, :]
         best_ids, best_scores = search(self.version.movie_index, query, k, exclude)
         worst_ids, worst_scores = np.empty((1, 0), np.int64), np.empty((1, 0), np.float32)
         if worst_k:
+            _still_wanted(alive)
             worst_ids, worst_scores = search(self.version.movie_index, -query, worst_k, exclude)
             worst_scores = b - worst_scores
         return Recommendation(best_ids[0], best_scores[0] + b, worst_ids[0], worst_scores[0])
@@ -82,3 +88,8 @@ class Catalogue:
     def predict(self, movie_ids: np.ndarray, attribute: str) -> np.ndarray:
         """The attribute model's prediction for each movie (KeyError for an attribute it has no model of)."""
         return self.version.attribute_models[attribute].predict(self.version.movie_vectors[np.asarray(movie_ids)])
+
+
+def _still_wanted(alive: Callable[[], bool]) -> None:
+    if not alive():
+        raise ServiceError(Kind.STOPPED, "Recommend stopped: the call was cancelled or passed its deadline")

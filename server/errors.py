@@ -10,6 +10,7 @@ class Kind(enum.Enum):
     NOT_FOUND = "NOT_FOUND"
     RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
     UNAVAILABLE = "UNAVAILABLE"
+    STOPPED = "STOPPED"  # the caller cancelled or its deadline passed: the work stopped before its end
     CANNOT_START = "CANNOT_START"  # a bad index, TLS or token file, a port in use: the process exits 2
 
 

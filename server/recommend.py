@@ -13,6 +13,7 @@ import numpy as np
 SVM_C = 1.0  # the notebook's SVC(kernel="linear") default
 STAND_IN_DISLIKES_PER_LIKED = 10
 MIN_STAND_IN_DISLIKES = 50
+MAX_STAND_IN_DISLIKES = 5_000  # with at most 1,000 liked titles (server.limits), keeps one fit under about a second
 
 
 def fit_svm(liked: np.ndarray, disliked: np.ndarray) -> tuple[np.ndarray, float]:
@@ -35,10 +36,11 @@ def svm_direction(vectors: np.ndarray, liked_ids: np.ndarray, disliked_ids: np.n
 
 def stand_in_dislike_ids(n_movies: int, liked_ids) -> np.ndarray:
     """Movie ids standing in for dislikes when there are none: a sample of the catalogue
-    (liked movies excluded) of max(50, 10 per liked) movies, seeded by the liked set so
-    the same request always gets the same answer."""
+    (liked movies excluded) of max(50, 10 per liked) movies, at most 5,000, seeded by the
+    liked set so the same request always gets the same answer."""
     liked = np.unique(np.asarray(liked_ids, dtype=np.int64))
-    wanted = min(max(MIN_STAND_IN_DISLIKES, STAND_IN_DISLIKES_PER_LIKED * len(liked)), n_movies - len(liked))
+    wanted = min(max(MIN_STAND_IN_DISLIKES, STAND_IN_DISLIKES_PER_LIKED * len(liked)), MAX_STAND_IN_DISLIKES,
+                 n_movies - len(liked))
     rng = np.random.default_rng([0x5EC, len(liked), *liked.tolist()])
     return np.sort(rng.choice(np.setdiff1d(np.arange(n_movies), liked), size=wanted, replace=False))
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -55,8 +55,9 @@ class MovieService:
 
     def similar_movies_batch(self, titles: Sequence[str], k: int) -> list[tuple[str, Neighbours]]:
         limits.check_count("titles", titles, minimum=1)
-        ids = self._movie_ids(titles)
         limits.check_k(k)
+        limits.check_batch_neighbours(len(titles), k)
+        ids = self._movie_ids(titles)
         return self._named_rows(ids, self.catalogue.similar_movies(ids, k), self.movie_titles, self.movie_titles)
 
     def similar_links(self, link: str, k: int) -> tuple[str, Neighbours]:
@@ -74,10 +75,16 @@ class MovieService:
         limits.check_k(k)
         return self._named_rows(ids, self.catalogue.link_movies(ids, k), self.link_names, self.movie_titles)[0]
 
-    def recommend(self, liked: Sequence[str], disliked: Sequence[str], k: int, worst_k: int = 0) -> Recommendation:
-        """Movies ranked by a linear SVM fitted on liked (+) and disliked (-) movies."""
+    def recommend(self, liked: Sequence[str], disliked: Sequence[str], k: int, worst_k: int = 0, *,
+                  alive: Callable[[], bool] = lambda: True) -> Recommendation:
+        """Movies ranked by a linear SVM fitted on liked (+) and disliked (-) movies.
+
+        `alive` is asked between the steps (titles, fit, searches): once it says False (the
+        caller cancelled or passed its deadline) the work stops with ServiceError STOPPED.
+        """
         limits.check_count("liked", liked, minimum=1)
         limits.check_count("disliked", disliked, minimum=0)
+        limits.check_recommend_titles(len(liked), len(disliked))
         limits.check_k(k)
         limits.check_k(worst_k, "worst_k", minimum=0)
         liked_ids = _unique(self._movie_ids(liked))
@@ -88,7 +95,7 @@ class MovieService:
             raise invalid(f"a movie cannot be both liked and disliked: {names}")
         if len(liked_ids) >= len(self.movie_titles.names):
             raise invalid("every movie is liked: nothing is left to recommend")
-        found = self.catalogue.recommend(liked_ids, disliked_ids, k, worst_k)
+        found = self.catalogue.recommend(liked_ids, disliked_ids, k, worst_k, alive=alive)
         titles = self.movie_titles.names
         return Recommendation(named(found.best_ids, found.best_scores, titles),
                               named(found.worst_ids, found.worst_scores, titles))

@@ -26,7 +26,14 @@ _STATUS = {
 _RESPONSE_CHUNK = 256  # batch results converted between two checks that the caller still waits
 
 
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024  # what a default gRPC client accepts
+
+
 def _abort(context: grpc.ServicerContext, method: str, error: Exception) -> None:
+    if isinstance(error, ServiceError) and error.kind is Kind.STOPPED:
+        remaining = context.time_remaining()
+        expired = remaining is not None and remaining <= 0
+        context.abort(grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED, error.message)
     if isinstance(error, ServiceError):
         context.abort(_STATUS[error.kind], error.message)
     log.exception("unexpected error in %s", method)
@@ -76,6 +83,11 @@ class MovielinksServicer(pb_grpc.MovielinksServicer):
                 return response
             chunk = results[start:start + _RESPONSE_CHUNK]
             response.results.extend(_neighbours(q, n, service.name) for q, n in chunk)
+        size = response.ByteSize()
+        if size > MAX_RESPONSE_BYTES:  # long titles: the titles x k limit alone does not bound the bytes
+            raise ServiceError(Kind.RESOURCE_EXHAUSTED, f"the answer would be {size:,} bytes; the limit is "
+                               f"{MAX_RESPONSE_BYTES:,} (what a gRPC client accepts by default): ask for fewer "
+                               "titles x k in one call, or export")
         return response
 
     @unary
@@ -96,7 +108,8 @@ class MovielinksServicer(pb_grpc.MovielinksServicer):
     @unary
     def Recommend(self, request, context):
         service = self.current()
-        result = service.recommend(list(request.liked), list(request.disliked), request.k, request.worst_k)
+        result = service.recommend(list(request.liked), list(request.disliked), request.k, request.worst_k,
+                                   alive=context.is_active)
         return pb.RecommendResponse(
             best=[pb.ScoredMovie(title=t, decision_value=v) for t, v in result.best],
             worst=[pb.ScoredMovie(title=t, decision_value=v) for t, v in result.worst],

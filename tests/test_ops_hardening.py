@@ -19,9 +19,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from indexer import version as iv
 from proto import movielinks_pb2 as pb
+from tests import load_client
 from tests.e2e_server import REPO, ServerProcess, running_server
 from server import versions
-from server.catalogue import Catalogue
+from server.catalogue import MAX_BATCH, MAX_BATCH_NEIGHBOURS, MAX_K, MAX_RECOMMEND_TITLES, Catalogue
 from server.versions import CatalogueHolder, VersionWatcher
 from tests.ops_support import (Load, build, info, metrics_address, replace_with_checksum, sample, scrape,
                                stage_version, stub, wait_for)
@@ -307,3 +308,47 @@ def test_the_watcher_survives_any_exception_a_loader_raises(tmp_path, monkeypatc
         stop.set()
         watcher.wake()
         watching.join(10)
+
+
+def _rss_kb(pid: int, field: str = "VmRSS") -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(f"{field}:"))
+
+
+def test_amplifying_requests_are_refused_at_once_and_memory_stays_flat(index_root):
+    # Issue 13.2: 10,000 copies of one title with k=1000 cost 18 s and 2 GB; Recommend with 10,000 liked 14.5 s.
+    title = "Alien (film)"
+    amplifying = [
+        ("BatchSimilarMovies", pb.BatchSimilarMoviesRequest(titles=[title] * MAX_BATCH, k=MAX_K),
+         f"the limit is {MAX_BATCH_NEIGHBOURS:,}"),
+        ("Recommend", pb.RecommendRequest(liked=[title] * MAX_BATCH, k=MAX_K), f"the limit is {MAX_RECOMMEND_TITLES:,}"),
+        ("Recommend", pb.RecommendRequest(liked=[title] * 600, disliked=["Heat (1995 film)"] * 600, k=10),
+         f"the limit is {MAX_RECOMMEND_TITLES:,}"),
+    ]
+    names = load_client.titles(N_MOVIES)
+    at_the_limit = [  # the largest requests allowed: answered, at a bounded cost
+        ("BatchSimilarMovies", pb.BatchSimilarMoviesRequest(titles=names[:MAX_BATCH_NEIGHBOURS // MAX_K], k=MAX_K)),
+        ("Recommend", pb.RecommendRequest(liked=names[:MAX_RECOMMEND_TITLES], k=MAX_K, worst_k=MAX_K)),
+    ]
+    with running_server(index_root) as server, grpc.insecure_channel(
+            server.address, options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)]) as channel:
+        service = stub(channel)
+        for method, request in at_the_limit:  # warm: scikit-learn imported, buffers grown once
+            getattr(service, method)(request, timeout=60)
+        idle_kb = _rss_kb(server.process.pid)
+        for _ in range(3):
+            for method, request, limit in amplifying:
+                started = time.monotonic()
+                with pytest.raises(grpc.RpcError) as refused:
+                    getattr(service, method)(request, timeout=10)
+                assert time.monotonic() - started < 0.1
+                assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT and limit in refused.value.details()
+        # Three of each at once: refused for their size, or for want of a slot for expensive calls.
+        started = time.monotonic()
+        calls = [getattr(service, method).future(request, timeout=10) for _ in range(3) for method, request, _ in amplifying]
+        codes = {call.exception().code() for call in calls}
+        assert codes <= {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED} and time.monotonic() - started < 1
+        for method, request in at_the_limit * 2:
+            getattr(service, method)(request, timeout=60)
+        assert _rss_kb(server.process.pid) <= 1.5 * idle_kb
+        assert _rss_kb(server.process.pid, "VmHWM") <= 1.5 * idle_kb, (idle_kb, _rss_kb(server.process.pid, "VmHWM"))

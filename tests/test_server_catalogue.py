@@ -6,11 +6,12 @@ import pytest
 from sklearn.svm import SVC
 
 from indexer.build import build_index
+from server import recommend as recommend_module
 from indexer.root import load_current
-from server.limits import MAX_BATCH, MAX_K, MAX_STRING_CHARS
+from server.limits import MAX_BATCH, MAX_BATCH_NEIGHBOURS, MAX_K, MAX_RECOMMEND_TITLES, MAX_STRING_CHARS
 from server.service import MovieService
 from server.errors import Kind, ServiceError
-from server.recommend import stand_in_dislike_ids
+from server.recommend import MAX_STAND_IN_DISLIKES, stand_in_dislike_ids
 from server.titles import TitleResolver
 from tests.fixtures import make_run
 
@@ -126,6 +127,8 @@ def test_export_covers_every_movie_in_order(catalogue):
     lambda c: c.similar_movies("x" * (MAX_STRING_CHARS + 1), 5),
     lambda c: c.similar_movies_batch([], 5),
     lambda c: c.similar_movies_batch(["Alien (film)"] * (MAX_BATCH + 1), 5),
+    lambda c: c.similar_movies_batch(["Alien (film)"] * (MAX_BATCH_NEIGHBOURS // 10 + 1), 10),
+    lambda c: c.recommend(["Alien (film)"] * (MAX_RECOMMEND_TITLES // 2), ["Heat (1995 film)"] * 501, 5),
     lambda c: c.recommend([], ["Alien (film)"], 5),
     lambda c: c.recommend(["Alien (film)"], ["alien (film)"], 5),
     lambda c: c.recommend(["Alien (film)"], [], 5, worst_k=-1),
@@ -146,3 +149,23 @@ def test_misspelt_titles_cost_a_bounded_amount_of_work(catalogue, monkeypatch):
     with pytest.raises(ServiceError, match="close") as caught:
         catalogue.similar_movies_batch(["Intersteller (film)", "The Martain (film)"], 1)
     assert caught.value.kind is Kind.INVALID_ARGUMENT
+
+
+def test_recommend_stops_between_its_steps_once_the_caller_is_gone(catalogue, monkeypatch):
+    # Issue 13.2: a Recommend ran on long past its caller's deadline.
+    fits: list[int] = []
+    real_fit = recommend_module.fit_svm
+    monkeypatch.setattr(recommend_module, "fit_svm", lambda *a: fits.append(1) or real_fit(*a))
+    answers = iter([True, False])  # alive before the fit, gone after it
+    with pytest.raises(ServiceError) as stopped:
+        catalogue.recommend(["Alien (film)"], [], 5, alive=lambda: next(answers))
+    assert stopped.value.kind is Kind.STOPPED and fits == [1]
+    with pytest.raises(ServiceError):
+        catalogue.recommend(["Alien (film)"], [], 5, alive=lambda: False)
+    assert fits == [1]  # gone from the start: no fit at all
+    assert len(catalogue.recommend(["Alien (film)"], [], 5, alive=lambda: True).best) == 5
+
+
+def test_stand_in_dislikes_are_capped():
+    assert len(stand_in_dislike_ids(100_000, list(range(1000)))) == MAX_STAND_IN_DISLIKES
+    assert len(stand_in_dislike_ids(100_000, [1, 2])) == 50

@@ -137,3 +137,23 @@ def test_a_swapped_version_answers_new_calls_while_a_started_stream_finishes_on_
     rows = [r for c in chunks for r in c.results]
     assert [r.query for r in rows] == [m.title for m in first.version.movies]
     assert rows[5].neighbours == stub.SimilarMovies(pb.SimilarMoviesRequest(title=rows[5].query, k=3)).neighbours
+
+
+def test_a_batch_answer_past_the_response_limit_is_refused(tmp_path):
+    # Issue 13.2: titles x k is bounded, but long titles could still make an answer no client accepts.
+    long_titles = [f"{i:03d} " + "x" * (MAX_STRING_CHARS - 4) for i in range(300)]
+    run = make_run(tmp_path / "run", titles=long_titles, n_movies=300, n_links=30, dim=8)
+    build_index(run, tmp_path / "index", progress=False)
+    running = start(ServiceHolder(MovieService(load_current(tmp_path / "index"))), "127.0.0.1", 0, max_workers=2)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            stub = pb_grpc.MovielinksStub(channel)
+            request = pb.BatchSimilarMoviesRequest(titles=long_titles[:100], k=200)  # 20,000 x ~500 bytes
+            error = status_of(lambda: stub.BatchSimilarMovies(request, timeout=TIMEOUT_S))
+            assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "the limit is 4,194,304" in error.details() and "fewer" in error.details()
+            small = stub.BatchSimilarMovies(pb.BatchSimilarMoviesRequest(titles=long_titles[:10], k=20),
+                                            timeout=TIMEOUT_S)
+            assert len(small.results) == 10
+    finally:
+        running.stop(grace_s=1)
