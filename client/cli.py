@@ -21,6 +21,7 @@ from typing import Any
 
 from client.client import (SERVER_ENV, TOKEN_ENV, ClientError, Info, MovielinksClient, Neighbours, Prediction,
                            Recommendation, TitleMatch)
+from common.signals import exit_cleanly_on_sigterm
 
 EPILOG = f"""\
 The server is --server HOST:PORT, else ${SERVER_ENV}, else 127.0.0.1:50051.
@@ -143,6 +144,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _export(movielinks: MovielinksClient, args: argparse.Namespace) -> Exported:
+    exit_cleanly_on_sigterm()  # a stopped export leaves no temporary file behind
     # No deadline: --timeout is for single calls, an export takes as long as the catalogue needs.
     return Exported(args.out, movielinks.export_to_file(args.out, args.k, progress=not args.json, timeout_s=None))
 

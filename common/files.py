@@ -7,6 +7,7 @@ directory, every file and the directory itself are fsynced, then renamed.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import os
 import shutil
@@ -79,7 +80,9 @@ def atomic_file(path: str | os.PathLike, mode: str = "wb", **open_args) -> Itera
     or the new one, never a mix, and nothing partial stays behind.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.partial-", dir=path.parent)
+    # The writer's pid in the name lets a later writer tell an orphan (its writer was
+    # killed with SIGKILL, which nothing can catch) from a file still being written.
+    fd, tmp = tempfile.mkstemp(prefix=f"{_partial_prefix(path)}{os.getpid()}-", dir=path.parent)
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide the file from other users
         with os.fdopen(fd, mode, **open_args) as f:
@@ -92,6 +95,30 @@ def atomic_file(path: str | os.PathLike, mode: str = "wb", **open_args) -> Itera
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def remove_orphaned_partials(path: str | os.PathLike) -> None:
+    """Delete `atomic_file` temporary files of `path` whose writing process no longer runs."""
+    path = Path(path)
+    prefix = _partial_prefix(path)
+    for orphan in path.parent.glob(f"{glob.escape(prefix)}*-*"):
+        pid = orphan.name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and not _running(int(pid)):
+            orphan.unlink(missing_ok=True)
+
+
+def _partial_prefix(path: Path) -> str:
+    return f".{path.name}.partial-"
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

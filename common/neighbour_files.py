@@ -18,7 +18,10 @@ All three formats hold the same rows, one per (movie, rank):
 A movie's rows are contiguous and in rank order; a movie without neighbours has no
 rows. Text formats write scores with 9 significant digits, which is enough to give
 back the float32 score exactly. Files are written atomically (common.files.atomic_file):
-the target appears only complete; after an error nothing partial stays behind.
+the target appears only complete; after an error nothing partial stays behind. The
+commands turn SIGTERM into an exit that deletes the temporary file at once
+(common.signals); one whose writer was killed outright (SIGKILL) is deleted by the
+next writer of the same target.
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
 
-from common.files import atomic_file
+from common.files import atomic_file, remove_orphaned_partials
 from common.records import Neighbours
 
 FORMATS = (".csv", ".jsonl", ".parquet")
@@ -65,6 +68,7 @@ class NeighbourWriter:
             raise FileNotFoundError(
                 f"{self.path.parent}: no such directory to write {self.path.name} in; create it first"
             )
+        remove_orphaned_partials(self.path)  # left by an export killed outright (SIGKILL)
         self._stack = contextlib.ExitStack()
         file = self._stack.enter_context(
             atomic_file(self.path, "wb" if self.format == ".parquet" else "w", **_text_args(self.format))

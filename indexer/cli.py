@@ -14,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from common.signals import exit_cleanly_on_sigterm
 from indexer.build import DEFAULT_NEIGHBOURS_K, build_index
 from indexer.errors import IndexerError
 from indexer.export import export_neighbours
@@ -83,6 +84,7 @@ def _prune(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    exit_cleanly_on_sigterm()  # a stopped export leaves no temporary file behind
     version = load_index(args.index)
     rows = export_neighbours(version, args.k, args.out, batch_size=args.batch_size, progress=not args.quiet)
     print(f"wrote {rows} rows ({len(version.movies)} movies, k={args.k}) from version {version.name} to {args.out}")
@@ -113,7 +115,7 @@ def _parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="write every movie's k most similar movies to a file")
     export.add_argument("index", metavar="INDEX", help="index root (exports its CURRENT) or a version directory")
-    export.add_argument("--k", type=int, default=10, help="neighbours per movie (default 10)")
+    export.add_argument("--k", type=int, default=10, help="neighbours per movie, 1..1000 (default 10)")
     export.add_argument("--out", required=True, metavar="FILE", help="output file: .csv, .jsonl or .parquet")
     export.add_argument("--batch-size", type=int, default=4096, help="movies searched at a time (default 4096)")
     export.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from common.limits import MAX_NEIGHBOURS_K
 from common.neighbour_files import NeighbourWriter
 from common.neighbours import BATCH_ROWS, all_similar_rows, named
 from indexer.errors import IndexerError
@@ -29,10 +30,11 @@ def export_neighbours(
     The format follows the suffix (.csv, .jsonl, .parquet). The file appears only
     once complete. A catalogue of k movies or fewer gives each movie fewer than k
     rows. `batch_size` movies are searched at a time (fewer for a large k, see
-    common.neighbours). Raises IndexerError for k or batch_size < 1 or an unknown suffix.
+    common.neighbours). Raises IndexerError for k outside 1..1000, batch_size < 1 or an
+    unknown suffix.
     """
-    if k < 1:
-        raise IndexerError(f"k must be at least 1, got {k}")
+    if not 1 <= k <= MAX_NEIGHBOURS_K:
+        raise IndexerError(f"k must be between 1 and {MAX_NEIGHBOURS_K} (as the server's limit), got {k}")
     if batch_size < 1:
         raise IndexerError(f"batch_size must be at least 1, got {batch_size}")
     try:
