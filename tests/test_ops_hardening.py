@@ -17,13 +17,15 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from indexer import version as iv
+import indexer.root
+import indexer.version
 from proto import movielinks_pb2 as pb
+from server import versions
+from server.limits import MAX_BATCH, MAX_BATCH_NEIGHBOURS, MAX_K, MAX_RECOMMEND_TITLES
+from server.service import MovieService
+from server.versions import ServiceHolder, VersionWatcher
 from tests import load_client
 from tests.e2e_server import REPO, ServerProcess, running_server
-from server import versions
-from server.catalogue import MAX_BATCH, MAX_BATCH_NEIGHBOURS, MAX_K, MAX_RECOMMEND_TITLES, Catalogue
-from server.versions import CatalogueHolder, VersionWatcher
 from tests.ops_support import (Load, build, info, metrics_address, replace_with_checksum, sample, scrape,
                                stage_version, stub, wait_for)
 
@@ -221,8 +223,8 @@ def test_info_names_the_version_by_its_directory(tmp_path):
     root = tmp_path / "index"
     original = build(tmp_path, root, 0)
     copy = "20990101T000000000000Z-copy"
-    shutil.copytree(iv.version_dir(root, original), iv.version_dir(root, copy))
-    iv.publish(root, copy)
+    shutil.copytree(indexer.root.version_dir(root, original), indexer.root.version_dir(root, copy))
+    indexer.root.publish(root, copy)
     with running_server(root) as server, grpc.insecure_channel(server.address) as channel:
         assert stub(channel).GetInfo(pb.GetInfoRequest(), timeout=10).index_version == copy
         assert stub(channel).SimilarMovies(pb.SimilarMoviesRequest(title="Alien (film)", k=2),
@@ -230,16 +232,19 @@ def test_info_names_the_version_by_its_directory(tmp_path):
     assert f"version={copy}" in "".join(server.log_lines)
 
 
+REASONS = {"manifest without version": "no 'version' field", "corrupt npz": "BadZipFile"}
+
+
 def _publish_bad(tmp_path, root, seed: int, problem: str) -> str:
     name = stage_version(tmp_path, root, seed)
-    version = iv.version_dir(root, name)
+    version = indexer.root.version_dir(root, name)
     if problem == "manifest without version":
-        manifest = json.loads((version / iv.MANIFEST).read_text())
+        manifest = json.loads((version / indexer.version.MANIFEST).read_text())
         del manifest["version"]
-        (version / iv.MANIFEST).write_text(json.dumps(manifest))
+        (version / indexer.version.MANIFEST).write_text(json.dumps(manifest))
     else:  # "corrupt npz": garbage whose checksum the manifest carries
-        replace_with_checksum(version, iv.MOVIE_NEIGHBOURS, b"PK\x03\x04 not a zip file at all" * 100)
-    iv.publish(root, name)
+        replace_with_checksum(version, indexer.version.MOVIE_NEIGHBOURS, b"PK\x03\x04 not a zip file at all" * 100)
+    indexer.root.publish(root, name)
     return name
 
 
@@ -254,13 +259,13 @@ def test_a_bad_version_is_refused_under_load_and_the_next_good_one_taken(tmp_pat
         wait_for(lambda: info(server.address).refused_versions)
         time.sleep(0.5)  # more calls on the old version, after the refusal
         good = stage_version(tmp_path, root, 2)
-        iv.publish(root, good)
+        indexer.root.publish(root, good)
         wait_for(lambda: info(server.address).index_version == good)
         server.process.send_signal(signal.SIGHUP)  # the reload thread still answers signals too
         time.sleep(0.3)
         metrics = scrape(server)
         [refused] = info(server.address).refused_versions
-    assert refused.startswith(f"{bad}: ") and ("'version' is missing" in refused or "BadZipFile" in refused), refused
+    assert refused.startswith(f"{bad}: ") and REASONS[problem] in refused, refused
     assert load.failures == [] and load.ok > 20 and load.versions <= {first, good}
     assert sample(metrics, "movielinks_reloads_total", result="refused") == 1
     assert sample(metrics, "movielinks_reloads_total", result="taken") == 1
@@ -277,13 +282,13 @@ def test_a_bad_version_at_start_is_one_line_and_exit_2(tmp_path, problem):
                              cwd=REPO, capture_output=True, text=True, timeout=60)
     assert started.returncode == 2
     assert started.stderr.count("\n") == 1 and started.stderr.startswith("server: error: "), started.stderr
-    assert ("'version' is missing" if problem == "manifest without version" else "BadZipFile") in started.stderr
+    assert REASONS[problem] in started.stderr
 
 
 def test_the_watcher_survives_any_exception_a_loader_raises(tmp_path, monkeypatch):
     root = tmp_path / "index"
     first = build(tmp_path, root, 0)
-    holder = CatalogueHolder(Catalogue(iv.load_current(root)))
+    holder = ServiceHolder(MovieService(indexer.root.load_current(root)))
     refusals: list[str] = []
     watcher = VersionWatcher(root, holder, on_refused=lambda name, reason: refusals.append(reason))
     real_load = versions.load_version
@@ -292,7 +297,7 @@ def test_the_watcher_survives_any_exception_a_loader_raises(tmp_path, monkeypatc
         raise ZeroDivisionError("a bug in some loader")
 
     monkeypatch.setattr(versions, "load_version", throwing_load)
-    iv.publish(root, stage_version(tmp_path, root, 1))
+    indexer.root.publish(root, stage_version(tmp_path, root, 1))
     stop = threading.Event()
     watching = threading.Thread(target=watcher.run, args=(stop, 0.05))
     watching.start()
@@ -301,7 +306,7 @@ def test_the_watcher_survives_any_exception_a_loader_raises(tmp_path, monkeypatc
         assert refusals == ["cannot load: ZeroDivisionError: a bug in some loader"] and holder.current().name == first
         monkeypatch.setattr(versions, "load_version", real_load)
         good = stage_version(tmp_path, root, 2)
-        iv.publish(root, good)
+        indexer.root.publish(root, good)
         wait_for(lambda: holder.current().name == good)
         assert watching.is_alive()
     finally:
