@@ -19,6 +19,8 @@ def validate_version(v: IndexVersion) -> None:
     """Raise IndexerError naming the first inconsistency of `v`."""
     if v.movie_vectors.ndim != 2 or v.link_vectors.ndim != 2:
         raise IndexerError(f"{v.path}: vectors are not matrices")
+    if not all(isinstance(m.title, str) and isinstance(m.attributes, dict) for m in v.movies):
+        raise IndexerError(f"{v.path}: a movie record's title is not a string or its attributes not an object")
     n_movies, n_links = v.movie_vectors.shape[0], v.link_vectors.shape[0]
     described = v.manifest.indexes
     checks = [

@@ -357,3 +357,20 @@ def test_amplifying_requests_are_refused_at_once_and_memory_stays_flat(index_roo
             getattr(service, method)(request, timeout=60)
         assert _rss_kb(server.process.pid) <= 1.5 * idle_kb
         assert _rss_kb(server.process.pid, "VmHWM") <= 1.5 * idle_kb, (idle_kb, _rss_kb(server.process.pid, "VmHWM"))
+
+
+def test_a_version_whose_records_have_a_non_string_title_is_refused(tmp_path):
+    root = tmp_path / "index"
+    first = build(tmp_path, root, 0)
+    holder = ServiceHolder(MovieService(indexer.root.load_current(root)))
+    refusals: list[str] = []
+    watcher = VersionWatcher(root, holder, on_refused=lambda name, reason: refusals.append(reason))
+    bad = stage_version(tmp_path, root, 1)
+    version = indexer.root.version_dir(root, bad)
+    movies = (version / indexer.version.MOVIES).read_text().splitlines(keepends=True)
+    record = json.loads(movies[0])
+    record["title"] = 123
+    replace_with_checksum(version, indexer.version.MOVIES, "".join([json.dumps(record) + "\n", *movies[1:]]).encode())
+    indexer.root.publish(root, bad)
+    watcher.check()
+    assert holder.current().name == first and len(refusals) == 1 and "title is not a string" in refusals[0]
