@@ -17,7 +17,13 @@ install: $(VENV)/.installed
 demo: $(VENV)/.installed
 	DATA=$(DATA) WORK=$(WORK) PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/demo.sh
 
-test: $(VENV)/.installed
+# The browser tests drive Debian's chromium; a fresh machine (CI runs as root) gets it from apt.
+CHROMIUM ?= /usr/bin/chromium
+
+$(CHROMIUM):
+	apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+
+test: $(VENV)/.installed $(CHROMIUM)
 	$(VENV)/bin/python -m pytest
 
 clean:

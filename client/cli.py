@@ -2,10 +2,11 @@
 
     client query --movie "Interstellar (film)" [-k 10]
     client query --link "George Lucas"
-    client links --movie TITLE          client movies --link NAME
+    client links --movie TITLE          client links --search TEXT
+    client movies --link NAME
     client recommend --like A --like B --dislike C [-k 10] [--worst 5]
     client predict --movie TITLE --attribute rotten_tomatoes
-    client export --k 10 --out neighbours.parquet
+    client export -k 10 --out neighbours.parquet [--quiet]
     client info                         client lookup TITLE
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from common.about import package_version
 from client.client import (SERVER_ENV, TOKEN_ENV, ClientError, Info, MovielinksClient, Neighbours, Prediction,
                            Recommendation, TitleMatch)
 from common.signals import exit_cleanly_on_sigterm
@@ -34,6 +36,16 @@ the server calls invalid (k out of range, a title both liked and disliked, ...);
 
 
 @dataclasses.dataclass(frozen=True)
+class NameList:
+    """What `client links --search` found."""
+
+    text: str
+    kind: str
+    names: list[str]
+    total: int
+
+
+@dataclasses.dataclass(frozen=True)
 class Exported:
     """What `client export` wrote."""
 
@@ -42,11 +54,15 @@ class Exported:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "command"):  # `client` alone: what it can do
+        parser.print_help()
+        return 0
     try:
         token = _token(args.token_file)
         with MovielinksClient(args.server, timeout_s=args.timeout, tls_ca=args.tls_ca, tls_cert=args.tls_cert,
-                              tls_key=args.tls_key, token=token) as movielinks:
+                              tls_key=args.tls_key, token=token, wait_for_ready=args.wait_for_ready) as movielinks:
             result = args.command(movielinks, args)
     except ClientError as e:
         _error(e.message)
@@ -86,59 +102,107 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+def _global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """The options every command takes, before or after its name (after it, they override nothing unless given)."""
+    def default(value):
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument("--server", default=default(None),
+                        help=f"HOST[:PORT] of the server (default: ${SERVER_ENV}, else 127.0.0.1:50051; "
+                             "a missing port means 50051)")
+    parser.add_argument("--json", action="store_true", default=default(False), help="JSON on stdout instead of a table")
+    parser.add_argument("--timeout", type=_seconds, default=default(30.0), help="seconds a call may take (default 30)")
+    parser.add_argument("--wait-for-ready", action="store_true", default=default(False),
+                        help="wait (up to --timeout) for a server that is not up yet instead of failing at once")
+    parser.add_argument("--tls-ca", default=default(None), help="CA certificate (PEM) that signed the server's: use TLS")
+    parser.add_argument("--tls-cert", default=default(None), help="client certificate (PEM), for servers that require one")
+    parser.add_argument("--tls-key", default=default(None), help="client certificate's private key (PEM)")
+    parser.add_argument("--token-file", default=default(None),
+                        help=f"file holding the bearer token (default: ${TOKEN_ENV})")
+
+
+def _k(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("-k", "--k", type=int, default=10, help=f"how many {what} (default 10)")
+
+
+def _command(commands, name: str, summary: str, examples: str) -> argparse.ArgumentParser:
+    command = commands.add_parser(name, help=summary, description=summary, epilog="examples:\n" + examples,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    _global_options(command, defaults=False)
+    return command
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="client", description="Ask a movielinks server.", epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--server", help="HOST:PORT of the server")
-    parser.add_argument("--json", action="store_true", help="JSON on stdout instead of a table")
-    parser.add_argument("--timeout", type=_seconds, default=30.0, help="seconds a call may take (default 30)")
-    parser.add_argument("--tls-ca", help="CA certificate (PEM) that signed the server's: use TLS")
-    parser.add_argument("--tls-cert", help="client certificate (PEM), for servers that require one")
-    parser.add_argument("--tls-key", help="client certificate's private key (PEM)")
-    parser.add_argument("--token-file", help=f"file holding the bearer token (default: ${TOKEN_ENV})")
-    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    _global_options(parser, defaults=True)
+    commands = parser.add_subparsers(metavar="COMMAND", parser_class=_Parser)
 
-    query = commands.add_parser("query", help="similar movies (--movie) or similar links (--link)")
+    query = _command(commands, "query", "similar movies (--movie) or similar links (--link)",
+                     '  client query --movie "Interstellar (film)" -k 5\n'
+                     '  client query --link "George Lucas" --json')
     what = query.add_mutually_exclusive_group(required=True)
-    what.add_argument("--movie", help="movie title")
-    what.add_argument("--link", help="link name")
-    query.add_argument("-k", "--k", type=int, default=10, help="how many (default 10)")
+    what.add_argument("--movie", help="movie title (exact, any case, without \"(film)\", a unique prefix or a close "
+                                      "spelling)")
+    what.add_argument("--link", help="link name, exact or any case (`client links --search TEXT` finds names)")
+    _k(query, "results")
     query.set_defaults(
         command=lambda c, a: c.similar_movies(a.movie, a.k) if a.movie is not None else c.similar_links(a.link, a.k)
     )
 
-    links = commands.add_parser("links", help="links that characterise a movie")
-    links.add_argument("--movie", required=True)
-    links.add_argument("-k", "--k", type=int, default=10)
-    links.set_defaults(command=lambda c, a: c.movie_links(a.movie, a.k))
+    links = _command(commands, "links", "links that characterise a movie (--movie), or link names containing a "
+                                        "text (--search)",
+                     '  client links --movie "The Martian (film)"\n'
+                     '  client links --search fic          # link names containing "fic"')
+    which = links.add_mutually_exclusive_group(required=True)
+    which.add_argument("--movie", help="movie title")
+    which.add_argument("--search", metavar="TEXT", help="list link names containing TEXT (any case), prefix matches "
+                                                        "first")
+    _k(links, "links")
+    links.set_defaults(command=lambda c, a: c.movie_links(a.movie, a.k) if a.movie is not None
+                       else NameList(a.search, "link", *c.search_names(a.search, links=True, limit=a.k)))
 
-    movies = commands.add_parser("movies", help="movies for a link")
-    movies.add_argument("--link", required=True)
-    movies.add_argument("-k", "--k", type=int, default=10)
+    movies = _command(commands, "movies", "movies nearest to a link's vector",
+                      '  client movies --link "Science Fiction" -k 20')
+    movies.add_argument("--link", required=True, help="link name, exact or any case")
+    _k(movies, "movies")
     movies.set_defaults(command=lambda c, a: c.link_movies(a.link, a.k))
 
-    recommend = commands.add_parser("recommend", help="movies ranked by an SVM on liked and disliked movies")
-    recommend.add_argument("--like", action="append", required=True, help="a liked title (repeat)")
-    recommend.add_argument("--dislike", action="append", default=[], help="a disliked title (repeat)")
-    recommend.add_argument("-k", "--k", type=int, default=10)
-    recommend.add_argument("--worst", type=int, default=0, help="also the N worst")
+    recommend = _command(commands, "recommend", "movies ranked by a linear SVM fitted on liked and disliked movies",
+                         '  client recommend --like "Star Wars (film)" --like "Alien (film)" --dislike "Get Hard"\n'
+                         '  client recommend --like "Heat (1995 film)" --worst 5')
+    recommend.add_argument("--like", action="append", required=True, metavar="TITLE", help="a liked title (repeat)")
+    recommend.add_argument("--dislike", action="append", default=[], metavar="TITLE",
+                           help="a disliked title (repeat; none: a random sample of the catalogue serves)")
+    _k(recommend, "recommendations")
+    recommend.add_argument("--worst", type=int, default=0, metavar="N", help="also the N least liked (default 0)")
     recommend.set_defaults(command=lambda c, a: c.recommend(a.like, a.dislike, a.k, a.worst))
 
-    predict = commands.add_parser("predict", help="predict an attribute from a movie's embedding")
-    predict.add_argument("--movie", required=True)
-    predict.add_argument("--attribute", required=True, help="e.g. rotten_tomatoes, gross, budget")
+    predict = _command(commands, "predict", "predict an attribute from a movie's embedding",
+                       '  client predict --movie "Jaws (film)" --attribute rotten_tomatoes\n'
+                       '  client predict --movie "Avatar (2009 film)" --attribute gross')
+    predict.add_argument("--movie", required=True, help="movie title")
+    predict.add_argument("--attribute", required=True, help="rotten_tomatoes, gross or budget (`client info` lists "
+                                                            "what the index predicts)")
     predict.set_defaults(command=lambda c, a: c.predict_attribute(a.movie, a.attribute))
 
-    export = commands.add_parser("export", help="every movie's top-k neighbours to .csv, .jsonl or .parquet")
-    export.add_argument("--k", type=int, default=10)
-    export.add_argument("--out", required=True)
+    export = _command(commands, "export", "every movie's top-k neighbours to .csv, .jsonl or .parquet",
+                      "  client export -k 10 --out neighbours.parquet\n"
+                      "  client export -k 5 --out n.csv --quiet")
+    _k(export, "neighbours per movie")
+    export.add_argument("--out", required=True, help="file to write; the suffix picks the format")
+    export.add_argument("--quiet", action="store_true", help="no progress bar (there is none when stderr is not a "
+                                                            "terminal either)")
     export.set_defaults(command=_export)
 
-    info = commands.add_parser("info", help="the served index: version, sizes, metrics, limits")
+    info = _command(commands, "info", "the served index: version, sizes, metrics, limits, server version",
+                    "  client info\n  client info --json")
     info.set_defaults(command=lambda c, a: c.info())
 
-    lookup = commands.add_parser("lookup", help="which catalogue title a name resolves to")
-    lookup.add_argument("title")
+    lookup = _command(commands, "lookup", "which catalogue title a name resolves to",
+                      "  client lookup intersteller\n  client lookup \"the martian\"")
+    lookup.add_argument("title", help="a title as you would type it")
     lookup.set_defaults(command=lambda c, a: c.lookup_title(a.title))
     return parser
 
@@ -146,7 +210,8 @@ def _parser() -> argparse.ArgumentParser:
 def _export(movielinks: MovielinksClient, args: argparse.Namespace) -> Exported:
     exit_cleanly_on_sigterm()  # a stopped export leaves no temporary file behind
     # No deadline: --timeout is for single calls, an export takes as long as the catalogue needs.
-    return Exported(args.out, movielinks.export_to_file(args.out, args.k, progress=not args.json, timeout_s=None))
+    progress = not (args.json or args.quiet)
+    return Exported(args.out, movielinks.export_to_file(args.out, args.k, progress=progress, timeout_s=None))
 
 
 def _token(token_file: str | None) -> str | None:
@@ -167,10 +232,16 @@ def render(result: Any) -> str:
         text = _scored_table("recommended", result.best)
         return (text + "\n\n" + _scored_table("least liked", result.worst)) if result.worst else text
     if isinstance(result, Prediction):
-        known = "unknown" if result.known is None else f"{result.known:.4g}"
-        return (f"{result.title}: {result.attribute} predicted {result.predicted:.4g} {result.unit} (known: {known})\n"
-                f"model held-out MSE {result.heldout_mse:.4g} vs {result.baseline_mse:.4g} "
-                "for always predicting the mean")
+        known = "unknown" if result.known is None else amount(result.known, result.unit)
+        error, baseline = (amount(math.sqrt(max(0.0, mse)), result.unit, difference=True)
+                           for mse in (result.heldout_mse, result.baseline_mse))
+        return (f"{result.title}: {result.attribute} predicted {amount(result.predicted, result.unit)} "
+                f"(known: {known})\n"
+                f"typical error (held-out RMSE) {error}, against {baseline} for always predicting the mean")
+    if isinstance(result, NameList):
+        more = f" (first {len(result.names)} of {result.total})" if result.total > len(result.names) else ""
+        heading = f"{result.total} {result.kind} name{'s' if result.total != 1 else ''} contain {result.text!r}{more}"
+        return "\n".join([heading, *result.names])
     if isinstance(result, TitleMatch):
         return f"{result.title}   ({result.match} match)"
     if isinstance(result, Info):
@@ -182,6 +253,20 @@ def render(result: Any) -> str:
     if isinstance(result, Exported):
         return f"wrote {result.rows} rows to {result.out}"
     raise TypeError(f"no text form for {type(result).__name__}")
+
+
+def amount(value: float, unit: str, *, difference: bool = False) -> str:
+    """A value as people read it: "$114.5 million" for USD, "62%" for a fraction
+    ("26 percentage points" for a difference of fractions), else the number and unit."""
+    if unit == "USD":
+        sign, size = ("-" if value < 0 else ""), abs(value)
+        for scale, word in ((1e9, "billion"), (1e6, "million")):
+            if size >= scale:
+                return f"{sign}${size / scale:.1f} {word}"
+        return f"{sign}${size:,.0f}"
+    if unit == "fraction":
+        return f"{100 * value:.0f} percentage points" if difference else f"{100 * value:.0f}%"
+    return f"{value:.4g} {unit}".rstrip()
 
 
 def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:

@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import ipaddress
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import grpc
+from google.protobuf import json_format
 
 from common.records import Prediction
 from proto import movielinks_pb2 as pb
@@ -16,7 +19,19 @@ from proto import movielinks_pb2_grpc as pb_grpc
 
 SERVER_ENV = "MOVIELINKS_SERVER"
 TOKEN_ENV = "MOVIELINKS_TOKEN"
-DEFAULT_SERVER = "127.0.0.1:50051"
+DEFAULT_PORT = 50051
+DEFAULT_SERVER = f"127.0.0.1:{DEFAULT_PORT}"
+_HOST_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$")
+# Every movielinks RPC only reads, so a call that never reached a server (UNAVAILABLE: the
+# server restarting, a connection reset) is safe to send again. gRPC's own retry policy does
+# it, with backoff, inside the call's deadline.
+RETRY_SERVICE_CONFIG = json.dumps({
+    "methodConfig": [{
+        "name": [{"service": "movielinks.v1.Movielinks"}],
+        "retryPolicy": {"maxAttempts": 4, "initialBackoff": "0.1s", "maxBackoff": "1s", "backoffMultiplier": 2,
+                        "retryableStatusCodes": ["UNAVAILABLE"]},
+    }],
+})
 _INT32 = (-(2**31), 2**31 - 1)  # the proto's int32 fields
 
 
@@ -76,12 +91,54 @@ class Info:
     max_batch: int
     max_string_chars: int
     refused_versions: list[str]
+    server_version: str = ""
+    default_k: int = 10
+
+
+def server_address(target: str) -> str:
+    """HOST:PORT for gRPC from what a user typed: a missing port means 50051.
+
+    Accepts "host", "host:port", an IPv4 or IPv6 address ("::1", "[::1]:50051"), and
+    gRPC's own "unix:PATH" / "dns:..." targets as they are. Anything else raises
+    ClientError(INVALID_ARGUMENT) saying what is wrong.
+    """
+    text = target.strip()
+    if re.match(r"^(unix|unix-abstract|dns|ipv4|ipv6):", text):
+        return text
+    host, port = text, str(DEFAULT_PORT)
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise _bad_address(target, "an IPv6 address goes in brackets: [::1]:50051")
+        port = rest[1:] if rest else port
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    elif text.count(":") > 1:  # a bare IPv6 address, with no port
+        host = text
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        ip = None
+        if not _HOST_NAME.match(host):
+            raise _bad_address(target, "expected HOST or HOST:PORT, e.g. localhost:50051") from None
+    if not (port.isdigit() and 1 <= int(port) <= 65535):
+        raise _bad_address(target, f"the port {port!r} is not a number from 1 to 65535")
+    return f"[{host}]:{port}" if ip is not None and ip.version == 6 else f"{host}:{port}"
+
+
+def _bad_address(target: str, why: str) -> "ClientError":
+    return ClientError("INVALID_ARGUMENT", f"the server address {target!r} is malformed: {why}")
 
 
 class MovielinksClient:
     """A connection to one movielinks server.
 
-    `target` is HOST:PORT (default: $MOVIELINKS_SERVER, else 127.0.0.1:50051).
+    `target` is HOST[:PORT] (default: $MOVIELINKS_SERVER, else 127.0.0.1:50051; a missing
+    port means 50051; a malformed address raises ClientError INVALID_ARGUMENT).
+    Calls that find no server are retried by gRPC's retry policy (RETRY_SERVICE_CONFIG:
+    4 attempts, 0.1 to 1 s apart) within their deadline; with `wait_for_ready` a call
+    instead waits, up to its deadline, for a server that is not up yet (a script that
+    starts one and queries it at once).
     TLS: `tls_ca` (the CA that signed the server's certificate), plus `tls_cert`
     and `tls_key` for a client certificate; `token` (default $MOVIELINKS_TOKEN)
     is sent as a bearer token with every call. Every call has a `timeout_s` deadline.
@@ -96,18 +153,21 @@ class MovielinksClient:
         tls_cert: str | Path | None = None,
         tls_key: str | Path | None = None,
         token: str | None = None,
+        wait_for_ready: bool = False,
     ):
-        self.target = target or os.environ.get(SERVER_ENV) or DEFAULT_SERVER
+        self.target = server_address(target or os.environ.get(SERVER_ENV) or DEFAULT_SERVER)
         self.timeout_s = timeout_s
+        self.wait_for_ready = wait_for_ready
+        options = [("grpc.enable_retries", 1), ("grpc.service_config", RETRY_SERVICE_CONFIG)]
         token = token if token is not None else os.environ.get(TOKEN_ENV)
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         if tls_ca or tls_cert:
             credentials = grpc.ssl_channel_credentials(
                 root_certificates=_read(tls_ca), private_key=_read(tls_key), certificate_chain=_read(tls_cert)
             )
-            self._channel = grpc.secure_channel(self.target, credentials)
+            self._channel = grpc.secure_channel(self.target, credentials, options=options)
         else:
-            self._channel = grpc.insecure_channel(self.target)
+            self._channel = grpc.insecure_channel(self.target, options=options)
         self._stub = pb_grpc.MovielinksStub(self._channel)
 
     def __enter__(self) -> "MovielinksClient":
@@ -160,12 +220,18 @@ class MovielinksClient:
         r = self._call("LookupTitle", _request(pb.LookupTitleRequest, title=title))
         return TitleMatch(r.title, r.match)
 
+    def search_names(self, text: str, *, links: bool = False, limit: int = 10) -> tuple[list[str], int]:
+        """(movie titles, or link names with `links`, containing `text`, prefix matches first; how many match)."""
+        kind = pb.SearchNamesRequest.LINKS if links else pb.SearchNamesRequest.MOVIES
+        r = self._call("SearchNames", _request(pb.SearchNamesRequest, text=text, kind=kind, limit=limit))
+        return list(r.names), r.total
+
     def info(self) -> Info:
         """The served index version, its sizes and metrics, and the server's limits."""
         r = self._call("GetInfo", pb.GetInfoRequest())
         return Info(r.index_version, r.movies, r.links, r.dim, r.movie_index_type, r.link_index_type,
-                    json.loads(r.dataset_json or "{}"), json.loads(r.metrics_json or "{}"), list(r.attributes),
-                    r.max_k, r.max_batch, r.max_string_chars, list(r.refused_versions))
+                    _from_struct(r.dataset), _from_struct(r.metrics), list(r.attributes),
+                    r.max_k, r.max_batch, r.max_string_chars, list(r.refused_versions), r.server_version, r.default_k)
 
     def export_chunks(
         self, k: int = 10, chunk_size: int = 0, timeout_s: float | None = None
@@ -176,7 +242,8 @@ class MovielinksClient:
         large catalogue takes as long as it takes).
         """
         request = _request(pb.ExportNeighboursRequest, k=k, chunk_size=chunk_size)
-        stream = self._stub.ExportNeighbours(request, timeout=timeout_s, metadata=self._metadata)
+        stream = self._stub.ExportNeighbours(request, timeout=timeout_s, metadata=self._metadata,
+                                             wait_for_ready=self.wait_for_ready)
         try:
             for chunk in stream:
                 yield chunk.total_movies, [_neighbours(r) for r in chunk.results]
@@ -194,7 +261,8 @@ class MovielinksClient:
         self, path: str | Path, k: int = 10, *, progress: bool = True, timeout_s: float | None = None
     ) -> int:
         """Write the streamed export to .csv, .jsonl or .parquet (atomically: on any error the
-        target is left as it was); returns the rows written. `progress` draws a bar on stderr."""
+        target is left as it was); returns the rows written. `progress` draws a bar on stderr
+        when stderr is a terminal (never into a file or a pipe)."""
         from tqdm import tqdm
 
         from common.neighbour_files import NeighbourWriter
@@ -207,14 +275,16 @@ class MovielinksClient:
             bar = None
             for total, results in self.export_chunks(k, timeout_s=timeout_s):
                 if bar is None:  # the first chunk tells how many movies the stream carries
-                    bar = bars.enter_context(tqdm(total=total, unit="movie", desc="export", disable=not progress))
+                    # disable=None: tqdm draws only when stderr is a terminal
+                    bar = bars.enter_context(tqdm(total=total, unit="movie", desc="export", disable=not progress or None))
                 writer.write([r.query for r in results], [[(n.name, n.score) for n in r.neighbours] for r in results])
                 bar.update(len(results))
             return writer.rows_written
 
     def _call(self, method: str, request):
         try:
-            return getattr(self._stub, method)(request, timeout=self.timeout_s, metadata=self._metadata)
+            return getattr(self._stub, method)(request, timeout=self.timeout_s, metadata=self._metadata,
+                                               wait_for_ready=self.wait_for_ready)
         except grpc.RpcError as e:
             raise self._error(e, self.timeout_s) from None
 
@@ -257,6 +327,19 @@ def _titles(name: str, titles: Sequence[str]) -> list[str]:
 
 def _neighbours(response) -> Neighbours:
     return Neighbours(response.query, [Neighbour(n.name, n.score) for n in response.neighbours], response.index_version)
+
+
+def _from_struct(struct) -> dict[str, Any]:
+    """A google.protobuf.Struct as plain Python; its numbers are all doubles, so whole ones become ints again."""
+    def plain(value):
+        if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+            return int(value)
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        return value
+    return plain(json_format.MessageToDict(struct))
 
 
 def _scored(movies) -> list[ScoredMovie]:

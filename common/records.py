@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
+
+_YEAR = re.compile(r"\b(1[89]\d\d|20\d\d)\b")
 
 # A ranked result: (movie title or link name, cosine score) pairs, best first.
 Neighbours = list[tuple[str, float]]
@@ -53,3 +56,9 @@ class Prediction:
     heldout_mse: float
     baseline_mse: float
     index_version: str
+
+
+def release_year(infobox: dict[str, str]) -> int | None:
+    """The first year in the infobox's "released" field (1995 for "June 1995"), if any."""
+    match = _YEAR.search(infobox.get("released", ""))
+    return int(match.group(1)) if match else None

@@ -117,7 +117,7 @@ def all_movie_neighbours(
     """Every movie's k nearest movies in `index` (itself excluded): ids int32 and scores float32, [n, k]."""
     ids = np.empty((len(vectors), k), dtype=np.int32)
     scores = np.empty((len(vectors), k), dtype=np.float32)
-    with tqdm(total=len(vectors), unit="movie", desc="movie neighbours", disable=not progress) as bar:
+    with tqdm(total=len(vectors), unit="movie", desc="movie neighbours", disable=not progress or None) as bar:
         for rows, found, found_scores in all_similar_rows(index, vectors, k):
             ids[rows], scores[rows] = found, found_scores
             bar.update(len(rows))
@@ -152,7 +152,7 @@ def make_index(vectors: np.ndarray, factory: str, *, what: str, progress: bool =
                 f"{_faiss_reason(e)}; use a smaller index (fewer lists or codes) or 'Flat'"
             ) from e
     try:
-        with tqdm(total=len(vectors), desc=f"indexing {what}", unit="vectors", disable=not progress) as bar:
+        with tqdm(total=len(vectors), desc=f"indexing {what}", unit="vectors", disable=not progress or None) as bar:
             for start in range(0, len(vectors), _ADD_CHUNK):
                 chunk = vectors[start : start + _ADD_CHUNK]
                 index.add(chunk)

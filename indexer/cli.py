@@ -14,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from common.about import package_version
 from common.signals import exit_cleanly_on_sigterm
 from indexer.build import DEFAULT_NEIGHBOURS_K, build_index
 from indexer.errors import IndexerError
@@ -93,6 +94,7 @@ def _export(args: argparse.Namespace) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="indexer", description="Build, publish and export FAISS index versions.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     build = commands.add_parser("build", help="index a training run and publish it as the CURRENT version")

@@ -43,7 +43,7 @@ def export_neighbours(
         raise IndexerError(str(e)) from e
     titles = [movie.title for movie in version.movies]
     batches = all_similar_rows(version.movie_index, version.movie_vectors, k, version.movie_neighbours, batch_size)
-    with writer, tqdm(total=len(titles), desc="exporting neighbours", unit="movies", disable=not progress) as bar:
+    with writer, tqdm(total=len(titles), desc="exporting neighbours", unit="movies", disable=not progress or None) as bar:
         for rows, ids, scores in batches:
             writer.write([titles[i] for i in rows], [named(i, s, titles) for i, s in zip(ids, scores)])
             bar.update(len(rows))

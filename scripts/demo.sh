@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # The main job, end to end: train on the real data -> build and publish the index
-# -> start the gRPC server -> ask it for films like Interstellar -> stop the server.
+# -> start the gRPC server (and its HTTP gateway with the web explorer) -> ask it for
+# films like Interstellar, over gRPC and over HTTP -> stop the server.
 # Run through `make demo` (which installs .venv first) or with the commands on PATH.
+# KEEP_SERVING=1 leaves the server running (explorer included) until Ctrl-C.
 set -euo pipefail
 
 DATA=${DATA:-${MOVIELINKS_DATA:-../shared/data/wp_movies_us.ndjson}}
 WORK=${WORK:-work}
 MOVIE=${MOVIE:-Interstellar (film)}
+KEEP_SERVING=${KEEP_SERVING:-0}
 mkdir -p "$WORK"
 run="$WORK/runs/$(date -u +%Y%m%dT%H%M%SZ)"
 
@@ -18,7 +21,7 @@ indexer build "$run" --out "$WORK/index"
 
 echo "== serve: $WORK/index on a free loopback port"
 log="$WORK/server.log"
-server --index "$WORK/index" --host 127.0.0.1 --port 0 2>"$log" &
+server --index "$WORK/index" --host 127.0.0.1 --port 0 --http-port "${HTTP_PORT:-0}" 2>"$log" &
 server_pid=$!
 trap 'kill -TERM "$server_pid" 2>/dev/null || true' EXIT
 address=""
@@ -31,8 +34,26 @@ done
 [[ -n "$address" ]] || { echo "server did not start in 10 s" >&2; cat "$log" >&2; exit 1; }
 cat "$log"
 
+explorer=$(grep -oE 'http=http://[0-9.]+:[0-9]+/' "$log" | head -1 | cut -d= -f2)
+
 echo "== query: client query --movie \"$MOVIE\""
 client --server "$address" query --movie "$MOVIE" -k 10
+
+echo "== the same over HTTP: curl -s ${explorer}v1/similar-movies -d '{\"title\": \"$MOVIE\", \"k\": 3}'"
+if command -v curl >/dev/null; then
+  curl -s "${explorer}v1/similar-movies" -d "{\"title\": \"$MOVIE\", \"k\": 3}"
+  echo
+fi
+
+echo "== web explorer: $explorer  (API description: ${explorer}openapi.json)"
+if [[ "$KEEP_SERVING" == 1 ]]; then
+  echo "serving until Ctrl-C"
+  trap 'kill -TERM "$server_pid" 2>/dev/null || true' INT
+  wait "$server_pid" || true
+  trap - EXIT
+  echo "server stopped cleanly"
+  exit 0
+fi
 
 echo "== stop the server"
 kill -TERM "$server_pid"

@@ -4,11 +4,13 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import logging
+import os
+import socket
 from typing import Sequence
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from common.neighbours import use_one_core_per_thread
 from indexer.errors import IndexerError
@@ -22,6 +24,7 @@ from server.versions import ServiceHolder
 
 log = logging.getLogger("movielinks.server")
 
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # gRPC's default, stated: requests past it get RESOURCE_EXHAUSTED
 
 
@@ -57,12 +60,15 @@ def start(
     max_concurrent_rpcs: int | None = None,
     credentials: grpc.ServerCredentials | None = None,
     interceptors: Sequence[grpc.ServerInterceptor] = (),
+    local_address: str | None = None,
 ) -> RunningServer:
     """Start serving `holder` on host:port (port 0 picks a free one).
 
     With `credentials` the port speaks TLS only; `interceptors` run before every
     call, in order. Past `max_concurrent_rpcs` calls in progress, a new call is
     answered RESOURCE_EXHAUSTED at once instead of waiting in a queue.
+    `local_address` (e.g. "unix:/private/dir/grpc.sock") is a second, plaintext port
+    for the HTTP gateway of this process: the same service, interceptors and limits.
     """
     workers = concurrent.futures.ThreadPoolExecutor(
         max_workers=max_workers, thread_name_prefix="rpc", initializer=use_one_core_per_thread
@@ -78,18 +84,22 @@ def start(
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for service in ("", SERVICE_NAME):
         health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
-    )
+    _serve_reflection(server, (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name))
     if host == "localhost":
         # gRPC binds whichever of localhost's addresses are free and calls that success, so
         # with 127.0.0.1:port taken by another process it would serve on [::1] alone.
+        if port:
+            _check_free("127.0.0.1", port)
         bound = _bind(server, "127.0.0.1", port, credentials)
         if _bind(server, "::1", bound, credentials, required=False) == 0:
             log.warning("localhost: serving on 127.0.0.1:%d only; [::1]:%d is taken or this host has no IPv6",
                         bound, bound)
     else:
+        if port:
+            _check_free(host, port)
         bound = _bind(server, host, port, credentials)
+    if local_address is not None and server.add_insecure_port(local_address) == 0:
+        raise cannot_start(f"cannot listen on {local_address} for the HTTP gateway")
     server.start()
     return RunningServer(server, bound, health_servicer)
 
@@ -107,6 +117,57 @@ def _bind(server: grpc.Server, host: str, port: int, credentials: grpc.ServerCre
     if bound == 0 and required:
         raise cannot_start(f"cannot listen on {host}:{port}: the address is in use or not available here")
     return bound
+
+
+class _ReflectionServicer(reflection.ReflectionServicer):
+    """grpcio-reflection's servicer, also finding the file of a method ("pkg.Service.Method").
+
+    protobuf's upb descriptor pool finds services and messages by name but not the
+    methods inside a service, so `grpcurl describe movielinks.v1.Movielinks.SimilarMovies`
+    got "Symbol not found"; the file holding the enclosing symbol is the answer.
+    """
+
+    def _file_containing_symbol(self, request, fully_qualified_name):
+        answer = super()._file_containing_symbol(request, fully_qualified_name)
+        service, _, method = fully_qualified_name.rpartition(".")
+        if answer.HasField("error_response") and service:
+            try:
+                self._pool.FindServiceByName(service).methods_by_name[method]
+            except KeyError:
+                return answer
+            return super()._file_containing_symbol(request, service)
+        return answer
+
+
+def _serve_reflection(server: grpc.Server, services: Sequence[str]) -> None:
+    """Server reflection as both grpc.reflection.v1 (what grpcurl and Postman ask first) and v1alpha.
+
+    grpcio-reflection implements only v1alpha; v1's messages are the same on the wire (the
+    package name is all that changed), so one servicer answers both.
+    """
+    servicer = _ReflectionServicer((*services, REFLECTION_V1, reflection.SERVICE_NAME))
+    for name in (REFLECTION_V1, reflection.SERVICE_NAME):
+        handler = grpc.stream_stream_rpc_method_handler(
+            servicer.ServerReflectionInfo,
+            request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+            response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+        )
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, {"ServerReflectionInfo": handler}),))
+
+
+def _check_free(host: str, port: int) -> None:
+    """ServiceError (CANNOT_START) when host:port cannot be bound, said before gRPC's core logs its own line about it."""
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise cannot_start(f"cannot listen on {host}:{port}: {e.strerror}") from e
+    for family, kind, proto, _, address in infos[:1]:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC does: TIME_WAIT is no obstacle
+            try:
+                probe.bind(address)
+            except OSError as e:
+                raise cannot_start(f"cannot listen on {host}:{port}: {os.strerror(e.errno) if e.errno else e}") from e
 
 
 def _bracket(host: str) -> str:

@@ -8,11 +8,15 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
+from common.about import package_version
 from server.admission import AdmissionInterceptor, default_slots
 from server.app import load_service, start
 from server.errors import ServiceError
@@ -45,6 +49,7 @@ bad, or the port is taken.
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="server", description="Serve movielinks queries over gRPC.", epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     parser.add_argument("--index", required=True, help="index root written by `indexer build --out`")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     parser.add_argument("--port", type=int, default=50051, help="port (0: a free one)")
@@ -60,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--reload-interval", type=float, default=1.0,
                         help="seconds between checks of CURRENT (0: only on SIGHUP)")
     parser.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on --host at this port (0: free)")
+    parser.add_argument("--http-port", type=int,
+                        help="also serve every RPC as JSON over HTTP, /openapi.json and the web explorer (/) on "
+                             "--host at this port (0: free); HTTPS with the --tls-* files")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     parser.add_argument("--log-format", default="text", choices=("text", "json"), help="one line an event, either way")
     parser.add_argument("--tls-cert", help="PEM server certificate: the port speaks TLS only (needs --tls-key)")
@@ -87,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.monotonic()
     metrics = Metrics()
+    gateway_dir = None
     try:
         credentials = server_credentials(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None
         token = load_token(args.token_file)
@@ -94,23 +103,34 @@ def main(argv: list[str] | None = None) -> int:
         interceptors = [MetricsInterceptor(metrics), *([TokenInterceptor(token)] if token else []),
                         MalformedRequestInterceptor(), AdmissionInterceptor(stream_slots, heavy_slots)]
         holder = ServiceHolder(load_service(args.index))
+        # The gateway reaches the service through a socket only this user can open.
+        gateway_dir = Path(tempfile.mkdtemp(prefix="movielinks-")) if args.http_port is not None else None
+        local = f"unix:{gateway_dir / 'grpc.sock'}" if gateway_dir else None
         running = start(holder, args.host, args.port, max_workers=args.workers,
-                        max_concurrent_rpcs=args.max_concurrent, credentials=credentials, interceptors=interceptors)
+                        max_concurrent_rpcs=args.max_concurrent, credentials=credentials, interceptors=interceptors,
+                        local_address=local)
         metrics_port = metrics.serve_http(args.host, args.metrics_port) if args.metrics_port is not None else None
-    except ServiceError as e:
-        print(f"server: error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:  # the metrics port
-        print(f"server: error: cannot serve metrics on {args.host}:{args.metrics_port}: {e.strerror}", file=sys.stderr)
+        gateway = _gateway(args, local) if local else None
+    except (ServiceError, OSError) as e:
+        if gateway_dir:
+            shutil.rmtree(gateway_dir, ignore_errors=True)
+        if isinstance(e, ServiceError):
+            print(f"server: error: {e}", file=sys.stderr)
+            return 2
+        # the metrics or the HTTP port
+        what, port = ("HTTP", args.http_port) if e.filename == "HTTP" else ("metrics", args.metrics_port)
+        reason = os.strerror(e.errno) if e.errno else str(e)
+        print(f"server: error: cannot serve {what} on {args.host}:{port}: {reason}", file=sys.stderr)
         return 2
     service = holder.current()
     metrics.serving(service)
     log.info(
         "movielinks server listening on %s:%d version=%s movies=%d links=%d dim=%d tls=%s auth=%s metrics=%s "
-        "workers=%d stream_slots=%d heavy_slots=%d start_ms=%.0f",
+        "http=%s workers=%d stream_slots=%d heavy_slots=%d start_ms=%.0f",
         args.host, running.port, service.name, len(service.version.movies), len(service.version.links),
         service.version.dim, "mutual" if args.tls_client_ca else "on" if credentials else "off",
         "token" if token else "none", f"{args.host}:{metrics_port}" if metrics_port else "off",
+        f"{gateway.scheme}://{_url_host(args.host)}:{gateway.port}/" if gateway else "off",
         args.workers, stream_slots, heavy_slots, 1000 * (time.monotonic() - started),
     )
     # Serving already; the first Recommend then finds scikit-learn imported.
@@ -135,7 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     exit_by = signalled[0] + args.grace + EXIT_MARGIN_S
     threading.Thread(target=_exit_at, args=(exit_by, metrics), name="exit-deadline", daemon=True).start()
     log.info("shutting down: health NOT_SERVING, refusing new calls, %.1f s for calls in flight", args.grace)
+    if gateway:
+        gateway.begin_stop()
     running.stop(args.grace, wait_s=max(0.0, exit_by - time.monotonic()))
+    if gateway:
+        gateway.stop(timeout_s=max(0.0, exit_by - time.monotonic()))
+        shutil.rmtree(gateway_dir, ignore_errors=True)
     svm_loader.join(max(0.0, exit_by - time.monotonic()))  # an import cut off at exit fails with a traceback
     _log_answered(metrics)
     return 0
@@ -172,6 +197,22 @@ def _watcher(index_root: str, holder: ServiceHolder, metrics: Metrics) -> Versio
         metrics.serving(new)
 
     return VersionWatcher(index_root, holder, on_taken=taken, on_refused=refused)
+
+
+def _gateway(args: argparse.Namespace, local: str):
+    """The HTTP gateway on --host:--http-port, started; OSError (filename "HTTP") when the port is taken."""
+    from server.gateway import GatewayServer, TlsFiles  # Starlette and uvicorn only when asked for
+
+    tls = TlsFiles(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None
+    try:
+        return GatewayServer(local, args.host, args.http_port, tls=tls, grace_s=args.grace).start()
+    except OSError as e:
+        e.filename = "HTTP"
+        raise
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
 if __name__ == "__main__":

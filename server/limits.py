@@ -10,6 +10,7 @@ from common.limits import MAX_NAME_CHARS, MAX_NEIGHBOURS_K
 from server.errors import invalid
 
 MAX_K = MAX_NEIGHBOURS_K  # largest k (and worst_k) any request may ask for
+DEFAULT_K = 10  # the k of a request that leaves it out (proto3 cannot tell 0 from absent)
 MAX_BATCH = 10_000  # most titles in one batch or list field
 MAX_BATCH_NEIGHBOURS = 100_000  # titles x k of one batch: ~3 MB of answer on real titles, ~0.1 s of work
 MAX_RECOMMEND_TITLES = 1_000  # liked + disliked: one SVM fit grows with the square of them

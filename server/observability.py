@@ -14,8 +14,10 @@ Metrics, all prefixed movielinks_:
 """
 from __future__ import annotations
 
+import datetime
 import json
 import logging
+import re
 import time
 from typing import Callable
 
@@ -168,26 +170,54 @@ def final_code(context: grpc.ServicerContext) -> grpc.StatusCode:
     return grpc.StatusCode.DEADLINE_EXCEEDED if context.time_remaining() <= 0 else grpc.StatusCode.CANCELLED
 
 
+_FIELD = re.compile(r"^([a-z][a-z0-9_]*)=(\S*)$")
+
+
 class JsonLogFormatter(logging.Formatter):
-    """One JSON object a line: ts, level, logger, msg."""
+    """One JSON object a line: ts (UTC, ISO 8601 with Z), level, logger, msg, and the
+    message's trailing key=value words as fields of their own (numbers as numbers)."""
 
     def format(self, record: logging.LogRecord) -> str:
+        stamp = datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc)
+        message, fields = split_fields(record.getMessage())
         entry = {
-            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}",
+            "ts": stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z",
             "level": record.levelname,
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": message,
+            **{k: v for k, v in fields.items() if k not in ("ts", "level", "logger", "msg", "exception")},
         }
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
 
 
+def split_fields(message: str) -> tuple[str, dict]:
+    """("listening on h:1", {"version": "v", "movies": 3}) from "listening on h:1 version=v movies=3"."""
+    words = message.split(" ")
+    fields: dict = {}
+    while words and (match := _FIELD.match(words[-1])):
+        fields[match.group(1)] = _number(match.group(2))
+        words.pop()
+    return " ".join(words), dict(reversed(fields.items()))
+
+
+def _number(text: str):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
 def configure_logging(level: str, fmt: str) -> None:
     """Log to stderr, one line an event: `text` (time level logger message) or `json`."""
     handler = logging.StreamHandler()
-    handler.setFormatter(JsonLogFormatter() if fmt == "json" else
-                         logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    text = logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+    text.converter = time.gmtime  # UTC, as the JSON lines, and said so
+    text.default_time_format, text.default_msec_format = "%Y-%m-%dT%H:%M:%S", "%s.%03dZ"
+    handler.setFormatter(JsonLogFormatter() if fmt == "json" else text)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

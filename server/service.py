@@ -8,7 +8,6 @@ errors). Immutable, like the catalogue: the server swaps whole services.
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
@@ -131,12 +130,13 @@ class MovieService:
             "dim": self.version.dim,
             "movie_index_type": manifest.indexes["movies"].label,
             "link_index_type": manifest.indexes["links"].label,
-            "dataset_json": json.dumps(manifest.dataset),
-            "metrics_json": json.dumps(manifest.metrics),
+            "dataset": manifest.dataset,
+            "metrics": manifest.metrics,
             "attributes": sorted(self.version.attribute_models),
             "max_k": limits.MAX_K,
             "max_batch": limits.MAX_BATCH,
             "max_string_chars": limits.MAX_STRING_CHARS,
+            "default_k": limits.DEFAULT_K,
         }
 
     def _movie_ids(self, titles: Sequence[str]) -> np.ndarray:

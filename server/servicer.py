@@ -8,11 +8,15 @@ import logging
 from typing import Callable
 
 import grpc
+from google.protobuf import struct_pb2
 
+from common.about import package_version
 from proto import movielinks_pb2 as pb
 from proto import movielinks_pb2_grpc as pb_grpc
 from common.records import Neighbours
 from server.errors import Kind, ServiceError
+from server.explore import explorer
+from server.limits import DEFAULT_K
 from server.service import MovieService
 
 log = logging.getLogger("movielinks.server")
@@ -70,12 +74,12 @@ class MovielinksServicer(pb_grpc.MovielinksServicer):
     @unary
     def SimilarMovies(self, request, context):
         service = self.current()
-        return _neighbours(*service.similar_movies(request.title, request.k), service.name)
+        return _neighbours(*service.similar_movies(request.title, _k(request.k)), service.name)
 
     @unary
     def BatchSimilarMovies(self, request, context):
         service = self.current()
-        results = service.similar_movies_batch(list(request.titles), request.k)
+        results = service.similar_movies_batch(list(request.titles), _k(request.k))
         response = pb.BatchNeighboursResponse(index_version=service.name)
         # Up to 10,000 x 1,000 neighbours to convert: stop when nobody waits for them.
         for start in range(0, len(results), _RESPONSE_CHUNK):
@@ -93,22 +97,22 @@ class MovielinksServicer(pb_grpc.MovielinksServicer):
     @unary
     def SimilarLinks(self, request, context):
         service = self.current()
-        return _neighbours(*service.similar_links(request.link, request.k), service.name)
+        return _neighbours(*service.similar_links(request.link, _k(request.k)), service.name)
 
     @unary
     def MovieLinks(self, request, context):
         service = self.current()
-        return _neighbours(*service.movie_links(request.title, request.k), service.name)
+        return _neighbours(*service.movie_links(request.title, _k(request.k)), service.name)
 
     @unary
     def LinkMovies(self, request, context):
         service = self.current()
-        return _neighbours(*service.link_movies(request.link, request.k), service.name)
+        return _neighbours(*service.link_movies(request.link, _k(request.k)), service.name)
 
     @unary
     def Recommend(self, request, context):
         service = self.current()
-        result = service.recommend(list(request.liked), list(request.disliked), request.k, request.worst_k,
+        result = service.recommend(list(request.liked), list(request.disliked), _k(request.k), request.worst_k,
                                    alive=context.is_active)
         return pb.RecommendResponse(
             best=[pb.ScoredMovie(title=t, decision_value=v) for t, v in result.best],
@@ -125,7 +129,7 @@ class MovielinksServicer(pb_grpc.MovielinksServicer):
     def ExportNeighbours(self, request, context):
         service = self.current()
         total = len(service.version.movies)
-        for chunk in service.export_neighbours(request.k, request.chunk_size):
+        for chunk in service.export_neighbours(_k(request.k), request.chunk_size):
             if not context.is_active():  # the client went away: stop searching
                 return
             yield pb.ExportNeighboursChunk(
@@ -140,7 +144,50 @@ class MovielinksServicer(pb_grpc.MovielinksServicer):
 
     @unary
     def GetInfo(self, request, context):
-        return pb.InfoResponse(**self.current().info(), refused_versions=self.refused_versions())
+        info = self.current().info()
+        dataset, metrics = _struct(info.pop("dataset")), _struct(info.pop("metrics"))
+        return pb.InfoResponse(**info, dataset=dataset, metrics=metrics, refused_versions=self.refused_versions(),
+                               server_version=package_version())
+
+    @unary
+    def SearchNames(self, request, context):
+        kind = "links" if request.kind == pb.SearchNamesRequest.LINKS else "movies"
+        names, total = explorer(self.current()).search_names(request.text, kind, request.limit)
+        return pb.SearchNamesResponse(names=names, total=total)
+
+    @unary
+    def ExplainSimilarMovies(self, request, context):
+        service = self.current()
+        query, year, explained = explorer(service).explain_similar_movies(request.title, _k(request.k),
+                                                                          request.shared_links)
+        return pb.ExplainSimilarMoviesResponse(
+            query=query, query_year=year or 0, index_version=service.name,
+            neighbours=[pb.ExplainedNeighbour(title=n.title, score=n.score, year=n.year or 0,
+                                              shared_links=[pb.Neighbour(name=l, score=s) for l, s in n.shared_links])
+                        for n in explained],
+        )
+
+    @unary
+    def MovieMap(self, request, context):
+        service = self.current()
+        found = explorer(service).movie_map(list(request.titles), request.sample)
+        return pb.MovieMapResponse(sample=[_point(p) for p in found.sample], titles=[_point(p) for p in found.titles],
+                                   explained_variance=found.explained_variance, index_version=service.name)
+
+
+def _k(k: int) -> int:
+    """proto3 cannot tell an omitted k from 0: both mean the documented default."""
+    return k or DEFAULT_K
+
+
+def _struct(values: dict) -> struct_pb2.Struct:
+    struct = struct_pb2.Struct()
+    struct.update(values)
+    return struct
+
+
+def _point(point) -> pb.MapPoint:
+    return pb.MapPoint(title=point.title, x=point.x, y=point.y, year=point.year or 0)
 
 
 def _neighbours(query: str, neighbours: Neighbours, version: str) -> pb.NeighboursResponse:

@@ -105,5 +105,8 @@ class TitleResolver:
             options = [self.names[i] for i in ambiguous[:MAX_SUGGESTIONS]]
             return f"{self.what} {shown(query)} is ambiguous; use the exact title: {'; '.join(options)}"
         close = self.suggestions(folded)
-        hint = f"; did you mean: {'; '.join(close)}" if close else "; no similar title"
+        similar = "title" if self.what == "movie" else f"{self.what} name"
+        hint = f"; did you mean: {'; '.join(close)}" if close else f"; no similar {similar}"
+        if self.what == "link":  # link names are page titles nobody guesses exactly
+            hint += "; list link names with `client links --search TEXT` (the SearchNames RPC)"
         return f"unknown {self.what} {shown(query)}{hint}"

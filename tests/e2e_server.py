@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import queue
 import re
 import signal
@@ -48,6 +49,20 @@ class ServerProcess:
         self._reader.join(timeout=5)  # the last lines say why it did not start
         raise RuntimeError(f"server did not start (waited up to {timeout_s:g} s; exit code {self.process.returncode}):\n"
                            + "".join(self.log_lines))
+
+    def start_fields(self) -> dict[str, str]:
+        """The key=value fields of the start log line, text or JSON (--log-format json)."""
+        line = next(line for line in self.log_lines if "listening on" in line)
+        if line.startswith("{"):
+            return {k: str(v) for k, v in json.loads(line).items()}
+        return dict(word.split("=", 1) for word in line.split() if re.match(r"^[a-z_]+=", word))
+
+    @property
+    def http_url(self) -> str:
+        """The HTTP gateway's base URL ("http://127.0.0.1:PORT/"), as the start line names it (--http-port)."""
+        url = self.start_fields()["http"]
+        assert url != "off", "the server was started without --http-port"
+        return url
 
     def _drain(self) -> None:
         for line in self.process.stderr:

@@ -26,16 +26,19 @@ def make_run(
     dim: int = 16,
     n_clusters: int = 6,
     titles: list[str] | None = None,
+    years: bool = False,
 ) -> Path:
     """Write a run directory with clustered vectors, movie attributes and two attribute models.
 
     `titles` (if given) name the first movies; the rest are 'Movie NNN, part "K"'.
+    `years` gives every movie but each fifth a "released" year in its infobox.
     """
     rng = np.random.default_rng(seed)
     names = list(titles or [])
     names += [f'Movie {i:03d}, part "{i % 7}"' for i in range(len(names), n_movies)]
     movies = [
-        MovieRecord(name, {"director": f"D{i % 11}"}, {"rotten_tomatoes": float(rng.random())} if i % 3 else {})
+        MovieRecord(name, {"director": f"D{i % 11}", **({"released": f"May {1950 + i % 70}"} if years and i % 5 else {})},
+                    {"rotten_tomatoes": float(rng.random())} if i % 3 else {})
         for i, name in enumerate(names)
     ]
     models = {

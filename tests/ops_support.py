@@ -119,8 +119,7 @@ class Load:
 
 def metrics_address(server: ServerProcess) -> str:
     """HOST:PORT of /metrics, as the start log line names it."""
-    start_line = next(line for line in server.log_lines if "listening on" in line)
-    return start_line.split("metrics=")[1].split()[0].rstrip('",')
+    return server.start_fields()["metrics"]
 
 
 def scrape(server: ServerProcess) -> dict[tuple[str, frozenset], float]:

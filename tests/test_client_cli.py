@@ -1,7 +1,9 @@
 """The client library and command without a server: output, arguments, errors, exit codes."""
 from __future__ import annotations
 
+import argparse
 import json
+import re
 import subprocess
 import sys
 import types
@@ -11,9 +13,9 @@ import grpc
 import pytest
 
 import client.cli
-from client.cli import Exported, _parser, main, render, table
+from client.cli import Exported, NameList, _parser, amount, main, render, table
 from client.client import (ClientError, Info, MovielinksClient, Neighbour, Neighbours, Prediction, Recommendation,
-                           ScoredMovie, TitleMatch)
+                           ScoredMovie, TitleMatch, server_address)
 
 NOBODY = "127.0.0.1:1"  # calls that fail before reaching the network never contact it
 
@@ -29,8 +31,14 @@ def test_render_neighbours_prediction_and_recommendation():
     neighbours = Neighbours("Alien (film)", [Neighbour("Aliens (film)", 0.91234)], "v1")
     assert render(neighbours).splitlines() == [
         "Alien (film)   (index v1)", "#  name           cosine", "1  Aliens (film)  0.9123"]
-    prediction = Prediction("Jaws (film)", "rotten_tomatoes", "fraction", 0.62, None, 0.066, 0.084, "v1")
-    assert "known: unknown" in render(prediction) and "0.066 vs 0.084" in render(prediction)
+    prediction = Prediction("Jaws (film)", "rotten_tomatoes", "fraction", 0.62, None, 0.0625, 0.09, "v1")
+    assert render(prediction).splitlines() == [
+        "Jaws (film): rotten_tomatoes predicted 62% (known: unknown)",
+        "typical error (held-out RMSE) 25 percentage points, against 30 percentage points for always predicting the mean"]
+    gross = Prediction("Deadpool (film)", "gross", "USD", 1.145e8, 7.831e8, 1.842e16, 2.5e16, "v1")
+    assert render(gross).splitlines() == [
+        "Deadpool (film): gross predicted $114.5 million (known: $783.1 million)",
+        "typical error (held-out RMSE) $135.7 million, against $158.1 million for always predicting the mean"]
     recommendation = Recommendation([ScoredMovie("Up", 1.5)], [ScoredMovie("Cats (2019 film)", -2.0)], "v1")
     assert "least liked" in render(recommendation) and "-2.0000" in render(recommendation)
     assert "least liked" not in render(Recommendation([ScoredMovie("Up", 1.5)], [], "v1"))
@@ -46,6 +54,73 @@ def test_render_info_lookup_and_export():
     assert render(Exported("n.csv", 4000)) == "wrote 4000 rows to n.csv"
 
 
+@pytest.mark.parametrize("value, unit, text", [
+    (1.2e9, "USD", "$1.2 billion"), (114_500_000, "USD", "$114.5 million"), (950_000, "USD", "$950,000"),
+    (-2.5e6, "USD", "-$2.5 million"), (0.87, "fraction", "87%"), (3.5, "kg", "3.5 kg"),
+])
+def test_amounts_read_as_people_write_them(value, unit, text):
+    assert amount(value, unit) == text
+
+
+def test_name_search_renders_a_count_and_the_names():
+    found = NameList("fic", "link", ["Science fiction", "Fiction"], 7)
+    assert render(found).splitlines() == ["7 link names contain 'fic' (first 2 of 7)", "Science fiction", "Fiction"]
+
+
+@pytest.mark.parametrize("typed, target", [
+    ("localhost", "localhost:50051"), ("localhost:7000", "localhost:7000"), ("10.0.0.5", "10.0.0.5:50051"),
+    ("::1", "[::1]:50051"), ("[::1]:9000", "[::1]:9000"), ("movielinks.internal", "movielinks.internal:50051"),
+    ("unix:/run/movielinks.sock", "unix:/run/movielinks.sock"),
+])
+def test_a_missing_port_means_50051(typed, target):
+    assert server_address(typed) == target
+
+
+@pytest.mark.parametrize("typed", ["localhost:", "host:0", "host:99999", "host:http", "two words", "[::1", "a:b:c:d:zz",
+                                   ""])
+def test_a_malformed_server_address_is_a_usage_error(typed, capsys):
+    with pytest.raises(ClientError) as caught:
+        server_address(typed)
+    assert caught.value.code == "INVALID_ARGUMENT" and "malformed" in caught.value.message
+    assert main(["--server", typed or " ", "info"]) == 2
+    assert "malformed" in capsys.readouterr().err
+
+
+def test_global_options_go_before_or_after_the_command():
+    before = _parser().parse_args(["--server", "h:1", "--json", "--timeout", "5", "query", "--movie", "X"])
+    after = _parser().parse_args(["query", "--movie", "X", "--json", "--server", "h:1", "--timeout", "5"])
+    assert (before.server, before.json, before.timeout) == (after.server, after.json, after.timeout) == ("h:1", True, 5)
+    neither = _parser().parse_args(["info"])
+    assert (neither.server, neither.json, neither.timeout, neither.wait_for_ready) == (None, False, 30.0, False)
+    export = _parser().parse_args(["export", "-k", "5", "--out", "n.csv", "--quiet"])
+    assert (export.k, export.quiet) == (5, True)
+    assert _parser().parse_args(["links", "--search", "fic"]).search == "fic"
+
+
+def test_no_command_prints_the_help(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: client") and "recommend" in out and "Exit codes" in out
+
+
+@pytest.mark.parametrize("command", ["query", "links", "movies", "recommend", "predict", "export", "info", "lookup"])
+def test_every_command_has_help_with_examples(command, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main([command, "--help"])
+    out = capsys.readouterr().out
+    assert exited.value.code == 0 and f"examples:\n  client {command}" in out
+    subparsers = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    unexplained = [a.dest for a in subparsers.choices[command]._actions if not a.help]
+    assert not unexplained
+
+
+@pytest.mark.parametrize("module", ["client", "server", "indexer", "trainer"])
+def test_every_command_says_its_version(module):
+    shown = subprocess.run([sys.executable, "-m", module, "--version"], cwd=Path(__file__).resolve().parents[1],
+                           capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0 and re.fullmatch(rf"{module} \d+\.\d+\.\d+\S*\n", shown.stdout), shown
+
+
 def test_arguments():
     argv = ["--server", "h:1", "--json", "recommend", "--like", "A", "--like", "B", "--dislike", "C", "--worst", "2"]
     args = _parser().parse_args(argv)
@@ -59,7 +134,7 @@ def test_arguments():
     (["--timeout", "0", "info"], "positive, finite number of seconds"),
     (["--timeout", "nan", "info"], "positive, finite number of seconds"),
     (["query", "--movie", "A", "-k", "ten"], "invalid int value"),
-    ([], "COMMAND"),
+    (["links", "--movie", "A", "--search", "fic"], "not allowed with argument"),
 ])
 def test_bad_usage_is_one_line_and_exit_code_2(argv, complaint, capsys):
     with pytest.raises(SystemExit) as exited:
@@ -149,7 +224,7 @@ class FakeRpcError(grpc.RpcError):
 ])
 def test_grpc_errors_become_client_errors_a_user_can_act_on(status, details, says):
     with MovielinksClient(NOBODY, timeout_s=2.5) as movielinks:
-        def fail(request, timeout, metadata):
+        def fail(request, timeout, metadata, **options):
             raise FakeRpcError(status, details)
         movielinks._stub = types.SimpleNamespace(SimilarMovies=fail)
         with pytest.raises(ClientError) as caught:
@@ -177,3 +252,37 @@ def test_the_client_imports_no_tensorflow_and_no_other_stage():
         cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, check=True,
     ).stdout.split()
     assert not {m.split(".")[0] for m in loaded} & {"tensorflow", "keras", "trainer", "indexer", "server", "faiss", "sklearn"}
+
+
+def test_calls_that_find_no_server_are_retried_by_grpcs_policy():
+    """A stand-in servicer answers UNAVAILABLE twice (a server restarting), then answers; NOT_FOUND is not retried."""
+    import concurrent.futures
+
+    from proto import movielinks_pb2 as pb
+    from proto import movielinks_pb2_grpc as pb_grpc
+
+    attempts = {"SimilarMovies": 0, "LookupTitle": 0}
+
+    class Flaky(pb_grpc.MovielinksServicer):
+        def SimilarMovies(self, request, context):
+            attempts["SimilarMovies"] += 1
+            if attempts["SimilarMovies"] <= 2:
+                context.abort(grpc.StatusCode.UNAVAILABLE, "restarting")
+            return pb.NeighboursResponse(query=request.title, index_version="v1")
+
+        def LookupTitle(self, request, context):
+            attempts["LookupTitle"] += 1
+            context.abort(grpc.StatusCode.NOT_FOUND, "unknown movie")
+
+    stand_in = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=2))
+    pb_grpc.add_MovielinksServicer_to_server(Flaky(), stand_in)
+    port = stand_in.add_insecure_port("127.0.0.1:0")
+    stand_in.start()
+    try:
+        with MovielinksClient(f"127.0.0.1:{port}", timeout_s=10) as movielinks:
+            assert movielinks.similar_movies("Alien (film)").query == "Alien (film)"
+            with pytest.raises(ClientError) as caught:
+                movielinks.lookup_title("Nothing")
+    finally:
+        stand_in.stop(None)
+    assert attempts == {"SimilarMovies": 3, "LookupTitle": 1} and caught.value.code == "NOT_FOUND"

@@ -7,6 +7,8 @@ import os
 import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import grpc
@@ -123,7 +125,6 @@ def test_title_lookup_and_info(service):
 
 
 @pytest.mark.parametrize("call, code", [
-    (lambda c: c.similar_movies("Alien (film)", k=0), "INVALID_ARGUMENT"),
     (lambda c: c.similar_movies("Alien (film)", k=-1), "INVALID_ARGUMENT"),
     (lambda c: c.similar_movies("Alien (film)", k=c.info().max_k + 1), "INVALID_ARGUMENT"),
     (lambda c: c.similar_movies("", k=5), "INVALID_ARGUMENT"),
@@ -157,6 +158,29 @@ def test_health_and_reflection(service):
         answers = reflection.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
         services = {s.name for answer in answers for s in answer.list_services_response.service}
     assert {"movielinks.v1.Movielinks", "grpc.health.v1.Health"} <= services
+
+
+def test_reflection_v1_describes_methods_as_grpcurl_asks(service):
+    """grpcurl asks grpc.reflection.v1 first, for the file holding a method's symbol, then its imports."""
+    from google.protobuf import descriptor_pb2
+
+    _, _, server, _ = service
+    with grpc.insecure_channel(server.address) as channel:
+        v1 = channel.stream_stream("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",  # same wire format
+                                   request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+                                   response_deserializer=reflection_pb2.ServerReflectionResponse.FromString)
+        asked = [reflection_pb2.ServerReflectionRequest(file_containing_symbol="movielinks.v1.Movielinks.SimilarMovies"),
+                 reflection_pb2.ServerReflectionRequest(file_by_filename="google/protobuf/struct.proto"),
+                 reflection_pb2.ServerReflectionRequest(list_services="")]
+        answers = list(v1(iter(asked), timeout=30))
+    assert not any(a.HasField("error_response") for a in answers), answers
+    files = [descriptor_pb2.FileDescriptorProto.FromString(blob)
+             for a in answers[:2] for blob in a.file_descriptor_response.file_descriptor_proto]
+    ours = next(f for f in files if f.package == "movielinks.v1")
+    method = next(m for m in ours.service[0].method if m.name == "SimilarMovies")
+    assert method.input_type == ".movielinks.v1.SimilarMoviesRequest"
+    assert any(f.name == "google/protobuf/struct.proto" for f in files)
+    assert "grpc.reflection.v1.ServerReflection" in {s.name for s in answers[2].list_services_response.service}
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
@@ -200,7 +224,7 @@ def test_client_command(service):
     assert as_json["query"] == "Alien (film)" and len(as_json["neighbours"]) == 10
     unknown = client_cli("--server", server.address, "query", "--movie", "Star Wa")
     assert unknown.returncode == 1 and unknown.stderr.count("\n") == 1 and "Star Wars" in unknown.stderr
-    invalid = client_cli("--server", server.address, "query", "--movie", "Alien (film)", "-k", "0")
+    invalid = client_cli("--server", server.address, "query", "--movie", "Alien (film)", "-k", "-1")
     assert invalid.returncode == 2 and invalid.stderr.startswith("client: error: k must be")
     assert invalid.stderr.count("\n") == 1
 
@@ -237,6 +261,51 @@ def test_client_command_exports_a_file(service):
     wrong_suffix = client_cli("export", "--k", "4", "--out", str(tmp / "neighbours.txt"), server=server.address)
     assert wrong_suffix.returncode == 2 and wrong_suffix.stderr.count("\n") == 1 and ".parquet" in wrong_suffix.stderr
     assert not (tmp / "neighbours.txt").exists()
+
+
+def test_client_command_finds_link_names_and_says_how(service):
+    _, _, server, _ = service
+    found = client_cli("links", "--search", "link 1", "-k", "3", "--server", server.address)
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.splitlines() == ["61 link names contain 'link 1' (first 3 of 61)", "Link 1", "Link 10", "Link 11"]
+    unknown = client_cli("query", "--link", "Qqqq Zzzz", "--server", server.address)
+    assert unknown.returncode == 1 and "no similar link name" in unknown.stderr and "links --search" in unknown.stderr
+
+
+def test_client_export_draws_no_progress_into_files_and_takes_k_and_quiet(service):
+    run, _, server, tmp = service
+    for extra in ([], ["--quiet"]):
+        out = tmp / f"short{len(extra)}.csv"
+        exported = client_cli("export", "-k", "2", "--out", str(out), *extra, server=server.address)
+        assert exported.returncode == 0 and exported.stdout == f"wrote {2 * len(run.movies)} rows to {out}\n"
+        assert exported.stderr == ""  # stderr is a pipe here: no tqdm frames in it
+
+
+def test_a_client_waits_for_a_server_starting_when_asked_to(service):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    answers: list = []
+    with MovielinksClient(f"127.0.0.1:{port}", timeout_s=30, wait_for_ready=True) as waiting:
+        caller = threading.Thread(target=lambda: answers.append(waiting.similar_movies("Alien (film)", k=3)))
+        caller.start()
+        time.sleep(1.0)  # the call is under way before the server exists
+        assert not answers
+        server = ServerProcess(service[3] / "index", "--port", str(port))
+        try:
+            caller.join(30)
+        finally:
+            assert server.stop() == 0
+    assert answers and answers[0].query == "Alien (film)" and len(answers[0].neighbours) == 3
+
+
+def test_a_grpc_port_in_use_is_one_line(service):
+    _, _, server, tmp = service
+    taken = int(server.address.rsplit(":", 1)[1])
+    refused = subprocess.run([sys.executable, "-m", "server", "--index", str(tmp / "index"), "--port", str(taken)],
+                             cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2
+    assert refused.stderr.splitlines() == [f"server: error: cannot listen on 127.0.0.1:{taken}: Address already in use"]
 
 
 def test_client_command_when_the_server_is_down():

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import re
+import sys
 import socket
 import subprocess
 import threading
@@ -254,8 +255,12 @@ def test_the_real_table_matches_the_shared_copies(server: FileServer, tmp_path: 
     assert re.fullmatch(r"[0-9a-f]{40}", ten_k.git_blob_sha1)
 
 
-def test_progress_bar_counts_bytes(server: FileServer, one_file: bytes, tmp_path: Path,
-                                   capsys: pytest.CaptureFixture[str]) -> None:
-    fetch("films", tmp_path, server.url, progress=True)
+def test_progress_bar_counts_bytes_on_a_terminal_only(server: FileServer, one_file: bytes, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    fetch("films", tmp_path / "piped", server.url, progress=True)
+    assert capsys.readouterr().err == ""  # stderr is no terminal: no bar frames in a log file
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    fetch("films", tmp_path / "terminal", server.url, progress=True)
     assert "films.ndjson" in capsys.readouterr().err
 

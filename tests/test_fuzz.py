@@ -7,6 +7,9 @@ normal query still answers correctly at the end.
 from __future__ import annotations
 
 import dataclasses
+import http.client
+import json
+import urllib.parse
 from pathlib import Path
 from typing import Callable
 
@@ -22,6 +25,7 @@ from proto import movielinks_pb2 as pb
 from proto import movielinks_pb2_grpc as pb_grpc
 from server.app import MAX_MESSAGE_BYTES, load_service
 from server.limits import MAX_BATCH, MAX_K, MAX_STRING_CHARS
+from server.gateway import RPCS
 from tests.e2e_server import ServerProcess, running_server
 from tests.fixtures import make_run
 
@@ -49,7 +53,7 @@ class Served:
 def served(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("fuzz")
     build_index(make_run(tmp / "run", titles=TITLES, n_movies=N_MOVIES, n_links=N_LINKS), tmp / "index", progress=False)
-    with running_server(tmp / "index", "--workers", "4") as server:
+    with running_server(tmp / "index", "--workers", "4", "--http-port", "0") as server:
         yield Served(server, tmp / "index")
 
 
@@ -252,6 +256,90 @@ def test_messages_past_the_size_limit_are_refused(served, stub):
         is grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+# --- the HTTP gateway: JSON, bytes and query strings ------------------------------------------
+
+HTTP_ANSWERS = {200, 400, 404, 413, 429}  # never 500: bad input is the caller's, and said so
+FIELDS = st.sampled_from(["title", "titles", "k", "link", "liked", "disliked", "worst_k", "attribute", "chunk_size",
+                          "text", "kind", "limit", "shared_links", "sample"]) | TEXT
+JSON_VALUE = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | TEXT | INT32 | TITLE | st.sampled_from(["LINKS", "MOVIES"]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=3), max_leaves=8)
+PATHS = st.one_of(*[st.sampled_from(sorted(RPCS))] * 4, TEXT.map(lambda t: urllib.parse.quote(t, safe="")))
+
+
+class Http:
+    """One keep-alive connection to the gateway, opened again when the server closed it."""
+
+    def __init__(self, url: str):
+        self.url = urllib.parse.urlsplit(url)
+        self.connection: http.client.HTTPConnection | None = None
+
+    def request(self, method: str, path: str, body: bytes | None) -> tuple[int, bytes]:
+        for attempt in range(2):
+            if self.connection is None:
+                self.connection = http.client.HTTPConnection(self.url.hostname, self.url.port, timeout=CALL_TIMEOUT_S)
+            try:
+                self.connection.request(method, path, body=body, headers={"Content-Type": "application/json"})
+                response = self.connection.getresponse()
+                return response.status, response.read()
+            except (http.client.HTTPException, ConnectionError):
+                self.connection.close()
+                self.connection = None
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+
+@pytest.fixture(scope="module")
+def gateway(served):
+    connection = Http(served.server.http_url)
+    yield connection
+    if connection.connection:
+        connection.connection.close()
+
+
+def assert_http_answered(served: Served, gateway: Http, method: str, path: str, body: bytes | None) -> int:
+    served.sent += 1
+    status, data = gateway.request(method, path, body)
+    assert served.server.process.poll() is None, f"the server died:\n{''.join(served.server.log_lines[-50:])}"
+    assert status in HTTP_ANSWERS, f"{method} {path} {body[:200] if body else body!r}: {status} {data[:300]!r}"
+    if status != 200:
+        error = json.loads(data)["error"]
+        assert error["code"] == status and error["message"], error
+    event(f"HTTP {status}")
+    return status
+
+
+def affordable(path: str, fields):
+    """An export asks for every movie's neighbours: a valid k shrinks, as affordable_k does for gRPC."""
+    if path == "export-neighbours" and isinstance(fields, dict) and isinstance(fields.get("k"), int):
+        fields = {**fields, "k": affordable_k(fields["k"], N_MOVIES)}
+    return fields
+
+
+@fuzz(500)
+@given(path=PATHS, fields=st.dictionaries(FIELDS, JSON_VALUE, max_size=4) | JSON_VALUE | st.fixed_dictionaries(
+    {}, optional={"title": TITLE, "k": INT32, "link": LINK, "liked": st.lists(TITLE, max_size=3), "text": TITLE,
+                  "titles": st.lists(TITLE, max_size=3), "attribute": ATTRIBUTE, "kind": st.sampled_from(["LINKS", 1]),
+                  "sample": INT32, "shared_links": INT32}))
+def test_json_to_the_gateway_is_answered(served, gateway, path, fields):
+    body = json.dumps(affordable(path, fields), ensure_ascii=False).encode("utf-8", "surrogatepass")
+    assert_http_answered(served, gateway, "POST", f"/v1/{path}", body)
+
+
+@fuzz(300)
+@given(path=st.sampled_from(sorted(RPCS)), data=RAW_BYTES)
+def test_bytes_to_the_gateway_are_answered(served, gateway, path, data):
+    assert_http_answered(served, gateway, "POST", f"/v1/{path}", data)
+
+
+@fuzz(200)
+@given(path=st.sampled_from(sorted(set(RPCS) - {"export-neighbours"})),
+       query=st.lists(st.tuples(FIELDS, TEXT | INT32.map(str)), max_size=5))
+def test_query_strings_to_the_gateway_are_answered(served, gateway, path, query):
+    assert_http_answered(served, gateway, "GET", f"/v1/{path}?{urllib.parse.urlencode(query)}", None)
+
+
 # --- afterwards ----------------------------------------------------------------------------------
 
 def test_server_still_answers_correctly_afterwards(served, stub, channel):
@@ -265,5 +353,5 @@ def test_server_still_answers_correctly_afterwards(served, stub, channel):
     assert health.status == health_pb2.HealthCheckResponse.SERVING
     # The servicer logs "unexpected error in" before an INTERNAL; grpc logs "Exception
     # calling application" for an exception that escaped a handler (UNKNOWN).
-    escaped = [line for line in served.server.log_lines if "unexpected error in" in line or "Exception calling application" in line]
+    escaped = [line for line in served.server.log_lines if "unexpected error" in line or "Exception calling application" in line]
     assert not escaped, "".join(served.server.log_lines[-200:])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import grpc
 import pytest
@@ -24,7 +25,7 @@ def test_requests_are_counted_by_rpc_and_status_code_with_their_latency(tmp_path
             with pytest.raises(grpc.RpcError):
                 service.SimilarMovies(pb.SimilarMoviesRequest(title="No Such Film Anywhere", k=5), timeout=10)
             with pytest.raises(grpc.RpcError):  # aborted in a server-streaming call, before the first chunk
-                list(service.ExportNeighbours(pb.ExportNeighboursRequest(k=0), timeout=10))
+                list(service.ExportNeighbours(pb.ExportNeighboursRequest(k=-1), timeout=10))
             assert sum(len(c.results) for c in service.ExportNeighbours(pb.ExportNeighboursRequest(k=3), timeout=10))
             served = service.GetInfo(pb.GetInfoRequest(), timeout=10)
         metrics = scrape(server)
@@ -38,10 +39,14 @@ def test_requests_are_counted_by_rpc_and_status_code_with_their_latency(tmp_path
     assert sample(metrics, "movielinks_index_movies") == served.movies
     assert sample(metrics, "movielinks_index_links") == served.links
     assert sample(metrics, "movielinks_index_dim") == served.dim
-    # One JSON object a line, the metrics address in the start line.
+    # One JSON object a line; the start line's details are fields of their own, the time is UTC.
     entries = [json.loads(line) for line in server.log_lines]
     assert {"ts", "level", "logger", "msg"} <= set(entries[0])
-    assert f"metrics={metrics_address(server)}" in entries[0]["msg"]
+    start = next(e for e in entries if "listening on" in e["msg"])
+    assert start["msg"] == f"movielinks server listening on {server.address}" and "=" not in start["msg"]
+    assert start["metrics"] == metrics_address(server) and start["movies"] == served.movies
+    assert isinstance(start["start_ms"], int) and start["version"] == name and start["http"] == "off"
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", e["ts"]) for e in entries)
 
 
 def test_reloads_are_counted_and_the_index_gauges_follow_the_version_served(tmp_path):

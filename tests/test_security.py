@@ -399,3 +399,39 @@ def test_real_server_with_mutual_tls_and_a_token_and_the_client_command(pki, tmp
                           "--token-file", str(tmp_path / "token"))
         assert stranger.returncode == 1
         assert "s3cret-token" not in "".join(server.log_lines)
+
+
+def test_the_http_gateway_speaks_https_with_the_same_files_and_needs_the_same_token(pki, tmp_path):
+    import json
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    build_index(make_run(tmp_path / "run", titles=["Interstellar (film)"], n_movies=50, n_links=20),
+                tmp_path / "index", progress=False)
+    (tmp_path / "client.pem").write_bytes(pki.client.cert)
+    (tmp_path / "client.key").write_bytes(pki.client.key)
+    (tmp_path / "token").write_text("s3cret-token\n")
+    tls = ["--tls-cert", str(pki.files["server_cert"]), "--tls-key", str(pki.files["server_key"]),
+           "--tls-client-ca", str(pki.files["ca"]), "--token-file", str(tmp_path / "token"), "--http-port", "0",
+           "--grace", "1"]  # the refused handshake's connection is waited for at shutdown, for the grace at most
+    with running_server(tmp_path / "index", *tls) as server:
+        url = server.http_url.replace("127.0.0.1", "localhost")
+        assert url.startswith("https://")
+
+        def get(context: ssl.SSLContext, token: str | None = "s3cret-token"):
+            request = urllib.request.Request(url + "v1/lookup-title?title=interstellar",
+                                             headers={"Authorization": f"Bearer {token}"} if token else {})
+            with urllib.request.urlopen(request, context=context, timeout=30) as response:
+                return json.loads(response.read())
+
+        trusted = ssl.create_default_context(cafile=str(pki.files["ca"]))
+        # Mutual TLS: without a client certificate the handshake fails (with TLS 1.3 the client may
+        # only see the server closing the connection).
+        with pytest.raises((urllib.error.URLError, ConnectionError)):
+            get(trusted)
+        trusted.load_cert_chain(str(tmp_path / "client.pem"), str(tmp_path / "client.key"))
+        assert get(trusted) == {"title": "Interstellar (film)", "match": "qualifier"}
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            get(trusted, token=None)
+        assert refused.value.code == 401

@@ -78,7 +78,7 @@ def test_recommend_and_predict(served):
 
 
 @pytest.mark.parametrize("call, code, words", [
-    (lambda s: s.SimilarMovies(pb.SimilarMoviesRequest(title="Alien (film)", k=0)), "INVALID_ARGUMENT", "k must be"),
+    (lambda s: s.SimilarMovies(pb.SimilarMoviesRequest(title="Alien (film)", k=-1)), "INVALID_ARGUMENT", "k must be"),
     (lambda s: s.SimilarMovies(pb.SimilarMoviesRequest(title="Alien (film)", k=MAX_K + 1)), "INVALID_ARGUMENT", "k must"),
     (lambda s: s.SimilarMovies(pb.SimilarMoviesRequest(title="", k=3)), "INVALID_ARGUMENT", "title is empty"),
     (lambda s: s.SimilarMovies(pb.SimilarMoviesRequest(title="x" * (MAX_STRING_CHARS + 1), k=3)), "INVALID_ARGUMENT",
@@ -92,7 +92,7 @@ def test_recommend_and_predict(served):
      "INVALID_ARGUMENT", "both liked and disliked"),
     (lambda s: s.PredictAttribute(pb.PredictAttributeRequest(title="Alien (film)", attribute="box office")),
      "NOT_FOUND", "rotten_tomatoes"),
-    (lambda s: next(s.ExportNeighbours(pb.ExportNeighboursRequest(k=0))), "INVALID_ARGUMENT", "k must"),
+    (lambda s: next(s.ExportNeighbours(pb.ExportNeighboursRequest(k=-1))), "INVALID_ARGUMENT", "k must"),
 ])
 def test_bad_requests_get_a_status_that_says_what_to_fix(served, call, code, words):
     _, stub, _ = served
@@ -118,7 +118,8 @@ def test_health_is_serving_and_reflection_lists_the_services(served):
     listing = reflection_pb2.ServerReflectionRequest(list_services="")
     replies = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(iter([listing]), timeout=TIMEOUT_S)
     services = {s.name for reply in replies for s in reply.list_services_response.service}
-    assert services == {SERVICE_NAME, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"}
+    assert services == {SERVICE_NAME, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection",
+                        "grpc.reflection.v1.ServerReflection"}
 
 
 def test_a_swapped_version_answers_new_calls_while_a_started_stream_finishes_on_its_own(served, tmp_path):

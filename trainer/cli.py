@@ -13,6 +13,7 @@ import json
 import os
 import sys
 
+from common.about import package_version
 from trainer.errors import TrainerError
 
 DATA_ENV = "MOVIELINKS_DATA"
@@ -46,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="trainer", description="Learn movie and link embeddings from films' outgoing links.", epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="train on a dataset and write a run directory", epilog=EPILOG,

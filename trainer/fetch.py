@@ -191,7 +191,7 @@ def _download(url: str, partial: Path, progress: bool) -> None:
             raise FetchError(f"cannot write {partial}: {e}; choose another cache with --cache or ${CACHE_ENV}") from e
         with out, tqdm(
             total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
-            desc=partial.name.removesuffix(PARTIAL_SUFFIX), disable=not progress,
+            desc=partial.name.removesuffix(PARTIAL_SUFFIX), disable=not progress or None,
         ) as bar:
             size_bytes = offset
             while chunk := _read(response, url, size_bytes):

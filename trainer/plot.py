@@ -15,13 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from common.files import atomic_write_bytes
-from common.records import MovieRecord
+from common.records import MovieRecord, release_year
 from trainer.errors import TrainerError
 from trainer.run import load_run
 
 METHODS = ("tsne", "pca")
 
-_YEAR = re.compile(r"\b(1[89]\d\d|20\d\d)\b")
 _FILM_SUFFIX = re.compile(r"\s*\([^()]*\bfilm\)$")
 _DPI = 150
 _FIGURE_INCHES = 12
@@ -133,8 +132,8 @@ def short_title(title: str) -> str:
 
 def release_decade(infobox: dict[str, str]) -> int | None:
     """The decade of the first year in the infobox's "released" field (1990 for "June 1995"), if any."""
-    match = _YEAR.search(infobox.get("released", ""))
-    return int(match.group(1)) // 10 * 10 if match else None
+    year = release_year(infobox)
+    return year // 10 * 10 if year else None
 
 
 def _draw(points: np.ndarray, movies: list[MovieRecord], labelled: list[int], title: str) -> bytes:

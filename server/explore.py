@@ -1,0 +1,162 @@
+"""What the web explorer asks besides the plain queries: names containing a text,
+neighbours with their years and the links they share, and a 2D map of the space.
+
+Plain numpy over a MovieService's index version, no gRPC; `explorer(service)` keeps
+one Explorer per served version (an index version is immutable, so what is
+derived from it once stays true).
+"""
+from __future__ import annotations
+
+import dataclasses
+import threading
+import weakref
+
+import numpy as np
+
+from common.records import release_year
+from server import limits
+from server.errors import invalid
+from server.service import MovieService
+
+DEFAULT_LIMIT = 10  # names a search returns when it does not say
+DEFAULT_SHARED_LINKS = 5
+MAX_SHARED_LINKS = 20
+DEFAULT_MAP_SAMPLE = 1500
+MAX_MAP_SAMPLE = 5000
+MAP_SEED = 0  # the background sample is the same for every request on a version
+
+Named = list[tuple[str, float]]
+
+
+@dataclasses.dataclass(frozen=True)
+class ExplainedNeighbour:
+    title: str
+    score: float
+    year: int | None
+    shared_links: Named  # (link, the smaller of its cosines to the two movies), best first
+
+
+@dataclasses.dataclass(frozen=True)
+class MapPoint:
+    title: str
+    x: float
+    y: float
+    year: int | None
+
+
+@dataclasses.dataclass(frozen=True)
+class MovieMap:
+    sample: list[MapPoint]
+    titles: list[MapPoint]
+    explained_variance: float
+
+
+class Explorer:
+    """The explorer's queries over one MovieService."""
+
+    def __init__(self, service: MovieService):
+        self.service = service
+        version = service.version
+        self.years = [release_year(m.infobox) for m in version.movies]
+        self._folded = {"movies": [t.casefold() for t in service.movie_titles.names],
+                        "links": [n.casefold() for n in version.links]}
+        self._lock = threading.Lock()
+        self._projection: tuple[np.ndarray, float] | None = None
+
+    def search_names(self, text: str, kind: str = "movies", limit: int = 0) -> tuple[list[str], int]:
+        """(names containing `text`, case-insensitive, prefix matches first and shorter first; how many in all)."""
+        limits.check_string("text", text)
+        limit = limit or DEFAULT_LIMIT
+        limits.check_k(limit, "limit")
+        names = self.service.movie_titles.names if kind == "movies" else self.service.version.links
+        needle = text.strip().casefold()
+        found = [(not folded.startswith(needle), len(folded), folded, i)
+                 for i, folded in enumerate(self._folded[kind]) if needle in folded]
+        found.sort()
+        return [names[i] for *_, i in found[:limit]], len(found)
+
+    def explain_similar_movies(self, title: str, k: int, shared_links: int = 0) -> tuple[str, int | None,
+                                                                                          list[ExplainedNeighbour]]:
+        """(resolved title, its year, the k nearest movies each with year and shared links)."""
+        shared_links = shared_links or DEFAULT_SHARED_LINKS
+        if not 1 <= shared_links <= MAX_SHARED_LINKS:
+            raise invalid(f"shared_links must be between 1 and {MAX_SHARED_LINKS}, got {shared_links}")
+        query, neighbours = self.service.similar_movies(title, k)
+        resolver = self.service.movie_titles
+        query_id = resolver.exact[query]
+        ids = [resolver.exact[name] for name, _ in neighbours]
+        version = self.service.version
+        shared = shared_between(version.link_vectors, version.movie_vectors[query_id], version.movie_vectors[ids],
+                                shared_links)
+        explained = [
+            ExplainedNeighbour(name, score, self.years[i], [(version.links[j], s) for j, s in links])
+            for (name, score), i, links in zip(neighbours, ids, shared)
+        ]
+        return query, self.years[query_id], explained
+
+    def movie_map(self, titles: list[str], sample: int = 0) -> MovieMap:
+        """The background sample and `titles` placed by the first two principal components."""
+        sample = sample or DEFAULT_MAP_SAMPLE
+        if not 1 <= sample <= MAX_MAP_SAMPLE:
+            raise invalid(f"sample must be between 1 and {MAX_MAP_SAMPLE}, got {sample}")
+        limits.check_count("titles", titles, minimum=0)
+        points, explained = self.projection()
+        n = len(points)
+        chosen = np.sort(np.random.default_rng(MAP_SEED).permutation(n)[: min(sample, n)])
+        ids = [self.service.resolve_title(t)[0] for t in titles]
+        resolver = self.service.movie_titles
+        return MovieMap([self._point(int(i), points) for i in chosen],
+                        [self._point(resolver.exact[t], points) for t in ids], explained)
+
+    def projection(self) -> tuple[np.ndarray, float]:
+        """Every movie's 2D coordinates and the variance fraction they explain (computed once)."""
+        with self._lock:
+            if self._projection is None:
+                self._projection = principal_plane(self.service.version.movie_vectors)
+            return self._projection
+
+    def _point(self, movie_id: int, points: np.ndarray) -> MapPoint:
+        return MapPoint(self.service.movie_titles.names[movie_id], float(points[movie_id, 0]),
+                        float(points[movie_id, 1]), self.years[movie_id])
+
+
+def shared_between(link_vectors: np.ndarray, movie: np.ndarray, others: np.ndarray, n: int) -> list[list[tuple[int, float]]]:
+    """For each row of `others`: the n links whose smaller cosine to `movie` and to that row is largest."""
+    to_movie = link_vectors @ movie  # [links]
+    to_others = others @ link_vectors.T  # [others, links]
+    both = np.minimum(to_others, to_movie[None, :])
+    n = min(n, both.shape[1])
+    if n == 0:
+        return [[] for _ in range(len(others))]
+    top = np.argpartition(-both, n - 1, axis=1)[:, :n]
+    result = []
+    for row, candidates in zip(both, top):
+        ordered = candidates[np.argsort(-row[candidates], kind="stable")]
+        result.append([(int(j), float(row[j])) for j in ordered])
+    return result
+
+
+def principal_plane(vectors: np.ndarray) -> tuple[np.ndarray, float]:
+    """Rows projected on the first two principal components, and the variance fraction those explain."""
+    data = np.asarray(vectors, dtype=np.float64)
+    centred = data - data.mean(axis=0)
+    covariance = centred.T @ centred / max(1, len(data) - 1)
+    values, axes = np.linalg.eigh(covariance)  # ascending
+    top = axes[:, ::-1][:, :2]
+    # An eigenvector's sign is arbitrary: fix it so the map does not flip between versions of numpy.
+    top *= np.where(top[np.abs(top).argmax(axis=0), range(top.shape[1])] < 0, -1, 1)
+    total = float(values.sum())
+    return (centred @ top).astype(np.float32), float(values[::-1][:2].sum() / total) if total > 0 else 0.0
+
+
+_EXPLORERS: "weakref.WeakKeyDictionary[MovieService, Explorer]" = weakref.WeakKeyDictionary()
+_EXPLORERS_LOCK = threading.Lock()
+
+
+def explorer(service: MovieService) -> Explorer:
+    """The Explorer of `service`, made on first use; dropped with the service after a reload."""
+    with _EXPLORERS_LOCK:
+        found = _EXPLORERS.get(service)
+        if found is None:
+            found = _EXPLORERS[service] = Explorer(service)
+        return found
