@@ -107,11 +107,11 @@ def _parser() -> argparse.ArgumentParser:
     build.set_defaults(command=_build)
 
     listing = commands.add_parser("list", help="list the versions of an index root, * marks CURRENT")
-    listing.add_argument("index_root", metavar="INDEX_ROOT")
+    listing.add_argument("index_root", metavar="INDEX_ROOT", help="index root (`indexer build --out`)")
     listing.set_defaults(command=_list)
 
     pruning = commands.add_parser("prune", help="remove the oldest versions, never CURRENT or newer")
-    pruning.add_argument("index_root", metavar="INDEX_ROOT")
+    pruning.add_argument("index_root", metavar="INDEX_ROOT", help="index root (`indexer build --out`)")
     pruning.add_argument("--keep", type=int, required=True, metavar="N", help="how many of the newest versions to keep")
     pruning.set_defaults(command=_prune)
 

@@ -1,6 +1,6 @@
 """`server` command: serve a published index over gRPC until SIGTERM or SIGINT.
 
-    server --index INDEX_ROOT [--host 127.0.0.1] [--port 50051] [--metrics-port 9090]
+    server --index INDEX_ROOT [--host 127.0.0.1] [--port 50051] [--metrics-port 9090] [--http-port 8080]
            [--tls-cert C --tls-key K [--tls-client-ca CA]] [--token-file F]
 """
 from __future__ import annotations
@@ -68,7 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--http-port", type=int,
                         help="also serve every RPC as JSON over HTTP, /openapi.json and the web explorer (/) on "
                              "--host at this port (0: free); HTTPS with the --tls-* files")
-    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                        help="least severe events logged (default INFO)")
     parser.add_argument("--log-format", default="text", choices=("text", "json"), help="one line an event, either way")
     parser.add_argument("--tls-cert", help="PEM server certificate: the port speaks TLS only (needs --tls-key)")
     parser.add_argument("--tls-key", help="PEM private key of --tls-cert")

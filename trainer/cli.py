@@ -65,13 +65,15 @@ def _parser() -> argparse.ArgumentParser:
                        help="sampled negative pairs per positive pair")
     train.add_argument("--min-link-count", type=int, default=defaults.min_link_count,
                        help="keep links that occur in at least this many films")
-    train.add_argument("--epochs", type=int, default=defaults.epochs)
+    train.add_argument("--epochs", type=int, default=defaults.epochs, help="passes over the training pairs")
     train.add_argument("--batch-positives", type=int, default=defaults.batch_positives, help="positive pairs per step")
     train.add_argument("--learning-rate", type=float, default=defaults.learning_rate, help="Nadam learning rate")
-    train.add_argument("--objective", default=defaults.objective, choices=OBJECTIVE_NAMES)
+    train.add_argument("--objective", default=defaults.objective, choices=OBJECTIVE_NAMES,
+                       help="loss: logistic (class-balanced) or mse (the notebook's)")
     train.add_argument("--heldout-fraction", type=float, default=defaults.heldout_fraction,
                        help="fraction of (movie, link) pairs held out for evaluation")
-    train.add_argument("--seed", type=int, default=defaults.seed)
+    train.add_argument("--seed", type=int, default=defaults.seed,
+                       help="fixes the held-out split, the initialisation and the sampling")
 
     evaluate = commands.add_parser("evaluate", help="print a run's evaluation table")
     evaluate.set_defaults(command=_evaluate)
@@ -90,10 +92,10 @@ def _parser() -> argparse.ArgumentParser:
     plot.set_defaults(command=_plot)
     plot.add_argument("run", help="run directory")
     plot.add_argument("--out", required=True, help="PNG file to write")
-    plot.add_argument("--method", default="tsne", choices=("tsne", "pca"))
+    plot.add_argument("--method", default="tsne", choices=("tsne", "pca"), help="2D projection (default tsne)")
     plot.add_argument("--max-movies", type=int, default=4000, help="movies to place on the map")
     plot.add_argument("--labels", type=int, default=40, help="titles to label")
-    plot.add_argument("--seed", type=int, default=0)
+    plot.add_argument("--seed", type=int, default=0, help="fixes the sample and the projection (default 0)")
     return parser
 
 

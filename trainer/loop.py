@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import sys
 import time
 from typing import Callable
 
@@ -47,6 +48,9 @@ def fit(
             positives_per_batch=settings.batch_positives, rng=np.random.default_rng([settings.seed, epoch]),
         )
 
+    # Keras's bar redraws one line with carriage returns: on a terminal only; into a file or a
+    # pipe, one summary line an epoch instead.
+    progress = progress and sys.stdout.isatty()
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as sampler:
         upcoming = sampler.submit(sample_epoch, state.epoch) if state.epoch < settings.epochs else None
         for epoch in range(state.epoch, settings.epochs):
