@@ -2,38 +2,23 @@
 
 Every file is pinned by repository commit and verified by its git blob SHA-1
 (what `git hash-object FILE` prints), so a mirror can serve it but cannot change it.
-A file is downloaded into "<name>.partial" beside its final name, resumed from
-there with an HTTP Range request when a previous attempt was cut off, and only
-renamed to its final name once its hash matched and its bytes are on disk: a
-file under its final name is always complete and verified.
+Downloads are resumable and verified (common/download.py): a file under its final
+name is always complete and verified.
 
     <cache>/<dataset name>/<file basename>
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
 import hashlib
-import http.client
 import os
-import urllib.error
-import urllib.request
 from pathlib import Path
-from typing import Iterator
 
-from tqdm import tqdm
-
-from common.files import fsync_dir
+from common.download import BASE_URL_ENV, DownloadError, Expected, download_verified, locked
 
 CACHE_ENV = "MOVIELINKS_CACHE"
-BASE_URL_ENV = "MOVIELINKS_FETCH_BASE_URL"
 DEFAULT_CACHE = "~/.cache/movielinks"
 DEFAULT_BASE_URL = "https://raw.githubusercontent.com"
-PARTIAL_SUFFIX = ".partial"
-
-_CHUNK_BYTES = 1 << 16
-_TIMEOUT_S = 60
 
 
 class FetchError(Exception):
@@ -122,7 +107,7 @@ def fetch(
     except OSError as e:
         raise FetchError(f"cannot create the cache directory {directory}: {e}; pass another with --cache "
                          f"or ${CACHE_ENV}") from e
-    with _locked(cache / f".{name}.lock"):
+    with locked(cache / f".{name}.lock"):
         for file in dataset.files:
             url = f"{base_url}/{dataset.repo}/{dataset.commit}/{file.path}"
             _fetch_file(url, directory / file.basename, file.git_blob_sha1, name, progress)
@@ -139,100 +124,10 @@ def git_blob_sha1(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-@contextlib.contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
-    # Two fetches of one dataset would append to the same .partial file.
-    with open(lock_path, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def _fetch_file(url: str, final: Path, expected_sha1: str, dataset_name: str, progress: bool) -> None:
-    if final.is_file() and git_blob_sha1(final) == expected_sha1:
-        return
-    partial = final.with_name(final.name + PARTIAL_SUFFIX)
-    # A partial file with the right hash is a download that was cut off between
-    # its last byte and the rename; anything else is resumed from its end.
-    if not (partial.is_file() and git_blob_sha1(partial) == expected_sha1):
-        _download(url, partial, progress)
-        actual = git_blob_sha1(partial)
-        if actual != expected_sha1:
-            partial.unlink()
-            raise FetchError(
-                f"{final.name} from {url} has git blob SHA-1 {actual}, expected {expected_sha1}; the download "
-                f"was deleted. Rerun `trainer fetch {dataset_name}`; if it fails again the server sends another "
-                f"file: drop --base-url/${BASE_URL_ENV} or fix the mirror"
-            )
-    os.replace(partial, final)
-    fsync_dir(final.parent)
-
-
-def _download(url: str, partial: Path, progress: bool) -> None:
-    """Append the rest of `url` to `partial` (or rewrite it when the server ignores Range), then fsync it."""
-    offset = partial.stat().st_size if partial.is_file() else 0
+    expected = Expected(expected_sha1, "git blob SHA-1", git_blob_sha1, f"trainer fetch {dataset_name}",
+                        "a mirror keeps GitHub's <repo>/<commit>/<path> layout")
     try:
-        response = _open(url, offset)
-    except _RangeNotSatisfiable:
-        # The partial file is as long as the whole file or longer, and wrong: start over.
-        partial.unlink()
-        offset = 0
-        response = _open(url, offset)
-    with response:
-        if response.status != 206:
-            offset = 0
-        length = response.headers.get("Content-Length")
-        total = offset + int(length) if length is not None else None
-        try:
-            out = open(partial, "ab" if offset else "wb")
-        except OSError as e:
-            raise FetchError(f"cannot write {partial}: {e}; choose another cache with --cache or ${CACHE_ENV}") from e
-        with out, tqdm(
-            total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
-            desc=partial.name.removesuffix(PARTIAL_SUFFIX), disable=not progress or None,
-        ) as bar:
-            size_bytes = offset
-            while chunk := _read(response, url, size_bytes):
-                try:
-                    out.write(chunk)
-                except OSError as e:
-                    raise FetchError(f"cannot write {partial}: {e}; free some space and rerun the same command "
-                                     f"to resume") from e
-                size_bytes += len(chunk)
-                bar.update(len(chunk))
-            # http.client ends a body cut short by the server like a complete one.
-            if total is not None and size_bytes < total:
-                raise FetchError(f"{url}: download interrupted after {size_bytes} of {total} bytes (the server "
-                                 f"closed the connection); rerun the same command to resume it")
-            out.flush()
-            os.fsync(out.fileno())
-
-
-def _read(response: http.client.HTTPResponse, url: str, size_bytes: int) -> bytes:
-    try:
-        return response.read(_CHUNK_BYTES)
-    except (OSError, http.client.HTTPException) as e:
-        raise FetchError(f"{url}: download interrupted after {size_bytes} bytes ({e}); rerun the same command "
-                         f"to resume it") from e
-
-
-class _RangeNotSatisfiable(Exception):
-    """The server answered 416 to a Range request: the partial file is not a prefix of the file."""
-
-
-def _open(url: str, offset: int) -> http.client.HTTPResponse:
-    headers = {"Range": f"bytes={offset}-"} if offset else {}
-    try:
-        return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=_TIMEOUT_S)
-    except urllib.error.HTTPError as e:
-        e.close()
-        if e.code == 416 and offset:
-            raise _RangeNotSatisfiable() from e
-        raise FetchError(f"{url}: HTTP {e.code} {e.reason}; the server does not serve this file: check --base-url "
-                         f"or ${BASE_URL_ENV} (a mirror keeps GitHub's <repo>/<commit>/<path> layout)") from e
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
-        reason = getattr(e, "reason", e)
-        raise FetchError(f"{url}: cannot connect ({reason}); check the network, or point --base-url or "
-                         f"${BASE_URL_ENV} at a reachable mirror") from e
+        download_verified(url, final, expected, progress)
+    except DownloadError as e:
+        raise FetchError(str(e)) from e
