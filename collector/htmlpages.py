@@ -1,0 +1,280 @@
+"""Film records from article HTML: pages as the site rendered them, or Parsoid HTML (Wikimedia's HTML dumps).
+
+Rendered pages (`<div id="mw-content-text">`): a film is a page whose infobox has a
+"Directed by" row (the rendered `Infobox film`; the template name is gone from the
+HTML); its links are the `/wiki/` links of the article body outside navigation boxes,
+which a page's wikitext does not hold either.
+
+Parsoid HTML (links `<a rel="mw:WikiLink" href="./Title">`): a template call keeps its
+name and arguments as wikitext in `data-mw`, so a film is found by its exact
+`Infobox film` template, as in a dump, and links inside template arguments are read
+from those arguments, in page order, as the wikitext has them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import tarfile
+import urllib.parse
+from pathlib import Path
+from typing import Iterator
+
+import lxml.html
+import mwparserfromhell
+
+from collector.links import Namespaces, normalise_link, normalise_title
+from collector.record import ChunkResult, CollectorError, FilmRecord, Problem, ratings_from_text
+from collector.wikitext import DISAMBIGUATION, FILM_TEMPLATE, NOT_A_FILM, flatten
+
+NO_CONTENT = "HTML page without article content"
+BAD_HTML = "unreadable HTML page"
+NO_FILM_INFOBOX = "no film infobox"
+
+DEFAULT_BATCH_BYTES = 4 << 20
+HTML_SUFFIXES = (".html", ".htm")
+
+# The rendered Infobox film's row labels -> the template's parameter names.
+INFOBOX_LABELS = {
+    "directed by": "director", "produced by": "producer", "written by": "writer",
+    "screenplay by": "screenplay", "story by": "story", "based on": "based_on", "starring": "starring",
+    "narrated by": "narrator", "music by": "music", "cinematography": "cinematography",
+    "edited by": "editing", "production company": "studio", "production companies": "studio",
+    "distributed by": "distributor", "release date": "released", "release dates": "released",
+    "running time": "runtime", "country": "country", "countries": "country", "language": "language",
+    "languages": "language", "budget": "budget", "box office": "gross",
+}
+_CITATION = re.compile(r"\[\d+\]|\[citation needed\]")
+_ENGLISH = Namespaces.english()
+
+
+@dataclasses.dataclass(frozen=True)
+class HtmlBatch:
+    """A few saved pages: (name, bytes) read by the planner (tar members), or file paths read by the worker."""
+
+    pages: tuple[tuple[str, bytes], ...] = ()
+    paths: tuple[str, ...] = ()
+
+
+def is_html_input(path: Path) -> bool:
+    return path.is_dir() or path.name.endswith((".tar.gz", ".tgz", ".tar"))
+
+
+def plan(path: Path, batch_bytes: int = DEFAULT_BATCH_BYTES) -> Iterator[HtmlBatch]:
+    """Batches of about `batch_bytes` of HTML, in name order for a directory, member order for a tarball."""
+    if path.is_dir():
+        batch: list[str] = []
+        size = 0
+        for file in sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(HTML_SUFFIXES)):
+            batch.append(str(file))
+            size += file.stat().st_size
+            if size >= batch_bytes:
+                yield HtmlBatch(paths=tuple(batch))
+                batch, size = [], 0
+        if batch:
+            yield HtmlBatch(paths=tuple(batch))
+        return
+    try:
+        with tarfile.open(path) as tar:
+            pages: list[tuple[str, bytes]] = []
+            size = 0
+            for member in tar:
+                if not (member.isfile() and member.name.endswith(HTML_SUFFIXES)):
+                    continue
+                data = tar.extractfile(member).read()
+                pages.append((member.name, data))
+                size += len(data)
+                if size >= batch_bytes:
+                    yield HtmlBatch(pages=tuple(pages))
+                    pages, size = [], 0
+            if pages:
+                yield HtmlBatch(pages=tuple(pages))
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise CollectorError(f"{path}: cannot read this tarball of HTML pages ({e})") from e
+
+
+def collect_batch(batch: HtmlBatch, every_page: bool = False, namespaces: Namespaces = _ENGLISH) -> ChunkResult:
+    """The film records of a batch of pages; bad pages are reported, never raised.
+
+    `every_page` keeps rendered pages without a film infobox too (a collection picked by hand).
+    """
+    result = ChunkResult()
+    pages = list(batch.pages)
+    for path in batch.paths:
+        try:
+            pages.append((path, Path(path).read_bytes()))
+        except OSError as e:
+            result.pages += 1
+            result.bad(Problem(BAD_HTML, path, str(e)))
+    for name, data in pages:
+        result.pages += 1
+        try:
+            film = film_from_html(name, data, namespaces, every_page)
+        except Exception as e:  # noqa: BLE001 - one broken page must not stop the batch
+            result.bad(Problem(BAD_HTML, name, f"{type(e).__name__}: {e}"))
+            continue
+        if isinstance(film, Problem):
+            result.bad(film)
+        elif isinstance(film, str):
+            result.skip(film)
+        else:
+            result.films.append(film)
+    return result
+
+
+def film_from_html(name: str, data: bytes, namespaces: Namespaces,
+                   every_page: bool = False) -> FilmRecord | Problem | str:
+    """The film record of one saved page, a Problem for a page without article content, or the reason it is no film."""
+    if not data.strip():
+        return Problem(NO_CONTENT, name, "empty file")
+    document = lxml.html.fromstring(data)
+    if b'rel="mw:WikiLink"' in data or b"mw:PageProp" in data:
+        return _parsoid_film(name, document, namespaces)
+    return _rendered_film(name, document, namespaces, every_page)
+
+
+def _rendered_film(name: str, document, namespaces: Namespaces,
+                   every_page: bool) -> FilmRecord | Problem | str:
+    content = document.get_element_by_id("mw-content-text", None)
+    if content is None:
+        return Problem(NO_CONTENT, name, 'no <div id="mw-content-text">')
+    infobox = _rendered_infobox(content)
+    if infobox is None and not every_page:
+        return NO_FILM_INFOBOX
+    links = []
+    for anchor in content.iter("a"):
+        href = anchor.get("href") or ""
+        if href.startswith("/wiki/") and not _in_navbox(anchor, content):
+            link = normalise_link(href[len("/wiki/"):], namespaces)
+            if link is not None:
+                links.append(link)
+    for dropped in content.xpath(".//style | .//script"):
+        dropped.drop_tree()
+    rotten, rating = ratings_from_text(" ".join(content.text_content().split()))
+    return FilmRecord(_title_from_file_name(name), infobox or {}, links, rotten, rating)
+
+
+def _title_from_file_name(name: str) -> str:
+    # A saved page is known by the title it was saved under (two spellings of one
+    # article, both saved, stay two records, as in the collection).
+    stem = name.rsplit("/", 1)[-1]
+    for suffix in HTML_SUFFIXES:
+        stem = stem.removesuffix(suffix)
+    return normalise_title(urllib.parse.unquote(stem))
+
+
+def _in_navbox(element, stop) -> bool:
+    for ancestor in element.iterancestors():
+        if ancestor is stop:
+            return False
+        if "navbox" in (ancestor.get("class") or "").split():
+            return True
+    return False
+
+
+def _rendered_infobox(content) -> dict[str, str] | None:
+    for table in content.iter("table"):
+        if "infobox" not in (table.get("class") or "").split():
+            continue
+        properties: dict[str, str] = {}
+        for row in table.iter("tr"):
+            header = row.find("th")
+            if header is None:
+                continue
+            if "summary" in (header.get("class") or "").split():
+                properties.setdefault("name", " ".join(header.text_content().split()))
+                continue
+            cell = row.find("td")
+            key = INFOBOX_LABELS.get(" ".join(header.text_content().split()).lower())
+            if key and cell is not None:
+                value = _cell_text(cell)
+                if value:
+                    properties.setdefault(key, value)
+        return properties if "director" in properties else None
+    return None
+
+
+def _cell_text(cell) -> str:
+    for br in cell.iter("br"):
+        br.tail = "\n" + (br.tail or "")
+    for item in cell.iter("li"):
+        item.text = "\n" + (item.text or "")
+    lines = (" ".join(line.split()) for line in _CITATION.sub("", cell.text_content()).split("\n"))
+    return ", ".join(line for line in lines if line)
+
+
+def _parsoid_film(name: str, document, namespaces: Namespaces) -> FilmRecord | Problem | str:
+    body = document.find(".//body")
+    if body is None or not len(body):
+        return Problem(NO_CONTENT, name, "no <body> content")
+    walk = _ParsoidWalk(namespaces)
+    walk.visit(body)
+    if walk.infobox is None:
+        return NOT_A_FILM
+    if walk.disambiguation:
+        return DISAMBIGUATION
+    for dropped in body.xpath(".//style | .//script"):
+        dropped.drop_tree()
+    rotten, rating = ratings_from_text(" ".join(body.text_content().split()))
+    return FilmRecord(_parsoid_title(name, document), walk.infobox, walk.links, rotten, rating)
+
+
+def _parsoid_title(name: str, document) -> str:
+    for link in document.iterfind(".//link[@rel='dc:isVersionOf']"):
+        href = link.get("href") or ""
+        if "/wiki/" in href:
+            return normalise_title(urllib.parse.unquote(href.split("/wiki/", 1)[1]))
+    title = document.findtext(".//title")
+    return normalise_title(title) if title else _title_from_file_name(name)
+
+
+class _ParsoidWalk:
+    """Links in page order; a template call contributes the links of its wikitext arguments, not of its output."""
+
+    def __init__(self, namespaces: Namespaces) -> None:
+        self.namespaces = namespaces
+        self.links: list[str] = []
+        self.infobox: dict[str, str] | None = None
+        self.disambiguation = False
+        self._seen_about: set[str] = set()
+
+    def visit(self, element) -> None:
+        if not isinstance(element.tag, str):
+            return  # comments, processing instructions
+        about = element.get("about")
+        if about and about in self._seen_about:
+            return  # a later node of a template call already read
+        if "mw:Transclusion" in (element.get("typeof") or ""):
+            if about:
+                self._seen_about.add(about)
+            self._template_call(element.get("data-mw") or "{}")
+            return
+        rel = element.get("rel") or ""
+        if (element.tag == "a" and "mw:WikiLink" in rel) or (element.tag == "link" and "mw:PageProp/Category" in rel):
+            self._add(element.get("href") or "")
+        for child in element:
+            self.visit(child)
+
+    def _add(self, href: str) -> None:
+        link = normalise_link(href.removeprefix("./"), self.namespaces)
+        if link is not None:
+            self.links.append(link)
+
+    def _template_call(self, data_mw: str) -> None:
+        for part in json.loads(data_mw).get("parts", []):
+            template = part.get("template") if isinstance(part, dict) else None
+            if not template:
+                continue
+            params = {key: value.get("wt", "") for key, value in template.get("params", {}).items()}
+            target = normalise_title(mwparserfromhell.parse(template.get("target", {}).get("wt", "")).strip_code())
+            if target == FILM_TEMPLATE and self.infobox is None:
+                self.infobox = {key: text for key, text in
+                                ((key, flatten(mwparserfromhell.parse(wt))) for key, wt in params.items()) if text}
+            elif target.startswith("Disambiguation") or target == "Disambig":
+                self.disambiguation = True
+            for wt in params.values():
+                for wikilink in mwparserfromhell.parse(wt).filter_wikilinks():
+                    link = normalise_link(str(wikilink.title), self.namespaces)
+                    if link is not None:
+                        self.links.append(link)
+

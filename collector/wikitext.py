@@ -1,0 +1,131 @@
+"""A film record from an article's wikitext (mwparserfromhell), and the cheap test that comes first.
+
+A film is a page whose wikitext has the `Infobox film` template, exact name
+(either first-letter case): `Infobox film awards` and `Infobox film festival`
+are other templates. Links are every wikilink of the article, as the notebook
+kept them: repeats included, links inside template arguments, references and
+image captions included.
+"""
+from __future__ import annotations
+
+import re
+
+import mwparserfromhell
+from mwparserfromhell import nodes
+from mwparserfromhell.wikicode import Wikicode
+
+from collector.links import Namespaces, normalise_link, normalise_title
+from collector.record import FilmRecord, ratings_from_text
+
+FILM_TEMPLATE = "Infobox film"
+
+# On raw page bytes, before any parsing: a page without this is not a film. It also
+# matches the look-alikes (`Infobox film awards`), which the parser then rejects.
+FILM_HINT = re.compile(rb"\{\{\s*[Ii]nfobox[ _]+film")
+
+NOT_A_FILM = "no Infobox film template"
+DISAMBIGUATION = "disambiguation page"
+
+_DISAMBIGUATION_TEMPLATES = {"Disambiguation", "Disambig", "Dab", "Disamb", "Hndis", "Geodis", "Numberdis",
+                             "Letter-NumberCombDisambig", "Set index article"}
+# Templates whose arguments are the items of a list ("Plainlist", "Unbulleted list", ...).
+_LIST_TEMPLATES = {"Plainlist", "Plain list", "Flatlist", "Flat list", "Ubl", "Unbulleted list", "Hlist",
+                   "Bulleted list", "Collapsible list", "Br separated entries", "Ubli", "Unbulleted list citebundle"}
+_CURRENCY_TEMPLATES = {"US$": "$", "USD": "$", "GBP": "£", "£": "£", "€": "€", "EUR": "€", "INR": "₹"}
+_DROPPED_TAGS = {"ref", "references", "gallery", "math", "score", "timeline", "templatedata", "nowiki"}
+_RT_PROSE = {"Rotten Tomatoes prose", "Rotten tomatoes prose"}
+_BULLETS = re.compile(r"^[*#:;\s]+")
+_SPACES = re.compile(r"[ \t\u00a0]+")
+_ENGLISH = Namespaces.english()
+
+
+def film_from_wikitext(title: str, wikitext: str, namespaces: Namespaces) -> FilmRecord | str:
+    """The film record of one main-namespace page, or the reason the page is not a film.
+
+    The parser's own exceptions propagate: the caller reports the page as bad input.
+    """
+    code = mwparserfromhell.parse(wikitext)
+    templates = code.filter_templates()
+    infobox = next((t for t in templates if template_name(t) == FILM_TEMPLATE), None)
+    if infobox is None:
+        return NOT_A_FILM
+    if any(template_name(t) in _DISAMBIGUATION_TEMPLATES for t in templates):
+        return DISAMBIGUATION
+    links = [link for link in (normalise_link(str(wikilink.title), namespaces)
+                               for wikilink in code.filter_wikilinks()) if link is not None]
+    rotten, rating = _ratings(wikitext, templates)
+    return FilmRecord(title, template_properties(infobox), links, rotten, rating)
+
+
+def template_name(template: nodes.Template) -> str:
+    return normalise_title(template.name.strip_code())
+
+
+def template_properties(template: nodes.Template) -> dict[str, str]:
+    """The template's named parameters as plain text; empty values left out."""
+    properties = {}
+    for param in template.params:
+        name = param.name.strip_code().strip()
+        value = flatten(param.value)
+        if name and value and name not in properties:
+            properties[name] = value
+    return properties
+
+
+def flatten(code: Wikicode) -> str:
+    """Plain text of a wikitext value: links as their text, list items joined with ", ", references dropped."""
+    lines = (_BULLETS.sub("", line).strip() for line in _text(code).split("\n"))
+    return ", ".join(_SPACES.sub(" ", line) for line in lines if line)
+
+
+def _text(code: Wikicode) -> str:
+    return "".join(_node_text(node) for node in code.nodes)
+
+
+def _node_text(node: nodes.Node) -> str:
+    if isinstance(node, nodes.Text):
+        return str(node)
+    if isinstance(node, nodes.Wikilink):
+        if normalise_link(str(node.title), _ENGLISH) is None and node.text is None:
+            return ""
+        return _text(node.text) if node.text is not None else node.title.strip_code()
+    if isinstance(node, nodes.Template):
+        return _template_text(node)
+    if isinstance(node, nodes.Tag):
+        tag = str(node.tag).strip().lower()
+        if tag in ("br", "li", "p", "div"):
+            return "\n" + (_text(node.contents) if node.contents else "") + "\n"
+        if tag in _DROPPED_TAGS or node.contents is None:
+            return ""
+        return _text(node.contents)
+    if isinstance(node, nodes.ExternalLink):
+        return _text(node.title) if node.title is not None else ""
+    if isinstance(node, nodes.HTMLEntity):
+        return node.normalize()
+    if isinstance(node, nodes.Heading):
+        return _text(node.title)
+    return ""  # comments, template arguments
+
+
+def _template_text(template: nodes.Template) -> str:
+    name = template_name(template)
+    positional = [p.value for p in template.params if not p.showkey]
+    if name in _LIST_TEMPLATES:
+        return "\n" + "\n".join(_text(value) for value in positional) + "\n"
+    if name in _CURRENCY_TEMPLATES and positional:
+        return _CURRENCY_TEMPLATES[name] + _text(positional[0]).strip()
+    return " ".join(_text(value).strip() for value in positional)
+
+
+def _ratings(wikitext: str, templates: list[nodes.Template]) -> tuple[str | None, str | None]:
+    for template in templates:
+        if template_name(template) in _RT_PROSE:
+            values = [p.value.strip_code().strip() for p in template.params if not p.showkey]
+            if values and values[0].isdigit():
+                return values[0] + "%", (values[1] + "/10") if len(values) > 1 and values[1] else None
+    for paragraph in wikitext.split("\n\n"):
+        if "Rotten Tomatoes" in paragraph:
+            found = ratings_from_text(mwparserfromhell.parse(paragraph).strip_code())
+            if found[0]:
+                return found
+    return None, None
