@@ -108,11 +108,15 @@ def plan(path: Path, index: Path | None = None, chunk_bytes: int = DEFAULT_CHUNK
 
 def read_namespaces(path: Path) -> Namespaces:
     """English namespace names plus those the dump's <siteinfo> declares."""
+    head = b""
     try:
         with (bz2.open(path) if path.name.endswith(".bz2") else open(path, "rb")) as f:
-            head = f.read(_HEAD_BYTES)
+            while _PAGE not in head and len(head) < _HEAD_BYTES and (piece := f.read(1 << 16)):
+                head += piece
     except (OSError, EOFError) as e:
-        raise CollectorError(f"{path}: cannot read the dump's header ({e}); is it a pages-articles XML dump?") from e
+        if b"<mediawiki" not in head:  # a stream cut later is reported with the pages
+            raise CollectorError(f"{path}: cannot read the dump's header ({e}); is it a pages-articles XML "
+                                 f"dump?") from e
     if b"<mediawiki" not in head:
         raise CollectorError(f"{path}: no <mediawiki> element at its start; not a pages-articles XML dump")
     site_head = head.split(_PAGE, 1)[0]
@@ -230,18 +234,26 @@ def _read_range(f, start: int, end: int) -> bytes:
 def _collect_whole_file(path: Path, namespaces: Namespaces, result: ChunkResult) -> None:
     """Read a single-stream .xml.bz2 (or any XML file) in pieces, scanning the complete pages of each."""
     carry = b""
-    read_bytes = 0
+    read_bytes = 0  # decompressed bytes scanned so far
+    ended = False
     with (bz2.open(path) if path.name.endswith(".bz2") else open(path, "rb")) as f:
-        while True:
-            try:
-                piece = f.read(_READ_BYTES)
-            except (EOFError, OSError) as e:
-                result.bad(Problem(BAD_STREAM, f"{path} after {read_bytes + len(carry)} decompressed bytes",
-                                   str(e) or type(e).__name__))
-                break
-            if not piece:
-                break
-            data = carry + piece
+        while not ended:
+            pieces = [carry]
+            size = len(carry)
+            # Small reads: a stream cut short loses only the piece it ends in.
+            while size < _READ_BYTES:
+                try:
+                    piece = f.read(1 << 16)
+                except (EOFError, OSError) as e:
+                    result.bad(Problem(BAD_STREAM, f"{path} after {read_bytes + size} decompressed bytes",
+                                       str(e) or type(e).__name__))
+                    piece = b""
+                if not piece:
+                    ended = True
+                    break
+                pieces.append(piece)
+                size += len(piece)
+            data = b"".join(pieces)
             cut = data.rfind(_PAGE_END)
             cut = cut + len(_PAGE_END) if cut >= 0 else 0
             scan_pages(data[:cut], f"{path} after {read_bytes} decompressed bytes", namespaces, result)
