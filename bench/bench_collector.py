@@ -1,0 +1,177 @@
+"""Collector speed on a generated multistream dump, against bz2 decompression alone of the same file.
+
+    python bench/bench_collector.py [--mb 200] [--work /tmp/movielinks-bench-collector]
+
+Writes (once; later runs reuse it) a multistream pages-articles dump of at least
+`--mb` compressed megabytes and its index, shaped like a real one: about a third of
+the pages are redirects, 3% are films (Infobox film), a few are look-alikes
+(Infobox film festival), the rest are other articles with templates and links.
+Then, in the same run:
+
+1. the floor: every bz2 stream of the file decompressed, nothing else, on one core;
+2. `collect` with one worker (this process);
+3. `collect` with a two-worker Dask LocalCluster (cluster start included);
+
+and prints compressed MB/s per core, the fraction of the floor, and the 2-worker speedup.
+"""
+from __future__ import annotations
+
+import argparse
+import bz2
+import multiprocessing
+import random
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from collector.collect import collect  # noqa: E402
+from tests.collector_fixtures import HEADER, FOOTER  # noqa: E402
+
+PAGES_PER_STREAM = 100
+FILM_SHARE, REDIRECT_SHARE, LOOKALIKE_SHARE = 0.03, 0.33, 0.002
+
+
+def _words(rng: random.Random, n: int) -> list[str]:
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    return ["".join(rng.choice(letters) for _ in range(rng.randint(2, 10))) for _ in range(n)]
+
+
+class _Generator:
+    """Deterministic page texts: stream number -> the XML of its 100 pages."""
+
+    def __init__(self, seed: int = 7) -> None:
+        rng = random.Random(seed)
+        self.vocabulary = _words(rng, 4000)
+        self.people = [f"{a.title()} {b.title()}" for a, b in zip(_words(rng, 30000), _words(rng, 30000))]
+        self.topics = [w.title() + " " + v for w, v in zip(_words(rng, 20000), _words(rng, 20000))]
+
+    def stream(self, number: int) -> bytes:
+        rng = random.Random(number)
+        parts = []
+        for i in range(PAGES_PER_STREAM):
+            page_id = number * PAGES_PER_STREAM + i + 1
+            roll = rng.random()
+            redirect = None
+            if roll < REDIRECT_SHARE:
+                title = f"{rng.choice(self.people)} ({page_id})"
+                redirect = rng.choice(self.people)
+                text = f"#REDIRECT [[{redirect}]] {{{{R from alternative name}}}}"
+            elif roll < REDIRECT_SHARE + FILM_SHARE:
+                title, text = f"Film {page_id} (film)", self._film(rng)
+            elif roll < REDIRECT_SHARE + FILM_SHARE + LOOKALIKE_SHARE:
+                title, text = f"Festival {page_id}", "{{Infobox film festival\n| name = X\n}}" + self._prose(rng, 200)
+            else:
+                title, text = f"Article {page_id}", self._article(rng)
+            redirect_tag = f'    <redirect title="{redirect}" />\n' if redirect else ""
+            parts.append(f"  <page>\n    <title>{title}</title>\n    <ns>0</ns>\n    <id>{page_id}</id>\n"
+                         f"{redirect_tag}    <revision>\n      <id>{page_id}0</id>\n"
+                         f'      <text bytes="{len(text)}" xml:space="preserve">{text}</text>\n'
+                         f"    </revision>\n  </page>\n")
+        return "".join(parts).encode("utf-8")
+
+    def _prose(self, rng: random.Random, n_words: int, link_every: int = 12) -> str:
+        words = rng.choices(self.vocabulary, k=n_words)
+        for i in range(0, n_words, link_every):
+            words[i] = f"[[{rng.choice(self.topics)}]]"
+        return " ".join(words)
+
+    def _article(self, rng: random.Random) -> str:
+        infobox = f"{{{{Infobox person\n| name = {rng.choice(self.people)}\n| birth_place = [[{rng.choice(self.topics)}]]\n}}}}\n"
+        paragraphs = [self._prose(rng, rng.randint(60, 220)) for _ in range(rng.randint(3, 12))]
+        refs = "".join(f"<ref>{{{{cite web|title={rng.choice(self.vocabulary)}|publisher=[[{rng.choice(self.topics)}]]}}}}</ref>"
+                       for _ in range(rng.randint(1, 6)))
+        return infobox + "\n\n".join(paragraphs) + refs + f"\n[[Category:{rng.choice(self.topics)}]]"
+
+    def _film(self, rng: random.Random) -> str:
+        cast = "".join(f"\n* [[{rng.choice(self.people)}]]" for _ in range(rng.randint(2, 8)))
+        infobox = (f"{{{{Infobox film\n| name = Film\n| director = [[{rng.choice(self.people)}]]\n"
+                   f"| starring = {{{{Plainlist|{cast}\n}}}}\n| budget = ${rng.randint(1, 300)} million\n}}}}\n")
+        paragraphs = [self._prose(rng, rng.randint(80, 250), link_every=8) for _ in range(rng.randint(4, 12))]
+        rt = f"On [[Rotten Tomatoes]], the film holds an approval rating of {rng.randint(5, 99)}% based on 100 reviews."
+        return infobox + "\n\n".join(paragraphs) + "\n\n" + rt + "\n[[Category:Films]]"
+
+
+_GENERATOR: _Generator | None = None
+
+
+def _compressed_stream(number: int) -> bytes:
+    global _GENERATOR
+    if _GENERATOR is None:
+        _GENERATOR = _Generator()
+    return bz2.compress(_GENERATOR.stream(number), 9)
+
+
+def generate(dump: Path, target_bytes: int) -> Path:
+    """Write the dump and its -index.txt.bz2 (titles in the index are not needed by the collector)."""
+    index = dump.with_name(dump.name.removesuffix(".xml.bz2") + "-index.txt.bz2")
+    staging = dump.with_name(dump.name + ".partial")
+    offsets = []
+    batch = 64
+    with open(staging, "wb") as out, multiprocessing.Pool(2) as pool:
+        out.write(bz2.compress(HEADER.encode("utf-8")))
+        first = 0
+        while out.tell() < target_bytes:
+            for data in pool.map(_compressed_stream, range(first, first + batch)):
+                offsets.append(out.tell())
+                out.write(data)
+            first += batch
+        out.write(bz2.compress(FOOTER.encode("utf-8")))
+    lines = "".join(f"{offset}:{n * PAGES_PER_STREAM + i + 1}:page\n"
+                    for n, offset in enumerate(offsets) for i in range(PAGES_PER_STREAM))
+    index.write_bytes(bz2.compress(lines.encode("utf-8")))
+    staging.rename(dump)
+    return index
+
+
+def decompress_floor(dump: Path, index: Path) -> float:
+    """Seconds to decompress every stream of the dump, one by one, on one core."""
+    offsets = sorted({int(line.split(b":", 1)[0]) for line in bz2.decompress(index.read_bytes()).splitlines()})
+    bounds = [0, *offsets, dump.stat().st_size]
+    started = time.perf_counter()
+    with open(dump, "rb") as f:
+        for start, end in zip(bounds, bounds[1:]):
+            f.seek(start)
+            bz2.BZ2Decompressor().decompress(f.read(end - start))
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mb", type=float, default=200.0, help="compressed size of the generated dump")
+    parser.add_argument("--work", default="/tmp/movielinks-bench-collector")
+    args = parser.parse_args()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    dump = work / f"benchwiki-{int(args.mb)}mb-pages-articles-multistream.xml.bz2"
+    index = dump.with_name(dump.name.removesuffix(".xml.bz2") + "-index.txt.bz2")
+    if not (dump.is_file() and index.is_file()):
+        started = time.perf_counter()
+        generate(dump, int(args.mb * (1 << 20)))
+        print(f"generated {dump} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    mb = dump.stat().st_size / (1 << 20)
+
+    floor_s = decompress_floor(dump, index)
+    runs = {}
+    for workers in (1, 2):
+        started = time.perf_counter()
+        summary = collect(dump, work / f"films-{workers}.ndjson", workers=workers)
+        runs[workers] = (time.perf_counter() - started, summary)
+    same = (work / "films-1.ndjson").read_bytes() == (work / "films-2.ndjson").read_bytes()
+
+    one_s, summary = runs[1]
+    two_s, _ = runs[2]
+    print(f"dump: {mb:.1f} MB compressed, {summary.pages:,} pages, {summary.films:,} films, "
+          f"{summary.redirects:,} redirects, {summary.links:,} links; skipped: {summary.skipped}")
+    print("| measurement | seconds | compressed MB/s per core | vs. floor |")
+    print("|---|---|---|---|")
+    print(f"| bz2 decompression alone (the floor), 1 core | {floor_s:.1f} | {mb / floor_s:.2f} | 100% |")
+    print(f"| collector, 1 worker | {one_s:.1f} | {mb / one_s:.2f} | {floor_s / one_s:.0%} |")
+    print(f"| collector, 2-worker Dask LocalCluster (start included) | {two_s:.1f} | {mb / two_s / 2:.2f} | "
+          f"{floor_s / two_s / 2:.0%} |")
+    print(f"2-worker speedup: {one_s / two_s:.2f}x; outputs byte-identical: {same}")
+
+
+if __name__ == "__main__":
+    main()
