@@ -26,14 +26,25 @@ FILM_HINT = re.compile(rb"\{\{\s*[Ii]nfobox[ _]+film")
 NOT_A_FILM = "no Infobox film template"
 DISAMBIGUATION = "disambiguation page"
 
-_DISAMBIGUATION_TEMPLATES = {"Disambiguation", "Disambig", "Dab", "Disamb", "Hndis", "Geodis", "Numberdis",
-                             "Letter-NumberCombDisambig", "Set index article"}
+_DISAMBIGUATION_TEMPLATES = ("Disambiguation", "Disambig", "Dab", "Disamb", "Hndis", "Geodis", "Numberdis",
+                             "Letter-NumberCombDisambig", "Set index article")
+_DISAMBIGUATION = re.compile(r"\{\{\s*(?:%s)\s*(?:\||\}\})" % "|".join(
+    f"[{name[0]}{name[0].lower()}]{re.escape(name[1:])}" for name in _DISAMBIGUATION_TEMPLATES))
 # Templates whose arguments are the items of a list ("Plainlist", "Unbulleted list", ...).
 _LIST_TEMPLATES = {"Plainlist", "Plain list", "Flatlist", "Flat list", "Ubl", "Unbulleted list", "Hlist",
                    "Bulleted list", "Collapsible list", "Br separated entries", "Ubli", "Unbulleted list citebundle"}
 _CURRENCY_TEMPLATES = {"US$": "$", "USD": "$", "GBP": "£", "£": "£", "€": "€", "EUR": "€", "INR": "₹"}
 _DROPPED_TAGS = {"ref", "references", "gallery", "math", "score", "timeline", "templatedata", "nowiki"}
-_RT_PROSE = {"Rotten Tomatoes prose", "Rotten tomatoes prose"}
+_RT_PROSE = re.compile(r"\{\{\s*[Rr]otten [Tt]omatoes prose\s*\|([^{}]*)\}\}")
+_FILM_HINT_TEXT = re.compile(FILM_HINT.pattern.decode())
+_BRACES = re.compile(r"\{\{|\}\}")
+# What mwparserfromhell does not parse for links: comments and <nowiki>-like blocks.
+_UNPARSED = re.compile(r"<!--.*?(?:-->|\Z)|<(nowiki|pre|math|source|syntaxhighlight|score|timeline|templatedata|graph"
+                       r"|hiero|chem|ce|categorytree|imagemap|inputbox|section|gallery)\b[^>]*?(?:/>|>.*?(?:</\1\s*>|\Z))",
+                       re.S | re.I)
+# [[target]] or [[target|text]]; a link whose text holds another link (an image caption) is
+# not matched itself, its inner links are.
+_WIKILINK = re.compile(r"\[\[([^\[\]|\n]+)(?:\|[^\[\]]*)?\]\]")
 _BULLETS = re.compile(r"^[*#:;\s]+")
 _SPACES = re.compile(r"[ \t\u00a0]+")
 _ENGLISH = Namespaces.english()
@@ -42,21 +53,46 @@ _ENGLISH = Namespaces.english()
 def film_from_wikitext(title: str, wikitext: str, namespaces: Namespaces) -> FilmRecord | str:
     """The film record of one main-namespace page, or the reason the page is not a film.
 
-    The parser's own exceptions propagate: the caller reports the page as bad input.
+    Only the infobox goes through mwparserfromhell's tree: building the tree of a whole
+    article costs about ten times decompressing it, and the links it would give are the
+    ones `wikilinks` finds on the text (tests compare the two). The parser's own
+    exceptions propagate: the caller reports the page as bad input.
     """
-    code = mwparserfromhell.parse(wikitext)
-    # One walk of the tree for both kinds of node: the walk is most of the parsing cost.
-    found = code.filter(forcetype=(nodes.Template, nodes.Wikilink))
-    templates = [node for node in found if isinstance(node, nodes.Template)]
-    infobox = next((t for t in templates if template_name(t) == FILM_TEMPLATE), None)
+    text = _UNPARSED.sub(" ", wikitext)
+    infobox = _film_infobox(text)
     if infobox is None:
         return NOT_A_FILM
-    if any(template_name(t) in _DISAMBIGUATION_TEMPLATES for t in templates):
+    if _DISAMBIGUATION.search(text):
         return DISAMBIGUATION
-    links = [link for link in (normalise_link(str(node.title), namespaces)
-                               for node in found if isinstance(node, nodes.Wikilink)) if link is not None]
-    rotten, rating = _ratings(wikitext, templates)
+    links = [link for link in (normalise_link(target, namespaces) for target in wikilinks(text)) if link is not None]
+    rotten, rating = _ratings(text)
     return FilmRecord(title, template_properties(infobox), links, rotten, rating)
+
+
+def wikilinks(text: str) -> list[str]:
+    """The target of every [[wikilink]] in wikitext, in page order, repeats included, links in template
+    arguments, references and image captions included; comments and <nowiki>-like blocks left out."""
+    return [match.group(1) for match in _WIKILINK.finditer(_UNPARSED.sub(" ", text))]
+
+
+def _film_infobox(text: str) -> nodes.Template | None:
+    for hint in _FILM_HINT_TEXT.finditer(text):
+        call = _balanced_template(text, hint.start())
+        if call:
+            template = mwparserfromhell.parse(call).nodes[0]
+            if isinstance(template, nodes.Template) and template_name(template) == FILM_TEMPLATE:
+                return template
+    return None
+
+
+def _balanced_template(text: str, start: int) -> str | None:
+    """The {{...}} call starting at `start`, nested calls included, or None when it is not closed."""
+    depth = 0
+    for brace in _BRACES.finditer(text, start):
+        depth += 1 if brace.group() == "{{" else -1
+        if depth == 0:
+            return text[start: brace.end()]
+    return None
 
 
 def template_name(template: nodes.Template) -> str:
@@ -119,13 +155,13 @@ def _template_text(template: nodes.Template) -> str:
     return " ".join(_text(value).strip() for value in positional)
 
 
-def _ratings(wikitext: str, templates: list[nodes.Template]) -> tuple[str | None, str | None]:
-    for template in templates:
-        if template_name(template) in _RT_PROSE:
-            values = [p.value.strip_code().strip() for p in template.params if not p.showkey]
-            if values and values[0].isdigit():
-                return values[0] + "%", (values[1] + "/10") if len(values) > 1 and values[1] else None
-    for paragraph in wikitext.split("\n\n"):
+def _ratings(text: str) -> tuple[str | None, str | None]:
+    prose = _RT_PROSE.search(text)
+    if prose:
+        values = [v.strip() for v in prose.group(1).split("|") if "=" not in v]
+        if values and values[0].isdigit():
+            return values[0] + "%", (values[1] + "/10") if len(values) > 1 and values[1] else None
+    for paragraph in text.split("\n\n"):
         if "Rotten Tomatoes" in paragraph:
             found = ratings_from_text(mwparserfromhell.parse(paragraph).strip_code())
             if found[0]:

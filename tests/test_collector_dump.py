@@ -161,7 +161,7 @@ def test_a_page_that_breaks_the_parser_is_skipped_and_named(tmp_path: Path, monk
         return real_parse(text, *args, **kwargs)
 
     monkeypatch.setattr(wikitext.mwparserfromhell, "parse", parse)
-    pages = [page("Bad film", film_text("X", extra="PARSER-BREAKER")), page("Good film", film_text("Y", "Z"))]
+    pages = [page("Bad film", film_text("X PARSER-BREAKER")), page("Good film", film_text("Y", "Z"))]
     summary = collect(write_plain(tmp_path / "d.xml", pages), tmp_path / "films.ndjson", workers=1)
     assert [r[0] for r in read_records(tmp_path / "films.ndjson")] == ["Good film"]
     assert summary.skipped == {PARSER_ERROR: 1}

@@ -1,11 +1,14 @@
 """Link normalisation, film detection and infobox text, on wikitext snippets."""
 from __future__ import annotations
 
+import html
+
+import mwparserfromhell
 import pytest
 
 from collector.links import Namespaces, normalise_link
 from collector.record import ratings_from_text
-from collector.wikitext import DISAMBIGUATION, FILM_HINT, NOT_A_FILM, film_from_wikitext
+from collector.wikitext import DISAMBIGUATION, FILM_HINT, NOT_A_FILM, film_from_wikitext, wikilinks
 
 ENGLISH = Namespaces.english()
 
@@ -87,3 +90,18 @@ def test_the_rotten_tomatoes_prose_template_gives_both_figures() -> None:
 ])
 def test_ratings_are_read_near_rotten_tomatoes(text: str, figures: tuple) -> None:
     assert ratings_from_text(text) == figures
+
+
+def test_the_links_found_on_the_text_are_those_of_mwparserfromhell_s_tree() -> None:
+    """wikilinks() reads the text with one regular expression; the parser's tree must agree with it."""
+    from tests.test_collector_dump import INTERSTELLAR, trap_pages
+
+    texts = [INTERSTELLAR, *(html.unescape(p.split('xml:space="preserve">', 1)[1].split("</text>", 1)[0])
+                             for p in trap_pages() if 'xml:space="preserve">' in p),
+             "A [[b]] <!-- [[not a link]] --> <nowiki>[[nor this]]</nowiki> {{cite|x=[[C|c]]}} [[D]]s "
+             "<ref name=a>[[E#F|e]]</ref> [[File:G.png|thumb|[[H]] and [[I|i]]]] [[ J ]] [[K|]]"]
+    for text in texts:
+        tree = [normalise_link(str(link.title), ENGLISH) for link in mwparserfromhell.parse(text).filter_wikilinks()]
+        found = [normalise_link(target, ENGLISH) for target in wikilinks(text)]
+        assert [link for link in found if link] == [link for link in tree if link]
+    assert [normalise_link(t, ENGLISH) for t in wikilinks(texts[-1])] == ["B", "C", "D", "E", "H", "I", "J", "K"]
