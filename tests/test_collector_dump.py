@@ -229,3 +229,21 @@ def test_one_process_and_a_two_worker_dask_cluster_write_the_same_bytes(tmp_path
         outputs.append(out.read_bytes())
     assert outputs[0] == outputs[1]
     assert read_records(tmp_path / "films-2.ndjson.gz")[2][2] == ["Director 0", "Link 0", "Christopher Nolan"]
+
+
+def test_a_killed_collector_leaves_nothing_under_the_output_name(tmp_path: Path) -> None:
+    pages = [page(f"Film {i}", film_text(f"Director {i % 50}", *(f"Link {j}" for j in range(i % 40, i % 40 + 60))),
+                  page_id=i + 1) for i in range(6000)]
+    dump = write_plain(tmp_path / "big.xml", pages)
+    out = tmp_path / "films.ndjson"
+    process = subprocess.Popen([sys.executable, "-m", "collector", "collect", str(dump), "--out", str(out),
+                                "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        process.wait(timeout=1.5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    process.wait(timeout=30)
+    if process.returncode == 0:
+        pytest.skip("the collector finished before it could be killed on this machine")
+    assert process.returncode == -9
+    assert not out.exists()
