@@ -53,10 +53,10 @@ _ENGLISH = Namespaces.english()
 def film_from_wikitext(title: str, wikitext: str, namespaces: Namespaces) -> FilmRecord | str:
     """The film record of one main-namespace page, or the reason the page is not a film.
 
-    Only the infobox goes through mwparserfromhell's tree: building the tree of a whole
-    article costs about ten times decompressing it, and the links it would give are the
-    ones `wikilinks` finds on the text (tests compare the two). The parser's own
-    exceptions propagate: the caller reports the page as bad input.
+    Only the infobox goes through mwparserfromhell's tree: building the tree of the whole
+    article made a film page about three times dearer, and the links it gives are the ones
+    `wikilinks` finds on the text (the tests compare the two). The parser's own exceptions
+    propagate: the caller reports the page as bad input.
     """
     text = _UNPARSED.sub(" ", wikitext)
     infobox = _film_infobox(text)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import bz2
 import dataclasses
 import html
-import os
 import re
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
@@ -271,8 +270,3 @@ def _stream_offsets(index: Path) -> list[int]:
     except (OSError, EOFError, ValueError) as e:
         raise CollectorError(f"{index}: not a readable multistream index (offset:page id:title lines): {e}") from e
 
-
-def input_bytes(units: list[Unit]) -> int:
-    """Input bytes the units cover (for speed reports)."""
-    return sum(os.path.getsize(u.path) if isinstance(u, WholeFile) else
-               (u.end - u.start if isinstance(u, ByteRange) else sum(e - s for s, e in u.spans)) for u in units)
