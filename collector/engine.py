@@ -16,6 +16,8 @@ from typing import Any, Callable, Iterable, Iterator
 
 from collector.record import CollectorError
 
+CONNECT_TIMEOUT_S = 10  # to reach a --scheduler
+
 
 def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -56,7 +58,7 @@ def _dask_client(workers: int, scheduler: str | None) -> Iterator[Any]:
 
     if scheduler is not None:
         try:
-            client = Client(scheduler, timeout="10s")
+            client = Client(scheduler, timeout=f"{CONNECT_TIMEOUT_S}s")
         except OSError as e:
             raise CollectorError(f"cannot reach the Dask scheduler at {scheduler} ({e}); start one with "
                                  f"`dask scheduler` or drop --scheduler to use local cores") from e

@@ -247,3 +247,21 @@ def test_a_killed_collector_leaves_nothing_under_the_output_name(tmp_path: Path)
         pytest.skip("the collector finished before it could be killed on this machine")
     assert process.returncode == -9
     assert not out.exists()
+
+
+def test_scheduler_runs_the_units_on_an_existing_dask_cluster(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from distributed import LocalCluster
+
+    from collector import engine
+
+    dump, _index = write_multistream(tmp_path / "w-20261101-pages-articles-multistream.xml.bz2", trap_pages())
+    collect(dump, tmp_path / "local.ndjson", workers=1)
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, protocol="tcp", host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        summary = collect(dump, tmp_path / "cluster.ndjson", scheduler=cluster.scheduler_address, chunk_bytes=100)
+    assert (tmp_path / "cluster.ndjson").read_bytes() == (tmp_path / "local.ndjson").read_bytes()
+    assert summary.films == 2
+    monkeypatch.setattr(engine, "CONNECT_TIMEOUT_S", 1)
+    with pytest.raises(CollectorError, match="cannot reach the Dask scheduler"):
+        collect(dump, tmp_path / "none.ndjson", scheduler="tcp://127.0.0.1:9")
