@@ -12,6 +12,7 @@ Then, in the same run:
    streams, then the collector's whole work on the same unit, both on this core;
 2. `collect` with one worker (this process), merge, redirects and writing included;
 3. `collect` with a two-worker Dask LocalCluster (cluster start included);
+4. bz2 decompression alone in one process, then in two at once (what the machine's cores allow);
 
 and prints compressed MB/s per core, the fraction of the floor, and the 2-worker speedup.
 
@@ -146,21 +147,39 @@ def paired_floor(dump: Path) -> tuple[float, float, float, float]:
     namespaces = xmldump.read_namespaces(dump)
     totals = [0.0, 0.0, 0.0, 0.0]
 
-    def floor(unit: xmldump.Streams) -> None:
-        with open(unit.path, "rb") as f:
-            for start, end in unit.spans:
-                f.seek(start)
-                bz2.BZ2Decompressor().decompress(f.read(end - start))
-
     for number, unit in enumerate(xmldump.plan(dump)):
         # Which half goes first alternates: the second finds the unit's bytes in the caches.
-        halves = [(0, floor), (2, lambda u: xmldump.collect_unit(u, namespaces))]
+        halves = [(0, _decompress_unit), (2, lambda u: xmldump.collect_unit(u, namespaces))]
         for slot, work in halves if number % 2 == 0 else halves[::-1]:
             wall, cpu = time.perf_counter(), time.process_time()
             work(unit)
             totals[slot] += time.perf_counter() - wall
             totals[slot + 1] += time.process_time() - cpu
     return tuple(totals)
+
+
+def _decompress_unit(unit: xmldump.Streams) -> None:
+    with open(unit.path, "rb") as f:
+        for start, end in unit.spans:
+            f.seek(start)
+            bz2.BZ2Decompressor().decompress(f.read(end - start))
+
+
+def floor_scaling(dump: Path) -> tuple[float, float]:
+    """Wall seconds of bz2 decompression alone of every unit: in 1 process, then in 2 at once.
+
+    What two processes gain on this machine's cores with nothing of the collector's in the way.
+    """
+    units = xmldump.plan(dump)
+    started = time.perf_counter()
+    for unit in units:
+        _decompress_unit(unit)
+    one_s = time.perf_counter() - started
+    with multiprocessing.Pool(2) as pool:
+        started = time.perf_counter()
+        pool.map(_decompress_unit, units, chunksize=1)
+        two_s = time.perf_counter() - started
+    return one_s, two_s
 
 
 def redirect_auc(work: Path, films: int = 4000, groups: int = 40, people_per_group: int = 75,
@@ -202,6 +221,8 @@ def main() -> None:
     parser.add_argument("--mb", type=float, default=200.0, help="compressed size of the generated dump")
     parser.add_argument("--work", default="/tmp/movielinks-bench-collector")
     parser.add_argument("--redirect-auc", action="store_true", help="measure redirect resolution on held-out AUC")
+    parser.add_argument("--floor-scaling", action="store_true",
+                        help="only step 4: bz2 decompression alone in 1 and in 2 processes")
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -217,6 +238,11 @@ def main() -> None:
         generate(dump, int(args.mb * (1 << 20)))
         print(f"generated {dump} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     mb = dump.stat().st_size / (1 << 20)
+    if args.floor_scaling:
+        floor_one_s, floor_two_s = floor_scaling(dump)
+        print(f"{mb:.1f} MB: bz2 decompression alone in 1 process / 2 processes at once: {floor_one_s:.1f} s / "
+              f"{floor_two_s:.1f} s, {floor_one_s / floor_two_s:.2f}x")
+        return
 
     # Wall time on a shared machine counts the waits for a core; CPU time of this process
     # does not, so the one-core comparison is made on both, unit by unit.
@@ -245,6 +271,9 @@ def main() -> None:
           f"{floor_s / two_s / 2:.0%} | |")
     print(f"2-worker speedup (wall, `collect` 1 worker / 2 workers): {one_s / two_s:.2f}x; "
           f"outputs byte-identical: {same}")
+    floor_one_s, floor_two_s = floor_scaling(dump)
+    print(f"bz2 decompression alone in 1 process / 2 processes at once: {floor_one_s:.1f} s / {floor_two_s:.1f} s, "
+          f"{floor_one_s / floor_two_s:.2f}x (what two processes can gain on this machine)")
 
 if __name__ == "__main__":
     main()
