@@ -6,17 +6,14 @@ bytes whatever the number of workers.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import gzip
 import io
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from common.files import fsync_dir
+from common.files import atomic_file
 
 from collector import htmlpages, xmldump
 from collector.engine import run_in_order
@@ -127,31 +124,18 @@ def resolve_redirects(links: list[str], redirects: dict[str, str]) -> tuple[list
 def write_records(films: list[FilmRecord], out: Path) -> None:
     """Write one record a line into `out`; nothing is under that name until every byte is on disk."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, staging = tempfile.mkstemp(prefix=f".{out.name}.partial-", dir=out.parent)
-    try:
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "wb") as raw:
-            with _compressed(raw, out) as f:
-                for film in films:
-                    f.write(film.to_json_line().encode("utf-8"))
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(staging, out)
-        fsync_dir(out.parent)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(staging)
-        raise
+    with atomic_file(out) as raw:
+        if out.name.endswith(".gz"):
+            # No file name or time in the header: the same records give the same bytes.
+            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as f:
+                _write_lines(f, films)
+        else:
+            _write_lines(raw, films)
 
 
-@contextlib.contextmanager
-def _compressed(raw: io.BufferedWriter, out: Path) -> Iterator[io.BufferedIOBase]:
-    if out.name.endswith(".gz"):
-        # No file name or time in the header: the same records give the same bytes.
-        with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as f:
-            yield f
-    else:
-        yield raw
+def _write_lines(f: io.BufferedIOBase, films: list[FilmRecord]) -> None:
+    for film in films:
+        f.write(film.to_json_line().encode("utf-8"))
 
 
 def _check_output_name(out: Path) -> None:
