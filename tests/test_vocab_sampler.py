@@ -6,28 +6,28 @@ import json
 import numpy as np
 import pytest
 
-from trainer.data import Film
+from trainer.data import Film, LinkTable
 from trainer.errors import TrainerError
 from trainer.sampler import contains, epoch_batches, grid_shape, pair_keys, sample_non_pairs, split_pairs
 from trainer.train import TrainConfig, train
 from trainer.vocab import build_vocabulary
 
 
-def films() -> list[Film]:
-    return [
+def films() -> LinkTable:
+    return LinkTable.from_films([
         Film("A", {}, ["x", "y", "x", "rare"]),
         Film("B", {}, ["y", "z", "x"]),
         Film("C", {}, ["z", "y", "x"]),
         Film("D", {}, ["rare", "only once"]),
         Film("E", {}, ["z"]),
-    ]
+    ])
 
 
 def test_vocabulary_keeps_links_in_enough_films_with_stable_ids():
     vocab, kept = build_vocabulary(films(), min_link_count=3)
     assert vocab.links == ["x", "y", "z"]  # order of first appearance; "rare" is in only 2 films
     assert vocab.movies == ["A", "B", "C", "E"]  # D has no kept link
-    assert [f.title for f in kept] == vocab.movies
+    assert kept.tolist() == [0, 1, 2, 4]
     assert vocab.dropped_movies == 1
     # unique pairs: A's repeated "x" counts once
     assert vocab.pairs.tolist() == [[0, 0], [0, 1], [1, 0], [1, 1], [1, 2], [2, 0], [2, 1], [2, 2], [3, 2]]
@@ -36,9 +36,10 @@ def test_vocabulary_keeps_links_in_enough_films_with_stable_ids():
 
 
 def test_vocabulary_counts_films_not_occurrences():
-    empty, kept = build_vocabulary([Film("A", {}, ["x"] * 5), Film("B", {}, ["x"])], min_link_count=3)
-    assert empty.links == [] and kept == []  # "x" occurs 6 times but in only 2 films
-    vocab, _ = build_vocabulary([Film("A", {}, ["x"] * 5), Film("B", {}, ["x"])], min_link_count=2)
+    empty, kept = build_vocabulary(LinkTable.from_films([Film("A", {}, ["x"] * 5), Film("B", {}, ["x"])]),
+                                   min_link_count=3)
+    assert empty.links == [] and len(kept) == 0  # "x" occurs 6 times but in only 2 films
+    vocab, _ = build_vocabulary(LinkTable.from_films([Film("A", {}, ["x"] * 5), Film("B", {}, ["x"])]), min_link_count=2)
     assert vocab.links == ["x"]
 
 
@@ -46,7 +47,8 @@ def test_flags_are_checked_at_the_edge_and_data_problems_name_the_fix(tmp_path):
     with pytest.raises(TrainerError, match="--min-link-count must be at least 1"):
         TrainConfig(min_link_count=0).check()
     data = tmp_path / "films.ndjson"
-    data.write_text("".join(json.dumps([f.title, {}, f.links, None, None]) + "\n" for f in films()))
+    table = films()
+    data.write_text("".join(json.dumps([t, {}, table.links_of(i), None, None]) + "\n" for i, t in enumerate(table.titles)))
     with pytest.raises(TrainerError, match="lower --min-link-count"):
         train(data, tmp_path / "run", TrainConfig(min_link_count=10), progress=False, log=lambda line: None)
 
@@ -72,8 +74,8 @@ def dense_pairs(n_movies=40, n_links=30, seed=0):
 def test_epoch_has_exact_ratio_and_no_true_pair_among_negatives(ratio):
     pairs, n_movies, n_links = dense_pairs()
     keys = np.sort(pair_keys(pairs, n_links))
-    batches = epoch_batches(pairs, keys, n_movies, n_links, negative_ratio=ratio, positives_per_batch=64,
-                            rng=np.random.default_rng(1))
+    batches = list(epoch_batches(pairs, keys, n_movies, n_links, negative_ratio=ratio, positives_per_batch=64,
+                                 rng=np.random.default_rng(1)))
     positives = np.concatenate([np.column_stack([b.movies, b.links]) for b in batches])
     # every training pair exactly once
     assert sorted(map(tuple, positives.tolist())) == sorted(map(tuple, pairs.tolist()))
@@ -92,7 +94,8 @@ def test_negatives_cover_movies_and_links_uniformly():
     pairs = np.array([[0, 0]], dtype=np.int32)
     keys = np.sort(pair_keys(pairs, 50))
     big = np.repeat(pairs, 4000, axis=0)
-    batch = epoch_batches(big, keys, 50, 50, negative_ratio=10, positives_per_batch=4000, rng=np.random.default_rng(0))[0]
+    batch = next(epoch_batches(big, keys, 50, 50, negative_ratio=10, positives_per_batch=4000,
+                               rng=np.random.default_rng(0)))
     negatives = batch.negative_pairs()
     for column in (0, 1):
         counts = np.bincount(negatives[:, column], minlength=50)
@@ -102,8 +105,8 @@ def test_negatives_cover_movies_and_links_uniformly():
 def test_epochs_are_seeded():
     pairs, n_movies, n_links = dense_pairs()
     keys = np.sort(pair_keys(pairs, n_links))
-    run = lambda seed: epoch_batches(pairs, keys, n_movies, n_links, negative_ratio=5, positives_per_batch=100,
-                                     rng=np.random.default_rng(seed))
+    run = lambda seed: list(epoch_batches(pairs, keys, n_movies, n_links, negative_ratio=5, positives_per_batch=100,
+                                          rng=np.random.default_rng(seed)))
     first, again, other = run(7), run(7), run(8)
     assert all(np.array_equal(x.negative_pairs(), y.negative_pairs()) for x, y in zip(first, again))
     assert not np.array_equal(first[0].negative_pairs(), other[0].negative_pairs())
@@ -121,6 +124,23 @@ def test_sampling_refuses_when_every_pair_is_true():
     pairs = np.array([[m, l] for m in range(3) for l in range(2)], dtype=np.int32)
     keys = np.sort(pair_keys(pairs, 2))
     with pytest.raises(ValueError, match="nothing to sample"):
-        epoch_batches(pairs, keys, 3, 2, negative_ratio=2, positives_per_batch=4, rng=np.random.default_rng(0))
+        next(epoch_batches(pairs, keys, 3, 2, negative_ratio=2, positives_per_batch=4, rng=np.random.default_rng(0)))
     with pytest.raises(ValueError, match="negative_ratio must be at least 1"):
-        epoch_batches(pairs, keys, 3, 2, negative_ratio=0, positives_per_batch=4, rng=np.random.default_rng(0))
+        next(epoch_batches(pairs, keys, 3, 2, negative_ratio=0, positives_per_batch=4, rng=np.random.default_rng(0)))
+
+
+def test_batch_rows_name_each_touched_row_once_and_pad_with_the_spare_row():
+    pairs, n_movies, n_links = dense_pairs()
+    keys = np.sort(pair_keys(pairs, n_links))
+    for batch in epoch_batches(pairs, keys, n_movies, n_links, negative_ratio=4, positives_per_batch=50,
+                               rng=np.random.default_rng(2)):
+        rows = batch.rows
+        for table_rows, slots, ids, spare in (
+            (rows.movie_rows, rows.movie_slots, np.column_stack([batch.movies, batch.grid_movies]), n_movies),
+            (rows.link_rows, rows.link_slots, np.column_stack([batch.links, batch.grid_links]), n_links),
+        ):
+            assert len(table_rows) == ids.size  # fixed length: one shape for every full batch
+            real = table_rows[table_rows != spare]
+            assert len(set(real.tolist())) == len(real)  # distinct: an update writes each row once
+            assert np.array_equal(table_rows[slots], ids)  # slots find every id
+            assert set(real.tolist()) == set(ids.ravel().tolist())

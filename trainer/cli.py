@@ -3,6 +3,7 @@
     trainer train --data FILE --out RUN [options]
     trainer fetch NAME [--cache DIR]
     trainer plot RUN --out map.png
+    trainer synth --preset notebook --out films.ndjson
     trainer evaluate RUN
 """
 from __future__ import annotations
@@ -67,7 +68,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="keep links that occur in at least this many films")
     train.add_argument("--epochs", type=int, default=defaults.epochs, help="passes over the training pairs")
     train.add_argument("--batch-positives", type=int, default=defaults.batch_positives, help="positive pairs per step")
-    train.add_argument("--learning-rate", type=float, default=defaults.learning_rate, help="Nadam learning rate")
+    train.add_argument("--learning-rate", type=float, default=defaults.learning_rate,
+                       help="learning rate of the row-wise Adam")
     train.add_argument("--objective", default=defaults.objective, choices=OBJECTIVE_NAMES,
                        help="loss: logistic (class-balanced) or mse (the notebook's)")
     train.add_argument("--heldout-fraction", type=float, default=defaults.heldout_fraction,
@@ -87,6 +89,17 @@ def _parser() -> argparse.ArgumentParser:
     fetch.add_argument("--cache", help="cache directory (default: $MOVIELINKS_CACHE or ~/.cache/movielinks)")
     fetch.add_argument("--base-url", help="mirror to download from (default: $MOVIELINKS_FETCH_BASE_URL or GitHub raw)")
     fetch.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    synth = commands.add_parser("synth", help="write a synthetic dataset with planted topics (any size)",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    synth.set_defaults(command=_synth)
+    synth.add_argument("--out", required=True, help="file to write: .ndjson, or .ndjson.gz compressed")
+    synth.add_argument("--preset", choices=("notebook", "1m"), default="notebook",
+                       help="notebook: 10,000 films x ~95 links; 1m: 1,000,000 films x ~30 links")
+    synth.add_argument("--films", type=int, help="number of films (overrides the preset)")
+    synth.add_argument("--links-per-film", type=float, help="mean links drawn a film (overrides the preset)")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--quiet", action="store_true", help="no progress bar")
 
     plot = commands.add_parser("plot", help="draw a 2D map of a run's movie space")
     plot.set_defaults(command=_plot)
@@ -134,6 +147,21 @@ def _fetch(args: argparse.Namespace) -> int:
     except FetchError as e:
         raise TrainerError(str(e)) from e
     print(path)
+    return 0
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from trainer.synth import PRESETS, write
+
+    spec = dataclasses.replace(PRESETS[args.preset], seed=args.seed)
+    if args.films is not None:
+        spec = dataclasses.replace(spec, films=args.films)
+    if args.links_per_film is not None:
+        spec = dataclasses.replace(spec, links_per_film=args.links_per_film)
+    if spec.films < 1 or spec.links_per_film <= 0:
+        raise TrainerError(f"--films must be at least 1 and --links-per-film positive, got {spec.films} and "
+                           f"{spec.links_per_film}")
+    print(write(spec, args.out, progress=not args.quiet))
     return 0
 
 

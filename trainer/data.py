@@ -2,7 +2,7 @@
 
 Three formats:
 
-- ``ndjson``: the notebook's records, one JSON array a line:
+- ``ndjson``: the notebook's records, one JSON array a line (``.ndjson.gz``: gzipped):
   ``[page_title, infobox, outgoing_links, rotten_tomatoes_percent, rating_out_of_10]``.
 - ``wikipedia``: the raw ``wikipedia-movie-data`` files (a JSON array of objects with
   title, year, cast, genres, href); a directory of them or one file. Links are the
@@ -12,13 +12,18 @@ Three formats:
 """
 from __future__ import annotations
 
+import array
+import collections.abc
 import dataclasses
+import gzip
 import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Iterator
+from typing import IO, Iterator, Sequence
 from urllib.parse import unquote
+
+import numpy as np
 
 from common.files import sha256_file
 from common.limits import name_problem
@@ -51,14 +56,86 @@ class BadRecord:
 
 
 @dataclasses.dataclass(frozen=True)
+class LinkTable:
+    """Every film's outgoing links, compactly: one int32 per link occurrence, no Python
+    object per link or per pair, so that a million films fit in memory.
+
+    Film i's links are `link_names[link_ids[offsets[i]:offsets[i + 1]]]`, repeats
+    included; `link_names` are the distinct names in order of first appearance.
+    """
+
+    titles: list[str]
+    link_names: list[str]
+    offsets: np.ndarray  # int64 [n_films + 1]
+    link_ids: np.ndarray  # int32 [n_occurrences]
+
+    @classmethod
+    def from_films(cls, films: Sequence[Film]) -> LinkTable:
+        builder = _LinkTableBuilder()
+        for film in films:
+            builder.add(film.title, film.links)
+        return builder.table()
+
+    def links_of(self, i: int) -> list[str]:
+        return [self.link_names[j] for j in self.link_ids[self.offsets[i] : self.offsets[i + 1]].tolist()]
+
+
+class _LinkTableBuilder:
+    def __init__(self) -> None:
+        self.titles: list[str] = []
+        self.name_ids: dict[str, int] = {}
+        self.ids = array.array("i")
+        self.offsets = array.array("q", [0])
+
+    def add(self, title: str, links: Sequence[str]) -> None:
+        name_ids = self.name_ids
+        self.titles.append(title)
+        self.ids.extend([name_ids.setdefault(link, len(name_ids)) for link in links])
+        self.offsets.append(len(self.ids))
+
+    def table(self) -> LinkTable:
+        return LinkTable(self.titles, list(self.name_ids), np.frombuffer(self.offsets, dtype=np.int64),
+                         np.frombuffer(self.ids, dtype=np.int32))
+
+
+@dataclasses.dataclass(frozen=True)
+class FilmInfo:
+    """A film's record besides its links."""
+
+    infobox: dict[str, str]
+    rotten_tomatoes: str | None
+    rating: str | None
+
+
+@dataclasses.dataclass(frozen=True)
 class FilmDataset:
-    """The films read from `path`, and the records skipped on the way."""
+    """The films read from `path` (links in a LinkTable), and the records skipped on the way."""
 
     path: str
     format: str
     sha256: str
-    films: list[Film]
+    links: LinkTable
+    info: list[FilmInfo]
     skipped: list[BadRecord]
+
+    @property
+    def films(self) -> Sequence[Film]:
+        """The films as Film records, built on access (memory stays compact)."""
+        return _Films(self)
+
+
+class _Films(collections.abc.Sequence):
+    def __init__(self, dataset: FilmDataset):
+        self._dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self._dataset.info)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        info, table = self._dataset.info[i], self._dataset.links
+        return Film(table.titles[i], info.infobox, table.links_of(i), info.rotten_tomatoes, info.rating)
 
 
 def detect_format(path: str | Path) -> str:
@@ -67,13 +144,13 @@ def detect_format(path: str | Path) -> str:
     if path.is_dir():
         return "wikipedia"
     suffix = path.suffix.lower()
-    if suffix in (".ndjson", ".jsonl"):
+    if suffix in (".ndjson", ".jsonl") or path.name.lower().endswith((".ndjson.gz", ".jsonl.gz")):
         return "ndjson"
     if suffix == ".json":
         return "wikipedia"
     if suffix in (".tsv", ".edges"):
         return "edges"
-    with open(path, encoding="utf-8-sig", errors="replace") as f:
+    with _open_text(path) as f:
         first = next((line for line in f if line.strip()), "")
     if first.lstrip().startswith("["):
         return "ndjson"
@@ -97,7 +174,8 @@ def read_dataset(path: str | Path, fmt: str = "auto", *, strict: bool = False) -
     readers = {"ndjson": _read_ndjson, "wikipedia": _read_wikipedia, "edges": _read_edges}
     if fmt not in readers:
         raise TrainerError(f"unknown dataset format {fmt!r}; choose one of {', '.join(FORMATS)} or auto")
-    films: list[Film] = []
+    links = _LinkTableBuilder()
+    info: list[FilmInfo] = []
     skipped: list[BadRecord] = []
     seen: set[str] = set()
     for item in readers[fmt](path):
@@ -106,15 +184,16 @@ def read_dataset(path: str | Path, fmt: str = "auto", *, strict: bool = False) -
             problem = _film_problem(film) or (f"duplicate title {film.title!r}" if film.title in seen else None)
             if not problem:
                 seen.add(film.title)
-                films.append(film)
+                links.add(film.title, film.links)
+                info.append(FilmInfo(film.infobox, film.rotten_tomatoes, film.rating))
                 continue
             item = BadRecord(file, line, problem)
         if strict:
             raise TrainerError(f"{item} (run without --strict to skip bad records)")
         skipped.append(item)
-    if not films:
+    if not info:
         raise TrainerError(f"{path}: no valid films in this {fmt} dataset ({len(skipped)} bad records)")
-    return FilmDataset(str(path), fmt, _checksum(path), films, skipped)
+    return FilmDataset(str(path), fmt, _checksum(path), links.table(), info, skipped)
 
 
 def _film_problem(film: Film) -> str | None:
@@ -136,8 +215,15 @@ def _cut(name: str, limit: int = 80) -> str:
 Located = tuple[Film, str, int]
 
 
+def _open_text(path: Path) -> IO[str]:
+    """A dataset file as text, gunzipped if its name ends in .gz; a UTF-8 byte order mark is not data."""
+    if path.suffix.lower() == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8-sig", errors="replace")
+    return open(path, encoding="utf-8-sig", errors="replace")
+
+
 def _read_ndjson(path: Path) -> Iterator[Located | BadRecord]:
-    with open(path, encoding="utf-8-sig", errors="replace") as f:
+    with _open_text(path) as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -262,7 +348,7 @@ def parse_percent(text: str | None) -> float | None:
     return value if 0.0 <= value <= 1.0 else None
 
 
-def film_attributes(film: Film) -> dict[str, float]:
+def film_attributes(film: Film | FilmInfo) -> dict[str, float]:
     """The numeric attributes a film carries: rotten_tomatoes (0..1), gross and budget (USD)."""
     values = {
         "rotten_tomatoes": parse_percent(film.rotten_tomatoes),

@@ -19,7 +19,10 @@ from trainer.sampler import pair_keys, sample_non_pairs
 
 ATTRIBUTE_UNITS = {"rotten_tomatoes": "fraction", "gross": "USD", "budget": "USD"}
 MIN_ATTRIBUTE_FILMS = 20  # fewer films than this give no meaningful held-out error
-_RECALL_CHUNK_MOVIES = 2048
+# recall@k scores every link for each movie asked: exact up to this many (movie, link)
+# cells, a sample of the movies beyond; a chunk of movies holds at most RECALL_CHUNK_CELLS.
+RECALL_MAX_CELLS = 250_000_000
+RECALL_CHUNK_CELLS = 16_000_000
 
 
 def evaluate_run(
@@ -37,7 +40,7 @@ def evaluate_run(
     all_pairs = np.concatenate([train_pairs, heldout_pairs])
     metrics = {
         "link_auc": link_auc(movie_vectors, link_vectors, heldout_pairs, all_pairs, seed),
-        "recall_at_10": recall_at_k(movie_vectors, link_vectors, heldout_pairs, train_pairs, 10),
+        "recall_at_10": recall_at_k(movie_vectors, link_vectors, heldout_pairs, train_pairs, 10, seed=seed),
         "heldout_pairs": int(len(heldout_pairs)),
     }
     models = fit_attribute_models(movie_vectors, attributes, seed)
@@ -61,25 +64,46 @@ def link_auc(movie_vectors: np.ndarray, link_vectors: np.ndarray, heldout: np.nd
 
 
 def recall_at_k(
-    movie_vectors: np.ndarray, link_vectors: np.ndarray, heldout: np.ndarray, train: np.ndarray, k: int = 10
+    movie_vectors: np.ndarray, link_vectors: np.ndarray, heldout: np.ndarray, train: np.ndarray, k: int = 10,
+    *, seed: int = 0,
 ) -> float:
     """Fraction of held-out (movie, link) pairs whose link ranks in the movie's top k,
-    the movie's training links excluded from the ranking."""
+    the movie's training links excluded from the ranking.
+
+    Exact while (movies with held-out pairs) x links is at most RECALL_MAX_CELLS;
+    beyond, over a seeded sample of those movies (all of each one's held-out pairs),
+    so that time and memory stay bounded on any catalogue. `heldout` and `train`
+    are sorted by movie, as trainer.sampler.split_pairs returns them.
+    """
     if len(heldout) == 0:
         return float("nan")
+    n_links = len(link_vectors)
     movies = np.unique(heldout[:, 0])
-    hits = 0
-    for start in range(0, len(movies), _RECALL_CHUNK_MOVIES):
-        chunk = movies[start : start + _RECALL_CHUNK_MOVIES]
-        row_of = np.full(len(movie_vectors), -1, dtype=np.int64)
+    if len(movies) * n_links > RECALL_MAX_CELLS:
+        wanted = max(1, RECALL_MAX_CELLS // n_links)
+        movies = np.sort(np.random.default_rng([seed, 0x2EC]).choice(movies, wanted, replace=False))
+    chunk_movies = max(1, RECALL_CHUNK_CELLS // n_links)
+    hits = asked_total = 0
+    row_of = np.full(len(movie_vectors), -1, dtype=np.int64)
+    for start in range(0, len(movies), chunk_movies):
+        chunk = movies[start : start + chunk_movies]
         row_of[chunk] = np.arange(len(chunk))
+        seen = _pairs_of(train, chunk, row_of)
+        asked = _pairs_of(heldout, chunk, row_of)
         scores = movie_vectors[chunk] @ link_vectors.T
-        seen = train[row_of[train[:, 0]] >= 0]
         scores[row_of[seen[:, 0]], seen[:, 1]] = -np.inf
-        top = np.argpartition(-scores, min(k, scores.shape[1] - 1), axis=1)[:, :k]
-        asked = heldout[row_of[heldout[:, 0]] >= 0]
+        top = np.argpartition(-scores, min(k, n_links - 1), axis=1)[:, :k]
         hits += int((top[row_of[asked[:, 0]]] == asked[:, 1:2]).any(axis=1).sum())
-    return hits / len(heldout)
+        asked_total += len(asked)
+        row_of[chunk] = -1
+    return hits / asked_total
+
+
+def _pairs_of(pairs: np.ndarray, movies: np.ndarray, row_of: np.ndarray) -> np.ndarray:
+    """The pairs (sorted by movie) whose movie is in the sorted `movies` (marked in `row_of`)."""
+    lo, hi = np.searchsorted(pairs[:, 0], [movies[0], movies[-1] + 1])
+    window = pairs[lo:hi]
+    return window[row_of[window[:, 0]] >= 0]
 
 
 def fit_attribute_models(

@@ -5,16 +5,22 @@ training pairs and the Keras objects, and returns the TrainingState.
 """
 from __future__ import annotations
 
-import concurrent.futures
+import contextlib
 import dataclasses
+import queue
 import sys
+import threading
 import time
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
 from trainer.checkpoint import Checkpoint, TrainingState
 from trainer.sampler import Batch, epoch_batches, pair_keys
+
+# Batches drawn ahead of the training step: enough to hide the sampler's pauses, few
+# enough that memory stays a few batches.
+PREFETCH_BATCHES = 32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,16 +39,16 @@ def fit(
 ) -> TrainingState:
     """Train from `state.epoch` to `settings.epochs`, saving `checkpoint` after each epoch.
 
-    An epoch's batches are sampled with numpy in a background thread while the
-    previous epoch trains; each epoch's sampling is seeded by (seed, epoch), so a
-    resumed run ends where an uninterrupted one would.
+    Batches are sampled with numpy in a background thread a few steps ahead of the
+    training step; each epoch's sampling is seeded by (seed, epoch), so a resumed
+    run ends where an uninterrupted one would.
     """
     import keras
 
     step = _compiled_step(model, objective, optimizer)
     true_keys = np.sort(pair_keys(train_pairs, n_links))
 
-    def sample_epoch(epoch: int) -> list[Batch]:
+    def batches(epoch: int) -> Iterator[Batch]:
         return epoch_batches(
             train_pairs, true_keys, n_movies, n_links, negative_ratio=settings.negatives_per_positive,
             positives_per_batch=settings.batch_positives, rng=np.random.default_rng([settings.seed, epoch]),
@@ -51,17 +57,18 @@ def fit(
     # Keras's bar redraws one line with carriage returns: on a terminal only; into a file or a
     # pipe, one summary line an epoch instead.
     progress = progress and sys.stdout.isatty()
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as sampler:
-        upcoming = sampler.submit(sample_epoch, state.epoch) if state.epoch < settings.epochs else None
-        for epoch in range(state.epoch, settings.epochs):
-            batches = upcoming.result()
-            upcoming = sampler.submit(sample_epoch, epoch + 1) if epoch + 1 < settings.epochs else None
-            bar = keras.utils.Progbar(len(batches), verbose=1, unit_name="step") if progress else None
+    steps = -(-len(train_pairs) // settings.batch_positives)
+    epochs = range(state.epoch, settings.epochs)
+    with prefetched(((epoch, batches(epoch)) for epoch in epochs), PREFETCH_BATCHES) as sampled:
+        for epoch in epochs:
+            bar = keras.utils.Progbar(steps, verbose=1, unit_name="step") if progress else None
             if progress:
                 log(f"epoch {epoch + 1}/{settings.epochs}")
             started, total_loss, samples = time.perf_counter(), 0.0, 0
-            for i, batch in enumerate(batches):
-                loss = float(step(batch.movies, batch.links, batch.grid_movies, batch.grid_links, batch.negative_index))
+            for i, batch in enumerate(next(sampled)):
+                rows = batch.rows
+                loss = float(step(rows.movie_rows, rows.movie_slots, rows.link_rows, rows.link_slots,
+                                  batch.negative_index))
                 total_loss += loss * len(batch)
                 samples += len(batch)
                 if bar is not None:
@@ -77,17 +84,78 @@ def fit(
     return state
 
 
+@contextlib.contextmanager
+def prefetched(epochs: Iterator[tuple[int, Iterator[Batch]]], depth: int) -> Iterator[Iterator[Iterator[Batch]]]:
+    """Draw the batches of `epochs` in a background thread, at most `depth` ahead of the trainer.
+
+    Yields an iterator of epochs, each an iterator of its batches (consume them in
+    order). The sampler's numpy work releases the GIL, so it overlaps the training
+    step; the queue bounds its memory. Leaving the block stops the thread.
+    """
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for _, batches in epochs:
+                for batch in batches:
+                    if not put(batch):
+                        return
+                if not put(_END_OF_EPOCH):
+                    return
+        except BaseException as error:  # noqa: BLE001 - handed to the trainer, raised there
+            put(error)
+
+    def epoch_of_batches() -> Iterator[Batch]:
+        while (item := ready.get()) is not _END_OF_EPOCH:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def each_epoch() -> Iterator[Iterator[Batch]]:
+        while True:
+            yield epoch_of_batches()
+
+    producer = threading.Thread(target=produce, name="sampler", daemon=True)
+    producer.start()
+    try:
+        yield each_epoch()
+    finally:
+        stop.set()
+        producer.join()
+
+
+_END_OF_EPOCH = object()
+
+
 def _compiled_step(model, objective, optimizer):
-    """One XLA-compiled step: the objective's loss on a batch, one optimizer update."""
+    """One XLA-compiled step: the objective's loss on a batch, one row-wise optimizer update
+    (trainer.optimizer) of the rows the batch read."""
     import tensorflow as tf
 
-    variables = model.trainable_variables + objective.trainable_variables
+    tables = [model.movie_table.value, model.link_table.value]
+    dense = [v.value for v in objective.trainable_variables]
 
     @tf.function(jit_compile=True, reduce_retracing=True)
-    def step(movies, links, grid_movies, grid_links, negative_index):
+    def step(movie_rows, movie_slots, link_rows, link_slots, negative_index):
+        movie_raw, link_raw = model.rows(movie_rows, link_rows)
         with tf.GradientTape() as tape:
-            loss = objective(*model((movies, links, grid_movies, grid_links, negative_index)))
-        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+            tape.watch([movie_raw, link_raw])
+            loss = objective(*model.score(movie_raw, link_raw, movie_slots, link_slots, negative_index))
+        movie_gradient, link_gradient, *dense_gradients = tape.gradient(loss, [movie_raw, link_raw, *dense])
+        optimizer.apply(
+            [(tables[0], movie_rows, movie_gradient), (tables[1], link_rows, link_gradient)],
+            list(zip(dense, dense_gradients)),
+        )
         return loss
 
     return step

@@ -9,44 +9,50 @@ import tensorflow as tf
 class LinkEmbeddingModel(keras.Model):
     """Scores (movie, link) pairs by the cosine of their embeddings.
 
-    The loss lives elsewhere (trainer.objectives), so swapping it does not touch
-    the model.
+    Each table has one spare row past the real ones (row n_movies, row n_links):
+    batches pad their row lists with it (trainer.sampler.BatchRows), so every full
+    batch has one shape; it is never exported. The loss lives elsewhere
+    (trainer.objectives), so swapping it does not touch the model.
     """
 
     def __init__(self, n_movies: int, n_links: int, dim: int, seed: int, **kwargs):
         super().__init__(**kwargs)
-        self.movie_embedding = keras.layers.Embedding(
-            n_movies, dim, embeddings_initializer=keras.initializers.RandomUniform(-0.05, 0.05, seed=seed), name="movie_embedding"
+        self.n_movies, self.n_links = n_movies, n_links
+        self.movie_table = self.add_weight(
+            shape=(n_movies + 1, dim), initializer=keras.initializers.RandomUniform(-0.05, 0.05, seed=seed),
+            name="movie_embedding",
         )
-        self.link_embedding = keras.layers.Embedding(
-            n_links, dim, embeddings_initializer=keras.initializers.RandomUniform(-0.05, 0.05, seed=seed + 1), name="link_embedding"
+        self.link_table = self.add_weight(
+            shape=(n_links + 1, dim), initializer=keras.initializers.RandomUniform(-0.05, 0.05, seed=seed + 1),
+            name="link_embedding",
         )
-        self.movie_embedding.build((None,))
-        self.link_embedding.build((None,))
 
-    def call(self, inputs):
-        """(movies [P], links [P], grid_movies [P, A], grid_links [P, B], negative_index [P, R])
-        -> (positive cosines [P], negative cosines [P, R]); see trainer.sampler.Batch.
+    def rows(self, movie_rows, link_rows):
+        """The raw table rows a batch reads: (movies [Um, d], links [Ul, d])."""
+        return tf.gather(self.movie_table, movie_rows), tf.gather(self.link_table, link_rows)
 
-        Normalising the whole tables first (cheap: a few MB) and gathering the unit
-        rows keeps the gradient dense and the compiled step simple.
+    def score(self, movie_raw, link_raw, movie_slots, link_slots, negative_index):
+        """Cosines of a batch (see trainer.sampler.Batch and BatchRows) from its gathered rows:
+        (positive [P], negative [P, R]).
+
+        Rows are normalised after they are gathered, so the gradient reaches only
+        the rows the batch read: a step costs the same whatever the tables' size.
         """
-        movies, links, grid_movies, grid_links, negative_index = inputs
-        unit_movies = tf.math.l2_normalize(self.movie_embedding.embeddings, axis=-1)
-        unit_links = tf.math.l2_normalize(self.link_embedding.embeddings, axis=-1)
-        positive = tf.reduce_sum(tf.gather(unit_movies, movies) * tf.gather(unit_links, links), axis=-1)
-        grid = tf.einsum("pad,pbd->pab", tf.gather(unit_movies, grid_movies), tf.gather(unit_links, grid_links))
+        unit_movies = tf.gather(tf.math.l2_normalize(movie_raw, axis=-1), movie_slots)  # [P, 1 + A, d]
+        unit_links = tf.gather(tf.math.l2_normalize(link_raw, axis=-1), link_slots)  # [P, 1 + B, d]
+        positive = tf.reduce_sum(unit_movies[:, 0] * unit_links[:, 0], axis=-1)
+        grid = tf.einsum("pad,pbd->pab", unit_movies[:, 1:], unit_links[:, 1:])
         cells = tf.reshape(grid, [tf.shape(grid)[0], -1])
         negative = tf.gather(cells, negative_index, batch_dims=1)
         return positive, negative
 
     def movie_vectors(self) -> np.ndarray:
         """L2-normalised float32 movie vectors, row i = movie id i."""
-        return unit_rows(keras.ops.convert_to_numpy(self.movie_embedding.embeddings))
+        return unit_rows(keras.ops.convert_to_numpy(self.movie_table)[: self.n_movies])
 
     def link_vectors(self) -> np.ndarray:
         """L2-normalised float32 link vectors, row j = link id j."""
-        return unit_rows(keras.ops.convert_to_numpy(self.link_embedding.embeddings))
+        return unit_rows(keras.ops.convert_to_numpy(self.link_table)[: self.n_links])
 
 
 def unit_rows(matrix: np.ndarray) -> np.ndarray:

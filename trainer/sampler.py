@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Iterator
 
 import numpy as np
 
@@ -68,6 +69,9 @@ class Batch:
     small matrix product per positive, which gathers (A + B) vectors for
     `negative_ratio` negatives instead of two vectors for each, and keeps the
     negatives nearly independent (each sampled movie meets only B links).
+
+    `rows` says which table rows the batch touches, so that a training step reads
+    and updates only those (its cost is the batch's, not the tables').
     """
 
     movies: np.ndarray  # int32 [P] positive movie ids
@@ -75,6 +79,7 @@ class Batch:
     grid_movies: np.ndarray  # int32 [P, A]
     grid_links: np.ndarray  # int32 [P, B]
     negative_index: np.ndarray  # int32 [P, negative_ratio], cells into the A x B grid
+    rows: BatchRows
 
     def negative_pairs(self) -> np.ndarray:
         """The negatives as explicit (movie, link) pairs, [P * negative_ratio, 2]."""
@@ -89,10 +94,46 @@ class Batch:
         return self.negative_index.size + len(self.movies)
 
 
+@dataclasses.dataclass(frozen=True)
+class BatchRows:
+    """The distinct movie and link rows a batch touches, each list padded to a fixed length.
+
+    `movie_rows` holds every distinct id of (movies, grid_movies), then padding with
+    the id `n_movies` (a spare row past the real ones, never read back);
+    `movie_slots[i, 0]` is the slot of positive i's movie in `movie_rows` and
+    `movie_slots[i, 1:]` those of its grid movies. The same for links. Fixed lengths
+    keep every full batch the same shape, so the compiled step is traced once.
+    """
+
+    movie_rows: np.ndarray  # int32 [P * (1 + A)]
+    movie_slots: np.ndarray  # int32 [P, 1 + A]
+    link_rows: np.ndarray  # int32 [P * (1 + B)]
+    link_slots: np.ndarray  # int32 [P, 1 + B]
+
+
+def batch_rows(movies: np.ndarray, grid_movies: np.ndarray, links: np.ndarray, grid_links: np.ndarray,
+               n_movies: int, n_links: int) -> BatchRows:
+    """The BatchRows of a batch (see there)."""
+    movie_rows, movie_slots = _distinct_rows(np.column_stack([movies, grid_movies]), n_movies)
+    link_rows, link_slots = _distinct_rows(np.column_stack([links, grid_links]), n_links)
+    return BatchRows(movie_rows, movie_slots, link_rows, link_slots)
+
+
+def _distinct_rows(ids: np.ndarray, spare_row: int) -> tuple[np.ndarray, np.ndarray]:
+    distinct, slots = np.unique(ids, return_inverse=True)
+    padded = np.full(ids.size, spare_row, dtype=np.int32)
+    padded[: len(distinct)] = distinct
+    return padded, slots.reshape(ids.shape).astype(np.int32)
+
+
 def grid_shape(negative_ratio: int) -> tuple[int, int]:
     """(A, B): the smallest near-square grid with two spare cells beyond the ratio."""
     a = math.ceil(math.sqrt(negative_ratio + 2))
     return a, math.ceil((negative_ratio + 2) / a)
+
+
+# Negatives are drawn for this many batches at a time: an epoch is never held whole.
+CHUNK_BATCHES = 16
 
 
 def epoch_batches(
@@ -104,18 +145,35 @@ def epoch_batches(
     negative_ratio: int,
     positives_per_batch: int,
     rng: np.random.Generator,
-) -> list[Batch]:
+) -> Iterator[Batch]:
     """One epoch: every training pair once, in a random order, each with exactly
     `negative_ratio` (>= 1) uniformly random negative pairs, none in `true_keys` (sorted).
 
-    Raises ValueError for a ratio below 1 or when every pair is a true pair.
+    A generator: negatives are drawn CHUNK_BATCHES batches at a time, so memory is
+    the order of the pairs plus a few batches, whatever the epoch's size. Raises
+    ValueError for a ratio below 1 or when every pair is a true pair.
     """
     if negative_ratio < 1:
         raise ValueError(f"negative_ratio must be at least 1, got {negative_ratio}")
     if every_pair_is_true(true_keys, n_movies, n_links):
         raise ValueError("every (movie, link) pair is a true pair: there is nothing to sample negatives from")
-    positives = train_pairs[rng.permutation(len(train_pairs))]
-    n = len(positives)
+    order = rng.permutation(len(train_pairs))
+    chunk = positives_per_batch * CHUNK_BATCHES
+    for start in range(0, len(order), chunk):
+        positives = train_pairs[order[start : start + chunk]]
+        grid_movies, grid_links, negative_index = _grids(rng, len(positives), n_movies, n_links, negative_ratio,
+                                                         true_keys)
+        for s in range(0, len(positives), positives_per_batch):
+            part = slice(s, s + positives_per_batch)
+            movies, links = positives[part, 0], positives[part, 1]
+            yield Batch(movies, links, grid_movies[part], grid_links[part], negative_index[part],
+                        batch_rows(movies, grid_movies[part], links, grid_links[part], n_movies, n_links))
+
+
+def _grids(
+    rng: np.random.Generator, n: int, n_movies: int, n_links: int, negative_ratio: int, true_keys: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(grid_movies [n, A], grid_links [n, B], negative_index [n, ratio]) for n positives."""
     a, b = grid_shape(negative_ratio)
     grid_movies = rng.integers(0, n_movies, (n, a)).astype(np.int32)
     grid_links = rng.integers(0, n_links, (n, b)).astype(np.int32)
@@ -128,12 +186,7 @@ def epoch_batches(
         clash[redo] = _grid_clashes(grid_movies[redo], grid_links[redo], n_links, true_keys)
         redo = redo[clash[redo].sum(axis=1) > a * b - negative_ratio]
     negative_index = np.argsort(clash, axis=1, kind="stable")[:, :negative_ratio].astype(np.int32)
-    return [
-        Batch(positives[s : s + positives_per_batch, 0], positives[s : s + positives_per_batch, 1],
-              grid_movies[s : s + positives_per_batch], grid_links[s : s + positives_per_batch],
-              negative_index[s : s + positives_per_batch])
-        for s in range(0, n, positives_per_batch)
-    ]
+    return grid_movies, grid_links, negative_index
 
 
 def _grid_clashes(grid_movies: np.ndarray, grid_links: np.ndarray, n_links: int, true_keys: np.ndarray) -> np.ndarray:

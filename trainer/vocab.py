@@ -1,13 +1,15 @@
-"""Vocabulary: which links are kept, movie and link ids, and the (movie, link) pairs."""
+"""Vocabulary: which links are kept, movie and link ids, and the (movie, link) pairs.
+
+Computed with numpy over the dataset's LinkTable, never a Python object per link or
+pair, so that it takes seconds and little memory for a million films.
+"""
 from __future__ import annotations
 
 import dataclasses
-from collections import Counter
-from typing import Sequence
 
 import numpy as np
 
-from trainer.data import Film
+from trainer.data import LinkTable
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,28 +34,31 @@ class Vocabulary:
         return len(self.links)
 
 
-def build_vocabulary(films: Sequence[Film], min_link_count: int) -> tuple[Vocabulary, list[Film]]:
-    """Keep links that occur in at least `min_link_count` films; keep films with a kept link.
+def build_vocabulary(table: LinkTable, min_link_count: int) -> tuple[Vocabulary, np.ndarray]:
+    """Keep links that occur in at least `min_link_count` films (counted once a film);
+    keep films with a kept link.
 
-    Returns the vocabulary and the kept films in movie id order; both are empty
-    when no link occurs often enough.
+    Returns the vocabulary and the kept films' positions in `table` (movie id i is
+    film `kept[i]`); both are empty when no link occurs often enough.
     """
-    film_counts = Counter(link for film in films for link in set(film.links))
-    link_ids: dict[str, int] = {}
-    for film in films:
-        for link in film.links:
-            if film_counts[link] >= min_link_count and link not in link_ids:
-                link_ids[link] = len(link_ids)
-    kept_films: list[Film] = []
-    movie_col: list[int] = []
-    link_col: list[int] = []
-    for film in films:
-        ids = {link_ids[link] for link in film.links if link in link_ids}
-        if not ids:
-            continue
-        movie_col.extend([len(kept_films)] * len(ids))
-        link_col.extend(ids)
-        kept_films.append(film)
-    pairs = np.unique(np.column_stack([movie_col, link_col]).astype(np.int32).reshape(-1, 2), axis=0)
-    vocab = Vocabulary([f.title for f in kept_films], list(link_ids), pairs, len(films) - len(kept_films))
+    n_films, n_names = len(table.titles), len(table.link_names)
+    film_of = np.repeat(np.arange(n_films, dtype=np.int64), np.diff(table.offsets))
+    distinct = np.unique(film_of * n_names + table.link_ids)  # (film, link) once, sorted by film
+    films, names = distinct // n_names, distinct % n_names
+    kept_name = np.bincount(names, minlength=n_names) >= min_link_count
+    # Names are numbered in order of first appearance, so kept links keep that order.
+    link_id = np.cumsum(kept_name) - 1
+    keep = kept_name[names]
+    films, names = films[keep], names[keep]
+    kept_films = np.unique(films)
+    movie_id = np.full(n_films, -1, dtype=np.int64)
+    movie_id[kept_films] = np.arange(len(kept_films))
+    pairs = np.column_stack([movie_id[films], link_id[names]]).astype(np.int32)
+    pairs = pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
+    vocab = Vocabulary(
+        [table.titles[i] for i in kept_films.tolist()],
+        [table.link_names[i] for i in np.flatnonzero(kept_name).tolist()],
+        pairs.reshape(-1, 2),
+        n_films - len(kept_films),
+    )
     return vocab, kept_films
