@@ -5,7 +5,7 @@ VENV := .venv
 DATA ?= ../shared/data/wp_movies_us.ndjson
 WORK ?= work
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean bench
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -28,3 +28,7 @@ test: $(VENV)/.installed $(CHROMIUM)
 
 clean:
 	rm -rf $(VENV) $(WORK)
+
+# The benchmark suite (README "Speed and quality"): SIZE=small (the real 36k films) or SIZE=1m.
+bench: $(VENV)/.installed
+	$(VENV)/bin/python -m bench --size $(or $(SIZE),small)

@@ -53,31 +53,36 @@ def percentiles(samples_s: list[float]) -> tuple[float, float]:
 
 
 def client_loop(address: str, titles: list[str], seconds: float, seed: int, results) -> None:
+    """One client process: SimilarMovies on random titles for `seconds`; puts (count, p50 ms, p99 ms)."""
     import grpc
 
     from proto import movielinks_pb2 as pb
     from proto import movielinks_pb2_grpc as pb_grpc
 
     rng = np.random.default_rng(seed)
+    latencies = []
     with grpc.insecure_channel(address) as channel:
         stub = pb_grpc.MovielinksStub(channel)
         stub.SimilarMovies(pb.SimilarMoviesRequest(title=titles[0], k=10), wait_for_ready=True)
-        count, deadline = 0, time.perf_counter() + seconds
-        while time.perf_counter() < deadline and count < 1_000_000:
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline and len(latencies) < 1_000_000:
+            t = time.perf_counter()
             stub.SimilarMovies(pb.SimilarMoviesRequest(title=titles[rng.integers(len(titles))], k=10))
-            count += 1
-    results.put(count)
+            latencies.append(time.perf_counter() - t)
+    results.put((len(latencies), *percentiles(latencies)))
 
 
-def main() -> None:
-    """Every measurement of the README's service-speed table, in its order: one linear script, kept whole so
-    that it reads as the table does."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--index", required=True, help="index root (indexer build --out)")
-    parser.add_argument("--seconds", type=float, default=5.0, help="duration of the concurrent-clients phase")
-    parser.add_argument("--queries", type=int, default=3000, help="single-client queries")
-    args = parser.parse_args()
+def server_memory_mb(pid: int) -> tuple[float, float]:
+    """(resident now, peak resident) of process `pid`, in MB, from /proc."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
+
+def measure_service(index: str, *, seconds: float = 5.0, queries: int = 3000) -> dict[str, float]:
+    """Every measurement of the README's service-speed table, by name (milliseconds, seconds, per second, MB).
+
+    One linear script in the table's order, kept whole so that it reads as the table does.
+    """
     import faiss
     import grpc
 
@@ -85,83 +90,116 @@ def main() -> None:
     from proto import movielinks_pb2 as pb
     from proto import movielinks_pb2_grpc as pb_grpc
 
-    version = load_current(args.index)
+    version = load_current(index)
     titles = [m.title for m in version.movies]
     rng = np.random.default_rng(0)
-    rows = []
+    found: dict[str, float] = {}
 
     faiss.omp_set_num_threads(1)
-    queries = version.movie_vectors[rng.integers(len(titles), size=300)]
+    vectors = version.movie_vectors[np.sort(rng.integers(len(titles), size=300))]
     started = time.perf_counter()
-    for q in queries:
+    for q in vectors:
         version.movie_index.search(q[None, :], 11)
-    rows.append(("in-process FAISS search, one query (k=10)", f"{(time.perf_counter() - started) / len(queries) * 1000:.3f} ms"))
+    found["faiss_search_ms"] = (time.perf_counter() - started) / len(vectors) * 1000
     started = time.perf_counter()
-    for q in queries:
+    for q in vectors[:50]:
         np.argsort(version.movie_vectors @ q)[-11:]
-    rows.append(("in-process numpy argsort (the notebook's way), one query", f"{(time.perf_counter() - started) / len(queries) * 1000:.3f} ms"))
+    found["numpy_argsort_ms"] = (time.perf_counter() - started) / 50 * 1000
+    del version  # the server process holds its own copy
 
-    process, address, start_s = start_server(args.index)
+    process, address, found["start_s"] = start_server(index)
     try:
-        rows.append(("server start to serving (process spawn to health SERVING)", f"{start_s:.2f} s"))
+        found["idle_rss_mb"] = server_memory_mb(process.pid)[0]
         with grpc.insecure_channel(address) as channel:
             stub = pb_grpc.MovielinksStub(channel)
             # The server imports scikit-learn in the background once serving: the first
             # Recommend may wait for it.
             t = time.perf_counter()
             stub.Recommend(pb.RecommendRequest(liked=titles[:3], k=10))
-            rows.append(("first Recommend, right after start", f"{(time.perf_counter() - t) * 1000:.0f} ms"))
+            found["first_recommend_ms"] = (time.perf_counter() - t) * 1000
             for title in titles[:200]:  # warm-up
                 stub.SimilarMovies(pb.SimilarMoviesRequest(title=title, k=10))
             latencies = []
-            for i in rng.integers(len(titles), size=args.queries):
+            for i in rng.integers(len(titles), size=queries):
                 t = time.perf_counter()
                 stub.SimilarMovies(pb.SimilarMoviesRequest(title=titles[i], k=10))
                 latencies.append(time.perf_counter() - t)
-            p50, p99 = percentiles(latencies)
-            rows.append(("SimilarMovies over gRPC, one client, p50 / p99", f"{p50:.3f} / {p99:.3f} ms"))
+            found["similar_p50_ms"], found["similar_p99_ms"] = percentiles(latencies)
+            latencies = []
+            for i in rng.integers(len(titles), size=min(queries, 1000)):
+                t = time.perf_counter()
+                stub.LinkMovies(pb.LinkMoviesRequest(link=_link_of(stub, pb, titles[i]), k=10))
+                latencies.append(time.perf_counter() - t)
+            found["link_movies_p50_ms"], found["link_movies_p99_ms"] = percentiles(latencies)
 
             batch = [titles[i] for i in rng.integers(len(titles), size=5000)]
             t = time.perf_counter()
             for _ in range(4):
                 stub.BatchSimilarMovies(pb.BatchSimilarMoviesRequest(titles=batch, k=10))
-            rows.append(("BatchSimilarMovies, 5,000 titles a call, k=10", f"{4 * len(batch) / (time.perf_counter() - t):,.0f} titles/s"))
+            found["batch_titles_per_s"] = 4 * len(batch) / (time.perf_counter() - t)
 
-            latencies = []
-            for _ in range(100):
-                picks = [titles[i] for i in rng.choice(len(titles), 5, replace=False)]
-                t = time.perf_counter()
-                stub.Recommend(pb.RecommendRequest(liked=picks[:3], disliked=picks[3:], k=10))
-                latencies.append(time.perf_counter() - t)
-            p50, p99 = percentiles(latencies)
-            rows.append(("Recommend (3 liked, 2 disliked), p50 / p99", f"{p50:.2f} / {p99:.2f} ms"))
-            latencies = []
-            for _ in range(100):
-                picks = [titles[i] for i in rng.choice(len(titles), 3, replace=False)]
-                t = time.perf_counter()
-                stub.Recommend(pb.RecommendRequest(liked=picks, k=10))
-                latencies.append(time.perf_counter() - t)
-            p50, p99 = percentiles(latencies)
-            rows.append(("Recommend (3 liked, random negatives), p50 / p99", f"{p50:.2f} / {p99:.2f} ms"))
+            for name, n_disliked in (("recommend_disliked", 2), ("recommend_stand_in", 0)):
+                latencies = []
+                for _ in range(100):
+                    picks = [titles[i] for i in rng.choice(len(titles), 3 + n_disliked, replace=False)]
+                    t = time.perf_counter()
+                    stub.Recommend(pb.RecommendRequest(liked=picks[:3], disliked=picks[3:], k=10))
+                    latencies.append(time.perf_counter() - t)
+                found[f"{name}_p50_ms"], found[f"{name}_p99_ms"] = percentiles(latencies)
 
         results = multiprocessing.Queue()
-        clients = [multiprocessing.Process(target=client_loop, args=(address, titles, args.seconds, seed, results))
+        clients = [multiprocessing.Process(target=client_loop, args=(address, titles, seconds, seed, results))
                    for seed in range(8)]
         for c in clients:
             c.start()
-        counts = [results.get(timeout=args.seconds + 60) for _ in clients]
+        answers = [results.get(timeout=seconds + 120) for _ in clients]
         for c in clients:
             c.join()
-        rows.append(("SimilarMovies, 8 concurrent client processes", f"{sum(counts) / args.seconds:,.0f} queries/s"))
+        found["similar_8_clients_per_s"] = sum(a[0] for a in answers) / seconds
+        found["similar_8_clients_p50_ms"] = float(np.median([a[1] for a in answers]))
+        found["similar_8_clients_p99_ms"] = float(max(a[2] for a in answers))
+        found["rss_mb"], found["peak_rss_mb"] = server_memory_mb(process.pid)
     finally:
         process.terminate()
         process.wait(timeout=30)
+    return found
 
-    print(f"\nindex: {args.index} ({len(titles):,} movies x {version.dim} dims, {type(version.movie_index).__name__}), "
-          f"cores: {os.cpu_count()}")
+
+def _link_of(stub, pb, title: str) -> str:
+    """One link that characterises `title` (so that LinkMovies asks for links that exist)."""
+    return stub.MovieLinks(pb.MovieLinksRequest(title=title, k=1)).neighbours[0].name
+
+
+ROWS = [
+    ("in-process FAISS search, one query (k=10)", "{faiss_search_ms:.3f} ms"),
+    ("in-process numpy argsort (the notebook's way), one query", "{numpy_argsort_ms:.3f} ms"),
+    ("server start to serving (process spawn to health SERVING)", "{start_s:.2f} s"),
+    ("first Recommend, right after start", "{first_recommend_ms:.0f} ms"),
+    ("SimilarMovies over gRPC, one client, p50 / p99", "{similar_p50_ms:.3f} / {similar_p99_ms:.3f} ms"),
+    ("LinkMovies over gRPC (an index search), one client, p50 / p99",
+     "{link_movies_p50_ms:.3f} / {link_movies_p99_ms:.3f} ms"),
+    ("BatchSimilarMovies, 5,000 titles a call, k=10", "{batch_titles_per_s:,.0f} titles/s"),
+    ("Recommend (3 liked, 2 disliked), p50 / p99", "{recommend_disliked_p50_ms:.2f} / {recommend_disliked_p99_ms:.2f} ms"),
+    ("Recommend (3 liked, stand-in dislikes), p50 / p99",
+     "{recommend_stand_in_p50_ms:.2f} / {recommend_stand_in_p99_ms:.2f} ms"),
+    ("SimilarMovies, 8 concurrent client processes", "{similar_8_clients_per_s:,.0f} queries/s"),
+    ("SimilarMovies, 8 concurrent clients, p50 / p99",
+     "{similar_8_clients_p50_ms:.3f} / {similar_8_clients_p99_ms:.3f} ms"),
+    ("server memory: idle / after the load / peak", "{idle_rss_mb:,.0f} / {rss_mb:,.0f} / {peak_rss_mb:,.0f} MB"),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--index", required=True, help="index root (indexer build --out)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="duration of the concurrent-clients phase")
+    parser.add_argument("--queries", type=int, default=3000, help="single-client queries")
+    args = parser.parse_args()
+    found = measure_service(args.index, seconds=args.seconds, queries=args.queries)
+    print(f"\nindex: {args.index}, cores: {os.cpu_count()}")
     print("| measurement | result |\n|---|---|")
-    for name, value in rows:
-        print(f"| {name} | {value} |")
+    for name, value in ROWS:
+        print(f"| {name} | {value.format(**found)} |")
 
 
 if __name__ == "__main__":

@@ -48,13 +48,25 @@ _FACTORY_HINT = (
 )
 
 DEFAULT_NEIGHBOURS_K = 100
+AUTO = "auto"
+# Up to this many vectors an exact search (a scan) answers within the service's latency
+# budget; beyond, `auto` builds an HNSW graph (bench/bench_scale.py measured both).
+EXACT_MAX_VECTORS = 200_000
+APPROXIMATE_FACTORY = "HNSW32"
+
+
+def choose_factory(factory: str, n_vectors: int) -> str:
+    """`factory` itself, or for "auto": exact search ("Flat") up to EXACT_MAX_VECTORS, HNSW beyond."""
+    if factory != AUTO:
+        return factory
+    return "Flat" if n_vectors <= EXACT_MAX_VECTORS else APPROXIMATE_FACTORY
 
 
 def build_index(
     run_path: str | Path,
     index_root: str | Path,
     *,
-    factory: str = "Flat",
+    factory: str = AUTO,
     neighbours_k: int = DEFAULT_NEIGHBOURS_K,
     progress: bool = True,
 ) -> str:
@@ -77,15 +89,17 @@ def build_index(
         raise IndexerError(str(e)) from e
     _check_unit_rows(run.movie_vectors, f"{run.path}: movie vectors")
     _check_unit_rows(run.link_vectors, f"{run.path}: link vectors")
+    factories = {"movies": choose_factory(factory, len(run.movie_vectors)),
+                 "links": choose_factory(factory, len(run.link_vectors))}
     indexes = {
-        "movies": make_index(run.movie_vectors, factory, what="movies", progress=progress),
-        "links": make_index(run.link_vectors, factory, what="links", progress=progress),
+        "movies": make_index(run.movie_vectors, factories["movies"], what="movies", progress=progress),
+        "links": make_index(run.link_vectors, factories["links"], what="links", progress=progress),
     }
     index_root = Path(index_root)
     created_at, final = _unique_version_dir(index_root, run.checksum)
     with atomic_directory(final) as staging:
         _write_version_files(staging, run, indexes, neighbours_k, progress)
-        version_manifest(run, final.name, created_at, factory, indexes, file_checksums(staging)).save(staging)
+        version_manifest(run, final.name, created_at, factories, indexes, file_checksums(staging)).save(staging)
         try:
             version.load_version(staging)
         except IndexerError as e:
@@ -190,7 +204,7 @@ def version_manifest(
     run: Run,
     name: str,
     created_at: datetime.datetime,
-    factory: str,
+    factories: dict[str, str],
     indexes: dict[str, faiss.Index],
     files: dict[str, str],
 ) -> IndexManifest:
@@ -201,7 +215,7 @@ def version_manifest(
         source_run={"path": str(run.path.resolve()), "checksum": run.checksum},
         indexes={
             what: IndexDescription(
-                type=type(faiss.downcast_index(index)).__name__, factory=factory, size=int(index.ntotal),
+                type=type(faiss.downcast_index(index)).__name__, factory=factories[what], size=int(index.ntotal),
                 dim=int(index.d), search_params=search_params(index),
             )
             for what, index in indexes.items()

@@ -1,6 +1,6 @@
 """The `indexer` command: build, list, prune and export index versions.
 
-    indexer build RUN --out INDEX_ROOT [--factory Flat] [--neighbours-k 100]
+    indexer build RUN --out INDEX_ROOT [--factory auto] [--neighbours-k 100]
     indexer list INDEX_ROOT
     indexer prune INDEX_ROOT --keep N
     indexer export INDEX --k 10 --out FILE      INDEX: an index root (its CURRENT) or a version dir
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from common.about import package_version
 from common.signals import exit_cleanly_on_sigterm
-from indexer.build import DEFAULT_NEIGHBOURS_K, build_index
+from indexer.build import APPROXIMATE_FACTORY, AUTO, DEFAULT_NEIGHBOURS_K, EXACT_MAX_VECTORS, build_index
 from indexer.errors import IndexerError
 from indexer.export import export_neighbours
 from indexer.prune import prune
@@ -100,7 +100,9 @@ def _parser() -> argparse.ArgumentParser:
     build = commands.add_parser("build", help="index a training run and publish it as the CURRENT version")
     build.add_argument("run", metavar="RUN", help="training run directory (`trainer train --out`)")
     build.add_argument("--out", required=True, metavar="INDEX_ROOT", help="index root to add the version to")
-    build.add_argument("--factory", default="Flat", help="FAISS index-factory string, e.g. Flat, HNSW32, IVF256,Flat")
+    build.add_argument("--factory", default=AUTO,
+                       help=f"FAISS index-factory string, e.g. Flat, HNSW32, IVF256,Flat; auto (default): exact "
+                            f"up to {EXACT_MAX_VECTORS:,} vectors, {APPROXIMATE_FACTORY} beyond")
     build.add_argument("--neighbours-k", type=int, default=DEFAULT_NEIGHBOURS_K,
                        help="similar movies found per movie at build time and served without a search (0: none)")
     build.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -15,18 +15,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import common.neighbours
+import indexer.build
+import indexer.root
+import indexer.version
 from common.files import sha256_file
 from common.neighbour_files import read_neighbour_file
 from indexer import cli
-import common.neighbours
-import indexer.root
-import indexer.version
 from indexer.build import build_index
 from indexer.errors import IndexerError
 from indexer.export import export_neighbours
 from indexer.prune import prune, versions_to_prune
 from tests import fixtures
 from tests.fixtures import clustered_unit_vectors
+from trainer.run import load_run
 
 REPO = Path(__file__).resolve().parents[1]
 N_MOVIES, N_LINKS, DIM, N_CLUSTERS = 300, 120, 16, 6
@@ -81,6 +83,13 @@ def test_build_publishes_a_loadable_inner_product_version(tmp_path: Path, run_di
     assert version.name == name
     assert version.movie_index.metric_type == faiss.METRIC_INNER_PRODUCT
     assert version.link_index.metric_type == faiss.METRIC_INNER_PRODUCT
+    # Vectors and stored neighbours are memory-mapped, not read: a big version starts fast.
+    assert isinstance(version.movie_vectors, np.memmap) and isinstance(version.movie_neighbours[0], np.memmap)
+    run = load_run(run_dir)
+    np.testing.assert_array_equal(version.movie_vectors, run.movie_vectors)
+    with np.load(root / "versions" / name / indexer.version.MOVIE_NEIGHBOURS) as saved:
+        np.testing.assert_array_equal(version.movie_neighbours[0], saved["ids"])
+        np.testing.assert_array_equal(version.movie_neighbours[1], saved["scores"])
     run_manifest = json.loads((run_dir / "manifest.json").read_text())
     manifest = version.manifest
     assert manifest.source_run["checksum"] == sha256_file(run_dir / "manifest.json")
@@ -357,3 +366,16 @@ def test_stored_movie_neighbours_equal_a_search(tmp_path, run_dir):
     assert indexer.root.load_current(tmp_path / "none").movie_neighbours is None
     with pytest.raises(IndexerError, match="neighbours-k"):
         build_index(run_dir, tmp_path / "bad", neighbours_k=-1, progress=False)
+
+
+def test_auto_factory_is_exact_for_small_catalogues_and_hnsw_beyond(tmp_path: Path, run_dir: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    assert indexer.build.choose_factory("auto", indexer.build.EXACT_MAX_VECTORS) == "Flat"
+    assert indexer.build.choose_factory("auto", indexer.build.EXACT_MAX_VECTORS + 1) == "HNSW32"
+    assert indexer.build.choose_factory("IVF16,Flat", 10) == "IVF16,Flat"  # --factory still overrides
+    monkeypatch.setattr(indexer.build, "EXACT_MAX_VECTORS", N_LINKS)  # links stay exact, movies get HNSW
+    build_index(run_dir, tmp_path / "index", progress=False)
+    described = indexer.root.load_current(tmp_path / "index").manifest.indexes
+    assert (described["movies"].factory, described["movies"].type) == ("HNSW32", "IndexHNSWFlat")
+    assert described["movies"].search_params == {"efSearch": 64}
+    assert described["links"].factory == "Flat" and described["links"].type.startswith("IndexFlat")

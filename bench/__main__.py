@@ -1,0 +1,203 @@
+"""The whole benchmark suite, one command: train -> index -> search quality -> service.
+
+    python -m bench --size small      # the real 36k-film file, the default training
+    python -m bench --size 1m         # 1,000,000 synthetic films x ~30 links (trainer synth --preset 1m)
+    make bench                        # --size small
+
+Writes bench/results-<size>.json (every figure, with the machine and library
+versions) and bench/results-<size>.md (the table the README quotes, with the
+targets and by how much each is met or missed). Every figure is measured here, in
+this run; nothing is estimated. Work files go to bench/work/ (git-ignored).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+WORK = ROOT / "bench" / "work"
+
+SIZES = {
+    "small": {"data": ROOT.parent / "shared" / "data" / "wp_movies_us.ndjson", "train": []},
+    # 3 epochs: the figures asked for are speed and memory; the quality of a longer run is
+    # measured on the small size and in the README's training tables.
+    "1m": {"data": WORK / "synth-1m.ndjson", "synth": ["--preset", "1m"], "train": ["--epochs", "3", "--dim", "64"]},
+}
+TARGETS = {  # (figure, how it must compare, target) from issue 9, for the 1m size
+    "train_samples_per_s": (">=", 2_500_000),
+    "train_peak_rss_gb": ("<=", 8.0),
+    "evaluation_share_of_training": ("<=", 0.10),
+    "index_recall_at_10": (">=", 0.95),
+    "link_movies_p50_ms": ("<=", 2.0),
+    "link_movies_p99_ms": ("<=", 6.0),
+    "start_s": ("<=", 10.0),
+    "server_rss_over_vectors": ("<=", 1.5),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", choices=tuple(SIZES), default="small")
+    parser.add_argument("--seconds", type=float, default=5.0, help="duration of the concurrent-clients phase")
+    args = parser.parse_args()
+    size = SIZES[args.size]
+    WORK.mkdir(parents=True, exist_ok=True)
+    results: dict = {"size": args.size, "machine": machine(), "started_at": _now()}
+    data = Path(size["data"])
+    if not data.exists():
+        _run([sys.executable, "-m", "trainer", "synth", *size["synth"], "--out", str(data), "--quiet"])
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    run, index = WORK / f"run-{args.size}-{stamp}", WORK / f"index-{args.size}"
+    results["train"] = train(data, run, size["train"])
+    results["index"] = build(run, index)
+    results["search"] = search_recall(index)
+    from bench.bench_server import measure_service
+
+    results["service"] = measure_service(str(index), seconds=args.seconds)
+    results["summary"] = summary(results)
+    out = ROOT / "bench" / f"results-{args.size}.json"
+    out.write_text(json.dumps(results, indent=1) + "\n")
+    table = markdown(results)
+    (ROOT / "bench" / f"results-{args.size}.md").write_text(table)
+    print(table)
+    print(f"written: {out}")
+
+
+def machine() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    versions = {}
+    for module in ("numpy", "faiss", "tensorflow", "grpc", "sklearn"):
+        try:
+            versions[module] = __import__(module).__version__
+        except Exception as e:  # noqa: BLE001 - a missing library is reported, not fatal
+            versions[module] = f"unavailable ({type(e).__name__})"
+    return {"cores": os.cpu_count(), "cpu": cpu, "python": platform.python_version(), "libraries": versions,
+            "memory_gb": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3}
+
+
+def train(data: Path, run: Path, extra: list[str]) -> dict:
+    """`trainer train` as a user runs it: its manifest's figures and its peak memory."""
+    seconds, peak_gb = _run([sys.executable, "-m", "trainer", "train", "--data", str(data), "--out", str(run),
+                             "--quiet", *extra])
+    metrics = json.loads((run / "manifest.json").read_text())["metrics"]
+    steady = metrics["epoch_seconds"][1:] or metrics["epoch_seconds"]
+    per_epoch = float(np.median(steady))
+    return {
+        "wall_s": seconds, "peak_rss_gb": peak_gb, "samples_per_epoch": metrics["samples_per_epoch"],
+        "samples_per_s": metrics["samples_per_epoch"] / per_epoch, "seconds_per_epoch": per_epoch,
+        "first_epoch_s": metrics["epoch_seconds"][0], "read_s": metrics.get("read_seconds"),
+        "evaluation_s": metrics.get("evaluation_seconds"), "train_s": metrics["train_seconds"],
+        "link_auc": metrics["link_auc"], "recall_at_10": metrics["recall_at_10"], "run": str(run),
+    }
+
+
+def build(run: Path, index: Path) -> dict:
+    """`indexer build` (auto factory): its time, memory and what it chose."""
+    seconds, peak_gb = _run([sys.executable, "-m", "indexer", "build", str(run), "--out", str(index), "--quiet"])
+    from indexer.root import current_version_name, version_dir
+    from indexer.version import IndexManifest
+
+    manifest = IndexManifest.load(version_dir(index, current_version_name(index)))
+    return {"wall_s": seconds, "peak_rss_gb": peak_gb,
+            "indexes": {what: vars(d) for what, d in manifest.indexes.items()}}
+
+
+def search_recall(index: Path, n_queries: int = 1000) -> dict:
+    """recall@10 of what the server answers (stored neighbours and the movie index) against exact search."""
+    import faiss
+
+    from common.neighbours import search
+    from indexer.root import load_current
+
+    version = load_current(index)
+    vectors = version.movie_vectors
+    rng = np.random.default_rng(0)
+    queries = np.sort(rng.choice(len(vectors), min(n_queries, len(vectors)), replace=False))
+    flat = faiss.IndexFlatIP(version.dim)
+    flat.add(np.ascontiguousarray(vectors))
+    exact, _ = search(flat, vectors[queries], 10, queries[:, None])
+    exact_top = [set(row.tolist()) for row in exact]
+    found, _ = search(version.movie_index, vectors[queries], 10, queries[:, None])
+    stored = version.movie_neighbours[0][queries, :10] if version.movie_neighbours is not None else found
+    recall = lambda rows: float(np.mean([len(set(r.tolist()) & e) / 10 for r, e in zip(rows, exact_top)]))
+    vector_bytes = version.movie_vectors.nbytes + version.link_vectors.nbytes
+    return {"queries": len(queries), "index_recall_at_10": recall(found), "stored_recall_at_10": recall(stored),
+            "vector_mb": vector_bytes / 1024**2, "movies": len(vectors), "links": len(version.link_vectors),
+            "dim": version.dim}
+
+
+def summary(results: dict) -> dict:
+    train_, search_, service = results["train"], results["search"], results["service"]
+    return {
+        "train_samples_per_s": train_["samples_per_s"],
+        "train_peak_rss_gb": train_["peak_rss_gb"],
+        "evaluation_share_of_training": (train_["evaluation_s"] or 0) / train_["train_s"],
+        "index_recall_at_10": search_["index_recall_at_10"],
+        "link_movies_p50_ms": service["link_movies_p50_ms"],
+        "link_movies_p99_ms": service["link_movies_p99_ms"],
+        "start_s": service["start_s"],
+        "server_rss_over_vectors": service["peak_rss_mb"] / search_["vector_mb"],
+    }
+
+
+def markdown(results: dict) -> str:
+    from bench.bench_server import ROWS
+
+    m, t, i, s = results["machine"], results["train"], results["index"], results["search"]
+    lines = [
+        f"Measured by `python -m bench --size {results['size']}` at {results['started_at']} on {m['cores']} cores "
+        f"({m['cpu']}), Python {m['python']}, " + ", ".join(f"{k} {v}" for k, v in m["libraries"].items()) + ".",
+        "",
+        f"{s['movies']:,} movies, {s['links']:,} links, {s['dim']} dims "
+        f"(movie index {i['indexes']['movies']['type']} ({i['indexes']['movies']['factory']}), "
+        f"link index {i['indexes']['links']['type']} ({i['indexes']['links']['factory']})).",
+        "",
+        "| measurement | result |", "|---|---|",
+        f"| training samples/s (steady epochs) | {t['samples_per_s']:,.0f} |",
+        f"| s/epoch (first, with XLA compile) | {t['seconds_per_epoch']:.1f} ({t['first_epoch_s']:.1f}) |",
+        f"| read / train / evaluate | {t['read_s']:.1f} / {t['train_s']:.1f} / {t['evaluation_s']:.1f} s |",
+        f"| held-out link AUC / recall@10 | {t['link_auc']:.4f} / {t['recall_at_10']:.4f} |",
+        f"| trainer peak RSS (read + train + evaluate + write) | {t['peak_rss_gb']:.2f} GB |",
+        f"| index build (auto factory, stored neighbours k=100) | {i['wall_s']:.1f} s, peak {i['peak_rss_gb']:.2f} GB |",
+        f"| recall@10 against exact search: movie index / stored neighbours | "
+        f"{s['index_recall_at_10']:.4f} / {s['stored_recall_at_10']:.4f} |",
+    ]
+    lines += [f"| {name} | {value.format(**results['service'])} |" for name, value in ROWS]
+    lines += [f"| raw vector bytes (movies + links) | {s['vector_mb']:,.0f} MB |", "", "| target (issue 9) | "
+              "measured | met? |", "|---|---|---|"]
+    for name, (how, target) in TARGETS.items():
+        value = results["summary"][name]
+        met = value >= target if how == ">=" else value <= target
+        gap = "" if met else f" (missed by {abs(value - target) / target:.0%})"
+        lines.append(f"| {name} {how} {target:,} | {value:,.3f} | {'yes' if met else 'no' + gap} |")
+    return "\n".join(lines) + "\n"
+
+
+def _run(command: list[str]) -> tuple[float, float]:
+    """Run `command` in the repository; (wall seconds, peak RSS in GB of that process)."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    if status != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{output}")
+    return time.perf_counter() - started, usage.ru_maxrss / 1024**2
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+if __name__ == "__main__":
+    main()
