@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.metadata
 import json
 import os
 import platform
@@ -76,12 +77,14 @@ def main() -> None:
 def machine() -> dict:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
+    # Read from the installed packages' metadata: importing TensorFlow and grpcio into one
+    # process (both carry their own abseil) can abort it.
     versions = {}
-    for module in ("numpy", "faiss", "tensorflow", "grpc", "sklearn"):
+    for package in ("numpy", "faiss-cpu", "tensorflow-cpu", "keras", "grpcio", "scikit-learn"):
         try:
-            versions[module] = __import__(module).__version__
-        except Exception as e:  # noqa: BLE001 - a missing library is reported, not fatal
-            versions[module] = f"unavailable ({type(e).__name__})"
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = "not installed"
     return {"cores": os.cpu_count(), "cpu": cpu, "python": platform.python_version(), "libraries": versions,
             "memory_gb": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3}
 
@@ -174,8 +177,10 @@ def markdown(results: dict) -> str:
         f"{s['index_recall_at_10']:.4f} / {s['stored_recall_at_10']:.4f} |",
     ]
     lines += [f"| {name} | {value.format(**results['service'])} |" for name, value in ROWS]
-    lines += [f"| raw vector bytes (movies + links) | {s['vector_mb']:,.0f} MB |", "", "| target (issue 9) | "
-              "measured | met? |", "|---|---|---|"]
+    lines += [f"| raw vector bytes (movies + links) | {s['vector_mb']:,.0f} MB |"]
+    if results["size"] != "1m":  # the targets are stated for a million films
+        return "\n".join(lines) + "\n"
+    lines += ["", "| target (issue 9, 1,000,000 films) | measured | met? |", "|---|---|---|"]
     for name, (how, target) in TARGETS.items():
         value = results["summary"][name]
         met = value >= target if how == ">=" else value <= target

@@ -41,7 +41,8 @@ class SynthSpec:
     topics: int = 0  # 0: one topic per 100 films (at least 8)
     topic_share: float = 0.6  # fraction of a film's links drawn from its topics' pools
     universe_per_pair: float = 0.8  # link names in the universe per (film, link) pair drawn
-    pool_size: int = 0  # links in one topic's pool; 0: each is drawn about 8 times
+    pool_size: int = 0  # links in one topic's pool; 0: each is drawn about `pool_draws` times
+    pool_draws: float = 8.0
     zipf_exponent: float = 0.7  # popularity over the whole link universe
     pool_exponent: float = 0.3  # popularity inside a topic's pool
     seed: int = 0
@@ -53,7 +54,7 @@ class SynthSpec:
     @property
     def n_pool(self) -> int:
         films_per_topic = self.films / self.n_topics
-        return self.pool_size or max(50, round(films_per_topic * self.links_per_film * self.topic_share / 8))
+        return self.pool_size or max(50, round(films_per_topic * self.links_per_film * self.topic_share / self.pool_draws))
 
     @property
     def universe(self) -> int:
@@ -64,7 +65,8 @@ PRESETS = {
     # The notebook's wp_movies_10k.ndjson: 10,000 films, about 95 distinct links a film,
     # ~950k (film, link) pairs, ~67k links in 3 or more films (the defaults were fitted to it).
     "notebook": SynthSpec(),
-    "1m": SynthSpec(films=1_000_000, links_per_film=30.0),
+    # A million films x ~30 links; each topic link drawn ~20 times, so ~1M links are kept.
+    "1m": SynthSpec(films=1_000_000, links_per_film=30.0, pool_draws=20.0),
 }
 
 
