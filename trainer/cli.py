@@ -90,6 +90,22 @@ def _parser() -> argparse.ArgumentParser:
     fetch.add_argument("--base-url", help="mirror to download from (default: $MOVIELINKS_FETCH_BASE_URL or GitHub raw)")
     fetch.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    launch = commands.add_parser(
+        "launch", help="train on a local cluster: workers and parameter servers on loopback (tf.distribute)",
+        description="Start WORKERS workers and PS parameter servers on loopback, then `trainer train ARGS` as the "
+                    "chief of that cluster (TF_CONFIG is set for each); all stop when the chief ends.",
+        epilog="example: trainer launch --workers 2 --ps 1 -- --data films.ndjson --out work/runs/r2",
+    )
+    launch.set_defaults(command=_launch)
+    launch.add_argument("--workers", type=int, default=2, help="worker processes")
+    launch.add_argument("--ps", type=int, default=1, help="parameter server processes")
+    launch.add_argument("--timeout", type=float, help="stop the whole cluster after this many seconds")
+    launch.add_argument("train_args", nargs=argparse.REMAINDER, metavar="-- TRAIN_ARGS",
+                        help="the arguments of `trainer train`, after --")
+
+    serve = commands.add_parser("serve", help="run this machine's worker or parameter server (from TF_CONFIG)")
+    serve.set_defaults(command=_serve)
+
     synth = commands.add_parser("synth", help="write a synthetic dataset with planted topics (any size)",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     synth.set_defaults(command=_synth)
@@ -147,6 +163,22 @@ def _fetch(args: argparse.Namespace) -> int:
     except FetchError as e:
         raise TrainerError(str(e)) from e
     print(path)
+    return 0
+
+
+def _launch(args: argparse.Namespace) -> int:
+    from trainer.distributed import launch
+
+    train_args = args.train_args[1:] if args.train_args[:1] == ["--"] else args.train_args
+    if not train_args:
+        raise TrainerError("no training arguments: trainer launch --workers 2 --ps 1 -- --data FILE --out RUN")
+    return launch(train_args, args.workers, args.ps, timeout_s=args.timeout)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from trainer.distributed import serve
+
+    serve()
     return 0
 
 

@@ -35,17 +35,20 @@ def fit(
     model, objective, optimizer,
     train_pairs: np.ndarray, n_movies: int, n_links: int,
     settings: LoopSettings, state: TrainingState, checkpoint: Checkpoint,
-    *, progress: bool, log: Callable[[str], None],
+    *, progress: bool, log: Callable[[str], None], distribution=None,
 ) -> TrainingState:
     """Train from `state.epoch` to `settings.epochs`, saving `checkpoint` after each epoch.
 
     Batches are sampled with numpy in a background thread a few steps ahead of the
     training step; each epoch's sampling is seeded by (seed, epoch), so a resumed
-    run ends where an uninterrupted one would.
+    run ends where an uninterrupted one would. With a `distribution`
+    (trainer.distributed) the steps run on the cluster's workers, scheduled by its
+    coordinator, and update the tables on its parameter servers asynchronously.
     """
     import keras
 
-    step = _compiled_step(model, objective, optimizer)
+    step = _compiled_step(model, objective, optimizer) if distribution is None else \
+        _scheduled_step(model, objective, optimizer, distribution)
     true_keys = np.sort(pair_keys(train_pairs, n_links))
 
     def batches(epoch: int) -> Iterator[Batch]:
@@ -64,15 +67,20 @@ def fit(
             bar = keras.utils.Progbar(steps, verbose=1, unit_name="step") if progress else None
             if progress:
                 log(f"epoch {epoch + 1}/{settings.epochs}")
-            started, total_loss, samples = time.perf_counter(), 0.0, 0
+            started, total_loss, samples, pending = time.perf_counter(), 0.0, 0, []
             for i, batch in enumerate(next(sampled)):
                 rows = batch.rows
-                loss = float(step(rows.movie_rows, rows.movie_slots, rows.link_rows, rows.link_slots,
-                                  batch.negative_index))
-                total_loss += loss * len(batch)
+                loss = step(rows.movie_rows, rows.movie_slots, rows.link_rows, rows.link_slots, batch.negative_index)
                 samples += len(batch)
+                if distribution is not None:  # a RemoteValue: read once the epoch's steps are done
+                    pending.append((loss, len(batch)))
+                    continue
+                total_loss += float(loss) * len(batch)
                 if bar is not None:
-                    bar.update(i + 1, [("loss", loss)])
+                    bar.update(i + 1, [("loss", float(loss))])
+            if distribution is not None:
+                distribution.coordinator.join()
+                total_loss = sum(float(loss.fetch()) * n for loss, n in pending)
             seconds = time.perf_counter() - started
             state.epoch, state.samples = epoch + 1, state.samples + samples
             state.train_seconds += seconds
@@ -157,5 +165,35 @@ def _compiled_step(model, objective, optimizer):
             list(zip(dense, dense_gradients)),
         )
         return loss
+
+    return step
+
+
+def _scheduled_step(model, objective, optimizer, distribution):
+    """The same step, scheduled on a worker of `distribution`; its variables live on the
+    parameter servers, where the row-wise update is applied (no XLA: remote variables)."""
+    import tensorflow as tf
+
+    tables = [model.movie_table.value, model.link_table.value]
+    dense = [v.value for v in objective.trainable_variables]
+
+    def replica_step(movie_rows, movie_slots, link_rows, link_slots, negative_index):
+        movie_raw, link_raw = model.rows(movie_rows, link_rows)
+        with tf.GradientTape() as tape:
+            tape.watch([movie_raw, link_raw])
+            loss = objective(*model.score(movie_raw, link_raw, movie_slots, link_slots, negative_index))
+        movie_gradient, link_gradient, *dense_gradients = tape.gradient(loss, [movie_raw, link_raw, *dense])
+        optimizer.apply(
+            [(tables[0], movie_rows, movie_gradient), (tables[1], link_rows, link_gradient)],
+            list(zip(dense, dense_gradients)),
+        )
+        return loss
+
+    @tf.function(reduce_retracing=True)
+    def worker_step(*batch):
+        return distribution.strategy.run(replica_step, args=batch)
+
+    def step(*batch):
+        return distribution.coordinator.schedule(worker_step, args=tuple(tf.constant(a) for a in batch))
 
     return step

@@ -11,6 +11,7 @@ measure) and trainer.run (the run directory). This module wires them together.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import os
@@ -157,23 +158,29 @@ def _train_vectors(
     import keras
     import tensorflow as tf
 
+    from trainer.distributed import chief_distribution
     from trainer.model import LinkEmbeddingModel
     from trainer.objectives import OBJECTIVES
     from trainer.optimizer import RowwiseAdam
 
     keras.utils.set_random_seed(config.seed)
-    model = LinkEmbeddingModel(vocab.n_movies, vocab.n_links, config.dim, config.seed)
-    objective = OBJECTIVES[config.objective]()
-    objective.build(None)
-    optimizer = RowwiseAdam(config.learning_rate, tables=[model.movie_table.value, model.link_table.value],
-                            dense=[v.value for v in objective.trainable_variables])
+    distribution = chief_distribution()  # None: this process trains alone
+    if distribution is not None:
+        log(f"training on a cluster: {distribution.workers} workers, {distribution.parameter_servers} parameter "
+            "servers (TF_CONFIG)")
+    with distribution.scope() if distribution is not None else contextlib.nullcontext():
+        model = LinkEmbeddingModel(vocab.n_movies, vocab.n_links, config.dim, config.seed)
+        objective = OBJECTIVES[config.objective]()
+        objective.build(None)
+        optimizer = RowwiseAdam(config.learning_rate, tables=[model.movie_table.value, model.link_table.value],
+                                dense=[v.value for v in objective.trainable_variables])
     state = TrainingState()
     if resume:
         state = checkpoint.restore(model, objective, optimizer)
         log(f"resuming from {checkpoint.directory} after epoch {state.epoch}")
     settings = LoopSettings(config.epochs, config.negatives_per_positive, config.batch_positives, config.seed)
     state = fit(model, objective, optimizer, train_pairs, vocab.n_movies, vocab.n_links, settings, state, checkpoint,
-                progress=progress, log=log)
+                progress=progress, log=log, distribution=distribution)
     versions = {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
                 "numpy": np.__version__}
     return model.movie_vectors(), model.link_vectors(), state, versions
