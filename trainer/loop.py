@@ -145,15 +145,14 @@ def prefetched(epochs: Iterator[tuple[int, Iterator[Batch]]], depth: int) -> Ite
 _END_OF_EPOCH = object()
 
 
-def _compiled_step(model, objective, optimizer):
-    """One XLA-compiled step: the objective's loss on a batch, one row-wise optimizer update
-    (trainer.optimizer) of the rows the batch read."""
+def _train_step(model, objective, optimizer):
+    """A step as a Python function of a batch's tensors: the objective's loss, then one
+    row-wise optimizer update (trainer.optimizer) of the rows the batch read."""
     import tensorflow as tf
 
     tables = [model.movie_table.value, model.link_table.value]
     dense = [v.value for v in objective.trainable_variables]
 
-    @tf.function(jit_compile=True, reduce_retracing=True)
     def step(movie_rows, movie_slots, link_rows, link_slots, negative_index):
         movie_raw, link_raw = model.rows(movie_rows, link_rows)
         with tf.GradientTape() as tape:
@@ -169,25 +168,19 @@ def _compiled_step(model, objective, optimizer):
     return step
 
 
+def _compiled_step(model, objective, optimizer):
+    """The training step, XLA-compiled, in this process."""
+    import tensorflow as tf
+
+    return tf.function(_train_step(model, objective, optimizer), jit_compile=True, reduce_retracing=True)
+
+
 def _scheduled_step(model, objective, optimizer, distribution):
-    """The same step, scheduled on a worker of `distribution`; its variables live on the
+    """The training step, scheduled on a worker of `distribution`; its variables live on the
     parameter servers, where the row-wise update is applied (no XLA: remote variables)."""
     import tensorflow as tf
 
-    tables = [model.movie_table.value, model.link_table.value]
-    dense = [v.value for v in objective.trainable_variables]
-
-    def replica_step(movie_rows, movie_slots, link_rows, link_slots, negative_index):
-        movie_raw, link_raw = model.rows(movie_rows, link_rows)
-        with tf.GradientTape() as tape:
-            tape.watch([movie_raw, link_raw])
-            loss = objective(*model.score(movie_raw, link_raw, movie_slots, link_slots, negative_index))
-        movie_gradient, link_gradient, *dense_gradients = tape.gradient(loss, [movie_raw, link_raw, *dense])
-        optimizer.apply(
-            [(tables[0], movie_rows, movie_gradient), (tables[1], link_rows, link_gradient)],
-            list(zip(dense, dense_gradients)),
-        )
-        return loss
+    replica_step = _train_step(model, objective, optimizer)
 
     @tf.function(reduce_retracing=True)
     def worker_step(*batch):
