@@ -27,6 +27,10 @@ from common.signals import exit_cleanly_on_sigterm
 
 EPILOG = f"""\
 The server is --server HOST:PORT, else ${SERVER_ENV}, else 127.0.0.1:50051.
+Several replicas: --server 10.0.0.1:50051,10.0.0.2:50051 (IP addresses), or one
+DNS name with a record per replica (movielinks.internal:50051); calls are spread
+round robin over the replicas that are up and healthy, and a call that finds one
+down is retried on another.
 A token comes from --token-file or ${TOKEN_ENV}.
 Exit codes: 0 done; 1 the call failed (unknown title or link, server not
 reachable, deadline passed, file not writable, ...); 2 bad usage or a request
@@ -62,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         token = _token(args.token_file)
         with MovielinksClient(args.server, timeout_s=args.timeout, tls_ca=args.tls_ca, tls_cert=args.tls_cert,
-                              tls_key=args.tls_key, token=token, wait_for_ready=args.wait_for_ready) as movielinks:
+                              tls_key=args.tls_key, tls_server_name=args.tls_server_name, token=token,
+                              wait_for_ready=args.wait_for_ready) as movielinks:
             result = args.command(movielinks, args)
     except ClientError as e:
         _error(e.message)
@@ -108,8 +113,9 @@ def _global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
         return value if defaults else argparse.SUPPRESS
 
     parser.add_argument("--server", default=default(None),
-                        help=f"HOST[:PORT] of the server (default: ${SERVER_ENV}, else 127.0.0.1:50051; "
-                             "a missing port means 50051)")
+                        help=f"HOST[:PORT] of the server, or of several replicas: IP:PORT,IP:PORT,... or a DNS "
+                             f"name resolving to them all (default: ${SERVER_ENV}, else 127.0.0.1:50051; a missing "
+                             "port means 50051)")
     parser.add_argument("--json", action="store_true", default=default(False), help="JSON on stdout instead of a table")
     parser.add_argument("--timeout", type=_seconds, default=default(30.0), help="seconds a call may take (default 30)")
     parser.add_argument("--wait-for-ready", action="store_true", default=default(False),
@@ -117,6 +123,9 @@ def _global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
     parser.add_argument("--tls-ca", default=default(None), help="CA certificate (PEM) that signed the server's: use TLS")
     parser.add_argument("--tls-cert", default=default(None), help="client certificate (PEM), for servers that require one")
     parser.add_argument("--tls-key", default=default(None), help="client certificate's private key (PEM)")
+    parser.add_argument("--tls-server-name", default=default(None), metavar="NAME",
+                        help="the name the server's certificate must carry, instead of the --server host (needed "
+                             "with several IP addresses: every replica's certificate carries NAME)")
     parser.add_argument("--token-file", default=default(None),
                         help=f"file holding the bearer token (default: ${TOKEN_ENV})")
 

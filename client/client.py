@@ -14,6 +14,7 @@ import grpc
 from google.protobuf import json_format
 
 from common.records import Prediction
+from proto import SERVICE_NAME
 from proto import movielinks_pb2 as pb
 from proto import movielinks_pb2_grpc as pb_grpc
 
@@ -22,12 +23,20 @@ TOKEN_ENV = "MOVIELINKS_TOKEN"
 DEFAULT_PORT = 50051
 DEFAULT_SERVER = f"127.0.0.1:{DEFAULT_PORT}"
 _HOST_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$")
-# Every movielinks RPC only reads, so a call that never reached a server (UNAVAILABLE: the
-# server restarting, a connection reset) is safe to send again. gRPC's own retry policy does
-# it, with backoff, inside the call's deadline.
-RETRY_SERVICE_CONFIG = json.dumps({
+# The channel spreads calls over every address the target names (several addresses, or a DNS
+# name with several records) with gRPC's round_robin, and takes a replica out of the rotation
+# while its health service says the movielinks service is not SERVING (at shutdown) or its
+# connection is down. Every movielinks RPC only reads, so a call that failed with UNAVAILABLE (a
+# replica killed or restarting, a reset connection) is safe to send again: gRPC's retry policy
+# sends it, with backoff and inside the call's deadline, through the balancer, so to a replica
+# that is up. A streaming export is retried only until its first message arrives (gRPC commits
+# a call once the server has answered). The config is the client's own: DNS TXT records do not
+# replace it.
+SERVICE_CONFIG = json.dumps({
+    "loadBalancingConfig": [{"round_robin": {}}],
+    "healthCheckConfig": {"serviceName": SERVICE_NAME},
     "methodConfig": [{
-        "name": [{"service": "movielinks.v1.Movielinks"}],
+        "name": [{"service": SERVICE_NAME}],
         "retryPolicy": {"maxAttempts": 4, "initialBackoff": "0.1s", "maxBackoff": "1s", "backoffMultiplier": 2,
                         "retryableStatusCodes": ["UNAVAILABLE"]},
     }],
@@ -126,21 +135,59 @@ def server_address(target: str) -> str:
     return f"[{host}]:{port}" if ip is not None and ip.version == 6 else f"{host}:{port}"
 
 
+def server_target(text: str) -> str:
+    """The gRPC target for what a user typed: one address (as server_address), several
+    comma-separated IP addresses ("10.0.0.1:50051,10.0.0.2" -> "ipv4:10.0.0.1:50051,10.0.0.2:50051",
+    a missing port means 50051), or a gRPC target ("dns:///name:50051", "ipv4:...", "unix:...") as it is.
+
+    Several addresses must be all IPv4 or all IPv6 (gRPC's ipv4: and ipv6: targets); host names
+    cannot be listed, since a target resolves one name: a DNS name with several records serves
+    instead. Anything else raises ClientError(INVALID_ARGUMENT) saying what is wrong.
+    """
+    parts = text.split(",")
+    if len(parts) == 1 or re.match(r"^(unix|unix-abstract|dns|ipv4|ipv6):", text.strip()):
+        return server_address(text)
+    addresses = []
+    for part in parts:
+        if not part.strip():
+            raise _bad_address(text, "an empty address in the list; separate addresses with single commas")
+        address = server_address(part)
+        if address.startswith(("unix", "dns:", "ipv4:", "ipv6:")):
+            raise _bad_address(text, f"{part.strip()!r} is a gRPC target, which cannot be one of several addresses")
+        host = address.rpartition(":")[0].strip("[]")
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            raise _bad_address(text, f"several addresses must be IP addresses (10.0.0.1:50051,10.0.0.2:50051), "
+                                     f"not the host name {host!r}; for names, give one DNS name that resolves to "
+                                     "every replica (dns:///movielinks.internal:50051)") from None
+        addresses.append((ip.version, address))
+    versions = {version for version, _ in addresses}
+    if len(versions) > 1:
+        raise _bad_address(text, "several addresses must be all IPv4 or all IPv6 (gRPC's ipv4: and ipv6: targets)")
+    return f"ipv{versions.pop()}:" + ",".join(address for _, address in addresses)
+
+
 def _bad_address(target: str, why: str) -> "ClientError":
     return ClientError("INVALID_ARGUMENT", f"the server address {target!r} is malformed: {why}")
 
 
 class MovielinksClient:
-    """A connection to one movielinks server.
+    """A connection to one movielinks server, or to several replicas of it.
 
-    `target` is HOST[:PORT] (default: $MOVIELINKS_SERVER, else 127.0.0.1:50051; a missing
-    port means 50051; a malformed address raises ClientError INVALID_ARGUMENT).
-    Calls that find no server are retried by gRPC's retry policy (RETRY_SERVICE_CONFIG:
-    4 attempts, 0.1 to 1 s apart) within their deadline; with `wait_for_ready` a call
-    instead waits, up to its deadline, for a server that is not up yet (a script that
-    starts one and queries it at once).
+    `target` is HOST[:PORT], several IP addresses "10.0.0.1:50051,10.0.0.2:50051", or a gRPC
+    target such as "dns:///movielinks.internal:50051" (see server_target; default:
+    $MOVIELINKS_SERVER, else 127.0.0.1:50051; a missing port means 50051; a malformed address
+    raises ClientError INVALID_ARGUMENT). Calls are spread round robin over every address the
+    target names (a DNS name: every record) whose connection is up and whose health check says
+    SERVING (SERVICE_CONFIG). A call that fails with UNAVAILABLE is retried by gRPC's retry
+    policy, on the replicas that are up: 4 attempts, 0.1 to 1 s apart, within its deadline; with
+    `wait_for_ready` a call instead waits, up to its deadline, for a server that is not up yet
+    (a script that starts one and queries it at once).
     TLS: `tls_ca` (the CA that signed the server's certificate), plus `tls_cert`
-    and `tls_key` for a client certificate; `token` (default $MOVIELINKS_TOKEN)
+    and `tls_key` for a client certificate; the certificate must carry the target's host name,
+    or `tls_server_name` where given (needed with several IP addresses: every replica's
+    certificate must carry that one name). `token` (default $MOVIELINKS_TOKEN)
     is sent as a bearer token with every call. Every call has a `timeout_s` deadline.
     """
 
@@ -154,17 +201,31 @@ class MovielinksClient:
         tls_key: str | Path | None = None,
         token: str | None = None,
         wait_for_ready: bool = False,
+        tls_server_name: str | None = None,
     ):
-        self.target = server_address(target or os.environ.get(SERVER_ENV) or DEFAULT_SERVER)
+        self.target = server_target(target or os.environ.get(SERVER_ENV) or DEFAULT_SERVER)
         self.timeout_s = timeout_s
         self.wait_for_ready = wait_for_ready
-        options = [("grpc.enable_retries", 1), ("grpc.service_config", RETRY_SERVICE_CONFIG)]
+        options = [("grpc.enable_retries", 1), ("grpc.service_config", SERVICE_CONFIG),
+                   ("grpc.service_config_disable_resolution", 1)]
         token = token if token is not None else os.environ.get(TOKEN_ENV)
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
-        if tls_ca or tls_cert:
+        tls = bool(tls_ca or tls_cert)
+        if tls_server_name is not None and not tls:
+            raise ClientError("INVALID_ARGUMENT", "a TLS server name (--tls-server-name) needs TLS: pass --tls-ca too")
+        if tls and tls_server_name is None and re.match(r"^ipv[46]:.*,", self.target):
+            # gRPC would check each certificate against the whole list as one name, and fail.
+            raise ClientError("INVALID_ARGUMENT", f"TLS to several addresses ({self.target}) needs the name their "
+                                                  "certificates carry: pass --tls-server-name NAME (tls_server_name), "
+                                                  "or give one DNS name that resolves to every replica")
+        if tls:
             credentials = grpc.ssl_channel_credentials(
                 root_certificates=_read(tls_ca), private_key=_read(tls_key), certificate_chain=_read(tls_cert)
             )
+            if tls_server_name is not None:
+                # Every replica's certificate is checked against this name (and it is the
+                # calls' :authority and the TLS SNI), whichever address the call goes to.
+                options.append(("grpc.ssl_target_name_override", tls_server_name))
             self._channel = grpc.secure_channel(self.target, credentials, options=options)
         else:
             self._channel = grpc.insecure_channel(self.target, options=options)
