@@ -27,9 +27,10 @@ _HOST_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9](
 # name with several records) with gRPC's round_robin, and takes a replica out of the rotation
 # while its health service says the movielinks service is not SERVING (at shutdown) or its
 # connection is down. Every movielinks RPC only reads, so a call that failed with UNAVAILABLE (a
-# replica killed or restarting, a reset connection) is safe to send again: gRPC's retry policy
-# sends it, with backoff and inside the call's deadline, through the balancer, so to a replica
-# that is up. A streaming export is retried only until its first message arrives (gRPC commits
+# replica killed or restarting, a reset connection) or CANCELLED by the server (one that reached
+# a replica in the instant it shut down, grpc/grpc#41785; a call the client cancels is never
+# retried) is safe to send again: gRPC's retry policy sends it, with backoff and inside the
+# call's deadline, through the balancer, so to a replica that is up. A streaming export is retried only until its first message arrives (gRPC commits
 # a call once the server has answered). The config is the client's own: DNS TXT records do not
 # replace it.
 SERVICE_CONFIG = json.dumps({
@@ -38,7 +39,7 @@ SERVICE_CONFIG = json.dumps({
     "methodConfig": [{
         "name": [{"service": SERVICE_NAME}],
         "retryPolicy": {"maxAttempts": 4, "initialBackoff": "0.1s", "maxBackoff": "1s", "backoffMultiplier": 2,
-                        "retryableStatusCodes": ["UNAVAILABLE"]},
+                        "retryableStatusCodes": ["UNAVAILABLE", "CANCELLED"]},
     }],
 })
 _INT32 = (-(2**31), 2**31 - 1)  # the proto's int32 fields
@@ -180,10 +181,10 @@ class MovielinksClient:
     $MOVIELINKS_SERVER, else 127.0.0.1:50051; a missing port means 50051; a malformed address
     raises ClientError INVALID_ARGUMENT). Calls are spread round robin over every address the
     target names (a DNS name: every record) whose connection is up and whose health check says
-    SERVING (SERVICE_CONFIG). A call that fails with UNAVAILABLE is retried by gRPC's retry
-    policy, on the replicas that are up: 4 attempts, 0.1 to 1 s apart, within its deadline; with
-    `wait_for_ready` a call instead waits, up to its deadline, for a server that is not up yet
-    (a script that starts one and queries it at once).
+    SERVING (SERVICE_CONFIG). A call that fails with UNAVAILABLE (or that a server shutting
+    down CANCELLED) is retried by gRPC's retry policy, on the replicas that are up: 4 attempts,
+    0.1 to 1 s apart, within its deadline; with `wait_for_ready` a call instead waits, up to its
+    deadline, for a server that is not up yet (a script that starts one and queries it at once).
     TLS: `tls_ca` (the CA that signed the server's certificate), plus `tls_cert`
     and `tls_key` for a client certificate; the certificate must carry the target's host name,
     or `tls_server_name` where given (needed with several IP addresses: every replica's
@@ -353,6 +354,9 @@ class MovielinksClient:
         code = error.code()
         details = error.details() or ""
         if code == grpc.StatusCode.UNAVAILABLE:
+            if "," in self.target:
+                return ClientError(code.name, f"cannot reach any movielinks replica at {self.target} ({details}): "
+                                              f"are they running? set --server or {SERVER_ENV}")
             return ClientError(code.name, f"cannot reach the movielinks server at {self.target} ({details}): "
                                           f"is it running? set --server or {SERVER_ENV}")
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:

@@ -174,6 +174,16 @@ def test_the_client_command_takes_several_addresses(replicas):
     by_environment = client_cli("info", server=addresses(servers))
     assert by_environment.returncode == 0 and "index_version: " in by_environment.stdout, by_environment.stderr
     assert sum(counter.calls["SimilarMovies"] + counter.calls["GetInfo"] for _, counter in servers) == 2
+    gone = client_cli("--timeout", "3", "info", server="127.0.0.1:1,127.0.0.1:2")
+    assert gone.returncode == 1 and gone.stderr.startswith("client: error: cannot reach any movielinks replica at "
+                                                           "ipv4:127.0.0.1:1,127.0.0.1:2"), gone.stderr
+
+
+def test_a_dns_name_is_a_target(replicas):
+    (server, counter), = replicas(1)
+    with MovielinksClient(f"dns:///localhost:{server.port}", timeout_s=10) as movielinks:
+        assert movielinks.similar_movies(TITLES[2], k=3).query == TITLES[2]
+    assert counter.calls["SimilarMovies"] == 1
 
 
 def client_cli(*args: str, server: str | None = None) -> subprocess.CompletedProcess:
