@@ -30,9 +30,9 @@ _HOST_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9](
 # replica killed or restarting, a reset connection) or CANCELLED by the server (one that reached
 # a replica in the instant it shut down, grpc/grpc#41785; a call the client cancels is never
 # retried) is safe to send again: gRPC's retry policy sends it, with backoff and inside the
-# call's deadline, through the balancer, so to a replica that is up. A streaming export is retried only until its first message arrives (gRPC commits
-# a call once the server has answered). The config is the client's own: DNS TXT records do not
-# replace it.
+# call's deadline, through the balancer, so to a replica that is up. A streaming export is
+# retried only until its first message arrives (gRPC commits a call once the server has
+# answered). The config is the client's own: DNS TXT records do not replace it.
 SERVICE_CONFIG = json.dumps({
     "loadBalancingConfig": [{"round_robin": {}}],
     "healthCheckConfig": {"serviceName": SERVICE_NAME},
@@ -215,7 +215,8 @@ class MovielinksClient:
         if tls_server_name is not None and not tls:
             raise ClientError("INVALID_ARGUMENT", "a TLS server name (--tls-server-name) needs TLS: pass --tls-ca too")
         if tls and tls_server_name is None and re.match(r"^ipv[46]:.*,", self.target):
-            # gRPC would check each certificate against the whole list as one name, and fail.
+            # The authority of an ipv4:/ipv6: list is no host name: gRPC's hostname check would
+            # fail on every replica.
             raise ClientError("INVALID_ARGUMENT", f"TLS to several addresses ({self.target}) needs the name their "
                                                   "certificates carry: pass --tls-server-name NAME (tls_server_name), "
                                                   "or give one DNS name that resolves to every replica")

@@ -54,7 +54,8 @@ def test_several_addresses_become_one_grpc_target(typed, target):
 def test_a_malformed_list_of_addresses_is_a_usage_error(typed, says, capsys, monkeypatch):
     with pytest.raises(ClientError) as caught:
         server_target(typed)
-    assert caught.value.code == "INVALID_ARGUMENT" and "malformed" in caught.value.message and says in caught.value.message
+    assert caught.value.code == "INVALID_ARGUMENT"
+    assert "malformed" in caught.value.message and says in caught.value.message
     assert main(["--server", typed, "info"]) == 2
     monkeypatch.setenv("MOVIELINKS_SERVER", typed)
     assert main(["info"]) == 2
@@ -188,7 +189,9 @@ def test_a_dns_name_is_a_target(replicas):
 
 def client_cli(*args: str, server: str | None = None) -> subprocess.CompletedProcess:
     """`python -m client ARGS`, the server (if given) in $MOVIELINKS_SERVER."""
-    env = {k: v for k, v in os.environ.items() if k != "MOVIELINKS_SERVER"} | ({"MOVIELINKS_SERVER": server} if server else {})
+    env = {k: v for k, v in os.environ.items() if k != "MOVIELINKS_SERVER"}
+    if server:
+        env["MOVIELINKS_SERVER"] = server
     return subprocess.run([sys.executable, "-m", "client", *args], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=60)
 
