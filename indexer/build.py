@@ -119,6 +119,8 @@ def _write_version_files(
             raise IndexerError(f"{staging.parent}: cannot write {name}: {_faiss_reason(e)}") from e
     for name, run_name in _RUN_FILE.items():
         shutil.copyfile(run.path / run_name, staging / name)
+    if run.movie_links is not None:  # optional: runs before it have none
+        shutil.copyfile(run.path / trainer.run.MOVIE_LINKS, staging / version.MOVIE_LINKS)
     k = min(neighbours_k, len(run.movies) - 1)
     if k > 0:
         ids, scores = all_movie_neighbours(indexes["movies"], run.movie_vectors, k, progress=progress)

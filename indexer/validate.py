@@ -44,6 +44,9 @@ def validate_version(v: IndexVersion) -> None:
             (ids.ndim == 2 and ids.shape == scores.shape and ids.shape[0] == n_movies, "movie neighbours have the wrong shape"),
             (ids.size == 0 or (int(ids.min()) >= -1 and int(ids.max()) < n_movies), "movie neighbours name unknown movies"),
         ]
+    if v.movie_links is not None:
+        problem = v.movie_links.problem(n_movies, n_links)
+        checks.append((problem is None, problem or ""))
     for ok, problem in checks:
         if not ok:
             raise IndexerError(f"{v.path}: {problem}")

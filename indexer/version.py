@@ -16,6 +16,8 @@ which one is published):
       attribute_models.json   {name: AttributeModel}
       movie_neighbours.npz    optional: each movie's K most similar movies, itself excluded,
                               ids int32 [n, K] padded with -1, scores float32 [n, K]
+      movie_links.npz         optional (copied from a run that has it): each movie's kept
+                              links, CSR offsets int64, link_ids int32 (common.movie_links)
 
 This module imports neither TensorFlow nor the trainer, so the server stays small.
 """
@@ -29,7 +31,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from common import artifacts
+from common import artifacts, movie_links as movie_links_file
 from common.artifacts import ArtifactError, Records, WithRecords
 from indexer.errors import IndexerError
 from indexer.validate import validate_version
@@ -44,7 +46,9 @@ MOVIES = artifacts.MOVIES
 LINKS = artifacts.LINKS
 ATTRIBUTE_MODELS = artifacts.ATTRIBUTE_MODELS
 MOVIE_NEIGHBOURS = "movie_neighbours.npz"
+MOVIE_LINKS = movie_links_file.FILE
 REQUIRED_FILES = (MOVIE_INDEX, LINK_INDEX, MOVIE_VECTORS, LINK_VECTORS, MOVIES, LINKS, ATTRIBUTE_MODELS)
+OPTIONAL_FILES = (MOVIE_NEIGHBOURS, MOVIE_LINKS)  # read when the manifest lists them
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,6 +134,8 @@ class IndexVersion(WithRecords):
     # Each movie's K most similar movies (itself excluded), found with movie_index at
     # build time: (ids int32 [n, K] padded with -1, scores float32 [n, K]). None if not built.
     movie_neighbours: tuple[np.ndarray, np.ndarray] | None = None
+    # Each movie's kept links (the articles' links in the vocabulary). None if the run had none.
+    movie_links: movie_links_file.MovieLinks | None = None
 
     @property
     def name(self) -> str:
@@ -156,6 +162,7 @@ def load_version(path: str | Path) -> IndexVersion:
             np.load(path / MOVIE_VECTORS, mmap_mode="r"), np.load(path / LINK_VECTORS, mmap_mode="r"),
             artifacts.read_records(path),
             _read_neighbours(path / MOVIE_NEIGHBOURS) if MOVIE_NEIGHBOURS in manifest.files else None,
+            movie_links_file.load(path / MOVIE_LINKS) if MOVIE_LINKS in manifest.files else None,
         )
     except ArtifactError as e:
         raise IndexerError(str(e)) from e

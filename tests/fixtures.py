@@ -27,11 +27,14 @@ def make_run(
     n_clusters: int = 6,
     titles: list[str] | None = None,
     years: bool = False,
+    movie_links: bool = True,
 ) -> Path:
     """Write a run directory with clustered vectors, movie attributes and two attribute models.
 
     `titles` (if given) name the first movies; the rest are 'Movie NNN, part "K"'.
     `years` gives every movie but each fifth a "released" year in its infobox.
+    With `movie_links` each movie links to 3 to 8 links (movie_links.npz), else the
+    run has no movie links (as runs written before them).
     """
     rng = np.random.default_rng(seed)
     names = list(titles or [])
@@ -51,4 +54,13 @@ def make_run(
         movie_vectors=clustered_unit_vectors(rng, n_movies, dim, n_clusters),
         link_vectors=clustered_unit_vectors(rng, n_links, dim, n_clusters),
         records=Records(movies, [f"Link {i}" for i in range(n_links)], models),
+        pairs=random_pairs(np.random.default_rng(seed + 1), n_movies, n_links) if movie_links else None,
     )
+
+
+def random_pairs(rng: np.random.Generator, n_movies: int, n_links: int) -> np.ndarray:
+    """(movie, link) pairs: each movie links to 3 to 8 distinct links, the low link ids more often."""
+    weights = 1.0 / np.arange(1, n_links + 1)
+    pairs = [(m, int(j)) for m in range(n_movies)
+             for j in rng.choice(n_links, size=min(n_links, int(rng.integers(3, 9))), replace=False, p=weights / weights.sum())]
+    return np.array(pairs, dtype=np.int32)

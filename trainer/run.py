@@ -13,6 +13,8 @@ A run directory holds:
     links.json              link names in link id order
     attribute_models.json   {name: AttributeModel as a dict}: the linear regressions
                             from a movie vector to that attribute, with held-out errors
+    movie_links.npz         optional (runs before it have none): each movie's kept links,
+                            CSR offsets int64 [n_movies + 1], link_ids int32 (common.movie_links)
 
 This module imports neither TensorFlow nor the rest of the trainer (but its error
 type), so the indexer can read runs cheaply.
@@ -25,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from common import artifacts
+from common import artifacts, movie_links as movie_links_file
 from common.artifacts import ArtifactError, Records, WithRecords
 from common.files import atomic_directory, sha256_file
 from trainer.errors import TrainerError
@@ -37,7 +39,9 @@ LINK_VECTORS = "link_vectors.npy"
 MOVIES = artifacts.MOVIES
 LINKS = artifacts.LINKS
 ATTRIBUTE_MODELS = artifacts.ATTRIBUTE_MODELS
+MOVIE_LINKS = movie_links_file.FILE
 FILES = (MOVIE_VECTORS, LINK_VECTORS, MOVIES, LINKS, ATTRIBUTE_MODELS)
+OPTIONAL_FILES = (MOVIE_LINKS,)  # checked when the manifest lists them
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +83,7 @@ class Run(WithRecords):
     movie_vectors: np.ndarray
     link_vectors: np.ndarray
     records: Records
+    movie_links: movie_links_file.MovieLinks | None = None  # None for a run written before movie_links.npz
 
     @property
     def checksum(self) -> str:
@@ -92,17 +97,24 @@ def save_run(
     movie_vectors: np.ndarray,
     link_vectors: np.ndarray,
     records: Records,
+    pairs: np.ndarray | None = None,
 ) -> Path:
     """Write a complete run directory atomically; returns its path.
 
+    `pairs` (the vocabulary's (movie id, link id) pairs) are saved as movie_links.npz.
     The manifest is saved with the checksum of every file.
     """
     path = Path(path)
     _check_shapes(movie_vectors, link_vectors, records)
+    links = None if pairs is None else movie_links_file.from_pairs(pairs, len(records.movies))
+    if links is not None and (problem := links.problem(len(records.movies), len(records.links))):
+        raise TrainerError(problem)
     with atomic_directory(path) as staging:
         np.save(staging / MOVIE_VECTORS, np.ascontiguousarray(movie_vectors, dtype=np.float32))
         np.save(staging / LINK_VECTORS, np.ascontiguousarray(link_vectors, dtype=np.float32))
         artifacts.write_records(staging, records)
+        if links is not None:
+            movie_links_file.save(staging / MOVIE_LINKS, links)
         dataclasses.replace(manifest, files=artifacts.file_checksums(staging)).save(staging)
     return path
 
@@ -119,12 +131,15 @@ def load_run(path: str | Path) -> Run:
         movie_vectors = np.load(path / MOVIE_VECTORS)
         link_vectors = np.load(path / LINK_VECTORS)
         records = artifacts.read_records(path)
-    except (OSError, ValueError) as e:
+        links = movie_links_file.load(path / MOVIE_LINKS) if MOVIE_LINKS in manifest.files else None
+    except (OSError, ValueError, KeyError) as e:
         raise TrainerError(f"{path}: cannot read run: {e}") from e
     except ArtifactError as e:
         raise TrainerError(str(e)) from e
     _check_shapes(movie_vectors, link_vectors, records)
-    return Run(path, manifest, movie_vectors, link_vectors, records)
+    if links is not None and (problem := links.problem(len(records.movies), len(records.links))):
+        raise TrainerError(f"{path / MOVIE_LINKS}: {problem}")
+    return Run(path, manifest, movie_vectors, link_vectors, records, links)
 
 
 def _check_shapes(movie_vectors: np.ndarray, link_vectors: np.ndarray, records: Records) -> None:

@@ -127,7 +127,7 @@ def train(
     )
     records = Records([MovieRecord(title, f.infobox, a) for title, f, a in zip(vocab.movies, info, attributes)],
                       vocab.links, models)
-    save_run(out, manifest, movie_vectors, link_vectors, records)
+    save_run(out, manifest, movie_vectors, link_vectors, records, vocab.pairs)
     checkpoint.remove()
     log(f"run written to {out}")
     return out
