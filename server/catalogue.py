@@ -18,14 +18,16 @@ import numpy as np
 from common.neighbours import all_similar_rows, search, similar_rows
 from indexer.version import IndexVersion
 from server.errors import Kind, ServiceError
-from server.recommend import svm_direction
+from server.filters import best_allowed, filtered_search
+from server.recommend import average_vector_query, best_scores, svm_direction
 
 Ranked = tuple[np.ndarray, np.ndarray]  # (ids int64 [n, k], scores float32 [n, k])
 
 
 @dataclasses.dataclass(frozen=True)
 class Recommendation:
-    """Movies ranked by the SVM's decision value w.x + b: `best` highest first, `worst` lowest first."""
+    """Movies ranked by the strategy's score (the SVM's decision value w.x + b by default):
+    `best` highest first, `worst` lowest first."""
 
     best_ids: np.ndarray
     best_scores: np.ndarray
@@ -43,10 +45,19 @@ class Catalogue:
     def name(self) -> str:
         return self.version.name
 
-    def similar_movies(self, movie_ids: np.ndarray, k: int) -> Ranked:
-        """Each movie's k most similar movies, itself excluded (stored neighbours where they reach k)."""
+    def similar_movies(self, movie_ids: np.ndarray, k: int, allowed: np.ndarray | None = None,
+                       excluded: list[np.ndarray] | None = None) -> Ranked:
+        """Each movie's k most similar movies, itself excluded (stored neighbours where they reach k).
+
+        With `allowed` (bool [n_movies]) only those movies, and each row's `excluded` ids
+        left out too, scored exactly over the whole catalogue (server.filters)."""
         v = self.version
-        return similar_rows(v.movie_index, v.movie_vectors, movie_ids, k, v.movie_neighbours)
+        movie_ids = np.asarray(movie_ids, dtype=np.int64)
+        if allowed is None:
+            return similar_rows(v.movie_index, v.movie_vectors, movie_ids, k, v.movie_neighbours)
+        excluded = excluded or [np.empty(0, np.int64)] * len(movie_ids)
+        excluded = [np.append(extra, q) for q, extra in zip(movie_ids.tolist(), excluded)]
+        return filtered_search(v.movie_vectors, v.movie_vectors[movie_ids], allowed, excluded, k)
 
     def all_similar_movies(self, k: int, chunk_size: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Every movie's k most similar movies, in id order: (movie_ids, ids, scores) a chunk at a time."""
@@ -61,29 +72,65 @@ class Catalogue:
         """The k links nearest to each movie's vector: what characterises it."""
         return search(self.version.link_index, self.version.movie_vectors[np.asarray(movie_ids)], k)
 
-    def link_movies(self, link_ids: np.ndarray, k: int) -> Ranked:
-        """The k movies nearest to each link's vector."""
-        return search(self.version.movie_index, self.version.link_vectors[np.asarray(link_ids)], k)
+    def link_movies(self, link_ids: np.ndarray, k: int, allowed: np.ndarray | None = None) -> Ranked:
+        """The k movies nearest to each link's vector (only `allowed` ones, when given)."""
+        queries = self.version.link_vectors[np.asarray(link_ids)]
+        if allowed is None:
+            return search(self.version.movie_index, queries, k)
+        return filtered_search(self.version.movie_vectors, queries, allowed, [np.empty(0, np.int64)] * len(queries), k)
 
     def recommend(self, liked_ids: np.ndarray, disliked_ids: np.ndarray, k: int, worst_k: int = 0, *,
+                  strategy: str = "svm", liked_links: np.ndarray | None = None,
+                  disliked_links: np.ndarray | None = None, allowed: np.ndarray | None = None,
                   alive: Callable[[], bool] = lambda: True) -> Recommendation:
-        """Every movie ranked by a linear SVM fitted on liked (+) and disliked (-) movies
-        (server.recommend); the input movies are excluded. An inner-product search of w
-        over the movie index finds the best, of -w the worst. Once `alive()` is False,
-        checked before each step, the work stops with ServiceError STOPPED."""
-        vectors = self.version.movie_vectors
+        """Every movie ranked by `strategy` (server.recommend) over the liked (+) and disliked (-)
+        movies and links; the input movies are excluded, and with `allowed` every movie it
+        leaves out. svm and average_vector without a filter search the movie index with
+        their query vector (-query for the worst); best_score, and any filtered query,
+        scores every movie. Once `alive()` is False, checked before each step, the work
+        stops with ServiceError STOPPED."""
+        v = self.version
+        vectors = v.movie_vectors
+        liked_extra = v.link_vectors[np.asarray(liked_links if liked_links is not None else [], dtype=np.int64)]
+        disliked_extra = v.link_vectors[np.asarray(disliked_links if disliked_links is not None else [], dtype=np.int64)]
+        inputs = np.concatenate([liked_ids, disliked_ids]).astype(np.int64)
         _still_wanted(alive)
-        w, b = svm_direction(vectors, liked_ids, disliked_ids)
+        if strategy == "best_score":
+            positives = np.concatenate([vectors[liked_ids], liked_extra])
+            negatives = np.concatenate([vectors[disliked_ids], disliked_extra])
+            return self._ranked(best_scores(vectors, positives, negatives), inputs, k, worst_k, allowed, alive)
+        if strategy == "average_vector":
+            query = average_vector_query(np.concatenate([vectors[liked_ids], liked_extra]),
+                                         np.concatenate([vectors[disliked_ids], disliked_extra]))
+            b = 0.0
+        else:
+            w, b = svm_direction(vectors, liked_ids, disliked_ids, liked_extra, disliked_extra)
+            query = w.astype(np.float32)
         _still_wanted(alive)
-        exclude = [set(np.concatenate([liked_ids, disliked_ids]).tolist())]
-        query = w.astype(np.float32)[None, :]
-        best_ids, best_scores = search(self.version.movie_index, query, k, exclude)
+        if allowed is not None:
+            return self._ranked(vectors @ query + np.float32(b), inputs, k, worst_k, allowed, alive)
+        exclude = [set(inputs.tolist())]
+        best_ids, best_scores_ = search(v.movie_index, query[None, :], k, exclude)
         worst_ids, worst_scores = np.empty((1, 0), np.int64), np.empty((1, 0), np.float32)
         if worst_k:
             _still_wanted(alive)
-            worst_ids, worst_scores = search(self.version.movie_index, -query, worst_k, exclude)
+            worst_ids, worst_scores = search(v.movie_index, -query[None, :], worst_k, exclude)
             worst_scores = b - worst_scores
-        return Recommendation(best_ids[0], best_scores[0] + b, worst_ids[0], worst_scores[0])
+        return Recommendation(best_ids[0], best_scores_[0] + b, worst_ids[0], worst_scores[0])
+
+    @staticmethod
+    def _ranked(scores: np.ndarray, inputs: np.ndarray, k: int, worst_k: int, allowed: np.ndarray | None,
+                alive: Callable[[], bool]) -> Recommendation:
+        """A Recommendation from every movie's score, inputs and disallowed movies left out."""
+        allowed = np.ones(len(scores), dtype=bool) if allowed is None else allowed
+        scores = scores.astype(np.float32)[None, :]
+        best_ids, best = best_allowed(scores, allowed, [inputs], k)
+        worst_ids, worst = np.empty((1, 0), np.int64), np.empty((1, 0), np.float32)
+        if worst_k:
+            _still_wanted(alive)
+            worst_ids, worst = best_allowed(-scores, allowed, [inputs], worst_k)
+            worst = -worst
+        return Recommendation(best_ids[0], best[0], worst_ids[0], worst[0])
 
     def predict(self, movie_ids: np.ndarray, attribute: str) -> np.ndarray:
         """The attribute model's prediction for each movie (KeyError for an attribute it has no model of)."""

@@ -1,5 +1,6 @@
-"""What the web explorer asks besides the plain queries: names containing a text,
-neighbours with their years and the links they share, and a 2D map of the space.
+"""What the web explorer asks besides the plain queries: names containing a text and
+a 2D map of the space (its neighbours and their shared links are SimilarMovies with
+reasons).
 
 Plain numpy over a MovieService's index version, no gRPC; `explorer(service)` keeps
 one Explorer per served version (an index version is immutable, so what is
@@ -19,22 +20,9 @@ from server.errors import invalid
 from server.service import MovieService
 
 DEFAULT_LIMIT = 10  # names a search returns when it does not say
-DEFAULT_SHARED_LINKS = 5
-MAX_SHARED_LINKS = 20
 DEFAULT_MAP_SAMPLE = 1500
 MAX_MAP_SAMPLE = 5000
 MAP_SEED = 0  # the background sample is the same for every request on a version
-
-Named = list[tuple[str, float]]
-
-
-@dataclasses.dataclass(frozen=True)
-class ExplainedNeighbour:
-    title: str
-    score: float
-    year: int | None
-    shared_links: Named  # (link, the smaller of its cosines to the two movies), best first
-
 
 @dataclasses.dataclass(frozen=True)
 class MapPoint:
@@ -75,25 +63,6 @@ class Explorer:
         found.sort()
         return [names[i] for *_, i in found[:limit]], len(found)
 
-    def explain_similar_movies(self, title: str, k: int, shared_links: int = 0) -> tuple[str, int | None,
-                                                                                          list[ExplainedNeighbour]]:
-        """(resolved title, its year, the k nearest movies each with year and shared links)."""
-        shared_links = shared_links or DEFAULT_SHARED_LINKS
-        if not 1 <= shared_links <= MAX_SHARED_LINKS:
-            raise invalid(f"shared_links must be between 1 and {MAX_SHARED_LINKS}, got {shared_links}")
-        query, neighbours = self.service.similar_movies(title, k)
-        resolver = self.service.movie_titles
-        query_id = resolver.exact[query]
-        ids = [resolver.exact[name] for name, _ in neighbours]
-        version = self.service.version
-        shared = shared_between(version.link_vectors, version.movie_vectors[query_id], version.movie_vectors[ids],
-                                shared_links)
-        explained = [
-            ExplainedNeighbour(name, score, self.years[i], [(version.links[j], s) for j, s in links])
-            for (name, score), i, links in zip(neighbours, ids, shared)
-        ]
-        return query, self.years[query_id], explained
-
     def movie_map(self, titles: list[str], sample: int = 0) -> MovieMap:
         """The background sample and `titles` placed by the first two principal components."""
         sample = sample or DEFAULT_MAP_SAMPLE
@@ -118,22 +87,6 @@ class Explorer:
     def _point(self, movie_id: int, points: np.ndarray) -> MapPoint:
         return MapPoint(self.service.movie_titles.names[movie_id], float(points[movie_id, 0]),
                         float(points[movie_id, 1]), self.years[movie_id])
-
-
-def shared_between(link_vectors: np.ndarray, movie: np.ndarray, others: np.ndarray, n: int) -> list[list[tuple[int, float]]]:
-    """For each row of `others`: the n links whose smaller cosine to `movie` and to that row is largest."""
-    to_movie = link_vectors @ movie  # [links]
-    to_others = others @ link_vectors.T  # [others, links]
-    both = np.minimum(to_others, to_movie[None, :])
-    n = min(n, both.shape[1])
-    if n == 0:
-        return [[] for _ in range(len(others))]
-    top = np.argpartition(-both, n - 1, axis=1)[:, :n]
-    result = []
-    for row, candidates in zip(both, top):
-        ordered = candidates[np.argsort(-row[candidates], kind="stable")]
-        result.append([(int(j), float(row[j])) for j in ordered])
-    return result
 
 
 def principal_plane(vectors: np.ndarray) -> tuple[np.ndarray, float]:

@@ -17,6 +17,10 @@ MAX_RECOMMEND_TITLES = 1_000  # liked + disliked: one SVM fit grows with the squ
 MAX_STRING_CHARS = MAX_NAME_CHARS  # longest title or link name accepted, as the trainer lets in
 MAX_CLOSE_MATCHES = 20  # misspelt titles one request may ask to resolve (each scans the catalogue)
 EXPORT_NEIGHBOURS_PER_CHUNK = 40_000  # keeps each streamed message well under gRPC's 4 MB
+MAX_REASONS = 20  # shared links per result
+MAX_REASONED_RESULTS = 10_000  # titles x k of one call that asks for reasons (each is a set intersection)
+MAX_FILTER_LINKS = 20  # must_link_to links in one filter
+MAX_YEAR = 9999  # release-year bounds are 0 (none) or 1..MAX_YEAR
 
 
 def check_k(k: int, field: str = "k", minimum: int = 1) -> None:
@@ -54,3 +58,22 @@ def check_recommend_titles(n_liked: int, n_disliked: int) -> None:
 def check_chunk_size(chunk_size: int) -> None:
     if not 0 <= chunk_size <= MAX_BATCH:
         raise invalid(f"chunk_size must be between 0 and {MAX_BATCH}, got {chunk_size}")
+
+
+def check_reasons(reasons: int, n_results: int) -> None:
+    if not 0 <= reasons <= MAX_REASONS:
+        raise invalid(f"reasons must be between 0 and {MAX_REASONS}, got {reasons}")
+    if reasons and n_results > MAX_REASONED_RESULTS:
+        raise invalid(f"reasons for {n_results:,} results (titles x k); the limit is {MAX_REASONED_RESULTS:,} a call "
+                      "when reasons are asked for")
+
+
+def check_filter(min_year: int, max_year: int, must_link_to: Sequence[str], exclude_titles: Sequence[str]) -> None:
+    for field, year in (("min_year", min_year), ("max_year", max_year)):
+        if not 0 <= year <= MAX_YEAR:
+            raise invalid(f"filter.{field} must be between 0 (no bound) and {MAX_YEAR}, got {year}")
+    if min_year and max_year and min_year > max_year:
+        raise invalid(f"filter.min_year {min_year} is after filter.max_year {max_year}")
+    if len(must_link_to) > MAX_FILTER_LINKS:
+        raise invalid(f"filter.must_link_to has {len(must_link_to)} links; the limit is {MAX_FILTER_LINKS}")
+    check_count("filter.exclude_titles", exclude_titles, minimum=0)

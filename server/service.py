@@ -9,22 +9,71 @@ from __future__ import annotations
 
 import dataclasses
 from typing import Callable, Iterator, Sequence
+from urllib.parse import quote
 
 import numpy as np
 
 from common.neighbours import BATCH_ROWS, named
-from common.records import Neighbours, Prediction
+from common.records import Neighbours, Prediction, release_year
 from indexer.version import IndexVersion
-from server import limits
+from server import explain, limits
 from server.catalogue import Catalogue, Ranked
 from server.errors import invalid, not_found
-from server.titles import TitleResolver, shown
+from server.filters import FilterRequest, MovieFilter, allowed_movies
+from server.recommend import SCORE_MEANING, STRATEGIES
+from server.titles import TitleResolver, franchise_key, shown
+
+WIKIPEDIA = "https://en.wikipedia.org/wiki/"
+MAX_DIRECTOR_CHARS = 200
+
+
+def wikipedia_url(title: str) -> str:
+    """The English Wikipedia page of a page title."""
+    return WIKIPEDIA + quote(title.replace(" ", "_"), safe="()_,!:-.'/&")
+
+
+@dataclasses.dataclass(frozen=True)
+class MovieFacts:
+    """What a person needs to recognise a film."""
+
+    year: int | None
+    director: str  # as the infobox names it; "" when unknown
+    url: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Reason:
+    """A link two movies share (see server.explain for the contribution)."""
+
+    link: str
+    contribution: float
+    cosine_a: float
+    cosine_b: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Explanation:
+    a: str
+    b: str
+    cosine: float
+    basis: str  # explain.ARTICLE_LINKS or explain.MODEL_ASSOCIATIONS
+    shared: list[Reason]
+    shared_total: int
+    links_a: int
+    links_b: int
+    overlap_cosine: float
 
 
 @dataclasses.dataclass(frozen=True)
 class Recommendation:
-    best: Neighbours  # (title, decision value), highest first
+    best: Neighbours  # (title, score), highest first
     worst: Neighbours  # lowest first
+    strategy: str = "svm"
+    score_meaning: str = SCORE_MEANING["svm"]
+    liked: list[str] = dataclasses.field(default_factory=list)  # resolved, in request order
+    disliked: list[str] = dataclasses.field(default_factory=list)
+    reasons: dict[str, list[Reason]] = dataclasses.field(default_factory=dict)  # per best title, when asked
+    reasons_basis: str = ""
 
 
 class MovieService:
@@ -32,8 +81,24 @@ class MovieService:
 
     def __init__(self, version: IndexVersion):
         self.catalogue = Catalogue(version)
-        self.movie_titles = TitleResolver([m.title for m in version.movies], "movie")
+        links = version.movie_links
+        self.movie_titles = TitleResolver([m.title for m in version.movies], "movie",
+                                          None if links is None else links.counts())
         self.link_names = TitleResolver(version.links, "link")
+        self.years = np.array([release_year(m.infobox) or 0 for m in version.movies], dtype=np.int32)
+        self.franchises: dict[str, np.ndarray] = {}
+        keys = [franchise_key(m.title) for m in version.movies]
+        grouped: dict[str, list[int]] = {}
+        for i, key in enumerate(keys):
+            grouped.setdefault(key, []).append(i)
+        self.franchise_of = keys
+        self.franchises = {key: np.array(ids, dtype=np.int64) for key, ids in grouped.items() if len(ids) > 1 and key}
+        if links is not None:
+            self.idf = explain.idf(links, len(version.links))
+            by_link = np.argsort(links.link_ids, kind="stable")
+            self._movie_of_pair = np.repeat(np.arange(links.n_movies, dtype=np.int64), links.counts())[by_link]
+            self._link_offsets = np.concatenate([[0], np.cumsum(np.bincount(links.link_ids,
+                                                                           minlength=len(version.links)))])
 
     @property
     def version(self) -> IndexVersion:
@@ -49,15 +114,65 @@ class MovieService:
         movie_id, match = self.movie_titles.resolve(title)
         return self.movie_titles.names[movie_id], match
 
-    def similar_movies(self, title: str, k: int) -> tuple[str, Neighbours]:
-        return self.similar_movies_batch([title], k)[0]
+    @property
+    def has_movie_links(self) -> bool:
+        return self.version.movie_links is not None
 
-    def similar_movies_batch(self, titles: Sequence[str], k: int) -> list[tuple[str, Neighbours]]:
+    def similar_movies(self, title: str, k: int, movie_filter: FilterRequest | None = None,
+                       reasons: int = 0) -> tuple[str, Neighbours]:
+        return self.similar_movies_batch([title], k, movie_filter, reasons)[0]
+
+    def similar_movies_batch(self, titles: Sequence[str], k: int, movie_filter: FilterRequest | None = None,
+                             reasons: int = 0) -> list[tuple[str, Neighbours]]:
+        """Each title's k most similar movies that `movie_filter` lets through. `reasons` is
+        only checked here (the caller asks `reasons` for them, result by result)."""
         limits.check_count("titles", titles, minimum=1)
         limits.check_k(k)
         limits.check_batch_neighbours(len(titles), k)
+        limits.check_reasons(reasons, len(titles) * k)
+        found = self._movie_filter(movie_filter)
         ids = self._movie_ids(titles)
-        return self._named_rows(ids, self.catalogue.similar_movies(ids, k), self.movie_titles, self.movie_titles)
+        if found is None:
+            ranked = self.catalogue.similar_movies(ids, k)
+        else:
+            allowed = self._allowed(found)
+            excluded = [self._franchise(int(q)) if found.exclude_franchise else np.empty(0, np.int64) for q in ids]
+            ranked = self.catalogue.similar_movies(ids, k, allowed, excluded)
+        return self._named_rows(ids, ranked, self.movie_titles, self.movie_titles)
+
+    def facts(self, title: str) -> MovieFacts:
+        """Year, director and Wikipedia URL of a catalogue title (exact)."""
+        movie_id = self.movie_titles.exact[title]
+        director = self.version.movies[movie_id].infobox.get("director", "")
+        director = director.strip()[:MAX_DIRECTOR_CHARS] if isinstance(director, str) else ""
+        return MovieFacts(int(self.years[movie_id]) or None, director, wikipedia_url(title))
+
+    @property
+    def reasons_basis(self) -> str:
+        return explain.ARTICLE_LINKS if self.has_movie_links else explain.MODEL_ASSOCIATIONS
+
+    def reasons(self, query: str, titles: Sequence[str], n: int) -> list[list[Reason]]:
+        """For each of `titles` (exact catalogue titles), the n links it shares with the movie `query`."""
+        resolver = self.movie_titles
+        return self._reasons_against(self.version.movie_vectors[resolver.exact[query]],
+                                     self._links_of([resolver.exact[query]], []),
+                                     [resolver.exact[t] for t in titles], n)
+
+    def explain_similarity(self, title_a: str, title_b: str, k: int) -> Explanation:
+        """Why two movies are alike: their cosine and the k shared links contributing most (server.explain)."""
+        limits.check_k(k)
+        a, b = self._movie_ids([title_a, title_b]).tolist()
+        if a == b:
+            raise invalid(f"both titles are {shown(self.movie_titles.names[a])}: name two different movies")
+        vectors = self.version.movie_vectors
+        links_a, links_b = self._links_of([a], []), self._links_of([b], [])
+        shared = self._shared(vectors[a], links_a, b, k)
+        link_vectors = self.version.link_vectors
+        reasons = [Reason(self.version.links[j], float(c), float(link_vectors[j] @ vectors[a]),
+                          float(link_vectors[j] @ vectors[b])) for j, c in zip(shared.link_ids.tolist(), shared.contributions)]
+        names = self.movie_titles.names
+        return Explanation(names[a], names[b], float(vectors[a] @ vectors[b]), self.reasons_basis, reasons,
+                           shared.total, len(links_a), len(links_b), shared.overlap_cosine)
 
     def similar_links(self, link: str, k: int) -> tuple[str, Neighbours]:
         ids = self._link_ids(link)
@@ -69,35 +184,73 @@ class MovieService:
         limits.check_k(k)
         return self._named_rows(ids, self.catalogue.movie_links(ids, k), self.movie_titles, self.link_names)[0]
 
-    def link_movies(self, link: str, k: int) -> tuple[str, Neighbours]:
+    def link_movies(self, link: str, k: int, movie_filter: FilterRequest | None = None) -> tuple[str, Neighbours]:
         ids = self._link_ids(link)
         limits.check_k(k)
-        return self._named_rows(ids, self.catalogue.link_movies(ids, k), self.link_names, self.movie_titles)[0]
+        found = self._movie_filter(movie_filter)
+        allowed = None if found is None else self._allowed(found)
+        return self._named_rows(ids, self.catalogue.link_movies(ids, k, allowed), self.link_names,
+                                self.movie_titles)[0]
 
     def recommend(self, liked: Sequence[str], disliked: Sequence[str], k: int, worst_k: int = 0, *,
+                  strategy: str = "", liked_links: Sequence[str] = (), disliked_links: Sequence[str] = (),
+                  movie_filter: FilterRequest | None = None, reasons: int = 0,
                   alive: Callable[[], bool] = lambda: True) -> Recommendation:
-        """Movies ranked by a linear SVM fitted on liked (+) and disliked (-) movies.
+        """Movies ranked by `strategy` (server.recommend; "" is svm) over liked (+) and
+        disliked (-) movies and links.
 
         `alive` is asked between the steps (titles, fit, searches): once it says False (the
         caller cancelled or passed its deadline) the work stops with ServiceError STOPPED.
         """
-        limits.check_count("liked", liked, minimum=1)
-        limits.check_count("disliked", disliked, minimum=0)
-        limits.check_recommend_titles(len(liked), len(disliked))
+        strategy = strategy or "svm"
+        if strategy not in STRATEGIES:
+            raise invalid(f"unknown strategy {shown(strategy)}; choose one of {', '.join(STRATEGIES)}")
+        if not liked and not liked_links:
+            raise invalid("liked needs at least 1 title (or liked_links a link)")
+        for field, values in (("liked", liked), ("disliked", disliked), ("liked_links", liked_links),
+                              ("disliked_links", disliked_links)):
+            limits.check_count(field, values, minimum=0)
+        limits.check_recommend_titles(len(liked) + len(liked_links), len(disliked) + len(disliked_links))
         limits.check_k(k)
         limits.check_k(worst_k, "worst_k", minimum=0)
-        liked_ids = _unique(self._movie_ids(liked))
-        disliked_ids = _unique(self._movie_ids(disliked))
-        both = np.intersect1d(liked_ids, disliked_ids)
-        if len(both):
-            names = ", ".join(shown(self.movie_titles.names[i]) for i in both[:5])
-            raise invalid(f"a movie cannot be both liked and disliked: {names}")
-        if len(liked_ids) >= len(self.movie_titles.names):
-            raise invalid("every movie is liked: nothing is left to recommend")
-        found = self.catalogue.recommend(liked_ids, disliked_ids, k, worst_k, alive=alive)
+        limits.check_reasons(reasons, k)
+        found_filter = self._movie_filter(movie_filter)
+        liked_resolved, disliked_resolved = self._movie_ids(liked), self._movie_ids(disliked)
+        liked_ids, disliked_ids = _unique(liked_resolved), _unique(disliked_resolved)
+        liked_link_ids = _unique(np.array([self._link_ids(n)[0] for n in liked_links], dtype=np.int64))
+        disliked_link_ids = _unique(np.array([self._link_ids(n)[0] for n in disliked_links], dtype=np.int64))
+        for what, names, a, b in (("movie", self.movie_titles.names, liked_ids, disliked_ids),
+                                  ("link", self.link_names.names, liked_link_ids, disliked_link_ids)):
+            both = np.intersect1d(a, b)
+            if len(both):
+                raise invalid(f"a {what} cannot be both liked and disliked: "
+                              + ", ".join(shown(names[i]) for i in both[:5]))
+        if len(liked_ids) + len(disliked_ids) >= len(self.movie_titles.names):
+            raise invalid("every movie is liked or disliked: nothing is left to recommend")
+        allowed = None
+        if found_filter is not None:
+            allowed = self._allowed(found_filter)
+            if found_filter.exclude_franchise:
+                for movie_id in liked_ids.tolist():
+                    allowed[self._franchise(movie_id)] = False
+        found = self.catalogue.recommend(liked_ids, disliked_ids, k, worst_k, strategy=strategy,
+                                         liked_links=liked_link_ids, disliked_links=disliked_link_ids,
+                                         allowed=allowed, alive=alive)
         titles = self.movie_titles.names
-        return Recommendation(named(found.best_ids, found.best_scores, titles),
-                              named(found.worst_ids, found.worst_scores, titles))
+        best = named(found.best_ids, found.best_scores, titles)
+        why: dict[str, list[Reason]] = {}
+        if reasons:
+            vectors = self.version.movie_vectors
+            profile = np.concatenate([vectors[liked_ids], self.version.link_vectors[liked_link_ids]]).mean(axis=0)
+            profile /= max(float(np.linalg.norm(profile)), 1e-12)
+            found_ids = [i for i in found.best_ids.tolist() if i >= 0]
+            rows = self._reasons_against(profile, self._links_of(liked_ids.tolist(), liked_link_ids.tolist()),
+                                         found_ids, reasons)
+            why = {titles[i]: r for i, r in zip(found_ids, rows)}
+        return Recommendation(best, named(found.worst_ids, found.worst_scores, titles), strategy,
+                              SCORE_MEANING[strategy], [titles[i] for i in liked_resolved.tolist()],
+                              [titles[i] for i in disliked_resolved.tolist()], why,
+                              self.reasons_basis if reasons else "")
 
     def predict_attribute(self, title: str, attribute: str) -> Prediction:
         ids = self._movie_ids([title])
@@ -137,7 +290,67 @@ class MovieService:
             "max_batch": limits.MAX_BATCH,
             "max_string_chars": limits.MAX_STRING_CHARS,
             "default_k": limits.DEFAULT_K,
+            "max_reasons": limits.MAX_REASONS,
+            "max_filter_links": limits.MAX_FILTER_LINKS,
+            "has_movie_links": self.has_movie_links,
         }
+
+    def lookup_title(self, title: str) -> tuple[str, str, list[str]]:
+        """(catalogue title, how it matched, other titles that matched as well and lost on links)."""
+        limits.check_string("title", title)
+        movie_id, match, others = self.movie_titles.lookup(title)
+        names = self.movie_titles.names
+        return names[movie_id], match, [names[i] for i in others]
+
+    def _movie_filter(self, request: FilterRequest | None) -> MovieFilter | None:
+        """The filter with its names resolved, or None when it lets every movie through."""
+        if request is None or request.empty:
+            return None
+        limits.check_filter(request.min_year, request.max_year, request.must_link_to, request.exclude_titles)
+        if request.must_link_to and not self.has_movie_links:
+            raise invalid("filter.must_link_to needs the films' links, and this index version has none: rebuild it "
+                          "(`indexer build`) from a run trained since runs carry movie_links.npz")
+        links = tuple(int(self._link_ids(name)[0]) for name in request.must_link_to)
+        excluded = tuple(self._movie_ids(request.exclude_titles).tolist()) if request.exclude_titles else ()
+        return MovieFilter(request.min_year, request.max_year, links, excluded, request.exclude_franchise)
+
+    def _allowed(self, movie_filter: MovieFilter) -> np.ndarray:
+        return allowed_movies(movie_filter, self.years, self._movies_of_link)
+
+    def _movies_of_link(self, link_id: int) -> np.ndarray:
+        return self._movie_of_pair[self._link_offsets[link_id]:self._link_offsets[link_id + 1]]
+
+    def _franchise(self, movie_id: int) -> np.ndarray:
+        """The other films of the movie's franchise (empty when it has none)."""
+        return self.franchises.get(self.franchise_of[movie_id], np.empty(0, np.int64))
+
+    def _links_of(self, movie_ids: Sequence[int], link_ids: Sequence[int]) -> np.ndarray:
+        """The sorted distinct links of some movies, with some links added (empty without movie links)."""
+        links = self.version.movie_links
+        if links is None:
+            return np.empty(0, np.int64)
+        parts = [links.of(i).astype(np.int64) for i in movie_ids] + [np.asarray(link_ids, dtype=np.int64)]
+        return np.unique(np.concatenate(parts))
+
+    def _shared(self, vector: np.ndarray, links: np.ndarray, other: int, n: int) -> explain.Shared:
+        if self.has_movie_links:
+            link_vectors, other_vector = self.version.link_vectors, self.version.movie_vectors[other]
+            return explain.shared_article_links(
+                links, self._links_of([other], []), self.idf, n,
+                lambda ids: (link_vectors[ids] @ vector) * (link_vectors[ids] @ other_vector))
+        return explain.shared_associations(self.version.link_vectors, vector, self.version.movie_vectors[other], n)
+
+    def _reasons_against(self, vector: np.ndarray, links: np.ndarray, others: Sequence[int], n: int) -> list[list[Reason]]:
+        """For each of `others`, the n links it shares with (`vector`, `links`): one query side."""
+        link_vectors, movie_vectors, names = self.version.link_vectors, self.version.movie_vectors, self.version.links
+        result = []
+        for other in others:
+            shared = self._shared(vector, links, other, n)
+            chosen = link_vectors[shared.link_ids]
+            result.append([Reason(names[j], float(c), float(a), float(b)) for j, c, a, b in
+                           zip(shared.link_ids.tolist(), shared.contributions.tolist(), (chosen @ vector).tolist(),
+                               (chosen @ movie_vectors[other]).tolist())])
+        return result
 
     def _movie_ids(self, titles: Sequence[str]) -> np.ndarray:
         """Ids of many titles: each distinct title resolved once, at most MAX_CLOSE_MATCHES by close match."""

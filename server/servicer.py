@@ -16,8 +16,9 @@ from proto import movielinks_pb2_grpc as pb_grpc
 from common.records import Neighbours
 from server.errors import Kind, ServiceError
 from server.explore import explorer
+from server.filters import FilterRequest
 from server.limits import DEFAULT_K
-from server.service import MovieService
+from server.service import MovieService, Reason, wikipedia_url
 
 log = logging.getLogger("movielinks.server")
 
@@ -74,19 +75,20 @@ class MovielinksServicer(pb_grpc.MovielinksServicer):
     @unary
     def SimilarMovies(self, request, context):
         service = self.current()
-        return _neighbours(*service.similar_movies(request.title, _k(request.k)), service.name)
+        query, found = service.similar_movies(request.title, _k(request.k), _filter(request), request.reasons)
+        return _movies(service, query, found, request.reasons)
 
     @unary
     def BatchSimilarMovies(self, request, context):
         service = self.current()
-        results = service.similar_movies_batch(list(request.titles), _k(request.k))
+        results = service.similar_movies_batch(list(request.titles), _k(request.k), _filter(request), request.reasons)
         response = pb.BatchNeighboursResponse(index_version=service.name)
         # Up to 10,000 x 1,000 neighbours to convert: stop when nobody waits for them.
         for start in range(0, len(results), _RESPONSE_CHUNK):
             if not context.is_active():  # cancelled, or past its deadline
                 return response
             chunk = results[start:start + _RESPONSE_CHUNK]
-            response.results.extend(_neighbours(q, n, service.name) for q, n in chunk)
+            response.results.extend(_movies(service, q, n, request.reasons) for q, n in chunk)
         size = response.ByteSize()
         if size > MAX_RESPONSE_BYTES:  # long titles: the titles x k limit alone does not bound the bytes
             raise ServiceError(Kind.RESOURCE_EXHAUSTED, f"the answer would be {size:,} bytes; the limit is "
@@ -107,17 +109,29 @@ class MovielinksServicer(pb_grpc.MovielinksServicer):
     @unary
     def LinkMovies(self, request, context):
         service = self.current()
-        return _neighbours(*service.link_movies(request.link, _k(request.k)), service.name)
+        query, found = service.link_movies(request.link, _k(request.k), _filter(request))
+        response = _movies(service, None, found, 0)
+        response.query = query
+        response.query_url = wikipedia_url(query)
+        return response
 
     @unary
     def Recommend(self, request, context):
         service = self.current()
         result = service.recommend(list(request.liked), list(request.disliked), _k(request.k), request.worst_k,
-                                   alive=context.is_active)
+                                   strategy=request.strategy, liked_links=list(request.liked_links),
+                                   disliked_links=list(request.disliked_links), movie_filter=_filter(request),
+                                   reasons=request.reasons, alive=context.is_active)
+
+        def scored(title: str, value: float) -> pb.ScoredMovie:
+            facts = service.facts(title)
+            return pb.ScoredMovie(title=title, decision_value=value, year=facts.year or 0, director=facts.director,
+                                  url=facts.url, reasons=_reasons(result.reasons.get(title, [])))
+
         return pb.RecommendResponse(
-            best=[pb.ScoredMovie(title=t, decision_value=v) for t, v in result.best],
-            worst=[pb.ScoredMovie(title=t, decision_value=v) for t, v in result.worst],
-            index_version=service.name,
+            best=[scored(t, v) for t, v in result.best], worst=[scored(t, v) for t, v in result.worst],
+            index_version=service.name, strategy=result.strategy, score_meaning=result.score_meaning,
+            liked_resolved=result.liked, disliked_resolved=result.disliked, reasons_basis=result.reasons_basis,
         )
 
     @unary
@@ -139,8 +153,8 @@ class MovielinksServicer(pb_grpc.MovielinksServicer):
 
     @unary
     def LookupTitle(self, request, context):
-        title, match = self.current().resolve_title(request.title)
-        return pb.LookupTitleResponse(title=title, match=match)
+        title, match, others = self.current().lookup_title(request.title)
+        return pb.LookupTitleResponse(title=title, match=match, also_matched=others)
 
     @unary
     def GetInfo(self, request, context):
@@ -156,15 +170,14 @@ class MovielinksServicer(pb_grpc.MovielinksServicer):
         return pb.SearchNamesResponse(names=names, total=total)
 
     @unary
-    def ExplainSimilarMovies(self, request, context):
+    def ExplainSimilarity(self, request, context):
         service = self.current()
-        query, year, explained = explorer(service).explain_similar_movies(request.title, _k(request.k),
-                                                                          request.shared_links)
-        return pb.ExplainSimilarMoviesResponse(
-            query=query, query_year=year or 0, index_version=service.name,
-            neighbours=[pb.ExplainedNeighbour(title=n.title, score=n.score, year=n.year or 0,
-                                              shared_links=[pb.Neighbour(name=l, score=s) for l, s in n.shared_links])
-                        for n in explained],
+        found = service.explain_similarity(request.title_a, request.title_b, _k(request.k))
+        return pb.ExplainSimilarityResponse(
+            a=_movie(service, found.a, found.cosine), b=_movie(service, found.b, found.cosine), cosine=found.cosine,
+            basis=found.basis, shared_links=_reasons(found.shared), shared_total=found.shared_total,
+            links_a=found.links_a, links_b=found.links_b, link_overlap_cosine=found.overlap_cosine,
+            index_version=service.name,
         )
 
     @unary
@@ -188,6 +201,38 @@ def _struct(values: dict) -> struct_pb2.Struct:
 
 def _point(point) -> pb.MapPoint:
     return pb.MapPoint(title=point.title, x=point.x, y=point.y, year=point.year or 0)
+
+
+def _filter(request) -> FilterRequest | None:
+    """The request's MovieFilter message as a FilterRequest (None when the request has none)."""
+    if not request.HasField("filter"):
+        return None
+    f = request.filter
+    return FilterRequest(f.min_year, f.max_year, tuple(f.must_link_to), tuple(f.exclude_titles), f.exclude_franchise)
+
+
+def _reasons(reasons: list[Reason]) -> list[pb.SharedLink]:
+    return [pb.SharedLink(link=r.link, contribution=r.contribution, cosine_a=r.cosine_a, cosine_b=r.cosine_b,
+                          url=wikipedia_url(r.link)) for r in reasons]
+
+
+def _movie(service: MovieService, title: str, score: float, reasons: list[Reason] = ()) -> pb.Neighbour:
+    facts = service.facts(title)
+    return pb.Neighbour(name=title, score=score, year=facts.year or 0, director=facts.director, url=facts.url,
+                        reasons=_reasons(list(reasons)))
+
+
+def _movies(service: MovieService, query: str | None, found: Neighbours, reasons: int) -> pb.NeighboursResponse:
+    """A NeighboursResponse of movies, each with its facts (and its reasons when asked for);
+    `query` a movie title (None: the caller fills the query in)."""
+    why = service.reasons(query, [t for t, _ in found], reasons) if reasons and query is not None else [[]] * len(found)
+    response = pb.NeighboursResponse(neighbours=[_movie(service, t, s, r) for (t, s), r in zip(found, why)],
+                                     index_version=service.name, reasons_basis=service.reasons_basis if reasons else "")
+    if query is not None:
+        facts = service.facts(query)
+        response.query, response.query_year, response.query_director, response.query_url = (
+            query, facts.year or 0, facts.director, facts.url)
+    return response
 
 
 def _neighbours(query: str, neighbours: Neighbours, version: str) -> pb.NeighboursResponse:

@@ -1,14 +1,13 @@
-"""The explorer's queries on a tiny index: name search, shared links, the 2D map."""
+"""The explorer's queries on a tiny index: name search and the 2D map (its shared links: test_server_explain)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from common.records import release_year
 from indexer.build import build_index
 from server.app import load_service
 from server.errors import ServiceError
-from server.explore import explorer, principal_plane, shared_between
+from server.explore import explorer, principal_plane
 from tests.fixtures import make_run
 
 TITLES = ["Interstellar (film)", "Inter Alia", "The Interpreter", "Alien (film)"]
@@ -30,25 +29,6 @@ def test_names_containing_a_text_prefix_matches_first(catalogue):
     for bad in ({"text": " "}, {"text": "x", "limit": 1001}, {"text": "x" * 501}):
         with pytest.raises(ServiceError):
             explorer(catalogue).search_names(**bad)
-
-
-def test_shared_links_rank_by_the_smaller_cosine():
-    links = np.eye(3, dtype=np.float32)  # three links along the axes
-    movie = np.array([0.8, 0.6, 0.0], dtype=np.float32)
-    others = np.array([[0.6, 0.8, 0.0], [0.0, 0.0, 1.0]], dtype=np.float32)
-    shared = shared_between(links, movie, others, 2)
-    assert [j for j, _ in shared[0]] == [0, 1] and shared[0][0][1] == pytest.approx(0.6)
-    assert shared[1][0][1] == pytest.approx(0.0)  # nothing in common: the best is the smaller of 0 and x
-
-
-def test_neighbours_come_with_years_and_shared_links(catalogue):
-    query, year, explained = explorer(catalogue).explain_similar_movies("alien", 5, 3)
-    expected = catalogue.similar_movies("Alien (film)", 5)[1]
-    assert query == "Alien (film)" and year == 1953  # the fixture's 4th movie: "May 1953"
-    assert [(n.title, n.score) for n in explained] == expected
-    assert all(len(n.shared_links) == 3 for n in explained)
-    movies = {m.title: m for m in catalogue.version.movies}
-    assert [n.year for n in explained] == [release_year(movies[n.title].infobox) for n in explained]
 
 
 def test_the_map_is_the_first_two_principal_components(catalogue):

@@ -9,7 +9,7 @@ const SVG_NS = "http://www.w3.org/2000/svg";
 
 const state = {
   selected: null,          // the resolved title shown
-  neighbours: [],          // [{title, score, year, shared_links}]
+  neighbours: [],          // [{title, score, year, director, url, shared_links: [{name, score}]}]
   liked: new Set(),
   disliked: new Set(),
   years: new Map(),        // title -> year, from every answer that had one
@@ -139,8 +139,11 @@ async function select(title) {
   const seq = ++state.selectSeq;
   status(`looking up ${title}…`);
   try {
-    const answer = await api("explain-similar-movies", { title, k: NEIGHBOURS_K, shared_links: SHARED_LINKS });
+    const found = await api("similar-movies", { title, k: NEIGHBOURS_K, reasons: SHARED_LINKS });
     if (seq !== state.selectSeq) return;
+    const answer = { ...found, neighbours: (found.neighbours || []).map((n) => ({
+      title: n.name, score: n.score, year: n.year, director: n.director, url: n.url,
+      shared_links: (n.reasons || []).map((r) => ({ name: r.link, score: r.contribution })) })) };
     state.selected = answer.query;
     state.neighbours = answer.neighbours;
     state.years.set(answer.query, answer.query_year);
@@ -180,7 +183,9 @@ function renderNeighbours(answer) {
         el("span", { class: "bar", style: `width:${Math.max(2, Math.round(60 * Math.max(0, n.score)))}px` }),
         `cosine ${n.score.toFixed(3)}`)),
     el("div", { class: "shared" }, el("span", { class: "label" }, "shared links:"),
-      ...n.shared_links.map((l) => el("span", { class: "chip", title: `the smaller cosine of the two movies to this link: ${l.score.toFixed(3)}` }, l.name))),
+      ...n.shared_links.map((l) => el("span", { class: "chip", title: answer.reasons_basis === "article_links"
+        ? `both articles link here; its share of their link-overlap cosine: ${l.score.toFixed(3)}`
+        : `the smaller cosine of the two movies to this link: ${l.score.toFixed(3)}` }, l.name))),
     el("div", { class: "ticks" }, ...tickPair(n.title)))));
 }
 
