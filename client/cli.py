@@ -1,10 +1,12 @@
 """`client` command: query a movielinks server from the shell.
 
-    client query --movie "Interstellar (film)" [-k 10]
+    client query --movie "Interstellar (film)" [-k 10] [--reasons 3] [filters]
     client query --link "George Lucas"
+    client why "Star Wars (film)" "Alien (film)"
     client links --movie TITLE          client links --search TEXT
-    client movies --link NAME
-    client recommend --like A --like B --dislike C [-k 10] [--worst 5]
+    client movies --link NAME [filters]
+    client recommend --like A --like B --dislike C [--like-link "George Lucas"] [--strategy svm] [-k 10] [--worst 5]
+    filters: --from-year Y --to-year Y --must-link NAME --exclude TITLE --exclude-franchise
     client predict --movie TITLE --attribute rotten_tomatoes
     client export -k 10 --out neighbours.parquet [--quiet]
     client info                         client lookup TITLE
@@ -21,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from common.about import package_version
-from client.client import (SERVER_ENV, TOKEN_ENV, ClientError, Info, MovielinksClient, Neighbours, Prediction,
-                           Recommendation, TitleMatch)
+from client.client import (SERVER_ENV, TOKEN_ENV, ClientError, Explanation, Info, MovieFilter, MovielinksClient,
+                           Neighbour, Neighbours, Prediction, Recommendation, SharedLink, TitleMatch)
 from common.signals import exit_cleanly_on_sigterm
 
 EPILOG = f"""\
@@ -69,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
                               tls_key=args.tls_key, tls_server_name=args.tls_server_name, token=token,
                               wait_for_ready=args.wait_for_ready) as movielinks:
             result = args.command(movielinks, args)
+        for typed, used in _resolved(args, result):
+            if typed != used:
+                print(f"client: using {used!r} for {typed!r}", file=sys.stderr)
     except ClientError as e:
         _error(e.message)
         return 2 if e.code == "INVALID_ARGUMENT" else 1
@@ -134,6 +139,40 @@ def _k(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("-k", "--k", type=int, default=10, help=f"how many {what} (default 10)")
 
 
+def _filter_options(parser: argparse.ArgumentParser, *, franchise: bool = True) -> None:
+    group = parser.add_argument_group("filters (every one must hold)")
+    group.add_argument("--from-year", type=int, default=0, metavar="YEAR", help="released in YEAR or later")
+    group.add_argument("--to-year", type=int, default=0, metavar="YEAR", help="released in YEAR or earlier")
+    group.add_argument("--must-link", action="append", default=[], metavar="LINK",
+                       help='only films whose article links to LINK, e.g. "Science Fiction" (repeat: all of them)')
+    group.add_argument("--exclude", action="append", default=[], metavar="TITLE", help="never this title (repeat)")
+    if franchise:
+        group.add_argument("--exclude-franchise", action="store_true",
+                           help='leave out the query\'s own franchise ("Toy Story 2" for "Toy Story")')
+
+
+def _movie_filter(args: argparse.Namespace) -> MovieFilter | None:
+    found = MovieFilter(args.from_year, args.to_year, tuple(args.must_link), tuple(args.exclude),
+                        getattr(args, "exclude_franchise", False))
+    return None if found == MovieFilter() else found
+
+
+def _reasons_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--reasons", type=int, default=0, metavar="N",
+                        help="with each movie, the N links it shares with the query (default 0: none)")
+
+
+def _resolved(args: argparse.Namespace, result: Any) -> list[tuple[str, str]]:
+    """(what was typed, the title the server used) for each title of the command."""
+    if isinstance(result, Neighbours) and getattr(args, "movie", None) is not None:
+        return [(args.movie, result.query)]
+    if isinstance(result, Recommendation):
+        return list(zip(args.like or [], result.liked_resolved)) + list(zip(args.dislike, result.disliked_resolved))
+    if isinstance(result, Explanation):
+        return [(args.title_a, result.a.name), (args.title_b, result.b.name)]
+    return []
+
+
 def _command(commands, name: str, summary: str, examples: str) -> argparse.ArgumentParser:
     command = commands.add_parser(name, help=summary, description=summary, epilog="examples:\n" + examples,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -156,9 +195,18 @@ def _parser() -> argparse.ArgumentParser:
                                       "spelling)")
     what.add_argument("--link", help="link name, exact or any case (`client links --search TEXT` finds names)")
     _k(query, "results")
-    query.set_defaults(
-        command=lambda c, a: c.similar_movies(a.movie, a.k) if a.movie is not None else c.similar_links(a.link, a.k)
-    )
+    _reasons_option(query)
+    _filter_options(query)
+    query.set_defaults(command=_query)
+
+    why = _command(commands, "why", "why two movies are alike: the links both articles have, largest contribution "
+                                    "first, and the cosine of their vectors",
+                   '  client why "Star Wars (film)" "Alien (film)"\n'
+                   '  client why Godfather "The Godfather Part II" -k 5 --json')
+    why.add_argument("title_a", metavar="A", help="a movie title")
+    why.add_argument("title_b", metavar="B", help="another movie title")
+    _k(why, "shared links")
+    why.set_defaults(command=lambda c, a: c.explain_similarity(a.title_a, a.title_b, a.k))
 
     links = _command(commands, "links", "links that characterise a movie (--movie), or link names containing a "
                                         "text (--search)",
@@ -176,17 +224,28 @@ def _parser() -> argparse.ArgumentParser:
                       '  client movies --link "Science Fiction" -k 20')
     movies.add_argument("--link", required=True, help="link name, exact or any case")
     _k(movies, "movies")
-    movies.set_defaults(command=lambda c, a: c.link_movies(a.link, a.k))
+    _filter_options(movies, franchise=False)
+    movies.set_defaults(command=lambda c, a: c.link_movies(a.link, a.k, filter=_movie_filter(a)))
 
-    recommend = _command(commands, "recommend", "movies ranked by a linear SVM fitted on liked and disliked movies",
+    recommend = _command(commands, "recommend", "movies for liked and disliked movies and links (a linear SVM by "
+                                                "default)",
                          '  client recommend --like "Star Wars (film)" --like "Alien (film)" --dislike "Get Hard"\n'
-                         '  client recommend --like "Heat (1995 film)" --worst 5')
-    recommend.add_argument("--like", action="append", required=True, metavar="TITLE", help="a liked title (repeat)")
+                         '  client recommend --like-link "George Lucas" --strategy best_score --reasons 3\n'
+                         '  client recommend --like "Heat (1995 film)" --worst 5 --from-year 1990')
+    recommend.add_argument("--like", action="append", default=[], metavar="TITLE", help="a liked title (repeat)")
     recommend.add_argument("--dislike", action="append", default=[], metavar="TITLE",
-                           help="a disliked title (repeat; none: a random sample of the catalogue serves)")
+                           help="a disliked title (repeat; none: the svm strategy uses a random sample of the catalogue)")
+    recommend.add_argument("--like-link", action="append", default=[], metavar="LINK",
+                           help='a liked link, e.g. "George Lucas" (repeat)')
+    recommend.add_argument("--dislike-link", action="append", default=[], metavar="LINK", help="a disliked link (repeat)")
+    recommend.add_argument("--strategy", choices=("svm", "average_vector", "best_score"), default="svm",
+                           help="svm (default: a linear SVM's decision value), average_vector or best_score (as "
+                                "Qdrant defines them)")
     _k(recommend, "recommendations")
     recommend.add_argument("--worst", type=int, default=0, metavar="N", help="also the N least liked (default 0)")
-    recommend.set_defaults(command=lambda c, a: c.recommend(a.like, a.dislike, a.k, a.worst))
+    _reasons_option(recommend)
+    _filter_options(recommend)
+    recommend.set_defaults(command=_recommend)
 
     predict = _command(commands, "predict", "predict an attribute from a movie's embedding",
                        '  client predict --movie "Jaws (film)" --attribute rotten_tomatoes\n'
@@ -216,6 +275,22 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _query(movielinks: MovielinksClient, args: argparse.Namespace) -> Neighbours:
+    if args.movie is not None:
+        return movielinks.similar_movies(args.movie, args.k, filter=_movie_filter(args), reasons=args.reasons)
+    if _movie_filter(args) is not None or args.reasons:
+        raise ClientError("INVALID_ARGUMENT", "filters and --reasons apply to --movie, not to --link")
+    return movielinks.similar_links(args.link, args.k)
+
+
+def _recommend(movielinks: MovielinksClient, args: argparse.Namespace) -> Recommendation:
+    if not args.like and not args.like_link:
+        raise ClientError("INVALID_ARGUMENT", "recommend needs at least one --like TITLE or --like-link LINK")
+    return movielinks.recommend(args.like, args.dislike, args.k, args.worst, strategy=args.strategy,
+                                liked_links=args.like_link, disliked_links=args.dislike_link,
+                                filter=_movie_filter(args), reasons=args.reasons)
+
+
 def _export(movielinks: MovielinksClient, args: argparse.Namespace) -> Exported:
     exit_cleanly_on_sigterm()  # a stopped export leaves no temporary file behind
     # No deadline: --timeout is for single calls, an export takes as long as the catalogue needs.
@@ -235,11 +310,19 @@ def _token(token_file: str | None) -> str | None:
 def render(result: Any) -> str:
     """A result as aligned text for people."""
     if isinstance(result, Neighbours):
-        rows = [(str(i), n.name, f"{n.score:.4f}") for i, n in enumerate(result.neighbours, 1)]
-        return f"{result.query}   (index {result.index_version})\n" + table(("#", "name", "cosine"), rows)
+        movies = any(n.url for n in result.neighbours)  # only movie answers carry URLs
+        heading = f"{result.query}{_facts(result.query_year, result.query_director)}   (index {result.index_version})"
+        if not movies:
+            rows = [(str(i), n.name, f"{n.score:.4f}") for i, n in enumerate(result.neighbours, 1)]
+            return heading + "\n" + table(("#", "name", "cosine"), rows)
+        return heading + "\n" + _movie_table("movie", "cosine", [
+            (n.name, n.year, n.director, n.score, n.url, n.reasons) for n in result.neighbours], result.reasons_basis)
     if isinstance(result, Recommendation):
-        text = _scored_table("recommended", result.best)
-        return (text + "\n\n" + _scored_table("least liked", result.worst)) if result.worst else text
+        text = f"score: {result.strategy}: {result.score_meaning}\n" + _scored_table("recommended", result.best,
+                                                                                   result.reasons_basis)
+        return (text + "\n\n" + _scored_table("least liked", result.worst, "")) if result.worst else text
+    if isinstance(result, Explanation):
+        return _explanation(result)
     if isinstance(result, Prediction):
         known = "unknown" if result.known is None else amount(result.known, result.unit)
         error, baseline = (amount(math.sqrt(max(0.0, mse)), result.unit, difference=True)
@@ -252,7 +335,8 @@ def render(result: Any) -> str:
         heading = f"{result.total} {result.kind} name{'s' if result.total != 1 else ''} contain {result.text!r}{more}"
         return "\n".join([heading, *result.names])
     if isinstance(result, TitleMatch):
-        return f"{result.title}   ({result.match} match)"
+        also = f"; also matched: {'; '.join(result.also_matched)}" if result.also_matched else ""
+        return f"{result.title}   ({result.match} match{also})"
     if isinstance(result, Info):
         lines = [f"{field.name}: {_text(getattr(result, field.name))}" for field in dataclasses.fields(result)
                  if field.name not in ("dataset", "metrics")]
@@ -278,17 +362,63 @@ def amount(value: float, unit: str, *, difference: bool = False) -> str:
     return f"{value:.4g} {unit}".rstrip()
 
 
-def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
-    """Left-aligned columns, numbers (the last column) right-aligned."""
+def table(header: tuple[str, ...], rows: list[tuple[str, ...]], right: tuple[int, ...] = (-1,),
+          notes: dict[int, str] | None = None) -> str:
+    """Left-aligned columns, numbers (the `right` columns, default the last) right-aligned;
+    `notes[i]` is a line printed under row i."""
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    right = {i % len(header) for i in right}
     def line(row):
-        cells = [c.ljust(w) if i < len(row) - 1 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
         return "  ".join(cells).rstrip()
-    return "\n".join([line(header)] + [line(r) for r in rows])
+    lines = [line(header)]
+    for i, row in enumerate(rows):
+        lines.append(line(row))
+        if notes and notes.get(i):
+            lines.append(notes[i])
+    return "\n".join(lines)
 
 
-def _scored_table(heading: str, movies: list) -> str:
-    return table(("#", heading, "decision"), [(str(i), m.title, f"{m.decision_value:.4f}") for i, m in enumerate(movies, 1)])
+def _facts(year: int | None, director: str) -> str:
+    parts = [str(year)] if year else []
+    parts += [director] if director else []
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def _reasons_line(reasons: list[SharedLink], basis: str) -> str:
+    if not reasons:
+        return ""
+    label = "shares" if basis == "article_links" else "near both"
+    return f"      {label}: " + ", ".join(f"{r.link} ({r.contribution:.3f})" for r in reasons)
+
+
+def _movie_table(heading: str, score: str, rows: list[tuple], basis: str) -> str:
+    """#, title, year, director, score, Wikipedia URL; each movie's reasons on a line under it."""
+    cells = [(str(i), title, str(year or ""), director or "", f"{value:.4f}", url)
+             for i, (title, year, director, value, url, _) in enumerate(rows, 1)]
+    notes = {i: _reasons_line(reasons, basis) for i, (*_, reasons) in enumerate(rows)}
+    return table(("#", heading, "year", "director", score, "wikipedia"), cells, right=(4,), notes=notes)
+
+
+def _scored_table(heading: str, movies: list, basis: str) -> str:
+    return _movie_table(heading, "score", [(m.title, m.year, m.director, m.decision_value, m.url, m.reasons)
+                                           for m in movies], basis)
+
+
+def _explanation(e: Explanation) -> str:
+    def movie(n: Neighbour) -> str:
+        return f"{n.name}{_facts(n.year, n.director)}  {n.url}"
+    lines = [f"A: {movie(e.a)}", f"B: {movie(e.b)}", f"cosine of the two movie vectors: {e.cosine:.4f}"]
+    if e.basis == "article_links":
+        lines.append(f"the articles share {e.shared_total} of their kept links (A {e.links_a}, B {e.links_b}); "
+                     f"link-overlap (TF-IDF) cosine {e.link_overlap_cosine:.4f}, each link's share of it below")
+        header = ("#", "shared link", "contribution", "cos to A", "cos to B")
+    else:
+        lines.append("this index version has no article links: the links whose vectors are closest to both movies")
+        header = ("#", "link near both", "min cosine", "cos to A", "cos to B")
+    rows = [(str(i), s.link, f"{s.contribution:.4f}", f"{s.cosine_a:.3f}", f"{s.cosine_b:.3f}")
+            for i, s in enumerate(e.shared_links, 1)]
+    return "\n".join(lines) + "\n" + (table(header, rows, right=(2, 3, 4)) if rows else "(none)")
 
 
 def _text(value: Any) -> str:

@@ -55,9 +55,24 @@ class ClientError(Exception):
 
 
 @dataclasses.dataclass(frozen=True)
+class SharedLink:
+    """A link two films share; `contribution` as the proto's SharedLink says."""
+
+    link: str
+    contribution: float
+    cosine_a: float = 0.0
+    cosine_b: float = 0.0
+    url: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
 class Neighbour:
     name: str
     score: float
+    year: int | None = None  # movies only
+    director: str = ""
+    url: str = ""
+    reasons: list[SharedLink] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,12 +80,20 @@ class Neighbours:
     query: str
     neighbours: list[Neighbour]
     index_version: str
+    query_year: int | None = None
+    query_director: str = ""
+    query_url: str = ""
+    reasons_basis: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
 class ScoredMovie:
     title: str
-    decision_value: float
+    decision_value: float  # the strategy's score (Recommendation.score_meaning)
+    year: int | None = None
+    director: str = ""
+    url: str = ""
+    reasons: list[SharedLink] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,12 +101,51 @@ class Recommendation:
     best: list[ScoredMovie]
     worst: list[ScoredMovie]
     index_version: str
+    strategy: str = "svm"
+    score_meaning: str = ""
+    liked_resolved: list[str] = dataclasses.field(default_factory=list)
+    disliked_resolved: list[str] = dataclasses.field(default_factory=list)
+    reasons_basis: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Explanation:
+    """Why two movies are alike (ExplainSimilarity)."""
+
+    a: Neighbour
+    b: Neighbour
+    cosine: float
+    basis: str
+    shared_links: list[SharedLink]
+    shared_total: int
+    links_a: int
+    links_b: int
+    link_overlap_cosine: float
+    index_version: str
+
+
+@dataclasses.dataclass(frozen=True)
+class MovieFilter:
+    """Which movies a query may return (the proto's MovieFilter); the default lets every movie through."""
+
+    min_year: int = 0
+    max_year: int = 0
+    must_link_to: Sequence[str] = ()
+    exclude_titles: Sequence[str] = ()
+    exclude_franchise: bool = False
+
+    def message(self) -> Any:
+        return _request(pb.MovieFilter, min_year=self.min_year, max_year=self.max_year,
+                        must_link_to=_titles("must_link_to", self.must_link_to),
+                        exclude_titles=_titles("exclude_titles", self.exclude_titles),
+                        exclude_franchise=self.exclude_franchise)
 
 
 @dataclasses.dataclass(frozen=True)
 class TitleMatch:
     title: str
     match: str
+    also_matched: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +165,9 @@ class Info:
     refused_versions: list[str]
     server_version: str = ""
     default_k: int = 10
+    max_reasons: int = 0
+    max_filter_links: int = 0
+    has_movie_links: bool = False
 
 
 def server_address(target: str) -> str:
@@ -242,14 +307,25 @@ class MovielinksClient:
     def close(self) -> None:
         self._channel.close()
 
-    def similar_movies(self, title: str, k: int = 10) -> Neighbours:
-        """The k movies most similar to `title` (itself excluded), best first."""
-        return _neighbours(self._call("SimilarMovies", _request(pb.SimilarMoviesRequest, title=title, k=k)))
+    def similar_movies(self, title: str, k: int = 10, *, filter: MovieFilter | None = None,
+                       reasons: int = 0) -> Neighbours:
+        """The k movies most similar to `title` (itself excluded) that `filter` lets through, best first;
+        with `reasons` > 0 each carries that many links it shares with `title`."""
+        request = _request(pb.SimilarMoviesRequest, title=title, k=k, reasons=reasons, **_filter(filter))
+        return _neighbours(self._call("SimilarMovies", request))
 
-    def similar_movies_batch(self, titles: Sequence[str], k: int = 10) -> list[Neighbours]:
+    def similar_movies_batch(self, titles: Sequence[str], k: int = 10, *, filter: MovieFilter | None = None,
+                             reasons: int = 0) -> list[Neighbours]:
         """similar_movies for each of `titles` in one call, in the order given."""
-        request = _request(pb.BatchSimilarMoviesRequest, titles=_titles("titles", titles), k=k)
+        request = _request(pb.BatchSimilarMoviesRequest, titles=_titles("titles", titles), k=k, reasons=reasons,
+                           **_filter(filter))
         return [_neighbours(r) for r in self._call("BatchSimilarMovies", request).results]
+
+    def explain_similarity(self, title_a: str, title_b: str, k: int = 10) -> Explanation:
+        """Why two movies are alike: their cosine and the k shared links that contribute most."""
+        r = self._call("ExplainSimilarity", _request(pb.ExplainSimilarityRequest, title_a=title_a, title_b=title_b, k=k))
+        return Explanation(_neighbour(r.a), _neighbour(r.b), r.cosine, r.basis, _shared(r.shared_links),
+                           r.shared_total, r.links_a, r.links_b, r.link_overlap_cosine, r.index_version)
 
     def similar_links(self, link: str, k: int = 10) -> Neighbours:
         """The k links most similar to `link` (itself excluded), best first."""
@@ -259,18 +335,24 @@ class MovielinksClient:
         """The k links nearest to the movie's vector: the links that characterise it."""
         return _neighbours(self._call("MovieLinks", _request(pb.MovieLinksRequest, title=title, k=k)))
 
-    def link_movies(self, link: str, k: int = 10) -> Neighbours:
-        """The k movies nearest to the link's vector."""
-        return _neighbours(self._call("LinkMovies", _request(pb.LinkMoviesRequest, link=link, k=k)))
+    def link_movies(self, link: str, k: int = 10, *, filter: MovieFilter | None = None) -> Neighbours:
+        """The k movies nearest to the link's vector (that `filter` lets through)."""
+        return _neighbours(self._call("LinkMovies", _request(pb.LinkMoviesRequest, link=link, k=k, **_filter(filter))))
 
     def recommend(
-        self, liked: Sequence[str], disliked: Sequence[str] = (), k: int = 10, worst_k: int = 0
+        self, liked: Sequence[str], disliked: Sequence[str] = (), k: int = 10, worst_k: int = 0, *,
+        strategy: str = "", liked_links: Sequence[str] = (), disliked_links: Sequence[str] = (),
+        filter: MovieFilter | None = None, reasons: int = 0,
     ) -> Recommendation:
-        """The k best (and worst_k worst) movies by a linear SVM fitted on liked against disliked movies."""
+        """The k best (and worst_k worst) movies for liked against disliked movies and links, ranked by
+        `strategy`: "svm" (default), "average_vector" or "best_score"."""
         request = _request(pb.RecommendRequest, liked=_titles("liked", liked), disliked=_titles("disliked", disliked),
-                           k=k, worst_k=worst_k)
-        response = self._call("Recommend", request)
-        return Recommendation(_scored(response.best), _scored(response.worst), response.index_version)
+                           k=k, worst_k=worst_k, strategy=strategy, liked_links=_titles("liked_links", liked_links),
+                           disliked_links=_titles("disliked_links", disliked_links), reasons=reasons,
+                           **_filter(filter))
+        r = self._call("Recommend", request)
+        return Recommendation(_scored(r.best), _scored(r.worst), r.index_version, r.strategy, r.score_meaning,
+                              list(r.liked_resolved), list(r.disliked_resolved), r.reasons_basis)
 
     def predict_attribute(self, title: str, attribute: str) -> Prediction:
         """The attribute predicted from the movie's embedding, with the value the data has (or None)."""
@@ -281,7 +363,7 @@ class MovielinksClient:
     def lookup_title(self, title: str) -> TitleMatch:
         """The catalogue title `title` resolves to, and how it matched."""
         r = self._call("LookupTitle", _request(pb.LookupTitleRequest, title=title))
-        return TitleMatch(r.title, r.match)
+        return TitleMatch(r.title, r.match, list(r.also_matched))
 
     def search_names(self, text: str, *, links: bool = False, limit: int = 10) -> tuple[list[str], int]:
         """(movie titles, or link names with `links`, containing `text`, prefix matches first; how many match)."""
@@ -294,7 +376,8 @@ class MovielinksClient:
         r = self._call("GetInfo", pb.GetInfoRequest())
         return Info(r.index_version, r.movies, r.links, r.dim, r.movie_index_type, r.link_index_type,
                     _from_struct(r.dataset), _from_struct(r.metrics), list(r.attributes),
-                    r.max_k, r.max_batch, r.max_string_chars, list(r.refused_versions), r.server_version, r.default_k)
+                    r.max_k, r.max_batch, r.max_string_chars, list(r.refused_versions), r.server_version, r.default_k,
+                    r.max_reasons, r.max_filter_links, r.has_movie_links)
 
     def export_chunks(
         self, k: int = 10, chunk_size: int = 0, timeout_s: float | None = None
@@ -391,8 +474,21 @@ def _titles(name: str, titles: Sequence[str]) -> list[str]:
     return list(titles)
 
 
+def _filter(movie_filter: MovieFilter | None) -> dict[str, Any]:
+    return {} if movie_filter is None else {"filter": movie_filter.message()}
+
+
+def _shared(links) -> list[SharedLink]:
+    return [SharedLink(s.link, s.contribution, s.cosine_a, s.cosine_b, s.url) for s in links]
+
+
+def _neighbour(n) -> Neighbour:
+    return Neighbour(n.name, n.score, n.year or None, n.director, n.url, _shared(n.reasons))
+
+
 def _neighbours(response) -> Neighbours:
-    return Neighbours(response.query, [Neighbour(n.name, n.score) for n in response.neighbours], response.index_version)
+    return Neighbours(response.query, [_neighbour(n) for n in response.neighbours], response.index_version,
+                      response.query_year or None, response.query_director, response.query_url, response.reasons_basis)
 
 
 def _from_struct(struct) -> dict[str, Any]:
@@ -409,7 +505,7 @@ def _from_struct(struct) -> dict[str, Any]:
 
 
 def _scored(movies) -> list[ScoredMovie]:
-    return [ScoredMovie(m.title, m.decision_value) for m in movies]
+    return [ScoredMovie(m.title, m.decision_value, m.year or None, m.director, m.url, _shared(m.reasons)) for m in movies]
 
 
 def _read(path: str | Path | None) -> bytes | None:
