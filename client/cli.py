@@ -65,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "command"):  # `client` alone: what it can do
         parser.print_help()
         return 0
+    if args.command is _recommend and not args.like and not args.like_link:
+        parser.error("recommend needs at least one --like TITLE or --like-link LINK")
     try:
         token = _token(args.token_file)
         with MovielinksClient(args.server, timeout_s=args.timeout, tls_ca=args.tls_ca, tls_cert=args.tls_cert,
@@ -284,8 +286,6 @@ def _query(movielinks: MovielinksClient, args: argparse.Namespace) -> Neighbours
 
 
 def _recommend(movielinks: MovielinksClient, args: argparse.Namespace) -> Recommendation:
-    if not args.like and not args.like_link:
-        raise ClientError("INVALID_ARGUMENT", "recommend needs at least one --like TITLE or --like-link LINK")
     return movielinks.recommend(args.like, args.dislike, args.k, args.worst, strategy=args.strategy,
                                 liked_links=args.like_link, disliked_links=args.dislike_link,
                                 filter=_movie_filter(args), reasons=args.reasons)

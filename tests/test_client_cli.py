@@ -161,7 +161,7 @@ class FakeClient:
         pass
 
     def __getattr__(self, verb):
-        def call(*args):
+        def call(*args, **options):
             if isinstance(self.answer, BaseException):
                 raise self.answer
             return self.answer
@@ -190,7 +190,9 @@ def test_results_go_to_stdout_as_a_table_or_json(monkeypatch, capsys):
     assert main(["--json", "query", "--movie", "alien"]) == 0
     assert json.loads(capsys.readouterr().out) == {
         "query": "Alien (film)", "index_version": "v1",
-        "neighbours": [{"name": "Aliens (film)", "score": 0.5}, {"name": "Prometheus (film)", "score": 0.25}],
+        "neighbours": [{"name": name, "score": score, "year": None, "director": "", "url": "", "reasons": []}
+                       for name, score in (("Aliens (film)", 0.5), ("Prometheus (film)", 0.25))],
+        "query_year": None, "query_director": "", "query_url": "", "reasons_basis": "",
     }
 
 

@@ -181,6 +181,41 @@ def test_recommendations_are_answered(served, stub, liked, disliked, shared, k, 
     assert_answered(served, lambda: stub.Recommend(request, timeout=CALL_TIMEOUT_S))
 
 
+YEAR = INT32 | st.integers(0, 2100) | st.sampled_from([0, 9999, 10_000])
+FILTER = st.builds(pb.MovieFilter, min_year=YEAR, max_year=YEAR, must_link_to=st.lists(LINK, max_size=22),
+                   exclude_titles=st.lists(SHORT_TITLE, max_size=30), exclude_franchise=st.booleans())
+REASONS = INT32 | st.integers(0, 21)
+STRATEGY = st.sampled_from(["", "svm", "average_vector", "best_score"]) | TEXT
+
+
+@fuzz(400)
+@given(title=TITLE, other=TITLE, link=LINK, k=INT32 | st.integers(1, MAX_K), reasons=REASONS, movie_filter=FILTER,
+       titles=st.lists(SHORT_TITLE, max_size=30))
+def test_explanations_and_filters_are_answered(served, stub, title, other, link, k, reasons, movie_filter, titles):
+    for call in (
+        lambda: stub.ExplainSimilarity(pb.ExplainSimilarityRequest(title_a=title, title_b=other, k=k),
+                                       timeout=CALL_TIMEOUT_S),
+        lambda: stub.SimilarMovies(pb.SimilarMoviesRequest(title=title, k=k, filter=movie_filter, reasons=reasons),
+                                   timeout=CALL_TIMEOUT_S),
+        lambda: stub.BatchSimilarMovies(pb.BatchSimilarMoviesRequest(titles=titles, k=k, filter=movie_filter,
+                                                                     reasons=reasons), timeout=CALL_TIMEOUT_S),
+        lambda: stub.LinkMovies(pb.LinkMoviesRequest(link=link, k=k, filter=movie_filter), timeout=CALL_TIMEOUT_S),
+    ):
+        assert_answered(served, call)
+
+
+@fuzz(300)
+@given(liked=st.lists(SHORT_TITLE, max_size=20), disliked=st.lists(SHORT_TITLE, max_size=20),
+       liked_links=st.lists(LINK, max_size=6), disliked_links=st.lists(LINK, max_size=6), strategy=STRATEGY,
+       k=INT32 | st.integers(1, MAX_K), worst_k=INT32 | st.integers(0, MAX_K), reasons=REASONS, movie_filter=FILTER)
+def test_recommendations_with_strategies_links_and_filters_are_answered(served, stub, liked, disliked, liked_links,
+                                                                        disliked_links, strategy, k, worst_k, reasons,
+                                                                        movie_filter):
+    request = pb.RecommendRequest(liked=liked, disliked=disliked, liked_links=liked_links, disliked_links=disliked_links,
+                                  strategy=strategy, k=k, worst_k=worst_k, reasons=reasons, filter=movie_filter)
+    assert_answered(served, lambda: stub.Recommend(request, timeout=CALL_TIMEOUT_S))
+
+
 @fuzz(150)
 @given(k=INT32, chunk_size=INT32)
 def test_exports_are_answered(served, stub, k, chunk_size):
@@ -195,7 +230,7 @@ UNARY, STREAM, WATCH, BIDI = "unary", "stream", "watch", "bidi"
 METHODS = {  # full name -> the shape of the call; every method the server implements
     **{f"/{SERVICE_NAME}/{m}": UNARY for m in ("SimilarMovies", "BatchSimilarMovies", "SimilarLinks", "MovieLinks",
                                                 "LinkMovies", "Recommend", "PredictAttribute", "LookupTitle",
-                                                "GetInfo")},
+                                                "GetInfo", "ExplainSimilarity")},
     f"/{SERVICE_NAME}/ExportNeighbours": STREAM,
     "/grpc.health.v1.Health/Check": UNARY,
     "/grpc.health.v1.Health/Watch": WATCH,  # never ends by itself: its first answer is enough

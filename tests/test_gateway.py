@@ -68,18 +68,19 @@ def as_json(message) -> dict:
 
 GRPC_METADATA = (("authorization", f"Bearer {TOKEN}"),)
 REQUESTS = {  # one request for every unary RPC, as JSON
-    "SimilarMovies": {"title": "interstellar", "k": 5},
-    "BatchSimilarMovies": {"titles": ["Alien (film)", "the martian"], "k": 3},
+    "SimilarMovies": {"title": "interstellar", "k": 5, "reasons": 2,
+                      "filter": {"exclude_titles": ["Alien (film)"], "must_link_to": ["Link 0"]}},
+    "BatchSimilarMovies": {"titles": ["Alien (film)", "the martian"], "k": 3, "filter": {"exclude_franchise": True}},
     "SimilarLinks": {"link": "Link 3", "k": 4},
     "MovieLinks": {"title": "Alien (film)", "k": 4},
     "LinkMovies": {"link": "Link 7", "k": 4},
     "Recommend": {"liked": ["Alien (film)", "Interstellar (film)"], "disliked": ["Heat (1995 film)"], "k": 5,
-                  "worst_k": 2},
+                  "worst_k": 2, "strategy": "best_score", "liked_links": ["Link 2"], "reasons": 2},
     "PredictAttribute": {"title": "The Martian (film)", "attribute": "rotten_tomatoes"},
     "LookupTitle": {"title": "interst"},
     "GetInfo": {},
     "SearchNames": {"text": "link 1", "kind": "LINKS", "limit": 5},
-    "ExplainSimilarMovies": {"title": "Alien (film)", "k": 3, "shared_links": 2},
+    "ExplainSimilarity": {"title_a": "Alien (film)", "title_b": "interstellar", "k": 3},
     "MovieMap": {"titles": ["Alien (film)"], "sample": 20},
 }
 

@@ -20,6 +20,7 @@ import indexer.build
 import indexer.root
 import indexer.version
 from common.files import sha256_file
+from common.movie_links import MovieLinks
 from common.neighbour_files import read_neighbour_file
 from indexer import cli
 from indexer.build import build_index
@@ -98,8 +99,11 @@ def test_build_publishes_a_loadable_inner_product_version(tmp_path: Path, run_di
     assert manifest.indexes["movies"].dim == DIM and manifest.indexes["movies"].factory == "Flat"
     assert set(manifest.files) == {
         indexer.version.MOVIE_INDEX, indexer.version.LINK_INDEX, indexer.version.MOVIE_VECTORS, indexer.version.LINK_VECTORS, indexer.version.MOVIES, indexer.version.LINKS, indexer.version.ATTRIBUTE_MODELS,
-        indexer.version.MOVIE_NEIGHBOURS,
+        indexer.version.MOVIE_NEIGHBOURS, indexer.version.MOVIE_LINKS,
     }
+    run = load_run(run_dir)
+    assert np.array_equal(version.movie_links.offsets, run.movie_links.offsets)
+    assert np.array_equal(version.movie_links.link_ids, run.movie_links.link_ids)
     assert len(version.movies) == N_MOVIES and version.links[0] == "Link 0"
     assert set(version.attribute_models) == {"rotten_tomatoes", "gross"}
 
@@ -379,3 +383,16 @@ def test_auto_factory_is_exact_for_small_catalogues_and_hnsw_beyond(tmp_path: Pa
     assert (described["movies"].factory, described["movies"].type) == ("HNSW32", "IndexHNSWFlat")
     assert described["movies"].search_params == {"efSearch": 64}
     assert described["links"].factory == "Flat" and described["links"].type.startswith("IndexFlat")
+
+
+def test_movie_links_are_optional_and_checked(tmp_path: Path) -> None:
+    old = fixtures.make_run(tmp_path / "old", movie_links=False)
+    build_index(old, tmp_path / "old_index", progress=False)
+    version = indexer.root.load_current(tmp_path / "old_index")
+    assert version.movie_links is None and indexer.version.MOVIE_LINKS not in version.manifest.files
+    run = fixtures.make_run(tmp_path / "new")
+    links = load_run(run).movie_links
+    assert links.n_movies == N_MOVIES and links.problem(N_MOVIES, N_LINKS) is None
+    assert all(np.all(np.diff(links.of(i)) > 0) for i in range(N_MOVIES))  # sorted, distinct
+    assert "unknown links" in MovieLinks(links.offsets, links.link_ids + N_LINKS).problem(N_MOVIES, N_LINKS)
+    assert "movies" in MovieLinks(links.offsets[:-1], links.link_ids).problem(N_MOVIES, N_LINKS)
