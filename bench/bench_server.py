@@ -105,6 +105,7 @@ def measure_service(index: str, *, seconds: float = 5.0, queries: int = 3000) ->
     for q in vectors[:50]:
         np.argsort(version.movie_vectors @ q)[-11:]
     found["numpy_argsort_ms"] = (time.perf_counter() - started) / 50 * 1000
+    movie_filter = similar_movies_filter(version, titles)
     del version  # the server process holds its own copy
 
     process, address, found["start_s"] = start_server(index)
@@ -125,6 +126,15 @@ def measure_service(index: str, *, seconds: float = 5.0, queries: int = 3000) ->
                 stub.SimilarMovies(pb.SimilarMoviesRequest(title=titles[i], k=10))
                 latencies.append(time.perf_counter() - t)
             found["similar_p50_ms"], found["similar_p99_ms"] = percentiles(latencies)
+            for name, request in (("similar_filtered", lambda t: pb.SimilarMoviesRequest(title=t, k=10,
+                                                                                          filter=movie_filter)),
+                                  ("similar_reasons", lambda t: pb.SimilarMoviesRequest(title=t, k=10, reasons=3))):
+                latencies = []
+                for i in rng.integers(len(titles), size=queries):
+                    t = time.perf_counter()
+                    stub.SimilarMovies(request(titles[i]))
+                    latencies.append(time.perf_counter() - t)
+                found[f"{name}_p50_ms"], found[f"{name}_p99_ms"] = percentiles(latencies)
             latencies = []
             for i in rng.integers(len(titles), size=min(queries, 1000)):
                 t = time.perf_counter()
@@ -165,6 +175,19 @@ def measure_service(index: str, *, seconds: float = 5.0, queries: int = 3000) ->
     return found
 
 
+def similar_movies_filter(version, titles: list[str]):
+    """The filter of the filtered SimilarMovies rows: years 1970-2010, the query's franchise and 20
+    titles excluded, and where the version has the films' links, must link to "Science Fiction"
+    (else the most linked link)."""
+    from proto import movielinks_pb2 as pb
+
+    movie_filter = pb.MovieFilter(min_year=1970, max_year=2010, exclude_franchise=True, exclude_titles=titles[:20])
+    if version.movie_links is not None:
+        most_linked = version.links[int(np.bincount(version.movie_links.link_ids).argmax())]
+        movie_filter.must_link_to.append("Science Fiction" if "Science Fiction" in version.links else most_linked)
+    return movie_filter
+
+
 def _link_of(stub, pb, title: str) -> str:
     """One link that characterises `title` (so that LinkMovies asks for links that exist)."""
     return stub.MovieLinks(pb.MovieLinksRequest(title=title, k=1)).neighbours[0].name
@@ -176,6 +199,10 @@ ROWS = [
     ("server start to serving (process spawn to health SERVING)", "{start_s:.2f} s"),
     ("first Recommend, right after start", "{first_recommend_ms:.0f} ms"),
     ("SimilarMovies over gRPC, one client, p50 / p99", "{similar_p50_ms:.3f} / {similar_p99_ms:.3f} ms"),
+    ("SimilarMovies with a filter (years 1970-2010, own franchise and 20 titles excluded, must link to "
+     "Science Fiction), one client, p50 / p99", "{similar_filtered_p50_ms:.3f} / {similar_filtered_p99_ms:.3f} ms"),
+    ("SimilarMovies with 3 reasons a neighbour, one client, p50 / p99",
+     "{similar_reasons_p50_ms:.3f} / {similar_reasons_p99_ms:.3f} ms"),
     ("LinkMovies over gRPC (an index search), one client, p50 / p99",
      "{link_movies_p50_ms:.3f} / {link_movies_p99_ms:.3f} ms"),
     ("BatchSimilarMovies, 5,000 titles a call, k=10", "{batch_titles_per_s:,.0f} titles/s"),
