@@ -315,10 +315,11 @@ class MovielinksClient:
         return _neighbours(self._call("SimilarMovies", request))
 
     def similar_movies_batch(self, titles: Sequence[str], k: int = 10, *, filter: MovieFilter | None = None,
-                             reasons: int = 0) -> list[Neighbours]:
-        """similar_movies for each of `titles` in one call, in the order given."""
+                             reasons: int = 0, facts: bool = False) -> list[Neighbours]:
+        """similar_movies for each of `titles` in one call, in the order given; year, director
+        and URL only with `facts` (or `reasons`): they make the answer about 2.5 times larger."""
         request = _request(pb.BatchSimilarMoviesRequest, titles=_titles("titles", titles), k=k, reasons=reasons,
-                           **_filter(filter))
+                           facts=facts, **_filter(filter))
         return [_neighbours(r) for r in self._call("BatchSimilarMovies", request).results]
 
     def explain_similarity(self, title_a: str, title_b: str, k: int = 10) -> Explanation:

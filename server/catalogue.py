@@ -18,7 +18,7 @@ import numpy as np
 from common.neighbours import all_similar_rows, search, similar_rows
 from indexer.version import IndexVersion
 from server.errors import Kind, ServiceError
-from server.filters import best_allowed, filtered_search
+from server.filters import best_allowed, filtered_search, from_stored
 from server.recommend import average_vector_query, best_scores, svm_direction
 
 Ranked = tuple[np.ndarray, np.ndarray]  # (ids int64 [n, k], scores float32 [n, k])
@@ -50,14 +50,22 @@ class Catalogue:
         """Each movie's k most similar movies, itself excluded (stored neighbours where they reach k).
 
         With `allowed` (bool [n_movies]) only those movies, and each row's `excluded` ids
-        left out too, scored exactly over the whole catalogue (server.filters)."""
+        left out too (server.filters): from the stored neighbours where at least k of them
+        pass, else by scoring every allowed movie."""
         v = self.version
         movie_ids = np.asarray(movie_ids, dtype=np.int64)
         if allowed is None:
             return similar_rows(v.movie_index, v.movie_vectors, movie_ids, k, v.movie_neighbours)
         excluded = excluded or [np.empty(0, np.int64)] * len(movie_ids)
-        excluded = [np.append(extra, q) for q, extra in zip(movie_ids.tolist(), excluded)]
-        return filtered_search(v.movie_vectors, v.movie_vectors[movie_ids], allowed, excluded, k)
+        excluded = [np.append(extra, q).astype(np.int64) for q, extra in zip(movie_ids.tolist(), excluded)]
+        if v.movie_neighbours is None or k > v.movie_neighbours[0].shape[1]:
+            return filtered_search(v.movie_vectors, v.movie_vectors[movie_ids], allowed, excluded, k)
+        ids, scores, answered = from_stored(v.movie_neighbours, movie_ids, allowed, excluded, k)
+        rest = np.flatnonzero(~answered)
+        if len(rest):
+            ids[rest], scores[rest] = filtered_search(v.movie_vectors, v.movie_vectors[movie_ids[rest]], allowed,
+                                                      [excluded[i] for i in rest.tolist()], k)
+        return ids, scores
 
     def all_similar_movies(self, k: int, chunk_size: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Every movie's k most similar movies, in id order: (movie_ids, ids, scores) a chunk at a time."""
@@ -90,7 +98,7 @@ class Catalogue:
         scores every movie. Once `alive()` is False, checked before each step, the work
         stops with ServiceError STOPPED."""
         v = self.version
-        vectors = v.movie_vectors
+        vectors = np.asarray(v.movie_vectors)  # not np.memmap: see server.filters.filtered_search
         liked_extra = v.link_vectors[np.asarray(liked_links if liked_links is not None else [], dtype=np.int64)]
         disliked_extra = v.link_vectors[np.asarray(disliked_links if disliked_links is not None else [], dtype=np.int64)]
         inputs = np.concatenate([liked_ids, disliked_ids]).astype(np.int64)

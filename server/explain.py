@@ -60,6 +60,7 @@ def shared_article_links(a: np.ndarray, b: np.ndarray, weights: np.ndarray, n: i
 
 def shared_associations(link_vectors: np.ndarray, a: np.ndarray, b: np.ndarray, n: int) -> Shared:
     """The n links whose smaller cosine to vectors `a` and `b` is largest."""
+    link_vectors = np.asarray(link_vectors)  # not np.memmap: see server.filters.filtered_search
     both = np.minimum(link_vectors @ a, link_vectors @ b)
     n = min(n, len(both))
     if n == 0:

@@ -74,13 +74,59 @@ def best_allowed(scores: np.ndarray, allowed: np.ndarray, excluded: list[np.ndar
 
 def filtered_search(vectors: np.ndarray, queries: np.ndarray, allowed: np.ndarray, excluded: list[np.ndarray],
                     k: int) -> tuple[np.ndarray, np.ndarray]:
-    """best_allowed of the inner products of `queries` [n, dim] with every row of `vectors`, a chunk of rows at a time."""
-    parts = [best_allowed(queries[start:start + ROWS_PER_PRODUCT] @ vectors.T, allowed,
-                          excluded[start:start + ROWS_PER_PRODUCT], k)
-             for start in range(0, len(queries), ROWS_PER_PRODUCT)]
+    """best_allowed of the inner products of `queries` [n, dim] with every allowed row of `vectors`,
+    a chunk of queries at a time. A selective filter (under half the catalogue) scores only
+    the rows it allows, gathered once: the cost follows what the filter lets through."""
+    # A memory-mapped version's vectors are np.memmap, whose matrix products take a slow
+    # path (14 ms instead of 1 ms for 36k x 50 here): multiply the plain array view instead.
+    vectors = np.asarray(vectors)
+    candidates = np.flatnonzero(allowed)
+    subset = len(candidates) < len(allowed) // 2
+    matrix = vectors[candidates] if subset else vectors
+    column_allowed = np.ones(len(candidates), dtype=bool) if subset else allowed
+    parts = []
+    for start in range(0, len(queries), ROWS_PER_PRODUCT):
+        rows_excluded = excluded[start:start + ROWS_PER_PRODUCT]
+        if subset:
+            rows_excluded = [_positions(candidates, ids) for ids in rows_excluded]
+        ids, scores = best_allowed(queries[start:start + ROWS_PER_PRODUCT] @ matrix.T, column_allowed,
+                                   rows_excluded, k)
+        if subset:
+            ids = np.where(ids >= 0, candidates[np.maximum(ids, 0)], -1)
+        parts.append((ids, scores))
     if not parts:
         return np.empty((0, k), np.int64), np.empty((0, k), np.float32)
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def from_stored(stored: tuple[np.ndarray, np.ndarray], query_ids: np.ndarray, allowed: np.ndarray,
+                excluded: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The first stage of a filtered similar-movies query: each query's stored neighbours (its
+    K best, best first) that the filter lets through. Where at least k survive, they are the
+    answer (the k best allowed movies are among the K best); the rest need a scan.
+
+    Returns (ids [n, k], scores [n, k], bool [n]: answered here)."""
+    stored_ids, stored_scores = stored
+    rows, row_scores = stored_ids[query_ids].astype(np.int64), stored_scores[query_ids]
+    keep = (rows >= 0) & allowed[np.maximum(rows, 0)]
+    for row, ids in enumerate(excluded):
+        if len(ids):
+            keep[row] &= ~np.isin(rows[row], ids)
+    answered = keep.sum(axis=1) >= k
+    ids = np.full((len(query_ids), k), -1, dtype=np.int64)
+    scores = np.full((len(query_ids), k), -np.inf, dtype=np.float32)
+    for row in np.flatnonzero(answered):
+        chosen = np.flatnonzero(keep[row])[:k]
+        ids[row], scores[row] = rows[row, chosen], row_scores[row, chosen]
+    return ids, scores, answered
+
+
+def _positions(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Positions in `sorted_ids` of those `ids` it holds."""
+    at = np.searchsorted(sorted_ids, ids)
+    held = at < len(sorted_ids)
+    held[held] = sorted_ids[at[held]] == ids[held]
+    return at[held]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -88,7 +88,8 @@ class MovielinksServicer(pb_grpc.MovielinksServicer):
             if not context.is_active():  # cancelled, or past its deadline
                 return response
             chunk = results[start:start + _RESPONSE_CHUNK]
-            response.results.extend(_movies(service, q, n, request.reasons) for q, n in chunk)
+            response.results.extend(_movies(service, q, n, request.reasons) if request.facts or request.reasons
+                                    else _neighbours(q, n, service.name) for q, n in chunk)
         size = response.ByteSize()
         if size > MAX_RESPONSE_BYTES:  # long titles: the titles x k limit alone does not bound the bytes
             raise ServiceError(Kind.RESOURCE_EXHAUSTED, f"the answer would be {size:,} bytes; the limit is "

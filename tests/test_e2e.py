@@ -55,8 +55,12 @@ def test_similar_movies_equal_an_exact_cosine_ranking(service):
         assert scores == sorted(scores, reverse=True)
         best = titles.index(result.neighbours[0].name)
         np.testing.assert_allclose(scores[0], float(run.movie_vectors[0] @ run.movie_vectors[best]), atol=1e-5)
-    batch = client.similar_movies_batch(["Interstellar (film)", "alien (film)", "the martian"], k=10)
+    batch = client.similar_movies_batch(["Interstellar (film)", "alien (film)", "the martian"], k=10, facts=True)
     assert batch == [client.similar_movies(t, k=10) for t in ("Interstellar (film)", "Alien (film)", "The Martian (film)")]
+    lean = client.similar_movies_batch(["Interstellar (film)", "alien (film)", "the martian"], k=10)
+    assert [[(n.name, n.score) for n in r.neighbours] for r in lean] == [[(n.name, n.score) for n in r.neighbours]
+                                                                         for r in batch]
+    assert not any(n.url for r in lean for n in r.neighbours)  # facts only when asked: a batch stays small
 
 
 def test_links_and_movies_for_links(service):

@@ -57,8 +57,8 @@ def test_similar_movies_answers_what_the_catalogue_does(served):
     assert [(n.name, pytest.approx(n.score, abs=1e-6)) for n in reply.neighbours] == expected
     assert query not in [n.name for n in reply.neighbours]
     assert reply.index_version == holder.current().name
-    batch = stub.BatchSimilarMovies(pb.BatchSimilarMoviesRequest(titles=["Alien (film)", "interstellar"], k=5),
-                                    timeout=TIMEOUT_S)
+    batch = stub.BatchSimilarMovies(pb.BatchSimilarMoviesRequest(titles=["Alien (film)", "interstellar"], k=5,
+                                                                 facts=True), timeout=TIMEOUT_S)
     assert [r.query for r in batch.results] == ["Alien (film)", "Interstellar (film)"]
     assert batch.results[1] == reply
 
