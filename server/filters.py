@@ -81,6 +81,8 @@ def filtered_search(vectors: np.ndarray, queries: np.ndarray, allowed: np.ndarra
     # path (14 ms instead of 1 ms for 36k x 50 here): multiply the plain array view instead.
     vectors = np.asarray(vectors)
     candidates = np.flatnonzero(allowed)
+    if not len(candidates):  # the filter lets nothing through
+        return np.full((len(queries), k), -1, dtype=np.int64), np.full((len(queries), k), -np.inf, dtype=np.float32)
     subset = len(candidates) < len(allowed) // 2
     matrix = vectors[candidates] if subset else vectors
     column_allowed = np.ones(len(candidates), dtype=bool) if subset else allowed

@@ -132,9 +132,9 @@ class SpyCatalogue:
         self._catalogue = catalogue
         self.similar_movies_calls = 0
 
-    def similar_movies(self, title: str, k: int):
+    def similar_movies(self, title: str, k: int, *args):
         self.similar_movies_calls += 1
-        return self._catalogue.similar_movies(title, k)
+        return self._catalogue.similar_movies(title, k, *args)
 
     def __getattr__(self, name):
         return getattr(self._catalogue, name)
@@ -431,7 +431,7 @@ def test_the_http_gateway_speaks_https_with_the_same_files_and_needs_the_same_to
         with pytest.raises((urllib.error.URLError, ConnectionError)):
             get(trusted)
         trusted.load_cert_chain(str(tmp_path / "client.pem"), str(tmp_path / "client.key"))
-        assert get(trusted) == {"title": "Interstellar (film)", "match": "qualifier"}
+        assert get(trusted) == {"title": "Interstellar (film)", "match": "qualifier", "also_matched": []}
         with pytest.raises(urllib.error.HTTPError) as refused:
             get(trusted, token=None)
         assert refused.value.code == 401

@@ -163,3 +163,10 @@ def test_a_liked_link_and_reasons(service):
         service.recommend(["Toy Story"], [], 5, reasons=21)
     with pytest.raises(ServiceError, match="liked"):
         service.recommend([], [], 5)
+
+
+def test_a_filter_that_lets_nothing_through_answers_nothing(service):
+    nothing = FilterRequest(max_year=1)  # no film is that old
+    assert service.similar_movies("Toy Story", 5, nothing)[1] == []
+    assert service.link_movies("Link 0", 5, nothing)[1] == []
+    assert service.recommend(["Toy Story"], [], 5, 2, movie_filter=nothing).best == []
