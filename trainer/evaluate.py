@@ -4,13 +4,24 @@
   that are not true pairs, and recall@10 (is a held-out link among the 10 links
   nearest to its movie, the movie's training links excluded?);
 - attributes: a linear regression from the movie vector to each numeric attribute,
-  its held-out MSE against always predicting the training mean.
+  its held-out MSE against always predicting the training mean;
+- neighbour quality (trainer.groups says what a franchise and a genre are), for the
+  learned vectors and for a reference that learns nothing, the TF-IDF cosine kNN over
+  the same training links: franchise hit@10 (is another film of a franchise among a
+  member's 10 nearest?), genre agreement@10 (the share of the 10 nearest, among those
+  with known genres, that share a genre with the query) and a recommendation check
+  (like two films of a franchise and dislike three random films, the server's linear
+  SVM: how many of the franchise's other films are in the top 10?).
+
+Neighbour measures score queries x every movie: exact up to QUALITY_MAX_CELLS cells,
+a seeded sample of the queries beyond, in chunks of QUALITY_CHUNK_CELLS.
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.linear_model import LinearRegression
 from sklearn.metrics import roc_auc_score
 
@@ -23,6 +34,12 @@ MIN_ATTRIBUTE_FILMS = 20  # fewer films than this give no meaningful held-out er
 # cells, a sample of the movies beyond; a chunk of movies holds at most RECALL_CHUNK_CELLS.
 RECALL_MAX_CELLS = 250_000_000
 RECALL_CHUNK_CELLS = 16_000_000
+QUALITY_MAX_CELLS = 250_000_000
+QUALITY_CHUNK_CELLS = 16_000_000
+GENRE_QUERIES = 5_000  # films asked for genre agreement, at most
+RECOMMEND_CHECKS = 300  # franchises asked for the recommendation check, at most
+RECOMMEND_DISLIKES = 3
+NEIGHBOURS_K = 10
 
 
 def evaluate_run(
@@ -32,10 +49,15 @@ def evaluate_run(
     heldout_pairs: np.ndarray,
     attributes: Sequence[Mapping[str, float]],
     seed: int,
+    *,
+    franchises: Sequence[np.ndarray] = (),
+    genres: Sequence[frozenset[str]] | None = None,
 ) -> tuple[dict, dict[str, AttributeModel]]:
     """Every held-out measure of a trained run: (metrics for the manifest, attribute models).
 
-    A new measure is added here; the training loop does not change.
+    `franchises` are arrays of movie ids (trainer.groups.franchise_groups), `genres` each
+    movie's genres or None where the dataset has none. A new measure is added here; the
+    training loop does not change.
     """
     all_pairs = np.concatenate([train_pairs, heldout_pairs])
     metrics = {
@@ -48,7 +70,128 @@ def evaluate_run(
         name: {"heldout_mse": m.heldout_mse, "baseline_mse": m.baseline_mse, "films": m.n_train + m.n_test}
         for name, m in models.items()
     }
+    metrics["neighbours"] = neighbour_quality(movie_vectors, train_pairs, len(link_vectors), franchises, genres, seed)
     return metrics, models
+
+
+def neighbour_quality(
+    movie_vectors: np.ndarray, train_pairs: np.ndarray, n_links: int,
+    franchises: Sequence[np.ndarray], genres: Sequence[frozenset[str]] | None, seed: int,
+) -> dict:
+    """Franchise hit@10, genre agreement@10 and the recommendation check, for the learned vectors
+    ("learned") and the TF-IDF reference ("tfidf"), the same queries for both."""
+    n_movies = len(movie_vectors)
+    tfidf = tfidf_rows(train_pairs, n_movies, n_links)
+    methods: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+        "learned": lambda ids: movie_vectors[ids] @ movie_vectors.T,
+        "tfidf": lambda ids: (tfidf[ids] @ tfidf.T).toarray(),
+    }
+    rng = np.random.default_rng([seed, 0xF11])
+    members = np.unique(np.concatenate(franchises)) if len(franchises) else np.zeros(0, dtype=np.int64)
+    members = _bounded_sample(rng, members, n_movies)
+    group_of = np.full(n_movies, -1, dtype=np.int64)
+    for g, ids in enumerate(franchises):
+        group_of[ids] = g
+    genre_queries = np.zeros(0, dtype=np.int64)
+    genre_sets: list[frozenset[str]] = []
+    if genres is not None:
+        genre_sets = list(genres)
+        known = np.flatnonzero([bool(g) for g in genre_sets])
+        genre_queries = _bounded_sample(rng, known, n_movies, GENRE_QUERIES)
+    checks = _recommendation_checks(rng, franchises, n_movies)
+    result: dict = {"franchises": len(franchises), "franchise_films": int(len(members)),
+                    "genre_films": int(len(genre_queries)), "recommendation_checks": len(checks)}
+    for name, scores in methods.items():
+        franchise = float("nan")
+        if len(members):
+            top = top_neighbours(scores, members, n_movies, NEIGHBOURS_K)
+            franchise = float(np.mean((group_of[top] == group_of[members][:, None]).any(axis=1)))
+        genre = float("nan")
+        if len(genre_queries):
+            genre = genre_agreement(top_neighbours(scores, genre_queries, n_movies, NEIGHBOURS_K), genre_queries, genre_sets)
+        features = movie_vectors if name == "learned" else tfidf
+        result[name] = {"franchise_hit_at_10": franchise, "genre_agreement_at_10": genre,
+                        "recommendation_recall_at_10": recommendation_recall(features, checks, NEIGHBOURS_K)}
+    return result
+
+
+def tfidf_rows(pairs: np.ndarray, n_movies: int, n_links: int) -> sp.csr_matrix:
+    """Unit-norm TF-IDF rows of the movies' links (a link counts once a film; idf as
+    scikit-learn's smoothed ln((1 + n) / (1 + df)) + 1), float32 CSR [n_movies, n_links]."""
+    df = np.bincount(pairs[:, 1], minlength=n_links)
+    idf = (np.log((1 + n_movies) / (1 + df)) + 1).astype(np.float32)
+    rows = sp.csr_matrix((idf[pairs[:, 1]], (pairs[:, 0], pairs[:, 1])), shape=(n_movies, n_links), dtype=np.float32)
+    norms = np.sqrt(np.asarray(rows.multiply(rows).sum(axis=1)).ravel())
+    return sp.diags(1 / np.maximum(norms, 1e-12).astype(np.float32)) @ rows
+
+
+def top_neighbours(scores: Callable[[np.ndarray], np.ndarray], queries: np.ndarray, n_movies: int, k: int) -> np.ndarray:
+    """[len(queries), k] ids of each query's k best-scoring movies, the query itself excluded,
+    best first; `scores(ids)` gives the dense [len(ids), n_movies] scores of a chunk of queries."""
+    k = min(k, n_movies - 1)
+    chunk = max(1, QUALITY_CHUNK_CELLS // n_movies)
+    out = [np.zeros((0, k), dtype=np.int64)]
+    for start in range(0, len(queries), chunk):
+        ids = queries[start : start + chunk]
+        block = np.asarray(scores(ids), dtype=np.float32)
+        block[np.arange(len(ids)), ids] = -np.inf
+        top = np.argpartition(-block, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(block, top, axis=1), axis=1, kind="stable")
+        out.append(np.take_along_axis(top, order, axis=1))
+    return np.concatenate(out)
+
+
+def genre_agreement(top: np.ndarray, queries: np.ndarray, genres: Sequence[frozenset[str]]) -> float:
+    """Mean over queries of the share of their neighbours (those with known genres) sharing a genre."""
+    shares = []
+    for query, neighbours in zip(queries.tolist(), top.tolist()):
+        known = [genres[n] for n in neighbours if genres[n]]
+        if known:
+            shares.append(sum(bool(genres[query] & g) for g in known) / len(known))
+    return float(np.mean(shares)) if shares else float("nan")
+
+
+def _recommendation_checks(rng: np.random.Generator, franchises: Sequence[np.ndarray], n_movies: int) -> list:
+    """(liked [2], disliked [3], others) for up to RECOMMEND_CHECKS franchises of 3 or more films."""
+    big = [g for g in franchises if len(g) >= 3]
+    wanted = max(1, min(RECOMMEND_CHECKS, QUALITY_MAX_CELLS // max(1, n_movies)))
+    if len(big) > wanted:
+        big = [big[i] for i in np.sort(rng.choice(len(big), wanted, replace=False))]
+    checks = []
+    for group in big:
+        liked = rng.choice(group, 2, replace=False)
+        disliked = rng.choice(n_movies, RECOMMEND_DISLIKES + len(group), replace=False)
+        disliked = disliked[~np.isin(disliked, group)][:RECOMMEND_DISLIKES]
+        checks.append((liked, disliked, np.setdiff1d(group, liked)))
+    return checks
+
+
+def recommendation_recall(features, checks: list, k: int) -> float:
+    """Mean share of a franchise's other films (at most k of them) in the top k of the linear SVM
+    (SVC(kernel="linear", C=1), as the server's Recommend) fitted on the liked and disliked rows."""
+    from sklearn.svm import SVC
+
+    shares = []
+    for liked, disliked, others in checks:
+        rows = np.concatenate([liked, disliked])
+        labels = np.r_[np.ones(len(liked)), np.zeros(len(disliked))]
+        svm = SVC(kernel="linear", C=1.0).fit(features[rows], labels)
+        w = np.asarray(svm.coef_.todense() if sp.issparse(svm.coef_) else svm.coef_).ravel()
+        scores = np.asarray(features @ w).ravel()
+        scores[rows] = -np.inf
+        top = np.argpartition(-scores, k)[:k]
+        shares.append(np.isin(others, top).sum() / min(len(others), k))
+    return float(np.mean(shares)) if shares else float("nan")
+
+
+def _bounded_sample(rng: np.random.Generator, ids: np.ndarray, n_movies: int, at_most: int | None = None) -> np.ndarray:
+    """`ids`, or a sorted seeded sample of them, so that len x n_movies stays within QUALITY_MAX_CELLS."""
+    wanted = max(1, QUALITY_MAX_CELLS // max(1, n_movies))
+    if at_most is not None:
+        wanted = min(wanted, at_most)
+    if len(ids) <= wanted:
+        return ids
+    return np.sort(rng.choice(ids, wanted, replace=False))
 
 
 def link_auc(movie_vectors: np.ndarray, link_vectors: np.ndarray, heldout: np.ndarray, all_pairs: np.ndarray, seed: int) -> float:
@@ -156,4 +299,17 @@ def format_table(metrics: Mapping, models: Mapping[str, AttributeModel]) -> str:
         )
     if not models:
         lines.append(f"  (no attribute is carried by {MIN_ATTRIBUTE_FILMS} or more films)")
+    quality = metrics.get("neighbours")
+    if quality:
+        lines += ["", f"  {'neighbours (top 10)':<34} {'learned':>8} {'TF-IDF kNN':>11}"]
+        for key, label, count in (
+            ("franchise_hit_at_10", "franchise hit@10", f"{quality['franchise_films']:,} films of {quality['franchises']:,} franchises"),
+            ("genre_agreement_at_10", "genre agreement@10", f"{quality['genre_films']:,} films" if quality["genre_films"] else "no genres known"),
+            ("recommendation_recall_at_10", "recommendation check", f"{quality['recommendation_checks']:,} franchises: like 2, dislike 3"),
+        ):
+            lines.append(f"  {label:<34} {_figure(quality['learned'][key]):>8} {_figure(quality['tfidf'][key]):>11}   ({count})")
     return "\n".join(lines)
+
+
+def _figure(value: float) -> str:
+    return "-" if value != value else f"{value:.4f}"

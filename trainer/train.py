@@ -28,6 +28,7 @@ from trainer.checkpoint import Checkpoint, TrainingState, default_checkpoint_dir
 from trainer.data import FilmDataset, film_attributes, read_dataset
 from trainer.errors import TrainerError
 from trainer.evaluate import evaluate_run, format_table
+from trainer.groups import dataset_genres, franchise_groups
 from trainer.loop import LoopSettings, fit
 from trainer.run import RunManifest, save_run
 from trainer.sampler import every_pair_is_true, split_pairs
@@ -110,7 +111,9 @@ def train(
     info = [dataset.info[i] for i in kept.tolist()]
     attributes = [film_attributes(f) for f in info]
     started = time.perf_counter()
-    metrics, models = evaluate_run(movie_vectors, link_vectors, train_pairs, heldout_pairs, attributes, config.seed)
+    genres = dataset_genres((f.infobox for f in info), (dataset.links.links_of(i) for i in kept.tolist()))
+    metrics, models = evaluate_run(movie_vectors, link_vectors, train_pairs, heldout_pairs, attributes, config.seed,
+                                   franchises=franchise_groups(vocab.movies), genres=genres)
     metrics |= _training_metrics(state) | {"read_seconds": read_seconds,
                                            "evaluation_seconds": time.perf_counter() - started}
     log(format_table(metrics, models))

@@ -1,0 +1,60 @@
+"""The neighbour measures of the evaluation: franchises and genres from records, the TF-IDF reference."""
+from __future__ import annotations
+
+import numpy as np
+
+from trainer import evaluate
+from trainer.groups import dataset_genres, film_genres, franchise_groups, franchise_key
+
+
+def test_franchise_keys_follow_the_title_rule():
+    assert franchise_key("Toy Story") == ("toy story", False)
+    assert franchise_key("Toy Story 3") == ("toy story", True)
+    assert franchise_key("Star Wars: The Force Awakens") == ("star wars", True)
+    assert franchise_key("Star Wars (film)") == ("star wars", False)
+    assert franchise_key("Rocky II") == ("rocky", True)
+    assert franchise_key("Apollo 13 (film)") == ("apollo 13", False)  # numbers past 12 stay in the key
+
+
+def test_franchises_need_a_sequel_or_subtitle():
+    titles = ["Toy Story", "Alone (1931 film)", "Toy Story 2", "Alone (2020 film)", "Toy Story 3", "Up (2009 film)"]
+    groups = franchise_groups(titles)
+    assert [g.tolist() for g in groups] == [[0, 2, 4]]  # two unrelated "Alone" films are no franchise
+
+
+def test_genres_are_the_links_after_the_cast():
+    infobox = {"starring": "Tom Hanks, Tim Allen", "director": "John Lasseter"}
+    assert film_genres(infobox, ["Tom Hanks", "Tim Allen", "Animated", "Comedy", "John Lasseter"]) == ["Animated", "Comedy"]
+    assert film_genres(infobox, ["Pixar", "Tom Hanks", "Tim Allen"]) is None
+    assert film_genres({}, ["Drama"]) == ["Drama"]
+    # a file whose links do not start with the cast (every article link) has no genres
+    assert dataset_genres([infobox] * 3, [["Pixar", "Tom Hanks"]] * 3) is None
+    assert dataset_genres([infobox, {}], [["Tom Hanks", "Tim Allen", "Comedy"], ["Drama"]]) == [
+        frozenset({"Comedy"}), frozenset({"Drama"})]
+
+
+def test_tfidf_reference_and_neighbour_measures_on_planted_groups(monkeypatch):
+    # 60 movies in 6 groups; each group shares its own 4 links, and every movie links to one common link.
+    pairs = np.array([(m, 1 + (m % 6) * 4 + j) for m in range(60) for j in range(4)] + [(m, 0) for m in range(60)])
+    pairs = pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))].astype(np.int32)
+    rows = evaluate.tfidf_rows(pairs, 60, 25)
+    assert np.allclose(np.asarray(rows.multiply(rows).sum(axis=1)).ravel(), 1, atol=1e-5)
+    top = evaluate.top_neighbours(lambda ids: (rows[ids] @ rows.T).toarray(), np.arange(60), 60, 5)
+    assert top.shape == (60, 5) and not (top == np.arange(60)[:, None]).any()
+    assert ((top % 6) == (np.arange(60) % 6)[:, None]).all()
+
+    group_vectors = np.eye(6, dtype=np.float32)[np.arange(60) % 6]
+    franchises = [np.arange(g, 60, 6) for g in range(6)]
+    genres = [frozenset({f"genre {m % 3}"}) for m in range(60)]
+    quality = evaluate.neighbour_quality(group_vectors, pairs, 25, franchises, genres, seed=0)
+    for method in ("learned", "tfidf"):
+        assert quality[method]["franchise_hit_at_10"] == 1.0
+        assert quality[method]["genre_agreement_at_10"] >= 0.9  # 9 of 10 neighbours are of its group
+        assert quality[method]["recommendation_recall_at_10"] == 1.0
+    random_vectors = np.random.default_rng(0).normal(size=(60, 8)).astype(np.float32)
+    assert evaluate.neighbour_quality(random_vectors, pairs, 25, franchises, genres, 0)["learned"]["franchise_hit_at_10"] < 1
+
+    # beyond the cell budget the queries are a sample, and the measure still comes out
+    monkeypatch.setattr(evaluate, "QUALITY_MAX_CELLS", 600)
+    sampled = evaluate.neighbour_quality(group_vectors, pairs, 25, franchises, genres, seed=0)
+    assert sampled["franchise_films"] == 10 and sampled["learned"]["franchise_hit_at_10"] == 1.0
