@@ -8,7 +8,8 @@ import pytest
 
 from trainer.data import Film, LinkTable
 from trainer.errors import TrainerError
-from trainer.sampler import contains, epoch_batches, grid_shape, pair_keys, sample_non_pairs, split_pairs
+from trainer.sampler import (contains, epoch_batches, grid_shape, pair_keys, popularity_cdf, sample_non_pairs,
+                             split_pairs)
 from trainer.train import TrainConfig, train
 from trainer.vocab import build_vocabulary
 
@@ -71,11 +72,12 @@ def dense_pairs(n_movies=40, n_links=30, seed=0):
 
 
 @pytest.mark.parametrize("ratio", [1, 3, 10])
-def test_epoch_has_exact_ratio_and_no_true_pair_among_negatives(ratio):
+@pytest.mark.parametrize("power", [0.0, 0.75, 1.0])
+def test_epoch_has_exact_ratio_and_no_true_pair_among_negatives(ratio, power):
     pairs, n_movies, n_links = dense_pairs()
     keys = np.sort(pair_keys(pairs, n_links))
     batches = list(epoch_batches(pairs, keys, n_movies, n_links, negative_ratio=ratio, positives_per_batch=64,
-                                 rng=np.random.default_rng(1)))
+                                 rng=np.random.default_rng(1), link_cdf=popularity_cdf(pairs, n_links, power)))
     positives = np.concatenate([np.column_stack([b.movies, b.links]) for b in batches])
     # every training pair exactly once
     assert sorted(map(tuple, positives.tolist())) == sorted(map(tuple, pairs.tolist()))
@@ -100,6 +102,23 @@ def test_negatives_cover_movies_and_links_uniformly():
     for column in (0, 1):
         counts = np.bincount(negatives[:, column], minlength=50)
         assert counts.min() > 0.7 * counts.mean() and counts.max() < 1.3 * counts.mean()
+
+
+def test_popularity_draws_negative_links_as_often_as_films_link_to_them():
+    # link j is in 10 * (j + 1) films of 1,000; a link no film links to counts as one film
+    pairs = np.array([(m, j) for j in range(5) for m in range(10 * (j + 1))], dtype=np.int32)
+    pairs = pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
+    assert popularity_cdf(pairs, 6, 0.0) is None
+    cdf = popularity_cdf(pairs, 6, 1.0)
+    assert np.allclose(np.diff(np.r_[0, cdf]), np.r_[10, 20, 30, 40, 50, 1] / 151)
+    keys = np.sort(pair_keys(pairs, 6))
+    positives = np.repeat(pairs[:1], 20_000, axis=0)
+    batch = next(epoch_batches(positives, keys, 1000, 6, negative_ratio=10, positives_per_batch=20_000,
+                               rng=np.random.default_rng(0), link_cdf=cdf))
+    counts = np.bincount(batch.negative_pairs()[:, 1], minlength=6)
+    # popular links are drawn more often, the link in no film rarely (but it can be)
+    assert counts[4] > 3 * counts[0] > 0 and counts[5] < counts[0]
+    assert not contains(keys, pair_keys(batch.negative_pairs(), 6)).any()
 
 
 def test_epochs_are_seeded():

@@ -72,6 +72,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="learning rate of the row-wise Adam")
     train.add_argument("--objective", default=defaults.objective, choices=OBJECTIVE_NAMES,
                        help="loss: logistic (class-balanced) or mse (the notebook's)")
+    train.add_argument("--negative-power", type=float, default=defaults.negative_power,
+                       help="negative links drawn by (films linking to them) ** power: 0 uniform, 0.75 word2vec's, 1 by popularity")
     train.add_argument("--heldout-fraction", type=float, default=defaults.heldout_fraction,
                        help="fraction of (movie, link) pairs held out for evaluation")
     train.add_argument("--seed", type=int, default=defaults.seed,

@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from trainer.checkpoint import Checkpoint, TrainingState
-from trainer.sampler import Batch, epoch_batches, pair_keys
+from trainer.sampler import Batch, epoch_batches, pair_keys, popularity_cdf
 
 # Batches drawn ahead of the training step: enough to hide the sampler's pauses, few
 # enough that memory stays a few batches.
@@ -29,6 +29,7 @@ class LoopSettings:
     negatives_per_positive: int
     batch_positives: int
     seed: int
+    negative_power: float = 0.0  # links drawn as negatives by popularity ** power (0: uniform)
 
 
 def fit(
@@ -50,11 +51,13 @@ def fit(
     step = _compiled_step(model, objective, optimizer) if distribution is None else \
         _scheduled_step(model, objective, optimizer, distribution)
     true_keys = np.sort(pair_keys(train_pairs, n_links))
+    link_cdf = popularity_cdf(train_pairs, n_links, settings.negative_power)
 
     def batches(epoch: int) -> Iterator[Batch]:
         return epoch_batches(
             train_pairs, true_keys, n_movies, n_links, negative_ratio=settings.negatives_per_positive,
             positives_per_batch=settings.batch_positives, rng=np.random.default_rng([settings.seed, epoch]),
+            link_cdf=link_cdf,
         )
 
     # Keras's bar redraws one line with carriage returns: on a terminal only; into a file or a

@@ -145,9 +145,12 @@ def epoch_batches(
     negative_ratio: int,
     positives_per_batch: int,
     rng: np.random.Generator,
+    link_cdf: np.ndarray | None = None,
 ) -> Iterator[Batch]:
     """One epoch: every training pair once, in a random order, each with exactly
-    `negative_ratio` (>= 1) uniformly random negative pairs, none in `true_keys` (sorted).
+    `negative_ratio` (>= 1) random negative pairs, none in `true_keys` (sorted).
+    Negative movies are uniform; negative links uniform too, or drawn by `link_cdf`
+    (float64 [n_links], the cumulative distribution `popularity_cdf` gives).
 
     A generator: negatives are drawn CHUNK_BATCHES batches at a time, so memory is
     the order of the pairs plus a few batches, whatever the epoch's size. Raises
@@ -162,7 +165,7 @@ def epoch_batches(
     for start in range(0, len(order), chunk):
         positives = train_pairs[order[start : start + chunk]]
         grid_movies, grid_links, negative_index = _grids(rng, len(positives), n_movies, n_links, negative_ratio,
-                                                         true_keys)
+                                                         true_keys, link_cdf)
         for s in range(0, len(positives), positives_per_batch):
             part = slice(s, s + positives_per_batch)
             movies, links = positives[part, 0], positives[part, 1]
@@ -170,19 +173,39 @@ def epoch_batches(
                         batch_rows(movies, grid_movies[part], links, grid_links[part], n_movies, n_links))
 
 
+def popularity_cdf(train_pairs: np.ndarray, n_links: int, power: float) -> np.ndarray | None:
+    """Cumulative distribution of links drawn with probability proportional to (films linking
+    to them) ** power, as word2vec draws its negatives (power 0.75); None for power 0 (uniform).
+
+    A link with no training pair counts as one film, so that every link can be drawn (the
+    sampler's "some pair is free" check is over all links)."""
+    if power == 0:
+        return None
+    weights = np.maximum(np.bincount(train_pairs[:, 1], minlength=n_links), 1).astype(np.float64) ** power
+    cdf = np.cumsum(weights)
+    return cdf / cdf[-1]
+
+
+def _draw_links(rng: np.random.Generator, shape: tuple[int, ...], n_links: int, link_cdf: np.ndarray | None) -> np.ndarray:
+    if link_cdf is None:
+        return rng.integers(0, n_links, shape).astype(np.int32)
+    return np.searchsorted(link_cdf, rng.random(shape), side="right").clip(max=n_links - 1).astype(np.int32)
+
+
 def _grids(
-    rng: np.random.Generator, n: int, n_movies: int, n_links: int, negative_ratio: int, true_keys: np.ndarray
+    rng: np.random.Generator, n: int, n_movies: int, n_links: int, negative_ratio: int, true_keys: np.ndarray,
+    link_cdf: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(grid_movies [n, A], grid_links [n, B], negative_index [n, ratio]) for n positives."""
     a, b = grid_shape(negative_ratio)
     grid_movies = rng.integers(0, n_movies, (n, a)).astype(np.int32)
-    grid_links = rng.integers(0, n_links, (n, b)).astype(np.int32)
+    grid_links = _draw_links(rng, (n, b), n_links, link_cdf)
     clash = _grid_clashes(grid_movies, grid_links, n_links, true_keys)
     # Rows with fewer free cells than the ratio are redrawn whole, in rounds.
     redo = np.flatnonzero(clash.sum(axis=1) > a * b - negative_ratio)
     while len(redo):
         grid_movies[redo] = rng.integers(0, n_movies, (len(redo), a))
-        grid_links[redo] = rng.integers(0, n_links, (len(redo), b))
+        grid_links[redo] = _draw_links(rng, (len(redo), b), n_links, link_cdf)
         clash[redo] = _grid_clashes(grid_movies[redo], grid_links[redo], n_links, true_keys)
         redo = redo[clash[redo].sum(axis=1) > a * b - negative_ratio]
     negative_index = np.argsort(clash, axis=1, kind="stable")[:, :negative_ratio].astype(np.int32)

@@ -49,6 +49,7 @@ class TrainConfig:
     batch_positives: int = 4096  # positive pairs per step; a step has (1 + negatives) times as many samples
     learning_rate: float = 0.005  # chosen by the held-out sweep in the README
     objective: str = "logistic"
+    negative_power: float = 0.0  # negative links drawn by (films linking to them) ** power; 0 is uniform
     heldout_fraction: float = 0.1
     seed: int = 0
 
@@ -61,6 +62,7 @@ class TrainConfig:
             (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
             (self.batch_positives >= 1, f"--batch-positives must be at least 1, got {self.batch_positives}"),
             (self.learning_rate > 0, f"--learning-rate must be positive, got {self.learning_rate}"),
+            (0 <= self.negative_power <= 1, f"--negative-power must be in [0, 1], got {self.negative_power}"),
             (self.objective in OBJECTIVE_NAMES, f"unknown --objective {self.objective!r}; choose one of {', '.join(OBJECTIVE_NAMES)}"),
         ]
         for ok, message in problems:
@@ -181,7 +183,8 @@ def _train_vectors(
     if resume:
         state = checkpoint.restore(model, objective, optimizer)
         log(f"resuming from {checkpoint.directory} after epoch {state.epoch}")
-    settings = LoopSettings(config.epochs, config.negatives_per_positive, config.batch_positives, config.seed)
+    settings = LoopSettings(config.epochs, config.negatives_per_positive, config.batch_positives, config.seed,
+                            config.negative_power)
     state = fit(model, objective, optimizer, train_pairs, vocab.n_movies, vocab.n_links, settings, state, checkpoint,
                 progress=progress, log=log, distribution=distribution)
     versions = {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
