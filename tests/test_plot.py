@@ -13,8 +13,8 @@ from trainer.errors import TrainerError
 from trainer.plot import (
     choose_movies,
     label_order,
+    name_clusters,
     plot_run,
-    release_decade,
     short_title,
     spread_labels,
 )
@@ -122,9 +122,23 @@ def test_short_title_drops_the_film_suffix(title: str, label: str) -> None:
     assert short_title(title) == label
 
 
-@pytest.mark.parametrize(("released", "decade"), [
-    ("1995", 1990), ("June 18, 2009 (Los Angeles)", 2000), ("{{Film date|1927|10|6}}", 1920), ("TBA", None),
-])
-def test_release_decade(released: str, decade: int | None) -> None:
-    assert release_decade({"released": released}) == decade
-    assert release_decade({}) is None
+def test_clusters_are_named_by_the_links_that_mark_them() -> None:
+    rng = np.random.default_rng(3)
+    centres = np.linalg.qr(rng.normal(size=(16, 4)))[0].T  # 4 orthonormal directions
+    vectors = centres[np.arange(120) % 4] + 0.1 * rng.normal(size=(120, 16))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    noise = rng.normal(size=(20, 16))
+    links = ["Western", "Animated", "Horror", "Musical", "Everywhere"] + [f"Actor {i}" for i in range(20)]
+    link_vectors = np.vstack([centres, centres.mean(axis=0) / np.linalg.norm(centres.mean(axis=0)),
+                              noise / np.linalg.norm(noise, axis=1, keepdims=True)])
+    cluster, names = name_clusters(vectors, link_vectors, links, 4, seed=0, n_names=1)
+    assert sorted(names) == ["Animated", "Horror", "Musical", "Western"]  # not the link every film is near
+    for c, name in enumerate(names):
+        assert set(np.arange(120)[cluster == c] % 4) == {links.index(name)}
+
+
+def test_plot_says_what_it_is_doing(run_dir: Path, tmp_path: Path) -> None:
+    lines: list[str] = []
+    out = plot_run(run_dir, tmp_path / "maps" / "map.png", method="pca", n_clusters=3, log=lines.append)
+    assert [line.split("]")[0] for line in lines] == ["plot: [1/3", "plot: [2/3", "plot: [3/3"]
+    assert_png(out)

@@ -126,6 +126,7 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument("--method", default="tsne", choices=("tsne", "pca"), help="2D projection (default tsne)")
     plot.add_argument("--max-movies", type=int, default=4000, help="movies to place on the map")
     plot.add_argument("--labels", type=int, default=40, help="titles to label")
+    plot.add_argument("--clusters", type=int, default=12, help="clusters to colour (k-means on the vectors)")
     plot.add_argument("--seed", type=int, default=0, help="fixes the sample and the projection (default 0)")
     return parser
 
@@ -202,7 +203,8 @@ def _synth(args: argparse.Namespace) -> int:
 def _plot(args: argparse.Namespace) -> int:
     from trainer.plot import plot_run
 
-    print(plot_run(args.run, args.out, method=args.method, max_movies=args.max_movies, n_labels=args.labels, seed=args.seed))
+    print(plot_run(args.run, args.out, method=args.method, max_movies=args.max_movies, n_labels=args.labels,
+                   n_clusters=args.clusters, seed=args.seed))
     return 0
 
 

@@ -1,8 +1,10 @@
 """`trainer plot`: a 2D map of a run's movie space, as a PNG.
 
-Up to `max_movies` movies are placed with t-SNE (or PCA), coloured by release
-decade when the run's infoboxes have it, and a spread-out selection of
-well-known titles is labelled. Drawing uses matplotlib's Figure directly (the
+Up to `max_movies` movies are placed with t-SNE (or PCA) and coloured by cluster:
+k-means on their vectors, each cluster named in the legend by the links that
+point most towards it more than towards the whole map (for the 36k file these are
+genres: "Western", "Silent", "Animated"). A spread-out selection of well-known
+titles is labelled; a line on stderr says what it is doing. Drawing uses matplotlib's Figure directly (the
 Agg canvas), so no display and no global pyplot state are involved.
 """
 from __future__ import annotations
@@ -10,12 +12,14 @@ from __future__ import annotations
 import io
 import math
 import re
+import sys
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from common.files import atomic_write_bytes
-from common.records import MovieRecord, release_year
+from common.records import MovieRecord
 from trainer.errors import TrainerError
 from trainer.run import load_run
 
@@ -24,6 +28,7 @@ METHODS = ("tsne", "pca")
 _FILM_SUFFIX = re.compile(r"\s*\([^()]*\bfilm\)$")
 _DPI = 150
 _FIGURE_INCHES = 12
+NAME_TOP_LINKS = 5  # a film's nearest links that count towards naming its cluster
 
 
 def plot_run(
@@ -33,7 +38,9 @@ def plot_run(
     method: str = "tsne",
     max_movies: int = 4000,
     n_labels: int = 40,
+    n_clusters: int = 12,
     seed: int = 0,
+    log: Callable[[str], None] | None = None,
 ) -> Path:
     """Draw the movie map of the run at `run_path` into the PNG `out_path` (replaced atomically); return it.
 
@@ -47,11 +54,20 @@ def plot_run(
     if len(chosen) < 3:
         raise TrainerError(f"{run_path}: a map needs at least 3 movies, got {len(chosen)} "
                            f"(the run has {len(run.movies)}; check --max-movies)")
+    log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     movies = [run.movies[i] for i in chosen]
-    points = reduce_to_2d(run.movie_vectors[chosen], method, seed)
+    vectors = run.movie_vectors[chosen]
+    log(f"plot: [1/3] placing {len(chosen):,} of {len(run.movies):,} movies with {method.upper()}"
+        f"{' (about a minute for 4,000)' if method == 'tsne' else ''}")
+    points = reduce_to_2d(vectors, method, seed)
+    log(f"plot: [2/3] {n_clusters} clusters (k-means), named by their links")
+    cluster, names = name_clusters(vectors, run.link_vectors, run.links, n_clusters, seed)
     labelled = spread_labels(points, label_order(movies), n_labels)
-    title = f"{Path(run.path).resolve().name}: {len(chosen)} of {len(run.movies)} movies, {method.upper()}"
-    png = _draw(points, movies, labelled, title)
+    title = (f"Movie map: {len(chosen):,} of {len(run.movies):,} films, placed by {method.upper()} of their vectors "
+             f"(near = similar)\ncolour: cluster of similar films, named by the links that mark it; "
+             f"run {Path(run.path).resolve().name}")
+    log(f"plot: [3/3] drawing {out_path}")
+    png = _draw(points, movies, labelled, title, cluster, names)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out_path, png)
@@ -88,6 +104,34 @@ def reduce_to_2d(vectors: np.ndarray, method: str, seed: int) -> np.ndarray:
         perplexity = min(30.0, (len(vectors) - 1) / 3)
         return TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed).fit_transform(vectors)
     raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+
+
+def name_clusters(
+    vectors: np.ndarray, link_vectors: np.ndarray, links: list[str], n_clusters: int, seed: int, n_names: int = 2,
+) -> tuple[np.ndarray, list[str]]:
+    """(cluster of each movie [n], a name per cluster): k-means on the unit vectors, clusters ordered
+    by size. A cluster is named by the `n_names` links that are most often among its films'
+    NAME_TOP_LINKS nearest links, beyond how often they are for the whole map (what marks the
+    cluster, not what every film has)."""
+    from sklearn.cluster import KMeans
+
+    k = max(1, min(n_clusters, len(vectors)))
+    found = KMeans(n_clusters=k, n_init=3, random_state=seed).fit_predict(vectors)
+    by_size = np.argsort(-np.bincount(found, minlength=k), kind="stable")
+    cluster = np.argsort(by_size)[found]
+    if not len(links):
+        return cluster, [f"cluster {c + 1}" for c in range(k)]
+    top = min(NAME_TOP_LINKS, len(links))
+    chunk = max(1, 16_000_000 // len(links))
+    nearest = np.concatenate([np.argpartition(-(vectors[i : i + chunk] @ link_vectors.T), top - 1, axis=1)[:, :top]
+                              for i in range(0, len(vectors), chunk)])
+    overall = np.bincount(nearest.ravel(), minlength=len(links)) / len(vectors)
+    names = []
+    for c in range(k):
+        members = nearest[cluster == c]
+        lift = np.bincount(members.ravel(), minlength=len(links)) / max(1, len(members)) - overall
+        names.append(", ".join(short_title(links[j]) for j in np.argsort(-lift, kind="stable")[:n_names]))
+    return cluster, names
 
 
 def label_order(movies: list[MovieRecord]) -> np.ndarray:
@@ -130,33 +174,28 @@ def short_title(title: str) -> str:
     return _FILM_SUFFIX.sub("", title) or title
 
 
-def release_decade(infobox: dict[str, str]) -> int | None:
-    """The decade of the first year in the infobox's "released" field (1990 for "June 1995"), if any."""
-    year = release_year(infobox)
-    return year // 10 * 10 if year else None
-
-
-def _draw(points: np.ndarray, movies: list[MovieRecord], labelled: list[int], title: str) -> bytes:
-    from matplotlib import patheffects
+def _draw(points: np.ndarray, movies: list[MovieRecord], labelled: list[int], title: str,
+          cluster: np.ndarray, names: list[str]) -> bytes:
+    from matplotlib import colormaps, patheffects
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(_FIGURE_INCHES, _FIGURE_INCHES), dpi=_DPI, layout="constrained")
     axes = figure.add_subplot()
-    decades = np.array([release_decade(m.infobox) or 0 for m in movies])
-    dated = decades > 0
-    marker = {"s": 5, "alpha": 0.55, "linewidths": 0}
-    axes.scatter(points[~dated, 0], points[~dated, 1], color="0.6", **marker)
-    if dated.any():
-        dots = axes.scatter(points[dated, 0], points[dated, 1], c=decades[dated], cmap="viridis", **marker)
-        colour_bar = figure.colorbar(dots, ax=axes, shrink=0.6, pad=0.01)
-        colour_bar.set_label("release decade")
-        colour_bar.solids.set_alpha(1)
-    outline = [patheffects.withStroke(linewidth=2.5, foreground="white")]
-    axes.scatter(points[labelled, 0], points[labelled, 1], s=12, color="black", linewidths=0)
+    palette = colormaps["tab20" if len(names) > 10 else "tab10"]
+    for c, name in enumerate(names):
+        here = cluster == c
+        axes.scatter(points[here, 0], points[here, 1], s=7, alpha=0.6, linewidths=0, color=palette(c % palette.N),
+                     label=f"{name} ({int(here.sum()):,})")
+    outline = [patheffects.withStroke(linewidth=3, foreground="white")]
+    axes.scatter(points[labelled, 0], points[labelled, 1], s=14, color="black", linewidths=0)
     for i in labelled:
         axes.annotate(short_title(movies[i].title), points[i], xytext=(3, 2), textcoords="offset points",
-                      fontsize=7, path_effects=outline)
-    axes.set_title(title, fontsize=10)
+                      fontsize=8, path_effects=outline)
+    legend = axes.legend(title="cluster: the links that mark it (films)", loc="upper left", bbox_to_anchor=(1.0, 1.0),
+                         fontsize=8, title_fontsize=9, markerscale=2.5, frameon=False)
+    for handle in legend.legend_handles:
+        handle.set_alpha(1)
+    axes.set_title(title, fontsize=11)
     axes.set_axis_off()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
