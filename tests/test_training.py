@@ -26,14 +26,15 @@ def test_short_real_training_run_beats_chance_by_far(real_data, tmp_path):
     metrics = run.manifest.metrics
     assert metrics["link_auc"] > 0.75, metrics
     assert 0 < metrics["recall_at_10"] <= 1
-    assert run.movie_vectors.shape == (run.manifest.vocabulary["movies"], 50)
-    assert run.link_vectors.shape == (run.manifest.vocabulary["links"], 50)
+    dim = TrainConfig().dim
+    assert run.movie_vectors.shape == (run.manifest.vocabulary["movies"], dim)
+    assert run.link_vectors.shape == (run.manifest.vocabulary["links"], dim)
     assert np.allclose(np.linalg.norm(run.movie_vectors, axis=1), 1, atol=1e-5)
     assert np.allclose(np.linalg.norm(run.link_vectors, axis=1), 1, atol=1e-5)
     assert run.movie_vectors.dtype == np.float32
     assert {"rotten_tomatoes", "gross", "budget"} <= set(run.attribute_models)
     for model in run.attribute_models.values():
-        assert model.heldout_mse > 0 and model.baseline_mse > 0 and len(model.coef) == 50
+        assert model.heldout_mse > 0 and model.baseline_mse > 0 and len(model.coef) == dim
     assert run.manifest.dataset["sha256"] and run.manifest.params["negatives_per_positive"] == 10
     assert not default_checkpoint_dir(out).exists()
 
