@@ -13,6 +13,7 @@ import pytest
 from client import MovielinksClient
 from tests.e2e_server import REPO, ServerProcess, build_index_cli
 from trainer.run import load_run
+from trainer.train import TrainConfig
 
 # The newest films of the real file (it is ordered by release year): enough to train on
 # in seconds, and it holds films a person knows.
@@ -72,7 +73,7 @@ def test_the_served_version_carries_the_trainers_evaluation(pipeline):
     server, _ = pipeline
     with MovielinksClient(server.address) as client:
         info = client.info()
-        assert info.movies > 7000 and info.dim == 50
+        assert info.movies > 7000 and info.dim == TrainConfig().dim
         assert info.metrics["link_auc"] > 0.75, info.metrics
         best = client.recommend(["Interstellar (film)", "Gravity (2013 film)"], [], k=5).best
         assert len(best) == 5 and not {"Interstellar (film)", "Gravity (2013 film)"} & {m.title for m in best}

@@ -24,6 +24,7 @@ from trainer.errors import TrainerError
 from trainer.run import load_run
 
 METHODS = ("tsne", "pca")
+_METHOD_NAMES = {"tsne": "t-SNE", "pca": "PCA"}
 
 _FILM_SUFFIX = re.compile(r"\s*\([^()]*\bfilm\)$")
 _DPI = 150
@@ -57,13 +58,13 @@ def plot_run(
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     movies = [run.movies[i] for i in chosen]
     vectors = run.movie_vectors[chosen]
-    log(f"plot: [1/3] placing {len(chosen):,} of {len(run.movies):,} movies with {method.upper()}"
+    log(f"plot: [1/3] placing {len(chosen):,} of {len(run.movies):,} movies with {_METHOD_NAMES[method]}"
         f"{' (about a minute for 4,000)' if method == 'tsne' else ''}")
     points = reduce_to_2d(vectors, method, seed)
     log(f"plot: [2/3] {n_clusters} clusters (k-means), named by their links")
     cluster, names = name_clusters(vectors, run.link_vectors, run.links, n_clusters, seed)
     labelled = spread_labels(points, label_order(movies), n_labels)
-    title = (f"Movie map: {len(chosen):,} of {len(run.movies):,} films, placed by {method.upper()} of their vectors "
+    title = (f"Movie map: {len(chosen):,} of {len(run.movies):,} films, placed by {_METHOD_NAMES[method]} of their vectors "
              f"(near = similar)\ncolour: cluster of similar films, named by the links that mark it; "
              f"run {Path(run.path).resolve().name}")
     log(f"plot: [3/3] drawing {out_path}")
@@ -181,10 +182,12 @@ def _draw(points: np.ndarray, movies: list[MovieRecord], labelled: list[int], ti
 
     figure = Figure(figsize=(_FIGURE_INCHES, _FIGURE_INCHES), dpi=_DPI, layout="constrained")
     axes = figure.add_subplot()
-    palette = colormaps["tab20" if len(names) > 10 else "tab10"]
+    # tab20's strong colours first, then their light twins: neighbouring clusters stay tellable apart
+    palette = colormaps["tab20"]
+    colours = [palette(i) for i in [*range(0, 20, 2), *range(1, 20, 2)]]
     for c, name in enumerate(names):
         here = cluster == c
-        axes.scatter(points[here, 0], points[here, 1], s=7, alpha=0.6, linewidths=0, color=palette(c % palette.N),
+        axes.scatter(points[here, 0], points[here, 1], s=7, alpha=0.6, linewidths=0, color=colours[c % len(colours)],
                      label=f"{name} ({int(here.sum()):,})")
     outline = [patheffects.withStroke(linewidth=3, foreground="white")]
     axes.scatter(points[labelled, 0], points[labelled, 1], s=14, color="black", linewidths=0)
