@@ -61,7 +61,7 @@ def row(settings: str, name: str, m: dict, cosine: float, seconds: float) -> str
 
     def pair(key: str) -> str:
         learned, tfidf = q["learned"][key], q["tfidf"][key]
-        return "-" if learned != learned else f"{learned:.3f} / {tfidf:.3f}"
+        return "-" if learned is None else f"{learned:.3f} / {tfidf:.3f}"
 
     return (f"| {settings or '(defaults)'} | {name} | {m['link_auc']:.4f} | {m['recall_at_10']:.4f} | "
             f"{pair('franchise_hit_at_10')} | {pair('genre_agreement_at_10')} | {pair('recommendation_recall_at_10')} | "

@@ -58,3 +58,14 @@ def test_tfidf_reference_and_neighbour_measures_on_planted_groups(monkeypatch):
     monkeypatch.setattr(evaluate, "QUALITY_MAX_CELLS", 600)
     sampled = evaluate.neighbour_quality(group_vectors, pairs, 25, franchises, genres, seed=0)
     assert sampled["franchise_films"] == 10 and sampled["learned"]["franchise_hit_at_10"] == 1.0
+
+
+def test_a_measure_without_queries_is_none_not_nan():
+    # no franchise, no genres: the metrics must stay valid JSON (the server puts them in a protobuf Struct)
+    pairs = np.array([(m, m % 3) for m in range(12)], dtype=np.int32)
+    vectors = np.eye(3, dtype=np.float32)[np.arange(12) % 3]
+    quality = evaluate.neighbour_quality(vectors, pairs, 3, [], None, seed=0)
+    assert quality["learned"] == {"franchise_hit_at_10": None, "genre_agreement_at_10": None,
+                                  "recommendation_recall_at_10": None}
+    assert "-" in evaluate.format_table({"link_auc": 0.9, "recall_at_10": 0.5, "heldout_pairs": 1,
+                                         "neighbours": quality}, {})

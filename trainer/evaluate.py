@@ -102,11 +102,11 @@ def neighbour_quality(
     result: dict = {"franchises": len(franchises), "franchise_films": int(len(members)),
                     "genre_films": int(len(genre_queries)), "recommendation_checks": len(checks)}
     for name, scores in methods.items():
-        franchise = float("nan")
+        franchise = None  # None, not NaN: the metrics travel as JSON and a protobuf Struct, which refuse NaN
         if len(members):
             top = top_neighbours(scores, members, n_movies, NEIGHBOURS_K)
             franchise = float(np.mean((group_of[top] == group_of[members][:, None]).any(axis=1)))
-        genre = float("nan")
+        genre = None
         if len(genre_queries):
             genre = genre_agreement(top_neighbours(scores, genre_queries, n_movies, NEIGHBOURS_K), genre_queries, genre_sets)
         features = movie_vectors if name == "learned" else tfidf
@@ -141,14 +141,14 @@ def top_neighbours(scores: Callable[[np.ndarray], np.ndarray], queries: np.ndarr
     return np.concatenate(out)
 
 
-def genre_agreement(top: np.ndarray, queries: np.ndarray, genres: Sequence[frozenset[str]]) -> float:
+def genre_agreement(top: np.ndarray, queries: np.ndarray, genres: Sequence[frozenset[str]]) -> float | None:
     """Mean over queries of the share of their neighbours (those with known genres) sharing a genre."""
     shares = []
     for query, neighbours in zip(queries.tolist(), top.tolist()):
         known = [genres[n] for n in neighbours if genres[n]]
         if known:
             shares.append(sum(bool(genres[query] & g) for g in known) / len(known))
-    return float(np.mean(shares)) if shares else float("nan")
+    return float(np.mean(shares)) if shares else None
 
 
 def _recommendation_checks(rng: np.random.Generator, franchises: Sequence[np.ndarray], n_movies: int) -> list:
@@ -166,7 +166,7 @@ def _recommendation_checks(rng: np.random.Generator, franchises: Sequence[np.nda
     return checks
 
 
-def recommendation_recall(features, checks: list, k: int) -> float:
+def recommendation_recall(features, checks: list, k: int) -> float | None:
     """Mean share of a franchise's other films (at most k of them) in the top k of the linear SVM
     (SVC(kernel="linear", C=1), as the server's Recommend) fitted on the liked and disliked rows."""
     from sklearn.svm import SVC
@@ -181,7 +181,7 @@ def recommendation_recall(features, checks: list, k: int) -> float:
         scores[rows] = -np.inf
         top = np.argpartition(-scores, k)[:k]
         shares.append(np.isin(others, top).sum() / min(len(others), k))
-    return float(np.mean(shares)) if shares else float("nan")
+    return float(np.mean(shares)) if shares else None
 
 
 def _bounded_sample(rng: np.random.Generator, ids: np.ndarray, n_movies: int, at_most: int | None = None) -> np.ndarray:
@@ -311,5 +311,5 @@ def format_table(metrics: Mapping, models: Mapping[str, AttributeModel]) -> str:
     return "\n".join(lines)
 
 
-def _figure(value: float) -> str:
-    return "-" if value != value else f"{value:.4f}"
+def _figure(value: float | None) -> str:
+    return "-" if value is None or value != value else f"{value:.4f}"
