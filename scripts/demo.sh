@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # The main job, end to end: train on the real data -> build and publish the index
 # -> start the gRPC server (and its HTTP gateway with the web explorer) -> ask it for
-# films like Interstellar, over gRPC and over HTTP -> stop the server.
+# films like Toy Story 3, over gRPC and over HTTP -> stop the server.
 # Run through `make demo` (which installs .venv first) or with the commands on PATH.
 # KEEP_SERVING=1 leaves the server running (explorer included) until Ctrl-C.
 set -euo pipefail
 
 DATA=${DATA:-${MOVIELINKS_DATA:-../shared/data/wp_movies_us.ndjson}}
 WORK=${WORK:-work}
-MOVIE=${MOVIE:-Interstellar (film)}
+MOVIE=${MOVIE:-Toy Story 3}
 KEEP_SERVING=${KEEP_SERVING:-0}
 mkdir -p "$WORK"
 run="$WORK/runs/$(date -u +%Y%m%dT%H%M%SZ)"
