@@ -47,7 +47,8 @@ TARGETS = {  # (figure, how it must compare, target) from issue 9, for the 1m si
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=tuple(SIZES), default="small")
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of the concurrent-clients phase")
     args = parser.parse_args()
