@@ -4,8 +4,10 @@ from __future__ import annotations
 import bz2
 import gzip
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -233,20 +235,30 @@ def test_one_process_and_a_two_worker_dask_cluster_write_the_same_bytes(tmp_path
 
 def test_a_killed_collector_leaves_nothing_under_the_output_name(tmp_path: Path) -> None:
     pages = [page(f"Film {i}", film_text(f"Director {i % 50}", *(f"Link {j}" for j in range(i % 40, i % 40 + 60))),
-                  page_id=i + 1) for i in range(6000)]
+                  page_id=i + 1) for i in range(30000)]
     dump = write_plain(tmp_path / "big.xml", pages)
     out = tmp_path / "films.ndjson"
     process = subprocess.Popen([sys.executable, "-m", "collector", "collect", str(dump), "--out", str(out),
                                 "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        process.wait(timeout=1.5)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    # Killed once it has worked a while (CPU time, not wall time: a loaded machine starts it late),
+    # in the middle of reading the pages.
+    deadline = time.monotonic() + 120
+    while process.poll() is None and time.monotonic() < deadline and _cpu_seconds(process.pid) < 2.0:
+        time.sleep(0.05)
+    process.kill()
     process.wait(timeout=30)
-    if process.returncode == 0:
-        pytest.skip("the collector finished before it could be killed on this machine")
-    assert process.returncode == -9
+    assert process.returncode == -9, "the collector ended before it could be killed: give it a bigger dump"
     assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["big.xml"]  # no partial file either
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a running process, from /proc (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def test_scheduler_runs_the_units_on_an_existing_dask_cluster(tmp_path: Path,
