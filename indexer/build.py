@@ -9,9 +9,9 @@ is incomplete or cannot be loaded. Older versions stay until `indexer prune`.
 from __future__ import annotations
 
 import datetime
-import math
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import faiss
@@ -22,6 +22,7 @@ from common.artifacts import file_checksums
 from common.files import atomic_directory
 from common.neighbours import all_similar_rows
 from indexer import version
+from indexer.calibrate import DEFAULT_TARGET_RECALL, Calibration, calibrate
 from indexer.errors import IndexerError
 from indexer.root import new_version_name, publish, version_dir
 from indexer.version import IndexDescription, IndexManifest
@@ -68,6 +69,7 @@ def build_index(
     *,
     factory: str = AUTO,
     neighbours_k: int = DEFAULT_NEIGHBOURS_K,
+    target_recall: float = DEFAULT_TARGET_RECALL,
     progress: bool = True,
 ) -> str:
     """Build a version of `index_root` from the run at `run_path`, publish it, and return its name.
@@ -80,9 +82,15 @@ def build_index(
     With `neighbours_k` > 0 every movie's `neighbours_k` most similar movies are
     found once here and stored with the version, so the server answers the most
     common query (similar movies, k <= neighbours_k) without a search.
+
+    An approximate index gets the cheapest search setting whose recall@10 against
+    exact search, measured on its own vectors, reaches `target_recall`
+    (indexer.calibrate); the manifest records the setting and the recall reached.
     """
     if neighbours_k < 0:
         raise IndexerError(f"--neighbours-k must be 0 or more, got {neighbours_k}")
+    if not 0.0 < target_recall <= 1.0:
+        raise IndexerError(f"--target-recall must be in (0, 1], got {target_recall}")
     try:
         run = load_run(run_path)
     except TrainerError as e:
@@ -95,17 +103,34 @@ def build_index(
         "movies": make_index(run.movie_vectors, factories["movies"], what="movies", progress=progress),
         "links": make_index(run.link_vectors, factories["links"], what="links", progress=progress),
     }
+    calibrations = {
+        "movies": _calibrate(indexes["movies"], run.movie_vectors, target_recall, "movies", progress),
+        "links": _calibrate(indexes["links"], run.link_vectors, target_recall, "links", progress),
+    }
     index_root = Path(index_root)
     created_at, final = _unique_version_dir(index_root, run.checksum)
     with atomic_directory(final) as staging:
         _write_version_files(staging, run, indexes, neighbours_k, progress)
-        version_manifest(run, final.name, created_at, factories, indexes, file_checksums(staging)).save(staging)
+        version_manifest(
+            run, final.name, created_at, factories, indexes, calibrations, file_checksums(staging)
+        ).save(staging)
         try:
             version.load_version(staging)
         except IndexerError as e:
             raise IndexerError(f"the built version failed validation, nothing was published: {e}") from e
     publish(index_root, final.name)
     return final.name
+
+
+def _calibrate(index: faiss.Index, vectors: np.ndarray, target: float, what: str, progress: bool) -> Calibration:
+    """`calibrate`, saying on stderr (with progress) what it chose, and always when it fell short."""
+    calibration = calibrate(index, vectors, target)
+    if calibration.params and (progress or not calibration.reached):
+        setting = ", ".join(f"{name} {value}" for name, value in calibration.params.items())
+        verdict = "" if calibration.reached else f", short of the target {target}: the ladder's last setting is kept"
+        tqdm.write(f"{what}: {setting}, recall@10 {calibration.recall_at_10:.3f} against exact search over "
+                   f"{calibration.queries} sampled rows{verdict}", file=sys.stderr)
+    return calibration
 
 
 def _write_version_files(
@@ -143,8 +168,8 @@ def all_movie_neighbours(
 def make_index(vectors: np.ndarray, factory: str, *, what: str, progress: bool = False) -> faiss.Index:
     """An inner-product FAISS index over `vectors` built from `factory`, trained if it needs it.
 
-    `what` names the catalogue in errors and the progress bar. Approximate indexes
-    get search settings that favour recall (see `search_params`).
+    `what` names the catalogue in errors and the progress bar. Its search settings
+    are FAISS's defaults; `build_index` then chooses them by measured recall.
     """
     try:
         index = faiss.index_factory(vectors.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
@@ -177,29 +202,7 @@ def make_index(vectors: np.ndarray, factory: str, *, what: str, progress: bool =
         raise IndexerError(
             f"index factory {factory!r}: adding {what} vectors failed: {_faiss_reason(e)}; {_FACTORY_HINT}"
         ) from e
-    for name, value in search_params(index).items():
-        faiss.ParameterSpace().set_index_parameter(index, name, value)
     return index
-
-
-def search_params(index: faiss.Index) -> dict[str, int]:
-    """Search settings for an approximate index, chosen for recall; {} for exact ones.
-
-    FAISS defaults favour speed: an IVF index visits 1 of its lists and HNSW keeps
-    16 candidates, which misses many true neighbours at the k the server serves.
-    We visit sqrt(nlist) lists (16 of 256) and keep 64 HNSW candidates. Both settings
-    are saved inside the index file, so the server inherits them.
-    """
-    space = faiss.ParameterSpace()
-    space.initialize(index)
-    tunable = {space.parameter_ranges.at(i).name for i in range(space.parameter_ranges.size())}
-    params = {}
-    if "nprobe" in tunable:
-        nlist = _nlist(index) or 1
-        params["nprobe"] = min(nlist, max(1, math.ceil(math.sqrt(nlist))))
-    if "efSearch" in tunable:
-        params["efSearch"] = 64
-    return params
 
 
 def version_manifest(
@@ -208,6 +211,7 @@ def version_manifest(
     created_at: datetime.datetime,
     factories: dict[str, str],
     indexes: dict[str, faiss.Index],
+    calibrations: dict[str, Calibration],
     files: dict[str, str],
 ) -> IndexManifest:
     """The manifest of a version built from `run` (see indexer.version for the layout)."""
@@ -218,7 +222,9 @@ def version_manifest(
         indexes={
             what: IndexDescription(
                 type=type(faiss.downcast_index(index)).__name__, factory=factories[what], size=int(index.ntotal),
-                dim=int(index.d), search_params=search_params(index),
+                dim=int(index.d), search_params=calibrations[what].params,
+                recall_at_10=calibrations[what].recall_at_10 if calibrations[what].params else None,
+                recall_queries=calibrations[what].queries,
             )
             for what, index in indexes.items()
         },

@@ -1,6 +1,6 @@
 """The `indexer` command: build, list, prune and export index versions.
 
-    indexer build RUN --out INDEX_ROOT [--factory auto] [--neighbours-k 100]
+    indexer build RUN --out INDEX_ROOT [--factory auto] [--neighbours-k 100] [--target-recall 0.95]
     indexer list INDEX_ROOT
     indexer prune INDEX_ROOT --keep N
     indexer export INDEX --k 10 --out FILE      INDEX: an index root (its CURRENT) or a version dir
@@ -17,6 +17,7 @@ from pathlib import Path
 from common.about import package_version
 from common.signals import exit_cleanly_on_sigterm
 from indexer.build import APPROXIMATE_FACTORY, AUTO, DEFAULT_NEIGHBOURS_K, EXACT_MAX_VECTORS, build_index
+from indexer.calibrate import DEFAULT_TARGET_RECALL
 from indexer.errors import IndexerError
 from indexer.export import export_neighbours
 from indexer.prune import prune
@@ -36,11 +37,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    name = build_index(args.run, args.out, factory=args.factory, neighbours_k=args.neighbours_k, progress=not args.quiet)
+    name = build_index(args.run, args.out, factory=args.factory, neighbours_k=args.neighbours_k,
+                       target_recall=args.target_recall, progress=not args.quiet)
     indexes = IndexManifest.load(version_dir(args.out, name)).indexes
     print(f"built index version {name}")
     for what, d in indexes.items():
-        print(f"  {what + ':':<7} {d.size} x {d.dim} ({d.type}, factory {d.factory!r})")
+        measured = ""
+        if d.recall_at_10 is not None:
+            setting = ", ".join(f"{key} {value}" for key, value in d.search_params.items())
+            measured = f", {setting}: recall@10 {d.recall_at_10:.3f} against exact search"
+        print(f"  {what + ':':<7} {d.size} x {d.dim} ({d.type}, factory {d.factory!r}{measured})")
     print(f"published: {Path(args.out) / CURRENT} -> {version_dir(args.out, name)}")
     return 0
 
@@ -105,6 +111,9 @@ def _parser() -> argparse.ArgumentParser:
                             f"up to {EXACT_MAX_VECTORS:,} vectors, {APPROXIMATE_FACTORY} beyond")
     build.add_argument("--neighbours-k", type=int, default=DEFAULT_NEIGHBOURS_K,
                        help="similar movies found per movie at build time and served without a search (0: none)")
+    build.add_argument("--target-recall", type=float, default=DEFAULT_TARGET_RECALL, metavar="R",
+                       help="approximate indexes: the cheapest search setting whose recall@10 against exact search, "
+                            f"measured on sampled rows, reaches R (default {DEFAULT_TARGET_RECALL})")
     build.add_argument("--quiet", action="store_true", help="no progress bars")
     build.set_defaults(command=_build)
 

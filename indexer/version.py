@@ -60,6 +60,10 @@ class IndexDescription:
     size: int
     dim: int
     search_params: dict[str, int] = dataclasses.field(default_factory=dict)
+    # Approximate indexes: recall@10 against exact search with search_params, measured at
+    # build time over recall_queries sampled rows (indexer.calibrate). None: exact, or older.
+    recall_at_10: float | None = None
+    recall_queries: int = 0
 
     @property
     def label(self) -> str:

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 import common.neighbours
 import indexer.build
+import indexer.calibrate
 import indexer.root
 import indexer.version
 from common.files import sha256_file
@@ -381,8 +382,61 @@ def test_auto_factory_is_exact_for_small_catalogues_and_hnsw_beyond(tmp_path: Pa
     build_index(run_dir, tmp_path / "index", progress=False)
     described = indexer.root.load_current(tmp_path / "index").manifest.indexes
     assert (described["movies"].factory, described["movies"].type) == ("HNSW32", "IndexHNSWFlat")
-    assert described["movies"].search_params == {"efSearch": 64}
+    assert set(described["movies"].search_params) == {"efSearch"}  # chosen by measured recall (below)
+    assert described["movies"].recall_at_10 >= indexer.calibrate.DEFAULT_TARGET_RECALL
     assert described["links"].factory == "Flat" and described["links"].type.startswith("IndexFlat")
+    assert described["links"].search_params == {} and described["links"].recall_at_10 is None
+
+
+def _exact_top10(vectors: np.ndarray, rows: np.ndarray) -> list[set[int]]:
+    scores = vectors[rows] @ vectors.T
+    scores[np.arange(len(rows)), rows] = -np.inf  # the query itself is not its own neighbour
+    return [set(np.argsort(-row, kind="stable")[:10].tolist()) for row in scores]
+
+
+def test_calibration_picks_the_cheapest_setting_that_reaches_the_target() -> None:
+    vectors = np.random.default_rng(3).standard_normal((4000, 32)).astype(np.float32)  # no structure: hard
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = indexer.build.make_index(vectors, "IVF64,Flat", what="movies")
+    calibration = indexer.calibrate.calibrate(index, vectors, 0.9, queries=200)
+    assert calibration.reached and calibration.queries == 200 and set(calibration.params) == {"nprobe"}
+    assert index.nprobe == calibration.params["nprobe"]  # the index itself now searches so
+    settings = [p["nprobe"] for p in indexer.calibrate.ladder(index)]
+    assert settings[0] == 8 and settings[-1] == 64 and settings == sorted(settings)
+    rows = np.sort(np.random.default_rng(0).choice(len(vectors), 200, replace=False))
+    truth = _exact_top10(vectors, rows)
+
+    def recall(nprobe: int) -> float:  # measured here independently of the module
+        index.nprobe = nprobe
+        _, found = index.search(vectors[rows], 11)
+        return float(np.mean([len(set(f[f != r][:10].tolist()) & t) / 10 for f, r, t in zip(found, rows, truth)]))
+
+    chosen = settings.index(calibration.params["nprobe"])
+    assert recall(settings[chosen]) == pytest.approx(calibration.recall_at_10)
+    assert recall(settings[chosen]) >= 0.9 and chosen > 0 and recall(settings[chosen - 1]) < 0.9
+
+
+def test_calibration_says_when_the_target_is_out_of_reach(monkeypatch: pytest.MonkeyPatch) -> None:
+    vectors = np.random.default_rng(4).standard_normal((3000, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = indexer.build.make_index(vectors, "HNSW4", what="links")
+    monkeypatch.setattr(indexer.calibrate, "EF_SEARCH_LADDER", (1, 2))  # too few candidates for a top 10
+    calibration = indexer.calibrate.calibrate(index, vectors, 1.0, queries=100)
+    assert not calibration.reached and calibration.params == {"efSearch": 2} and calibration.recall_at_10 < 1.0
+    exact = indexer.build.make_index(vectors, "Flat", what="links")
+    assert indexer.calibrate.calibrate(exact, vectors).params == {}  # exact: nothing to tune
+    with pytest.raises(ValueError, match="target"):
+        indexer.calibrate.calibrate(index, vectors, 1.5)
+    with pytest.raises(IndexerError, match="target-recall"):
+        build_index("no-such-run", "nowhere", target_recall=0.0, progress=False)
+
+
+def test_cli_build_reports_the_measured_recall(tmp_path: Path, run_dir: Path) -> None:
+    result = run_cli("build", str(run_dir), "--out", str(tmp_path), "--factory", "HNSW16", "--quiet")
+    assert result.returncode == 0, result.stderr
+    described = indexer.root.load_current(tmp_path).manifest.indexes["movies"]
+    line = next(line for line in result.stdout.splitlines() if line.strip().startswith("movies:"))
+    assert f"efSearch {described.search_params['efSearch']}: recall@10 {described.recall_at_10:.3f}" in line
 
 
 def test_movie_links_are_optional_and_checked(tmp_path: Path) -> None:
