@@ -60,6 +60,8 @@ class IndexDescription:
     size: int
     dim: int
     search_params: dict[str, int] = dataclasses.field(default_factory=dict)
+    # Settings the index was built with beyond its factory string, e.g. HNSW's efConstruction.
+    build_params: dict[str, int] = dataclasses.field(default_factory=dict)
     # Approximate indexes: recall@10 against exact search with search_params, measured at
     # build time over recall_queries sampled rows (indexer.calibrate). None: exact, or older.
     recall_at_10: float | None = None

@@ -383,6 +383,9 @@ def test_auto_factory_is_exact_for_small_catalogues_and_hnsw_beyond(tmp_path: Pa
     described = indexer.root.load_current(tmp_path / "index").manifest.indexes
     assert (described["movies"].factory, described["movies"].type) == ("HNSW32", "IndexHNSWFlat")
     assert set(described["movies"].search_params) == {"efSearch"}  # chosen by measured recall (below)
+    assert described["movies"].build_params == {"efConstruction": indexer.build.EF_CONSTRUCTION}
+    built = indexer.root.version_dir(tmp_path / "index", indexer.root.current_version_name(tmp_path / "index"))
+    assert faiss.read_index(str(built / indexer.version.MOVIE_INDEX)).hnsw.efConstruction == 200
     assert described["movies"].recall_at_10 >= indexer.calibrate.DEFAULT_TARGET_RECALL
     assert described["links"].factory == "Flat" and described["links"].type.startswith("IndexFlat")
     assert described["links"].search_params == {} and described["links"].recall_at_10 is None
