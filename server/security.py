@@ -16,6 +16,7 @@ import hmac
 import logging
 import os
 import ssl
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Collection
@@ -35,6 +36,11 @@ BEARER = "bearer"  # the scheme is case-insensitive (RFC 6750 via RFC 7235)
 # Probes call Check (and Watch); they cannot be expected to carry a secret. They
 # learn only "SERVING" or not. Reflection stays protected: it describes the API.
 HEALTH_METHODS = frozenset({"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"})
+
+# Refused calls are logged at most once in this many seconds, with a count: a client
+# sending thousands of calls without the token must not flood the log (the metrics
+# count every one: movielinks_requests_total{code="UNAUTHENTICATED"}).
+REFUSAL_LOG_INTERVAL_S = 60.0
 
 UNAUTHENTICATED_DETAILS = (
     "this server requires a bearer token: send the metadata 'authorization: Bearer <token>' "
@@ -105,6 +111,7 @@ class TokenInterceptor(grpc.ServerInterceptor):
             raise ValueError("TokenInterceptor needs a non-empty token")
         self._expected = token.encode("ascii")
         self.open_methods = frozenset(open_methods)
+        self._refusals = _RefusalLog(REFUSAL_LOG_INTERVAL_S)
 
     def intercept_service(
         self, continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
@@ -113,7 +120,7 @@ class TokenInterceptor(grpc.ServerInterceptor):
         method = handler_call_details.method
         if method in self.open_methods or self._carries_token(handler_call_details.invocation_metadata or ()):
             return continuation(handler_call_details)
-        log.warning("refused a call to %s: no valid bearer token", shown(method))
+        self._refusals.refused(method)
         # Looking the handler up runs nothing; it tells whether the refusal must read a
         # request stream or write a response stream, so the caller sees a clean status.
         return _refusal(continuation(handler_call_details))
@@ -123,6 +130,30 @@ class TokenInterceptor(grpc.ServerInterceptor):
         # Compare against every value, without stopping early, so timing says nothing.
         matches = [hmac.compare_digest(_bearer_token(value), self._expected) for value in presented]
         return any(matches)
+
+
+class _RefusalLog:
+    """The first refused call is logged at once; later ones as one line with their count, at most
+    once every `interval_s` (written by the first refusal after the interval has passed)."""
+
+    def __init__(self, interval_s: float):
+        self.interval_s = interval_s
+        self._lock = threading.Lock()
+        self._last_logged = -float("inf")
+        self._unlogged = 0
+
+    def refused(self, method: str) -> None:
+        with self._lock:
+            now = time.monotonic()
+            self._unlogged += 1
+            if now - self._last_logged < self.interval_s:
+                return
+            count, self._unlogged, self._last_logged = self._unlogged, 0, now
+        if count == 1:
+            log.warning("refused a call to %s: no valid bearer token", shown(method))
+        else:
+            log.warning("refused %d calls without a valid bearer token since the last such line (the latest to %s)",
+                        count, shown(method))
 
 
 class MalformedRequestInterceptor(grpc.ServerInterceptor):

@@ -105,6 +105,9 @@ def test_invented_method_names_do_not_grow_the_metrics(index_root, tmp_path):
         assert codes == {"UNAUTHENTICATED": calls}
         after = metrics_bytes()
         metrics = scrape(server)
+        refusals = [line for line in server.log_lines if "bearer token" in line]
+    # 20,000 refusals in well under a minute: the first is logged, the rest counted (the metrics hold each).
+    assert len(refusals) == 1 and "refused a call to '/invented.Service" in refusals[0], refusals[:3]
     assert sample(metrics, "movielinks_requests_total", rpc="unknown", code="UNAUTHENTICATED") == calls
     assert not any("Method" in dict(labels).get("rpc", "") for _, labels in metrics)
     assert after < before + 2048 < 64 * 1024, (before, after)

@@ -435,3 +435,20 @@ def test_the_http_gateway_speaks_https_with_the_same_files_and_needs_the_same_to
         with pytest.raises(urllib.error.HTTPError) as refused:
             get(trusted, token=None)
         assert refused.value.code == 401
+
+
+def test_refused_calls_are_logged_once_an_interval_with_their_count(caplog, monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(security.time, "monotonic", lambda: clock[0])
+    refusals = security._RefusalLog(interval_s=60.0)
+    with caplog.at_level(logging.WARNING, logger="movielinks.server"):
+        for i in range(500):
+            refusals.refused(f"/m.S/M{i}")
+        clock[0] += 61
+        refusals.refused("/m.S/Last")
+        clock[0] += 61
+        refusals.refused("/m.S/Alone")
+    lines = [record.getMessage() for record in caplog.records]
+    assert lines == ["refused a call to '/m.S/M0': no valid bearer token",
+                     "refused 500 calls without a valid bearer token since the last such line (the latest to '/m.S/Last')",
+                     "refused a call to '/m.S/Alone': no valid bearer token"]
