@@ -11,8 +11,10 @@ records, link names, attribute models) are read and written here too, once.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import json
+import os
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -51,17 +53,24 @@ def read_manifest(directory: str | Path, expected_format: str, what: str) -> dic
 
 
 def verify_files(directory: str | Path, files: dict[str, str], required: Iterable[str]) -> None:
-    """Check that every `required` file and every file `files` lists exists with its listed SHA-256."""
+    """Check that every `required` file and every file `files` lists exists with its listed SHA-256.
+
+    Files are hashed in parallel threads, largest first (a million-film index version holds
+    2.7 GB: about 4 s on one core here, half that on two; docs/operations.md).
+    """
     directory = Path(directory)
     for name in required:
         if name not in files:
             raise ArtifactError(f"{directory / MANIFEST}: lists no checksum for {name}")
-    for name, expected in files.items():
-        file = directory / name
-        if not file.is_file():
-            raise ArtifactError(f"{file}: missing (listed in the manifest)")
-        if sha256_file(file) != expected:
-            raise ArtifactError(f"{file}: checksum mismatch; the artifact is corrupt, rebuild it")
+    for name in files:
+        if not (directory / name).is_file():
+            raise ArtifactError(f"{directory / name}: missing (listed in the manifest)")
+    by_size = sorted(files, key=lambda name: -(directory / name).stat().st_size)
+    with concurrent.futures.ThreadPoolExecutor(min(len(by_size), os.cpu_count() or 1) or 1) as pool:
+        found = dict(zip(by_size, pool.map(lambda name: sha256_file(directory / name), by_size)))
+    for name in sorted(files):
+        if found[name] != files[name]:
+            raise ArtifactError(f"{directory / name}: checksum mismatch; the artifact is corrupt, rebuild it")
 
 
 def file_checksums(directory: Path) -> dict[str, str]:
