@@ -88,7 +88,11 @@ def stand_in_dislike_ids(n_movies: int, liked_ids, n_liked: int | None = None) -
     wanted = min(max(MIN_STAND_IN_DISLIKES, STAND_IN_DISLIKES_PER_LIKED * n_liked), MAX_STAND_IN_DISLIKES,
                  n_movies - len(liked))
     rng = np.random.default_rng([0x5EC, len(liked), *liked.tolist()])
-    return np.sort(rng.choice(np.setdiff1d(np.arange(n_movies), liked), size=wanted, replace=False))
+    # The movies not liked, as np.setdiff1d would give them, without its sort of every id
+    # (2.4 s at a million movies here; a mask takes milliseconds).
+    others = np.ones(n_movies, dtype=bool)
+    others[liked] = False
+    return np.sort(rng.choice(np.flatnonzero(others), size=wanted, replace=False))
 
 
 def load_svm() -> None:
