@@ -12,17 +12,25 @@ ties the link to both).
 
 Without them (older versions), the links whose vectors are closest to both movies
 stand in, scored by the smaller of the two cosines: the model's associations, not
-links read from the articles.
+links read from the articles. Up to EXACT_ASSOCIATION_LINKS links every link is
+scored; beyond (1.3 M links: a second a call), only the ASSOCIATION_CANDIDATES links
+nearest to each of the two vectors in the link index (a link close to both is close
+to each, so the best ones are usually among them; not always: it is the model's
+association, ranked within a bounded set, a few milliseconds a call).
 """
 from __future__ import annotations
 
 import dataclasses
 from typing import Callable
 
+import faiss
 import numpy as np
 
 from common.movie_links import MovieLinks
+from common.neighbours import search
 
+EXACT_ASSOCIATION_LINKS = 100_000
+ASSOCIATION_CANDIDATES = 256
 ARTICLE_LINKS = "article_links"
 MODEL_ASSOCIATIONS = "model_associations"
 
@@ -58,13 +66,26 @@ def shared_article_links(a: np.ndarray, b: np.ndarray, weights: np.ndarray, n: i
     return Shared(common[order].astype(np.int64), terms[order].astype(np.float32), len(common), float(terms.sum()))
 
 
-def shared_associations(link_vectors: np.ndarray, a: np.ndarray, b: np.ndarray, n: int) -> Shared:
-    """The n links whose smaller cosine to vectors `a` and `b` is largest."""
+def shared_associations(link_vectors: np.ndarray, a: np.ndarray, b: np.ndarray, n: int,
+                        candidates: np.ndarray | None = None) -> Shared:
+    """The n links whose smaller cosine to vectors `a` and `b` is largest, among the
+    `candidates` link ids if given (see `association_candidates`), else every link."""
     link_vectors = np.asarray(link_vectors)  # not np.memmap: see server.filters.filtered_search
-    both = np.minimum(link_vectors @ a, link_vectors @ b)
+    ids = np.arange(len(link_vectors)) if candidates is None else np.unique(candidates[candidates >= 0])
+    chosen = link_vectors if candidates is None else link_vectors[ids]
+    both = np.minimum(chosen @ a, chosen @ b)
     n = min(n, len(both))
     if n == 0:
         return Shared(np.empty(0, np.int64), np.empty(0, np.float32), 0, 0.0)
     top = np.argpartition(-both, n - 1)[:n]
-    top = top[np.argsort(-both[top], kind="stable")]
-    return Shared(top.astype(np.int64), both[top].astype(np.float32), n, 0.0)
+    top = top[np.lexsort((ids[top], -both[top]))]  # equal scores: the lower link id first, as a full scan
+    return Shared(ids[top].astype(np.int64), both[top].astype(np.float32), n, 0.0)
+
+
+def association_candidates(link_index: faiss.Index, a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
+    """Link ids worth scoring for `shared_associations` of `a` and `b`: None (every link) up to
+    EXACT_ASSOCIATION_LINKS, else the ASSOCIATION_CANDIDATES nearest links to each of them."""
+    if link_index.ntotal <= EXACT_ASSOCIATION_LINKS:
+        return None
+    ids, _ = search(link_index, np.stack([a, b]), ASSOCIATION_CANDIDATES)
+    return ids.ravel()

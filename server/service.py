@@ -338,7 +338,9 @@ class MovieService:
             return explain.shared_article_links(
                 links, self._links_of([other], []), self.idf, n,
                 lambda ids: (link_vectors[ids] @ vector) * (link_vectors[ids] @ other_vector))
-        return explain.shared_associations(self.version.link_vectors, vector, self.version.movie_vectors[other], n)
+        other_vector = self.version.movie_vectors[other]
+        return explain.shared_associations(self.version.link_vectors, vector, other_vector, n,
+                                           explain.association_candidates(self.version.link_index, vector, other_vector))
 
     def _reasons_against(self, vector: np.ndarray, links: np.ndarray, others: Sequence[int], n: int) -> list[list[Reason]]:
         """For each of `others`, the n links it shares with (`vector`, `links`): one query side."""

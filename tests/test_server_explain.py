@@ -3,6 +3,7 @@ title resolution and the recommendation strategies (service level; the real serv
 is tested in test_e2e_explain)."""
 from __future__ import annotations
 
+import faiss
 import numpy as np
 import pytest
 from sklearn.feature_extraction.text import TfidfTransformer
@@ -50,6 +51,25 @@ def test_model_associations_rank_by_the_smaller_cosine():
     found = explain.shared_associations(link_vectors, np.array([0.8, 0.6, 0.0], np.float32),
                                         np.array([0.6, 0.8, 0.0], np.float32), 2)
     assert found.link_ids.tolist() == [0, 1] and found.contributions[0] == pytest.approx(0.6)
+
+
+def test_model_associations_at_scale_score_the_nearest_links_of_each_side(monkeypatch):
+    """Beyond EXACT_ASSOCIATION_LINKS the fallback scores the links nearest to each vector,
+    a bounded set; the links it finds there are the full scan's best ones."""
+    rng = np.random.default_rng(0)
+    link_vectors = rng.normal(size=(2000, 8)).astype(np.float32)
+    link_vectors /= np.linalg.norm(link_vectors, axis=1, keepdims=True)
+    index = faiss.IndexFlatIP(8)
+    index.add(link_vectors)
+    a, b = link_vectors[0], (link_vectors[0] + link_vectors[1]) / np.linalg.norm(link_vectors[0] + link_vectors[1])
+    assert explain.association_candidates(index, a, b) is None  # 2,000 links: every one is scored
+    monkeypatch.setattr(explain, "EXACT_ASSOCIATION_LINKS", 1000)
+    candidates = explain.association_candidates(index, a, b)
+    assert len(candidates) == 2 * explain.ASSOCIATION_CANDIDATES
+    bounded = explain.shared_associations(link_vectors, a, b, 5, candidates)
+    full = explain.shared_associations(link_vectors, a, b, 5)
+    assert bounded.link_ids.tolist() == full.link_ids.tolist()
+    np.testing.assert_allclose(bounded.contributions, full.contributions)
 
 
 def test_explain_similarity_names_links_both_films_have(service):
