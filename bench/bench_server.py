@@ -91,7 +91,7 @@ def measure_service(index: str, *, seconds: float = 5.0, queries: int = 3000) ->
     from proto import movielinks_pb2_grpc as pb_grpc
 
     version = load_current(index)
-    titles = [m.title for m in version.movies]
+    titles = list(version.movie_names)
     rng = np.random.default_rng(0)
     found: dict[str, float] = {}
 

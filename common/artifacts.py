@@ -14,12 +14,16 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import json
+import mmap
 import os
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+import numpy as np
+
 from common.files import sha256_file
-from common.records import AttributeModel, MovieRecord
+from common.records import AttributeModel, MovieRecord, release_year
+from common.title_index import ById
 
 MANIFEST = "manifest.json"
 MOVIES = "movies.jsonl"
@@ -136,9 +140,19 @@ def read_records(directory: Path) -> Records:
     """Read the files `write_records` wrote; ArtifactError if one is unreadable or malformed."""
     return _reading(directory, lambda: Records(
         [MovieRecord(**json.loads(line)) for line in _lines(directory / MOVIES)],
-        _string_list(json.loads((directory / LINKS).read_text(encoding="utf-8")), directory / LINKS),
-        {k: AttributeModel(**v) for k, v in json.loads((directory / ATTRIBUTE_MODELS).read_text(encoding="utf-8")).items()},
-    ))
+        read_link_names(directory), read_attribute_models(directory)))
+
+
+def read_link_names(directory: Path) -> list[str]:
+    """links.json; ArtifactError if it is unreadable or not a list of names."""
+    return _reading(directory, lambda: _string_list(json.loads((directory / LINKS).read_text(encoding="utf-8")),
+                                                    directory / LINKS))
+
+
+def read_attribute_models(directory: Path) -> dict[str, AttributeModel]:
+    """attribute_models.json; ArtifactError if it is unreadable or malformed."""
+    return _reading(directory, lambda: {
+        k: AttributeModel(**v) for k, v in json.loads((directory / ATTRIBUTE_MODELS).read_text(encoding="utf-8")).items()})
 
 
 def _reading(directory: Path, read: Callable[[], Any]) -> Any:
@@ -157,3 +171,52 @@ def _string_list(value: Any, path: Path) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ValueError(f"{path.name} is not a list of names")
     return value
+
+
+class MovieRecordFile(ById[MovieRecord]):
+    """movies.jsonl read on demand: record i is parsed from its line (`offsets` int64 [n + 1],
+    byte offsets of each line) when asked for, so no Python object is kept per movie."""
+
+    what = "movie id"
+
+    def __init__(self, path: Path, offsets: np.ndarray):
+        self.path, self.offsets = Path(path), offsets
+        with open(self.path, "rb") as f:
+            # An empty file cannot be mapped; it holds no records anyway.
+            self._data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if len(offsets) > 1 else b""
+
+    def _item(self, i: int) -> MovieRecord:
+        return movie_record(self._data[int(self.offsets[i]):int(self.offsets[i + 1])])
+
+
+def movie_record(line: bytes | str) -> MovieRecord:
+    """One line of movies.jsonl as a MovieRecord; ValueError if it is not one."""
+    raw = json.loads(line)
+    record = MovieRecord(**raw) if isinstance(raw, dict) else None
+    if record is None or not isinstance(record.title, str) or not isinstance(record.infobox, dict) \
+            or not isinstance(record.attributes, dict):
+        raise ValueError("a movie record's title is not a string or its infobox or attributes not an object")
+    return record
+
+
+def scan_movie_records(path: Path) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """Read movies.jsonl once: (line offsets int64 [n + 1], titles, release years int16 [n], 0 unknown).
+
+    Every record is checked (movie_record); ArtifactError names the first bad line."""
+    offsets, titles, years = [0], [], []
+    try:
+        with open(path, "rb") as f:
+            for number, line in enumerate(f, 1):
+                if line.strip():
+                    try:
+                        record = movie_record(line)
+                    except (ValueError, TypeError) as e:
+                        raise ArtifactError(f"{path}: line {number}: {e}") from e
+                    titles.append(record.title)
+                    years.append(release_year(record.infobox) or 0)
+                    offsets.append(offsets[-1] + len(line))
+                else:  # a blank line belongs to the record before it (or to none before the first)
+                    offsets[-1] += len(line)
+    except OSError as e:
+        raise ArtifactError(f"{path}: cannot read: {e}") from e
+    return np.array(offsets, dtype=np.int64), titles, np.array(years, dtype=np.int16)

@@ -152,6 +152,7 @@ def _write_version_files(
         shutil.copyfile(run.path / run_name, staging / name)
     if run.movie_links is not None:  # optional: runs before it have none
         shutil.copyfile(run.path / trainer.run.MOVIE_LINKS, staging / version.MOVIE_LINKS)
+    version.save_lookups(staging, version.build_lookups(staging))
     k = min(neighbours_k, len(run.movies) - 1)
     if k > 0:
         ids, scores = all_movie_neighbours(indexes["movies"], run.movie_vectors, k, progress=progress)

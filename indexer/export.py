@@ -41,7 +41,7 @@ def export_neighbours(
         writer = NeighbourWriter(out_path)
     except ValueError as e:
         raise IndexerError(str(e)) from e
-    titles = [movie.title for movie in version.movies]
+    titles = version.movie_names
     batches = all_similar_rows(version.movie_index, version.movie_vectors, k, version.movie_neighbours, batch_size)
     with writer, tqdm(total=len(titles), desc="exporting neighbours", unit="movies", disable=not progress or None) as bar:
         for rows, ids, scores in batches:

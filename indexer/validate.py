@@ -19,21 +19,27 @@ def validate_version(v: IndexVersion) -> None:
     """Raise IndexerError naming the first inconsistency of `v`."""
     if v.movie_vectors.ndim != 2 or v.link_vectors.ndim != 2:
         raise IndexerError(f"{v.path}: vectors are not matrices")
-    if not all(isinstance(m.title, str) and isinstance(m.attributes, dict) for m in v.movies):
-        raise IndexerError(f"{v.path}: a movie record's title is not a string or its attributes not an object")
+    # Each record's fields and the titles' uniqueness are checked where the title index is
+    # built from the records (indexer.version.build_lookups): at build time, or at load for
+    # a version without it. Here: that the lookups cover the records they index.
+    for what, index in (("movie", v.movie_titles), ("link", v.link_titles)):
+        problem = index.problem()
+        if problem is not None:
+            raise IndexerError(f"{v.path}: {what} titles: {problem}")
     n_movies, n_links = v.movie_vectors.shape[0], v.link_vectors.shape[0]
     described = v.manifest.indexes
     checks = [
         (v.movie_vectors.shape[1] == v.link_vectors.shape[1], "movie and link dimensions differ"),
         (v.movie_index.d == v.dim and v.link_index.d == v.dim, "an index's dimension differs from the vectors'"),
-        (v.movie_index.ntotal == len(v.movies) == n_movies, "movie index, vectors and names differ in size"),
+        (v.movie_index.ntotal == len(v.movies) == len(v.movie_titles) == len(v.years) == n_movies,
+         "movie index, vectors and names differ in size"),
+        (int(v.movies.offsets[-1]) == v.movies.path.stat().st_size,
+         "movie records differ in size from movies.jsonl (its line offsets do not end where the file does)"),
         (v.link_index.ntotal == len(v.links) == n_links, "link index, vectors and names differ in size"),
         (described["movies"].size == n_movies and described["links"].size == n_links,
          "the manifest's index sizes differ from the files'"),
         (described["movies"].dim == v.dim and described["links"].dim == v.dim,
          "the manifest's index dimensions differ from the files'"),
-        (len(set(m.title for m in v.movies)) == len(v.movies), "duplicate movie titles"),
-        (len(set(v.links)) == len(v.links), "duplicate link names"),
         (v.movie_index.metric_type == faiss.METRIC_INNER_PRODUCT, "movie index is not inner product"),
         (v.link_index.metric_type == faiss.METRIC_INNER_PRODUCT, "link index is not inner product"),
         (all(len(m.coef) == v.dim for m in v.attribute_models.values()), "an attribute model's dimension differs"),

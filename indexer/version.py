@@ -18,21 +18,34 @@ which one is published):
                               ids int32 [n, K] padded with -1, scores float32 [n, K]
       movie_links.npz         optional (copied from a run that has it): each movie's kept
                               links, CSR offsets int64, link_ids int32 (common.movie_links)
+      movie_records.npz       optional: offsets int64 [n + 1] of each movie's line in movies.jsonl
+                              (records are read on demand), years int16 [n] (release year, 0 unknown)
+      movie_titles.npz        optional: the movie titles' common.title_index.TitleIndex arrays
+      link_titles.npz         optional: the link names' TitleIndex arrays
+
+The last three are derived from movies.jsonl and links.json: a version without them
+(written before they existed) still loads, and builds them in memory (slowly: half a
+minute at a million movies; the server logs it).
 
 This module imports neither TensorFlow nor the trainer, so the server stays small.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import logging
+import time
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import faiss
 import numpy as np
 
 from common import artifacts, movie_links as movie_links_file
-from common.artifacts import ArtifactError, Records, WithRecords
+from common.artifacts import ArtifactError, MovieRecordFile
+from common.records import AttributeModel, MovieRecord
+from common.title_index import TitleIndex
 from indexer.errors import IndexerError
 from indexer.validate import validate_version
 
@@ -47,8 +60,15 @@ LINKS = artifacts.LINKS
 ATTRIBUTE_MODELS = artifacts.ATTRIBUTE_MODELS
 MOVIE_NEIGHBOURS = "movie_neighbours.npz"
 MOVIE_LINKS = movie_links_file.FILE
+MOVIE_RECORDS = "movie_records.npz"
+MOVIE_TITLES = "movie_titles.npz"
+LINK_TITLES = "link_titles.npz"
 REQUIRED_FILES = (MOVIE_INDEX, LINK_INDEX, MOVIE_VECTORS, LINK_VECTORS, MOVIES, LINKS, ATTRIBUTE_MODELS)
-OPTIONAL_FILES = (MOVIE_NEIGHBOURS, MOVIE_LINKS)  # read when the manifest lists them
+# Read when the manifest lists them.
+OPTIONAL_FILES = (MOVIE_NEIGHBOURS, MOVIE_LINKS, MOVIE_RECORDS, MOVIE_TITLES, LINK_TITLES)
+LOOKUP_FILES = (MOVIE_RECORDS, MOVIE_TITLES, LINK_TITLES)  # derived from movies.jsonl and links.json
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,7 +147,48 @@ class IndexManifest:
 
 
 @dataclasses.dataclass(frozen=True)
-class IndexVersion(WithRecords):
+class Lookups:
+    """What a version's titles and records are looked up by (the LOOKUP_FILES)."""
+
+    record_offsets: np.ndarray  # int64 [n_movies + 1]: each movie's line in movies.jsonl
+    years: np.ndarray  # int16 [n_movies], release year, 0 unknown
+    movie_titles: TitleIndex
+    link_titles: TitleIndex
+
+
+def build_lookups(directory: Path) -> Lookups:
+    """The LOOKUP_FILES' contents, from movies.jsonl and links.json (every record checked)."""
+    offsets, titles, years = artifacts.scan_movie_records(directory / MOVIES)
+    if len(set(titles)) != len(titles):
+        raise IndexerError(f"{directory}: duplicate movie titles")
+    links = artifacts.read_link_names(directory)
+    if len(set(links)) != len(links):
+        raise IndexerError(f"{directory}: duplicate link names")
+    return Lookups(offsets, years, TitleIndex.build(titles, franchises=True), TitleIndex.build(links))
+
+
+def save_lookups(directory: Path, lookups: Lookups) -> None:
+    """Write the LOOKUP_FILES (uncompressed, so the server memory-maps them)."""
+    np.savez(directory / MOVIE_RECORDS, offsets=lookups.record_offsets, years=lookups.years)
+    np.savez(directory / MOVIE_TITLES, **lookups.movie_titles.arrays)
+    np.savez(directory / LINK_TITLES, **lookups.link_titles.arrays)
+
+
+def _read_lookups(path: Path, manifest: IndexManifest) -> Lookups:
+    if all(name in manifest.files for name in LOOKUP_FILES):
+        records = _read_arrays(path / MOVIE_RECORDS)
+        return Lookups(records["offsets"], records["years"], TitleIndex(_read_arrays(path / MOVIE_TITLES)),
+                       TitleIndex(_read_arrays(path / LINK_TITLES)))
+    started = time.monotonic()
+    lookups = build_lookups(path)
+    log.warning("index version %s has no %s (written before they existed): built them in memory in %.1f s; "
+                "rebuild it with `indexer build` to start faster", path.name, ", ".join(LOOKUP_FILES),
+                time.monotonic() - started)
+    return lookups
+
+
+@dataclasses.dataclass(frozen=True)
+class IndexVersion:
     """A loaded, validated index version."""
 
     path: Path
@@ -136,12 +197,26 @@ class IndexVersion(WithRecords):
     link_index: faiss.Index
     movie_vectors: np.ndarray
     link_vectors: np.ndarray
-    records: Records
+    movies: Sequence[MovieRecord]  # by movie id, each read from movies.jsonl when asked for
+    movie_titles: TitleIndex
+    link_titles: TitleIndex
+    years: np.ndarray  # int16 [n_movies], release year from the infobox, 0 unknown
+    attribute_models: dict[str, AttributeModel]
     # Each movie's K most similar movies (itself excluded), found with movie_index at
     # build time: (ids int32 [n, K] padded with -1, scores float32 [n, K]). None if not built.
     movie_neighbours: tuple[np.ndarray, np.ndarray] | None = None
     # Each movie's kept links (the articles' links in the vocabulary). None if the run had none.
     movie_links: movie_links_file.MovieLinks | None = None
+
+    @property
+    def links(self) -> Sequence[str]:
+        """Link names by link id."""
+        return self.link_titles.names
+
+    @property
+    def movie_names(self) -> Sequence[str]:
+        """Movie titles by movie id (without reading the records)."""
+        return self.movie_titles.names
 
     @property
     def name(self) -> str:
@@ -156,32 +231,50 @@ class IndexVersion(WithRecords):
 def load_version(path: str | Path) -> IndexVersion:
     """Load one version directory, verifying every checksum, size and dimension.
 
-    Any failure, of whatever kind, raises IndexerError naming the version and the problem.
+    The checksums are verified in background threads while the files are opened; the
+    version is returned only once every file matched its checksum. Any failure, of
+    whatever kind, raises IndexerError naming the version and the problem.
     """
     path = Path(path)
     manifest = IndexManifest.load(path)
-    try:
-        artifacts.verify_files(path, manifest.files, REQUIRED_FILES)
-        version = IndexVersion(
-            path, manifest,
-            _read_index(path / MOVIE_INDEX), _read_index(path / LINK_INDEX),
-            np.load(path / MOVIE_VECTORS, mmap_mode="r"), np.load(path / LINK_VECTORS, mmap_mode="r"),
-            artifacts.read_records(path),
-            _read_neighbours(path / MOVIE_NEIGHBOURS) if MOVIE_NEIGHBOURS in manifest.files else None,
-            movie_links_file.load(path / MOVIE_LINKS) if MOVIE_LINKS in manifest.files else None,
-        )
-    except ArtifactError as e:
-        raise IndexerError(str(e)) from e
-    except (OSError, RuntimeError, ValueError, TypeError, KeyError, EOFError, zipfile.BadZipFile) as e:
-        raise IndexerError(f"{path}: cannot read index version: {type(e).__name__}: {e}") from e
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        verified = pool.submit(artifacts.verify_files, path, manifest.files, REQUIRED_FILES)
+        try:
+            try:
+                version = _open_version(path, manifest)
+            finally:
+                verified.result()  # a corrupt or missing file is the error to report, before any other
+        except ArtifactError as e:
+            raise IndexerError(str(e)) from e
+        except (OSError, RuntimeError, ValueError, TypeError, KeyError, EOFError, zipfile.BadZipFile) as e:
+            raise IndexerError(f"{path}: cannot read index version: {type(e).__name__}: {e}") from e
     validate_version(version)
     return version
+
+
+def _open_version(path: Path, manifest: IndexManifest) -> IndexVersion:
+    lookups = _read_lookups(path, manifest)
+    return IndexVersion(
+        path, manifest,
+        _read_index(path / MOVIE_INDEX), _read_index(path / LINK_INDEX),
+        np.load(path / MOVIE_VECTORS, mmap_mode="r"), np.load(path / LINK_VECTORS, mmap_mode="r"),
+        MovieRecordFile(path / MOVIES, lookups.record_offsets), lookups.movie_titles, lookups.link_titles,
+        lookups.years, artifacts.read_attribute_models(path),
+        _read_neighbours(path / MOVIE_NEIGHBOURS) if MOVIE_NEIGHBOURS in manifest.files else None,
+        movie_links_file.load(path / MOVIE_LINKS) if MOVIE_LINKS in manifest.files else None,
+    )
 
 
 def _read_index(path: Path) -> faiss.Index:
     """A FAISS index whose vectors are memory-mapped, not read: a version of a million
     movies starts serving in seconds, and pages come into memory as searches touch them."""
     return faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY)
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an .npz, memory-mapped where it is stored uncompressed."""
+    with zipfile.ZipFile(path) as archive:
+        return {name.removesuffix(".npy"): _mapped_member(path, archive, name) for name in archive.namelist()}
 
 
 def _read_neighbours(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -208,4 +301,6 @@ def _mapped_member(path: Path, archive: zipfile.ZipFile, name: str) -> np.ndarra
         read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
         shape, fortran, dtype = read_header(f)
         offset = f.tell()
+    if not np.prod(shape, dtype=np.int64):  # nothing to map (mmap refuses an empty range)
+        return np.empty(shape, dtype=dtype)
     return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")

@@ -14,7 +14,6 @@ import weakref
 
 import numpy as np
 
-from common.records import release_year
 from server import limits
 from server.errors import invalid
 from server.service import MovieService
@@ -45,7 +44,7 @@ class Explorer:
     def __init__(self, service: MovieService):
         self.service = service
         version = service.version
-        self.years = [release_year(m.infobox) for m in version.movies]
+        self.years = service.years
         self._folded = {"movies": [t.casefold() for t in service.movie_titles.names],
                         "links": [n.casefold() for n in version.links]}
         self._lock = threading.Lock()
@@ -86,7 +85,7 @@ class Explorer:
 
     def _point(self, movie_id: int, points: np.ndarray) -> MapPoint:
         return MapPoint(self.service.movie_titles.names[movie_id], float(points[movie_id, 0]),
-                        float(points[movie_id, 1]), self.years[movie_id])
+                        float(points[movie_id, 1]), int(self.years[movie_id]) or None)
 
 
 def principal_plane(vectors: np.ndarray) -> tuple[np.ndarray, float]:

@@ -14,14 +14,15 @@ from urllib.parse import quote
 import numpy as np
 
 from common.neighbours import BATCH_ROWS, named
-from common.records import Neighbours, Prediction, release_year
+from common.records import Neighbours, Prediction
+from common.title_index import NO_FRANCHISE
 from indexer.version import IndexVersion
 from server import explain, limits
 from server.catalogue import Catalogue, Ranked
 from server.errors import invalid, not_found
 from server.filters import FilterRequest, MovieFilter, allowed_movies
 from server.recommend import SCORE_MEANING, STRATEGIES
-from server.titles import TitleResolver, franchise_key, shown
+from server.titles import TitleResolver, shown
 
 WIKIPEDIA = "https://en.wikipedia.org/wiki/"
 MAX_DIRECTOR_CHARS = 200
@@ -82,17 +83,13 @@ class MovieService:
     def __init__(self, version: IndexVersion):
         self.catalogue = Catalogue(version)
         links = version.movie_links
-        self.movie_titles = TitleResolver([m.title for m in version.movies], "movie",
-                                          None if links is None else links.counts())
-        self.link_names = TitleResolver(version.links, "link")
-        self.years = np.array([release_year(m.infobox) or 0 for m in version.movies], dtype=np.int32)
-        self.franchises: dict[str, np.ndarray] = {}
-        keys = [franchise_key(m.title) for m in version.movies]
-        grouped: dict[str, list[int]] = {}
-        for i, key in enumerate(keys):
-            grouped.setdefault(key, []).append(i)
-        self.franchise_of = keys
-        self.franchises = {key: np.array(ids, dtype=np.int64) for key, ids in grouped.items() if len(ids) > 1 and key}
+        self.movie_titles = TitleResolver(version.movie_titles, "movie", None if links is None else links.counts())
+        self.link_names = TitleResolver(version.link_titles, "link")
+        self.years = version.years
+        # Films of one franchise share a franchise-key hash: sorted, a franchise is a run of equals.
+        franchises = version.movie_titles.franchises
+        self._franchise_order = np.argsort(franchises, kind="stable")
+        self._franchise_sorted = franchises[self._franchise_order]
         if links is not None:
             self.idf = explain.idf(links, len(version.links))
             by_link = np.argsort(links.link_ids, kind="stable")
@@ -143,7 +140,7 @@ class MovieService:
     def facts(self, title: str) -> MovieFacts:
         """Year, director and Wikipedia URL of a catalogue title (exact)."""
         movie_id = self.movie_titles.exact[title]
-        director = self.version.movies[movie_id].infobox.get("director", "")
+        director = self.version.movies[movie_id].infobox.get("director", "")  # read from movies.jsonl
         director = director.strip()[:MAX_DIRECTOR_CHARS] if isinstance(director, str) else ""
         return MovieFacts(int(self.years[movie_id]) or None, director, wikipedia_url(title))
 
@@ -321,8 +318,12 @@ class MovieService:
         return self._movie_of_pair[self._link_offsets[link_id]:self._link_offsets[link_id + 1]]
 
     def _franchise(self, movie_id: int) -> np.ndarray:
-        """The other films of the movie's franchise (empty when it has none)."""
-        return self.franchises.get(self.franchise_of[movie_id], np.empty(0, np.int64))
+        """The films of the movie's franchise, itself included (empty when it has no other)."""
+        key = self.version.movie_titles.franchises[movie_id]
+        if key == NO_FRANCHISE:
+            return np.empty(0, np.int64)
+        start, end = np.searchsorted(self._franchise_sorted, key, "left"), np.searchsorted(self._franchise_sorted, key, "right")
+        return self._franchise_order[start:end].astype(np.int64) if end - start > 1 else np.empty(0, np.int64)
 
     def _links_of(self, movie_ids: Sequence[int], link_ids: Sequence[int]) -> np.ndarray:
         """The sorted distinct links of some movies, with some links added (empty without movie links)."""

@@ -10,47 +10,30 @@ article says most about); a tie stays ambiguous.
 
 Franchises come from titles too (`franchise_key`): "Toy Story", "Toy Story 2" and
 "Toy Story 3" share the key "toy story".
+
+The names and their keys are a common.title_index.TitleIndex: numpy arrays an index
+version holds and the server memory-maps, no Python object per name.
 """
 from __future__ import annotations
 
 import bisect
-import re
-import unicodedata
 from typing import Sequence
 
+import numpy as np
 from rapidfuzz import fuzz, process
 
+from common.title_index import TitleIndex, fold, franchise_key, normalised  # noqa: F401 (re-exported)
+from common.title_index import key as title_key
 from server.errors import invalid, not_found
 
-_QUALIFIER = re.compile(r"\s*\([^()]*\)\s*$")
-_ARTICLE = re.compile(r"^(the|a|an)\s+")
-_PUNCTUATION = re.compile(r"[^\w\s]+")
-_SPACES = re.compile(r"\s+")
-# A sequel's marker at the end of a title: "2", "II", "Part 3", "Chapter Two", "Episode IV".
-_SEQUEL = re.compile(r"\s+(?:(?:part|chapter|episode|vol|volume)\s+)?(?:\d+|[ivx]+|two|three|four|five)$")
 MAX_SUGGESTIONS = 5
-
-
-def fold(text: str) -> str:
-    """Case and accents folded: "Amélie" -> "amelie"."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
-
-
-def normalised(name: str) -> str:
-    """The name without qualifier, leading article, accents and punctuation: "The Godfather (film)" -> "godfather"."""
-    text = _PUNCTUATION.sub(" ", fold(_QUALIFIER.sub("", name)))
-    return _ARTICLE.sub("", _SPACES.sub(" ", text).strip())
-
-
-def franchise_key(title: str) -> str:
-    """The base name films of one franchise share: "Toy Story 3" and "Toy Story (film)" -> "toy story",
-    "Star Wars: The Force Awakens" -> "star wars", "The Godfather Part II" -> "godfather"."""
-    base = _QUALIFIER.sub("", title).split(":")[0]
-    key = normalised(base)
-    while (shorter := _SEQUEL.sub("", key)) != key and shorter:
-        key = shorter
-    return key
+# Up to this many names a close match scans every spelling (tens of ms). Beyond, it scans
+# the names next to the query in four sorted orders (by the folded name and without its
+# qualifier, each also reversed), CLOSE_WINDOW on each side: a misspelling keeps either
+# the start or the end of the name, so the name it misspells sorts next to it in one of
+# them. A few thousand spellings a call, whatever the catalogue's size.
+FULL_SCAN_NAMES = 100_000
+CLOSE_WINDOW = 256
 
 
 def shown(text: str, limit: int = 80) -> str:
@@ -58,27 +41,38 @@ def shown(text: str, limit: int = 80) -> str:
     return repr(text if len(text) <= limit else text[:limit] + "…")
 
 
+class _ExactIds:
+    """name -> id of exactly that name, like a read-only dict (KeyError for another name)."""
+
+    def __init__(self, index: TitleIndex):
+        self.index = index
+
+    def get(self, name: str, default: int | None = None) -> int | None:
+        found = [i for i in self.index.ids("lower", name.casefold()) if self.index.names[i] == name]
+        return found[0] if found else default
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+    def __getitem__(self, name: str) -> int:
+        found = self.get(name)
+        if found is None:
+            raise KeyError(name)
+        return found
+
+
 class TitleResolver:
     """Resolves names against a fixed list; ids are positions in that list."""
 
-    def __init__(self, names: Sequence[str], what: str = "movie", weights: Sequence[int] | None = None):
-        """`weights` (each name's kept links) break ties between names that match alike; without them a tie is ambiguous."""
+    def __init__(self, names: Sequence[str] | TitleIndex, what: str = "movie", weights: Sequence[int] | None = None):
+        """`names` is a TitleIndex (an index version's) or the names themselves (indexed here).
+        `weights` (each name's kept links) break ties between names that match alike; without them a tie is ambiguous."""
         self.what = what
-        self.names = list(names)
-        self.weights = None if weights is None else [int(w) for w in weights]
-        self.exact = {name: i for i, name in enumerate(self.names)}
-        self.lower: dict[str, list[int]] = {}
-        self.base: dict[str, list[int]] = {}
-        self.normal: dict[str, list[int]] = {}
-        for i, name in enumerate(self.names):
-            self.lower.setdefault(name.casefold(), []).append(i)
-            self.base.setdefault(_QUALIFIER.sub("", name).casefold(), []).append(i)
-            self.normal.setdefault(normalised(name), []).append(i)
-        # Every spelling a close match is measured against, and the ids each stands for.
-        self._spellings = list(self.lower) + list(self.base)
-        self._spelling_ids = list(self.lower.values()) + list(self.base.values())
-        self.sorted_lower = sorted((name.casefold(), i) for i, name in enumerate(self.names))
-        self._lower_keys = [key for key, _ in self.sorted_lower]
+        self.index = names if isinstance(names, TitleIndex) else TitleIndex.build(list(names))
+        self.names = self.index.names
+        self.weights = None if weights is None else np.asarray(weights, dtype=np.int64)
+        self.exact = _ExactIds(self.index)
+        self._all_spellings: tuple[list[str], list[list[int]]] | None = None
 
     def resolve(self, query: str, *, fuzzy: bool = True, close: bool = True) -> tuple[int, str]:
         """(id, how it matched: exact | case_insensitive | qualifier | normalised | prefix | close).
@@ -92,13 +86,15 @@ class TitleResolver:
 
     def lookup(self, query: str, *, fuzzy: bool = True, close: bool = True) -> tuple[int, str, list[int]]:
         """resolve, and the other ids that matched as well and lost on weight (at most five)."""
-        if query in self.exact:
-            return self.exact[query], "exact", []
+        exact = self.exact.get(query)
+        if exact is not None:
+            return exact, "exact", []
         folded = query.strip().casefold()
-        candidates = self.lower.get(folded, [])
+        candidates = self.index.ids("lower", folded)
         steps = [("case_insensitive", candidates)]
         if fuzzy:
-            steps += [("qualifier", self.base.get(folded, [])), ("normalised", self.normal.get(normalised(query), []))]
+            steps += [("qualifier", self.index.ids("base", folded)),
+                      ("normalised", self.index.ids("normal", normalised(query)))]
         for match, found in steps:
             if found:
                 chosen = self._most_linked(found)
@@ -135,25 +131,50 @@ class TitleResolver:
     def _prefixed(self, folded: str, limit: int) -> list[int]:
         if not folded:
             return []
-        start = bisect.bisect_left(self._lower_keys, folded)
+        keys, order = self.index.sorted_keys("lower"), self.index.order("lower")
+        start = bisect.bisect_left(keys, folded)
         found = []
-        for key, i in self.sorted_lower[start : start + limit]:
-            if not key.startswith(folded):
+        for j in range(start, min(start + limit, len(keys))):
+            if not keys[j].startswith(folded):
                 break
-            found.append(i)
+            found.append(int(order[j]))
         return found
 
     def _close(self, folded: str, n: int) -> list[tuple[int, float]]:
         """Up to n (id, similarity) pairs, best first, similarity (normalised Indel, as
-        difflib's ratio) >= 0.75, over full names and names without their qualifier."""
+        difflib's ratio) >= 0.75, over full names and names without their qualifier
+        (every one up to FULL_SCAN_NAMES names, else those sorted next to `folded`)."""
         if not folded:
             return []
-        matches = process.extract(folded, self._spellings, scorer=fuzz.ratio, limit=4 * n, score_cutoff=75)
+        spellings, spelling_ids = self._spellings(folded)
+        matches = process.extract(folded, spellings, scorer=fuzz.ratio, limit=4 * n, score_cutoff=75)
         scored: dict[int, float] = {}
         for _, score, at in matches:
-            for i in self._spelling_ids[at]:
+            for i in spelling_ids[at]:
                 scored[i] = max(score / 100, scored.get(i, 0.0))
         return sorted(scored.items(), key=lambda pair: -pair[1])[:n]
+
+    def _spellings(self, folded: str) -> tuple[list[str], list[list[int]]]:
+        """The spellings a close match of `folded` is measured against, and the ids each stands for."""
+        if len(self.names) <= FULL_SCAN_NAMES:
+            if self._all_spellings is None:
+                lower: dict[str, list[int]] = {}
+                base: dict[str, list[int]] = {}
+                for i, name in enumerate(self.names):
+                    lower.setdefault(name.casefold(), []).append(i)
+                    base.setdefault(title_key("base", name), []).append(i)
+                self._all_spellings = (list(lower) + list(base), list(lower.values()) + list(base.values()))
+            return self._all_spellings
+        near: dict[str, list[int]] = {}
+        for kind in ("lower", "base", "lower_reversed", "base_reversed"):
+            keys, order = self.index.sorted_keys(kind), self.index.order(kind)
+            at = bisect.bisect_left(keys, folded[::-1] if kind.endswith("_reversed") else folded)
+            for j in range(max(0, at - CLOSE_WINDOW), min(len(keys), at + CLOSE_WINDOW)):
+                i = int(order[j])
+                spelling = title_key(kind.removesuffix("_reversed"), self.names[i])
+                if i not in near.setdefault(spelling, []):
+                    near[spelling].append(i)
+        return list(near), list(near.values())
 
     def suggestions(self, folded: str) -> list[str]:
         """Up to five names close to `folded`: prefix matches first, then similar spellings."""

@@ -100,7 +100,7 @@ def test_build_publishes_a_loadable_inner_product_version(tmp_path: Path, run_di
     assert manifest.indexes["movies"].dim == DIM and manifest.indexes["movies"].factory == "Flat"
     assert set(manifest.files) == {
         indexer.version.MOVIE_INDEX, indexer.version.LINK_INDEX, indexer.version.MOVIE_VECTORS, indexer.version.LINK_VECTORS, indexer.version.MOVIES, indexer.version.LINKS, indexer.version.ATTRIBUTE_MODELS,
-        indexer.version.MOVIE_NEIGHBOURS, indexer.version.MOVIE_LINKS,
+        indexer.version.MOVIE_NEIGHBOURS, indexer.version.MOVIE_LINKS, *indexer.version.LOOKUP_FILES,
     }
     run = load_run(run_dir)
     assert np.array_equal(version.movie_links.offsets, run.movie_links.offsets)

@@ -1,0 +1,199 @@
+"""A compact, memory-mappable title index: names and the keys title resolution looks them up by.
+
+No Python object per name: the names are one UTF-8 blob with offsets (`NameTable`),
+and each way of matching a name (case-insensitive, without its qualifier, normalised)
+is a sorted array of 64-bit keyed hashes with the ids in the same order. A lookup
+hashes the query's key, finds its run of equal hashes with a binary search and
+checks each candidate's own key, so a hash collision can never resolve a wrong
+title. Prefix and close-spelling searches walk id orders sorted by the folded
+names (and by the folded names reversed), decoding only the names they visit.
+
+The indexer writes these arrays into an index version (indexer.version); the server
+memory-maps them (server.titles resolves over them). The key functions live here,
+once, because both stages must compute the same keys.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from typing import Iterable, Iterator, Sequence, TypeVar
+
+import numpy as np
+
+_QUALIFIER = re.compile(r"\s*\([^()]*\)\s*$")
+_ARTICLE = re.compile(r"^(the|a|an)\s+")
+_PUNCTUATION = re.compile(r"[^\w\s]+")
+_SPACES = re.compile(r"\s+")
+# A sequel's marker at the end of a title: "2", "II", "Part 3", "Chapter Two", "Episode IV".
+_SEQUEL = re.compile(r"\s+(?:(?:part|chapter|episode|vol|volume)\s+)?(?:\d+|[ivx]+|two|three|four|five)$")
+
+# The ways a name is matched, each a key of the name (see `key`).
+KEYS = ("lower", "base", "normal")
+# Id orders for prefix and close-spelling searches: by a key, and by the key reversed.
+ORDERS = ("lower", "base", "lower_reversed", "base_reversed")
+NO_FRANCHISE = np.uint64(0)
+T = TypeVar("T")  # the franchise hash of a title whose franchise key is empty
+
+
+def fold(text: str) -> str:
+    """Case and accents folded: "Amélie" -> "amelie"."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def normalised(name: str) -> str:
+    """The name without qualifier, leading article, accents and punctuation: "The Godfather (film)" -> "godfather"."""
+    text = _PUNCTUATION.sub(" ", fold(_QUALIFIER.sub("", name)))
+    return _ARTICLE.sub("", _SPACES.sub(" ", text).strip())
+
+
+def base(name: str) -> str:
+    """The name without its "(... film)" qualifier, case folded: "The Martian (film)" -> "the martian"."""
+    return _QUALIFIER.sub("", name).casefold()
+
+
+def franchise_key(title: str) -> str:
+    """The base name films of one franchise share: "Toy Story 3" and "Toy Story (film)" -> "toy story",
+    "Star Wars: The Force Awakens" -> "star wars", "The Godfather Part II" -> "godfather"."""
+    key = normalised(_QUALIFIER.sub("", title).split(":")[0])
+    while (shorter := _SEQUEL.sub("", key)) != key and shorter:
+        key = shorter
+    return key
+
+
+def key(kind: str, name: str) -> str:
+    """The key of `name` that matching of `kind` (one of KEYS or ORDERS) compares."""
+    if kind.endswith("_reversed"):
+        return key(kind[: -len("_reversed")], name)[::-1]
+    if kind == "lower":
+        return name.casefold()
+    if kind == "base":
+        return base(name)
+    return normalised(name)
+
+
+def stable_hash(text: str) -> int:
+    """A 64-bit hash of `text` that is the same in every process (Python's `hash` is salted)."""
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
+
+
+class ById(Sequence[T]):
+    """A read-only sequence whose items are made when asked for (`_item`), from offsets int64 [n + 1]."""
+
+    offsets: np.ndarray
+    what = "id"
+
+    def _item(self, i: int) -> T:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        i = int(i)
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(f"{self.what} {i} out of range")
+        return self._item(i)
+
+    def __iter__(self) -> Iterator[T]:
+        return (self._item(i) for i in range(len(self)))
+
+
+class NameTable(ById[str]):
+    """Names by id, as one UTF-8 blob (uint8) and offsets (int64 [n + 1]): a read-only sequence of str."""
+
+    what = "name id"
+
+    def __init__(self, blob: np.ndarray, offsets: np.ndarray):
+        self.blob, self.offsets = blob, offsets
+        self._bytes = memoryview(blob)
+
+    @classmethod
+    def from_names(cls, names: Iterable[str]) -> NameTable:
+        encoded = [n.encode("utf-8", "surrogatepass") for n in names]
+        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum([len(e) for e in encoded], out=offsets[1:])
+        return cls(np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets)
+
+    def _item(self, i: int) -> str:
+        return bytes(self._bytes[self.offsets[i]:self.offsets[i + 1]]).decode("utf-8", "surrogatepass")
+
+
+class _SortedKeys(Sequence[str]):
+    """The keys of some names in one of ORDERS, computed as a binary search visits them."""
+
+    def __init__(self, names: NameTable, order: np.ndarray, kind: str):
+        self.names, self.order, self.kind = names, order, kind
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, j):  # type: ignore[override]
+        return key(self.kind, self.names[int(self.order[j])])
+
+
+class TitleIndex:
+    """Names and their lookup arrays; see the module docstring. Built once (`build`), or from saved arrays."""
+
+    def __init__(self, arrays: dict[str, np.ndarray]):
+        self.arrays = arrays
+        self.names = NameTable(arrays["blob"], arrays["offsets"])
+        self.franchises = arrays.get("franchise")  # uint64 [n] per id, NO_FRANCHISE for none; movies only
+
+    @classmethod
+    def build(cls, names: Sequence[str], *, franchises: bool = False) -> TitleIndex:
+        """The index of `names` (ids are positions); with `franchises` each name's franchise-key hash too."""
+        table = NameTable.from_names(names)
+        arrays = {"blob": table.blob, "offsets": table.offsets}
+        n = len(names)
+        for kind in KEYS:
+            hashes = np.fromiter((stable_hash(key(kind, name)) for name in names), dtype=np.uint64, count=n)
+            order = np.argsort(hashes, kind="stable")
+            arrays[f"{kind}_hashes"], arrays[f"{kind}_ids"] = hashes[order], order.astype(np.int32)
+        for kind in ORDERS:
+            keys = [key(kind, name) for name in names]
+            arrays[f"{kind}_order"] = np.array(sorted(range(n), key=keys.__getitem__), dtype=np.int32)
+        if franchises:
+            arrays["franchise"] = np.fromiter(
+                (stable_hash(k) if (k := franchise_key(name)) else NO_FRANCHISE for name in names),
+                dtype=np.uint64, count=n)
+        return cls(arrays)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def ids(self, kind: str, wanted: str) -> list[int]:
+        """Ids (ascending) of the names whose `kind` key (one of KEYS) is `wanted`."""
+        hashes = self.arrays[f"{kind}_hashes"]
+        h = np.uint64(stable_hash(wanted))
+        start, end = np.searchsorted(hashes, h, "left"), np.searchsorted(hashes, h, "right")
+        found = self.arrays[f"{kind}_ids"][start:end].tolist()
+        return sorted(i for i in found if key(kind, self.names[i]) == wanted)
+
+    def sorted_keys(self, kind: str) -> _SortedKeys:
+        """The keys in one of ORDERS, as a sequence `bisect` can search; `order(kind)[j]` is the id at j."""
+        return _SortedKeys(self.names, self.arrays[f"{kind}_order"], kind)
+
+    def order(self, kind: str) -> np.ndarray:
+        return self.arrays[f"{kind}_order"]
+
+    def problem(self) -> str | None:
+        """What is inconsistent in the arrays (sizes, id ranges), or None."""
+        n = len(self.names)
+        if self.arrays["offsets"].ndim != 1 or n < 0 or int(self.arrays["offsets"][-1]) != len(self.arrays["blob"]):
+            return "the title index's names do not match their offsets"
+        for kind in KEYS:
+            if not len(self.arrays[f"{kind}_hashes"]) == len(self.arrays[f"{kind}_ids"]) == n:
+                return f"the title index's {kind} keys do not cover every name"
+        for kind in ORDERS:
+            order = self.arrays[f"{kind}_order"]
+            if len(order) != n or (n and (int(order.min()) < 0 or int(order.max()) >= n)):
+                return f"the title index's {kind} order does not cover every name"
+        if self.franchises is not None and len(self.franchises) != n:
+            return "the title index's franchises do not cover every name"
+        return None

@@ -1,0 +1,121 @@
+"""The title index and the records read on demand (indexer.version's LOOKUP_FILES): unit
+tests of common.title_index, and the real server process on a version with them and on
+one written before them (built in memory at load, with one log line), answering alike."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+import indexer.root
+import indexer.version
+from client import ClientError, MovielinksClient
+from client.client import MovieFilter
+from common import title_index
+from common.title_index import TitleIndex
+from server import titles
+from server.titles import TitleResolver
+from tests.e2e_server import ServerProcess, build_index_cli
+from tests.fixtures import make_run
+
+TITLES = ["Titanic (1997 film)", "Titanic (1953 film)", "The Godfather", "Les Misérables (2012 film)",
+          "Toy Story", "Toy Story 2", "Interstellar (film)", "Alien (film)"]
+
+
+def test_a_title_index_finds_names_by_each_key_and_checks_every_hash_hit(monkeypatch):
+    index = TitleIndex.build(TITLES, franchises=True)
+    assert list(index.names) == TITLES and index.names[3] == "Les Misérables (2012 film)"
+    assert index.ids("lower", "titanic (1997 film)") == [0]
+    assert index.ids("base", "titanic") == [0, 1]
+    assert index.ids("normal", "les miserables") == [3]
+    assert index.franchises[4] == index.franchises[5] != index.franchises[6]
+    # Every name hashing alike: the keys still decide, so a collision never resolves a wrong title.
+    monkeypatch.setattr(title_index, "stable_hash", lambda text: 7)
+    colliding = TitleIndex.build(TITLES)
+    assert colliding.ids("normal", "godfather") == [2] and colliding.ids("lower", "nothing") == []
+
+
+def test_a_resolver_over_saved_arrays_answers_as_one_over_names(tmp_path):
+    np.savez(tmp_path / "titles.npz", **TitleIndex.build(TITLES).arrays)
+    with np.load(tmp_path / "titles.npz") as saved:
+        loaded = TitleResolver(TitleIndex({k: saved[k] for k in saved.files}))
+    built = TitleResolver(TITLES, weights=None)
+    for query in ("The Godfather", "godfather", "les miserables", "interst", "Alein", "titanic", "Toy Stor"):
+        try:
+            expected = built.lookup(query)
+        except Exception as e:  # noqa: BLE001 (the same error is expected of both)
+            with pytest.raises(type(e), match="."):
+                loaded.lookup(query)
+        else:
+            assert loaded.lookup(query) == expected
+    assert "Titanic (1997 film)" in loaded.exact and loaded.exact["Alien (film)"] == 7
+
+
+def test_close_matches_beyond_a_full_scan_visit_a_bounded_window(monkeypatch):
+    names = [f"Film number {i:05d} of the catalogue" for i in range(3000)] + TITLES
+    resolver = TitleResolver(names)
+    monkeypatch.setattr(titles, "FULL_SCAN_NAMES", 1000)
+    monkeypatch.setattr(titles, "CLOSE_WINDOW", 50)
+    spellings, _ = resolver._spellings("interstellr")
+    assert len(spellings) <= 4 * 2 * 50
+    assert resolver.resolve("Interstellr (film)") == (names.index("Interstellar (film)"), "close")
+    assert resolver.resolve("Xnterstellar (film)")[0] == names.index("Interstellar (film)")  # the first letter wrong
+    assert resolver.suggestions("toy stori")[:2] == ["Toy Story", "Toy Story 2"]
+
+
+@pytest.fixture(scope="module")
+def two_versions(tmp_path_factory):
+    """The same run built twice: as `indexer build` writes it, and with the lookup files
+    removed from it and its manifest (a version written before they existed)."""
+    tmp = tmp_path_factory.mktemp("lookups")
+    run = make_run(tmp / "run", titles=TITLES, n_movies=300, n_links=120, years=True)
+    build_index_cli(run, tmp / "new", "--neighbours-k", "20")
+    build_index_cli(run, tmp / "old", "--neighbours-k", "20")
+    old = indexer.root.version_dir(tmp / "old", indexer.root.current_version_name(tmp / "old"))
+    manifest = json.loads((old / indexer.version.MANIFEST).read_text())
+    for name in indexer.version.LOOKUP_FILES:
+        (old / name).unlink()
+        del manifest["files"][name]
+    (old / indexer.version.MANIFEST).write_text(json.dumps(manifest))
+    servers = [ServerProcess(tmp / "new"), ServerProcess(tmp / "old")]
+    try:
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def _answers(address: str) -> list:
+    with MovielinksClient(address) as client:
+        found = [client.lookup_title(t) for t in ("titanic", "godfather", "les miserables", "interst", "toy story 2")]
+        found.append(client.similar_movies("Alien (film)", k=5))
+        found.append(client.similar_movies("Toy Story", k=5, filter=MovieFilter(min_year=1960, max_year=1990,
+                                                                                exclude_franchise=True)))
+        found.append(client.link_movies("Link 3", k=5))
+        found.append(client.predict_attribute("Interstellar (film)", "rotten_tomatoes"))
+        for misspelt in ("Alein (film)", "Toy Storyy 9", "Nothing of the kind"):  # close, suggestions, none
+            try:
+                found.append(client.similar_movies(misspelt, k=3).query)
+            except ClientError as e:
+                found.append(str(e))
+        # Answers name the version they came from: the two versions differ in that alone.
+        return [dataclasses.replace(a, index_version="") if hasattr(a, "index_version") else a for a in found]
+
+
+def test_a_version_without_lookup_files_is_served_alike_and_says_so(two_versions):
+    new, old = two_versions
+    assert _answers(new.address) == _answers(old.address)
+    assert any("has no movie_records.npz" in line for line in old.log_lines)
+    assert not any("has no movie_records.npz" in line for line in new.log_lines)
+
+
+def test_records_read_on_demand_carry_year_director_and_url(two_versions):
+    new, _ = two_versions
+    with MovielinksClient(new.address) as client:
+        found = client.similar_movies("Alien (film)", k=20, filter=MovieFilter(min_year=1960, max_year=1990))
+        assert found.neighbours and all(1960 <= n.year <= 1990 for n in found.neighbours)
+        assert all(n.director.startswith("D") and n.url.startswith("https://en.wikipedia.org/wiki/")
+                   for n in found.neighbours)
+        assert client.predict_attribute("Interstellar (film)", "rotten_tomatoes").title == "Interstellar (film)"
