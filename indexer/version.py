@@ -44,6 +44,7 @@ import numpy as np
 
 from common import artifacts, movie_links as movie_links_file
 from common.artifacts import ArtifactError, MovieRecordFile
+from common.files import sha256_file
 from common.records import AttributeModel, MovieRecord
 from common.title_index import TitleIndex
 from indexer.errors import IndexerError
@@ -168,22 +169,41 @@ def build_lookups(directory: Path) -> Lookups:
 
 
 def save_lookups(directory: Path, lookups: Lookups) -> None:
-    """Write the LOOKUP_FILES (uncompressed, so the server memory-maps them)."""
-    np.savez(directory / MOVIE_RECORDS, offsets=lookups.record_offsets, years=lookups.years)
-    np.savez(directory / MOVIE_TITLES, **lookups.movie_titles.arrays)
-    np.savez(directory / LINK_TITLES, **lookups.link_titles.arrays)
+    """Write the LOOKUP_FILES (uncompressed, so the server memory-maps them), each with the
+    SHA-256 of the file it was derived from (`_SOURCE`)."""
+    source = {name: _digest_array(sha256_file(directory / name)) for name in (MOVIES, LINKS)}
+    np.savez(directory / MOVIE_RECORDS, offsets=lookups.record_offsets, years=lookups.years,
+             source_sha256=source[MOVIES])
+    np.savez(directory / MOVIE_TITLES, **lookups.movie_titles.arrays, source_sha256=source[MOVIES])
+    np.savez(directory / LINK_TITLES, **lookups.link_titles.arrays, source_sha256=source[LINKS])
+
+
+# The file each lookup file is derived from: one derived from another copy of it (a
+# movies.jsonl replaced, its checksum updated) is not used, and the lookups are built again.
+_SOURCE = {MOVIE_RECORDS: MOVIES, MOVIE_TITLES: MOVIES, LINK_TITLES: LINKS}
+
+
+def _digest_array(hex_digest: str) -> np.ndarray:
+    return np.frombuffer(hex_digest.encode("ascii"), dtype=np.uint8)
 
 
 def _read_lookups(path: Path, manifest: IndexManifest) -> Lookups:
+    """The lookup files, memory-mapped; built in memory (one warning line) where a version
+    has none or has ones derived from other records than its own."""
+    why = f"has no {', '.join(LOOKUP_FILES)} (written before they existed)"
     if all(name in manifest.files for name in LOOKUP_FILES):
-        records = _read_arrays(path / MOVIE_RECORDS)
-        return Lookups(records["offsets"], records["years"], TitleIndex(_read_arrays(path / MOVIE_TITLES)),
-                       TitleIndex(_read_arrays(path / LINK_TITLES)))
+        arrays = {name: _read_arrays(path / name) for name in LOOKUP_FILES}
+        stale = [name for name in LOOKUP_FILES if bytes(arrays[name].get("source_sha256", np.empty(0, np.uint8)))
+                 != manifest.files.get(_SOURCE[name], "").encode("ascii")]
+        if not stale:
+            records = arrays[MOVIE_RECORDS]
+            return Lookups(records["offsets"], records["years"], TitleIndex(arrays[MOVIE_TITLES]),
+                           TitleIndex(arrays[LINK_TITLES]))
+        why = f"has {', '.join(stale)} derived from other records than its own"
     started = time.monotonic()
     lookups = build_lookups(path)
-    log.warning("index version %s has no %s (written before they existed): built them in memory in %.1f s; "
-                "rebuild it with `indexer build` to start faster", path.name, ", ".join(LOOKUP_FILES),
-                time.monotonic() - started)
+    log.warning("index version %s %s: built them in memory in %.1f s; rebuild it with `indexer build` to start "
+                "faster", path.name, why, time.monotonic() - started)
     return lookups
 
 

@@ -18,6 +18,7 @@ from common.title_index import TitleIndex
 from server import titles
 from server.titles import TitleResolver
 from tests.e2e_server import ServerProcess, build_index_cli
+from tests.ops_support import build, replace_with_checksum
 from tests.fixtures import make_run
 
 TITLES = ["Titanic (1997 film)", "Titanic (1953 film)", "The Godfather", "Les Misérables (2012 film)",
@@ -119,3 +120,19 @@ def test_records_read_on_demand_carry_year_director_and_url(two_versions):
         assert all(n.director.startswith("D") and n.url.startswith("https://en.wikipedia.org/wiki/")
                    for n in found.neighbours)
         assert client.predict_attribute("Interstellar (film)", "rotten_tomatoes").title == "Interstellar (film)"
+
+
+def test_lookup_files_derived_from_other_records_are_built_again(tmp_path, caplog):
+    """movies.jsonl replaced (its checksum too): the saved lookups name the old titles, so
+    they are not used; the version loads with lookups built from its own records."""
+    root = tmp_path / "index"
+    name = build(tmp_path, root, 0)
+    path = indexer.root.version_dir(root, name)
+    movies = (path / indexer.version.MOVIES).read_text().splitlines(keepends=True)
+    record = json.loads(movies[1])
+    record["title"] = "Aliens (film)"
+    replace_with_checksum(path, indexer.version.MOVIES, "".join([movies[0], json.dumps(record) + "\n", *movies[2:]]).encode())
+    version = indexer.version.load_version(path)
+    assert version.movie_names[1] == "Aliens (film)" and version.movies[1].title == "Aliens (film)"
+    assert TitleResolver(version.movie_titles).resolve("aliens") == (1, "qualifier")
+    assert any("derived from other records than its own" in r.getMessage() for r in caplog.records)
