@@ -274,10 +274,10 @@ def load_version(path: str | Path) -> IndexVersion:
 
 def _open_version(path: Path, manifest: IndexManifest) -> IndexVersion:
     lookups = _read_lookups(path, manifest)
+    movie_index, link_index = _read_index(path / MOVIE_INDEX), _read_index(path / LINK_INDEX)
     return IndexVersion(
-        path, manifest,
-        _read_index(path / MOVIE_INDEX), _read_index(path / LINK_INDEX),
-        np.load(path / MOVIE_VECTORS, mmap_mode="r"), np.load(path / LINK_VECTORS, mmap_mode="r"),
+        path, manifest, movie_index, link_index,
+        _vectors(movie_index, path / MOVIE_VECTORS), _vectors(link_index, path / LINK_VECTORS),
         MovieRecordFile(path / MOVIES, lookups.record_offsets), lookups.movie_titles, lookups.link_titles,
         lookups.years, artifacts.read_attribute_models(path),
         _read_neighbours(path / MOVIE_NEIGHBOURS) if MOVIE_NEIGHBOURS in manifest.files else None,
@@ -289,6 +289,42 @@ def _read_index(path: Path) -> faiss.Index:
     """A FAISS index whose vectors are memory-mapped, not read: a version of a million
     movies starts serving in seconds, and pages come into memory as searches touch them."""
     return faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY)
+
+
+def _vectors(index: faiss.Index, path: Path) -> np.ndarray:
+    """The rows of the .npy at `path`, read from `index`'s own storage where it keeps them.
+
+    An exact index and an HNSW graph over flat storage hold every vector, in id order,
+    in the index file: serving them from there keeps one copy of the vectors in memory
+    instead of two (at a million movies, 592 MB of the server's resident pages). The
+    .npy stays in the version (its checksum is verified like every file's) and is used
+    whenever the index stores something else (IVF lists, quantised codes).
+    """
+    mapped = np.load(path, mmap_mode="r")
+    flat = _flat_storage(index)
+    if flat is None or mapped.dtype != np.float32 or mapped.shape != (flat.ntotal, flat.d) or not len(mapped):
+        return mapped
+    stored = np.asarray(_IndexMemory(index, int(flat.get_xb()), mapped.shape))
+    # Both files are checksummed; a storage out of id order is what this guards against.
+    if not (np.array_equal(stored[0], mapped[0]) and np.array_equal(stored[-1], mapped[-1])):
+        return mapped
+    return stored
+
+
+def _flat_storage(index: faiss.Index) -> faiss.IndexFlat | None:
+    """The float32 rows of an exact index or of an HNSW graph's flat storage; None for other indexes."""
+    index = faiss.downcast_index(index)
+    if isinstance(index, faiss.IndexHNSW) and not isinstance(index, faiss.IndexHNSW2Level):
+        index = faiss.downcast_index(index.storage)
+    return index if type(index) in (faiss.IndexFlat, faiss.IndexFlatIP, faiss.IndexFlatL2) else None
+
+
+class _IndexMemory:
+    """Rows inside a FAISS index as a read-only numpy array that keeps the index alive."""
+
+    def __init__(self, index: faiss.Index, address: int, shape: tuple[int, int]):
+        self.index = index
+        self.__array_interface__ = {"shape": shape, "typestr": "<f4", "data": (address, True), "version": 3}
 
 
 def _read_arrays(path: Path) -> dict[str, np.ndarray]:

@@ -86,7 +86,10 @@ def test_build_publishes_a_loadable_inner_product_version(tmp_path: Path, run_di
     assert version.movie_index.metric_type == faiss.METRIC_INNER_PRODUCT
     assert version.link_index.metric_type == faiss.METRIC_INNER_PRODUCT
     # Vectors and stored neighbours are memory-mapped, not read: a big version starts fast.
-    assert isinstance(version.movie_vectors, np.memmap) and isinstance(version.movie_neighbours[0], np.memmap)
+    # The vectors are served from the (memory-mapped) index file's own storage, one copy, read-only.
+    assert isinstance(version.movie_vectors.base, indexer.version._IndexMemory) and not version.movie_vectors.flags.owndata
+    assert not version.movie_vectors.flags.writeable and isinstance(version.movie_neighbours[0], np.memmap)
+    assert np.array_equal(version.movie_vectors, np.load(version.path / indexer.version.MOVIE_VECTORS))
     run = load_run(run_dir)
     np.testing.assert_array_equal(version.movie_vectors, run.movie_vectors)
     with np.load(root / "versions" / name / indexer.version.MOVIE_NEIGHBOURS) as saved:
