@@ -144,9 +144,11 @@ def search_recall(index: Path, n_queries: int = 1000) -> dict:
 
 
 def service(index: Path, seconds: float) -> dict:
-    from bench.bench_server import measure_service
+    from bench.bench_server import fixed_overhead_mb, measure_service
 
-    return measure_service(str(index), seconds=seconds)
+    found = measure_service(str(index), seconds=seconds)
+    found["fixed_overhead_mb"] = fixed_overhead_mb(WORK / "overhead")
+    return found
 
 
 def summary(results: dict) -> dict:
@@ -159,7 +161,8 @@ def summary(results: dict) -> dict:
         "link_movies_p50_ms": service["link_movies_p50_ms"],
         "link_movies_p99_ms": service["link_movies_p99_ms"],
         "start_s": service["start_s"],
-        "server_rss_over_vectors": service["peak_rss_mb"] / search_["vector_mb"],
+        # Issue 9: RSS <= 1.5 x the raw vector bytes plus a fixed overhead (the server over a tiny index).
+        "server_rss_over_vectors": (service["peak_rss_mb"] - service["fixed_overhead_mb"]) / search_["vector_mb"],
     }
 
 
@@ -188,7 +191,9 @@ def markdown(results: dict) -> str:
         f"{s['index_recall_at_10']:.4f} / {s['stored_recall_at_10']:.4f} |",
     ]
     lines += [f"| {name} | {value.format(**results['service'])} |" for name, value in ROWS]
-    lines += [f"| raw vector bytes (movies + links) | {s['vector_mb']:,.0f} MB |"]
+    lines += [f"| raw vector bytes (movies + links) | {s['vector_mb']:,.0f} MB |",
+              f"| fixed overhead: server peak RSS over a 300-movie index | "
+              f"{results['service']['fixed_overhead_mb']:,.0f} MB |"]
     if results["size"] != "1m":  # the targets are stated for a million films
         return "\n".join(lines) + "\n"
     lines += ["", "| target (issue 9, 1,000,000 films) | measured | met? |", "|---|---|---|"]

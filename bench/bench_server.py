@@ -17,6 +17,7 @@ import argparse
 import multiprocessing
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -74,8 +75,44 @@ def client_loop(address: str, titles: list[str], seconds: float, seed: int, resu
 
 def server_memory_mb(pid: int) -> tuple[float, float]:
     """(resident now, peak resident) of process `pid`, in MB, from /proc."""
-    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    fields = _status(pid)
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+def own_memory_mb(pid: int) -> float:
+    """What process `pid` holds itself (RssAnon: not pages of mapped files), in MB."""
+    return int(_status(pid)["RssAnon"].split()[0]) / 1024
+
+
+def _status(pid: int) -> dict[str, str]:
+    return dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+
+
+def fixed_overhead_mb(work: Path) -> float:
+    """Peak RSS of the server over a 300-movie index after a few calls of each kind: what it costs
+    beyond its index (Python, gRPC, FAISS, numpy, scikit-learn), the "fixed overhead" of issue 9."""
+    import grpc
+
+    from indexer.build import build_index
+    from proto import movielinks_pb2 as pb
+    from proto import movielinks_pb2_grpc as pb_grpc
+    from tests.fixtures import make_run
+
+    shutil.rmtree(work, ignore_errors=True)
+    build_index(make_run(work / "run"), work / "index", progress=False)
+    process, address, _ = start_server(str(work / "index"))
+    try:
+        with grpc.insecure_channel(address) as channel:
+            stub = pb_grpc.MovielinksStub(channel)
+            title = stub.LookupTitle(pb.LookupTitleRequest(title="Movie 001")).title
+            for _ in range(20):
+                stub.SimilarMovies(pb.SimilarMoviesRequest(title=title, k=10, reasons=3))
+                stub.Recommend(pb.RecommendRequest(liked=[title], k=10))
+                stub.LinkMovies(pb.LinkMoviesRequest(link=_link_of(stub, pb, title), k=10))
+        return server_memory_mb(process.pid)[1]
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 def measure_service(index: str, *, seconds: float = 5.0, queries: int = 3000) -> dict[str, float]:
@@ -169,6 +206,7 @@ def measure_service(index: str, *, seconds: float = 5.0, queries: int = 3000) ->
         found["similar_8_clients_p50_ms"] = float(np.median([a[1] for a in answers]))
         found["similar_8_clients_p99_ms"] = float(max(a[2] for a in answers))
         found["rss_mb"], found["peak_rss_mb"] = server_memory_mb(process.pid)
+        found["own_rss_mb"] = own_memory_mb(process.pid)
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -213,6 +251,8 @@ ROWS = [
     ("SimilarMovies, 8 concurrent clients, p50 / p99",
      "{similar_8_clients_p50_ms:.3f} / {similar_8_clients_p99_ms:.3f} ms"),
     ("server memory: idle / after the load / peak", "{idle_rss_mb:,.0f} / {rss_mb:,.0f} / {peak_rss_mb:,.0f} MB"),
+    ("server memory it holds itself after the load (RssAnon; the rest is pages of mapped files)",
+     "{own_rss_mb:,.0f} MB"),
 ]
 
 
