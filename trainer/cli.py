@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     from trainer.data import FORMATS
+    from trainer.distributed import STRATEGIES
     from trainer.train import OBJECTIVE_NAMES, TrainConfig
 
     defaults = TrainConfig()
@@ -93,14 +94,19 @@ def _parser() -> argparse.ArgumentParser:
     fetch.add_argument("--quiet", action="store_true", help="no progress bars")
 
     launch = commands.add_parser(
-        "launch", help="train on a local cluster: workers and parameter servers on loopback (tf.distribute)",
-        description="Start WORKERS workers and PS parameter servers on loopback, then `trainer train ARGS` as the "
-                    "chief of that cluster (TF_CONFIG is set for each); all stop when the chief ends.",
-        epilog="example: trainer launch --workers 2 --ps 1 -- --data films.ndjson --out work/runs/r2",
+        "launch", help="train on a local cluster of processes on loopback (tf.distribute)",
+        description="--strategy mirrored: start WORKERS processes that each run `trainer train ARGS` "
+                    "(MultiWorkerMirroredStrategy; worker 0 writes the run). --strategy ps: start WORKERS workers "
+                    "and PS parameter servers, then `trainer train ARGS` as the chief of that cluster "
+                    "(ParameterServerStrategy). TF_CONFIG is set for each; all stop when the training ends or "
+                    "one of them fails.",
+        epilog="example: trainer launch --workers 2 -- --data films.ndjson --out work/runs/r2",
     )
     launch.set_defaults(command=_launch)
+    launch.add_argument("--strategy", choices=STRATEGIES, default="ps",
+                        help="mirrored: MultiWorkerMirroredStrategy; ps: ParameterServerStrategy (default)")
     launch.add_argument("--workers", type=int, default=2, help="worker processes")
-    launch.add_argument("--ps", type=int, default=1, help="parameter server processes")
+    launch.add_argument("--ps", type=int, help="parameter server processes (--strategy ps; default 1)")
     launch.add_argument("--timeout", type=float, help="stop the whole cluster after this many seconds")
     launch.add_argument("train_args", nargs=argparse.REMAINDER, metavar="-- TRAIN_ARGS",
                         help="the arguments of `trainer train`, after --")
@@ -174,8 +180,8 @@ def _launch(args: argparse.Namespace) -> int:
 
     train_args = args.train_args[1:] if args.train_args[:1] == ["--"] else args.train_args
     if not train_args:
-        raise TrainerError("no training arguments: trainer launch --workers 2 --ps 1 -- --data FILE --out RUN")
-    return launch(train_args, args.workers, args.ps, timeout_s=args.timeout)
+        raise TrainerError("no training arguments: trainer launch --workers 2 -- --data FILE --out RUN")
+    return launch(train_args, args.workers, args.ps, strategy=args.strategy, timeout_s=args.timeout)
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -43,13 +43,22 @@ def fit(
     Batches are sampled with numpy in a background thread a few steps ahead of the
     training step; each epoch's sampling is seeded by (seed, epoch), so a resumed
     run ends where an uninterrupted one would. With a `distribution`
-    (trainer.distributed) the steps run on the cluster's workers, scheduled by its
-    coordinator, and update the tables on its parameter servers asynchronously.
+    (trainer.distributed): ParameterServers schedules the steps on the cluster's
+    workers, which update the tables on its parameter servers asynchronously;
+    MirroredWorkers computes this worker's share of every batch and applies the
+    update all workers agree on. Only the chief saves checkpoints.
     """
     import keras
 
-    step = _compiled_step(model, objective, optimizer) if distribution is None else \
-        _scheduled_step(model, objective, optimizer, distribution)
+    from trainer.distributed import MirroredWorkers, ParameterServers
+
+    if distribution is None:
+        step = _compiled_step(model, objective, optimizer)
+    elif isinstance(distribution, MirroredWorkers):
+        step = _mirrored_step(model, objective, optimizer, distribution)
+    else:
+        step = _scheduled_step(model, objective, optimizer, distribution)
+    scheduled = isinstance(distribution, ParameterServers)
     true_keys = np.sort(pair_keys(train_pairs, n_links))
     link_cdf = popularity_cdf(train_pairs, n_links, settings.negative_power)
 
@@ -75,13 +84,13 @@ def fit(
                 rows = batch.rows
                 loss = step(rows.movie_rows, rows.movie_slots, rows.link_rows, rows.link_slots, batch.negative_index)
                 samples += len(batch)
-                if distribution is not None:  # a RemoteValue: read once the epoch's steps are done
+                if scheduled:  # a RemoteValue: read once the epoch's steps are done
                     pending.append((loss, len(batch)))
                     continue
                 total_loss += float(loss) * len(batch)
                 if bar is not None:
                     bar.update(i + 1, [("loss", float(loss))])
-            if distribution is not None:
+            if scheduled:
                 distribution.coordinator.join()
                 total_loss = sum(float(loss.fetch()) * n for loss, n in pending)
             seconds = time.perf_counter() - started
@@ -91,7 +100,8 @@ def fit(
             state.epoch_seconds.append(seconds)
             if not progress:
                 log(f"epoch {epoch + 1}/{settings.epochs}: loss {state.losses[-1]:.4f}, {samples / seconds:,.0f} samples/s")
-            checkpoint.save(state, model, objective, optimizer)
+            if distribution is None or distribution.is_chief:
+                checkpoint.save(state, model, objective, optimizer)
     return state
 
 
@@ -148,24 +158,41 @@ def prefetched(epochs: Iterator[tuple[int, Iterator[Batch]]], depth: int) -> Ite
 _END_OF_EPOCH = object()
 
 
-def _train_step(model, objective, optimizer):
-    """A step as a Python function of a batch's tensors: the objective's loss, then one
-    row-wise optimizer update (trainer.optimizer) of the rows the batch read."""
+def _step_parts(model, objective, optimizer):
+    """A step's two halves as Python functions of a batch's tensors: `gradients` (the
+    objective's loss, times `weight` if given, and its gradients with respect to the rows
+    the batch read and the objective's variables) and `apply` (one row-wise optimizer
+    update, trainer.optimizer, of those rows). Mirrored workers all-reduce between them."""
     import tensorflow as tf
 
     tables = [model.movie_table.value, model.link_table.value]
     dense = [v.value for v in objective.trainable_variables]
 
-    def step(movie_rows, movie_slots, link_rows, link_slots, negative_index):
+    def gradients(movie_rows, movie_slots, link_rows, link_slots, negative_index, weight=None):
         movie_raw, link_raw = model.rows(movie_rows, link_rows)
         with tf.GradientTape() as tape:
             tape.watch([movie_raw, link_raw])
             loss = objective(*model.score(movie_raw, link_raw, movie_slots, link_slots, negative_index))
-        movie_gradient, link_gradient, *dense_gradients = tape.gradient(loss, [movie_raw, link_raw, *dense])
+            if weight is not None:
+                loss = weight * loss
+        return [loss, *tape.gradient(loss, [movie_raw, link_raw, *dense])]
+
+    def apply(movie_rows, link_rows, movie_gradient, link_gradient, *dense_gradients):
         optimizer.apply(
             [(tables[0], movie_rows, movie_gradient), (tables[1], link_rows, link_gradient)],
             list(zip(dense, dense_gradients)),
         )
+
+    return gradients, apply
+
+
+def _train_step(model, objective, optimizer):
+    """A whole step as a Python function of a batch's tensors; returns the loss."""
+    gradients, apply = _step_parts(model, objective, optimizer)
+
+    def step(movie_rows, movie_slots, link_rows, link_slots, negative_index):
+        loss, *grads = gradients(movie_rows, movie_slots, link_rows, link_slots, negative_index)
+        apply(movie_rows, link_rows, *grads)
         return loss
 
     return step
@@ -193,3 +220,44 @@ def _scheduled_step(model, objective, optimizer, distribution):
         return distribution.coordinator.schedule(worker_step, args=tuple(tf.constant(a) for a in batch))
 
     return step
+
+
+def _mirrored_step(model, objective, optimizer, distribution):
+    """The training step of one mirrored worker. Every worker is handed the same batch and
+    computes the loss of its share of the positives (`worker_share`), weighted by the
+    share's size, and its gradients with respect to all the batch's rows; their SUM over
+    the workers (an all-reduce) is the whole batch's gradient, so every worker applies the
+    one-process update and the tables stay the same on all of them. The two halves are
+    XLA-compiled; the all-reduce between them is a collective op, outside XLA."""
+    import tensorflow as tf
+
+    gradients, apply = (tf.function(f, jit_compile=True, reduce_retracing=True)
+                        for f in _step_parts(model, objective, optimizer))
+
+    def replica_step(movie_rows, movie_slots, link_rows, link_slots, negative_index, weight):
+        share = gradients(movie_rows, movie_slots, link_rows, link_slots, negative_index, weight)
+        loss, *grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, share)
+        apply(movie_rows, link_rows, *grads)
+        return loss
+
+    @tf.function(reduce_retracing=True)
+    def worker_step(*batch):
+        return distribution.strategy.run(replica_step, args=batch)
+
+    def step(movie_rows, movie_slots, link_rows, link_slots, negative_index):
+        mine, weight = worker_share(len(movie_slots), distribution.workers, distribution.index)
+        return worker_step(movie_rows, movie_slots[mine], link_rows, link_slots[mine], negative_index[mine],
+                           np.float32(weight))
+
+    return step
+
+
+def worker_share(n_positives: int, workers: int, index: int) -> tuple[slice, float]:
+    """Worker `index`'s share of a batch of `n_positives`: (its slice of the positives,
+    that slice's fraction of the batch). The shares are contiguous and differ by at most
+    one positive; a worker left without any (a last batch smaller than the cluster)
+    gets the first positive with weight 0, so that it still takes part in the all-reduce."""
+    start, stop = n_positives * index // workers, n_positives * (index + 1) // workers
+    if start == stop:
+        return slice(0, 1), 0.0
+    return slice(start, stop), (stop - start) / n_positives

@@ -107,8 +107,12 @@ def train(
                             fingerprint(dataset.sha256, dataclasses.asdict(config)))
     if not resume and checkpoint.exists():
         raise TrainerError(f"{checkpoint.directory} holds a checkpoint of an earlier run; pass --resume to continue it, or remove it")
-    movie_vectors, link_vectors, state, versions = _train_vectors(
+    movie_vectors, link_vectors, state, versions, distribution = _train_vectors(
         vocab, train_pairs, config, checkpoint, resume=resume, progress=progress, log=log)
+    if distribution is not None and not distribution.is_chief:  # a mirrored worker: the chief writes the run
+        log(f"trained; the cluster's chief writes the run to {out}")
+        distribution.leave()
+        return out
 
     info = [dataset.info[i] for i in kept.tolist()]
     attributes = [film_attributes(f) for f in info]
@@ -135,6 +139,8 @@ def train(
     save_run(out, manifest, movie_vectors, link_vectors, records, vocab.pairs)
     checkpoint.remove()
     log(f"run written to {out}")
+    if distribution is not None:
+        distribution.leave()
     return out
 
 
@@ -153,26 +159,26 @@ def _vocabulary(dataset: FilmDataset, config: TrainConfig) -> tuple[Vocabulary, 
 def _train_vectors(
     vocab: Vocabulary, train_pairs: np.ndarray, config: TrainConfig, checkpoint: Checkpoint,
     *, resume: bool, progress: bool, log: Callable[[str], None],
-) -> tuple[np.ndarray, np.ndarray, TrainingState, dict[str, str]]:
+) -> tuple[np.ndarray, np.ndarray, TrainingState, dict[str, str], object]:
     """Build the model, objective and optimizer, resume them if asked, run the epoch loop.
 
-    Returns (unit movie vectors, unit link vectors, the final state, library versions).
+    Returns (unit movie vectors, unit link vectors, the final state, library versions, the
+    trainer.distributed strategy it trained with or None).
     TensorFlow is imported here: reading and checking the data needs none of it.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
     import tensorflow as tf
 
-    from trainer.distributed import chief_distribution
+    from trainer.distributed import training_distribution
     from trainer.model import LinkEmbeddingModel
     from trainer.objectives import OBJECTIVES
     from trainer.optimizer import RowwiseAdam
 
+    distribution = training_distribution()  # None: this process trains alone
     keras.utils.set_random_seed(config.seed)
-    distribution = chief_distribution()  # None: this process trains alone
     if distribution is not None:
-        log(f"training on a cluster: {distribution.workers} workers, {distribution.parameter_servers} parameter "
-            "servers (TF_CONFIG)")
+        log(f"training on a cluster: {distribution.describe()}")
     with distribution.scope() if distribution is not None else contextlib.nullcontext():
         model = LinkEmbeddingModel(vocab.n_movies, vocab.n_links, config.dim, config.seed)
         objective = OBJECTIVES[config.objective]()
@@ -189,7 +195,7 @@ def _train_vectors(
                 progress=progress, log=log, distribution=distribution)
     versions = {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
                 "numpy": np.__version__}
-    return model.movie_vectors(), model.link_vectors(), state, versions
+    return model.movie_vectors(), model.link_vectors(), state, versions, distribution
 
 
 def _training_metrics(state: TrainingState) -> dict:
