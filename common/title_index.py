@@ -26,14 +26,13 @@ _ARTICLE = re.compile(r"^(the|a|an)\s+")
 _PUNCTUATION = re.compile(r"[^\w\s]+")
 _SPACES = re.compile(r"\s+")
 # A sequel's marker at the end of a title: "2", "II", "Part 3", "Chapter Two", "Episode IV".
-_SEQUEL = re.compile(r"\s+(?:(?:part|chapter|episode|vol|volume)\s+)?(?:\d+|[ivx]+|two|three|four|five)$")
 
 # The ways a name is matched, each a key of the name (see `key`).
 KEYS = ("lower", "base", "normal")
 # Id orders for prefix and close-spelling searches: by a key, and by the key reversed.
 ORDERS = ("lower", "base", "lower_reversed", "base_reversed")
-NO_FRANCHISE = np.uint64(0)
-T = TypeVar("T")  # the franchise hash of a title whose franchise key is empty
+NO_FRANCHISE = np.uint64(0)  # the franchise label of a film in none
+T = TypeVar("T")
 
 
 def fold(text: str) -> str:
@@ -53,15 +52,6 @@ def normalised(name: str) -> str:
 def base(name: str) -> str:
     """The name without its "(... film)" qualifier, case folded: "The Martian (film)" -> "the martian"."""
     return _QUALIFIER.sub("", name).casefold()
-
-
-def franchise_key(title: str) -> str:
-    """The base name films of one franchise share: "Toy Story 3" and "Toy Story (film)" -> "toy story",
-    "Star Wars: The Force Awakens" -> "star wars", "The Godfather Part II" -> "godfather"."""
-    key = normalised(_QUALIFIER.sub("", title).split(":")[0])
-    while (shorter := _SEQUEL.sub("", key)) != key and shorter:
-        key = shorter
-    return key
 
 
 def key(kind: str, name: str) -> str:
@@ -145,11 +135,13 @@ class TitleIndex:
     def __init__(self, arrays: dict[str, np.ndarray]):
         self.arrays = arrays
         self.names = NameTable(arrays["blob"], arrays["offsets"])
-        self.franchises = arrays.get("franchise")  # uint64 [n] per id, NO_FRANCHISE for none; movies only
+        # uint64 [n] per id: films with the same label (not NO_FRANCHISE) are one franchise; movies only
+        self.franchises = arrays.get("franchise")
 
     @classmethod
-    def build(cls, names: Sequence[str], *, franchises: bool = False) -> TitleIndex:
-        """The index of `names` (ids are positions); with `franchises` each name's franchise-key hash too."""
+    def build(cls, names: Sequence[str], *, franchises: Sequence[np.ndarray] | None = None) -> TitleIndex:
+        """The index of `names` (ids are positions); with `franchises` (the ids of each franchise,
+        common.franchises.franchise_groups) each name's franchise label too."""
         table = NameTable.from_names(names)
         arrays = {"blob": table.blob, "offsets": table.offsets}
         n = len(names)
@@ -164,10 +156,10 @@ class TitleIndex:
             reversed_ = kind.endswith("_reversed")
             sort_keys = [k[::-1] for k in keys[kind.removesuffix("_reversed")]] if reversed_ else keys[kind]
             arrays[f"{kind}_order"] = np.array(sorted(range(n), key=sort_keys.__getitem__), dtype=np.int32)
-        if franchises:
-            arrays["franchise"] = np.fromiter(
-                (stable_hash(k) if (k := franchise_key(name)) else NO_FRANCHISE for name in names),
-                dtype=np.uint64, count=n)
+        if franchises is not None:
+            arrays["franchise"] = np.full(n, NO_FRANCHISE, dtype=np.uint64)
+            for label, ids in enumerate(franchises, 1):
+                arrays["franchise"][ids] = label
         return cls(arrays)
 
     def __len__(self) -> int:

@@ -46,6 +46,7 @@ from common import artifacts, movie_links as movie_links_file
 from common.artifacts import ArtifactError, MovieRecordFile
 from common.files import sha256_file
 from common.records import AttributeModel, MovieRecord
+from common.franchises import franchise_groups
 from common.title_index import TitleIndex
 from indexer.errors import IndexerError
 from indexer.validate import validate_version
@@ -165,7 +166,8 @@ def build_lookups(directory: Path) -> Lookups:
     links = artifacts.read_link_names(directory)
     if len(set(links)) != len(links):
         raise IndexerError(f"{directory}: duplicate link names")
-    return Lookups(offsets, years, TitleIndex.build(titles, franchises=True), TitleIndex.build(links))
+    franchises = franchise_groups(titles)
+    return Lookups(offsets, years, TitleIndex.build(titles, franchises=franchises), TitleIndex.build(links))
 
 
 def save_lookups(directory: Path, lookups: Lookups) -> None:

@@ -86,7 +86,7 @@ class MovieService:
         self.movie_titles = TitleResolver(version.movie_titles, "movie", None if links is None else links.counts())
         self.link_names = TitleResolver(version.link_titles, "link")
         self.years = version.years
-        # Films of one franchise share a franchise-key hash: sorted, a franchise is a run of equals.
+        # Films of one franchise (common.franchises) share a label: sorted, a franchise is a run of equals.
         franchises = version.movie_titles.franchises
         self._franchise_order = np.argsort(franchises, kind="stable")
         self._franchise_sorted = franchises[self._franchise_order]

@@ -8,9 +8,6 @@ article, accents and punctuation ("Godfather" -> "The Godfather", "Amelie" ->
 films), the one with the most kept links wins (the film people mean is the one its
 article says most about); a tie stays ambiguous.
 
-Franchises come from titles too (`franchise_key`): "Toy Story", "Toy Story 2" and
-"Toy Story 3" share the key "toy story".
-
 The names and their keys are a common.title_index.TitleIndex: numpy arrays an index
 version holds and the server memory-maps, no Python object per name.
 """
@@ -22,7 +19,7 @@ from typing import Sequence
 import numpy as np
 from rapidfuzz import fuzz, process
 
-from common.title_index import TitleIndex, fold, franchise_key, normalised  # noqa: F401 (re-exported)
+from common.title_index import TitleIndex, fold, normalised  # noqa: F401 (re-exported)
 from common.title_index import key as title_key
 from server.errors import invalid, not_found
 

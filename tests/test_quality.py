@@ -1,10 +1,12 @@
-"""The neighbour measures of the evaluation: franchises and genres from records, the TF-IDF reference."""
+"""The neighbour measures of the evaluation: franchises (common.franchises, the server's rule too) and genres
+from records, the TF-IDF reference."""
 from __future__ import annotations
 
 import numpy as np
 
 from trainer import evaluate
-from trainer.groups import dataset_genres, film_genres, franchise_groups, franchise_key
+from common.franchises import franchise_groups, franchise_key
+from trainer.groups import dataset_genres, film_genres
 
 
 def test_franchise_keys_follow_the_title_rule():
@@ -14,6 +16,8 @@ def test_franchise_keys_follow_the_title_rule():
     assert franchise_key("Star Wars (film)") == ("star wars", False)
     assert franchise_key("Rocky II") == ("rocky", True)
     assert franchise_key("Apollo 13 (film)") == ("apollo 13", False)  # numbers past 12 stay in the key
+    assert franchise_key("The Godfather Part II") == ("the godfather", True)
+    assert franchise_key("Alien (film)")[0] != franchise_key("Aliens (film)")[0]
 
 
 def test_franchises_need_a_sequel_or_subtitle():

@@ -16,7 +16,7 @@ from server.app import load_service
 from server.errors import ServiceError
 from server.filters import FilterRequest
 from server.recommend import best_scores
-from server.titles import TitleResolver, franchise_key, normalised
+from server.titles import TitleResolver, normalised
 from tests.fixtures import make_run
 
 TITLES = ["Toy Story", "Toy Story 2", "Toy Story 3", "The Godfather", "The Godfather Part II", "Amélie",
@@ -109,11 +109,15 @@ def test_title_resolution_ignores_articles_and_accents_and_prefers_the_most_link
         TitleResolver(["Heat (1995 film)", "Heat (1986 film)"], weights=[3, 3]).resolve("heat")
 
 
-def test_franchise_keys():
-    assert {franchise_key(t) for t in ("Toy Story", "Toy Story 2", "Toy Story 3 (film)")} == {"toy story"}
-    assert franchise_key("Star Wars: The Force Awakens") == franchise_key("Star Wars (film)") == "star wars"
-    assert franchise_key("The Godfather Part II") == "godfather" and franchise_key("Rocky IV") == "rocky"
-    assert normalised("The Matrix") == "matrix" and franchise_key("Alien (film)") != franchise_key("Aliens (film)")
+def test_franchises_are_the_shared_rule_s(service):
+    # the filters' franchises are common.franchises' groups (tested in test_quality)
+    names = service.movie_titles.names
+    assert {names[i] for i in service._franchise(service.movie_titles.exact["Toy Story 2"])} >= {
+        "Toy Story", "Toy Story 2", "Toy Story 3"}
+    assert {names[i] for i in service._franchise(service.movie_titles.exact["The Godfather"])} == {
+        "The Godfather", "The Godfather Part II"}
+    assert len(service._franchise(service.movie_titles.exact["Amélie"])) == 0
+    assert normalised("The Matrix") == "matrix"
 
 
 def filtered_ids(service, found):

@@ -17,6 +17,7 @@ from common import title_index
 from common.title_index import TitleIndex
 from server import titles
 from server.titles import TitleResolver
+from common.franchises import franchise_groups
 from tests.e2e_server import ServerProcess, build_index_cli
 from tests.ops_support import build, replace_with_checksum
 from tests.fixtures import make_run
@@ -26,12 +27,12 @@ TITLES = ["Titanic (1997 film)", "Titanic (1953 film)", "The Godfather", "Les Mi
 
 
 def test_a_title_index_finds_names_by_each_key_and_checks_every_hash_hit(monkeypatch):
-    index = TitleIndex.build(TITLES, franchises=True)
+    index = TitleIndex.build(TITLES, franchises=franchise_groups(TITLES))
     assert list(index.names) == TITLES and index.names[3] == "Les Misérables (2012 film)"
     assert index.ids("lower", "titanic (1997 film)") == [0]
     assert index.ids("base", "titanic") == [0, 1]
     assert index.ids("normal", "les miserables") == [3]
-    assert index.franchises[4] == index.franchises[5] != index.franchises[6]
+    assert index.franchises[4] == index.franchises[5] != index.franchises[6] == title_index.NO_FRANCHISE
     # Every name hashing alike: the keys still decide, so a collision never resolves a wrong title.
     monkeypatch.setattr(title_index, "stable_hash", lambda text: 7)
     colliding = TitleIndex.build(TITLES)

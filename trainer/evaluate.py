@@ -5,13 +5,14 @@
   nearest to its movie, the movie's training links excluded?);
 - attributes: a linear regression from the movie vector to each numeric attribute,
   its held-out MSE against always predicting the training mean;
-- neighbour quality (trainer.groups says what a franchise and a genre are), for the
-  learned vectors and for a reference that learns nothing, the TF-IDF cosine kNN over
-  the same training links: franchise hit@10 (is another film of a franchise among a
-  member's 10 nearest?), genre agreement@10 (the share of the 10 nearest, among those
-  with known genres, that share a genre with the query) and a recommendation check
-  (like two films of a franchise and dislike three random films, the server's linear
-  SVM: how many of the franchise's other films are in the top 10?).
+- neighbour quality (common.franchises says what a franchise is, trainer.groups
+  what a genre is), for the learned vectors and for a reference that learns nothing,
+  the TF-IDF cosine kNN over the same training links: franchise hit@10 (is another
+  film of a franchise among a member's 10 nearest?), genre agreement@10 (the share of
+  the 10 nearest, among those with known genres, that share a genre with the query)
+  and a recommendation check (like two films of a franchise and dislike three random
+  films, the server's linear SVM: how many of the franchise's other films are in the
+  top 10?).
 
 Neighbour measures score queries x every movie: exact up to QUALITY_MAX_CELLS cells,
 a seeded sample of the queries beyond, in chunks of QUALITY_CHUNK_CELLS.
@@ -55,7 +56,7 @@ def evaluate_run(
 ) -> tuple[dict, dict[str, AttributeModel]]:
     """Every held-out measure of a trained run: (metrics for the manifest, attribute models).
 
-    `franchises` are arrays of movie ids (trainer.groups.franchise_groups), `genres` each
+    `franchises` are arrays of movie ids (common.franchises.franchise_groups), `genres` each
     movie's genres or None where the dataset has none. A new measure is added here; the
     training loop does not change.
     """

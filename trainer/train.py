@@ -23,12 +23,13 @@ from typing import Callable
 import numpy as np
 
 from common.artifacts import Records
+from common.franchises import franchise_groups
 from common.records import MovieRecord
 from trainer.checkpoint import Checkpoint, TrainingState, default_checkpoint_dir, fingerprint
 from trainer.data import FilmDataset, film_attributes, read_dataset
 from trainer.errors import TrainerError
 from trainer.evaluate import evaluate_run, format_table
-from trainer.groups import dataset_genres, franchise_groups
+from trainer.groups import dataset_genres
 from trainer.loop import LoopSettings, fit
 from trainer.run import RunManifest, save_run
 from trainer.sampler import every_pair_is_true, split_pairs
