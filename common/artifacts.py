@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from common.files import sha256_file
+from common.franchises import film_identity
 from common.records import AttributeModel, MovieRecord, release_year
 from common.title_index import ById
 
@@ -199,11 +200,12 @@ def movie_record(line: bytes | str) -> MovieRecord:
     return record
 
 
-def scan_movie_records(path: Path) -> tuple[np.ndarray, list[str], np.ndarray]:
-    """Read movies.jsonl once: (line offsets int64 [n + 1], titles, release years int16 [n], 0 unknown).
+def scan_movie_records(path: Path) -> tuple[np.ndarray, list[str], np.ndarray, list[str | None]]:
+    """Read movies.jsonl once: (line offsets int64 [n + 1], titles, release years int16 [n], 0 unknown,
+    each record's film identity: common.franchises.film_identity).
 
     Every record is checked (movie_record); ArtifactError names the first bad line."""
-    offsets, titles, years = [0], [], []
+    offsets, titles, years, films = [0], [], [], []
     try:
         with open(path, "rb") as f:
             for number, line in enumerate(f, 1):
@@ -214,9 +216,10 @@ def scan_movie_records(path: Path) -> tuple[np.ndarray, list[str], np.ndarray]:
                         raise ArtifactError(f"{path}: line {number}: {e}") from e
                     titles.append(record.title)
                     years.append(release_year(record.infobox) or 0)
+                    films.append(film_identity(record.infobox))
                     offsets.append(offsets[-1] + len(line))
                 else:  # a blank line belongs to the record before it (or to none before the first)
                     offsets[-1] += len(line)
     except OSError as e:
         raise ArtifactError(f"{path}: cannot read: {e}") from e
-    return np.array(offsets, dtype=np.int64), titles, np.array(years, dtype=np.int16)
+    return np.array(offsets, dtype=np.int64), titles, np.array(years, dtype=np.int16), films

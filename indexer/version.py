@@ -160,13 +160,13 @@ class Lookups:
 
 def build_lookups(directory: Path) -> Lookups:
     """The LOOKUP_FILES' contents, from movies.jsonl and links.json (every record checked)."""
-    offsets, titles, years = artifacts.scan_movie_records(directory / MOVIES)
+    offsets, titles, years, films = artifacts.scan_movie_records(directory / MOVIES)
     if len(set(titles)) != len(titles):
         raise IndexerError(f"{directory}: duplicate movie titles")
     links = artifacts.read_link_names(directory)
     if len(set(links)) != len(links):
         raise IndexerError(f"{directory}: duplicate link names")
-    franchises = franchise_groups(titles)
+    franchises = franchise_groups(titles, films)
     return Lookups(offsets, years, TitleIndex.build(titles, franchises=franchises), TitleIndex.build(links))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from trainer import evaluate
-from common.franchises import franchise_groups, franchise_key
+from common.franchises import film_identity, franchise_groups, franchise_key
 from trainer.groups import dataset_genres, film_genres
 
 
@@ -24,6 +24,19 @@ def test_franchises_need_a_sequel_or_subtitle():
     titles = ["Toy Story", "Alone (1931 film)", "Toy Story 2", "Alone (2020 film)", "Toy Story 3", "Up (2009 film)"]
     groups = franchise_groups(titles)
     assert [g.tolist() for g in groups] == [[0, 2, 4]]  # two unrelated "Alone" films are no franchise
+
+
+def test_remakes_and_one_film_under_two_titles_are_no_franchise():
+    titles = ["Henry V (1944 film)", "Henry V (1989 film)", "Il Postino", "Il Postino: The Postman",
+              "The Lord of the Rings: The Two Towers", "The Lord of the Rings: The Return of the King",
+              "Halloween (1978 film)", "Halloween II (1981 film)", "Halloween II (2009 film)"]
+    postino = {"name": "Il Postino: The Postman", "released": "1994"}
+    infoboxes = [{"name": "Henry V", "released": "1944"}, {"name": "Henry V", "released": "1989"}, postino, postino,
+                 {"name": "The Lord of the Rings", "released": "2002"},
+                 {"name": "The Lord of the Rings", "released": "2003"}, {}, {}, {}]
+    # a king's number is no sequel's (one title twice); one name and year is one film; a series may share its name
+    assert [g.tolist() for g in franchise_groups(titles, [film_identity(i) for i in infoboxes])] == [[4, 5], [6, 7, 8]]
+    assert [g.tolist() for g in franchise_groups(titles)] == [[2, 3], [4, 5], [6, 7, 8]]  # titles alone
 
 
 def test_genres_are_the_links_after_the_cast():

@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 
 from common.artifacts import Records
-from common.franchises import franchise_groups
+from common.franchises import film_identity, franchise_groups
 from common.records import MovieRecord
 from trainer.checkpoint import Checkpoint, TrainingState, default_checkpoint_dir, fingerprint
 from trainer.data import FilmDataset, film_attributes, read_dataset
@@ -120,7 +120,8 @@ def train(
     started = time.perf_counter()
     genres = dataset_genres((f.infobox for f in info), (dataset.links.links_of(i) for i in kept.tolist()))
     metrics, models = evaluate_run(movie_vectors, link_vectors, train_pairs, heldout_pairs, attributes, config.seed,
-                                   franchises=franchise_groups(vocab.movies), genres=genres)
+                                   franchises=franchise_groups(vocab.movies, [film_identity(f.infobox) for f in info]),
+                                   genres=genres)
     metrics |= _training_metrics(state) | {"read_seconds": read_seconds,
                                            "evaluation_seconds": time.perf_counter() - started}
     log(format_table(metrics, models))
