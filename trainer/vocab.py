@@ -9,6 +9,7 @@ import dataclasses
 
 import numpy as np
 
+from trainer.arrays import distinct_sorted
 from trainer.data import LinkTable
 
 
@@ -43,14 +44,14 @@ def build_vocabulary(table: LinkTable, min_link_count: int) -> tuple[Vocabulary,
     """
     n_films, n_names = len(table.titles), len(table.link_names)
     film_of = np.repeat(np.arange(n_films, dtype=np.int64), np.diff(table.offsets))
-    distinct = np.unique(film_of * n_names + table.link_ids)  # (film, link) once, sorted by film
+    distinct = distinct_sorted(film_of * n_names + table.link_ids)  # (film, link) once, sorted by film
     films, names = distinct // n_names, distinct % n_names
     kept_name = np.bincount(names, minlength=n_names) >= min_link_count
     # Names are numbered in order of first appearance, so kept links keep that order.
     link_id = np.cumsum(kept_name) - 1
     keep = kept_name[names]
     films, names = films[keep], names[keep]
-    kept_films = np.unique(films)
+    kept_films = distinct_sorted(films)
     movie_id = np.full(n_films, -1, dtype=np.int64)
     movie_id[kept_films] = np.arange(len(kept_films))
     pairs = np.column_stack([movie_id[films], link_id[names]]).astype(np.int32)
