@@ -170,3 +170,12 @@ def test_a_utf8_byte_order_mark_is_not_data(tmp_path, fmt):
     unnamed = tmp_path / "data"  # no telling suffix: the format is guessed from the first line
     unnamed.write_bytes(path.read_bytes())
     assert fmt == "wikipedia" or detect_format(unnamed) == fmt
+
+
+def test_ndjson_numbers_read_as_the_standard_library_reads_them(tmp_path):
+    path = tmp_path / "f.ndjson"
+    path.write_text('["Big (film)", {"budget": 123456789012345678901234567890}, ["A"], null, null]\n'
+                    '["Lone \\ud800 surrogate", {"x": NaN}, ["A"], null, null]\n', encoding="utf-8")
+    dataset = read_dataset(path)
+    assert dataset.films[0].infobox == {"budget": "123456789012345678901234567890"}
+    assert dataset.films[1].infobox == {"x": "nan"}
