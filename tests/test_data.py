@@ -172,6 +172,38 @@ def test_a_utf8_byte_order_mark_is_not_data(tmp_path, fmt):
     assert fmt == "wikipedia" or detect_format(unnamed) == fmt
 
 
+def _vocabulary_of(dataset):
+    from trainer.vocab import build_vocabulary
+
+    vocab, kept = build_vocabulary(dataset.links, 3)
+    return vocab.movies, vocab.links, vocab.pairs.tolist(), kept.tolist(), vocab.dropped_movies
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "edges"])
+def test_reading_with_a_min_count_keeps_what_the_vocabulary_keeps_and_names_nothing_else(tmp_path, monkeypatch, fmt):
+    # Issue 9: a million films' once-seen link names were all Python strings until the vocabulary dropped them.
+    import trainer.data
+
+    films = [(f"Film {i}", [f"Link {(i * j) % 23}" for j in range(1, 8)] + [f"Only in {i}"]) for i in range(40)]
+    films.insert(3, ("Bad (film)", ["Link\x001"]))
+    path = tmp_path / f"f.{'ndjson' if fmt == 'ndjson' else 'tsv'}"
+    if fmt == "ndjson":
+        write_ndjson(path, [[title, {}, links, None, None] for title, links in films])
+    else:
+        path.write_text("".join(f"{title}\t{link}\n" for title, links in films for link in links), encoding="utf-8")
+    every = read_dataset(path)
+    frequent = read_dataset(path, min_link_count=3)
+    assert _vocabulary_of(frequent) == _vocabulary_of(every)
+    assert not any(name.startswith("Only in") for name in frequent.links.link_names)
+    assert frequent.skipped == every.skipped and len(frequent.skipped) == 1
+    positions = [0, 5, 39]
+    assert list(frequent.all_links(positions)) == [every.films[i].links for i in positions]
+    # Two names that share a hash are not merged: the table is then built by name.
+    monkeypatch.setattr(trainer.data, "_link_hash", lambda name: len(name))
+    collided = read_dataset(path, min_link_count=3)
+    assert _vocabulary_of(collided) == _vocabulary_of(every)
+
+
 def test_ndjson_numbers_read_as_the_standard_library_reads_them(tmp_path):
     path = tmp_path / "f.ndjson"
     path.write_text('["Big (film)", {"budget": 123456789012345678901234567890}, ["A"], null, null]\n'

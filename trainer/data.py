@@ -21,7 +21,7 @@ import itertools
 import json
 import re
 from pathlib import Path
-from typing import IO, Iterator, Sequence
+from typing import IO, Iterable, Iterator, Sequence
 from urllib.parse import unquote
 
 import numpy as np
@@ -29,6 +29,7 @@ import orjson
 
 from common.files import sha256_file
 from common.limits import MAX_NAME_CHARS, name_problem
+from trainer.arrays import distinct_sorted
 from trainer.errors import TrainerError
 
 FORMATS = ("ndjson", "wikipedia", "edges")
@@ -63,7 +64,8 @@ class LinkTable:
     object per link or per pair, so that a million films fit in memory.
 
     Film i's links are `link_names[link_ids[offsets[i]:offsets[i + 1]]]`, repeats
-    included; `link_names` are the distinct names in order of first appearance.
+    included; `link_names` are the distinct names in order of first appearance. A table
+    read with a minimum count holds only the links in that many films (see read_dataset).
     """
 
     titles: list[str]
@@ -100,6 +102,78 @@ class _LinkTableBuilder:
                          np.frombuffer(self.ids, dtype=np.int32))
 
 
+# A link's hash while a dataset is read: Python's own string hash (64 bits, C speed).
+# It is never stored, ids follow first appearance, not hash order, and two names that
+# share a hash are detected (read_dataset then reads by name), so runs do not depend
+# on the process's hash seed. Tests replace it to force collisions.
+_link_hash = hash
+
+
+class _HashedTableBuilder:
+    """A LinkTable's films and offsets, with a 64-bit hash per link occurrence instead of
+    a name: a million films' millions of once-seen names never become Python strings."""
+
+    def __init__(self) -> None:
+        self.titles: list[str] = []
+        self.hashes = array.array("q")
+        self.offsets = array.array("q", [0])
+
+    def add(self, title: str, links: Sequence[str]) -> None:
+        self.titles.append(title)
+        self.hashes.extend(map(_link_hash, links))
+        self.offsets.append(len(self.hashes))
+
+    def frequent(self, min_link_count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(hashes of the links in >= min_link_count films in order of first appearance,
+        offsets and link ids of a table of only those links)."""
+        hashes = np.frombuffer(self.hashes, dtype=np.int64)
+        distinct, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+        order = np.argsort(first)
+        rank = np.empty(len(order), dtype=np.int32)
+        rank[order] = np.arange(len(order), dtype=np.int32)
+        ids = rank[inverse.reshape(-1)]
+        del inverse, first
+        kept, offsets, ids = _frequent_links(np.frombuffer(self.offsets, dtype=np.int64), ids, len(order),
+                                             min_link_count)
+        return distinct[order[kept]], offsets, ids
+
+
+def _frequent_links(offsets: np.ndarray, ids: np.ndarray, n_names: int, min_link_count: int
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Which of `n_names` links occur in at least `min_link_count` films (counted once a
+    film), and the table's offsets and ids with only those, renumbered in the same order."""
+    n_films = len(offsets) - 1
+    film_of = np.repeat(np.arange(n_films, dtype=np.int64), np.diff(offsets))
+    distinct = distinct_sorted(film_of * n_names + ids)
+    kept = np.bincount(distinct % n_names, minlength=n_names) >= min_link_count
+    del distinct
+    keep = kept[ids]
+    new_id = (np.cumsum(kept) - 1).astype(np.int32)
+    counts = np.bincount(film_of[keep], minlength=n_films)
+    return kept, np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), new_id[ids[keep]]
+
+
+def _rare_links_dropped(table: LinkTable, min_link_count: int) -> LinkTable:
+    """`table` with only the links in at least `min_link_count` films."""
+    kept, offsets, ids = _frequent_links(table.offsets, table.link_ids, len(table.link_names), min_link_count)
+    return LinkTable(table.titles, [table.link_names[i] for i in np.flatnonzero(kept).tolist()], offsets, ids)
+
+
+def _names_of(hashes: np.ndarray, films_links: Iterable[Sequence[str]]) -> list[str] | None:
+    """The name of each of `hashes` (each occurs in `films_links`), or None when two names share one."""
+    slot = dict(zip(hashes.tolist(), range(len(hashes))))
+    is_kept = slot.__contains__
+    found: set[str] = set()
+    for links in films_links:  # C-speed iterators: no Python bytecode per link
+        found.update(itertools.compress(links, map(is_kept, map(_link_hash, links))))
+    if len(found) != len(hashes):  # every hash has a name, so one has two
+        return None
+    names = [""] * len(hashes)
+    for name in found:
+        names[slot[_link_hash(name)]] = name
+    return names
+
+
 @dataclasses.dataclass(frozen=True)
 class FilmInfo:
     """A film's record besides its links."""
@@ -111,7 +185,11 @@ class FilmInfo:
 
 @dataclasses.dataclass(frozen=True)
 class FilmDataset:
-    """The films read from `path` (links in a LinkTable), and the records skipped on the way."""
+    """The films read from `path` (links in a LinkTable), and the records skipped on the way.
+
+    With `min_link_count` above 1, `links` holds only the links in that many films;
+    `all_links` reads the others back from the file.
+    """
 
     path: str
     format: str
@@ -119,11 +197,21 @@ class FilmDataset:
     links: LinkTable
     info: list[FilmInfo]
     skipped: list[BadRecord]
+    min_link_count: int = 1
+    accepted: np.ndarray | None = None  # each film's position among the films its reader yields
 
     @property
     def films(self) -> Sequence[Film]:
         """The films as Film records, built on access (memory stays compact)."""
         return _Films(self)
+
+    def all_links(self, positions: Sequence[int]) -> Iterator[list[str]]:
+        """Every link of the films at `positions` (ascending), rare ones included, in order."""
+        if self.min_link_count <= 1:
+            return (self.links.links_of(i) for i in positions)
+        wanted = set(positions)
+        links = _accepted_links(Path(self.path), self.format, self.accepted)
+        return (film_links for i, film_links in enumerate(links) if i in wanted)
 
 
 class _Films(collections.abc.Sequence):
@@ -161,26 +249,31 @@ def detect_format(path: str | Path) -> str:
     raise TrainerError(f"{path}: cannot tell the dataset format; pass --format with one of {', '.join(FORMATS)}")
 
 
-def read_dataset(path: str | Path, fmt: str = "auto", *, strict: bool = False) -> FilmDataset:
+def read_dataset(path: str | Path, fmt: str = "auto", *, strict: bool = False,
+                 min_link_count: int = 1) -> FilmDataset:
     """Read every film of a dataset.
 
     Bad records (not JSON, wrong shape, empty title, duplicate title, a title or
     link name past `common.limits`: too long, or with a control character) are
     skipped and listed in `FilmDataset.skipped`; with `strict` the first one raises
     TrainerError. A UTF-8 byte order mark at the start of a file is not data.
+
+    With `min_link_count` above 1 the link table keeps only the links in at least that
+    many films (counted once a film), as the vocabulary would: links are counted by
+    hash, and only the kept ones are named, in a second pass over the file.
     """
     path = Path(path)
     if not path.exists():
         raise TrainerError(f"{path}: no such dataset file or directory; check --data (or `trainer fetch` it)")
     fmt = detect_format(path) if fmt == "auto" else fmt
-    readers = {"ndjson": _read_ndjson, "wikipedia": _read_wikipedia, "edges": _read_edges}
-    if fmt not in readers:
+    if fmt not in _READERS:
         raise TrainerError(f"unknown dataset format {fmt!r}; choose one of {', '.join(FORMATS)} or auto")
-    links = _LinkTableBuilder()
+    links = _HashedTableBuilder() if min_link_count > 1 else _LinkTableBuilder()
     info: list[FilmInfo] = []
     skipped: list[BadRecord] = []
+    accepted = array.array("q")
     seen: set[str] = set()
-    for item in readers[fmt](path):
+    for position, item in enumerate(_READERS[fmt](path)):
         if isinstance(item, tuple):
             film, file, line = item
             problem = _film_problem(film) or (f"duplicate title {film.title!r}" if film.title in seen else None)
@@ -188,6 +281,7 @@ def read_dataset(path: str | Path, fmt: str = "auto", *, strict: bool = False) -
                 seen.add(film.title)
                 links.add(film.title, film.links)
                 info.append(FilmInfo(film.infobox, film.rotten_tomatoes, film.rating))
+                accepted.append(position)
                 continue
             item = BadRecord(file, line, problem)
         if strict:
@@ -195,7 +289,45 @@ def read_dataset(path: str | Path, fmt: str = "auto", *, strict: bool = False) -
         skipped.append(item)
     if not info:
         raise TrainerError(f"{path}: no valid films in this {fmt} dataset ({len(skipped)} bad records)")
-    return FilmDataset(str(path), fmt, _checksum(path), links.table(), info, skipped)
+    del seen
+    accepted = np.frombuffer(accepted, dtype=np.int64)
+    if isinstance(links, _HashedTableBuilder):
+        table = _named_table(links, min_link_count, path, fmt, accepted)
+    else:
+        table = links.table()
+    return FilmDataset(str(path), fmt, _checksum(path), table, info, skipped, min_link_count, accepted)
+
+
+def _named_table(links: _HashedTableBuilder, min_link_count: int, path: Path, fmt: str,
+                 accepted: np.ndarray) -> LinkTable:
+    """The table of the links in `min_link_count` films, named by a second pass over the
+    file; by a third pass, by name, in the rare case that two names share a hash."""
+    hashes, offsets, ids = links.frequent(min_link_count)
+    del links.hashes
+    names = _names_of(hashes, _accepted_links(path, fmt, accepted))
+    if names is not None:
+        return LinkTable(links.titles, names, offsets, ids)
+    exact = _LinkTableBuilder()
+    for title, film_links in zip(links.titles, _accepted_links(path, fmt, accepted)):
+        exact.add(title, film_links)
+    return _rare_links_dropped(exact.table(), min_link_count)
+
+
+def _accepted_links(path: Path, fmt: str, accepted: np.ndarray) -> Iterator[list[str]]:
+    """The links of the films read from `path` at the `accepted` positions, read again."""
+    wanted = iter(accepted.tolist())
+    next_wanted = next(wanted, -1)
+    if fmt == "ndjson":  # its reader yields one item a non-blank line: parse only the accepted ones
+        with _open_text(path) as f:
+            for position, line in enumerate(line for line in f if line.strip()):
+                if position == next_wanted:
+                    yield _loads(line)[2]
+                    next_wanted = next(wanted, -1)
+        return
+    for position, item in enumerate(_READERS[fmt](path)):
+        if position == next_wanted:
+            yield item[0].links
+            next_wanted = next(wanted, -1)
 
 
 def _film_problem(film: Film) -> str | None:
@@ -342,6 +474,9 @@ def _read_edges(path: Path) -> Iterator[Located | BadRecord]:
             links.setdefault(movie, []).append(link)
     for movie, movie_links in links.items():
         yield Film(movie, {"name": movie}, movie_links), str(path), first_line[movie]
+
+
+_READERS = {"ndjson": _read_ndjson, "wikipedia": _read_wikipedia, "edges": _read_edges}
 
 
 def _checksum(path: Path) -> str:

@@ -92,7 +92,7 @@ def train(
     if out.exists():
         raise TrainerError(f"{out} already exists; a run directory is never overwritten, choose another --out")
     started = time.perf_counter()
-    dataset = read_dataset(data, data_format, strict=strict)
+    dataset = read_dataset(data, data_format, strict=strict, min_link_count=config.min_link_count)
     read_seconds = time.perf_counter() - started
     log(f"read {len(dataset.films):,} films from {dataset.path} ({dataset.format}) in {read_seconds:.1f} s")
     if dataset.skipped:
@@ -118,7 +118,9 @@ def train(
     info = [dataset.info[i] for i in kept.tolist()]
     attributes = [film_attributes(f) for f in info]
     started = time.perf_counter()
-    genres = dataset_genres((f.infobox for f in info), (dataset.links.links_of(i) for i in kept.tolist()))
+    genres = None
+    if any(f.infobox.get("starring") for f in info):  # else there are none (dataset_genres): skip reading every link
+        genres = dataset_genres((f.infobox for f in info), dataset.all_links(kept.tolist()))
     metrics, models = evaluate_run(movie_vectors, link_vectors, train_pairs, heldout_pairs, attributes, config.seed,
                                    franchises=franchise_groups(vocab.movies, [film_identity(f.infobox) for f in info]),
                                    genres=genres)
