@@ -29,7 +29,7 @@ class LinkEmbeddingModel(keras.Model):
 
     def rows(self, movie_rows, link_rows):
         """The raw table rows a batch reads: (movies [Um, d], links [Ul, d])."""
-        return tf.gather(self.movie_table, movie_rows), tf.gather(self.link_table, link_rows)
+        return tf.gather(self.movie_table.value, movie_rows), tf.gather(self.link_table.value, link_rows)
 
     def score(self, movie_raw, link_raw, movie_slots, link_slots, negative_index):
         """Cosines of a batch (see trainer.sampler.Batch and BatchRows) from its gathered rows:
