@@ -20,6 +20,7 @@ import hashlib
 import itertools
 import json
 import re
+import zlib
 from pathlib import Path
 from typing import IO, Iterable, Iterator, Sequence
 from urllib.parse import unquote
@@ -103,9 +104,10 @@ class _LinkTableBuilder:
 
 
 # A link's hash while a dataset is read: Python's own string hash (64 bits, C speed).
-# It is never stored, ids follow first appearance, not hash order, and two names that
-# share a hash are detected (read_dataset then reads by name), so runs do not depend
-# on the process's hash seed. Tests replace it to force collisions.
+# It is never stored and ids follow first appearance, not hash order; two names that
+# share a hash are found by a CRC-32 of every occurrence's name (read_dataset then reads
+# by name; a silent merge needs both to collide: about 1e-15 for a million films), so
+# runs do not depend on the process's hash seed. Tests replace it to force collisions.
 _link_hash = hash
 
 
@@ -123,19 +125,20 @@ class _HashedTableBuilder:
         self.hashes.extend(map(_link_hash, links))
         self.offsets.append(len(self.hashes))
 
-    def frequent(self, min_link_count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(hashes of the links in >= min_link_count films in order of first appearance,
-        offsets and link ids of a table of only those links)."""
-        hashes = np.frombuffer(self.hashes, dtype=np.int64)
-        distinct, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+    def frequent(self, min_link_count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """For the links in >= min_link_count films, in order of first appearance: (where each
+        first occurs, which occurrences are theirs: both among all occurrences; offsets and
+        link ids of a table of only those links)."""
+        _, first, inverse = np.unique(np.frombuffer(self.hashes, dtype=np.int64), return_index=True,
+                                      return_inverse=True)
         order = np.argsort(first)
         rank = np.empty(len(order), dtype=np.int32)
         rank[order] = np.arange(len(order), dtype=np.int32)
         ids = rank[inverse.reshape(-1)]
-        del inverse, first
-        kept, offsets, ids = _frequent_links(np.frombuffer(self.offsets, dtype=np.int64), ids, len(order),
-                                             min_link_count)
-        return distinct[order[kept]], offsets, ids
+        del inverse
+        kept, offsets, kept_ids = _frequent_links(np.frombuffer(self.offsets, dtype=np.int64), ids, len(order),
+                                                  min_link_count)
+        return first[order[kept]], kept[ids], offsets, kept_ids
 
 
 def _frequent_links(offsets: np.ndarray, ids: np.ndarray, n_names: int, min_link_count: int
@@ -159,19 +162,30 @@ def _rare_links_dropped(table: LinkTable, min_link_count: int) -> LinkTable:
     return LinkTable(table.titles, [table.link_names[i] for i in np.flatnonzero(kept).tolist()], offsets, ids)
 
 
-def _names_of(hashes: np.ndarray, films_links: Iterable[Sequence[str]]) -> list[str] | None:
-    """The name of each of `hashes` (each occurs in `films_links`), or None when two names share one."""
-    slot = dict(zip(hashes.tolist(), range(len(hashes))))
-    is_kept = slot.__contains__
-    found: set[str] = set()
-    for links in films_links:  # C-speed iterators: no Python bytecode per link
-        found.update(itertools.compress(links, map(is_kept, map(_link_hash, links))))
-    if len(found) != len(hashes):  # every hash has a name, so one has two
-        return None
-    names = [""] * len(hashes)
-    for name in found:
-        names[slot[_link_hash(name)]] = name
-    return names
+def _names_of(first: np.ndarray, kept: np.ndarray, ids: np.ndarray, films_links: Iterable[Sequence[str]]
+              ) -> list[str] | None:
+    """Each kept link's name, read at its `first` occurrence, or None when an occurrence
+    counted as that link (`kept`, `ids`) has another name: two names share a hash.
+
+    Occurrences are compared by a CRC-32 of their names, computed in C and compared with
+    numpy: a dict or set of a million names, probed 30 M times, is several times slower."""
+    names: list[str] = []
+    checks = array.array("I")
+    firsts = iter(first.tolist())
+    next_first, start = next(firsts, -1), 0
+    for links in films_links:
+        checks.extend(map(zlib.crc32, map(str.encode, links, _UTF8, _SURROGATES)))
+        end = start + len(links)
+        while start <= next_first < end:
+            names.append(links[next_first - start])
+            next_first = next(firsts, -1)
+        start = end
+    checks = np.frombuffer(checks, dtype=np.uint32)
+    return names if np.array_equal(checks[kept], checks[first][ids]) else None
+
+
+# str.encode's arguments for map(): a lone surrogate (json reads them) encodes too.
+_UTF8, _SURROGATES = itertools.repeat("utf-8"), itertools.repeat("surrogatepass")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -302,9 +316,9 @@ def _named_table(links: _HashedTableBuilder, min_link_count: int, path: Path, fm
                  accepted: np.ndarray) -> LinkTable:
     """The table of the links in `min_link_count` films, named by a second pass over the
     file; by a third pass, by name, in the rare case that two names share a hash."""
-    hashes, offsets, ids = links.frequent(min_link_count)
+    first, kept, offsets, ids = links.frequent(min_link_count)
     del links.hashes
-    names = _names_of(hashes, _accepted_links(path, fmt, accepted))
+    names = _names_of(first, kept, ids, _accepted_links(path, fmt, accepted))
     if names is not None:
         return LinkTable(links.titles, names, offsets, ids)
     exact = _LinkTableBuilder()
