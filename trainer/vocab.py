@@ -54,8 +54,8 @@ def build_vocabulary(table: LinkTable, min_link_count: int) -> tuple[Vocabulary,
     kept_films = distinct_sorted(films)
     movie_id = np.full(n_films, -1, dtype=np.int64)
     movie_id[kept_films] = np.arange(len(kept_films))
+    # Sorted already: `distinct` is by (film, name), and both renumberings keep their order.
     pairs = np.column_stack([movie_id[films], link_id[names]]).astype(np.int32)
-    pairs = pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
     vocab = Vocabulary(
         [table.titles[i] for i in kept_films.tolist()],
         [table.link_names[i] for i in np.flatnonzero(kept_name).tolist()],
