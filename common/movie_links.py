@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common import npz
+
 FILE = "movie_links.npz"
 
 
@@ -39,7 +41,8 @@ class MovieLinks:
             return f"movie links hold {len(o) - 1} movies, the catalogue {n_movies}"
         if int(o[0]) != 0 or int(o[-1]) != len(ids) or (len(o) > 1 and bool(np.any(np.diff(o) < 0))):
             return "movie link offsets are not increasing from 0 to the number of links"
-        if len(ids) and (int(ids.min()) < 0 or int(ids.max()) >= n_links):
+        low, high = npz.value_range(ids) if len(ids) else (0, -1)
+        if low < 0 or high >= n_links:
             return "movie links name unknown links"
         return None
 
@@ -57,5 +60,6 @@ def save(path: Path, links: MovieLinks) -> None:
 
 
 def load(path: Path) -> MovieLinks:
-    with np.load(path) as saved:
-        return MovieLinks(saved["offsets"].astype(np.int64), saved["link_ids"].astype(np.int32))
+    """The file's arrays, memory-mapped (as np.savez stores them) where their types are the layout's."""
+    saved = npz.read_arrays(path, ("offsets", "link_ids"))
+    return MovieLinks(saved["offsets"].astype(np.int64, copy=False), saved["link_ids"].astype(np.int32, copy=False))

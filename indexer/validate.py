@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 import faiss
 
+from common import npz
+
 from indexer.errors import IndexerError
 
 if TYPE_CHECKING:
@@ -46,9 +48,10 @@ def validate_version(v: IndexVersion) -> None:
     ]
     if v.movie_neighbours is not None:
         ids, scores = v.movie_neighbours
+        low, high = npz.value_range(ids) if ids.size else (-1, -1)
         checks += [
             (ids.ndim == 2 and ids.shape == scores.shape and ids.shape[0] == n_movies, "movie neighbours have the wrong shape"),
-            (ids.size == 0 or (int(ids.min()) >= -1 and int(ids.max()) < n_movies), "movie neighbours name unknown movies"),
+            (low >= -1 and high < n_movies, "movie neighbours name unknown movies"),
         ]
     if v.movie_links is not None:
         problem = v.movie_links.problem(n_movies, n_links)
@@ -56,3 +59,4 @@ def validate_version(v: IndexVersion) -> None:
     for ok, problem in checks:
         if not ok:
             raise IndexerError(f"{v.path}: {problem}")
+

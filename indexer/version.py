@@ -42,7 +42,7 @@ from typing import Any, Sequence
 import faiss
 import numpy as np
 
-from common import artifacts, movie_links as movie_links_file
+from common import artifacts, movie_links as movie_links_file, npz
 from common.artifacts import ArtifactError, MovieRecordFile
 from common.files import sha256_file
 from common.records import AttributeModel, MovieRecord
@@ -194,7 +194,7 @@ def _read_lookups(path: Path, manifest: IndexManifest) -> Lookups:
     has none or has ones derived from other records than its own."""
     why = f"has no {', '.join(LOOKUP_FILES)} (written before they existed)"
     if all(name in manifest.files for name in LOOKUP_FILES):
-        arrays = {name: _read_arrays(path / name) for name in LOOKUP_FILES}
+        arrays = {name: npz.read_arrays(path / name) for name in LOOKUP_FILES}
         stale = [name for name in LOOKUP_FILES if bytes(arrays[name].get("source_sha256", np.empty(0, np.uint8)))
                  != manifest.files.get(_SOURCE[name], "").encode("ascii")]
         if not stale:
@@ -329,36 +329,9 @@ class _IndexMemory:
         self.__array_interface__ = {"shape": shape, "typestr": "<f4", "data": (address, True), "version": 3}
 
 
-def _read_arrays(path: Path) -> dict[str, np.ndarray]:
-    """Every array of an .npz, memory-mapped where it is stored uncompressed."""
-    with zipfile.ZipFile(path) as archive:
-        return {name.removesuffix(".npy"): _mapped_member(path, archive, name) for name in archive.namelist()}
-
-
 def _read_neighbours(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """The stored neighbours, memory-mapped where the .npz holds them uncompressed (as `np.savez` writes)."""
-    with zipfile.ZipFile(path) as archive:
-        arrays = [_mapped_member(path, archive, name) for name in ("ids.npy", "scores.npy")]
-    return arrays[0], arrays[1]
+    arrays = npz.read_arrays(path, ("ids", "scores"))
+    return arrays["ids"], arrays["scores"]
 
 
-def _mapped_member(path: Path, archive: zipfile.ZipFile, name: str) -> np.ndarray:
-    info = archive.getinfo(name)
-    if info.compress_type != zipfile.ZIP_STORED:
-        with archive.open(info) as member:
-            return np.lib.format.read_array(member)
-    with open(path, "rb") as f:
-        f.seek(info.header_offset)
-        local_header = f.read(30)
-        if local_header[:4] != b"PK\x03\x04":
-            raise zipfile.BadZipFile(f"{name}: bad local header")
-        name_length = int.from_bytes(local_header[26:28], "little")
-        extra_length = int.from_bytes(local_header[28:30], "little")
-        f.seek(info.header_offset + 30 + name_length + extra_length)
-        major, _ = np.lib.format.read_magic(f)
-        read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-        shape, fortran, dtype = read_header(f)
-        offset = f.tell()
-    if not np.prod(shape, dtype=np.int64):  # nothing to map (mmap refuses an empty range)
-        return np.empty(shape, dtype=dtype)
-    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import common.neighbours
+import common.npz
 import indexer.build
 import indexer.calibrate
 import indexer.root
@@ -456,3 +457,19 @@ def test_movie_links_are_optional_and_checked(tmp_path: Path) -> None:
     assert all(np.all(np.diff(links.of(i)) > 0) for i in range(N_MOVIES))  # sorted, distinct
     assert "unknown links" in MovieLinks(links.offsets, links.link_ids + N_LINKS).problem(N_MOVIES, N_LINKS)
     assert "movies" in MovieLinks(links.offsets[:-1], links.link_ids).problem(N_MOVIES, N_LINKS)
+
+
+def test_mapped_arrays_are_checked_by_reading_not_by_touching_the_mapping(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(common.npz, "_READ_VALUES", 1000)  # many pieces
+    ids = np.random.default_rng(0).integers(-1, 5_000_000, (10_001, 7), dtype=np.int32)
+    np.savez(tmp_path / "n.npz", ids=ids, scores=np.ones(ids.shape, np.float32))
+    mapped = common.npz.read_arrays(tmp_path / "n.npz")["ids"]
+    assert isinstance(mapped, np.memmap) and np.array_equal(mapped, ids)
+    assert common.npz.value_range(mapped) == (int(ids.min()), int(ids.max())) == common.npz.value_range(ids)
+    # A version's stored neighbours and movie links come back mapped, and their range is still checked.
+    run = fixtures.make_run(tmp_path / "run")
+    build_index(run, tmp_path / "index", progress=False)
+    version = indexer.root.load_current(tmp_path / "index")
+    assert isinstance(version.movie_neighbours[0], np.memmap) and isinstance(version.movie_links.link_ids, np.memmap)
+    bad = MovieLinks(version.movie_links.offsets, version.movie_links.link_ids)
+    assert bad.problem(N_MOVIES, int(common.npz.value_range(bad.link_ids)[1])) is not None
