@@ -110,8 +110,8 @@ def build_index(
         "links": make_index(run.link_vectors, factories["links"], what="links", progress=progress),
     }
     calibrations = {
-        "movies": _calibrate(indexes["movies"], run.movie_vectors, target_recall, "movies", progress),
-        "links": _calibrate(indexes["links"], run.link_vectors, target_recall, "links", progress),
+        "movies": _calibrate(indexes["movies"], run.movie_vectors, run.link_vectors, target_recall, "movies", progress),
+        "links": _calibrate(indexes["links"], run.link_vectors, run.movie_vectors, target_recall, "links", progress),
     }
     index_root = Path(index_root)
     created_at, final = _unique_version_dir(index_root, run.checksum)
@@ -128,14 +128,17 @@ def build_index(
     return final.name
 
 
-def _calibrate(index: faiss.Index, vectors: np.ndarray, target: float, what: str, progress: bool) -> Calibration:
-    """`calibrate`, saying on stderr (with progress) what it chose, and always when it fell short."""
-    calibration = calibrate(index, vectors, target)
+def _calibrate(index: faiss.Index, vectors: np.ndarray, other: np.ndarray, target: float, what: str,
+               progress: bool) -> Calibration:
+    """`calibrate` (asked by its own rows and the other kind's), saying on stderr (with progress)
+    what it chose, and always when it fell short."""
+    calibration = calibrate(index, vectors, target, other=other)
     if calibration.params and (progress or not calibration.reached):
         setting = ", ".join(f"{name} {value}" for name, value in calibration.params.items())
         verdict = "" if calibration.reached else f", short of the target {target}: the ladder's last setting is kept"
+        cross = "" if calibration.cross_recall_at_10 is None else f", {calibration.cross_recall_at_10:.3f} asked by the other kind's"
         tqdm.write(f"{what}: {setting}, recall@10 {calibration.recall_at_10:.3f} against exact search over "
-                   f"{calibration.queries} sampled rows{verdict}", file=sys.stderr)
+                   f"{calibration.queries} sampled rows{cross}{verdict}", file=sys.stderr)
     return calibration
 
 
@@ -246,6 +249,7 @@ def version_manifest(
                 type=type(faiss.downcast_index(index)).__name__, factory=factories[what], size=int(index.ntotal),
                 dim=int(index.d), search_params=calibrations[what].params, build_params=build_params(index),
                 recall_at_10=calibrations[what].recall_at_10 if calibrations[what].params else None,
+                cross_recall_at_10=calibrations[what].cross_recall_at_10 if calibrations[what].params else None,
                 recall_queries=calibrations[what].queries,
             )
             for what, index in indexes.items()

@@ -46,6 +46,8 @@ def _build(args: argparse.Namespace) -> int:
         if d.recall_at_10 is not None:
             setting = ", ".join(f"{key} {value}" for key, value in d.search_params.items())
             measured = f", {setting}: recall@10 {d.recall_at_10:.3f} against exact search"
+            if d.cross_recall_at_10 is not None:
+                measured += f", {d.cross_recall_at_10:.3f} asked by {'links' if what == 'movies' else 'movies'}"
         print(f"  {what + ':':<7} {d.size} x {d.dim} ({d.type}, factory {d.factory!r}{measured})")
     print(f"published: {Path(args.out) / CURRENT} -> {version_dir(args.out, name)}")
     return 0

@@ -88,6 +88,9 @@ class IndexDescription:
     # build time over recall_queries sampled rows (indexer.calibrate). None: exact, or older.
     recall_at_10: float | None = None
     recall_queries: int = 0
+    # The same for as many queries by the other kind's vectors (links asking the movie
+    # index, as LinkMovies does; movies asking the link index). None: exact, or older.
+    cross_recall_at_10: float | None = None
 
     @property
     def label(self) -> str:

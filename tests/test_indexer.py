@@ -391,6 +391,7 @@ def test_auto_factory_is_exact_for_small_catalogues_and_hnsw_beyond(tmp_path: Pa
     built = indexer.root.version_dir(tmp_path / "index", indexer.root.current_version_name(tmp_path / "index"))
     assert faiss.read_index(str(built / indexer.version.MOVIE_INDEX)).hnsw.efConstruction == 200
     assert described["movies"].recall_at_10 >= indexer.calibrate.DEFAULT_TARGET_RECALL
+    assert described["movies"].cross_recall_at_10 >= indexer.calibrate.DEFAULT_TARGET_RECALL  # links asking it
     assert described["links"].factory == "Flat" and described["links"].type.startswith("IndexFlat")
     assert described["links"].search_params == {} and described["links"].recall_at_10 is None
 
@@ -421,6 +422,32 @@ def test_calibration_picks_the_cheapest_setting_that_reaches_the_target() -> Non
     chosen = settings.index(calibration.params["nprobe"])
     assert recall(settings[chosen]) == pytest.approx(calibration.recall_at_10)
     assert recall(settings[chosen]) >= 0.9 and chosen > 0 and recall(settings[chosen - 1]) < 0.9
+
+
+def test_calibration_also_holds_for_queries_by_the_other_kind() -> None:
+    rng = np.random.default_rng(5)
+    vectors = rng.standard_normal((4000, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    other = rng.standard_normal((1500, 32)).astype(np.float32)  # not rows of the index: as links asking movies
+    other /= np.linalg.norm(other, axis=1, keepdims=True)
+    index = indexer.build.make_index(vectors, "HNSW8", what="movies")
+    own_only = indexer.calibrate.calibrate(index, vectors, 0.97, queries=300).params["efSearch"]
+    calibration = indexer.calibrate.calibrate(index, vectors, 0.97, other=other, queries=300)
+    assert calibration.reached and calibration.params["efSearch"] >= own_only
+    picked = np.sort(np.random.default_rng(1).choice(len(other), 300, replace=False))
+    truth = [set(np.argsort(-row, kind="stable")[:10].tolist()) for row in other[picked] @ vectors.T]
+
+    def cross_recall(ef: int) -> float:  # measured here independently of the module
+        index.hnsw.efSearch = ef
+        _, found = index.search(other[picked], 10)
+        return float(np.mean([len(set(f.tolist()) & t) / 10 for f, t in zip(found, truth)]))
+
+    ladder = list(indexer.calibrate.EF_SEARCH_LADDER)
+    chosen = ladder.index(calibration.params["efSearch"])
+    assert cross_recall(ladder[chosen]) == pytest.approx(calibration.cross_recall_at_10)
+    assert calibration.cross_recall_at_10 >= 0.97 and calibration.recall_at_10 >= 0.97
+    if calibration.params["efSearch"] > own_only:  # raised for the other kind: the step below fell short for it
+        assert cross_recall(ladder[chosen - 1]) < 0.97
 
 
 def test_calibration_says_when_the_target_is_out_of_reach(monkeypatch: pytest.MonkeyPatch) -> None:
