@@ -39,6 +39,7 @@ TARGETS = {  # (figure, how it must compare, target) from issue 9, for the 1m si
     "train_peak_rss_gb": ("<=", 8.0),
     "evaluation_share_of_training": ("<=", 0.10),
     "index_recall_at_10": (">=", 0.95),
+    "link_movies_recall_at_10": (">=", 0.95),  # the same target for the query whose latency is measured
     "link_movies_p50_ms": ("<=", 2.0),
     "link_movies_p99_ms": ("<=", 6.0),
     "start_s": ("<=", 10.0),
@@ -120,7 +121,8 @@ def build(run: Path, index: Path) -> dict:
 
 
 def search_recall(index: Path, n_queries: int = 1000) -> dict:
-    """recall@10 of what the server answers (stored neighbours and the movie index) against exact search."""
+    """recall@10 of what the server answers against exact search: similar movies (stored neighbours
+    and the movie index asked by a movie) and a link's movies (the movie index asked by a link)."""
     import faiss
 
     from common.neighbours import search
@@ -136,9 +138,14 @@ def search_recall(index: Path, n_queries: int = 1000) -> dict:
     exact_top = [set(row.tolist()) for row in exact]
     found, _ = search(version.movie_index, vectors[queries], 10, queries[:, None])
     stored = version.movie_neighbours[0][queries, :10] if version.movie_neighbours is not None else found
-    recall = lambda rows: float(np.mean([len(set(r.tolist()) & e) / 10 for r, e in zip(rows, exact_top)]))
+    recall = lambda rows, truth: float(np.mean([len(set(r.tolist()) & e) / 10 for r, e in zip(rows, truth)]))
+    links = np.sort(rng.choice(len(version.link_vectors), min(n_queries, len(version.link_vectors)), replace=False))
+    exact_links, _ = search(flat, version.link_vectors[links], 10)
+    found_links, _ = search(version.movie_index, version.link_vectors[links], 10)
     vector_bytes = version.movie_vectors.nbytes + version.link_vectors.nbytes
-    return {"queries": len(queries), "index_recall_at_10": recall(found), "stored_recall_at_10": recall(stored),
+    return {"queries": len(queries), "index_recall_at_10": recall(found, exact_top),
+            "stored_recall_at_10": recall(stored, exact_top),
+            "link_movies_recall_at_10": recall(found_links, [set(row.tolist()) for row in exact_links]),
             "vector_mb": vector_bytes / 1024**2, "movies": len(vectors), "links": len(version.link_vectors),
             "dim": version.dim}
 
@@ -158,6 +165,7 @@ def summary(results: dict) -> dict:
         "train_peak_rss_gb": train_["peak_rss_gb"],
         "evaluation_share_of_training": (train_["evaluation_s"] or 0) / train_["train_s"],
         "index_recall_at_10": search_["index_recall_at_10"],
+        "link_movies_recall_at_10": search_["link_movies_recall_at_10"],
         "link_movies_p50_ms": service["link_movies_p50_ms"],
         "link_movies_p99_ms": service["link_movies_p99_ms"],
         "start_s": service["start_s"],
@@ -187,8 +195,8 @@ def markdown(results: dict) -> str:
         f"| index build (auto factory, stored neighbours k=100) | {i['wall_s']:.1f} s, peak {i['peak_rss_gb']:.2f} GB |",
         f"| index search settings, chosen at build by measured recall@10 (movies / links) | "
         f"{_setting(i['indexes']['movies'])} / {_setting(i['indexes']['links'])} |",
-        f"| recall@10 against exact search: movie index / stored neighbours | "
-        f"{s['index_recall_at_10']:.4f} / {s['stored_recall_at_10']:.4f} |",
+        f"| recall@10 against exact search: movie index / stored neighbours / movie index asked by a link (LinkMovies) | "
+        f"{s['index_recall_at_10']:.4f} / {s['stored_recall_at_10']:.4f} / {s['link_movies_recall_at_10']:.4f} |",
     ]
     lines += [f"| {name} | {value.format(**results['service'])} |" for name, value in ROWS]
     lines += [f"| raw vector bytes (movies + links) | {s['vector_mb']:,.0f} MB |",
@@ -210,7 +218,9 @@ def _setting(described: dict) -> str:
     if described.get("recall_at_10") is None:
         return "exact"
     settings = {**described.get("build_params", {}), **described["search_params"]}
-    return ", ".join(f"{k} {v}" for k, v in settings.items()) + f" ({described['recall_at_10']:.3f})"
+    cross = described.get("cross_recall_at_10")
+    measured = f"{described['recall_at_10']:.3f}" + ("" if cross is None else f"; asked by the other kind {cross:.3f}")
+    return ", ".join(f"{k} {v}" for k, v in settings.items()) + f" ({measured})"
 
 
 def _run(command: list[str]) -> tuple[float, float]:
