@@ -29,9 +29,9 @@ import numpy as np
 DEFAULT_TARGET_RECALL = 0.95
 DEFAULT_QUERIES = 1000
 K = 10
-# HNSW: candidates kept while searching. Each step roughly doubles a query's cost.
-# Steps of about 1.25-1.5x above 64: a query's cost grows about linearly with it, so a
-# doubling ladder could pay up to twice what the target needs.
+# HNSW: candidates kept while searching. Steps of about 1.25-1.5x above 64: a query's
+# cost grows about linearly with it, so a doubling ladder could pay up to twice what
+# the target needs.
 EF_SEARCH_LADDER = (16, 32, 64, 96, 128, 192, 256, 320, 384, 448, 512, 640, 768, 1024, 1536, 2048)
 
 
@@ -47,7 +47,8 @@ class Calibration:
 
     @property
     def reached(self) -> bool:
-        return min(self.recall_at_10, self.cross_recall_at_10 or 1.0) >= self.target
+        cross = 1.0 if self.cross_recall_at_10 is None else self.cross_recall_at_10
+        return min(self.recall_at_10, cross) >= self.target
 
 
 def tunable(index: faiss.Index) -> str | None:
@@ -99,9 +100,8 @@ def calibrate(
     truth = _top_without_self(exact, rows)
     cross_queries = cross_truth = None
     if other is not None and len(other):
-        other = np.ascontiguousarray(other, dtype=np.float32)
         picked = np.sort(np.random.default_rng(seed + 1).choice(len(other), min(queries, len(other)), replace=False))
-        cross_queries = other[picked]
+        cross_queries = np.ascontiguousarray(other[picked], dtype=np.float32)
         _, cross_exact = faiss.knn(cross_queries, vectors, K, faiss.METRIC_INNER_PRODUCT)
         cross_truth = [set(row[row >= 0].tolist()) for row in cross_exact]
     space = faiss.ParameterSpace()
