@@ -211,3 +211,12 @@ def test_ndjson_numbers_read_as_the_standard_library_reads_them(tmp_path):
     dataset = read_dataset(path)
     assert dataset.films[0].infobox == {"budget": "123456789012345678901234567890"}
     assert dataset.films[1].infobox == {"x": "nan"}
+
+
+@pytest.mark.parametrize("name", ["Alien (film)", "", "  ", "x" * MAX_NAME_CHARS, "x" * (MAX_NAME_CHARS + 1), "a\tb",
+                                  "a\x85b", "a\u00a0b", "a\u2028b", "Lone \ud800 surrogate", "Zoë"])
+def test_the_fast_name_check_agrees_with_name_problem(name):
+    from common.limits import name_problem, names_are_fine
+
+    assert names_are_fine([name]) == (name_problem(name) is None)
+    assert names_are_fine(["Fine", name, "Also fine"]) == (name_problem(name) is None)

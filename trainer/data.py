@@ -29,7 +29,7 @@ import numpy as np
 import orjson
 
 from common.files import sha256_file
-from common.limits import MAX_NAME_CHARS, name_problem
+from common.limits import name_problem, names_are_fine
 from trainer.arrays import distinct_sorted
 from trainer.errors import TrainerError
 
@@ -345,23 +345,10 @@ def _accepted_links(path: Path, fmt: str, accepted: np.ndarray) -> Iterator[list
 
 
 def _film_problem(film: Film) -> str | None:
-    if _names_are_fine(film.links) and _names_are_fine((film.title,)):
+    if names_are_fine(film.links) and names_are_fine((film.title,)):
         return None
     return _name_problem("title", film.title) or next(
         (f"{problem} (in {_cut(film.title)})" for link in film.links if (problem := _name_problem("link", link))), None)
-
-
-# The characters of Unicode category Cc, those common.limits.name_problem refuses.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def _names_are_fine(names: Sequence[str]) -> bool:
-    """True when no name has a name_problem, found by a few C-speed passes over them all
-    (a million films have 30 M link names); False: look at each name for the problem."""
-    joined = "".join(names)
-    return (all(map(str.strip, names))
-            and (len(joined) <= MAX_NAME_CHARS or max(map(len, names)) <= MAX_NAME_CHARS)
-            and (joined.isprintable() or not _CONTROL.search(joined)))
 
 
 def _name_problem(what: str, name: str) -> str | None:
