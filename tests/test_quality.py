@@ -49,6 +49,12 @@ def test_genres_are_the_links_after_the_cast():
     assert dataset_genres([infobox, {}], [["Tom Hanks", "Tim Allen", "Comedy"], ["Drama"]]) == [
         frozenset({"Comedy"}), frozenset({"Drama"})]
 
+    def unread():  # a million films' links read back from the file: not when no film has a cast
+        raise AssertionError("links read")
+        yield
+
+    assert dataset_genres([{}, {"director": "John Lasseter"}], unread()) is None
+
 
 def test_tfidf_reference_and_neighbour_measures_on_planted_groups(monkeypatch):
     # 60 movies in 6 groups; each group shares its own 4 links, and every movie links to one common link.

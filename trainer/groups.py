@@ -37,9 +37,12 @@ def film_genres(infobox: Mapping[str, str], links: Sequence[str]) -> list[str] |
     return [link for link in links[start:] if link not in extras]
 
 
-def dataset_genres(infoboxes: Iterable[Mapping[str, str]], links: Iterable[Sequence[str]]) -> list[frozenset[str]] | None:
+def dataset_genres(infoboxes: Sequence[Mapping[str, str]], links: Iterable[Sequence[str]]) -> list[frozenset[str]] | None:
     """Each film's genres (an empty set where none are known), or None when the dataset does not
-    have the cast-then-genres shape (see the module docstring)."""
+    have the cast-then-genres shape (see the module docstring). Without a "starring" field
+    anywhere, `links` is not iterated (the trainer reads them back from the file for this)."""
+    if not any(infobox.get("starring") for infobox in infoboxes):
+        return None
     genres, with_cast, shaped = [], 0, 0
     for infobox, film_links in zip(infoboxes, links):
         found = film_genres(infobox, film_links)

@@ -118,9 +118,7 @@ def train(
     info = [dataset.info[i] for i in kept.tolist()]
     attributes = [film_attributes(f) for f in info]
     started = time.perf_counter()
-    genres = None
-    if any(f.infobox.get("starring") for f in info):  # else there are none (dataset_genres): skip reading every link
-        genres = dataset_genres((f.infobox for f in info), dataset.all_links(kept.tolist()))
+    genres = dataset_genres([f.infobox for f in info], dataset.all_links(kept.tolist()))
     metrics, models = evaluate_run(movie_vectors, link_vectors, train_pairs, heldout_pairs, attributes, config.seed,
                                    franchises=franchise_groups(vocab.movies, [film_identity(f.infobox) for f in info]),
                                    genres=genres)
