@@ -103,7 +103,7 @@ def calibrate(
         picked = np.sort(np.random.default_rng(seed + 1).choice(len(other), min(queries, len(other)), replace=False))
         cross_queries = np.ascontiguousarray(other[picked], dtype=np.float32)
         _, cross_exact = faiss.knn(cross_queries, vectors, K, faiss.METRIC_INNER_PRODUCT)
-        cross_truth = [set(row[row >= 0].tolist()) for row in cross_exact]
+        cross_truth = _tops(cross_exact)
     space = faiss.ParameterSpace()
     best: Calibration | None = None
     for params in settings:
@@ -114,12 +114,16 @@ def calibrate(
         cross = None
         if cross_queries is not None:
             _, found = index.search(cross_queries, K)
-            cross = _recall([set(row[row >= 0].tolist()) for row in found], cross_truth)
+            cross = _recall(_tops(found), cross_truth)
         best = Calibration(params=params, recall_at_10=recall, queries=len(rows), target=target,
                            cross_recall_at_10=cross)
         if best.reached:
             break
     return best
+
+
+def _tops(ids: np.ndarray) -> list[set[int]]:
+    return [set(found[found >= 0].tolist()) for found in ids]
 
 
 def _top_without_self(ids: np.ndarray, rows: np.ndarray) -> list[set[int]]:
