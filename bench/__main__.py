@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 WORK = ROOT / "bench" / "work"
 
 SIZES = {
@@ -58,7 +57,7 @@ def main() -> None:
     results: dict = {"size": args.size, "machine": machine(), "started_at": _now()}
     data = Path(size["data"])
     if not data.exists():
-        _run([sys.executable, "-m", "trainer", "synth", *size["synth"], "--out", str(data), "--quiet"])
+        _run([sys.executable, "-m", "movielinks.trainer", "synth", *size["synth"], "--out", str(data), "--quiet"])
     stamp = time.strftime("%Y%m%dT%H%M%S")
     run, index = WORK / f"run-{args.size}-{stamp}", WORK / f"index-{args.size}"
     out = ROOT / "bench" / f"results-{args.size}.json"
@@ -95,7 +94,7 @@ def machine() -> dict:
 
 def train(data: Path, run: Path, extra: list[str]) -> dict:
     """`trainer train` as a user runs it: its manifest's figures and its peak memory."""
-    seconds, peak_gb = _run([sys.executable, "-m", "trainer", "train", "--data", str(data), "--out", str(run),
+    seconds, peak_gb = _run([sys.executable, "-m", "movielinks.trainer", "train", "--data", str(data), "--out", str(run),
                              "--quiet", *extra])
     metrics = json.loads((run / "manifest.json").read_text())["metrics"]
     steady = metrics["epoch_seconds"][1:] or metrics["epoch_seconds"]
@@ -111,9 +110,9 @@ def train(data: Path, run: Path, extra: list[str]) -> dict:
 
 def build(run: Path, index: Path) -> dict:
     """`indexer build` (auto factory): its time, memory and what it chose."""
-    seconds, peak_gb = _run([sys.executable, "-m", "indexer", "build", str(run), "--out", str(index), "--quiet"])
-    from indexer.root import current_version_name, version_dir
-    from indexer.version import IndexManifest
+    seconds, peak_gb = _run([sys.executable, "-m", "movielinks.indexer", "build", str(run), "--out", str(index), "--quiet"])
+    from movielinks.indexer.root import current_version_name, version_dir
+    from movielinks.indexer.version import IndexManifest
 
     manifest = IndexManifest.load(version_dir(index, current_version_name(index)))
     return {"wall_s": seconds, "peak_rss_gb": peak_gb,
@@ -125,8 +124,8 @@ def search_recall(index: Path, n_queries: int = 1000) -> dict:
     and the movie index asked by a movie) and a link's movies (the movie index asked by a link)."""
     import faiss
 
-    from common.neighbours import search
-    from indexer.root import load_current
+    from movielinks.common.neighbours import search
+    from movielinks.indexer.root import load_current
 
     version = load_current(index)
     vectors = version.movie_vectors

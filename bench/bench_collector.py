@@ -36,10 +36,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from collector import xmldump  # noqa: E402
-from collector.collect import collect  # noqa: E402
+from movielinks.collector import xmldump  # noqa: E402
+from movielinks.collector.collect import collect  # noqa: E402
 from tests.collector_fixtures import FOOTER, HEADER, page, write_multistream  # noqa: E402
 
 PAGES_PER_STREAM = 100
@@ -202,9 +201,9 @@ def redirect_auc(work: Path, films: int = 4000, groups: int = 40, people_per_gro
         name = "resolved" if resolve else "as-written"
         summary = collect(dump, work / f"auc-{name}.ndjson", workers=1, resolve=resolve)
         run = work / f"auc-run-{name}-{int(time.time())}"
-        subprocess.run([sys.executable, "-m", "trainer", "train", "--data", str(work / f"auc-{name}.ndjson"),
+        subprocess.run([sys.executable, "-m", "movielinks.trainer", "train", "--data", str(work / f"auc-{name}.ndjson"),
                         "--out", str(run)], check=True, capture_output=True)
-        shown = subprocess.run([sys.executable, "-m", "trainer", "evaluate", str(run), "--json"], check=True,
+        shown = subprocess.run([sys.executable, "-m", "movielinks.trainer", "evaluate", str(run), "--json"], check=True,
                                capture_output=True, text=True)
         metrics = json.loads(shown.stdout)
         print(f"| {name} | {summary.films:,} | {len({l for r in _records(work / f'auc-{name}.ndjson') for l in r[2]}):,} "

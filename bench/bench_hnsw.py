@@ -10,16 +10,13 @@ efSearch. This is what the README's "Choosing the graph" table was measured with
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import faiss
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from indexer.root import load_current  # noqa: E402
+from movielinks.indexer.root import load_current  # noqa: E402
 
 
 def main() -> None:

@@ -24,14 +24,13 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "data"
 DATASETS = {"us": DATA / "wp_movies_us.ndjson", "oscars": DATA / "wp_movies_oscars.ndjson"}
 EXAMPLES = ("Interstellar (film)", "Toy Story 3", "The Godfather", "Star Wars (film)")
 
 
 def train_once(data: Path, out: Path, settings: str) -> tuple[dict, float]:
-    command = [sys.executable, "-m", "trainer", "train", "--data", str(data), "--out", str(out), "--quiet",
+    command = [sys.executable, "-m", "movielinks.trainer", "train", "--data", str(data), "--out", str(out), "--quiet",
                *shlex.split(settings)]
     started = time.perf_counter()
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
@@ -69,7 +68,7 @@ def row(settings: str, name: str, m: dict, cosine: float, seconds: float) -> str
 
 
 def main() -> None:
-    from trainer.run import load_run
+    from movielinks.trainer.run import load_run
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--settings", action="append", help="trainer train options (repeatable; default: none)")

@@ -26,12 +26,11 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def start_server(index: str) -> tuple[subprocess.Popen, str, float]:
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "server", "--index", index, "--port", "0"], cwd=ROOT,
+    process = subprocess.Popen([sys.executable, "-m", "movielinks.server", "--index", index, "--port", "0"], cwd=ROOT,
                                stderr=subprocess.PIPE, text=True)
     for line in process.stderr:
         match = re.search(r"listening on (\S+:\d+)", line)
@@ -57,8 +56,8 @@ def client_loop(address: str, titles: list[str], seconds: float, seed: int, resu
     """One client process: SimilarMovies on random titles for `seconds`; puts (count, p50 ms, p99 ms)."""
     import grpc
 
-    from proto import movielinks_pb2 as pb
-    from proto import movielinks_pb2_grpc as pb_grpc
+    from movielinks.proto import movielinks_pb2 as pb
+    from movielinks.proto import movielinks_pb2_grpc as pb_grpc
 
     rng = np.random.default_rng(seed)
     latencies = []
@@ -108,9 +107,9 @@ def fixed_overhead_mb(work: Path) -> float:
     beyond its index (Python, gRPC, FAISS, numpy, scikit-learn), the "fixed overhead" of issue 9."""
     import grpc
 
-    from indexer.build import build_index
-    from proto import movielinks_pb2 as pb
-    from proto import movielinks_pb2_grpc as pb_grpc
+    from movielinks.indexer.build import build_index
+    from movielinks.proto import movielinks_pb2 as pb
+    from movielinks.proto import movielinks_pb2_grpc as pb_grpc
     from tests.fixtures import make_run
 
     shutil.rmtree(work, ignore_errors=True)
@@ -138,9 +137,9 @@ def measure_service(index: str, *, seconds: float = 5.0, queries: int = 3000) ->
     import faiss
     import grpc
 
-    from indexer.root import load_current
-    from proto import movielinks_pb2 as pb
-    from proto import movielinks_pb2_grpc as pb_grpc
+    from movielinks.indexer.root import load_current
+    from movielinks.proto import movielinks_pb2 as pb
+    from movielinks.proto import movielinks_pb2_grpc as pb_grpc
 
     version = load_current(index)
     titles = list(version.movie_names)
@@ -234,7 +233,7 @@ def similar_movies_filter(version, titles: list[str]):
     """The filter of the filtered SimilarMovies rows: years 1970-2010, the query's franchise and 20
     titles excluded, and where the version has the films' links, must link to "Science Fiction"
     (else the most linked link)."""
-    from proto import movielinks_pb2 as pb
+    from movielinks.proto import movielinks_pb2 as pb
 
     movie_filter = pb.MovieFilter(min_year=1970, max_year=2010, exclude_franchise=True, exclude_titles=titles[:20])
     if version.movie_links is not None:

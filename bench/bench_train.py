@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def train_once(data: str, out: Path, epochs: int, objective: str) -> dict:
-    command = [sys.executable, "-m", "trainer", "train", "--data", data, "--out", str(out), "--epochs", str(epochs),
+    command = [sys.executable, "-m", "movielinks.trainer", "train", "--data", data, "--out", str(out), "--epochs", str(epochs),
                "--objective", objective, "--quiet"]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output = process.stdout.read()

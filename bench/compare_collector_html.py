@@ -17,9 +17,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from collector.collect import collect  # noqa: E402
+from movielinks.collector.collect import collect  # noqa: E402
 
 
 def read(path: Path) -> dict[str, list]:

@@ -11,14 +11,12 @@ No TensorFlow is needed.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from indexer.build import DEFAULT_NEIGHBOURS_K, build_index
+from movielinks.indexer.build import DEFAULT_NEIGHBOURS_K, build_index
 from tests.fixtures import make_run
 
 REAL_MOVIES = 36_038  # films in wp_movies_us.ndjson

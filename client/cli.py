@@ -22,10 +22,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from common.about import package_version
-from client.client import (SERVER_ENV, TOKEN_ENV, ClientError, Explanation, Info, MovieFilter, MovielinksClient,
+from movielinks.common.about import package_version
+from movielinks.client.client import (SERVER_ENV, TOKEN_ENV, ClientError, Explanation, Info, MovieFilter, MovielinksClient,
                            Neighbour, Neighbours, Prediction, Recommendation, SharedLink, TitleMatch)
-from common.signals import exit_cleanly_on_sigterm
+from movielinks.common.signals import exit_cleanly_on_sigterm
 
 EPILOG = f"""\
 The server is --server HOST:PORT, else ${SERVER_ENV}, else 127.0.0.1:50051.

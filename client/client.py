@@ -13,10 +13,10 @@ from typing import Any, Iterator, Sequence
 import grpc
 from google.protobuf import json_format
 
-from common.records import Prediction
-from proto import SERVICE_NAME
-from proto import movielinks_pb2 as pb
-from proto import movielinks_pb2_grpc as pb_grpc
+from movielinks.common.records import Prediction
+from movielinks.proto import SERVICE_NAME
+from movielinks.proto import movielinks_pb2 as pb
+from movielinks.proto import movielinks_pb2_grpc as pb_grpc
 
 SERVER_ENV = "MOVIELINKS_SERVER"
 TOKEN_ENV = "MOVIELINKS_TOKEN"
@@ -412,7 +412,7 @@ class MovielinksClient:
         when stderr is a terminal (never into a file or a pipe)."""
         from tqdm import tqdm
 
-        from common.neighbour_files import NeighbourWriter
+        from movielinks.common.neighbour_files import NeighbourWriter
 
         try:
             writer = NeighbourWriter(path)

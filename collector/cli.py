@@ -10,7 +10,7 @@ import dataclasses
 import json
 import sys
 
-from collector.record import CollectorError
+from movielinks.collector.record import CollectorError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _collect(args: argparse.Namespace) -> int:
-    from collector.collect import collect
+    from movielinks.collector.collect import collect
 
     if args.workers is not None and args.workers < 1:
         raise CollectorError(f"--workers {args.workers}: give 1 or more")
@@ -73,7 +73,7 @@ def _collect(args: argparse.Namespace) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from collector.fetch import fetch_dump
+    from movielinks.collector.fetch import fetch_dump
 
     dump, index = fetch_dump(args.wiki, args.date, args.cache, args.base_url, progress=not args.quiet)
     print(dump)

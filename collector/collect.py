@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from common.files import atomic_file
+from movielinks.common.files import atomic_file
 
-from collector import htmlpages, xmldump
-from collector.engine import run_in_order
-from collector.record import ChunkResult, CollectorError, FilmRecord
+from movielinks.collector import htmlpages, xmldump
+from movielinks.collector.engine import run_in_order
+from movielinks.collector.record import ChunkResult, CollectorError, FilmRecord
 
 DUPLICATE_TITLE = "duplicate title"
 _MAX_REDIRECT_HOPS = 8

@@ -14,7 +14,7 @@ import logging
 import os
 from typing import Any, Callable, Iterable, Iterator
 
-from collector.record import CollectorError
+from movielinks.collector.record import CollectorError
 
 CONNECT_TIMEOUT_S = 10  # to reach a --scheduler
 

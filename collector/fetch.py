@@ -13,10 +13,10 @@ import os
 import re
 from pathlib import Path
 
-from common.download import BASE_URL_ENV, DownloadError, Expected, download_verified, fetch_bytes, locked, sha1_file
-from common.files import atomic_write_bytes
+from movielinks.common.download import BASE_URL_ENV, DownloadError, Expected, download_verified, fetch_bytes, locked, sha1_file
+from movielinks.common.files import atomic_write_bytes
 
-from collector.record import CollectorError
+from movielinks.collector.record import CollectorError
 
 CACHE_ENV = "MOVIELINKS_CACHE"
 DEFAULT_CACHE = "~/.cache/movielinks"

@@ -23,9 +23,9 @@ from typing import Iterator
 import lxml.html
 import mwparserfromhell
 
-from collector.links import Namespaces, normalise_link, normalise_title
-from collector.record import ChunkResult, CollectorError, FilmRecord, Problem, ratings_from_text
-from collector.wikitext import DISAMBIGUATION, FILM_TEMPLATE, NOT_A_FILM, flatten
+from movielinks.collector.links import Namespaces, normalise_link, normalise_title
+from movielinks.collector.record import ChunkResult, CollectorError, FilmRecord, Problem, ratings_from_text
+from movielinks.collector.wikitext import DISAMBIGUATION, FILM_TEMPLATE, NOT_A_FILM, flatten
 
 NO_CONTENT = "HTML page without article content"
 BAD_HTML = "unreadable HTML page"

@@ -14,8 +14,8 @@ import mwparserfromhell
 from mwparserfromhell import nodes
 from mwparserfromhell.wikicode import Wikicode
 
-from collector.links import Namespaces, normalise_link, normalise_title
-from collector.record import FilmRecord, ratings_from_text
+from movielinks.collector.links import Namespaces, normalise_link, normalise_title
+from movielinks.collector.record import FilmRecord, ratings_from_text
 
 FILM_TEMPLATE = "Infobox film"
 

@@ -17,9 +17,9 @@ import re
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
-from collector.links import Namespaces, normalise_title
-from collector.record import ChunkResult, CollectorError, Problem
-from collector.wikitext import FILM_HINT, film_from_wikitext
+from movielinks.collector.links import Namespaces, normalise_title
+from movielinks.collector.record import ChunkResult, CollectorError, Problem
+from movielinks.collector.wikitext import FILM_HINT, film_from_wikitext
 
 DEFAULT_CHUNK_BYTES = 8 << 20  # compressed (or plain XML) bytes per unit of work
 

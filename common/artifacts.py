@@ -21,10 +21,10 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from common.files import sha256_file
-from common.franchises import film_identity
-from common.records import AttributeModel, MovieRecord, release_year
-from common.title_index import ById
+from movielinks.common.files import sha256_file
+from movielinks.common.franchises import film_identity
+from movielinks.common.records import AttributeModel, MovieRecord, release_year
+from movielinks.common.title_index import ById
 
 MANIFEST = "manifest.json"
 MOVIES = "movies.jsonl"

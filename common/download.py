@@ -20,7 +20,7 @@ from typing import Callable, Iterator
 
 from tqdm import tqdm
 
-from common.files import fsync_dir
+from movielinks.common.files import fsync_dir
 
 BASE_URL_ENV = "MOVIELINKS_FETCH_BASE_URL"
 PARTIAL_SUFFIX = ".partial"

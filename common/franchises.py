@@ -23,7 +23,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from common.records import release_year
+from movielinks.common.records import release_year
 
 _QUALIFIER = re.compile(r"\s*\([^()]*\)\s*$")
 _SUBTITLE = re.compile(r"\s*(?::|\s[-\u2013\u2014]\s)\s*")

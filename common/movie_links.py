@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import npz
+from movielinks.common import npz
 
 FILE = "movie_links.npz"
 

@@ -33,8 +33,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
 
-from common.files import atomic_file, remove_orphaned_partials
-from common.records import Neighbours
+from movielinks.common.files import atomic_file, remove_orphaned_partials
+from movielinks.common.records import Neighbours
 
 FORMATS = (".csv", ".jsonl", ".parquet")
 COLUMNS = ("movie", "rank", "neighbour", "score")

@@ -1,4 +1,4 @@
 """`python -m indexer`: the same as the `indexer` command."""
-from indexer.cli import main
+from movielinks.indexer.cli import main
 
 raise SystemExit(main())

@@ -18,17 +18,18 @@ import faiss
 import numpy as np
 from tqdm import tqdm
 
-from common.artifacts import file_checksums
-from common.files import atomic_directory
-from common.neighbours import all_similar_rows
-from indexer import version
-from indexer.calibrate import DEFAULT_TARGET_RECALL, Calibration, calibrate
-from indexer.errors import IndexerError
-from indexer.root import new_version_name, publish, version_dir
-from indexer.version import IndexDescription, IndexManifest
-import trainer.run
-from trainer.run import Run, load_run
-from trainer.errors import TrainerError
+from movielinks.common.artifacts import file_checksums
+from movielinks.common.files import atomic_directory
+from movielinks.common.neighbours import all_similar_rows
+from movielinks.indexer import version
+from movielinks.indexer.calibrate import DEFAULT_TARGET_RECALL, Calibration, calibrate
+from movielinks.indexer.errors import IndexerError
+from movielinks.indexer.root import new_version_name, publish, version_dir
+from movielinks.indexer.version import IndexDescription, IndexManifest
+import movielinks.trainer.run
+from movielinks import trainer
+from movielinks.trainer.run import Run, load_run
+from movielinks.trainer.errors import TrainerError
 
 # Vectors are added in chunks so the progress bar moves on big catalogues (HNSW adds slowly).
 _ADD_CHUNK = 16384

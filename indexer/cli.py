@@ -14,15 +14,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from common.about import package_version
-from common.signals import exit_cleanly_on_sigterm
-from indexer.build import APPROXIMATE_FACTORY, AUTO, DEFAULT_NEIGHBOURS_K, EXACT_MAX_VECTORS, build_index
-from indexer.calibrate import DEFAULT_TARGET_RECALL
-from indexer.errors import IndexerError
-from indexer.export import export_neighbours
-from indexer.prune import prune
-from indexer.root import CURRENT, VERSIONS, current_version_name, list_versions, load_index, version_dir, versions_dir
-from indexer.version import IndexManifest
+from movielinks.common.about import package_version
+from movielinks.common.signals import exit_cleanly_on_sigterm
+from movielinks.indexer.build import APPROXIMATE_FACTORY, AUTO, DEFAULT_NEIGHBOURS_K, EXACT_MAX_VECTORS, build_index
+from movielinks.indexer.calibrate import DEFAULT_TARGET_RECALL
+from movielinks.indexer.errors import IndexerError
+from movielinks.indexer.export import export_neighbours
+from movielinks.indexer.prune import prune
+from movielinks.indexer.root import CURRENT, VERSIONS, current_version_name, list_versions, load_index, version_dir, versions_dir
+from movielinks.indexer.version import IndexManifest
 
 EXIT_ERROR = 2
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from common.limits import MAX_NEIGHBOURS_K
-from common.neighbour_files import NeighbourWriter
-from common.neighbours import BATCH_ROWS, all_similar_rows, named
-from indexer.errors import IndexerError
-from indexer.version import IndexVersion
+from movielinks.common.limits import MAX_NEIGHBOURS_K
+from movielinks.common.neighbour_files import NeighbourWriter
+from movielinks.common.neighbours import BATCH_ROWS, all_similar_rows, named
+from movielinks.indexer.errors import IndexerError
+from movielinks.indexer.version import IndexVersion
 
 
 def export_neighbours(

@@ -12,9 +12,9 @@ import shutil
 import time
 from pathlib import Path
 
-from common.files import fsync_dir
-from indexer.errors import IndexerError
-from indexer.root import CURRENT, VERSIONS, current_version_name, list_versions, versions_dir
+from movielinks.common.files import fsync_dir
+from movielinks.indexer.errors import IndexerError
+from movielinks.indexer.root import CURRENT, VERSIONS, current_version_name, list_versions, versions_dir
 
 STALE_STAGING_S = 3600
 

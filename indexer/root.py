@@ -12,9 +12,9 @@ from __future__ import annotations
 import datetime
 from pathlib import Path
 
-from common.files import atomic_write_bytes
-from indexer.errors import IndexerError
-from indexer.version import MANIFEST, IndexVersion, load_version
+from movielinks.common.files import atomic_write_bytes
+from movielinks.indexer.errors import IndexerError
+from movielinks.indexer.version import MANIFEST, IndexVersion, load_version
 
 CURRENT = "CURRENT"
 VERSIONS = "versions"

@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING
 
 import faiss
 
-from common import npz
+from movielinks.common import npz
 
-from indexer.errors import IndexerError
+from movielinks.indexer.errors import IndexerError
 
 if TYPE_CHECKING:
-    from indexer.version import IndexVersion
+    from movielinks.indexer.version import IndexVersion
 
 
 def validate_version(v: IndexVersion) -> None:

@@ -42,14 +42,14 @@ from typing import Any, Sequence
 import faiss
 import numpy as np
 
-from common import artifacts, movie_links as movie_links_file, npz
-from common.artifacts import ArtifactError, MovieRecordFile
-from common.files import sha256_file
-from common.records import AttributeModel, MovieRecord
-from common.franchises import franchise_groups
-from common.title_index import TitleIndex
-from indexer.errors import IndexerError
-from indexer.validate import validate_version
+from movielinks.common import artifacts, movie_links as movie_links_file, npz
+from movielinks.common.artifacts import ArtifactError, MovieRecordFile
+from movielinks.common.files import sha256_file
+from movielinks.common.records import AttributeModel, MovieRecord
+from movielinks.common.franchises import franchise_groups
+from movielinks.common.title_index import TitleIndex
+from movielinks.indexer.errors import IndexerError
+from movielinks.indexer.validate import validate_version
 
 INDEX_FORMAT = "movielinks.index/1"
 MANIFEST = artifacts.MANIFEST

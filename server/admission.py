@@ -26,7 +26,7 @@ from typing import Callable
 import faiss
 import grpc
 
-from proto import SERVICE_NAME
+from movielinks.proto import SERVICE_NAME
 
 log = logging.getLogger("movielinks.server")
 

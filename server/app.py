@@ -13,15 +13,15 @@ import threadpoolctl
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
-from common.neighbours import use_one_core_per_thread
-from indexer.errors import IndexerError
-from indexer.root import load_current
-from proto import SERVICE_NAME
-from proto import movielinks_pb2_grpc as pb_grpc
-from server.errors import cannot_start
-from server.service import MovieService
-from server.servicer import MovielinksServicer
-from server.versions import ServiceHolder
+from movielinks.common.neighbours import use_one_core_per_thread
+from movielinks.indexer.errors import IndexerError
+from movielinks.indexer.root import load_current
+from movielinks.proto import SERVICE_NAME
+from movielinks.proto import movielinks_pb2_grpc as pb_grpc
+from movielinks.server.errors import cannot_start
+from movielinks.server.service import MovieService
+from movielinks.server.servicer import MovielinksServicer
+from movielinks.server.versions import ServiceHolder
 
 log = logging.getLogger("movielinks.server")
 

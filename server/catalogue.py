@@ -15,11 +15,11 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from common.neighbours import all_similar_rows, search, similar_rows
-from indexer.version import IndexVersion
-from server.errors import Kind, ServiceError
-from server.filters import best_allowed, filtered_search, from_stored
-from server.recommend import average_vector_query, best_scores, svm_direction
+from movielinks.common.neighbours import all_similar_rows, search, similar_rows
+from movielinks.indexer.version import IndexVersion
+from movielinks.server.errors import Kind, ServiceError
+from movielinks.server.filters import best_allowed, filtered_search, from_stored
+from movielinks.server.recommend import average_vector_query, best_scores, svm_direction
 
 Ranked = tuple[np.ndarray, np.ndarray]  # (ids int64 [n, k], scores float32 [n, k])
 

@@ -16,15 +16,15 @@ import threading
 import time
 from pathlib import Path
 
-from common.about import package_version
-from server.admission import AdmissionInterceptor, default_slots
-from server.app import load_service, start
-from server.errors import ServiceError
-from server.service import MovieService
-from server.observability import Metrics, MetricsInterceptor, configure_logging
-from server.recommend import load_svm
-from server.security import MalformedRequestInterceptor, TokenInterceptor, load_token, server_credentials
-from server.versions import ServiceHolder, VersionWatcher
+from movielinks.common.about import package_version
+from movielinks.server.admission import AdmissionInterceptor, default_slots
+from movielinks.server.app import load_service, start
+from movielinks.server.errors import ServiceError
+from movielinks.server.service import MovieService
+from movielinks.server.observability import Metrics, MetricsInterceptor, configure_logging
+from movielinks.server.recommend import load_svm
+from movielinks.server.security import MalformedRequestInterceptor, TokenInterceptor, load_token, server_credentials
+from movielinks.server.versions import ServiceHolder, VersionWatcher
 
 log = logging.getLogger("movielinks.server")
 
@@ -202,7 +202,7 @@ def _watcher(index_root: str, holder: ServiceHolder, metrics: Metrics) -> Versio
 
 def _gateway(args: argparse.Namespace, local: str):
     """The HTTP gateway on --host:--http-port, started; OSError (filename "HTTP") when the port is taken."""
-    from server.gateway import GatewayServer, TlsFiles  # Starlette and uvicorn only when asked for
+    from movielinks.server.gateway import GatewayServer, TlsFiles  # Starlette and uvicorn only when asked for
 
     tls = TlsFiles(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None
     try:

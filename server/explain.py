@@ -26,8 +26,8 @@ from typing import Callable
 import faiss
 import numpy as np
 
-from common.movie_links import MovieLinks
-from common.neighbours import search
+from movielinks.common.movie_links import MovieLinks
+from movielinks.common.neighbours import search
 
 EXACT_ASSOCIATION_LINKS = 100_000
 ASSOCIATION_CANDIDATES = 256

@@ -14,9 +14,9 @@ import weakref
 
 import numpy as np
 
-from server import limits
-from server.errors import invalid
-from server.service import MovieService
+from movielinks.server import limits
+from movielinks.server.errors import invalid
+from movielinks.server.service import MovieService
 
 DEFAULT_LIMIT = 10  # names a search returns when it does not say
 DEFAULT_MAP_SAMPLE = 1500

@@ -39,8 +39,8 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from proto import PROTO_PATH, SERVICE_NAME
-from proto import movielinks_pb2 as pb
+from movielinks.proto import PROTO_PATH, SERVICE_NAME
+from movielinks.proto import movielinks_pb2 as pb
 
 log = logging.getLogger("movielinks.gateway")
 

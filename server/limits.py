@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from common.limits import MAX_NAME_CHARS, MAX_NEIGHBOURS_K
-from server.errors import invalid
+from movielinks.common.limits import MAX_NAME_CHARS, MAX_NEIGHBOURS_K
+from movielinks.server.errors import invalid
 
 MAX_K = MAX_NEIGHBOURS_K  # largest k (and worst_k) any request may ask for
 DEFAULT_K = 10  # the k of a request that leaves it out (proto3 cannot tell 0 from absent)

@@ -27,8 +27,8 @@ import prometheus_client as prom
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2
 
-from proto import movielinks_pb2
-from server.service import MovieService
+from movielinks.proto import movielinks_pb2
+from movielinks.server.service import MovieService
 
 # Full method name -> its `rpc` label. A label value made from a caller's method name
 # would let anyone (even without the token) add metric series without limit.

@@ -23,9 +23,9 @@ from typing import Callable, Collection
 
 import grpc
 
-from server.errors import cannot_start
-from server.observability import non_blocking
-from server.titles import shown
+from movielinks.server.errors import cannot_start
+from movielinks.server.observability import non_blocking
+from movielinks.server.titles import shown
 
 log = logging.getLogger("movielinks.server")
 

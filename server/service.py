@@ -13,16 +13,16 @@ from urllib.parse import quote
 
 import numpy as np
 
-from common.neighbours import BATCH_ROWS, named
-from common.records import Neighbours, Prediction
-from common.title_index import NO_FRANCHISE
-from indexer.version import IndexVersion
-from server import explain, limits
-from server.catalogue import Catalogue, Ranked
-from server.errors import invalid, not_found
-from server.filters import FilterRequest, MovieFilter, allowed_movies
-from server.recommend import SCORE_MEANING, STRATEGIES
-from server.titles import TitleResolver, shown
+from movielinks.common.neighbours import BATCH_ROWS, named
+from movielinks.common.records import Neighbours, Prediction
+from movielinks.common.title_index import NO_FRANCHISE
+from movielinks.indexer.version import IndexVersion
+from movielinks.server import explain, limits
+from movielinks.server.catalogue import Catalogue, Ranked
+from movielinks.server.errors import invalid, not_found
+from movielinks.server.filters import FilterRequest, MovieFilter, allowed_movies
+from movielinks.server.recommend import SCORE_MEANING, STRATEGIES
+from movielinks.server.titles import TitleResolver, shown
 
 WIKIPEDIA = "https://en.wikipedia.org/wiki/"
 MAX_DIRECTOR_CHARS = 200

@@ -10,15 +10,15 @@ from typing import Callable
 import grpc
 from google.protobuf import struct_pb2
 
-from common.about import package_version
-from proto import movielinks_pb2 as pb
-from proto import movielinks_pb2_grpc as pb_grpc
-from common.records import Neighbours
-from server.errors import Kind, ServiceError
-from server.explore import explorer
-from server.filters import FilterRequest
-from server.limits import DEFAULT_K
-from server.service import MovieService, Reason, wikipedia_url
+from movielinks.common.about import package_version
+from movielinks.proto import movielinks_pb2 as pb
+from movielinks.proto import movielinks_pb2_grpc as pb_grpc
+from movielinks.common.records import Neighbours
+from movielinks.server.errors import Kind, ServiceError
+from movielinks.server.explore import explorer
+from movielinks.server.filters import FilterRequest
+from movielinks.server.limits import DEFAULT_K
+from movielinks.server.service import MovieService, Reason, wikipedia_url
 
 log = logging.getLogger("movielinks.server")
 

@@ -19,9 +19,9 @@ from typing import Sequence
 import numpy as np
 from rapidfuzz import fuzz, process
 
-from common.title_index import TitleIndex, fold, normalised  # noqa: F401 (re-exported)
-from common.title_index import key as title_key
-from server.errors import invalid, not_found
+from movielinks.common.title_index import TitleIndex, fold, normalised  # noqa: F401 (re-exported)
+from movielinks.common.title_index import key as title_key
+from movielinks.server.errors import invalid, not_found
 
 MAX_SUGGESTIONS = 5
 # Up to this many names a close match scans every spelling (tens of ms). Beyond, it scans

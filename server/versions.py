@@ -13,11 +13,11 @@ import threading
 from pathlib import Path
 from typing import Callable
 
-from indexer.errors import IndexerError
-from indexer.root import current_version_name, version_dir
-from indexer.version import load_version
-from server.service import MovieService
-from server.titles import shown
+from movielinks.indexer.errors import IndexerError
+from movielinks.indexer.root import current_version_name, version_dir
+from movielinks.indexer.version import load_version
+from movielinks.server.service import MovieService
+from movielinks.server.titles import shown
 
 log = logging.getLogger("movielinks.server")
 

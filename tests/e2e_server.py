@@ -23,7 +23,7 @@ class ServerProcess:
         self.log_lines: list[str] = []
         self._new_lines: queue.Queue[str | None] = queue.Queue()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "server", "--index", str(index_root), "--port", "0", *extra_args],
+            [sys.executable, "-m", "movielinks.server", "--index", str(index_root), "--port", "0", *extra_args],
             cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
         )
         # A thread reads stderr so that waiting for the start line can time out
@@ -93,5 +93,5 @@ def running_server(index_root: Path, *extra_args: str) -> Iterator[ServerProcess
 
 def build_index_cli(run: Path, root: Path, *extra_args: str) -> None:
     """`python -m indexer build RUN --out ROOT`, as a user would run it."""
-    subprocess.run([sys.executable, "-m", "indexer", "build", str(run), "--out", str(root), "--quiet", *extra_args],
+    subprocess.run([sys.executable, "-m", "movielinks.indexer", "build", str(run), "--out", str(root), "--quiet", *extra_args],
                    cwd=REPO, check=True, capture_output=True)

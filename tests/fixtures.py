@@ -5,9 +5,9 @@ from pathlib import Path
 
 import numpy as np
 
-from common.artifacts import Records
-from common.records import AttributeModel, MovieRecord
-from trainer.run import RunManifest, save_run
+from movielinks.common.artifacts import Records
+from movielinks.common.records import AttributeModel, MovieRecord
+from movielinks.trainer.run import RunManifest, save_run
 
 
 def clustered_unit_vectors(rng: np.random.Generator, n: int, dim: int, n_clusters: int) -> np.ndarray:

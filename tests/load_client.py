@@ -16,8 +16,8 @@ import time
 import grpc
 import numpy as np
 
-from proto import movielinks_pb2 as pb
-from proto import movielinks_pb2_grpc as pb_grpc
+from movielinks.proto import movielinks_pb2 as pb
+from movielinks.proto import movielinks_pb2_grpc as pb_grpc
 
 RECOMMEND_LIKED = 500
 

@@ -12,12 +12,13 @@ import grpc
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
-from common.files import sha256_file
-import indexer.root
-import indexer.version
-from indexer.build import build_index
-from proto import movielinks_pb2 as pb
-from proto import movielinks_pb2_grpc as pb_grpc
+from movielinks.common.files import sha256_file
+import movielinks.indexer.root
+from movielinks import indexer
+import movielinks.indexer.version
+from movielinks.indexer.build import build_index
+from movielinks.proto import movielinks_pb2 as pb
+from movielinks.proto import movielinks_pb2_grpc as pb_grpc
 from tests.e2e_server import ServerProcess
 from tests.fixtures import make_run
 

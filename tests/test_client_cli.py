@@ -12,9 +12,11 @@ from pathlib import Path
 import grpc
 import pytest
 
-import client.cli
-from client.cli import Exported, NameList, _parser, amount, main, render, table
-from client.client import (ClientError, Info, MovielinksClient, Neighbour, Neighbours, Prediction, Recommendation,
+import movielinks.client.cli
+
+from movielinks import client
+from movielinks.client.cli import Exported, NameList, _parser, amount, main, render, table
+from movielinks.client.client import (ClientError, Info, MovielinksClient, Neighbour, Neighbours, Prediction, Recommendation,
                            ScoredMovie, TitleMatch, server_address)
 
 NOBODY = "127.0.0.1:1"  # calls that fail before reaching the network never contact it
@@ -260,8 +262,8 @@ def test_calls_that_find_no_server_are_retried_by_grpcs_policy():
     """A stand-in servicer answers UNAVAILABLE twice (a server restarting), then answers; NOT_FOUND is not retried."""
     import concurrent.futures
 
-    from proto import movielinks_pb2 as pb
-    from proto import movielinks_pb2_grpc as pb_grpc
+    from movielinks.proto import movielinks_pb2 as pb
+    from movielinks.proto import movielinks_pb2_grpc as pb_grpc
 
     attempts = {"SimilarMovies": 0, "LookupTitle": 0}
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from collector import wikitext
-from collector.collect import collect, resolve_redirects
-from collector.record import CollectorError, FilmRecord
-from collector.xmldump import BAD_STREAM, MALFORMED_XML, NOT_A_FILM, OTHER_NAMESPACE, PARSER_ERROR, REDIRECT
+from movielinks.collector import wikitext
+from movielinks.collector.collect import collect, resolve_redirects
+from movielinks.collector.record import CollectorError, FilmRecord
+from movielinks.collector.xmldump import BAD_STREAM, MALFORMED_XML, NOT_A_FILM, OTHER_NAMESPACE, PARSER_ERROR, REDIRECT
 from tests.collector_fixtures import film_text, page, write_bz2, write_multistream, write_plain
 
 INTERSTELLAR = """{{Infobox film
@@ -223,7 +223,7 @@ def test_one_process_and_a_two_worker_dask_cluster_write_the_same_bytes(tmp_path
     outputs = []
     for workers in (1, 2):
         out = tmp_path / f"films-{workers}.ndjson.gz"
-        command = [sys.executable, "-m", "collector", "collect", str(dump), "--out", str(out),
+        command = [sys.executable, "-m", "movielinks.collector", "collect", str(dump), "--out", str(out),
                    "--workers", str(workers), "--chunk-mb", "0.0005", "--json"]
         done = subprocess.run(command, capture_output=True, text=True, timeout=180)
         assert done.returncode == 0, done.stderr
@@ -238,7 +238,7 @@ def test_a_killed_collector_leaves_nothing_under_the_output_name(tmp_path: Path)
                   page_id=i + 1) for i in range(30000)]
     dump = write_plain(tmp_path / "big.xml", pages)
     out = tmp_path / "films.ndjson"
-    process = subprocess.Popen([sys.executable, "-m", "collector", "collect", str(dump), "--out", str(out),
+    process = subprocess.Popen([sys.executable, "-m", "movielinks.collector", "collect", str(dump), "--out", str(out),
                                 "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     # Killed once it has worked a while (CPU time, not wall time: a loaded machine starts it late),
     # in the middle of reading the pages.
@@ -265,7 +265,7 @@ def test_scheduler_runs_the_units_on_an_existing_dask_cluster(tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     from distributed import LocalCluster
 
-    from collector import engine
+    from movielinks.collector import engine
 
     dump, _index = write_multistream(tmp_path / "w-20261101-pages-articles-multistream.xml.bz2", trap_pages())
     collect(dump, tmp_path / "local.ndjson", workers=1)

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from collector.cli import main
-from collector.collect import collect
-from collector.fetch import dump_file_names, fetch_dump
-from collector.record import CollectorError
+from movielinks.collector.cli import main
+from movielinks.collector.collect import collect
+from movielinks.collector.fetch import dump_file_names, fetch_dump
+from movielinks.collector.record import CollectorError
 from tests.collector_fixtures import film_text, page, write_multistream
 from tests.test_fetch import FileServer, server  # noqa: F401 - the fixture
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from collector.collect import collect
-from collector.htmlpages import NO_CONTENT, NO_FILM_INFOBOX, HtmlBatch, collect_batch
-from collector.record import CollectorError
+from movielinks.collector.collect import collect
+from movielinks.collector.htmlpages import NO_CONTENT, NO_FILM_INFOBOX, HtmlBatch, collect_batch
+from movielinks.collector.record import CollectorError
 
 SHARED_TARBALL = Path(__file__).resolve().parents[2] / "shared" / "data" / "oscar-movies-html.tar.gz"
 

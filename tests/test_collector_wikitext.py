@@ -6,9 +6,9 @@ import html
 import mwparserfromhell
 import pytest
 
-from collector.links import Namespaces, normalise_link
-from collector.record import ratings_from_text
-from collector.wikitext import DISAMBIGUATION, FILM_HINT, NOT_A_FILM, film_from_wikitext, wikilinks
+from movielinks.collector.links import Namespaces, normalise_link
+from movielinks.collector.record import ratings_from_text
+from movielinks.collector.wikitext import DISAMBIGUATION, FILM_HINT, NOT_A_FILM, film_from_wikitext, wikilinks
 
 ENGLISH = Namespaces.english()
 

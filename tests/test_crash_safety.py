@@ -8,11 +8,14 @@ import time
 from pathlib import Path
 
 
-import indexer.root
-import indexer.version
+import movielinks.indexer.root
+
+
+from movielinks import indexer
+import movielinks.indexer.version
 from tests.conftest import clustered_films, write_ndjson
 from tests.fixtures import make_run
-from trainer.run import load_run
+from movielinks.trainer.run import load_run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,7 +31,7 @@ def test_indexer_killed_while_publishing_leaves_only_complete_versions(tmp_path)
     # A run big enough that writing a version takes a while, so the kills land mid-write.
     run = make_run(tmp_path / "run", n_movies=60_000, n_links=2_000, dim=64)
     root = tmp_path / "index"
-    build = [sys.executable, "-m", "indexer", "build", str(run), "--out", str(root), "--quiet"]
+    build = [sys.executable, "-m", "movielinks.indexer", "build", str(run), "--out", str(root), "--quiet"]
     assert subprocess.run(build, cwd=REPO, capture_output=True).returncode == 0
     first = indexer.root.current_version_name(root)
     for delay_s in (0.6, 0.9, 1.2, 1.5, 1.8, 2.2):
@@ -44,7 +47,7 @@ def test_indexer_killed_while_publishing_leaves_only_complete_versions(tmp_path)
 def test_trainer_killed_at_any_point_leaves_no_partial_run_and_resumes(tmp_path):
     data = write_ndjson(tmp_path / "films.ndjson", clustered_films(n_films=3000))
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "trainer", "train", "--data", str(data), "--out", str(out), "--quiet",
+    command = [sys.executable, "-m", "movielinks.trainer", "train", "--data", str(data), "--out", str(out), "--quiet",
                "--dim", "16", "--epochs", "40", "--batch-positives", "64", "--min-link-count", "2"]
     checkpoint = Path(str(out) + ".checkpoint") / "checkpoint.npz"
     deadline = time.monotonic() + 60

@@ -6,9 +6,9 @@ import json
 import pytest
 
 from tests.conftest import write_ndjson
-from trainer.data import Film, detect_format, film_attributes, parse_dollars, parse_percent, read_dataset
-from common.limits import MAX_NAME_CHARS
-from trainer.errors import TrainerError
+from movielinks.trainer.data import Film, detect_format, film_attributes, parse_dollars, parse_percent, read_dataset
+from movielinks.common.limits import MAX_NAME_CHARS
+from movielinks.trainer.errors import TrainerError
 
 GOOD = ["Deadpool (film)", {"name": "Deadpool", "gross": "$783.1 million"}, ["Ryan Reynolds", "Superhero"], "84%", "7.2/10"]
 
@@ -173,7 +173,7 @@ def test_a_utf8_byte_order_mark_is_not_data(tmp_path, fmt):
 
 
 def _vocabulary_of(dataset):
-    from trainer.vocab import build_vocabulary
+    from movielinks.trainer.vocab import build_vocabulary
 
     vocab, kept = build_vocabulary(dataset.links, 3)
     return vocab.movies, vocab.links, vocab.pairs.tolist(), kept.tolist(), vocab.dropped_movies
@@ -182,8 +182,9 @@ def _vocabulary_of(dataset):
 @pytest.mark.parametrize("fmt", ["ndjson", "edges"])
 def test_reading_with_a_min_count_keeps_what_the_vocabulary_keeps_and_names_nothing_else(tmp_path, monkeypatch, fmt):
     # Issue 9: a million films' once-seen link names were all Python strings until the vocabulary dropped them.
-    import trainer.data
+    import movielinks.trainer.data
 
+    from movielinks import trainer
     films = [(f"Film {i}", [f"Link {(i * j) % 23}" for j in range(1, 8)] + [f"Only in {i}"]) for i in range(40)]
     films.insert(3, ("Bad (film)", ["Link\x001"]))
     path = tmp_path / f"f.{'ndjson' if fmt == 'ndjson' else 'tsv'}"
@@ -216,7 +217,7 @@ def test_ndjson_numbers_read_as_the_standard_library_reads_them(tmp_path):
 @pytest.mark.parametrize("name", ["Alien (film)", "", "  ", "x" * MAX_NAME_CHARS, "x" * (MAX_NAME_CHARS + 1), "a\tb",
                                   "a\x85b", "a\u00a0b", "a\u2028b", "Lone \ud800 surrogate", "Zoë"])
 def test_the_fast_name_check_agrees_with_name_problem(name):
-    from common.limits import name_problem, names_are_fine
+    from movielinks.common.limits import name_problem, names_are_fine
 
     assert names_are_fine([name]) == (name_problem(name) is None)
     assert names_are_fine(["Fine", name, "Also fine"]) == (name_problem(name) is None)

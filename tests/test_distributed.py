@@ -13,8 +13,8 @@ import pytest
 
 from tests.conftest import clustered_films, write_ndjson
 from tests.e2e_server import REPO
-from trainer.loop import worker_share
-from trainer.run import load_run
+from movielinks.trainer.loop import worker_share
+from movielinks.trainer.run import load_run
 
 SMALL = ["--dim", "16", "--epochs", "6", "--batch-positives", "128", "--min-link-count", "2",
          "--learning-rate", "0.05", "--quiet"]
@@ -25,7 +25,7 @@ def single_run(tmp_path_factory) -> tuple[Path, Path]:
     """(small dataset, its run trained by one process), shared by the cluster tests."""
     root = tmp_path_factory.mktemp("distributed")
     data = write_ndjson(root / "films.ndjson", clustered_films())
-    single = subprocess.run([sys.executable, "-m", "trainer", "train", "--data", str(data), "--out",
+    single = subprocess.run([sys.executable, "-m", "movielinks.trainer", "train", "--data", str(data), "--out",
                              str(root / "single"), *SMALL], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert single.returncode == 0, single.stderr
     return data, root / "single"
@@ -33,7 +33,7 @@ def single_run(tmp_path_factory) -> tuple[Path, Path]:
 
 def _launch(strategy_args: list[str], data: Path, out: Path) -> subprocess.CompletedProcess:
     # The launcher's own timeout stops the cluster; the test's is a backstop past it.
-    return subprocess.run([sys.executable, "-m", "trainer", "launch", *strategy_args, "--timeout", "400", "--",
+    return subprocess.run([sys.executable, "-m", "movielinks.trainer", "launch", *strategy_args, "--timeout", "400", "--",
                            "--data", str(data), "--out", str(out), *SMALL],
                           cwd=REPO, capture_output=True, text=True, timeout=450)
 
@@ -76,14 +76,14 @@ def test_each_worker_takes_its_share_of_a_batch():
 def test_a_process_that_is_not_the_chief_is_told_what_to_run(small_dataset, tmp_path):
     cluster = {"chief": ["127.0.0.1:1"], "worker": ["127.0.0.1:2"], "ps": ["127.0.0.1:3"]}
     env = {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}})}
-    done = subprocess.run([sys.executable, "-m", "trainer", "train", "--data", str(small_dataset), "--out",
+    done = subprocess.run([sys.executable, "-m", "movielinks.trainer", "train", "--data", str(small_dataset), "--out",
                            str(tmp_path / "run"), *SMALL], cwd=REPO, capture_output=True, text=True, timeout=300,
                           env={**os.environ, **env})
     assert done.returncode == 2 and "run `trainer serve` there" in done.stderr
-    bad = subprocess.run([sys.executable, "-m", "trainer", "serve"], cwd=REPO, capture_output=True, text=True,
+    bad = subprocess.run([sys.executable, "-m", "movielinks.trainer", "serve"], cwd=REPO, capture_output=True, text=True,
                          timeout=60, env={**os.environ, "TF_CONFIG": "not json"})
     assert bad.returncode == 2 and "TF_CONFIG is not a cluster description" in bad.stderr
     mirrored = {"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 1}}
-    served = subprocess.run([sys.executable, "-m", "trainer", "serve"], cwd=REPO, capture_output=True, text=True,
+    served = subprocess.run([sys.executable, "-m", "movielinks.trainer", "serve"], cwd=REPO, capture_output=True, text=True,
                             timeout=60, env={**os.environ, "TF_CONFIG": json.dumps(mirrored)})
     assert served.returncode == 2 and "every worker runs `trainer train`" in served.stderr

@@ -18,12 +18,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from sklearn.svm import SVC
 
-from client import ClientError, MovielinksClient
-from common.neighbour_files import read_neighbour_file
-from server.recommend import stand_in_dislike_ids
+from movielinks.client import ClientError, MovielinksClient
+from movielinks.common.neighbour_files import read_neighbour_file
+from movielinks.server.recommend import stand_in_dislike_ids
 from tests.e2e_server import REPO, ServerProcess, build_index_cli
 from tests.fixtures import make_run
-from trainer.run import load_run
+from movielinks.trainer.run import load_run
 
 TITLES = ["Interstellar (film)", "Star Wars (film)", "Star Wars: The Force Awakens", "The Martian (film)", "Alien (film)"]
 
@@ -192,7 +192,7 @@ def test_streaming_and_offline_exports_equal_single_queries(service, suffix):
     run, client, _, tmp = service
     streamed, offline = tmp / f"streamed{suffix}", tmp / f"offline{suffix}"
     assert client.export_to_file(streamed, k=5, progress=False) == 400 * 5
-    subprocess.run([sys.executable, "-m", "indexer", "export", str(tmp / "index"), "--k", "5", "--out", str(offline),
+    subprocess.run([sys.executable, "-m", "movielinks.indexer", "export", str(tmp / "index"), "--k", "5", "--out", str(offline),
                     "--quiet"], cwd=REPO, check=True, capture_output=True)
     streamed_rows, offline_rows = read_neighbour_file(streamed), read_neighbour_file(offline)
     assert list(streamed_rows) == [m.title for m in run.movies]
@@ -217,7 +217,7 @@ def client_cli(*args: str, server: str | None = None) -> subprocess.CompletedPro
     env = {k: v for k, v in os.environ.items() if k != "MOVIELINKS_SERVER"}
     if server:
         env["MOVIELINKS_SERVER"] = server
-    return subprocess.run([sys.executable, "-m", "client", *args], cwd=REPO, env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "movielinks.client", *args], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=60)
 
 
@@ -307,7 +307,7 @@ def test_a_client_waits_for_a_server_starting_when_asked_to(service):
 def test_a_grpc_port_in_use_is_one_line(service):
     _, _, server, tmp = service
     taken = int(server.address.rsplit(":", 1)[1])
-    refused = subprocess.run([sys.executable, "-m", "server", "--index", str(tmp / "index"), "--port", str(taken)],
+    refused = subprocess.run([sys.executable, "-m", "movielinks.server", "--index", str(tmp / "index"), "--port", str(taken)],
                              cwd=REPO, capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2
     assert refused.stderr.splitlines() == [f"server: error: cannot listen on 127.0.0.1:{taken}: Address already in use"]

@@ -15,11 +15,11 @@ import sys
 import numpy as np
 import pytest
 
-from client import ClientError, MovielinksClient
-from client.client import MovieFilter
+from movielinks.client import ClientError, MovielinksClient
+from movielinks.client.client import MovieFilter
 from tests.e2e_server import REPO, ServerProcess, build_index_cli
 from tests.fixtures import make_run
-from trainer.run import load_run
+from movielinks.trainer.run import load_run
 
 TITLES = ["Toy Story", "Toy Story 2", "Toy Story 3", "The Godfather", "Amélie", "Titanic (1997 film)",
           "Star Wars (film)", "Alien (film)"]
@@ -155,7 +155,7 @@ def test_titles_resolve_as_a_person_expects(served):
 
 
 def client_cli(server, *args):
-    return subprocess.run([sys.executable, "-m", "client", "--server", server.address, *args], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "movielinks.client", "--server", server.address, *args], cwd=REPO,
                           capture_output=True, text=True, timeout=60)
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from client import MovielinksClient
-from indexer.build import build_index
+from movielinks.client import MovielinksClient
+from movielinks.indexer.build import build_index
 from tests.e2e_server import REPO, running_server
 from tests.fixtures import make_run
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from common.limits import MAX_NEIGHBOURS_K
-from common.neighbour_files import NeighbourWriter, read_neighbour_file
+from movielinks.common.limits import MAX_NEIGHBOURS_K
+from movielinks.common.neighbour_files import NeighbourWriter, read_neighbour_file
 from tests.e2e_server import REPO, running_server
 from tests.ops_support import build
 
@@ -38,8 +38,8 @@ def server(index_root):
 
 def export_command(tool: str, index_root: Path, server_address: str, k: int, out: Path) -> list[str]:
     if tool == "indexer":
-        return [sys.executable, "-m", "indexer", "export", str(index_root), "--k", str(k), "--out", str(out), "--quiet"]
-    return [sys.executable, "-m", "client", "--server", server_address, "--json", "export", "--k", str(k),
+        return [sys.executable, "-m", "movielinks.indexer", "export", str(index_root), "--k", str(k), "--out", str(out), "--quiet"]
+    return [sys.executable, "-m", "movielinks.client", "--server", server_address, "--json", "export", "--k", str(k),
             "--out", str(out)]
 
 

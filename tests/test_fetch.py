@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from trainer.fetch import DATASETS, DataFile, Dataset, FetchError, fetch, git_blob_sha1
+from movielinks.trainer.fetch import DATASETS, DataFile, Dataset, FetchError, fetch, git_blob_sha1
 
 REPO = "someone/films"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

@@ -19,13 +19,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from indexer.build import build_index
-from proto import SERVICE_NAME
-from proto import movielinks_pb2 as pb
-from proto import movielinks_pb2_grpc as pb_grpc
-from server.app import MAX_MESSAGE_BYTES, load_service
-from server.limits import MAX_BATCH, MAX_K, MAX_STRING_CHARS
-from server.gateway import RPCS
+from movielinks.indexer.build import build_index
+from movielinks.proto import SERVICE_NAME
+from movielinks.proto import movielinks_pb2 as pb
+from movielinks.proto import movielinks_pb2_grpc as pb_grpc
+from movielinks.server.app import MAX_MESSAGE_BYTES, load_service
+from movielinks.server.limits import MAX_BATCH, MAX_K, MAX_STRING_CHARS
+from movielinks.server.gateway import RPCS
 from tests.e2e_server import ServerProcess, running_server
 from tests.fixtures import make_run
 

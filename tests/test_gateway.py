@@ -13,10 +13,10 @@ import grpc
 import pytest
 from google.protobuf import json_format
 
-from indexer.build import build_index
-from proto import movielinks_pb2 as pb
-from proto import movielinks_pb2_grpc as pb_grpc
-from server.gateway import RPCS
+from movielinks.indexer.build import build_index
+from movielinks.proto import movielinks_pb2 as pb
+from movielinks.proto import movielinks_pb2_grpc as pb_grpc
+from movielinks.server.gateway import RPCS
 from tests.e2e_server import REPO, running_server
 from tests.fixtures import make_run
 from tests.ops_support import sample, scrape
@@ -203,7 +203,7 @@ def test_http_port_in_use_is_one_line_and_exit_2(served, tmp_path):
     taken = urllib.parse.urlsplit(server.http_url).port
     args = server.process.args
     index = args[args.index("--index") + 1]
-    result = subprocess.run([sys.executable, "-m", "server", "--index", index, "--port", "0",
+    result = subprocess.run([sys.executable, "-m", "movielinks.server", "--index", index, "--port", "0",
                              "--http-port", str(taken)], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [

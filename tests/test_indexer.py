@@ -15,23 +15,26 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import common.neighbours
-import common.npz
-import indexer.build
-import indexer.calibrate
-import indexer.root
-import indexer.version
-from common.files import sha256_file
-from common.movie_links import MovieLinks
-from common.neighbour_files import read_neighbour_file
-from indexer import cli
-from indexer.build import build_index
-from indexer.errors import IndexerError
-from indexer.export import export_neighbours
-from indexer.prune import prune, versions_to_prune
+import movielinks.common.neighbours
+
+from movielinks import common
+import movielinks.common.npz
+import movielinks.indexer.build
+from movielinks import indexer
+import movielinks.indexer.calibrate
+import movielinks.indexer.root
+import movielinks.indexer.version
+from movielinks.common.files import sha256_file
+from movielinks.common.movie_links import MovieLinks
+from movielinks.common.neighbour_files import read_neighbour_file
+from movielinks.indexer import cli
+from movielinks.indexer.build import build_index
+from movielinks.indexer.errors import IndexerError
+from movielinks.indexer.export import export_neighbours
+from movielinks.indexer.prune import prune, versions_to_prune
 from tests import fixtures
 from tests.fixtures import clustered_unit_vectors
-from trainer.run import load_run
+from movielinks.trainer.run import load_run
 
 REPO = Path(__file__).resolve().parents[1]
 N_MOVIES, N_LINKS, DIM, N_CLUSTERS = 300, 120, 16, 6
@@ -312,7 +315,7 @@ def test_export_refuses_bad_suffix_and_leaves_nothing_on_failure(
             raise RuntimeError("interrupted")
         return real_similar_rows(*args, **kwargs)
 
-    monkeypatch.setattr("common.neighbours.similar_rows", neighbours_then_fail)
+    monkeypatch.setattr("movielinks.common.neighbours.similar_rows", neighbours_then_fail)
     with pytest.raises(RuntimeError, match="interrupted"):
         export_neighbours(built, 5, tmp_path / "neighbours.csv", batch_size=100, progress=False)
     assert list(tmp_path.iterdir()) == []
@@ -341,7 +344,7 @@ def test_cli_list_export_prune(tmp_path: Path, run_dir: Path, capsys: pytest.Cap
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "indexer", *args]
+    command = [sys.executable, "-m", "movielinks.indexer", *args]
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
 
 

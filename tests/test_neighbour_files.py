@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from common.neighbour_files import COLUMNS, FORMATS, NeighbourWriter, read_neighbour_file
+from movielinks.common.neighbour_files import COLUMNS, FORMATS, NeighbourWriter, read_neighbour_file
 
 TRICKY_TITLES = ["Amélie", 'Say "Cheese", Please', "Line\nbreak", "Carriage\r\nreturn", "東京物語", "  spaced  "]
 

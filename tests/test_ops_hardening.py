@@ -17,13 +17,15 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-import indexer.root
-import indexer.version
-from proto import movielinks_pb2 as pb
-from server import versions
-from server.limits import MAX_BATCH, MAX_BATCH_NEIGHBOURS, MAX_K, MAX_RECOMMEND_TITLES
-from server.service import MovieService
-from server.versions import ServiceHolder, VersionWatcher
+import movielinks.indexer.root
+
+from movielinks import indexer
+import movielinks.indexer.version
+from movielinks.proto import movielinks_pb2 as pb
+from movielinks.server import versions
+from movielinks.server.limits import MAX_BATCH, MAX_BATCH_NEIGHBOURS, MAX_K, MAX_RECOMMEND_TITLES
+from movielinks.server.service import MovieService
+from movielinks.server.versions import ServiceHolder, VersionWatcher
 from tests import load_client
 from tests.e2e_server import REPO, ServerProcess, running_server
 from tests.ops_support import (Load, build, info, metrics_address, replace_with_checksum, sample, scrape,
@@ -210,7 +212,7 @@ def test_host_localhost_serves_both_loopbacks_or_refuses_to_start(index_root):
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         port = squatter.getsockname()[1]
-        taken = subprocess.run([sys.executable, "-m", "server", "--index", str(index_root), "--host", "localhost",
+        taken = subprocess.run([sys.executable, "-m", "movielinks.server", "--index", str(index_root), "--host", "localhost",
                                 "--port", str(port)], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert taken.returncode == 2
     # (gRPC's own log line about the failed bind may come first.)
@@ -282,7 +284,7 @@ def test_a_bad_version_is_refused_under_load_and_the_next_good_one_taken(tmp_pat
 def test_a_bad_version_at_start_is_one_line_and_exit_2(tmp_path, problem):
     root = tmp_path / "index"
     _publish_bad(tmp_path, root, 1, problem)
-    started = subprocess.run([sys.executable, "-m", "server", "--index", str(root), "--port", "0"],
+    started = subprocess.run([sys.executable, "-m", "movielinks.server", "--index", str(root), "--port", "0"],
                              cwd=REPO, capture_output=True, text=True, timeout=60)
     assert started.returncode == 2
     assert started.stderr.count("\n") == 1 and started.stderr.startswith("server: error: "), started.stderr

@@ -7,7 +7,7 @@ import re
 import grpc
 import pytest
 
-from proto import movielinks_pb2 as pb
+from movielinks.proto import movielinks_pb2 as pb
 from tests.e2e_server import running_server
 from tests.ops_support import build, info, metrics_address, publish_corrupt, sample, scrape, stub, wait_for
 

@@ -11,12 +11,13 @@ import time
 import grpc
 import pytest
 
-from common.files import atomic_write_bytes
-import indexer.root
-import indexer.version
-from proto import movielinks_pb2 as pb
-from server.service import MovieService
-from server.versions import MAX_REFUSALS_KEPT, ServiceHolder, VersionWatcher
+from movielinks.common.files import atomic_write_bytes
+import movielinks.indexer.root
+from movielinks import indexer
+import movielinks.indexer.version
+from movielinks.proto import movielinks_pb2 as pb
+from movielinks.server.service import MovieService
+from movielinks.server.versions import MAX_REFUSALS_KEPT, ServiceHolder, VersionWatcher
 from tests.e2e_server import REPO, running_server
 from tests.fixtures import make_run
 from tests.ops_support import (
@@ -81,7 +82,7 @@ def test_indexer_killed_during_publish_leaves_the_server_serving(tmp_path):
     root = tmp_path / "index"
     first = build(tmp_path, root, 0)
     big_run = make_run(tmp_path / "big", 5, titles=TITLES, n_movies=40_000, n_links=1_000, dim=64)
-    command = [sys.executable, "-m", "indexer", "build", str(big_run), "--out", str(root), "--quiet"]
+    command = [sys.executable, "-m", "movielinks.indexer", "build", str(big_run), "--out", str(root), "--quiet"]
     with running_server(root, "--reload-interval", "0.2") as server:
         # Killed at different points of loading, building, checksumming and renaming.
         for delay_s in (0.8, 1.4, 2.0):
@@ -168,7 +169,7 @@ def test_a_bad_index_at_start_exits_2_with_one_line_naming_the_file(tmp_path, pr
         named = "missing.pem"
     else:
         named = indexer.root.CURRENT
-    started = subprocess.run([sys.executable, "-m", "server", "--index", str(root), "--port", "0", *extra],
+    started = subprocess.run([sys.executable, "-m", "movielinks.server", "--index", str(root), "--port", "0", *extra],
                              cwd=REPO, capture_output=True, text=True, timeout=60)
     assert started.returncode == 2
     assert started.stderr.count("\n") == 1 and started.stderr.startswith("server: error: ") and named in started.stderr

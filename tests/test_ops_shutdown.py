@@ -10,7 +10,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from proto import movielinks_pb2 as pb
+from movielinks.proto import movielinks_pb2 as pb
 from tests.e2e_server import ServerProcess, running_server
 from tests.ops_support import build, sample, scrape, stub
 

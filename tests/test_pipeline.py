@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from client import MovielinksClient
+from movielinks.client import MovielinksClient
 from tests.e2e_server import REPO, ServerProcess, build_index_cli
-from trainer.run import load_run
-from trainer.train import TrainConfig
+from movielinks.trainer.run import load_run
+from movielinks.trainer.train import TrainConfig
 
 # The newest films of the real file (it is ordered by release year): enough to train on
 # in seconds, and it holds films a person knows.

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from matplotlib import image
 
-from common.artifacts import Records
-from common.records import MovieRecord
-from trainer.errors import TrainerError
-from trainer.plot import (
+from movielinks.common.artifacts import Records
+from movielinks.common.records import MovieRecord
+from movielinks.trainer.errors import TrainerError
+from movielinks.trainer.plot import (
     choose_movies,
     label_order,
     name_clusters,
@@ -18,7 +18,7 @@ from trainer.plot import (
     short_title,
     spread_labels,
 )
-from trainer.run import RunManifest, save_run
+from movielinks.trainer.run import RunManifest, save_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainer import evaluate
-from common.franchises import film_identity, franchise_groups, franchise_key
-from trainer.groups import dataset_genres, film_genres
+from movielinks.trainer import evaluate
+from movielinks.common.franchises import film_identity, franchise_groups, franchise_key
+from movielinks.trainer.groups import dataset_genres, film_genres
 
 
 def test_franchise_keys_follow_the_title_rule():

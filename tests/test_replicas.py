@@ -16,14 +16,14 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2
 
-from client import ClientError, MovielinksClient
-from client.cli import main
-from client.client import server_target
-from indexer.build import build_index
-from proto import SERVICE_NAME
-from server.app import load_service, start
-from server.security import server_credentials
-from server.versions import ServiceHolder
+from movielinks.client import ClientError, MovielinksClient
+from movielinks.client.cli import main
+from movielinks.client.client import server_target
+from movielinks.indexer.build import build_index
+from movielinks.proto import SERVICE_NAME
+from movielinks.server.app import load_service, start
+from movielinks.server.security import server_credentials
+from movielinks.server.versions import ServiceHolder
 from tests.e2e_server import REPO, ServerProcess
 from tests.ops_support import TITLES, sample, scrape, wait_for
 from tests.test_security import make_ca, make_leaf
@@ -192,7 +192,7 @@ def client_cli(*args: str, server: str | None = None) -> subprocess.CompletedPro
     env = {k: v for k, v in os.environ.items() if k != "MOVIELINKS_SERVER"}
     if server:
         env["MOVIELINKS_SERVER"] = server
-    return subprocess.run([sys.executable, "-m", "client", *args], cwd=REPO, env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "movielinks.client", *args], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=60)
 
 

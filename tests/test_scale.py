@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from tests.e2e_server import REPO
-from trainer import evaluate
-from trainer.data import read_dataset
-from trainer.synth import SynthSpec, generate, topic_of, write
+from movielinks.trainer import evaluate
+from movielinks.trainer.data import read_dataset
+from movielinks.trainer.synth import SynthSpec, generate, topic_of, write
 
 SMALL = SynthSpec(films=1500, links_per_film=20, seed=3)
 
@@ -45,7 +45,7 @@ def test_the_notebook_preset_has_the_notebooks_shape():
 @pytest.mark.parametrize("name", ["films.ndjson", "films.ndjson.gz"])
 def test_synth_command_writes_what_the_trainer_reads(tmp_path, name):
     out = tmp_path / name
-    done = subprocess.run([sys.executable, "-m", "trainer", "synth", "--films", "300", "--links-per-film", "12",
+    done = subprocess.run([sys.executable, "-m", "movielinks.trainer", "synth", "--films", "300", "--links-per-film", "12",
                            "--out", str(out), "--quiet"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     dataset = read_dataset(out)
@@ -59,7 +59,7 @@ def test_synth_command_writes_what_the_trainer_reads(tmp_path, name):
 def test_rowwise_adam_updates_only_the_rows_of_the_batch_as_adam_does():
     import tensorflow as tf
 
-    from trainer.optimizer import RowwiseAdam
+    from movielinks.trainer.optimizer import RowwiseAdam
 
     rng = np.random.default_rng(0)
     start = rng.normal(size=(6, 3)).astype(np.float32)
@@ -82,11 +82,11 @@ def test_the_training_step_reads_the_tables_only_at_the_batchs_rows():
     # tf.gather) copied the table: 1M x 1M tables trained 3.4 times slower than 20k x 50k ones.
     import tensorflow as tf
 
-    from trainer.loop import _train_step
-    from trainer.model import LinkEmbeddingModel
-    from trainer.objectives import OBJECTIVES
-    from trainer.optimizer import RowwiseAdam
-    from trainer.sampler import epoch_batches, pair_keys
+    from movielinks.trainer.loop import _train_step
+    from movielinks.trainer.model import LinkEmbeddingModel
+    from movielinks.trainer.objectives import OBJECTIVES
+    from movielinks.trainer.optimizer import RowwiseAdam
+    from movielinks.trainer.sampler import epoch_batches, pair_keys
 
     pairs = np.array([[m, (m * 7 + k) % 50] for m in range(40) for k in range(3)], dtype=np.int32)
     batch = next(epoch_batches(pairs, np.sort(pair_keys(pairs, 50)), 40, 50, negative_ratio=3, positives_per_batch=16,

@@ -21,15 +21,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from indexer.build import build_index
-from proto import movielinks_pb2 as pb
-from proto import movielinks_pb2_grpc as pb_grpc
-from server import security
-from server.app import load_service, start
-from server.errors import ServiceError
-from server.versions import ServiceHolder
-from server.service import MovieService
-from server.security import TokenInterceptor, load_token, server_credentials
+from movielinks.indexer.build import build_index
+from movielinks.proto import movielinks_pb2 as pb
+from movielinks.proto import movielinks_pb2_grpc as pb_grpc
+from movielinks.server import security
+from movielinks.server.app import load_service, start
+from movielinks.server.errors import ServiceError
+from movielinks.server.versions import ServiceHolder
+from movielinks.server.service import MovieService
+from movielinks.server.security import TokenInterceptor, load_token, server_credentials
 from tests.e2e_server import REPO, running_server
 from tests.fixtures import make_run
 
@@ -383,7 +383,7 @@ def test_real_server_with_mutual_tls_and_a_token_and_the_client_command(pki, tmp
         port = server.address.rsplit(":", 1)[1]
 
         def client(*args: str) -> subprocess.CompletedProcess:
-            return subprocess.run([sys.executable, "-m", "client", "--server", f"localhost:{port}", *args, "query",
+            return subprocess.run([sys.executable, "-m", "movielinks.client", "--server", f"localhost:{port}", *args, "query",
                                    "--movie", "Interstellar (film)", "-k", "3"],
                                   cwd=REPO, capture_output=True, text=True, timeout=60)
 

@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 from sklearn.svm import SVC
 
-from indexer.build import build_index
-from server import recommend as recommend_module
-from indexer.root import load_current
-from server.limits import MAX_BATCH, MAX_BATCH_NEIGHBOURS, MAX_K, MAX_RECOMMEND_TITLES, MAX_STRING_CHARS
-from server.service import MovieService
-from server.errors import Kind, ServiceError
-from server.recommend import MAX_STAND_IN_DISLIKES, stand_in_dislike_ids
-from server.titles import TitleResolver
+from movielinks.indexer.build import build_index
+from movielinks.server import recommend as recommend_module
+from movielinks.indexer.root import load_current
+from movielinks.server.limits import MAX_BATCH, MAX_BATCH_NEIGHBOURS, MAX_K, MAX_RECOMMEND_TITLES, MAX_STRING_CHARS
+from movielinks.server.service import MovieService
+from movielinks.server.errors import Kind, ServiceError
+from movielinks.server.recommend import MAX_STAND_IN_DISLIKES, stand_in_dislike_ids
+from movielinks.server.titles import TitleResolver
 from tests.fixtures import make_run
 
 TITLES = ["Interstellar (film)", "Star Wars (film)", "Star Wars: The Force Awakens", "The Martian (film)",
@@ -144,7 +144,7 @@ def test_misspelt_titles_cost_a_bounded_amount_of_work(catalogue, monkeypatch):
     started = time.perf_counter()
     batch = catalogue.similar_movies_batch(["Intersteller (film)"] * 5000, 1)  # resolved once, not 5000 times
     assert time.perf_counter() - started < 5 and batch[0][0] == "Interstellar (film)"
-    monkeypatch.setattr("server.limits.MAX_CLOSE_MATCHES", 1)
+    monkeypatch.setattr("movielinks.server.limits.MAX_CLOSE_MATCHES", 1)
     assert len(catalogue.similar_movies_batch(["Intersteller (film)", "Alien (film)"], 1)) == 2
     with pytest.raises(ServiceError, match="close") as caught:
         catalogue.similar_movies_batch(["Intersteller (film)", "The Martain (film)"], 1)

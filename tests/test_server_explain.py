@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 from sklearn.feature_extraction.text import TfidfTransformer
 
-from common.movie_links import from_pairs
-from common.records import release_year
-from indexer.build import build_index
-from server import explain
-from server.app import load_service
-from server.errors import ServiceError
-from server.filters import FilterRequest
-from server.recommend import best_scores
-from server.titles import TitleResolver, normalised
+from movielinks.common.movie_links import from_pairs
+from movielinks.common.records import release_year
+from movielinks.indexer.build import build_index
+from movielinks.server import explain
+from movielinks.server.app import load_service
+from movielinks.server.errors import ServiceError
+from movielinks.server.filters import FilterRequest
+from movielinks.server.recommend import best_scores
+from movielinks.server.titles import TitleResolver, normalised
 from tests.fixtures import make_run
 
 TITLES = ["Toy Story", "Toy Story 2", "Toy Story 3", "The Godfather", "The Godfather Part II", "Amélie",

@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from indexer.build import build_index
-from server.app import load_service
-from server.errors import ServiceError
-from server.explore import explorer, principal_plane
+from movielinks.indexer.build import build_index
+from movielinks.server.app import load_service
+from movielinks.server.errors import ServiceError
+from movielinks.server.explore import explorer, principal_plane
 from tests.fixtures import make_run
 
 TITLES = ["Interstellar (film)", "Inter Alia", "The Interpreter", "Alien (film)"]

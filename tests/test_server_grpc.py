@@ -9,15 +9,15 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from indexer.build import build_index
-from indexer.root import load_current
-from proto import SERVICE_NAME
-from proto import movielinks_pb2 as pb
-from proto import movielinks_pb2_grpc as pb_grpc
-from server.app import start
-from server.limits import MAX_BATCH, MAX_K, MAX_STRING_CHARS
-from server.service import MovieService
-from server.versions import ServiceHolder
+from movielinks.indexer.build import build_index
+from movielinks.indexer.root import load_current
+from movielinks.proto import SERVICE_NAME
+from movielinks.proto import movielinks_pb2 as pb
+from movielinks.proto import movielinks_pb2_grpc as pb_grpc
+from movielinks.server.app import start
+from movielinks.server.limits import MAX_BATCH, MAX_K, MAX_STRING_CHARS
+from movielinks.server.service import MovieService
+from movielinks.server.versions import ServiceHolder
 from tests.fixtures import make_run
 
 TITLES = ["Interstellar (film)", "Alien (film)", "Aliens (film)"]

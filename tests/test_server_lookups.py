@@ -9,15 +9,17 @@ import json
 import numpy as np
 import pytest
 
-import indexer.root
-import indexer.version
-from client import ClientError, MovielinksClient
-from client.client import MovieFilter
-from common import title_index
-from common.title_index import TitleIndex
-from server import titles
-from server.titles import TitleResolver
-from common.franchises import franchise_groups
+import movielinks.indexer.root
+
+from movielinks import indexer
+import movielinks.indexer.version
+from movielinks.client import ClientError, MovielinksClient
+from movielinks.client.client import MovieFilter
+from movielinks.common import title_index
+from movielinks.common.title_index import TitleIndex
+from movielinks.server import titles
+from movielinks.server.titles import TitleResolver
+from movielinks.common.franchises import franchise_groups
 from tests.e2e_server import ServerProcess, build_index_cli
 from tests.ops_support import build, replace_with_checksum
 from tests.fixtures import make_run

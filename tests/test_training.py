@@ -7,11 +7,11 @@ import sys
 import numpy as np
 import pytest
 
-from trainer import run as run_module
-from trainer.checkpoint import Checkpoint
-from trainer.errors import TrainerError
-from trainer.run import load_run
-from trainer.train import TrainConfig, default_checkpoint_dir, train
+from movielinks.trainer import run as run_module
+from movielinks.trainer.checkpoint import Checkpoint
+from movielinks.trainer.errors import TrainerError
+from movielinks.trainer.run import load_run
+from movielinks.trainer.train import TrainConfig, default_checkpoint_dir, train
 
 SMALL = TrainConfig(dim=16, epochs=6, batch_positives=128, min_link_count=2, learning_rate=0.05)
 
@@ -108,10 +108,10 @@ def test_existing_output_is_never_overwritten(small_dataset, tmp_path):
 
 
 def test_cli_reports_bad_input_in_one_line(tmp_path):
-    missing = subprocess.run([sys.executable, "-m", "trainer", "train", "--data", str(tmp_path / "none.ndjson"),
+    missing = subprocess.run([sys.executable, "-m", "movielinks.trainer", "train", "--data", str(tmp_path / "none.ndjson"),
                               "--out", str(tmp_path / "run")], capture_output=True, text=True)
     assert missing.returncode == 2
     assert missing.stderr.strip().count("\n") == 0 and "no such dataset" in missing.stderr
-    bad_args = subprocess.run([sys.executable, "-m", "trainer", "train", "--data", str(tmp_path), "--out",
+    bad_args = subprocess.run([sys.executable, "-m", "movielinks.trainer", "train", "--data", str(tmp_path), "--out",
                                str(tmp_path / "run"), "--epochs", "0"], capture_output=True, text=True)
     assert bad_args.returncode == 2 and "--epochs must be at least 1" in bad_args.stderr

@@ -6,12 +6,12 @@ import json
 import numpy as np
 import pytest
 
-from trainer.data import Film, LinkTable
-from trainer.errors import TrainerError
-from trainer.sampler import (contains, epoch_batches, grid_shape, pair_keys, popularity_cdf, sample_non_pairs,
+from movielinks.trainer.data import Film, LinkTable
+from movielinks.trainer.errors import TrainerError
+from movielinks.trainer.sampler import (contains, epoch_batches, grid_shape, pair_keys, popularity_cdf, sample_non_pairs,
                              split_pairs)
-from trainer.train import TrainConfig, train
-from trainer.vocab import build_vocabulary
+from movielinks.trainer.train import TrainConfig, train
+from movielinks.trainer.vocab import build_vocabulary
 
 
 def films() -> LinkTable:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from common.files import atomic_write_bytes
-from trainer.errors import TrainerError
+from movielinks.common.files import atomic_write_bytes
+from movielinks.trainer.errors import TrainerError
 
 CHECKPOINT_FILE = "checkpoint.npz"
 

@@ -14,8 +14,8 @@ import json
 import os
 import sys
 
-from common.about import package_version
-from trainer.errors import TrainerError
+from movielinks.common.about import package_version
+from movielinks.trainer.errors import TrainerError
 
 DATA_ENV = "MOVIELINKS_DATA"
 
@@ -40,9 +40,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from trainer.data import FORMATS
-    from trainer.distributed import STRATEGIES
-    from trainer.train import OBJECTIVE_NAMES, TrainConfig
+    from movielinks.trainer.data import FORMATS
+    from movielinks.trainer.distributed import STRATEGIES
+    from movielinks.trainer.train import OBJECTIVE_NAMES, TrainConfig
 
     defaults = TrainConfig()
     parser = argparse.ArgumentParser(
@@ -139,7 +139,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from trainer.train import TrainConfig, train
+    from movielinks.trainer.train import TrainConfig, train
 
     data = args.data or os.environ.get(DATA_ENV)
     if not data:
@@ -152,8 +152,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from trainer.evaluate import format_table
-    from trainer.run import load_run
+    from movielinks.trainer.evaluate import format_table
+    from movielinks.trainer.run import load_run
 
     run = load_run(args.run)
     metrics = run.manifest.metrics
@@ -162,7 +162,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from trainer.fetch import DATASETS, FetchError, fetch
+    from movielinks.trainer.fetch import DATASETS, FetchError, fetch
 
     if args.list or not args.name:
         for name, dataset in DATASETS.items():
@@ -177,7 +177,7 @@ def _fetch(args: argparse.Namespace) -> int:
 
 
 def _launch(args: argparse.Namespace) -> int:
-    from trainer.distributed import launch
+    from movielinks.trainer.distributed import launch
 
     train_args = args.train_args[1:] if args.train_args[:1] == ["--"] else args.train_args
     if not train_args:
@@ -186,14 +186,14 @@ def _launch(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from trainer.distributed import serve
+    from movielinks.trainer.distributed import serve
 
     serve()
     return 0
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from trainer.synth import PRESETS, write
+    from movielinks.trainer.synth import PRESETS, write
 
     spec = dataclasses.replace(PRESETS[args.preset], seed=args.seed)
     if args.films is not None:
@@ -208,7 +208,7 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from trainer.plot import plot_run
+    from movielinks.trainer.plot import plot_run
 
     print(plot_run(args.run, args.out, method=args.method, max_movies=args.max_movies, n_labels=args.labels,
                    n_clusters=args.clusters, seed=args.seed))

@@ -28,10 +28,10 @@ from urllib.parse import unquote
 import numpy as np
 import orjson
 
-from common.files import sha256_file
-from common.limits import name_problem, names_are_fine
-from trainer.arrays import distinct_sorted
-from trainer.errors import TrainerError
+from movielinks.common.files import sha256_file
+from movielinks.common.limits import name_problem, names_are_fine
+from movielinks.trainer.arrays import distinct_sorted
+from movielinks.trainer.errors import TrainerError
 
 FORMATS = ("ndjson", "wikipedia", "edges")
 

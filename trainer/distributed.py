@@ -43,7 +43,7 @@ import sys
 import time
 from typing import Iterator
 
-from trainer.errors import TrainerError
+from movielinks.trainer.errors import TrainerError
 
 ROLES = ("chief", "worker", "ps")
 STRATEGIES = ("mirrored", "ps")
@@ -213,7 +213,7 @@ def launch(train_args: list[str], workers: int, parameter_servers: int | None = 
 
 
 def _run_chief(train_args: list[str], cluster: dict, servers: list[subprocess.Popen], timeout_s: float | None) -> int:
-    chief = subprocess.Popen([sys.executable, "-m", "trainer", "train", *train_args], env=_env(cluster, "chief", 0))
+    chief = subprocess.Popen([sys.executable, "-m", "movielinks.trainer", "train", *train_args], env=_env(cluster, "chief", 0))
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     try:
         while chief.poll() is None:
@@ -232,7 +232,7 @@ def _run_chief(train_args: list[str], cluster: dict, servers: list[subprocess.Po
 def _run_mirrored(train_args: list[str], cluster: dict, timeout_s: float | None) -> int:
     """Every worker runs `trainer train`; worker 0's output is shown (the others' would repeat it)."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    with _processes([([sys.executable, "-m", "trainer", "train", *train_args], _env(cluster, "worker", i),
+    with _processes([([sys.executable, "-m", "movielinks.trainer", "train", *train_args], _env(cluster, "worker", i),
                       None if i == 0 else subprocess.DEVNULL)
                      for i in range(len(cluster["worker"]))]) as workers:
         while any(w.poll() is None for w in workers):
@@ -253,7 +253,7 @@ def _interrupt(signum, frame) -> None:
 
 @contextlib.contextmanager
 def _servers(cluster: dict) -> Iterator[list[subprocess.Popen]]:
-    with _processes([([sys.executable, "-m", "trainer", "serve"], _env(cluster, kind, i), subprocess.DEVNULL)
+    with _processes([([sys.executable, "-m", "movielinks.trainer", "serve"], _env(cluster, kind, i), subprocess.DEVNULL)
                      for kind in ("ps", "worker") for i in range(len(cluster[kind]))]) as started:
         yield started
 

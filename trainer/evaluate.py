@@ -26,8 +26,8 @@ import scipy.sparse as sp
 from sklearn.linear_model import LinearRegression
 from sklearn.metrics import roc_auc_score
 
-from common.records import AttributeModel
-from trainer.sampler import pair_keys, sample_non_pairs
+from movielinks.common.records import AttributeModel
+from movielinks.trainer.sampler import pair_keys, sample_non_pairs
 
 ATTRIBUTE_UNITS = {"rotten_tomatoes": "fraction", "gross": "USD", "budget": "USD"}
 MIN_ATTRIBUTE_FILMS = 20  # fewer films than this give no meaningful held-out error

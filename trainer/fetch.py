@@ -14,7 +14,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from common.download import BASE_URL_ENV, DownloadError, Expected, download_verified, locked
+from movielinks.common.download import BASE_URL_ENV, DownloadError, Expected, download_verified, locked
 
 CACHE_ENV = "MOVIELINKS_CACHE"
 DEFAULT_CACHE = "~/.cache/movielinks"

@@ -15,8 +15,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from trainer.checkpoint import Checkpoint, TrainingState
-from trainer.sampler import Batch, epoch_batches, pair_keys, popularity_cdf
+from movielinks.trainer.checkpoint import Checkpoint, TrainingState
+from movielinks.trainer.sampler import Batch, epoch_batches, pair_keys, popularity_cdf
 
 # Batches drawn ahead of the training step: enough to hide the sampler's pauses, few
 # enough that memory stays a few batches.
@@ -50,7 +50,7 @@ def fit(
     """
     import keras
 
-    from trainer.distributed import MirroredWorkers, ParameterServers
+    from movielinks.trainer.distributed import MirroredWorkers, ParameterServers
 
     if distribution is None:
         step = _compiled_step(model, objective, optimizer)

@@ -18,10 +18,10 @@ from typing import Callable
 
 import numpy as np
 
-from common.files import atomic_write_bytes
-from common.records import MovieRecord
-from trainer.errors import TrainerError
-from trainer.run import load_run
+from movielinks.common.files import atomic_write_bytes
+from movielinks.common.records import MovieRecord
+from movielinks.trainer.errors import TrainerError
+from movielinks.trainer.run import load_run
 
 METHODS = ("tsne", "pca")
 _METHOD_NAMES = {"tsne": "t-SNE", "pca": "PCA"}

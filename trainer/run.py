@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from common import artifacts, movie_links as movie_links_file
-from common.artifacts import ArtifactError, Records, WithRecords
-from common.files import atomic_directory, sha256_file
-from trainer.errors import TrainerError
+from movielinks.common import artifacts, movie_links as movie_links_file
+from movielinks.common.artifacts import ArtifactError, Records, WithRecords
+from movielinks.common.files import atomic_directory, sha256_file
+from movielinks.trainer.errors import TrainerError
 
 RUN_FORMAT = "movielinks.run/1"
 MANIFEST = artifacts.MANIFEST

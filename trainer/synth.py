@@ -26,7 +26,7 @@ from typing import Iterator
 import numpy as np
 from tqdm import tqdm
 
-from common.files import atomic_file
+from movielinks.common.files import atomic_file
 
 BLOCK_FILMS = 10_000
 _TITLE = re.compile(r"^Synthetic film \d+ \(topic (\d+)\)$")

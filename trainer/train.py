@@ -22,18 +22,18 @@ from typing import Callable
 
 import numpy as np
 
-from common.artifacts import Records
-from common.franchises import film_identity, franchise_groups
-from common.records import MovieRecord
-from trainer.checkpoint import Checkpoint, TrainingState, default_checkpoint_dir, fingerprint
-from trainer.data import FilmDataset, film_attributes, read_dataset
-from trainer.errors import TrainerError
-from trainer.evaluate import evaluate_run, format_table
-from trainer.groups import dataset_genres
-from trainer.loop import LoopSettings, fit
-from trainer.run import RunManifest, save_run
-from trainer.sampler import every_pair_is_true, split_pairs
-from trainer.vocab import Vocabulary, build_vocabulary
+from movielinks.common.artifacts import Records
+from movielinks.common.franchises import film_identity, franchise_groups
+from movielinks.common.records import MovieRecord
+from movielinks.trainer.checkpoint import Checkpoint, TrainingState, default_checkpoint_dir, fingerprint
+from movielinks.trainer.data import FilmDataset, film_attributes, read_dataset
+from movielinks.trainer.errors import TrainerError
+from movielinks.trainer.evaluate import evaluate_run, format_table
+from movielinks.trainer.groups import dataset_genres
+from movielinks.trainer.loop import LoopSettings, fit
+from movielinks.trainer.run import RunManifest, save_run
+from movielinks.trainer.sampler import every_pair_is_true, split_pairs
+from movielinks.trainer.vocab import Vocabulary, build_vocabulary
 
 OBJECTIVE_NAMES = ("logistic", "mse")  # keys of trainer.objectives.OBJECTIVES, without importing TensorFlow
 __all__ = ["TrainConfig", "train", "default_checkpoint_dir"]
@@ -172,10 +172,10 @@ def _train_vectors(
     import keras
     import tensorflow as tf
 
-    from trainer.distributed import training_distribution
-    from trainer.model import LinkEmbeddingModel
-    from trainer.objectives import OBJECTIVES
-    from trainer.optimizer import RowwiseAdam
+    from movielinks.trainer.distributed import training_distribution
+    from movielinks.trainer.model import LinkEmbeddingModel
+    from movielinks.trainer.objectives import OBJECTIVES
+    from movielinks.trainer.optimizer import RowwiseAdam
 
     distribution = training_distribution()  # None: this process trains alone
     keras.utils.set_random_seed(config.seed)

@@ -9,8 +9,8 @@ import dataclasses
 
 import numpy as np
 
-from trainer.arrays import distinct_sorted
-from trainer.data import LinkTable
+from movielinks.trainer.arrays import distinct_sorted
+from movielinks.trainer.data import LinkTable
 
 
 @dataclasses.dataclass(frozen=True)
