@@ -13,7 +13,7 @@ from typing import Any, Iterator, Sequence
 import grpc
 from google.protobuf import json_format
 
-from movielinks.common.records import Prediction
+from movielinks.common.answers import Prediction
 from movielinks.proto import SERVICE_NAME
 from movielinks.proto import movielinks_pb2 as pb
 from movielinks.proto import movielinks_pb2_grpc as pb_grpc

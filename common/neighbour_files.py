@@ -34,7 +34,7 @@ from types import TracebackType
 from typing import Any, TextIO
 
 from movielinks.common.files import atomic_file, remove_orphaned_partials
-from movielinks.common.records import Neighbours
+from movielinks.common.answers import Neighbours
 
 FORMATS = (".csv", ".jsonl", ".parquet")
 COLUMNS = ("movie", "rank", "neighbour", "score")
