@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import importlib.metadata
 import re
+import subprocess
 import sys
 import tomllib
 from collections.abc import Iterable
@@ -173,3 +174,35 @@ def test_reading_the_imports_sees_lazy_relative_and_type_only_imports(tmp_path, 
     assert imports(source) == [("typing", True), ("typing.TYPE_CHECKING", True),
                                ("movielinks.proto", True), ("movielinks.proto.messages", True),
                                ("grpc", True), ("pyarrow.parquet", False)]
+
+
+SERVE_AND_ASK = """
+import sys
+import movielinks.indexer.cli, movielinks.server.cli
+from movielinks.client import MovielinksClient
+from movielinks.server.app import load_service, start
+from movielinks.server.versions import ServiceHolder
+running = start(ServiceHolder(load_service(sys.argv[1])), "127.0.0.1", 0, max_workers=2)
+try:
+    with MovielinksClient(f"127.0.0.1:{running.port}", timeout_s=30) as client:
+        assert client.similar_movies(sys.argv[2], k=3).neighbours
+        assert client.recommend([sys.argv[2]], k=3).best
+finally:
+    running.stop(0, 10)
+print(" ".join(sys.modules))
+"""
+
+
+def test_serving_imports_no_tensorflow(tmp_path):
+    """The server's and indexer's modules, a started server and its answers (the SVM included) load no TensorFlow."""
+    from movielinks.indexer.build import build_index
+    from tests.fixtures import make_run
+
+    build_index(make_run(tmp_path / "run", titles=["Alien (film)"], n_movies=60, n_links=20, dim=8), tmp_path / "index",
+                progress=False)
+    loaded = subprocess.run([sys.executable, "-c", SERVE_AND_ASK, str(tmp_path / "index"), "Alien (film)"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert loaded.returncode == 0, loaded.stderr
+    modules = loaded.stdout.split()
+    assert "movielinks.server.service" in modules
+    assert not {m.split(".")[0] for m in modules} & {"tensorflow", "keras"}
