@@ -116,6 +116,7 @@ def test_every_command_has_help_with_examples(command, capsys):
     assert not unexplained
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module", ["client", "server", "indexer", "trainer"])
 def test_every_command_says_its_version(module):
     shown = subprocess.run([sys.executable, "-m", module, "--version"], cwd=Path(__file__).resolve().parents[1],

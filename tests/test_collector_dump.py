@@ -216,6 +216,7 @@ def test_the_output_name_and_input_are_checked(tmp_path: Path) -> None:
         collect(tmp_path / "empty.xml", tmp_path / "films.ndjson")
 
 
+@pytest.mark.slow
 def test_one_process_and_a_two_worker_dask_cluster_write_the_same_bytes(tmp_path: Path) -> None:
     pages = trap_pages() + [page(f"Film {i}", film_text(f"Director {i % 3}", f"Link {i}", "Chris Nolan"),
                                  page_id=100 + i) for i in range(30)]
@@ -233,6 +234,7 @@ def test_one_process_and_a_two_worker_dask_cluster_write_the_same_bytes(tmp_path
     assert read_records(tmp_path / "films-2.ndjson.gz")[2][2] == ["Director 0", "Link 0", "Christopher Nolan"]
 
 
+@pytest.mark.slow
 def test_a_killed_collector_leaves_nothing_under_the_output_name(tmp_path: Path) -> None:
     pages = [page(f"Film {i}", film_text(f"Director {i % 50}", *(f"Link {j}" for j in range(i % 40, i % 40 + 60))),
                   page_id=i + 1) for i in range(30000)]
@@ -261,6 +263,7 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+@pytest.mark.slow
 def test_scheduler_runs_the_units_on_an_existing_dask_cluster(tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     from distributed import LocalCluster

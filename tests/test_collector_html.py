@@ -119,6 +119,7 @@ def test_a_directory_of_pages_is_read_in_name_order(tmp_path: Path) -> None:
     assert summary.skipped == {NO_CONTENT: 1}
 
 
+@pytest.mark.real_data
 def test_real_saved_pages_agree_with_the_independent_builder(tmp_path: Path) -> None:
     """The first members of the shared tarball against wp_movies_oscars.ndjson, built from the same pages."""
     # Its absence fails the test: CI must not pass without the real pages.

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 
 import movielinks.indexer.root
 
@@ -16,6 +17,8 @@ import movielinks.indexer.version
 from tests.conftest import clustered_films, write_ndjson
 from tests.fixtures import make_run
 from movielinks.trainer.run import load_run
+
+pytestmark = pytest.mark.slow  # real server (or indexer, collector) processes
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,6 +47,7 @@ def test_indexer_killed_while_publishing_leaves_only_complete_versions(tmp_path)
     assert indexer.root.current_version_name(root) == indexer.root.list_versions(root)[-1]
 
 
+@pytest.mark.tf
 def test_trainer_killed_at_any_point_leaves_no_partial_run_and_resumes(tmp_path):
     data = write_ndjson(tmp_path / "films.ndjson", clustered_films(n_films=3000))
     out = tmp_path / "run"

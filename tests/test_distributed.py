@@ -16,6 +16,8 @@ from tests.e2e_server import REPO
 from movielinks.trainer.loop import worker_share
 from movielinks.trainer.run import load_run
 
+pytestmark = pytest.mark.tf  # the trainer and TensorFlow, in process or as a command
+
 SMALL = ["--dim", "16", "--epochs", "6", "--batch-positives", "128", "--min-link-count", "2",
          "--learning-rate", "0.05", "--quiet"]
 

@@ -25,6 +25,8 @@ from tests.e2e_server import REPO, ServerProcess, build_index_cli
 from tests.fixtures import make_run
 from movielinks.trainer.run import load_run
 
+pytestmark = pytest.mark.slow  # real server (or indexer, collector) processes
+
 TITLES = ["Interstellar (film)", "Star Wars (film)", "Star Wars: The Force Awakens", "The Martian (film)", "Alien (film)"]
 
 

@@ -21,6 +21,8 @@ from tests.e2e_server import REPO, ServerProcess, build_index_cli
 from tests.fixtures import make_run
 from movielinks.trainer.run import load_run
 
+pytestmark = pytest.mark.slow  # real server (or indexer, collector) processes
+
 TITLES = ["Toy Story", "Toy Story 2", "Toy Story 3", "The Godfather", "Amélie", "Titanic (1997 film)",
           "Star Wars (film)", "Alien (film)"]
 

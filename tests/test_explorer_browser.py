@@ -16,6 +16,8 @@ from movielinks.indexer.build import build_index
 from tests.e2e_server import REPO, running_server
 from tests.fixtures import make_run
 
+pytestmark = pytest.mark.slow  # a real server and a browser
+
 CHROMIUM = Path("/usr/bin/chromium")
 # How Debian's chromium runs on these machines: no sandbox as root, no GPU, and no
 # background connections to a network that refuses them.

@@ -17,6 +17,8 @@ from movielinks.common.neighbour_files import NeighbourWriter, read_neighbour_fi
 from tests.e2e_server import REPO, running_server
 from tests.ops_support import build
 
+pytestmark = pytest.mark.slow  # real server (or indexer, collector) processes
+
 N_MOVIES = 3000
 # "Disks" full after this many KiB: whether the last write fails in a write or only when the
 # file is closed depends on where the limit falls in the writer's buffer, so several are tried.

@@ -239,6 +239,7 @@ def test_unknown_name_lists_the_known_ones(tmp_path: Path) -> None:
         assert name in str(caught.value)
 
 
+@pytest.mark.real_data
 def test_the_real_table_matches_the_shared_copies(server: FileServer, tmp_path: Path) -> None:
     """The pinned hashes of wikipedia-movie-data are those of ../shared/data; fetched through
     a local mirror, the dataset is a directory of the 13 decade files."""

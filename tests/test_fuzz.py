@@ -29,6 +29,8 @@ from movielinks.server.gateway import RPCS
 from tests.e2e_server import ServerProcess, running_server
 from tests.fixtures import make_run
 
+pytestmark = pytest.mark.slow  # many generated examples against real servers
+
 TITLES = ["Interstellar (film)", "Amélie (film)", "千と千尋の神隠し", "Heat (1995 film)", "Heat (1986 film)",
           "Crouching Tiger, Hidden Dragon", "Tab\tand newline\n (film)"]
 N_MOVIES, N_LINKS = 300, 120

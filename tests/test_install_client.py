@@ -19,6 +19,8 @@ from movielinks.indexer.build import build_index
 from tests.e2e_server import REPO, running_server
 from tests.fixtures import make_run
 
+pytestmark = pytest.mark.slow  # real server (or indexer, collector) processes
+
 PACKAGE_PARTS = ("pyproject.toml", "README.md", "movielinks", "common", "collector", "trainer", "indexer", "server",
                  "client", "proto")
 HEAVY = {"numpy", "faiss-cpu", "tensorflow", "tensorflow-cpu", "keras", "scikit-learn", "pyarrow", "grpcio-tools"}

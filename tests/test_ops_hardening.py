@@ -31,6 +31,8 @@ from tests.e2e_server import REPO, ServerProcess, running_server
 from tests.ops_support import (Load, build, info, metrics_address, replace_with_checksum, sample, scrape,
                                stage_version, stub, wait_for)
 
+pytestmark = pytest.mark.slow  # real server (or indexer, collector) processes
+
 N_MOVIES = 3000
 REFLECTION = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
 

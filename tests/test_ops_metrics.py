@@ -11,6 +11,8 @@ from movielinks.proto import movielinks_pb2 as pb
 from tests.e2e_server import running_server
 from tests.ops_support import build, info, metrics_address, publish_corrupt, sample, scrape, stub, wait_for
 
+pytestmark = pytest.mark.slow  # real server (or indexer, collector) processes
+
 REQUESTS = "movielinks_requests_total"
 
 

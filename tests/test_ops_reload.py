@@ -32,6 +32,8 @@ from tests.ops_support import (
     wait_for,
 )
 
+pytestmark = pytest.mark.slow  # real server (or indexer, collector) processes
+
 
 def test_versions_published_under_load_are_taken_in_turn_and_a_corrupt_one_is_refused(tmp_path):
     root = tmp_path / "index"

@@ -14,6 +14,8 @@ from movielinks.proto import movielinks_pb2 as pb
 from tests.e2e_server import ServerProcess, running_server
 from tests.ops_support import build, sample, scrape, stub
 
+pytestmark = pytest.mark.slow  # real server (or indexer, collector) processes
+
 N_MOVIES = 3000
 
 

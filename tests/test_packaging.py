@@ -193,6 +193,7 @@ print(" ".join(sys.modules))
 """
 
 
+@pytest.mark.slow
 def test_serving_imports_no_tensorflow(tmp_path):
     """The server's and indexer's modules, a started server and its answers (the SVM included) load no TensorFlow."""
     from movielinks.indexer.build import build_index

@@ -15,6 +15,8 @@ from tests.e2e_server import REPO, ServerProcess, build_index_cli
 from movielinks.trainer.run import load_run
 from movielinks.trainer.train import TrainConfig
 
+pytestmark = pytest.mark.tf  # the trainer and TensorFlow, in process or as a command
+
 # The newest films of the real file (it is ordered by release year): enough to train on
 # in seconds, and it holds films a person knows.
 SLICE_FILMS = 8000

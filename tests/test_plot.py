@@ -55,6 +55,7 @@ def assert_png(path: Path) -> None:
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left beside it
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["pca", "tsne"])
 def test_plot_run_writes_a_png(run_dir: Path, tmp_path: Path, method: str) -> None:
     out = plot_run(run_dir, tmp_path / "maps" / "map.png", method=method, max_movies=150, n_labels=10)

@@ -29,6 +29,8 @@ from tests.ops_support import TITLES, sample, scrape, wait_for
 from tests.test_security import make_ca, make_leaf
 from tests.fixtures import make_run
 
+pytestmark = pytest.mark.slow  # real server (or indexer, collector) processes
+
 LOAD_S = 5.0  # how long the failover load runs; the replica dies at KILL_AT_S into it
 KILL_AT_S = 2.0
 LOAD_THREADS = 4

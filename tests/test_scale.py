@@ -42,6 +42,7 @@ def test_the_notebook_preset_has_the_notebooks_shape():
     assert 900_000 < pairs < 1_000_000 and 60_000 < kept < 75_000, (pairs, kept)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["films.ndjson", "films.ndjson.gz"])
 def test_synth_command_writes_what_the_trainer_reads(tmp_path, name):
     out = tmp_path / name
@@ -56,6 +57,7 @@ def test_synth_command_writes_what_the_trainer_reads(tmp_path, name):
         assert again.read_bytes() == out.read_bytes()
 
 
+@pytest.mark.tf
 def test_rowwise_adam_updates_only_the_rows_of_the_batch_as_adam_does():
     import tensorflow as tf
 
@@ -77,6 +79,7 @@ def test_rowwise_adam_updates_only_the_rows_of_the_batch_as_adam_does():
     np.testing.assert_allclose(after[[1, 4]], expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.tf
 def test_the_training_step_reads_the_tables_only_at_the_batchs_rows():
     # Issue 9: once a table had a sparse update, each whole read of it (a Keras variable passed to
     # tf.gather) copied the table: 1M x 1M tables trained 3.4 times slower than 20k x 50k ones.

@@ -33,6 +33,8 @@ from movielinks.server.security import TokenInterceptor, load_token, server_cred
 from tests.e2e_server import REPO, running_server
 from tests.fixtures import make_run
 
+pytestmark = pytest.mark.slow  # real server (or indexer, collector) processes
+
 TOKEN = "s3cret-Token_for.tests~42"
 TITLE = "Interstellar (film)"
 TIMEOUT_S = 10

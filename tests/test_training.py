@@ -13,6 +13,8 @@ from movielinks.trainer.errors import TrainerError
 from movielinks.trainer.run import load_run
 from movielinks.trainer.train import TrainConfig, default_checkpoint_dir, train
 
+pytestmark = pytest.mark.tf  # the trainer and TensorFlow, in process or as a command
+
 SMALL = TrainConfig(dim=16, epochs=6, batch_positives=128, min_link_count=2, learning_rate=0.05)
 
 
