@@ -416,7 +416,7 @@ class MovielinksClient:
 
         try:
             writer = NeighbourWriter(path)
-        except ValueError as e:  # an unknown suffix: the caller's mistake, said before any call
+        except ValueError as e:  # an unknown suffix, or no pyarrow for .parquet: said before any call
             raise ClientError("INVALID_ARGUMENT", str(e)) from None
         with writer, contextlib.ExitStack() as bars:
             bar = None

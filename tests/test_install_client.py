@@ -25,6 +25,7 @@ PACKAGE_PARTS = ("pyproject.toml", "README.md", "movielinks", "common", "collect
                  "client", "proto")
 HEAVY = {"numpy", "faiss-cpu", "tensorflow", "tensorflow-cpu", "keras", "scikit-learn", "pyarrow", "grpcio-tools"}
 TITLE = "Interstellar (film)"
+N_MOVIES = 60
 INSTALL_TIMEOUT_S = 300
 
 
@@ -64,16 +65,35 @@ def test_the_installed_client_says_its_version(client_venv):
     assert shown.stdout.split() == ["client", importlib.metadata.version("movielinks")]
 
 
-def test_the_installed_client_queries_a_real_server(client_venv, tmp_path):
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A real server process over a tiny index."""
+    tmp = tmp_path_factory.mktemp("served")
+    build_index(make_run(tmp / "run", titles=[TITLE], n_movies=N_MOVIES, n_links=20, dim=8), tmp / "index", progress=False)
+    with running_server(tmp / "index") as running:
+        yield running
+
+
+def test_the_installed_client_queries_a_real_server(client_venv, server):
     """The answer of the client-only install is the full install's, over the same server process."""
-    index = tmp_path / "index"
-    build_index(make_run(tmp_path / "run", titles=[TITLE], n_movies=60, n_links=20, dim=8), index, progress=False)
-    with running_server(index) as server:
-        # cwd outside the checkout: the venv's own installed copy is what runs
-        answered = _run([str(client_venv / "client"), "--server", server.address, "--json", "query", "--movie", TITLE,
-                         "-k", "5"], client_venv, 60)
-        with MovielinksClient(server.address) as client:
-            expected = client.similar_movies(TITLE, k=5)
+    # cwd outside the checkout: the venv's own installed copy is what runs
+    answered = _run([str(client_venv / "client"), "--server", server.address, "--json", "query", "--movie", TITLE,
+                     "-k", "5"], client_venv, 60)
+    with MovielinksClient(server.address) as client:
+        expected = client.similar_movies(TITLE, k=5)
     result = json.loads(answered.stdout)
     assert [n["name"] for n in result["neighbours"]] == [n.name for n in expected.neighbours]
     assert len(result["neighbours"]) == 5 and TITLE not in {n["name"] for n in result["neighbours"]}
+
+
+def test_a_parquet_export_without_pyarrow_says_which_extra_to_install(client_venv, server, tmp_path):
+    refused = subprocess.run([str(client_venv / "client"), "--server", server.address, "export", "-k", "2", "--out",
+                              str(tmp_path / "n.parquet"), "--quiet"], cwd=client_venv, capture_output=True, text=True,
+                             timeout=60)
+    assert refused.returncode == 2, refused
+    assert "movielinks[parquet]" in refused.stderr and len(refused.stderr.splitlines()) == 1, refused.stderr
+    assert list(tmp_path.iterdir()) == []
+    exported = _run([str(client_venv / "client"), "--server", server.address, "export", "-k", "2", "--out",
+                     str(tmp_path / "n.csv"), "--quiet"], client_venv, 60)
+    assert exported.stdout.startswith(f"wrote {N_MOVIES * 2} rows")
+    assert (tmp_path / "n.csv").read_text(encoding="utf-8").count("\n") == 1 + N_MOVIES * 2  # the header, then the rows
