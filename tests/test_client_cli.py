@@ -7,7 +7,6 @@ import re
 import subprocess
 import sys
 import types
-from pathlib import Path
 
 import grpc
 import pytest
@@ -118,8 +117,9 @@ def test_every_command_has_help_with_examples(command, capsys):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("module", ["client", "server", "indexer", "trainer"])
-def test_every_command_says_its_version(module):
-    shown = subprocess.run([sys.executable, "-m", module, "--version"], cwd=Path(__file__).resolve().parents[1],
+def test_every_command_says_its_version(module, tmp_path):
+    # cwd outside the checkout: `-m client` there would run the folder, not the installed movielinks.client
+    shown = subprocess.run([sys.executable, "-m", f"movielinks.{module}", "--version"], cwd=tmp_path,
                            capture_output=True, text=True, timeout=120)
     assert shown.returncode == 0 and re.fullmatch(rf"{module} \d+\.\d+\.\d+\S*\n", shown.stdout), shown
 
