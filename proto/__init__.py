@@ -3,7 +3,7 @@ the stub and servicer base.
 
 Both are generated from movielinks/v1/movielinks.proto by scripts/gen_proto.py and
 committed, so that the client needs only grpcio and protobuf at run time;
-tests/test_proto.py fails when they differ from what the .proto produces.
+tests/package/test_proto.py fails when they differ from what the .proto produces.
 """
 from pathlib import Path
 

@@ -36,7 +36,7 @@ from tests import fixtures
 from tests.fixtures import clustered_unit_vectors
 from movielinks.trainer.run import load_run
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 N_MOVIES, N_LINKS, DIM, N_CLUSTERS = 300, 120, 16, 6
 
 

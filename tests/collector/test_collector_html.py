@@ -12,7 +12,7 @@ from movielinks.collector.collect import collect
 from movielinks.collector.htmlpages import NO_CONTENT, NO_FILM_INFOBOX, HtmlBatch, collect_batch
 from movielinks.collector.record import CollectorError
 
-SHARED_TARBALL = Path(__file__).resolve().parents[2] / "shared" / "data" / "oscar-movies-html.tar.gz"
+SHARED_TARBALL = Path(__file__).resolve().parents[3] / "shared" / "data" / "oscar-movies-html.tar.gz"
 
 RENDERED = """<!DOCTYPE html><html><head><title>Alien (film) - Wikipedia</title>
 <link rel="canonical" href="https://en.wikipedia.org/wiki/Alien_(film)" /></head><body>

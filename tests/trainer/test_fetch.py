@@ -16,7 +16,7 @@ from movielinks.trainer.fetch import DATASETS, DataFile, Dataset, FetchError, fe
 
 REPO = "someone/films"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
 class FileServer:

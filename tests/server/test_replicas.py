@@ -26,7 +26,7 @@ from movielinks.server.security import server_credentials
 from movielinks.server.versions import ServiceHolder
 from tests.e2e_server import REPO, ServerProcess
 from tests.ops_support import TITLES, sample, scrape, wait_for
-from tests.test_security import make_ca, make_leaf
+from tests.server.test_security import make_ca, make_leaf
 from tests.fixtures import make_run
 
 pytestmark = pytest.mark.slow  # real server (or indexer, collector) processes

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from movielinks.proto import PROTO_FILE, SERVICE_NAME, movielinks_pb2, movielinks_pb2_grpc
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 STUBS = ("movielinks_pb2.py", "movielinks_pb2_grpc.py")
 
 

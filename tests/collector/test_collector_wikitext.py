@@ -94,7 +94,7 @@ def test_ratings_are_read_near_rotten_tomatoes(text: str, figures: tuple) -> Non
 
 def test_the_links_found_on_the_text_are_those_of_mwparserfromhell_s_tree() -> None:
     """wikilinks() reads the text with one regular expression; the parser's tree must agree with it."""
-    from tests.test_collector_dump import INTERSTELLAR, trap_pages
+    from tests.collector.test_collector_dump import INTERSTELLAR, trap_pages
 
     texts = [INTERSTELLAR, *(html.unescape(p.split('xml:space="preserve">', 1)[1].split("</text>", 1)[0])
                              for p in trap_pages() if 'xml:space="preserve">' in p),

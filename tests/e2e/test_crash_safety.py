@@ -20,7 +20,7 @@ from movielinks.trainer.run import load_run
 
 pytestmark = pytest.mark.slow  # real server (or indexer, collector) processes
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def run_and_kill(command: list[str], after_s: float) -> int:

@@ -11,7 +11,7 @@ from movielinks.collector.collect import collect
 from movielinks.collector.fetch import dump_file_names, fetch_dump
 from movielinks.collector.record import CollectorError
 from tests.collector_fixtures import film_text, page, write_multistream
-from tests.test_fetch import FileServer, server  # noqa: F401 - the fixture
+from tests.trainer.test_fetch import FileServer, server  # noqa: F401 - the fixture
 
 WIKI, DATE = "enwiki", "20261101"
 DUMP, INDEX, SUMS = dump_file_names(WIKI, DATE)
