@@ -21,7 +21,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
-STAGES = ("common", "collector", "trainer", "indexer", "server", "client", "proto")
+PACKAGE_DIRS = PYPROJECT["tool"]["setuptools"]["package-dir"]  # "movielinks.server" -> "server"
 # extra -> the stage folders that installing it must let run
 ROLES = {"client": ("client", "proto"), "server": ("server", "indexer"), "collector": ("collector",), "train": ("trainer",)}
 # role -> extras its stages import only inside a function, for one feature (client export --out x.parquet)
@@ -64,21 +64,21 @@ def declared(extras: Iterable[str], extras_of_ours: dict[str, list[str]] | None 
 
 
 def _module_file(module: str) -> Path | None:
+    """The source file of a movielinks module, found through pyproject's package-dir; None for a name
+    inside a module (the `ClientError` of `from movielinks.client.client import ClientError`)."""
     parts = module.split(".")
-    if parts[0] != "movielinks":
-        return None
-    folder = REPO / "movielinks" if len(parts) == 1 else REPO.joinpath(parts[1], *parts[2:])
-    for candidate in (folder.with_suffix(".py"), folder / "__init__.py"):
-        if len(parts) > 1 and candidate.is_file() or len(parts) == 1 and candidate.name == "__init__.py":
-            return candidate
+    for i in range(len(parts), 0, -1):
+        if (package := ".".join(parts[:i])) in PACKAGE_DIRS:
+            path = REPO.joinpath(PACKAGE_DIRS[package], *parts[i:])
+            return next((p for p in (path.with_suffix(".py"), path / "__init__.py") if p.is_file()), None)
     return None
 
 
 def _module_name(path: Path) -> str:
     parts = path.relative_to(REPO).with_suffix("").parts
-    if parts[0] in STAGES:
-        parts = ("movielinks", *parts)
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+    package = {folder: name for name, folder in PACKAGE_DIRS.items()}.get(parts[0])
+    names = (*package.split("."), *parts[1:]) if package else parts
+    return ".".join(names[:-1] if names[-1] == "__init__" else names)
 
 
 def imports(path: Path) -> list[tuple[str, bool]]:
@@ -160,7 +160,7 @@ def test_the_base_is_the_client_alone():
 
 
 def test_the_test_extra_holds_everything_the_checkout_imports():
-    files = [path for folder in (*STAGES, "movielinks", "tests", "bench", "scripts") for path in (REPO / folder).rglob("*.py")]
+    files = [path for folder in (*PACKAGE_DIRS.values(), "tests", "bench", "scripts") for path in (REPO / folder).rglob("*.py")]
     missing = undeclared(third_party_imports(files, at_import_time_only=False), declared(["test"]))
     assert not missing, f"declare these in the 'test' extra (or a role's extra it names): {missing}"
 
