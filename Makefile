@@ -5,7 +5,7 @@ VENV := .venv
 DATA ?= ../shared/data/wp_movies_us.ndjson
 WORK ?= work
 
-.PHONY: demo test install clean bench
+.PHONY: demo test test-fast install clean bench
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ $(CHROMIUM):
 
 test: $(VENV)/.installed $(CHROMIUM)
 	$(VENV)/bin/python -m pytest
+
+# The edit-test loop, under a minute: no TensorFlow, no real data, no server processes
+# (the tests marked tf, real_data or slow are left out; the markers: pyproject.toml).
+test-fast: $(VENV)/.installed
+	$(VENV)/bin/python -m pytest -m "not tf and not real_data and not slow"
 
 clean:
 	rm -rf $(VENV) $(WORK)

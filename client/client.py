@@ -13,7 +13,7 @@ from typing import Any, Iterator, Sequence
 import grpc
 from google.protobuf import json_format
 
-from movielinks.common.records import Prediction
+from movielinks.common.answers import Prediction
 from movielinks.proto import SERVICE_NAME
 from movielinks.proto import movielinks_pb2 as pb
 from movielinks.proto import movielinks_pb2_grpc as pb_grpc
@@ -416,7 +416,7 @@ class MovielinksClient:
 
         try:
             writer = NeighbourWriter(path)
-        except ValueError as e:  # an unknown suffix: the caller's mistake, said before any call
+        except ValueError as e:  # an unknown suffix, or no pyarrow for .parquet: said before any call
             raise ClientError("INVALID_ARGUMENT", str(e)) from None
         with writer, contextlib.ExitStack() as bars:
             bar = None

@@ -15,7 +15,7 @@ from typing import Iterator
 import faiss
 import numpy as np
 
-from movielinks.common.records import Neighbours
+from movielinks.common.answers import Neighbours
 
 # FAISS's flat search takes its BLAS path, several times faster, from about
 # 128000 / dim queries a call (faiss 1.15): batches of this many rows get there.

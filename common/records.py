@@ -8,10 +8,6 @@ import numpy as np
 
 _YEAR = re.compile(r"\b(1[89]\d\d|20\d\d)\b")
 
-# A ranked result: (movie title or link name, cosine score) pairs, best first.
-Neighbours = list[tuple[str, float]]
-
-
 @dataclasses.dataclass(frozen=True)
 class MovieRecord:
     """What later stages need to know about a movie besides its vector.
@@ -41,21 +37,6 @@ class AttributeModel:
     def predict(self, vectors: np.ndarray) -> np.ndarray:
         """Predicted values for a [n, dim] (or [dim]) array of movie vectors."""
         return np.asarray(vectors, dtype=np.float64) @ np.asarray(self.coef, dtype=np.float64) + self.intercept
-
-
-@dataclasses.dataclass(frozen=True)
-class Prediction:
-    """An attribute model's prediction for one movie, with the value the data knows (if any)
-    and the model's held-out error against always predicting the mean."""
-
-    title: str
-    attribute: str
-    unit: str
-    predicted: float
-    known: float | None
-    heldout_mse: float
-    baseline_mse: float
-    index_version: str
 
 
 def release_year(infobox: dict[str, str]) -> int | None:

@@ -39,7 +39,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from movielinks.proto import PROTO_PATH, SERVICE_NAME
+from movielinks.proto import PROTO_FILE, SERVICE_NAME
 from movielinks.proto import movielinks_pb2 as pb
 
 log = logging.getLogger("movielinks.gateway")
@@ -274,7 +274,7 @@ def proto_comments(text: str) -> dict[str, str]:
 
 def openapi_document() -> dict:
     """OpenAPI 3.1 for every RPC, built from the service's descriptors and the .proto's comments."""
-    proto_text = (Path(__file__).resolve().parents[1] / PROTO_PATH).read_text(encoding="utf-8")
+    proto_text = PROTO_FILE.read_text(encoding="utf-8")
     comments = proto_comments(proto_text)
     schemas: dict[str, dict] = {
         "Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {

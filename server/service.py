@@ -14,7 +14,7 @@ from urllib.parse import quote
 import numpy as np
 
 from movielinks.common.neighbours import BATCH_ROWS, named
-from movielinks.common.records import Neighbours, Prediction
+from movielinks.common.answers import Neighbours, Prediction
 from movielinks.common.title_index import NO_FRANCHISE
 from movielinks.indexer.version import IndexVersion
 from movielinks.server import explain, limits

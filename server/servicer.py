@@ -13,7 +13,7 @@ from google.protobuf import struct_pb2
 from movielinks.common.about import package_version
 from movielinks.proto import movielinks_pb2 as pb
 from movielinks.proto import movielinks_pb2_grpc as pb_grpc
-from movielinks.common.records import Neighbours
+from movielinks.common.answers import Neighbours
 from movielinks.server.errors import Kind, ServiceError
 from movielinks.server.explore import explorer
 from movielinks.server.filters import FilterRequest
