@@ -34,6 +34,6 @@ test-fast: $(VENV)/.installed
 clean:
 	rm -rf $(VENV) $(WORK)
 
-# The benchmark suite (README "Speed and quality"): SIZE=small (the real 36k films) or SIZE=1m.
+# The benchmark suite (docs/speed.md, docs/scale.md): SIZE=small (the real 36k films) or SIZE=1m.
 bench: $(VENV)/.installed
 	$(VENV)/bin/python -m bench --size $(or $(SIZE),small)

@@ -1,8 +1,8 @@
-"""Service speed on a real index, printed as the README's table.
+"""Service speed on a real index, printed as the table of docs/speed.md.
 
     python bench/bench_server.py --index work/index [--seconds 5]
 
-(Without a trained run, `python bench/make_synthetic_index.py --out work/synthetic-index`
+(Without a trained run, `python -m bench.make_synthetic_index --out work/synthetic-index`
 publishes an index of the real catalogue's size from random vectors.)
 
 Starts the real server process on a free loopback port and measures, with real
@@ -130,7 +130,7 @@ def fixed_overhead_mb(work: Path) -> float:
 
 
 def measure_service(index: str, *, seconds: float = 5.0, queries: int = 3000) -> dict[str, float]:
-    """Every measurement of the README's service-speed table, by name (milliseconds, seconds, per second, MB).
+    """Every measurement of the service-speed table (docs/speed.md), by name (milliseconds, seconds, per second, MB).
 
     One linear script in the table's order, kept whole so that it reads as the table does.
     """

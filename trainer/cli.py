@@ -104,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     launch.set_defaults(command=_launch)
     launch.add_argument("--strategy", choices=STRATEGIES, default="mirrored",
-                        help="mirrored: MultiWorkerMirroredStrategy (default: the faster here, README); "
+                        help="mirrored: MultiWorkerMirroredStrategy (default: the faster here, docs/distributed.md); "
                              "ps: ParameterServerStrategy")
     launch.add_argument("--workers", type=int, default=2, help="worker processes")
     launch.add_argument("--ps", type=int, help="parameter server processes (--strategy ps; default 1)")
