@@ -3,7 +3,7 @@
 Order: exact page title; case-insensitive; the name without its "(... film)"
 qualifier ("the martian" -> "The Martian (film)"); the name also without a leading
 article, accents and punctuation ("Godfather" -> "The Godfather", "Amelie" ->
-"Amélie"); a unique prefix ("interst" -> "Interstellar (film)"); a close match
+"Amélie"); a prefix of one name, or of a few ("interst" -> "Interstellar (film)"); a close match
 (typos). Where a step finds several titles ("Titanic": the 1997, 1953 and 1943
 films), the one with the most kept links wins (the film people mean is the one its
 article says most about); a tie stays ambiguous.
@@ -24,6 +24,9 @@ from movielinks.common.title_index import key as title_key
 from movielinks.server.errors import invalid, not_found
 
 MAX_SUGGESTIONS = 5
+# A prefix of this many names at most resolves to the most linked of them ("Jurassic": Jurassic
+# Park, not its four sequels); a prefix of more names ("Star") is too short to mean one film.
+PREFIX_CHOICES = 10
 # Up to this many names a close match scans every spelling (tens of ms). Beyond, it scans
 # the names next to the query in four sorted orders (by the folded name and without its
 # qualifier, each also reversed), CLOSE_WINDOW on each side: a misspelling keeps either
@@ -100,9 +103,10 @@ class TitleResolver:
                     break
                 return chosen, match, [i for i in self._by_weight(found) if i != chosen][:MAX_SUGGESTIONS]
         if fuzzy and not candidates:
-            prefixed = self._prefixed(folded, limit=2)
-            if len(prefixed) == 1:
-                return prefixed[0], "prefix", []
+            prefixed = self._prefixed(folded, limit=PREFIX_CHOICES + 1)
+            chosen = self._most_linked(prefixed) if 0 < len(prefixed) <= PREFIX_CHOICES else None
+            if chosen is not None:
+                return chosen, "prefix", [i for i in self._by_weight(prefixed) if i != chosen][:MAX_SUGGESTIONS]
             if not prefixed and not close:
                 raise invalid(
                     f"{self.what} {shown(query)} is not a catalogue title, and this request has used up its "
@@ -112,6 +116,18 @@ class TitleResolver:
             if len(close) == 1 or (len(close) == 2 and close[0][1] - close[1][1] > 0.05):
                 return close[0][0], "close", []
         raise not_found(self._unknown_message(query, folded, candidates))
+
+    def matching(self, query: str) -> list[int]:
+        """Ids whose name is `query` up to case, qualifier, leading article, accents and punctuation
+        ("godfather" -> The Godfather), most kept links first."""
+        folded = query.strip().casefold()
+        found = {*self.index.ids("lower", folded), *self.index.ids("base", folded),
+                 *self.index.ids("normal", normalised(query))}
+        return self._by_weight(sorted(found))
+
+    def weight(self, i: int) -> int:
+        """The kept links of id `i` (0 without weights)."""
+        return 0 if self.weights is None else int(self.weights[i])
 
     def _by_weight(self, ids: list[int]) -> list[int]:
         return sorted(ids, key=lambda i: -self.weights[i]) if self.weights is not None else list(ids)

@@ -18,6 +18,7 @@ from movielinks.client.client import MovieFilter
 from movielinks.common import title_index
 from movielinks.common.title_index import TitleIndex
 from movielinks.server import titles
+from movielinks.server.errors import ServiceError
 from movielinks.server.titles import TitleResolver
 from movielinks.common.franchises import franchise_groups
 from tests.e2e_server import ServerProcess, build_index_cli
@@ -55,6 +56,16 @@ def test_a_resolver_over_saved_arrays_answers_as_one_over_names(tmp_path):
         else:
             assert loaded.lookup(query) == expected
     assert "Titanic (1997 film)" in loaded.exact and loaded.exact["Alien (film)"] == 7
+
+
+def test_a_prefix_of_a_few_titles_resolves_to_the_most_linked():
+    names = ["Jurassic World", "Jurassic Park (film)", "Jurassic Park III", "Jurassic Heat", "Juror"]
+    assert TitleResolver(names, weights=[40, 90, 30, 20, 5]).lookup("Jurassic") == (1, "prefix", [0, 2, 3])
+    with pytest.raises(ServiceError, match="did you mean"):
+        TitleResolver(names, weights=[90, 90, 30, 30, 5]).lookup("Jurassic")  # a tie: not guessed
+    many = [f"Jurassic {i}" for i in range(titles.PREFIX_CHOICES + 1)]
+    with pytest.raises(ServiceError, match="did you mean"):
+        TitleResolver(many, weights=[100] + [1] * titles.PREFIX_CHOICES).lookup("Jurassic")  # too short to mean one
 
 
 def test_close_matches_beyond_a_full_scan_visit_a_bounded_window(monkeypatch):
