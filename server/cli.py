@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                         max_concurrent_rpcs=args.max_concurrent, credentials=credentials, interceptors=interceptors,
                         local_address=local)
         metrics_port = metrics.serve_http(args.host, args.metrics_port) if args.metrics_port is not None else None
-        gateway = _gateway(args, local) if local else None
+        gateway = _gateway(args, local, holder, token is not None) if local else None
     except (ServiceError, OSError) as e:
         if gateway_dir:
             shutil.rmtree(gateway_dir, ignore_errors=True)
@@ -200,13 +200,14 @@ def _watcher(index_root: str, holder: ServiceHolder, metrics: Metrics) -> Versio
     return VersionWatcher(index_root, holder, on_taken=taken, on_refused=refused)
 
 
-def _gateway(args: argparse.Namespace, local: str):
+def _gateway(args: argparse.Namespace, local: str, holder: ServiceHolder, token_required: bool):
     """The HTTP gateway on --host:--http-port, started; OSError (filename "HTTP") when the port is taken."""
     from movielinks.server.gateway import GatewayServer, TlsFiles  # Starlette and uvicorn only when asked for
 
     tls = TlsFiles(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None
     try:
-        return GatewayServer(local, args.host, args.http_port, tls=tls, grace_s=args.grace).start()
+        return GatewayServer(local, args.host, args.http_port, tls=tls, grace_s=args.grace,
+                             current=holder.current, token_required=token_required).start()
     except OSError as e:
         e.filename = "HTTP"
         raise
