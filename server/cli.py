@@ -168,8 +168,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _log_answered(metrics: Metrics) -> None:
-    answered = " ".join(f"{code}={n}" for code, n in sorted(metrics.answered_by_code().items()))
-    log.info("stopped: calls answered by status since start: %s", answered or "none")
+    answered = " ".join(f"{code}={n}" for code, n in sorted(metrics.answered_by_code(lambda rpc: rpc != "Watch").items()))
+    # Every client channel keeps a health Watch open (it picks a serving replica by it) and
+    # cancels it when it closes: a CANCELLED there is a client that went away, no error.
+    watches = sum(metrics.answered_by_code(lambda rpc: rpc == "Watch").values())
+    log.info("stopped: calls answered by status since start: %s; health watches closed by their clients: %d", answered or "none", watches)
 
 
 def _exit_at(deadline: float, metrics: Metrics) -> None:
