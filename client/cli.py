@@ -25,6 +25,7 @@ from typing import Any
 from movielinks.common.about import package_version
 from movielinks.client.client import (SERVER_ENV, TOKEN_ENV, ClientError, Explanation, Info, MovieFilter, MovielinksClient,
                            Neighbour, Neighbours, Prediction, Recommendation, SharedLink, TitleMatch)
+from movielinks.common.records import no_better_than_mean
 from movielinks.common.signals import exit_cleanly_on_sigterm
 
 EPILOG = f"""\
@@ -327,9 +328,12 @@ def render(result: Any) -> str:
         known = "unknown" if result.known is None else amount(result.known, result.unit)
         error, baseline = (amount(math.sqrt(max(0.0, mse)), result.unit, difference=True)
                            for mse in (result.heldout_mse, result.baseline_mse))
-        return (f"{result.title}: {result.attribute} predicted {amount(result.predicted, result.unit)} "
+        text = (f"{result.title}: {result.attribute} predicted {amount(result.predicted, result.unit)} "
                 f"(known: {known})\n"
                 f"typical error (held-out RMSE) {error}, against {baseline} for always predicting the mean")
+        if no_better_than_mean(result.heldout_mse, result.baseline_mse):  # a server from before it refused these
+            text += "\nwarning: this model is no better than always predicting the mean: do not trust the prediction"
+        return text
     if isinstance(result, NameList):
         more = f" (first {len(result.names)} of {result.total})" if result.total > len(result.names) else ""
         heading = f"{result.total} {result.kind} name{'s' if result.total != 1 else ''} contain {result.text!r}{more}"

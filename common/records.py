@@ -38,6 +38,17 @@ class AttributeModel:
     heldout_mse: float
     baseline_mse: float  # held-out MSE of always predicting the training mean
 
+    @property
+    def no_better_than_mean(self) -> bool:
+        return no_better_than_mean(self.heldout_mse, self.baseline_mse)
+
+    def verdict(self) -> str:
+        """What a user must be told of a model that predicts no better than the average ("" otherwise)."""
+        if not self.no_better_than_mean:
+            return ""
+        return (f"the {self.name} model is no better than always predicting the average (held-out MSE "
+                f"{mse_ratio(self.heldout_mse, self.baseline_mse):.2f} times the average's): not served")
+
     def predict(self, vectors: np.ndarray) -> np.ndarray:
         """Predicted values for a [n, dim] (or [dim]) array of movie vectors."""
         return np.asarray(vectors, dtype=np.float64) @ np.asarray(self.coef, dtype=np.float64) + self.intercept
@@ -56,6 +67,16 @@ class Prediction:
     heldout_mse: float
     baseline_mse: float
     index_version: str
+
+
+def mse_ratio(heldout_mse: float, baseline_mse: float) -> float:
+    """A model's held-out MSE over that of always predicting the training mean: below 1 it helps."""
+    return heldout_mse / baseline_mse if baseline_mse > 0 else float("inf")
+
+
+def no_better_than_mean(heldout_mse: float, baseline_mse: float) -> bool:
+    """Whether a model's held-out error is no smaller than the average's (nothing learned worth serving)."""
+    return not mse_ratio(heldout_mse, baseline_mse) < 1
 
 
 def release_year(infobox: dict[str, str]) -> int | None:

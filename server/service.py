@@ -19,7 +19,7 @@ from movielinks.common.title_index import NO_FRANCHISE
 from movielinks.indexer.version import IndexVersion
 from movielinks.server import explain, limits
 from movielinks.server.catalogue import Catalogue, Ranked
-from movielinks.server.errors import invalid, not_found
+from movielinks.server.errors import Kind, ServiceError, invalid, not_found
 from movielinks.server.filters import FilterRequest, MovieFilter, allowed_movies
 from movielinks.server.recommend import SCORE_MEANING, STRATEGIES
 from movielinks.server.titles import TitleResolver, shown
@@ -256,6 +256,8 @@ class MovieService:
         if model is None:
             known = ", ".join(sorted(self.version.attribute_models)) or "none"
             raise not_found(f"unknown attribute {shown(attribute)}; this index predicts: {known}")
+        if model.no_better_than_mean:  # an answer would look like knowledge and be noise
+            raise ServiceError(Kind.FAILED_PRECONDITION, f"{model.verdict()}; index version {self.name}")
         movie = self.version.movies[int(ids[0])]
         predicted = float(self.catalogue.predict(ids, attribute)[0])
         return Prediction(movie.title, attribute, model.unit, predicted, movie.attributes.get(attribute),
