@@ -229,7 +229,8 @@ def test_client_command(service):
     assert as_json["query"] == "Alien (film)" and len(as_json["neighbours"]) == 10
     unknown = client_cli("--server", server.address, "query", "--movie", "Star Wa")
     assert unknown.returncode == 1 and unknown.stderr.count("\n") == 1 and "Star Wars" in unknown.stderr
-    invalid = client_cli("--server", server.address, "query", "--movie", "Alien (film)", "-k", "-1")
+    # past max_k: the server refuses it (a k below 1 the command refuses itself)
+    invalid = client_cli("--server", server.address, "query", "--movie", "Alien (film)", "-k", "5000")
     assert invalid.returncode == 2 and invalid.stderr.startswith("client: error: k must be")
     assert invalid.stderr.count("\n") == 1
 
