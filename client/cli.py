@@ -190,8 +190,8 @@ def _parser() -> argparse.ArgumentParser:
                      '  client query --movie "Interstellar (film)" -k 5\n'
                      '  client query --link "George Lucas" --json')
     what = query.add_mutually_exclusive_group(required=True)
-    what.add_argument("--movie", help="movie title (exact, any case, without \"(film)\", a unique prefix or a close "
-                                      "spelling)")
+    what.add_argument("--movie", help="movie title (exact, any case, without \"(film)\" or a leading article, cut "
+                                      "short; another spelling gets the close titles to choose from)")
     what.add_argument("--link", help="link name, exact or any case (`client links --search TEXT` finds names)")
     _k(query, "results")
     _reasons_option(query)
@@ -268,7 +268,7 @@ def _parser() -> argparse.ArgumentParser:
     info.set_defaults(command=lambda c, a: c.info())
 
     lookup = _command(commands, "lookup", "which catalogue title a name resolves to",
-                      "  client lookup intersteller\n  client lookup \"the martian\"")
+                      "  client lookup godfather\n  client lookup \"the martian\"")
     lookup.add_argument("title", help="a title as you would type it")
     lookup.set_defaults(command=lambda c, a: c.lookup_title(a.title))
     # Last in each command's --help, after the command's own options: a reader looks for those first.

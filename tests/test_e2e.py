@@ -121,7 +121,9 @@ def test_title_lookup_and_info(service):
     assert client.lookup_title("Interstellar (film)").match == "exact"
     assert client.lookup_title("interstellar (FILM)").match == "case_insensitive"
     assert client.lookup_title("interst").title == "Interstellar (film)"
-    assert client.lookup_title("Intersteller (film)").title == "Interstellar (film)"
+    assert client.lookup_title("Inter-stellar (film)").title == "Interstellar (film)"
+    with pytest.raises(ClientError, match="not in the catalogue under that name; did you mean: Interstellar"):
+        client.lookup_title("Intersteller (film)")  # another spelling may be another film: asked, not answered
     info = client.info()
     assert (info.movies, info.links, info.dim) == (400, 150, 16)
     assert info.attributes == ["gross", "rotten_tomatoes"] and info.metrics == run.manifest.metrics

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from movielinks.client import MovielinksClient
+from movielinks.client import ClientError, MovielinksClient
 from movielinks.indexer.build import build_index
 from tests.e2e_server import REPO, running_server
 from tests.fixtures import make_run
@@ -210,11 +210,13 @@ def test_enter_resolves_the_typed_text_as_lookup_title_does(served, browser):
     expect(page.locator("#neighbours li")).to_have_count(10)
     expect(page.locator("#selected input[type=checkbox]")).to_have_count(2)
 
-    # "Jurassic": a prefix of two films resolves to the one with more links, on the page as over gRPC.
-    jurassic = client.lookup_title("Jurassic")
-    assert jurassic.match == "prefix" and jurassic.title in ("Jurassic World", "Jurassic Park (film)")
+    # "Jurassic" begins two titles and is neither: asked, as LookupTitle asks, and the previous answer goes.
+    with pytest.raises(ClientError) as jurassic:
+        client.lookup_title("Jurassic")
     pick_by_enter(page, "Jurassic")
-    expect(page.locator("#selected-title")).to_contain_text(f"{jurassic.title} ·")
+    expect(page.locator("#status")).to_have_text(jurassic.value.message)
+    assert "Jurassic World" in jurassic.value.message and "Jurassic Park (film)" in jurassic.value.message
+    expect(page.locator("#neighbours li")).to_have_count(0)
     # Arrow down then Enter still picks the highlighted suggestion.
     page.locator("#search").fill("inters")
     expect(page.locator("#suggestions li").first).to_have_text("Interstellar (film)")
