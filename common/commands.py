@@ -1,4 +1,4 @@
-"""What every command line (client, collector, indexer, trainer) does alike: a closed
+"""What every command line (client, collector, indexer, server, trainer) does alike: a closed
 pipe is a normal end, and a count is a positive whole number."""
 from __future__ import annotations
 

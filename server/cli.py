@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from movielinks.common.about import package_version
+from movielinks.common.commands import closed_pipe_is_a_normal_end
 from movielinks.server.admission import AdmissionInterceptor, default_slots
 from movielinks.server.app import load_service, start
 from movielinks.server.errors import ServiceError
@@ -79,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+@closed_pipe_is_a_normal_end
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)

@@ -45,7 +45,7 @@ def test_a_closed_pipe_ends_every_command_quietly(served):
     # `| head -0`, without the race: the reader is gone before the command writes a byte.
     for argv in (("trainer", "evaluate", str(tmp / "run"), "--json"), ("indexer", "list", str(tmp / "index")),
                  ("client", "--server", server.address, "links", "--search", "link"), ("collector", "--help"),
-                 ("client", "--help")):
+                 ("client", "--help"), ("server", "--help")):
         read, write = os.pipe()
         os.close(read)
         try:
