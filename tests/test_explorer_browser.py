@@ -217,6 +217,9 @@ def test_enter_resolves_the_typed_text_as_lookup_title_does(served, browser):
     expect(page.locator("#status")).to_have_text(jurassic.value.message)
     assert "Jurassic World" in jurassic.value.message and "Jurassic Park (film)" in jurassic.value.message
     expect(page.locator("#neighbours li")).to_have_count(0)
+    page.screenshot(path=SCREENSHOTS / "desktop-asked.png")
+    page.locator("#status button", has_text="Jurassic Park (film)").click()  # each title offered is one click away
+    expect(page.locator("#selected-title")).to_contain_text("Jurassic Park (film) ·")
     # Arrow down then Enter still picks the highlighted suggestion.
     page.locator("#search").fill("inters")
     expect(page.locator("#suggestions li").first).to_have_text("Interstellar (film)")

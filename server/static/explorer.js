@@ -170,7 +170,17 @@ async function select(title) {
     if (seq !== state.selectSeq) return;
     clearSelection();
     status(error.message, true);
+    offerChoices(error.message);
   }
+}
+
+// "unknown movie 'Jurassic': ...; did you mean: A; B" -> A and B as buttons that pick them.
+function offerChoices(message) {
+  const at = message.indexOf("did you mean: ");
+  if (at < 0) return;
+  const titles = message.slice(at + "did you mean: ".length).split("; ");
+  $("status").replaceChildren(message.slice(0, at) + "did you mean: ", ...titles.flatMap((title, i) => [
+    ...(i ? ["; "] : []), el("button", { class: "title choice", type: "button", onclick: () => pick(title) }, title)]));
 }
 
 // The answer on screen is for the film asked last: an unknown title leaves no other film's answer behind.
