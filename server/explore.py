@@ -15,6 +15,7 @@ import weakref
 import numpy as np
 
 from movielinks.common.clusters import name_clusters
+from movielinks.common.title_index import base
 from movielinks.server import limits
 from movielinks.server.errors import invalid
 from movielinks.server.service import MovieService
@@ -71,8 +72,9 @@ class Explorer:
 
     def search_names(self, text: str, kind: str = "movies", limit: int = 0) -> tuple[list[str], int]:
         """(names containing `text`, case-insensitive; how many in all). First the names `text` is up
-        to case, qualifier, article, accents and punctuation ("godfather": The Godfather), then those
-        starting with it, then the rest; in each, the most linked films first, then shorter names."""
+        to case, qualifier, article, accents and punctuation ("godfather": The Godfather), most linked
+        first, as LookupTitle picks; then those starting with it, then the rest, each the shorter name
+        without its qualifier first ("Jurassic": Jurassic Park before its sequels), then the most linked."""
         limits.check_string("text", text)
         limit = limit or DEFAULT_LIMIT
         limits.check_k(limit, "limit")
@@ -80,7 +82,7 @@ class Explorer:
         needle = text.strip().casefold()
         matching = {i: rank for rank, i in enumerate(resolver.matching(text))}
         found = [(0 if i in matching else 1 if folded.startswith(needle) else 2, matching.get(i, 0),
-                  -resolver.weight(i), len(folded), folded, i)
+                  len(base(folded)), -resolver.weight(i), folded, i)
                  for i, folded in enumerate(self._folded[kind]) if needle in folded or i in matching]
         found.sort()
         return [resolver.names[i] for *_, i in found[:limit]], len(found)

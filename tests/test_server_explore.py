@@ -11,7 +11,8 @@ from movielinks.common.clusters import name_clusters
 from movielinks.server.explore import MAP_CLUSTERS, MAP_SEED, explorer, principal_plane
 from tests.fixtures import make_run
 
-TITLES = ["Interstellar (film)", "Inter Alia", "The Interpreter", "Alien (film)"]
+TITLES = ["Interstellar (film)", "Inter Alia", "The Interpreter", "Alien (film)", "Titanic (1997 film)",
+          "Titanic (1953 film)", "Jurassic World Dominion", "Jurassic World", "Jurassic Park (film)"]
 
 
 @pytest.fixture(scope="module")
@@ -22,14 +23,18 @@ def catalogue(tmp_path_factory):
     return load_service(str(tmp / "index"))
 
 
-def test_names_containing_a_text_matches_then_prefix_matches_first_most_linked_first(catalogue):
+def test_names_containing_a_text_the_named_film_first_then_shorter_names_first(catalogue):
     names, total = explorer(catalogue).search_names("INTER")
-    prefixed = sorted(["Inter Alia", "Interstellar (film)"], key=lambda t: -catalogue.movie_titles.weight(TITLES.index(t)))
-    assert names == [*prefixed, "The Interpreter"] and total == 3
+    assert names == ["Inter Alia", "Interstellar (film)", "The Interpreter"] and total == 3  # shorter names first
     # The name itself up to article, qualifier and case comes before the names that start with it.
     assert explorer(catalogue).search_names("interpreter")[0] == ["The Interpreter"]
     assert explorer(catalogue).search_names("interstellar")[0] == ["Interstellar (film)"]
     assert explorer(catalogue).search_names("alien")[0][0] == "Alien (film)"
+    # Several films of that name: the most linked first, the one LookupTitle picks.
+    titanic = explorer(catalogue).search_names("titanic")[0]
+    assert titanic[0] == catalogue.lookup_title("titanic")[0] and sorted(titanic) == sorted(TITLES[4:6])
+    assert explorer(catalogue).search_names("Jurassic")[0] == ["Jurassic Park (film)", "Jurassic World",
+                                                               "Jurassic World Dominion"]
     links, total = explorer(catalogue).search_names("link 3", "links", limit=2)
     assert links == ["Link 3", "Link 30"] and total == 11  # Link 3, Link 30..39
     for bad in ({"text": " "}, {"text": "x", "limit": 1001}, {"text": "x" * 501}):
