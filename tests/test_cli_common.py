@@ -97,6 +97,8 @@ def test_a_model_no_better_than_the_mean_is_not_served(served):
     served_one = command("client", "--server", server.address, "predict", "--movie", "Alien (film)", "--attribute",
                          "rotten_tomatoes")
     assert served_one.returncode == 0 and "warning" not in served_one.stdout and "predicted" in served_one.stdout
+    info = command("client", "--server", server.address, "--json", "info")
+    assert json.loads(info.stdout)["attributes"] == ["rotten_tomatoes"]  # what PredictAttribute answers
 
 
 def test_trainer_train_flags_a_model_no_better_than_the_mean(tmp_path):
