@@ -121,7 +121,7 @@ def test_the_stop_line_counts_calls_not_the_health_watches_clients_close(tmp_pat
     build_index(make_run(tmp_path / "run", n_movies=60, n_links=20), tmp_path / "index", progress=False)
     server = ServerProcess(tmp_path / "index")
     try:
-        for argv in (("info",), ("lookup", "Movie 001"), ("lookup", "Nothing Like It At All")):
+        for argv in (("info",), ("lookup", 'movie 001, part "1"'), ("lookup", "Nothing Like It At All")):
             command("client", "--server", server.address, *argv)
     finally:
         assert server.stop() == 0
