@@ -55,6 +55,14 @@ def loose_name(name: str) -> str:
     return "".join(_ROMAN.get(w, w) for w in words if w not in _FILLER_WORDS)
 
 
+def _cut_short(folded: str, name: str) -> bool:
+    """Whether `folded`, a prefix of `name`, ends inside a word of it, and not after a sequel's
+    number ("the hills have eyes ii" is no cut "The Hills Have Eyes III")."""
+    words = folded.split()
+    return name[len(folded):][:1].isalnum() and bool(words) and not (words[-1].isdigit() or words[-1] in _ROMAN
+                                                                      or words[-1] == "i")
+
+
 def shown(text: str, limit: int = 80) -> str:
     """`text` quoted and cut for messages and logs."""
     return repr(text if len(text) <= limit else text[:limit] + "…")
@@ -126,7 +134,7 @@ class TitleResolver:
             # A name cut short ("interst") is that name; whole words that begin one other name
             # ("Subway" -> "Subway Sadie", "Resident Evil" -> "Resident Evil: Extinction") are most
             # often a film the catalogue lacks: asked about, as a close spelling is.
-            if len(prefixed) == 1 and self.names[prefixed[0]].casefold()[len(folded):][:1].isalnum():
+            if len(prefixed) == 1 and _cut_short(folded, self.names[prefixed[0]].casefold()):
                 return prefixed[0], "prefix", []
             if not prefixed and not close:
                 raise invalid(

@@ -73,6 +73,8 @@ def test_another_films_name_is_asked_about_not_answered():
     assert amelie.value.kind is Kind.NOT_FOUND
     with pytest.raises(ServiceError, match="did you mean: Subway Sadie"):
         resolver.lookup("Subway")
+    with pytest.raises(ServiceError, match="did you mean: The Hills Have Eyes III"):
+        TitleResolver(["The Hills Have Eyes III"]).lookup("The Hills Have Eyes II")  # another sequel, not cut short
     # Several names start so: the most linked first among those offered.
     with pytest.raises(ServiceError, match="did you mean: Jurassic Park \\(film\\); Jurassic World; Jurassic Park III"):
         resolver.lookup("Jurassic")
