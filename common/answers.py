@@ -23,3 +23,13 @@ class Prediction:
     heldout_mse: float
     baseline_mse: float
     index_version: str
+
+
+def mse_ratio(heldout_mse: float, baseline_mse: float) -> float:
+    """A model's held-out MSE over that of always predicting the training mean: below 1 it helps."""
+    return heldout_mse / baseline_mse if baseline_mse > 0 else float("inf")
+
+
+def no_better_than_mean(heldout_mse: float, baseline_mse: float) -> bool:
+    """Whether a model's held-out error is no smaller than the average's (nothing learned worth serving)."""
+    return not mse_ratio(heldout_mse, baseline_mse) < 1

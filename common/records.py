@@ -6,7 +6,10 @@ import re
 
 import numpy as np
 
+from movielinks.common.answers import mse_ratio, no_better_than_mean
+
 _YEAR = re.compile(r"\b(1[89]\d\d|20\d\d)\b")
+
 
 @dataclasses.dataclass(frozen=True)
 class MovieRecord:
@@ -33,6 +36,17 @@ class AttributeModel:
     n_test: int
     heldout_mse: float
     baseline_mse: float  # held-out MSE of always predicting the training mean
+
+    @property
+    def no_better_than_mean(self) -> bool:
+        return no_better_than_mean(self.heldout_mse, self.baseline_mse)
+
+    def verdict(self) -> str:
+        """What a user must be told of a model that predicts no better than the average ("" otherwise)."""
+        if not self.no_better_than_mean:
+            return ""
+        return (f"the {self.name} model is no better than always predicting the average (held-out MSE "
+                f"{mse_ratio(self.heldout_mse, self.baseline_mse):.2f} times the average's): not served")
 
     def predict(self, vectors: np.ndarray) -> np.ndarray:
         """Predicted values for a [n, dim] (or [dim]) array of movie vectors."""

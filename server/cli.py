@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from movielinks.common.about import package_version
+from movielinks.common.commands import closed_pipe_is_a_normal_end
 from movielinks.server.admission import AdmissionInterceptor, default_slots
 from movielinks.server.app import load_service, start
 from movielinks.server.errors import ServiceError
@@ -79,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+@closed_pipe_is_a_normal_end
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -111,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                         max_concurrent_rpcs=args.max_concurrent, credentials=credentials, interceptors=interceptors,
                         local_address=local)
         metrics_port = metrics.serve_http(args.host, args.metrics_port) if args.metrics_port is not None else None
-        gateway = _gateway(args, local) if local else None
+        gateway = _gateway(args, local, holder, token is not None) if local else None
     except (ServiceError, OSError) as e:
         if gateway_dir:
             shutil.rmtree(gateway_dir, ignore_errors=True)
@@ -168,8 +170,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _log_answered(metrics: Metrics) -> None:
-    answered = " ".join(f"{code}={n}" for code, n in sorted(metrics.answered_by_code().items()))
-    log.info("stopped: calls answered by status since start: %s", answered or "none")
+    answered = " ".join(f"{code}={n}" for code, n in sorted(metrics.answered_by_code(lambda rpc: rpc != "Watch").items()))
+    # Every client channel keeps a health Watch open (it picks a serving replica by it) and
+    # cancels it when it closes: a CANCELLED there is a client that went away, no error.
+    watches = sum(metrics.answered_by_code(lambda rpc: rpc == "Watch").values())
+    log.info("stopped: calls answered by status since start: %s; health watches closed by their clients: %d", answered or "none", watches)
 
 
 def _exit_at(deadline: float, metrics: Metrics) -> None:
@@ -200,13 +205,14 @@ def _watcher(index_root: str, holder: ServiceHolder, metrics: Metrics) -> Versio
     return VersionWatcher(index_root, holder, on_taken=taken, on_refused=refused)
 
 
-def _gateway(args: argparse.Namespace, local: str):
+def _gateway(args: argparse.Namespace, local: str, holder: ServiceHolder, token_required: bool):
     """The HTTP gateway on --host:--http-port, started; OSError (filename "HTTP") when the port is taken."""
     from movielinks.server.gateway import GatewayServer, TlsFiles  # Starlette and uvicorn only when asked for
 
     tls = TlsFiles(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None
     try:
-        return GatewayServer(local, args.host, args.http_port, tls=tls, grace_s=args.grace).start()
+        return GatewayServer(local, args.host, args.http_port, tls=tls, grace_s=args.grace,
+                             current=holder.current, token_required=token_required).start()
     except OSError as e:
         e.filename = "HTTP"
         raise

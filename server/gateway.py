@@ -5,6 +5,8 @@
     POST /v1/export-neighbours        newline-delimited JSON, one ExportNeighboursChunk a line
     GET  /openapi.json                OpenAPI 3.1, generated from proto/movielinks/v1/movielinks.proto
     GET  /                            the explorer (server/static/)
+    GET  /explorer/config             what the explorer needs to know of this server: {"token_required": bool}
+    GET  /explorer/map-clusters?sample=N  the map's sample in clusters named by their links (no RPC has them)
 
 JSON is protobuf's JSON mapping (`google.protobuf.json_format`): field names as in
 the proto (lowerCamelCase accepted too), unknown fields refused. There is one code
@@ -25,7 +27,7 @@ import socket
 import ssl
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import grpc
 import uvicorn
@@ -41,6 +43,8 @@ from starlette.staticfiles import StaticFiles
 
 from movielinks.proto import PROTO_FILE, SERVICE_NAME
 from movielinks.proto import movielinks_pb2 as pb
+from movielinks.server.errors import ServiceError
+from movielinks.server.explore import explorer
 
 log = logging.getLogger("movielinks.gateway")
 
@@ -109,13 +113,20 @@ def error_response(code: grpc.StatusCode, message: str, http: int | None = None)
 
 
 class Gateway:
-    """The Starlette app in front of the gRPC service at `target` (a Unix socket of this process)."""
+    """The Starlette app in front of the gRPC service at `target` (a Unix socket of this process).
 
-    def __init__(self, target: str):
+    `current` gives the service being served, for the explorer's map clusters, the one
+    answer no RPC carries; `token_required` tells the explorer whether to ask for a token."""
+
+    def __init__(self, target: str, *, current: Callable[[], Any] | None = None, token_required: bool = False):
         self.channel = grpc.insecure_channel(target, options=[("grpc.max_receive_message_length", RECEIVE_LIMIT_BYTES)])
+        self.current = current
+        self.token_required = token_required
         self.app = Starlette(
             routes=[
                 Route("/", self.explorer, methods=["GET"]),
+                Route("/explorer/config", self.explorer_config, methods=["GET"]),
+                Route("/explorer/map-clusters", self.map_clusters, methods=["GET"]),
                 Route("/openapi.json", self.openapi, methods=["GET"]),
                 Route("/v1/{rpc}", self.call, methods=["GET", "POST"]),
                 Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
@@ -130,6 +141,33 @@ class Gateway:
 
     async def explorer(self, request: Request) -> Response:
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    async def explorer_config(self, request: Request) -> Response:
+        return JSONResponse({"token_required": self.token_required})
+
+    async def map_clusters(self, request: Request) -> Response:
+        if self.current is None:
+            return error_response(grpc.StatusCode.UNIMPLEMENTED, "this gateway serves no map clusters")
+        try:
+            sample = int(request.query_params.get("sample", "0"))
+        except ValueError:
+            return error_response(grpc.StatusCode.INVALID_ARGUMENT, "sample must be a whole number")
+        # The bearer token is checked where every call's is: by the gRPC service, on a GetInfo.
+        get_info = self.channel.unary_unary(f"/{SERVICE_NAME}/GetInfo", request_serializer=pb.GetInfoRequest.SerializeToString,
+                                            response_deserializer=pb.InfoResponse.FromString)
+        try:
+            await run_in_threadpool(get_info, pb.GetInfoRequest(), timeout=CALL_TIMEOUT_S,
+                                    metadata=_forwarded_metadata(request))
+        except grpc.RpcError as e:
+            return error_response(e.code(), e.details() or e.code().name)
+        service = self.current()
+        try:
+            found = await run_in_threadpool(explorer(service).map_clusters, sample)
+        except ServiceError as e:
+            return error_response(grpc.StatusCode[e.kind.value], e.message)
+        return JSONResponse({"index_version": service.name, "sample": len(found.of_sample),
+                             "clusters": [dataclasses.asdict(c) for c in found.clusters],
+                             "of_sample": found.of_sample})
 
     async def openapi(self, request: Request) -> Response:
         return JSONResponse(self._openapi)
@@ -346,12 +384,13 @@ class GatewayServer:
     """uvicorn serving a Gateway on a socket bound before the thread starts (so a port in use is
     the caller's error at once, and port 0 tells its port)."""
 
-    def __init__(self, target: str, host: str, port: int, *, tls: TlsFiles | None = None, grace_s: float = 10.0):
+    def __init__(self, target: str, host: str, port: int, *, tls: TlsFiles | None = None, grace_s: float = 10.0,
+                 current: Callable[[], Any] | None = None, token_required: bool = False):
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.socket = socket.create_server((host.strip("[]"), port), family=family)  # OSError: the caller says why
         self.port = self.socket.getsockname()[1]
         self.scheme = "https" if tls else "http"
-        self.gateway = Gateway(target)
+        self.gateway = Gateway(target, current=current, token_required=token_required)
         tls_options = {} if tls is None else {
             "ssl_certfile": tls.cert, "ssl_keyfile": tls.key, "ssl_ca_certs": tls.client_ca,
             "ssl_cert_reqs": ssl.CERT_REQUIRED if tls.client_ca else ssl.CERT_NONE}

@@ -19,7 +19,7 @@ from movielinks.common.title_index import NO_FRANCHISE
 from movielinks.indexer.version import IndexVersion
 from movielinks.server import explain, limits
 from movielinks.server.catalogue import Catalogue, Ranked
-from movielinks.server.errors import invalid, not_found
+from movielinks.server.errors import Kind, ServiceError, invalid, not_found
 from movielinks.server.filters import FilterRequest, MovieFilter, allowed_movies
 from movielinks.server.recommend import SCORE_MEANING, STRATEGIES
 from movielinks.server.titles import TitleResolver, shown
@@ -254,12 +254,18 @@ class MovieService:
         limits.check_string("attribute", attribute)
         model = self.version.attribute_models.get(attribute)
         if model is None:
-            known = ", ".join(sorted(self.version.attribute_models)) or "none"
+            known = ", ".join(self.served_attributes()) or "none"
             raise not_found(f"unknown attribute {shown(attribute)}; this index predicts: {known}")
+        if model.no_better_than_mean:  # an answer would look like knowledge and be noise
+            raise ServiceError(Kind.FAILED_PRECONDITION, f"{model.verdict()}; index version {self.name}")
         movie = self.version.movies[int(ids[0])]
         predicted = float(self.catalogue.predict(ids, attribute)[0])
         return Prediction(movie.title, attribute, model.unit, predicted, movie.attributes.get(attribute),
                           model.heldout_mse, model.baseline_mse, self.name)
+
+    def served_attributes(self) -> list[str]:
+        """The attributes PredictAttribute answers: a model no better than the mean is not served."""
+        return sorted(name for name, model in self.version.attribute_models.items() if not model.no_better_than_mean)
 
     def export_neighbours(self, k: int, chunk_size: int = 0) -> Iterator[list[tuple[str, Neighbours]]]:
         """Every movie's top-k similar movies, in movie id order, in chunks of at most
@@ -282,7 +288,7 @@ class MovieService:
             "link_index_type": manifest.indexes["links"].label,
             "dataset": manifest.dataset,
             "metrics": manifest.metrics,
-            "attributes": sorted(self.version.attribute_models),
+            "attributes": self.served_attributes(),
             "max_k": limits.MAX_K,
             "max_batch": limits.MAX_BATCH,
             "max_string_chars": limits.MAX_STRING_CHARS,

@@ -15,6 +15,7 @@ import os
 import sys
 
 from movielinks.common.about import package_version
+from movielinks.common.commands import closed_pipe_is_a_normal_end
 from movielinks.trainer.errors import TrainerError
 
 DATA_ENV = "MOVIELINKS_DATA"
@@ -26,6 +27,7 @@ Exit codes: 0 done, 2 bad input or arguments (one line on stderr), 130 interrupt
 """
 
 
+@closed_pipe_is_a_normal_end
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)

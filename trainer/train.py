@@ -125,6 +125,9 @@ def train(
     metrics |= _training_metrics(state) | {"read_seconds": read_seconds,
                                            "evaluation_seconds": time.perf_counter() - started}
     log(format_table(metrics, models))
+    for model in models.values():
+        if model.no_better_than_mean:
+            log(f"warning: {model.verdict()} (the server refuses to predict {model.name})")
     manifest = RunManifest(
         created_at=datetime.datetime.now(datetime.timezone.utc).isoformat(),
         dataset={"path": str(Path(dataset.path).resolve()), "sha256": dataset.sha256, "format": dataset.format,

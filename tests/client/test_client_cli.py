@@ -66,6 +66,7 @@ def test_amounts_read_as_people_write_them(value, unit, text):
 def test_name_search_renders_a_count_and_the_names():
     found = NameList("fic", "link", ["Science fiction", "Fiction"], 7)
     assert render(found).splitlines() == ["7 link names contain 'fic' (first 2 of 7)", "Science fiction", "Fiction"]
+    assert render(NameList("spiel", "link", ["Steven Spielberg"], 1)).splitlines()[0] == "1 link name contains 'spiel'"
 
 
 @pytest.mark.parametrize("typed, target", [
@@ -110,13 +111,14 @@ def test_every_command_has_help_with_examples(command, capsys):
         main([command, "--help"])
     out = capsys.readouterr().out
     assert exited.value.code == 0 and f"examples:\n  client {command}" in out
+    assert "connection and output (also accepted before the command):\n  --server" in out
     subparsers = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
     unexplained = [a.dest for a in subparsers.choices[command]._actions if not a.help]
     assert not unexplained
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("module", ["client", "server", "indexer", "trainer"])
+@pytest.mark.parametrize("module", ["client", "server", "indexer", "trainer", "collector"])
 def test_every_command_says_its_version(module, tmp_path):
     # cwd outside the checkout: `-m client` there would run the folder, not the installed movielinks.client
     shown = subprocess.run([sys.executable, "-m", f"movielinks.{module}", "--version"], cwd=tmp_path,
@@ -136,7 +138,8 @@ def test_arguments():
     (["recommend"], "--like"),  # at least one liked title
     (["--timeout", "0", "info"], "positive, finite number of seconds"),
     (["--timeout", "nan", "info"], "positive, finite number of seconds"),
-    (["query", "--movie", "A", "-k", "ten"], "invalid int value"),
+    (["query", "--movie", "A", "-k", "ten"], "'ten' is not a whole number"),
+    (["links", "--search", "fic", "-k", "0"], "0 is not 1 or more"),
     (["links", "--movie", "A", "--search", "fic"], "not allowed with argument"),
 ])
 def test_bad_usage_is_one_line_and_exit_code_2(argv, complaint, capsys):

@@ -123,7 +123,9 @@ def test_title_lookup_and_info(service):
     assert client.lookup_title("Interstellar (film)").match == "exact"
     assert client.lookup_title("interstellar (FILM)").match == "case_insensitive"
     assert client.lookup_title("interst").title == "Interstellar (film)"
-    assert client.lookup_title("Intersteller (film)").title == "Interstellar (film)"
+    assert client.lookup_title("Inter-stellar (film)").title == "Interstellar (film)"
+    with pytest.raises(ClientError, match="not in the catalogue under that name; did you mean: Interstellar"):
+        client.lookup_title("Intersteller (film)")  # another spelling may be another film: asked, not answered
     info = client.info()
     assert (info.movies, info.links, info.dim) == (400, 150, 16)
     assert info.attributes == ["gross", "rotten_tomatoes"] and info.metrics == run.manifest.metrics
@@ -231,7 +233,8 @@ def test_client_command(service):
     assert as_json["query"] == "Alien (film)" and len(as_json["neighbours"]) == 10
     unknown = client_cli("--server", server.address, "query", "--movie", "Star Wa")
     assert unknown.returncode == 1 and unknown.stderr.count("\n") == 1 and "Star Wars" in unknown.stderr
-    invalid = client_cli("--server", server.address, "query", "--movie", "Alien (film)", "-k", "-1")
+    # past max_k: the server refuses it (a k below 1 the command refuses itself)
+    invalid = client_cli("--server", server.address, "query", "--movie", "Alien (film)", "-k", "5000")
     assert invalid.returncode == 2 and invalid.stderr.startswith("client: error: k must be")
     assert invalid.stderr.count("\n") == 1
 

@@ -191,11 +191,26 @@ def test_the_explorer_needs_nothing_from_elsewhere(served):
     page = call(server, "/", method="GET", token=None)
     assert page.status == 200 and page.headers["content-type"].startswith("text/html")
     html = page.body.decode()
-    assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assets = [a for a in re.findall(r'(?:src|href)="([^"]+)"', html) if not a.startswith("#")]  # "#": in the page
     assert assets and all(a.startswith("/static/") for a in assets), assets
     for asset in assets:
         assert call(server, asset, method="GET", token=None).status == 200
     assert "http://" not in html and "https://" not in html
+
+
+def test_the_explorer_learns_the_token_and_the_map_clusters_from_the_server(served):
+    server, _ = served
+    config = call(server, "/explorer/config", method="GET", token=None)
+    assert config.status == 200 and config.json() == {"token_required": True}
+    refused = call(server, "/explorer/map-clusters?sample=50", method="GET", token=None)
+    assert refused.status == 401 and refused.json()["error"]["status"] == "UNAUTHENTICATED"
+    found = call(server, "/explorer/map-clusters?sample=50", method="GET").json()
+    assert found["sample"] == 50 and len(found["of_sample"]) == 50 and len(found["clusters"]) == 8
+    assert sum(c["size"] for c in found["clusters"]) == 50
+    assert found["index_version"] == call(server, "/v1/get-info", {}).json()["index_version"]
+    for bad in ("sample=5001", "sample=x"):
+        answer = call(server, f"/explorer/map-clusters?{bad}", method="GET")
+        assert answer.status == 400 and "sample" in answer.json()["error"]["message"]
 
 
 def test_http_port_in_use_is_one_line_and_exit_2(served, tmp_path):

@@ -71,11 +71,13 @@ def test_sigterm_under_load_completes_every_accepted_call_then_exits_0(tmp_path)
     log = "".join(server.log_lines)
     assert "shutting down" in log
     # Every call the server accepted was answered OK: its own count, logged at exit, shows
-    # no other status (a call cut off by the shutdown would count as CANCELLED there; the
-    # health watch, cancelled by the test, is the one exception).
-    counts = re.search(r"calls answered by status since start: (.*)", log).group(1)
+    # no other status (a call cut off by the shutdown would count as CANCELLED there). The
+    # health watches (the test's, cancelled by it, and each client channel's) are counted
+    # apart: a client closing its channel ends one, which is no error.
+    counts, watches = re.search(r"calls answered by status since start: ([^;]*); health watches closed by their "
+                                r"clients: (\d+)", log).groups()
     answered = dict(pair.split("=") for pair in counts.split())
-    assert set(answered) <= {"OK", "CANCELLED"} and int(answered.get("CANCELLED", 0)) <= 1, answered
+    assert set(answered) == {"OK"} and int(watches) >= 1, (answered, watches)
     assert int(answered["OK"]) == outcomes.count("OK") > 8
     # Calls made after the shutdown began were turned away before any handler (the server's
     # count above has none of them): UNAVAILABLE, or CANCELLED for one that reached the

@@ -38,7 +38,9 @@ def test_title_resolution_order():
     assert resolver.resolve("interstellar (FILM)") == (0, "case_insensitive")
     assert resolver.resolve("the martian") == (3, "qualifier")
     assert resolver.resolve("interst") == (0, "prefix")
-    assert resolver.resolve("Intersteller (film)") == (0, "close")
+    assert resolver.resolve("Inter-stellar (film)") == (0, "close")  # the same name written otherwise
+    with pytest.raises(ServiceError, match=r"'Intersteller \(film\)': not in the catalogue .*did you mean: Interstellar"):
+        resolver.resolve("Intersteller (film)")  # another spelling may be another film: asked
     with pytest.raises(ServiceError) as unknown:
         resolver.resolve("Star")  # a prefix of two titles: ambiguous, not guessed
     assert unknown.value.kind is Kind.NOT_FOUND
@@ -142,12 +144,12 @@ def test_misspelt_titles_cost_a_bounded_amount_of_work(catalogue, monkeypatch):
     import time
 
     started = time.perf_counter()
-    batch = catalogue.similar_movies_batch(["Intersteller (film)"] * 5000, 1)  # resolved once, not 5000 times
+    batch = catalogue.similar_movies_batch(["Inter-stellar (film)"] * 5000, 1)  # resolved once, not 5000 times
     assert time.perf_counter() - started < 5 and batch[0][0] == "Interstellar (film)"
     monkeypatch.setattr("movielinks.server.limits.MAX_CLOSE_MATCHES", 1)
-    assert len(catalogue.similar_movies_batch(["Intersteller (film)", "Alien (film)"], 1)) == 2
+    assert len(catalogue.similar_movies_batch(["Inter-stellar (film)", "Alien (film)"], 1)) == 2
     with pytest.raises(ServiceError, match="close") as caught:
-        catalogue.similar_movies_batch(["Intersteller (film)", "The Martain (film)"], 1)
+        catalogue.similar_movies_batch(["Inter-stellar (film)", "The Mar-tian (film)"], 1)
     assert caught.value.kind is Kind.INVALID_ARGUMENT
 
 

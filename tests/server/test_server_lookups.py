@@ -18,6 +18,7 @@ from movielinks.client.client import MovieFilter
 from movielinks.common import title_index
 from movielinks.common.title_index import TitleIndex
 from movielinks.server import titles
+from movielinks.server.errors import Kind, ServiceError
 from movielinks.server.titles import TitleResolver
 from movielinks.common.franchises import franchise_groups
 from tests.e2e_server import ServerProcess, build_index_cli
@@ -57,6 +58,30 @@ def test_a_resolver_over_saved_arrays_answers_as_one_over_names(tmp_path):
     assert "Titanic (1997 film)" in loaded.exact and loaded.exact["Alien (film)"] == 7
 
 
+def test_another_films_name_is_asked_about_not_answered():
+    names = ["Amelia (film)", "Speed 2: Cruise Control", "Æon Flux (film)", "Subway Sadie", "Interstellar (film)",
+             "Jurassic World", "Jurassic Park (film)", "Jurassic Park III"]
+    resolver = TitleResolver(names, weights=[10, 10, 10, 10, 10, 40, 90, 30])
+    # The same name written otherwise: answered.
+    assert resolver.lookup("Speed II: Cruise Control") == (1, "close", [])
+    assert resolver.lookup("Aeon Flux") == (2, "close", [])
+    assert resolver.lookup("interst") == (4, "prefix", [])  # cut short mid-word
+    # A close spelling of a film the catalogue lacks, or whole words that begin another name: asked.
+    with pytest.raises(ServiceError, match=r"unknown movie 'Amelie': not in the catalogue under that name; did you "
+                                           r"mean: Amelia \(film\)") as amelie:
+        resolver.lookup("Amelie")
+    assert amelie.value.kind is Kind.NOT_FOUND
+    with pytest.raises(ServiceError, match="did you mean: Subway Sadie"):
+        resolver.lookup("Subway")
+    with pytest.raises(ServiceError, match="did you mean: The Hills Have Eyes III"):
+        TitleResolver(["The Hills Have Eyes III"]).lookup("The Hills Have Eyes II")  # another sequel, not cut short
+    # Several names start so: the most linked first among those offered.
+    with pytest.raises(ServiceError, match="did you mean: Jurassic Park \\(film\\); Jurassic World; Jurassic Park III"):
+        resolver.lookup("Jurassic")
+    assert [titles.loose_name(n) for n in ("Thomas and the Magic Railroad", "Thomas & the Magic Railroad")] == [
+        "thomasmagicrailroad"] * 2
+
+
 def test_close_matches_beyond_a_full_scan_visit_a_bounded_window(monkeypatch):
     names = [f"Film number {i:05d} of the catalogue" for i in range(3000)] + TITLES
     resolver = TitleResolver(names)
@@ -64,8 +89,9 @@ def test_close_matches_beyond_a_full_scan_visit_a_bounded_window(monkeypatch):
     monkeypatch.setattr(titles, "CLOSE_WINDOW", 50)
     spellings, _ = resolver._spellings("interstellr")
     assert len(spellings) <= 4 * 2 * 50
-    assert resolver.resolve("Interstellr (film)") == (names.index("Interstellar (film)"), "close")
-    assert resolver.resolve("Xnterstellar (film)")[0] == names.index("Interstellar (film)")  # the first letter wrong
+    assert resolver.resolve("Inter-stellar (film)") == (names.index("Interstellar (film)"), "close")
+    with pytest.raises(ServiceError, match=r"did you mean: Interstellar \(film\)"):
+        resolver.resolve("Xnterstellar (film)")  # the first letter wrong: found, and offered
     assert resolver.suggestions("toy stori")[:2] == ["Toy Story", "Toy Story 2"]
 
 

@@ -8,14 +8,13 @@ import pytest
 from matplotlib import image
 
 from movielinks.common.artifacts import Records
+from movielinks.common.clusters import name_clusters, short_title
 from movielinks.common.records import MovieRecord
 from movielinks.trainer.errors import TrainerError
 from movielinks.trainer.plot import (
     choose_movies,
     label_order,
-    name_clusters,
     plot_run,
-    short_title,
     spread_labels,
 )
 from movielinks.trainer.run import RunManifest, save_run
