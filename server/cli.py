@@ -68,6 +68,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--http-port", type=int,
                         help="also serve every RPC as JSON over HTTP, /openapi.json and the web explorer (/) on "
                              "--host at this port (0: free); HTTPS with the --tls-* files")
+    parser.add_argument("--http-max-connections", type=int, default=1000,
+                        help="HTTP connections open at once at most; more are closed at once (default 1000, fewer "
+                             "when the descriptor limit would leave under 256 for gRPC and the reload watcher)")
+    parser.add_argument("--http-head-timeout", type=float, default=10.0,
+                        help="seconds an HTTP client gets to send a request's head (and again after each answer); "
+                             "a slower one is disconnected (default 10)")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                         help="least severe events logged (default INFO)")
     parser.add_argument("--log-format", default="text", choices=("text", "json"), help="one line an event, either way")
@@ -86,8 +92,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--tls-cert and --tls-key go together")
     if args.tls_client_ca and not args.tls_cert:
         parser.error("--tls-client-ca needs --tls-cert and --tls-key")
-    if args.max_concurrent < 1 or args.workers < 1:
-        parser.error("--workers and --max-concurrent must be at least 1")
+    if args.max_concurrent < 1 or args.workers < 1 or args.http_max_connections < 1:
+        parser.error("--workers, --max-concurrent and --http-max-connections must be at least 1")
+    if not args.http_head_timeout > 0:
+        parser.error("--http-head-timeout must be more than 0 seconds")
     stream_slots = default_slots(args.workers) if args.stream_slots is None else args.stream_slots
     heavy_slots = default_slots(args.workers) if args.heavy_slots is None else args.heavy_slots
     if stream_slots < 1 or heavy_slots < 1:
@@ -206,7 +214,8 @@ def _gateway(args: argparse.Namespace, local: str):
 
     tls = TlsFiles(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None
     try:
-        return GatewayServer(local, args.host, args.http_port, tls=tls, grace_s=args.grace).start()
+        return GatewayServer(local, args.host, args.http_port, tls=tls, grace_s=args.grace,
+                             max_connections=args.http_max_connections, head_timeout_s=args.http_head_timeout).start()
     except OSError as e:
         e.filename = "HTTP"
         raise

@@ -34,12 +34,13 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescri
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from movielinks.proto import PROTO_PATH, SERVICE_NAME
+from movielinks.server.connections import HEAD_TIMEOUT_S, MAX_CONNECTIONS, ConnectionGuard, bounded_h11, connection_limit
 from movielinks.proto import movielinks_pb2 as pb
 
 log = logging.getLogger("movielinks.gateway")
@@ -48,6 +49,9 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 MAX_BODY_BYTES = 16 * 1024 * 1024  # JSON is wordier than protobuf; the gRPC service still enforces its 4 MB
 CALL_TIMEOUT_S = 30.0  # a unary call's deadline; the export stream has none
 RECEIVE_LIMIT_BYTES = 512 * 1024 * 1024  # a 10,000-title batch at k=1000 is a large answer, and a legal one
+# asyncio accepts up to this many connections at a time before any of them is counted (and
+# refused past the limit): uvicorn's 2,048 took every descriptor of a 1,024-descriptor process.
+ACCEPT_BACKLOG = 128
 
 # gRPC status -> HTTP status, as Google's HTTP/JSON APIs map them. The one place this is decided.
 HTTP_STATUS = {
@@ -193,11 +197,14 @@ class Gateway:
 
 async def _body_fields(request: Request) -> dict:
     body = bytearray()
-    async for part in request.stream():
-        body += part
-        if len(body) > MAX_BODY_BYTES:
-            raise GatewayError(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                               f"the request body is over {MAX_BODY_BYTES // (1024 * 1024)} MB", http=413)
+    try:
+        async for part in request.stream():
+            body += part
+            if len(body) > MAX_BODY_BYTES:
+                raise GatewayError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                   f"the request body is over {MAX_BODY_BYTES // (1024 * 1024)} MB", http=413)
+    except ClientDisconnect:  # gone, or cut off for sending too slowly (server.connections): nobody to answer
+        raise GatewayError(grpc.StatusCode.CANCELLED, "the client went away before sending its whole body") from None
     if not body.strip():
         return {}
     try:
@@ -346,7 +353,8 @@ class GatewayServer:
     """uvicorn serving a Gateway on a socket bound before the thread starts (so a port in use is
     the caller's error at once, and port 0 tells its port)."""
 
-    def __init__(self, target: str, host: str, port: int, *, tls: TlsFiles | None = None, grace_s: float = 10.0):
+    def __init__(self, target: str, host: str, port: int, *, tls: TlsFiles | None = None, grace_s: float = 10.0,
+                 max_connections: int = MAX_CONNECTIONS, head_timeout_s: float = HEAD_TIMEOUT_S):
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.socket = socket.create_server((host.strip("[]"), port), family=family)  # OSError: the caller says why
         self.port = self.socket.getsockname()[1]
@@ -355,9 +363,10 @@ class GatewayServer:
         tls_options = {} if tls is None else {
             "ssl_certfile": tls.cert, "ssl_keyfile": tls.key, "ssl_ca_certs": tls.client_ca,
             "ssl_cert_reqs": ssl.CERT_REQUIRED if tls.client_ca else ssl.CERT_NONE}
+        self.guard = ConnectionGuard(connection_limit(max_connections), head_timeout_s)
         config = uvicorn.Config(self.gateway.app, log_config=None, log_level="warning", access_log=False,
                                 lifespan="off", timeout_graceful_shutdown=max(1, round(grace_s)), server_header=False,
-                                **tls_options)
+                                http=bounded_h11(self.guard), backlog=ACCEPT_BACKLOG, **tls_options)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self._run, name="http-gateway", daemon=True)
 

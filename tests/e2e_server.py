@@ -5,6 +5,7 @@ import contextlib
 import json
 import queue
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -17,14 +18,17 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 class ServerProcess:
-    """`python -m server` on a free loopback port; its stderr is collected in `log_lines`."""
+    """`python -m server` on a free loopback port; its stderr is collected in `log_lines`.
+    `descriptors` limits its open files (RLIMIT_NOFILE, soft and hard)."""
 
-    def __init__(self, index_root: Path, *extra_args: str, timeout_s: float = 30.0):
+    def __init__(self, index_root: Path, *extra_args: str, timeout_s: float = 30.0, descriptors: int | None = None):
         self.log_lines: list[str] = []
         self._new_lines: queue.Queue[str | None] = queue.Queue()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "movielinks.server", "--index", str(index_root), "--port", "0", *extra_args],
             cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+            preexec_fn=None if descriptors is None else lambda: resource.setrlimit(resource.RLIMIT_NOFILE,
+                                                                                   (descriptors, descriptors)),
         )
         # A thread reads stderr so that waiting for the start line can time out
         # (a bare readline would block forever on a server that hangs silently).
