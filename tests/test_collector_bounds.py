@@ -3,15 +3,17 @@ match their dump. Each is reported and skipped, the good films kept, in bounded 
 from __future__ import annotations
 
 import bz2
+import io
 import json
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
 import pytest
 
-from movielinks.collector import xmldump
+from movielinks.collector import htmlpages, xmldump
 from movielinks.collector.collect import collect
 from movielinks.collector.record import CollectorError
 from movielinks.collector.xmldump import INDEX_GAP, MAX_PAGE_BYTES, OVERSIZED_PAGE, OVERSIZED_STREAM
@@ -122,3 +124,51 @@ def test_a_negative_offset_in_the_index_is_a_one_line_error(tmp_path: Path) -> N
                            str(tmp_path / "films.ndjson")], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "negative offset" in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert not (tmp_path / "films.ndjson").exists()
+
+
+def test_tarball_members_that_are_links_devices_or_too_big_are_reported_and_not_read(tmp_path: Path) -> None:
+    from tests.test_collector_html import RENDERED
+
+    tarball = tmp_path / "pages.tar.gz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        def add(name: str, data: bytes = b"", **fields) -> None:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            for key, value in fields.items():
+                setattr(info, key, value)
+            tar.addfile(info, io.BytesIO(data))
+
+        add("movies/Alien.html", RENDERED.encode())
+        huge = b"<html>" + b" " * (htmlpages.MAX_HTML_PAGE_BYTES + 1)
+        add("movies/Huge.html", huge)  # a few kB once compressed
+        add("movies/Passwords.html", type=tarfile.SYMTYPE, linkname="/etc/passwd")
+        add("movies/Hard.html", type=tarfile.LNKTYPE, linkname="movies/Alien.html")
+        add("movies/Terminal.html", type=tarfile.CHRTYPE, devmajor=5, devminor=0)
+        add("movies/Beta.html", RENDERED.replace("Alien", "Beta").encode())
+    assert tarball.stat().st_size < 200_000
+    done = subprocess.run([sys.executable, "-m", "movielinks.collector", "collect", str(tarball), "--out",
+                           str(tmp_path / "films.ndjson"), "--workers", "1"], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert titles(tmp_path / "films.ndjson") == ["Alien", "Beta"]
+    report = done.stderr
+    assert htmlpages.OVERSIZED_HTML in report, report
+    for name in ("Huge.html", "Passwords.html", "Hard.html", "Terminal.html"):
+        assert name in report, (name, report)
+    assert report.count(htmlpages.NOT_A_FILE) >= 3, report
+
+
+def test_a_directory_of_pages_reports_links_instead_of_following_them(tmp_path: Path) -> None:
+    from tests.test_collector_html import RENDERED
+
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    (pages / "Alien.html").write_text(RENDERED)
+    outside = tmp_path / "secret.html"
+    outside.write_text(RENDERED.replace("Alien", "Secret"))
+    (pages / "Secret.html").symlink_to(outside)
+    (pages / "Huge.html").write_bytes(b"<html>" + b" " * (htmlpages.MAX_HTML_PAGE_BYTES + 1))
+    summary = collect(pages, tmp_path / "films.ndjson", workers=1)
+    assert titles(tmp_path / "films.ndjson") == ["Alien"]
+    assert summary.skipped == {htmlpages.NOT_A_FILE: 1, htmlpages.OVERSIZED_HTML: 1}
+    assert any("Secret.html" in p for p in summary.problems) and any("Huge.html" in p for p in summary.problems)
