@@ -74,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--http-head-timeout", type=float, default=10.0,
                         help="seconds an HTTP client gets to send a request's head (and again after each answer); "
                              "a slower one is disconnected (default 10)")
+    parser.add_argument("--http-allowed-hosts",
+                        help="comma-separated host names HTTP requests may name in their Host header, '*' for any "
+                             "(default: localhost, 127.0.0.1, ::1 and --host): a DNS-rebinding page names its own")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                         help="least severe events logged (default INFO)")
     parser.add_argument("--log-format", default="text", choices=("text", "json"), help="one line an event, either way")
@@ -119,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                         max_concurrent_rpcs=args.max_concurrent, credentials=credentials, interceptors=interceptors,
                         local_address=local)
         metrics_port = metrics.serve_http(args.host, args.metrics_port) if args.metrics_port is not None else None
-        gateway = _gateway(args, local) if local else None
+        gateway = _gateway(args, local, token) if local else None
     except (ServiceError, OSError) as e:
         if gateway_dir:
             shutil.rmtree(gateway_dir, ignore_errors=True)
@@ -208,14 +211,15 @@ def _watcher(index_root: str, holder: ServiceHolder, metrics: Metrics) -> Versio
     return VersionWatcher(index_root, holder, on_taken=taken, on_refused=refused)
 
 
-def _gateway(args: argparse.Namespace, local: str):
+def _gateway(args: argparse.Namespace, local: str, token: str | None):
     """The HTTP gateway on --host:--http-port, started; OSError (filename "HTTP") when the port is taken."""
     from movielinks.server.gateway import GatewayServer, TlsFiles  # Starlette and uvicorn only when asked for
 
     tls = TlsFiles(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None
     try:
         return GatewayServer(local, args.host, args.http_port, tls=tls, grace_s=args.grace,
-                             max_connections=args.http_max_connections, head_timeout_s=args.http_head_timeout).start()
+                             max_connections=args.http_max_connections, head_timeout_s=args.http_head_timeout,
+                             token=token, hosts=args.http_allowed_hosts).start()
     except OSError as e:
         e.filename = "HTTP"
         raise

@@ -34,6 +34,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescri
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
@@ -41,6 +42,7 @@ from starlette.staticfiles import StaticFiles
 
 from movielinks.proto import PROTO_PATH, SERVICE_NAME
 from movielinks.server.connections import HEAD_TIMEOUT_S, MAX_CONNECTIONS, ConnectionGuard, bounded_h11, connection_limit
+from movielinks.server.security import carries_token
 from movielinks.proto import movielinks_pb2 as pb
 
 log = logging.getLogger("movielinks.gateway")
@@ -107,17 +109,77 @@ class GatewayError(Exception):
         self.code, self.message, self.http = code, message, http or http_status(code)
 
 
-def error_response(code: grpc.StatusCode, message: str, http: int | None = None) -> JSONResponse:
+def error_response(code: grpc.StatusCode, message: str, http: int | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
     status = http or http_status(code)
-    return JSONResponse({"error": {"code": status, "status": code.name, "message": message}}, status_code=status)
+    return JSONResponse({"error": {"code": status, "status": code.name, "message": message}}, status_code=status,
+                        headers=headers)
+
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def allowed_hosts(bound_host: str, listed: str | None) -> frozenset[str] | None:
+    """The host names an HTTP request may name in its Host header: `listed` (comma-separated; "*"
+    for any: None), else the loopback names and the address the port is bound to."""
+    if listed is not None:
+        names = {name.strip().lower().strip("[]").rstrip(".") for name in listed.split(",") if name.strip()}
+        return None if "*" in names else frozenset(names)
+    bound = bound_host.strip("[]").lower()
+    return frozenset(LOOPBACK_NAMES + (() if bound in ("", "0.0.0.0", "::") else (bound,)))
+
+
+class RequestChecks:
+    """ASGI middleware: what every HTTP request must pass before any route sees it.
+
+    - Content-Length and Transfer-Encoding together are refused (400, connection closed): a proxy
+      in front may frame the body by the other one, and smuggle a request past this one.
+    - The Host header must name an allowed host (`hosts`; None: any): a DNS-rebinding page names
+      its own domain, and must not reach a token-less gateway through the victim's browser.
+    """
+
+    def __init__(self, app, hosts: frozenset[str] | None):
+        self.app, self.hosts = app, hosts
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            headers = scope["headers"]
+            names = {name for name, _ in headers}
+            refusal = None
+            if b"content-length" in names and b"transfer-encoding" in names:
+                refusal = error_response(grpc.StatusCode.INVALID_ARGUMENT, "a request may carry Content-Length or "
+                                         "Transfer-Encoding, not both", headers={"Connection": "close"})
+            elif self.hosts is not None:
+                host = next((value for name, value in headers if name == b"host"), None)
+                if host is not None and _host_name(host.decode("latin-1")) not in self.hosts:
+                    refusal = error_response(grpc.StatusCode.PERMISSION_DENIED, "this server does not answer for the "
+                                             "host the request names; start it with --http-allowed-hosts to add it")
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _host_name(host: str) -> str:
+    """'Example.COM:8080' -> 'example.com'; '[::1]:8080' -> '::1'."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0].rstrip(".") if host.count(":") == 1 else host.rstrip(".")
 
 
 class Gateway:
-    """The Starlette app in front of the gRPC service at `target` (a Unix socket of this process)."""
+    """The Starlette app in front of the gRPC service at `target` (a Unix socket of this process).
 
-    def __init__(self, target: str):
+    With `token`, a request without it goes to the gRPC service empty, its body never read, to be
+    refused there (so counted and logged as every refusal). `hosts`: see RequestChecks.
+    """
+
+    def __init__(self, target: str, token: str | None = None, hosts: frozenset[str] | None = None):
         self.channel = grpc.insecure_channel(target, options=[("grpc.max_receive_message_length", RECEIVE_LIMIT_BYTES)])
+        self._token = token.encode("ascii") if token else None
         self.app = Starlette(
+            middleware=[Middleware(RequestChecks, hosts=hosts)],
             routes=[
                 Route("/", self.explorer, methods=["GET"]),
                 Route("/openapi.json", self.openapi, methods=["GET"]),
@@ -143,13 +205,20 @@ class Gateway:
         if rpc is None:
             return error_response(grpc.StatusCode.NOT_FOUND, f"no RPC at {request.url.path}; the paths are: "
                                   + ", ".join(r.path for r in RPCS.values()) + " (see /openapi.json)")
-        try:
-            message = rpc.request()
-            fields = await _query_fields(request, message.DESCRIPTOR) if request.method == "GET" else \
-                await _body_fields(request)
-            _parse(fields, message)
-        except GatewayError as e:
-            return error_response(e.code, e.message, e.http)
+        message = rpc.request()
+        # Without the token the body is never read: the service refuses the empty request at once,
+        # counted and logged as every refusal.
+        if self._token is None or carries_token(request.headers.getlist("authorization"), self._token):
+            try:
+                if request.method == "GET":
+                    fields = await _query_fields(request, message.DESCRIPTOR)
+                else:
+                    _check_json_type(request)
+                    fields = await _body_fields(request)
+                # A 16 MB body takes a while to parse: not on the event loop, where every connection waits.
+                await run_in_threadpool(_parse, fields, message)
+            except GatewayError as e:
+                return error_response(e.code, e.message, e.http)
         metadata = _forwarded_metadata(request)
         if rpc.streaming:
             return await self._stream(rpc, message, metadata)
@@ -195,6 +264,15 @@ class Gateway:
         return error_response(grpc.StatusCode.INTERNAL, "internal error in the HTTP gateway; the server log has the details")
 
 
+def _check_json_type(request: Request) -> None:
+    """A POST body is JSON by its Content-Type: a browser sends text/plain across sites without
+    asking the server first (no CORS preflight), application/json only after asking."""
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json":
+        raise GatewayError(grpc.StatusCode.INVALID_ARGUMENT, f"the request body must be sent as Content-Type: "
+                           f"application/json, not {media_type or 'none'!r}", http=415)
+
+
 async def _body_fields(request: Request) -> dict:
     body = bytearray()
     try:
@@ -208,7 +286,7 @@ async def _body_fields(request: Request) -> dict:
     if not body.strip():
         return {}
     try:
-        fields = json.loads(body)
+        fields = await run_in_threadpool(json.loads, body)
     except (ValueError, RecursionError) as e:  # bad JSON, bad UTF-8, nesting too deep
         raise GatewayError(grpc.StatusCode.INVALID_ARGUMENT, f"the request body is not JSON: {e}") from None
     if not isinstance(fields, dict):
@@ -354,12 +432,13 @@ class GatewayServer:
     the caller's error at once, and port 0 tells its port)."""
 
     def __init__(self, target: str, host: str, port: int, *, tls: TlsFiles | None = None, grace_s: float = 10.0,
-                 max_connections: int = MAX_CONNECTIONS, head_timeout_s: float = HEAD_TIMEOUT_S):
+                 max_connections: int = MAX_CONNECTIONS, head_timeout_s: float = HEAD_TIMEOUT_S,
+                 token: str | None = None, hosts: str | None = None):
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.socket = socket.create_server((host.strip("[]"), port), family=family)  # OSError: the caller says why
         self.port = self.socket.getsockname()[1]
         self.scheme = "https" if tls else "http"
-        self.gateway = Gateway(target)
+        self.gateway = Gateway(target, token, allowed_hosts(host, hosts))
         tls_options = {} if tls is None else {
             "ssl_certfile": tls.cert, "ssl_keyfile": tls.key, "ssl_ca_certs": tls.client_ca,
             "ssl_cert_reqs": ssl.CERT_REQUIRED if tls.client_ca else ssl.CERT_NONE}
