@@ -74,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--http-head-timeout", type=float, default=10.0,
                         help="seconds an HTTP client gets to send a request's head (and again after each answer); "
                              "a slower one is disconnected (default 10)")
+    parser.add_argument("--http-stall-timeout", type=float, default=30.0,
+                        help="seconds an HTTP client may leave its answer unread (an export's slot is held meanwhile) "
+                             "before it is disconnected (default 30)")
     parser.add_argument("--http-allowed-hosts",
                         help="comma-separated host names HTTP requests may name in their Host header, '*' for any "
                              "(default: localhost, 127.0.0.1, ::1 and --host): a DNS-rebinding page names its own")
@@ -97,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--tls-client-ca needs --tls-cert and --tls-key")
     if args.max_concurrent < 1 or args.workers < 1 or args.http_max_connections < 1:
         parser.error("--workers, --max-concurrent and --http-max-connections must be at least 1")
-    if not args.http_head_timeout > 0:
-        parser.error("--http-head-timeout must be more than 0 seconds")
+    if not (args.http_head_timeout > 0 and args.http_stall_timeout > 0):
+        parser.error("--http-head-timeout and --http-stall-timeout must be more than 0 seconds")
     stream_slots = default_slots(args.workers) if args.stream_slots is None else args.stream_slots
     heavy_slots = default_slots(args.workers) if args.heavy_slots is None else args.heavy_slots
     if stream_slots < 1 or heavy_slots < 1:
@@ -219,7 +222,8 @@ def _gateway(args: argparse.Namespace, local: str, token: str | None):
     try:
         return GatewayServer(local, args.host, args.http_port, tls=tls, grace_s=args.grace,
                              max_connections=args.http_max_connections, head_timeout_s=args.http_head_timeout,
-                             token=token, hosts=args.http_allowed_hosts).start()
+                             stall_timeout_s=args.http_stall_timeout, token=token,
+                             hosts=args.http_allowed_hosts).start()
     except OSError as e:
         e.filename = "HTTP"
         raise

@@ -6,6 +6,9 @@ descriptor of a process limited to 1,024: gRPC, health and the reload watcher fa
 
 - a request's head must arrive within `head_timeout_s` of the connection (or of the previous
   response), its body within `body_timeout_s` after that, or the connection is closed;
+- a client that stops reading its answer for `stall_timeout_s` (the socket's buffers full) is
+  disconnected: an export it never reads ends there, and frees its stream slot, as a gRPC
+  stream's deadline does;
 - at most `max_connections` are open at once; past them a new one is closed as soon as it is
   accepted, so the process keeps RESERVED_DESCRIPTORS descriptors for gRPC, the watcher and the
   index files whatever the HTTP port receives (connection_limit);
@@ -26,6 +29,7 @@ log = logging.getLogger("movielinks.gateway")
 
 HEAD_TIMEOUT_S = 10.0
 BODY_TIMEOUT_S = 60.0  # a 16 MB body at 300 kB/s
+STALL_TIMEOUT_S = 30.0
 MAX_CONNECTIONS = 1000
 RESERVED_DESCRIPTORS = 256  # gRPC's connections, the watcher, index and log files
 STORM_QUIET_S = 2.0  # a storm has ended once nothing was refused or timed out for this long
@@ -50,10 +54,11 @@ class ConnectionGuard:
     """The HTTP port's open connections, counted, and what was refused or cut, logged per storm."""
 
     def __init__(self, max_connections: int, head_timeout_s: float = HEAD_TIMEOUT_S,
-                 body_timeout_s: float = BODY_TIMEOUT_S):
+                 body_timeout_s: float = BODY_TIMEOUT_S, stall_timeout_s: float = STALL_TIMEOUT_S):
         self.max_connections = max_connections
         self.head_timeout_s = head_timeout_s
         self.body_timeout_s = body_timeout_s
+        self.stall_timeout_s = stall_timeout_s
         self.open = 0
         self.refused = 0  # in the storm going on (0: none)
         self.timed_out = 0
@@ -75,9 +80,10 @@ class ConnectionGuard:
 
     def _storm(self, loop: asyncio.AbstractEventLoop, refused: int = 0, timed_out: int = 0) -> None:
         if self._watching is None:
-            log.warning("HTTP port: %s; closing connections over %d or slower than %g s to send a request head "
-                        "(one line when this ends)", "connections at the limit" if refused else
-                        "clients too slow to send a request", self.max_connections, self.head_timeout_s)
+            log.warning("HTTP port: %s; closing connections over %d, slower than %g s to send a request head or "
+                        "not reading for %g s (one line when this ends)", "connections at the limit" if refused else
+                        "clients too slow to send or read", self.max_connections, self.head_timeout_s,
+                        self.stall_timeout_s)
             self._watching = loop.call_later(STORM_QUIET_S, self._check_end, loop)
         self.refused += refused
         self.timed_out += timed_out
@@ -89,7 +95,8 @@ class ConnectionGuard:
             self._watching = loop.call_later(STORM_QUIET_S - quiet_s, self._check_end, loop)
             return
         log.warning("HTTP port: the storm is over: %d connections refused at the limit of %d, %d closed for "
-                    "sending too slowly; %d open now", self.refused, self.max_connections, self.timed_out, self.open)
+                    "sending or reading too slowly; %d open now", self.refused, self.max_connections, self.timed_out,
+                    self.open)
         self.refused = self.timed_out = 0
         self._watching = None
 
@@ -100,6 +107,7 @@ def bounded_h11(guard: ConnectionGuard) -> type[H11Protocol]:
     class BoundedH11Protocol(H11Protocol):
         _admitted = False
         _deadline: asyncio.TimerHandle | None = None
+        _stalled: asyncio.TimerHandle | None = None
         _waiting_for: object = None  # the h11 state of the peer the deadline is about
 
         def connection_made(self, transport) -> None:  # type: ignore[override]
@@ -116,6 +124,8 @@ def bounded_h11(guard: ConnectionGuard) -> type[H11Protocol]:
             self._admitted = False
             guard.release()
             self._disarm()
+            if self._stalled is not None:
+                self._stalled.cancel()
             super().connection_lost(exc)
 
         def handle_events(self) -> None:
@@ -131,6 +141,17 @@ def bounded_h11(guard: ConnectionGuard) -> type[H11Protocol]:
             self._arm(h11.IDLE, guard.head_timeout_s)
             super().on_response_complete()
 
+        def pause_writing(self) -> None:
+            super().pause_writing()
+            if self._admitted and self._stalled is None:
+                self._stalled = self.loop.call_later(guard.stall_timeout_s, self._too_slow)
+
+        def resume_writing(self) -> None:
+            super().resume_writing()
+            if self._stalled is not None:
+                self._stalled.cancel()
+                self._stalled = None
+
         def _arm(self, waiting_for: object, timeout_s: float) -> None:
             self._disarm()
             self._waiting_for = waiting_for
@@ -142,7 +163,7 @@ def bounded_h11(guard: ConnectionGuard) -> type[H11Protocol]:
             self._deadline, self._waiting_for = None, None
 
         def _too_slow(self) -> None:
-            self._deadline = None
+            self._deadline = self._stalled = None
             if self.transport.is_closing():
                 return
             guard.too_slow(self.loop)

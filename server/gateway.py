@@ -41,7 +41,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from movielinks.proto import PROTO_PATH, SERVICE_NAME
-from movielinks.server.connections import HEAD_TIMEOUT_S, MAX_CONNECTIONS, ConnectionGuard, bounded_h11, connection_limit
+from movielinks.server.connections import (HEAD_TIMEOUT_S, MAX_CONNECTIONS, STALL_TIMEOUT_S, ConnectionGuard,
+                                           bounded_h11, connection_limit)
 from movielinks.server.security import carries_token
 from movielinks.proto import movielinks_pb2 as pb
 
@@ -433,7 +434,7 @@ class GatewayServer:
 
     def __init__(self, target: str, host: str, port: int, *, tls: TlsFiles | None = None, grace_s: float = 10.0,
                  max_connections: int = MAX_CONNECTIONS, head_timeout_s: float = HEAD_TIMEOUT_S,
-                 token: str | None = None, hosts: str | None = None):
+                 stall_timeout_s: float = STALL_TIMEOUT_S, token: str | None = None, hosts: str | None = None):
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.socket = socket.create_server((host.strip("[]"), port), family=family)  # OSError: the caller says why
         self.port = self.socket.getsockname()[1]
@@ -442,7 +443,8 @@ class GatewayServer:
         tls_options = {} if tls is None else {
             "ssl_certfile": tls.cert, "ssl_keyfile": tls.key, "ssl_ca_certs": tls.client_ca,
             "ssl_cert_reqs": ssl.CERT_REQUIRED if tls.client_ca else ssl.CERT_NONE}
-        self.guard = ConnectionGuard(connection_limit(max_connections), head_timeout_s)
+        self.guard = ConnectionGuard(connection_limit(max_connections), head_timeout_s,
+                                     stall_timeout_s=stall_timeout_s)
         config = uvicorn.Config(self.gateway.app, log_config=None, log_level="warning", access_log=False,
                                 lifespan="off", timeout_graceful_shutdown=max(1, round(grace_s)), server_header=False,
                                 http=bounded_h11(self.guard), backlog=ACCEPT_BACKLOG, **tls_options)

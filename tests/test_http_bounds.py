@@ -12,6 +12,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from movielinks.indexer.build import build_index
 from movielinks.proto import SERVICE_NAME
+from movielinks.proto import movielinks_pb2 as pb
+from movielinks.proto import movielinks_pb2_grpc as pb_grpc
 from movielinks.server.connections import RESERVED_DESCRIPTORS, STORM_QUIET_S
 from tests.e2e_server import ServerProcess
 from tests.fixtures import make_run
@@ -81,7 +83,7 @@ def test_a_slowloris_storm_leaves_grpc_health_and_http_working(index_root):
     limit = min(1000, DESCRIPTORS - RESERVED_DESCRIPTORS, DESCRIPTORS // 2)
     ended = storm[1]
     refused = int(ended.split(" connections refused")[0].rsplit(" ", 1)[1])
-    closed = int(ended.split(" closed for sending too slowly")[0].rsplit(" ", 1)[1])
+    closed = int(ended.split(" closed for sending or reading too slowly")[0].rsplit(" ", 1)[1])
     assert refused >= 1100 - limit and closed >= 1 and refused + closed >= 1100 - 5, ended
     assert f"limit of {limit}" in ended, ended
     assert "Too many open files" not in log and "Traceback" not in log, log[-3000:]
@@ -92,3 +94,40 @@ def _answers(base: str) -> bool:
         return get_info(base) == 200
     except OSError:
         return False
+
+
+def test_an_http_export_never_read_gives_its_stream_slot_back(tmp_path):
+    build_index(make_run(tmp_path / "run", titles=TITLES, n_movies=3000, n_links=40, dim=8), tmp_path / "index",
+                progress=False)
+    stall_s = 2.0
+    server = ServerProcess(tmp_path / "index", "--http-port", "0", "--stream-slots", "1",
+                           "--http-stall-timeout", str(stall_s))
+    try:
+        port = urllib.parse.urlsplit(server.http_url).port
+        reader = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fills up at once
+        reader.settimeout(10)
+        reader.connect(("127.0.0.1", port))
+        body = b'{"k": 1000, "chunk_size": 1}'  # 3,000 lines of 1,000 neighbours: far more than any buffer
+        reader.sendall(b"POST /v1/export-neighbours HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                       b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        assert reader.recv(64).startswith(b"HTTP/1.1 200")  # then never reads again
+        with grpc.insecure_channel(server.address) as channel:
+            stub = pb_grpc.MovielinksStub(channel)
+
+            def export_admitted() -> bool:
+                try:
+                    return len(next(stub.ExportNeighbours(pb.ExportNeighboursRequest(k=5), timeout=10)).results) > 0
+                except grpc.RpcError as e:
+                    assert e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, e
+                    return False
+
+            stopped_reading = time.monotonic()
+            assert not export_admitted()  # the unread HTTP export holds the one slot...
+            wait_for(export_admitted, timeout_s=stall_s + 15)  # ...until the stall timeout cuts its reader off
+            assert time.monotonic() - stopped_reading >= stall_s - 0.5
+        reader.close()
+    finally:
+        code = server.stop()
+    assert code == 0, "".join(server.log_lines)
+    assert "Traceback" not in "".join(server.log_lines), "".join(server.log_lines)[-3000:]
