@@ -25,7 +25,7 @@ import mwparserfromhell
 
 from movielinks.collector.links import Namespaces, normalise_link, normalise_title
 from movielinks.collector.record import ChunkResult, CollectorError, FilmRecord, Problem, ratings_from_text
-from movielinks.collector.wikitext import DISAMBIGUATION, FILM_TEMPLATE, NOT_A_FILM, flatten
+from movielinks.collector.wikitext import DISAMBIGUATION, FILM_TEMPLATE, MAX_INFOBOX_CHARS, NOT_A_FILM, flatten
 
 NO_CONTENT = "HTML page without article content"
 BAD_HTML = "unreadable HTML page"
@@ -297,7 +297,9 @@ class _ParsoidWalk:
             template = part.get("template") if isinstance(part, dict) else None
             if not template:
                 continue
-            params = {key: value.get("wt", "") for key, value in template.get("params", {}).items()}
+            # mwparserfromhell is quadratic on unclosed nested markup: it only sees bounded arguments.
+            params = {key: value.get("wt", "") for key, value in template.get("params", {}).items()
+                      if len(value.get("wt", "")) <= MAX_INFOBOX_CHARS}
             target = normalise_title(mwparserfromhell.parse(template.get("target", {}).get("wt", "")).strip_code())
             if target == FILM_TEMPLATE and self.infobox is None:
                 self.infobox = {key: text for key, text in

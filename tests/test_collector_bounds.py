@@ -199,3 +199,18 @@ def test_pathological_wikitext_takes_linear_time_and_an_oversized_page_is_report
     found = titles(tmp_path / "films.ndjson")
     assert found[0] == "Good film 0" and found[-1] == "Good film 1" and "Too long" not in found, found
     assert "'Too long'" in done.stderr and f"over the {wikitext.MAX_WIKITEXT_CHARS:,}" in done.stderr, done.stderr
+
+
+def test_a_parsoid_page_with_pathological_template_arguments_is_read_in_bounded_time(tmp_path: Path) -> None:
+    from tests.test_collector_html import PARSOID
+
+    nested = json.dumps({"parts": [{"template": {"target": {"wt": "Navbox"},
+                                                 "params": {"list": {"wt": "{{a|[[b|" * 12_500}}}}]})
+    trap = PARSOID.replace("<p><b>Heat</b>", f"<div typeof=\"mw:Transclusion\" data-mw='{nested}'></div><p><b>Heat</b>")
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    (pages / "Heat.html").write_text(trap)
+    started = time.monotonic()
+    summary = collect(pages, tmp_path / "films.ndjson", workers=1)
+    assert time.monotonic() - started < 5
+    assert titles(tmp_path / "films.ndjson") == ["Heat (1995 film)"] and summary.films == 1
