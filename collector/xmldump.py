@@ -49,6 +49,7 @@ _NAMESPACE = re.compile(rb'<namespace key="(-?\d+)"[^>]*?(?:/>|>([^<]*)</namespa
 _HEAD_BYTES = 1 << 20
 _READ_BYTES = 8 << 20
 _PIECE_BYTES = 1 << 16  # decompressed bytes asked of bz2 at a time
+_COMPRESSED_READ_BYTES = 1 << 20  # compressed bytes of a multistream span read at a time
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,9 +143,8 @@ def collect_unit(unit: Unit, namespaces: Namespaces) -> ChunkResult:
     if isinstance(unit, Streams):
         with open(unit.path, "rb") as f:
             for start, end in unit.spans:
-                f.seek(start)
                 where = f"{unit.path} stream at byte offset {start}"
-                scan_pieces(_stream_pieces(f.read(end - start), start, unit.path, result), where, namespaces, result)
+                scan_pieces(_stream_pieces(f, start, end, unit.path, result), where, namespaces, result)
     elif isinstance(unit, ByteRange):
         with open(unit.path, "rb") as f:
             data = _read_range(f, unit.start, unit.end)
@@ -212,20 +212,28 @@ def _parse_candidate(data: bytes, start: int, where: str, namespaces: Namespaces
         result.films.append(film)
 
 
-def _stream_pieces(compressed: bytes, start: int, path: str, result: ChunkResult) -> Iterator[bytes]:
+def _stream_pieces(f, start: int, end: int, path: str, result: ChunkResult) -> Iterator[bytes]:
     """The decompressed bytes of the bz2 stream at byte offset `start` of a multistream dump (its
-    bytes up to the next offset of the index are `compressed`), _PIECE_BYTES at a time.
+    span of the file runs to `end`, the next offset of the index), _PIECE_BYTES at a time; the
+    compressed bytes are read _COMPRESSED_READ_BYTES at a time, however long the span.
 
     Bad input is reported into `result`: a damaged or cut stream, one past MAX_STREAM_BYTES, and
     a further stream after the first one's end that holds pages (an offset the index lacks: its
     pages are read too; the dump's last stream, its footer, is in no index).
     """
-    decompressor = bz2.BZ2Decompressor()
-    data, offset, produced = compressed, start, 0
+    f.seek(start)
+    position = start  # the file offset of the next compressed byte to read
+    decompressor, stream_start, produced = bz2.BZ2Decompressor(), start, 0
     unlisted: int | None = None  # the offset of a stream the index does not list, until a page shows in it
-    tail = b""
+    data, tail = b"", b""
     while True:
-        where = f"{path} at byte offset {offset}"
+        where = f"{path} at byte offset {stream_start}"
+        if decompressor.needs_input and not data:
+            data = f.read(min(_COMPRESSED_READ_BYTES, end - position))
+            position += len(data)
+            if not data:
+                result.bad(Problem(BAD_STREAM, where, "the stream ends before its end-of-stream marker"))
+                return
         try:
             piece = decompressor.decompress(data, _PIECE_BYTES)
         except OSError as e:
@@ -244,14 +252,11 @@ def _stream_pieces(compressed: bytes, start: int, path: str, result: ChunkResult
         if piece:
             yield piece
         if decompressor.eof:
-            rest = decompressor.unused_data
-            if not rest:
+            data = decompressor.unused_data
+            if not data and position >= end:
                 return
-            offset = unlisted = start + len(compressed) - len(rest)
-            decompressor, data, produced, tail = bz2.BZ2Decompressor(), rest, 0, b""
-        elif decompressor.needs_input:
-            result.bad(Problem(BAD_STREAM, where, "the stream ends before its end-of-stream marker"))
-            return
+            stream_start = unlisted = position - len(data)
+            decompressor, produced, tail = bz2.BZ2Decompressor(), 0, b""
 
 
 def _read_range(f, start: int, end: int) -> bytes:
