@@ -124,8 +124,7 @@ def bounded_h11(guard: ConnectionGuard) -> type[H11Protocol]:
             self._admitted = False
             guard.release()
             self._disarm()
-            if self._stalled is not None:
-                self._stalled.cancel()
+            self._cancel_stall()
             super().connection_lost(exc)
 
         def handle_events(self) -> None:
@@ -148,6 +147,9 @@ def bounded_h11(guard: ConnectionGuard) -> type[H11Protocol]:
 
         def resume_writing(self) -> None:
             super().resume_writing()
+            self._cancel_stall()
+
+        def _cancel_stall(self) -> None:
             if self._stalled is not None:
                 self._stalled.cancel()
                 self._stalled = None
@@ -163,7 +165,8 @@ def bounded_h11(guard: ConnectionGuard) -> type[H11Protocol]:
             self._deadline, self._waiting_for = None, None
 
         def _too_slow(self) -> None:
-            self._deadline = self._stalled = None
+            self._disarm()
+            self._cancel_stall()
             if self.transport.is_closing():
                 return
             guard.too_slow(self.loop)
