@@ -13,6 +13,10 @@ private Unix socket, so the bearer token (`Authorization: Bearer ...`, passed on
 metadata), the limits, the errors and the metrics are the gRPC service's own. A gRPC
 status becomes an HTTP status in HTTP_STATUS, and only there; every error is a JSON
 body {"error": {"code": 404, "status": "NOT_FOUND", "message": "..."}}.
+
+Before any of that, a request passes RequestChecks (no Content-Length with Transfer-Encoding, an
+allowed Host) and the port's connection bounds (server.connections); a POST body must be sent as
+application/json, and a call without the token is refused without its body being read.
 """
 from __future__ import annotations
 
@@ -41,10 +45,10 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from movielinks.proto import PROTO_PATH, SERVICE_NAME
+from movielinks.proto import movielinks_pb2 as pb
 from movielinks.server.connections import (HEAD_TIMEOUT_S, MAX_CONNECTIONS, STALL_TIMEOUT_S, ConnectionGuard,
                                            bounded_h11, connection_limit)
 from movielinks.server.security import carries_token
-from movielinks.proto import movielinks_pb2 as pb
 
 log = logging.getLogger("movielinks.gateway")
 
