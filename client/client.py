@@ -42,6 +42,18 @@ SERVICE_CONFIG = json.dumps({
                         "retryableStatusCodes": ["UNAVAILABLE", "CANCELLED"]},
     }],
 })
+# A replica that stops answering (stopped, swapping, partitioned) keeps its TCP connection up,
+# so nothing above told the channel: every call sent to it waited its whole deadline. A keepalive
+# ping every KEEPALIVE_TIME_MS (idle or not) that goes unanswered for KEEPALIVE_TIMEOUT_MS
+# closes the connection: the calls in flight on it fail UNAVAILABLE and the retry policy sends
+# them to another replica, and round_robin leaves the replica out until it answers a new
+# connection. The servers allow pings this often (server.app.KEEPALIVE_OPTIONS).
+KEEPALIVE_TIME_MS = 1000
+KEEPALIVE_TIMEOUT_MS = 1000
+KEEPALIVE_OPTIONS = [("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS), ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+                     ("grpc.keepalive_permit_without_calls", 1), ("grpc.http2.max_pings_without_data", 0),
+                     # Any ping's: with one (flow control's) outstanding, keepalive waits on that one.
+                     ("grpc.http2.ping_timeout_ms", KEEPALIVE_TIMEOUT_MS)]
 _INT32 = (-(2**31), 2**31 - 1)  # the proto's int32 fields
 
 
@@ -273,7 +285,7 @@ class MovielinksClient:
         self.timeout_s = timeout_s
         self.wait_for_ready = wait_for_ready
         options = [("grpc.enable_retries", 1), ("grpc.service_config", SERVICE_CONFIG),
-                   ("grpc.service_config_disable_resolution", 1)]
+                   ("grpc.service_config_disable_resolution", 1), *KEEPALIVE_OPTIONS]
         token = token if token is not None else os.environ.get(TOKEN_ENV)
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         tls = bool(tls_ca or tls_cert)

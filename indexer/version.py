@@ -262,6 +262,11 @@ def load_version(path: str | Path) -> IndexVersion:
     """
     path = Path(path)
     manifest = IndexManifest.load(path)
+    try:
+        # Before any file is opened: the files are plain files of this directory, not too big to hash.
+        artifacts.check_files(path, manifest.files, REQUIRED_FILES)
+    except ArtifactError as e:
+        raise IndexerError(str(e)) from e
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         verified = pool.submit(artifacts.verify_files, path, manifest.files, REQUIRED_FILES)
         try:

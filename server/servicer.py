@@ -18,6 +18,7 @@ from movielinks.server.errors import Kind, ServiceError
 from movielinks.server.explore import explorer
 from movielinks.server.filters import FilterRequest
 from movielinks.server.limits import DEFAULT_K
+from movielinks.server.security import without_local_paths
 from movielinks.server.service import MovieService, Reason, wikipedia_url
 
 log = logging.getLogger("movielinks.server")
@@ -160,9 +161,11 @@ class MovielinksServicer(pb_grpc.MovielinksServicer):
 
     @unary
     def GetInfo(self, request, context):
-        info = self.current().info()
+        # Callers learn what the index holds, not where the server keeps it (paths are in the log).
+        info = without_local_paths(self.current().info())
         dataset, metrics = _struct(info.pop("dataset")), _struct(info.pop("metrics"))
-        return pb.InfoResponse(**info, dataset=dataset, metrics=metrics, refused_versions=self.refused_versions(),
+        return pb.InfoResponse(**info, dataset=dataset, metrics=metrics,
+                               refused_versions=without_local_paths(self.refused_versions()),
                                server_version=package_version())
 
     @unary

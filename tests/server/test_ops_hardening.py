@@ -299,12 +299,12 @@ def test_the_watcher_survives_any_exception_a_loader_raises(tmp_path, monkeypatc
     holder = ServiceHolder(MovieService(indexer.root.load_current(root)))
     refusals: list[str] = []
     watcher = VersionWatcher(root, holder, on_refused=lambda name, reason: refusals.append(reason))
-    real_load = versions.load_version
+    real_load = versions.load_named
 
-    def throwing_load(path):
+    def throwing_load(root, name):
         raise ZeroDivisionError("a bug in some loader")
 
-    monkeypatch.setattr(versions, "load_version", throwing_load)
+    monkeypatch.setattr(versions, "load_named", throwing_load)
     indexer.root.publish(root, stage_version(tmp_path, root, 1))
     stop = threading.Event()
     watching = threading.Thread(target=watcher.run, args=(stop, 0.05))
@@ -312,7 +312,7 @@ def test_the_watcher_survives_any_exception_a_loader_raises(tmp_path, monkeypatc
     try:
         wait_for(lambda: refusals)
         assert refusals == ["cannot load: ZeroDivisionError: a bug in some loader"] and holder.current().name == first
-        monkeypatch.setattr(versions, "load_version", real_load)
+        monkeypatch.setattr(versions, "load_named", real_load)
         good = stage_version(tmp_path, root, 2)
         indexer.root.publish(root, good)
         wait_for(lambda: holder.current().name == good)

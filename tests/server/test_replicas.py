@@ -199,11 +199,13 @@ def client_cli(*args: str, server: str | None = None) -> subprocess.CompletedPro
 
 
 class Load:
-    """LOAD_THREADS threads calling SimilarMovies through one client for LOAD_S seconds; every
-    failure is kept, with when it happened."""
+    """LOAD_THREADS threads calling SimilarMovies through one client for `duration_s` seconds (at
+    `calls_per_s` in all, or as fast as they can); every failure is kept, with when it happened."""
 
-    def __init__(self, movielinks: MovielinksClient):
+    def __init__(self, movielinks: MovielinksClient, duration_s: float = LOAD_S, calls_per_s: float | None = None):
         self.movielinks = movielinks
+        self.duration_s = duration_s
+        self.interval_s = 0.0 if calls_per_s is None else LOAD_THREADS / calls_per_s  # each thread's
         self.started = time.monotonic()
         self.ok_at: list[float] = []
         self.failures: list[tuple[float, str]] = []
@@ -214,7 +216,12 @@ class Load:
 
     def _run(self, seed: int) -> None:
         i = seed
-        while (now := time.monotonic() - self.started) < LOAD_S:
+        next_call = 0.0
+        while (now := time.monotonic() - self.started) < self.duration_s:
+            if now < next_call:
+                time.sleep(next_call - now)
+                continue
+            next_call = max(next_call + self.interval_s, now)  # a late call is not made up for
             try:
                 self.movielinks.similar_movies(TITLES[i % len(TITLES)], k=5)
                 outcome = None
@@ -229,7 +236,7 @@ class Load:
 
     def join(self) -> None:
         for thread in self.threads:
-            thread.join(LOAD_S + 30)
+            thread.join(self.duration_s + 30)
         assert not any(thread.is_alive() for thread in self.threads), "a load thread hangs"
 
 
@@ -273,4 +280,29 @@ def test_a_replica_stopped_in_the_middle_of_a_load_fails_no_call(index_root, sto
         assert victim.process.returncode == (-signal.SIGKILL if stop == "SIGKILL" else 0), "".join(victim.log_lines)
     finally:
         victim.stop()
+        assert survivor.stop() == 0, "".join(survivor.log_lines)
+
+
+def test_a_hung_replica_is_left_out_within_2_s_and_fails_no_call(index_root):
+    # SIGSTOP: the replica's connections stay up and its kernel still acknowledges, but it answers
+    # nothing; calls sent to it used to wait their whole deadline, and it stayed in the rotation.
+    # A load one replica can carry alone: the survivor must then answer it all, 2 s after the stop.
+    load_s, stop_at_s, settle_s, calls_per_s = 9.0, 3.0, 2.0, 200.0
+    survivor, hung = server_processes(2, index_root, "--grace", "1")
+    try:
+        with MovielinksClient(f"{survivor.address},{hung.address}", timeout_s=10) as movielinks:
+            movielinks.info()
+            load = Load(movielinks, duration_s=load_s, calls_per_s=calls_per_s)
+            time.sleep(max(0.0, stop_at_s - (time.monotonic() - load.started)))
+            hung.process.send_signal(signal.SIGSTOP)
+            stopped_at = time.monotonic() - load.started
+            load.join()
+        assert load.failures == [], (len(load.failures), load.failures[:3])
+        before = sum(1.0 <= t < stopped_at for t in load.ok_at) / (stopped_at - 1.0)
+        after = sum(t >= stopped_at + settle_s for t in load.ok_at) / (load_s - stopped_at - settle_s)
+        assert before >= 0.9 * calls_per_s, f"{before:.0f} calls/s before the stop: the machine is too busy to tell"
+        assert after >= 0.9 * before, f"{after:.0f} calls/s from {settle_s:g} s after the stop, {before:.0f} before"
+    finally:
+        hung.process.send_signal(signal.SIGCONT)
+        hung.stop()
         assert survivor.stop() == 0, "".join(survivor.log_lines)

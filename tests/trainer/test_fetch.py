@@ -55,6 +55,8 @@ class FileServer:
                     body = body[start:]
                 else:
                     self.send_response(200)
+                if server.honour_range:
+                    self.send_header("Accept-Ranges", "bytes")  # as GitHub and dumps.wikimedia.org say
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 if server.cut_after_bytes is not None:

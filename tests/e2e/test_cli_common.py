@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from movielinks.client.cli import render
-from movielinks.common.records import Prediction
+from movielinks.common.answers import Prediction
 from movielinks.indexer.build import build_index
 from movielinks.trainer.run import load_run
 from tests.conftest import clustered_films, write_ndjson
