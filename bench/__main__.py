@@ -124,7 +124,7 @@ def search_recall(index: Path, n_queries: int = 1000) -> dict:
     and the movie index asked by a movie) and a link's movies (the movie index asked by a link)."""
     import faiss
 
-    from movielinks.common.neighbours import search
+    from movielinks.search.neighbours import search
     from movielinks.indexer.root import load_current
 
     version = load_current(index)

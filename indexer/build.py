@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from movielinks.common.artifacts import file_checksums
 from movielinks.common.files import atomic_directory
-from movielinks.common.neighbours import all_similar_rows
+from movielinks.search.neighbours import all_similar_rows
 from movielinks.indexer import version
 from movielinks.indexer.calibrate import DEFAULT_TARGET_RECALL, Calibration, calibrate
 from movielinks.indexer.errors import IndexerError

@@ -13,7 +13,7 @@ import threadpoolctl
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
-from movielinks.common.neighbours import use_one_core_per_thread
+from movielinks.search.neighbours import use_one_core_per_thread
 from movielinks.indexer.errors import IndexerError
 from movielinks.indexer.root import load_current
 from movielinks.proto import SERVICE_NAME

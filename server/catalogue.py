@@ -15,11 +15,11 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from movielinks.common.neighbours import all_similar_rows, search, similar_rows
+from movielinks.search.neighbours import all_similar_rows, search, similar_rows
 from movielinks.indexer.version import IndexVersion
 from movielinks.server.errors import Kind, ServiceError
-from movielinks.server.filters import best_allowed, filtered_search, from_stored
-from movielinks.server.recommend import average_vector_query, best_scores, svm_direction
+from movielinks.search.filters import best_allowed, filtered_search, from_stored
+from movielinks.search.recommend import average_vector_query, best_scores, svm_direction
 
 Ranked = tuple[np.ndarray, np.ndarray]  # (ids int64 [n, k], scores float32 [n, k])
 
@@ -50,7 +50,7 @@ class Catalogue:
         """Each movie's k most similar movies, itself excluded (stored neighbours where they reach k).
 
         With `allowed` (bool [n_movies]) only those movies, and each row's `excluded` ids
-        left out too (server.filters): from the stored neighbours where at least k of them
+        left out too (search.filters): from the stored neighbours where at least k of them
         pass, else by scoring every allowed movie."""
         v = self.version
         movie_ids = np.asarray(movie_ids, dtype=np.int64)
@@ -91,14 +91,14 @@ class Catalogue:
                   strategy: str = "svm", liked_links: np.ndarray | None = None,
                   disliked_links: np.ndarray | None = None, allowed: np.ndarray | None = None,
                   alive: Callable[[], bool] = lambda: True) -> Recommendation:
-        """Every movie ranked by `strategy` (server.recommend) over the liked (+) and disliked (-)
+        """Every movie ranked by `strategy` (search.recommend) over the liked (+) and disliked (-)
         movies and links; the input movies are excluded, and with `allowed` every movie it
         leaves out. svm and average_vector without a filter search the movie index with
         their query vector (-query for the worst); best_score, and any filtered query,
         scores every movie. Once `alive()` is False, checked before each step, the work
         stops with ServiceError STOPPED."""
         v = self.version
-        vectors = np.asarray(v.movie_vectors)  # not np.memmap: see server.filters.filtered_search
+        vectors = np.asarray(v.movie_vectors)  # not np.memmap: see search.filters.filtered_search
         liked_extra = v.link_vectors[np.asarray(liked_links if liked_links is not None else [], dtype=np.int64)]
         disliked_extra = v.link_vectors[np.asarray(disliked_links if disliked_links is not None else [], dtype=np.int64)]
         inputs = np.concatenate([liked_ids, disliked_ids]).astype(np.int64)

@@ -23,7 +23,7 @@ from movielinks.server.app import load_service, start
 from movielinks.server.errors import ServiceError
 from movielinks.server.service import MovieService
 from movielinks.server.observability import Metrics, MetricsInterceptor, configure_logging
-from movielinks.server.recommend import load_svm
+from movielinks.search.recommend import load_svm
 from movielinks.server.security import MalformedRequestInterceptor, TokenInterceptor, load_token, server_credentials
 from movielinks.server.versions import ServiceHolder, VersionWatcher
 

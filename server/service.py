@@ -13,15 +13,16 @@ from urllib.parse import quote
 
 import numpy as np
 
-from movielinks.common.neighbours import BATCH_ROWS, named
 from movielinks.common.answers import Neighbours, Prediction
 from movielinks.common.title_index import NO_FRANCHISE
 from movielinks.indexer.version import IndexVersion
-from movielinks.server import explain, limits
+from movielinks.search import explain
+from movielinks.search.filters import FilterRequest, MovieFilter, allowed_movies
+from movielinks.search.neighbours import BATCH_ROWS, named
+from movielinks.search.recommend import SCORE_MEANING, STRATEGIES
+from movielinks.server import limits
 from movielinks.server.catalogue import Catalogue, Ranked
 from movielinks.server.errors import Kind, ServiceError, invalid, not_found
-from movielinks.server.filters import FilterRequest, MovieFilter, allowed_movies
-from movielinks.server.recommend import SCORE_MEANING, STRATEGIES
 from movielinks.server.titles import TitleResolver, shown
 
 WIKIPEDIA = "https://en.wikipedia.org/wiki/"
@@ -44,7 +45,7 @@ class MovieFacts:
 
 @dataclasses.dataclass(frozen=True)
 class Reason:
-    """A link two movies share (see server.explain for the contribution)."""
+    """A link two movies share (see search.explain for the contribution)."""
 
     link: str
     contribution: float
@@ -156,7 +157,7 @@ class MovieService:
                                      [resolver.exact[t] for t in titles], n)
 
     def explain_similarity(self, title_a: str, title_b: str, k: int) -> Explanation:
-        """Why two movies are alike: their cosine and the k shared links contributing most (server.explain)."""
+        """Why two movies are alike: their cosine and the k shared links contributing most (search.explain)."""
         limits.check_k(k)
         a, b = self._movie_ids([title_a, title_b]).tolist()
         if a == b:
@@ -193,7 +194,7 @@ class MovieService:
                   strategy: str = "", liked_links: Sequence[str] = (), disliked_links: Sequence[str] = (),
                   movie_filter: FilterRequest | None = None, reasons: int = 0,
                   alive: Callable[[], bool] = lambda: True) -> Recommendation:
-        """Movies ranked by `strategy` (server.recommend; "" is svm) over liked (+) and
+        """Movies ranked by `strategy` (search.recommend; "" is svm) over liked (+) and
         disliked (-) movies and links.
 
         `alive` is asked between the steps (titles, fit, searches): once it says False (the

@@ -16,7 +16,7 @@ from movielinks.proto import movielinks_pb2_grpc as pb_grpc
 from movielinks.common.answers import Neighbours
 from movielinks.server.errors import Kind, ServiceError
 from movielinks.server.explore import explorer
-from movielinks.server.filters import FilterRequest
+from movielinks.search.filters import FilterRequest
 from movielinks.server.limits import DEFAULT_K
 from movielinks.server.security import without_local_paths
 from movielinks.server.service import MovieService, Reason, wikipedia_url

@@ -20,7 +20,7 @@ from sklearn.svm import SVC
 
 from movielinks.client import ClientError, MovielinksClient
 from movielinks.common.neighbour_files import read_neighbour_file
-from movielinks.server.recommend import stand_in_dislike_ids
+from movielinks.search.recommend import stand_in_dislike_ids
 from tests.e2e_server import REPO, ServerProcess, build_index_cli
 from tests.fixtures import make_run
 from movielinks.trainer.run import load_run

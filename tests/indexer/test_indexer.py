@@ -15,7 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import movielinks.common.neighbours
+import movielinks.search.neighbours
+from movielinks import search
 
 from movielinks import common
 import movielinks.common.npz
@@ -118,28 +119,28 @@ def test_build_publishes_a_loadable_inner_product_version(tmp_path: Path, run_di
 
 def test_flat_search_matches_numpy_exactly(built: indexer.version.IndexVersion) -> None:
     k = 10
-    ids, scores = common.neighbours.search(built.movie_index, built.movie_vectors, k, exclude=[{i} for i in range(N_MOVIES)])
+    ids, scores = search.neighbours.search(built.movie_index, built.movie_vectors, k, exclude=[{i} for i in range(N_MOVIES)])
     assert_exact_top_k(ids, built.movie_vectors, built.movie_vectors, exclude_self=True)
     expected = np.take_along_axis(built.movie_vectors @ built.movie_vectors.T, ids, axis=1)
     np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-6)
 
-    link_ids, _ = common.neighbours.search(built.link_index, built.movie_vectors[:20], k)
+    link_ids, _ = search.neighbours.search(built.link_index, built.movie_vectors[:20], k)
     assert_exact_top_k(link_ids, built.link_vectors, built.movie_vectors[:20], exclude_self=False)
 
 
 def test_search_excludes_several_ids_and_pads_short_rows(built: indexer.version.IndexVersion) -> None:
     query = built.movie_vectors[:2]
-    full, _ = common.neighbours.search(built.movie_index, query, 8)
+    full, _ = search.neighbours.search(built.movie_index, query, 8)
     excluded = [set(full[0, :3].tolist()), set()]
-    ids, scores = common.neighbours.search(built.movie_index, query, 5, exclude=excluded)
+    ids, scores = search.neighbours.search(built.movie_index, query, 5, exclude=excluded)
     np.testing.assert_array_equal(ids[0], full[0, 3:8])
     np.testing.assert_array_equal(ids[1], full[1, :5])
 
-    everything, everything_scores = common.neighbours.search(built.movie_index, query[:1], N_MOVIES + 5, exclude=[{0, 1}])
+    everything, everything_scores = search.neighbours.search(built.movie_index, query[:1], N_MOVIES + 5, exclude=[{0, 1}])
     assert (everything[0, : N_MOVIES - 2] >= 0).all() and (everything[0, N_MOVIES - 2 :] == -1).all()
     assert np.isneginf(everything_scores[0, N_MOVIES - 2 :]).all()
     with pytest.raises(ValueError, match="dimension"):
-        common.neighbours.search(built.movie_index, np.zeros((1, DIM + 1)), 3)
+        search.neighbours.search(built.movie_index, np.zeros((1, DIM + 1)), 3)
 
 
 @settings(max_examples=40, deadline=None)
@@ -153,7 +154,7 @@ def test_search_agrees_with_a_row_by_row_reference(k: int, exclude: list[set[int
     index = faiss.IndexFlatIP(8)
     index.add(vectors)
     queries = vectors[: len(exclude)]
-    ids, scores = common.neighbours.search(index, queries, k, exclude=exclude)
+    ids, scores = search.neighbours.search(index, queries, k, exclude=exclude)
     _, full_ranking = index.search(queries, index.ntotal)  # same arithmetic, so the same order
     for row, skip in enumerate(exclude):
         ranked = [i for i in full_ranking[row].tolist() if i not in skip][:k]
@@ -210,7 +211,7 @@ def test_approximate_factories_find_most_exact_neighbours(tmp_path: Path, run_di
     version = indexer.root.load_current(tmp_path)
     assert version.manifest.indexes["movies"].factory == factory
     k = 10
-    ids, _ = common.neighbours.search(version.movie_index, version.movie_vectors, k, exclude=[{i} for i in range(N_MOVIES)])
+    ids, _ = search.neighbours.search(version.movie_index, version.movie_vectors, k, exclude=[{i} for i in range(N_MOVIES)])
     exact = exact_top_k(version.movie_vectors, version.movie_vectors, k, exclude_self=True)
     recall = np.mean([len(set(a) & set(b)) / k for a, b in zip(ids.tolist(), exact.tolist())])
     assert recall >= 0.9
@@ -291,7 +292,7 @@ def test_export_equals_search(tmp_path: Path, built: indexer.version.IndexVersio
     assert rows == N_MOVIES * k
     assert [p.name for p in tmp_path.iterdir()] == [out.name]
     exported = read_neighbour_file(out)
-    ids, scores = common.neighbours.search(built.movie_index, built.movie_vectors, k, exclude=[{i} for i in range(N_MOVIES)])
+    ids, scores = search.neighbours.search(built.movie_index, built.movie_vectors, k, exclude=[{i} for i in range(N_MOVIES)])
     titles = [m.title for m in built.movies]
     assert list(exported) == titles
     for i, title in enumerate(titles):
@@ -307,7 +308,7 @@ def test_export_refuses_bad_suffix_and_leaves_nothing_on_failure(
         export_neighbours(built, 5, tmp_path / "neighbours.txt", progress=False)
 
     calls = []
-    real_similar_rows = common.neighbours.similar_rows
+    real_similar_rows = search.neighbours.similar_rows
 
     def neighbours_then_fail(*args: object, **kwargs: object) -> tuple[np.ndarray, np.ndarray]:
         calls.append(1)
@@ -315,7 +316,7 @@ def test_export_refuses_bad_suffix_and_leaves_nothing_on_failure(
             raise RuntimeError("interrupted")
         return real_similar_rows(*args, **kwargs)
 
-    monkeypatch.setattr("movielinks.common.neighbours.similar_rows", neighbours_then_fail)
+    monkeypatch.setattr("movielinks.search.neighbours.similar_rows", neighbours_then_fail)
     with pytest.raises(RuntimeError, match="interrupted"):
         export_neighbours(built, 5, tmp_path / "neighbours.csv", batch_size=100, progress=False)
     assert list(tmp_path.iterdir()) == []
@@ -371,7 +372,7 @@ def test_stored_movie_neighbours_equal_a_search(tmp_path, run_dir):
     ids, scores = version.movie_neighbours
     assert ids.shape == scores.shape == (N_MOVIES, 20)
     rows = np.arange(N_MOVIES)
-    expected_ids, expected_scores = common.neighbours.search(version.movie_index, version.movie_vectors, 20, rows[:, None])
+    expected_ids, expected_scores = search.neighbours.search(version.movie_index, version.movie_vectors, 20, rows[:, None])
     assert (ids == expected_ids).all() and np.allclose(scores, expected_scores)
     assert not (ids == rows[:, None]).any()
     build_index(run_dir, tmp_path / "none", neighbours_k=0, progress=False)

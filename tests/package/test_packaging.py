@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
 PACKAGE_DIRS = PYPROJECT["tool"]["setuptools"]["package-dir"]  # "movielinks.server" -> "server"
 # extra -> the stage folders that installing it must let run
-ROLES = {"client": ("client", "proto"), "server": ("server", "indexer"), "collector": ("collector",), "train": ("trainer",)}
+ROLES = {"client": ("client", "proto"), "server": ("server", "search", "indexer"), "collector": ("collector",), "train": ("trainer",)}
 # role -> extras its stages import only inside a function, for one feature (client export --out x.parquet)
 FEATURE_EXTRAS = {"client": ("parquet",)}
 CLIENT_BASE = {"grpcio", "protobuf", "tqdm"}  # issue 20: the client installs with grpcio and protobuf (tqdm: pure Python)

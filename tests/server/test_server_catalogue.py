@@ -6,12 +6,12 @@ import pytest
 from sklearn.svm import SVC
 
 from movielinks.indexer.build import build_index
-from movielinks.server import recommend as recommend_module
+from movielinks.search import recommend as recommend_module
 from movielinks.indexer.root import load_current
 from movielinks.server.limits import MAX_BATCH, MAX_BATCH_NEIGHBOURS, MAX_K, MAX_RECOMMEND_TITLES, MAX_STRING_CHARS
 from movielinks.server.service import MovieService
 from movielinks.server.errors import Kind, ServiceError
-from movielinks.server.recommend import MAX_STAND_IN_DISLIKES, stand_in_dislike_ids
+from movielinks.search.recommend import MAX_STAND_IN_DISLIKES, stand_in_dislike_ids
 from movielinks.server.titles import TitleResolver
 from tests.fixtures import make_run
 

@@ -11,11 +11,11 @@ from sklearn.feature_extraction.text import TfidfTransformer
 from movielinks.common.movie_links import from_pairs
 from movielinks.common.records import release_year
 from movielinks.indexer.build import build_index
-from movielinks.server import explain
+from movielinks.search import explain
 from movielinks.server.app import load_service
 from movielinks.server.errors import ServiceError
-from movielinks.server.filters import FilterRequest
-from movielinks.server.recommend import best_scores
+from movielinks.search.filters import FilterRequest
+from movielinks.search.recommend import best_scores
 from movielinks.server.titles import TitleResolver, normalised
 from tests.fixtures import make_run
 

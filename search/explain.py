@@ -27,7 +27,7 @@ import faiss
 import numpy as np
 
 from movielinks.common.movie_links import MovieLinks
-from movielinks.common.neighbours import search
+from movielinks.search.neighbours import search
 
 EXACT_ASSOCIATION_LINKS = 100_000
 ASSOCIATION_CANDIDATES = 256
@@ -70,7 +70,7 @@ def shared_associations(link_vectors: np.ndarray, a: np.ndarray, b: np.ndarray, 
                         candidates: np.ndarray | None = None) -> Shared:
     """The n links whose smaller cosine to vectors `a` and `b` is largest, among the
     `candidates` link ids if given (see `association_candidates`), else every link."""
-    link_vectors = np.asarray(link_vectors)  # not np.memmap: see server.filters.filtered_search
+    link_vectors = np.asarray(link_vectors)  # not np.memmap: see search.filters.filtered_search
     ids = np.arange(len(link_vectors)) if candidates is None else np.unique(candidates[candidates >= 0])
     chosen = link_vectors if candidates is None else link_vectors[ids]
     both = np.minimum(chosen @ a, chosen @ b)
