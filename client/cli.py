@@ -233,13 +233,14 @@ def _parser() -> argparse.ArgumentParser:
                          '  client recommend --like "Heat (1995 film)" --worst 5 --from-year 1990')
     recommend.add_argument("--like", action="append", default=[], metavar="TITLE", help="a liked title (repeat)")
     recommend.add_argument("--dislike", action="append", default=[], metavar="TITLE",
-                           help="a disliked title (repeat; none: the svm strategy uses a random sample of the catalogue)")
+                           help="a disliked title (repeat)")
     recommend.add_argument("--like-link", action="append", default=[], metavar="LINK",
                            help='a liked link, e.g. "George Lucas" (repeat)')
     recommend.add_argument("--dislike-link", action="append", default=[], metavar="LINK", help="a disliked link (repeat)")
-    recommend.add_argument("--strategy", choices=("svm", "average_vector", "best_score"), default="svm",
-                           help="svm (default: a linear SVM's decision value), average_vector or best_score (as "
-                                "Qdrant defines them)")
+    recommend.add_argument("--strategy", default="",
+                           help="neighbours (the server's default: the liked films' nearest neighbours, with the era "
+                                "and how well known a film is), svm (a linear SVM's decision value), average_vector "
+                                "or best_score (as Qdrant defines them); the answer says what its score means")
     _k(recommend, "recommendations")
     recommend.add_argument("--worst", type=int, default=0, metavar="N", help="also the N least liked (default 0)")
     _reasons_option(recommend)

@@ -113,7 +113,7 @@ class Recommendation:
     best: list[ScoredMovie]
     worst: list[ScoredMovie]
     index_version: str
-    strategy: str = "svm"
+    strategy: str = ""
     score_meaning: str = ""
     liked_resolved: list[str] = dataclasses.field(default_factory=list)
     disliked_resolved: list[str] = dataclasses.field(default_factory=list)
@@ -358,7 +358,8 @@ class MovielinksClient:
         filter: MovieFilter | None = None, reasons: int = 0,
     ) -> Recommendation:
         """The k best (and worst_k worst) movies for liked against disliked movies and links, ranked by
-        `strategy`: "svm" (default), "average_vector" or "best_score"."""
+        `strategy`: "" for the server's default ("neighbours"), "svm", "average_vector" or "best_score"
+        (RecommendResponse.strategy says which ran, score_meaning what its scores mean)."""
         request = _request(pb.RecommendRequest, liked=_titles("liked", liked), disliked=_titles("disliked", disliked),
                            k=k, worst_k=worst_k, strategy=strategy, liked_links=_titles("liked_links", liked_links),
                            disliked_links=_titles("disliked_links", disliked_links), reasons=reasons,

@@ -24,7 +24,7 @@ import numpy as np
 
 from movielinks.common.files import sha256_file
 from movielinks.common.franchises import film_identity
-from movielinks.common.records import AttributeModel, MovieRecord, release_year
+from movielinks.common.records import AttributeModel, MovieRecord, prominence, release_year
 from movielinks.common.title_index import ById
 
 MANIFEST = "manifest.json"
@@ -234,12 +234,13 @@ def movie_record(line: bytes | str) -> MovieRecord:
     return record
 
 
-def scan_movie_records(path: Path) -> tuple[np.ndarray, list[str], np.ndarray, list[str | None]]:
+def scan_movie_records(path: Path) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray, list[str | None]]:
     """Read movies.jsonl once: (line offsets int64 [n + 1], titles, release years int16 [n], 0 unknown,
-    each record's film identity: common.franchises.film_identity).
+    prominence float32 [n] (common.records.prominence), each record's film identity:
+    common.franchises.film_identity).
 
     Every record is checked (movie_record); ArtifactError names the first bad line."""
-    offsets, titles, years, films = [0], [], [], []
+    offsets, titles, years, known, films = [0], [], [], [], []
     try:
         with open(path, "rb") as f:
             for number, line in enumerate(f, 1):
@@ -250,10 +251,12 @@ def scan_movie_records(path: Path) -> tuple[np.ndarray, list[str], np.ndarray, l
                         raise ArtifactError(f"{path}: line {number}: {e}") from e
                     titles.append(record.title)
                     years.append(release_year(record.infobox) or 0)
+                    known.append(prominence(record.attributes))
                     films.append(film_identity(record.infobox))
                     offsets.append(offsets[-1] + len(line))
                 else:  # a blank line belongs to the record before it (or to none before the first)
                     offsets[-1] += len(line)
     except OSError as e:
         raise ArtifactError(f"{path}: cannot read: {e}") from e
-    return np.array(offsets, dtype=np.int64), titles, np.array(years, dtype=np.int16), films
+    return (np.array(offsets, dtype=np.int64), titles, np.array(years, dtype=np.int16),
+            np.array(known, dtype=np.float32), films)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 
 import numpy as np
@@ -51,6 +52,20 @@ class AttributeModel:
     def predict(self, vectors: np.ndarray) -> np.ndarray:
         """Predicted values for a [n, dim] (or [dim]) array of movie vectors."""
         return np.asarray(vectors, dtype=np.float64) @ np.asarray(self.coef, dtype=np.float64) + self.intercept
+
+
+def prominence(attributes: dict[str, float]) -> float:
+    """How well known and well reviewed a film is, 0..1, from what the data holds: a third for
+    having a known box office or Rotten Tomatoes figure at all (films people have heard of
+    are the ones the sources cover), a third for its Rotten Tomatoes share (a half when only
+    the box office is known), a third for its gross on a log scale ($1 million -> 0, $1 billion -> 1)."""
+    gross = attributes.get("gross") or 0.0
+    reviews = attributes.get("rotten_tomatoes")
+    if gross <= 0 and reviews is None:
+        return 0.0
+    reviewed = 0.5 if reviews is None else min(max(float(reviews), 0.0), 1.0)
+    earned = min(max((math.log10(gross) - 6) / 3, 0.0), 1.0) if gross > 0 else 0.0
+    return (1 + reviewed + earned) / 3
 
 
 def release_year(infobox: dict[str, str]) -> int | None:

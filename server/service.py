@@ -19,7 +19,7 @@ from movielinks.indexer.version import IndexVersion
 from movielinks.search import explain
 from movielinks.search.filters import FilterRequest, MovieFilter, allowed_movies
 from movielinks.search.neighbours import BATCH_ROWS, named
-from movielinks.search.recommend import SCORE_MEANING, STRATEGIES
+from movielinks.search.recommend import DEFAULT_STRATEGY, SCORE_MEANING, STRATEGIES
 from movielinks.server import limits
 from movielinks.server.catalogue import Catalogue, Ranked
 from movielinks.server.errors import Kind, ServiceError, invalid, not_found
@@ -70,8 +70,8 @@ class Explanation:
 class Recommendation:
     best: Neighbours  # (title, score), highest first
     worst: Neighbours  # lowest first
-    strategy: str = "svm"
-    score_meaning: str = SCORE_MEANING["svm"]
+    strategy: str = DEFAULT_STRATEGY
+    score_meaning: str = SCORE_MEANING[DEFAULT_STRATEGY]
     liked: list[str] = dataclasses.field(default_factory=list)  # resolved, in request order
     disliked: list[str] = dataclasses.field(default_factory=list)
     reasons: dict[str, list[Reason]] = dataclasses.field(default_factory=dict)  # per best title, when asked
@@ -194,13 +194,13 @@ class MovieService:
                   strategy: str = "", liked_links: Sequence[str] = (), disliked_links: Sequence[str] = (),
                   movie_filter: FilterRequest | None = None, reasons: int = 0,
                   alive: Callable[[], bool] = lambda: True) -> Recommendation:
-        """Movies ranked by `strategy` (search.recommend; "" is svm) over liked (+) and
+        """Movies ranked by `strategy` (search.recommend; "" is the default, neighbours) over liked (+) and
         disliked (-) movies and links.
 
         `alive` is asked between the steps (titles, fit, searches): once it says False (the
         caller cancelled or passed its deadline) the work stops with ServiceError STOPPED.
         """
-        strategy = strategy or "svm"
+        strategy = strategy or DEFAULT_STRATEGY
         if strategy not in STRATEGIES:
             raise invalid(f"unknown strategy {shown(strategy)}; choose one of {', '.join(STRATEGIES)}")
         if not liked and not liked_links:

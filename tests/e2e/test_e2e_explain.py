@@ -132,7 +132,9 @@ def test_bad_filters_are_invalid_naming_the_limit(served, movie_filter, words):
 def test_strategies_and_liked_links(served):
     run, client, _, _ = served
     vectors = run.movie_vectors
-    svm = client.recommend(["Toy Story", "Alien (film)"], ["Amélie"], k=5)
+    default = client.recommend(["Toy Story", "Alien (film)"], ["Amélie"], k=5)
+    assert default.strategy == "neighbours" and "nearest neighbours" in default.score_meaning
+    svm = client.recommend(["Toy Story", "Alien (film)"], ["Amélie"], k=5, strategy="svm")
     assert svm.strategy == "svm" and "decision value" in svm.score_meaning
     best = client.recommend(["Toy Story", "Alien (film)"], ["Amélie"], k=5, strategy="best_score")
     positives, negative = vectors[[0, 7]], vectors[4]
@@ -146,7 +148,7 @@ def test_strategies_and_liked_links(served):
     assert [m.decision_value for m in by_link.best] == pytest.approx(np.sort(cosines)[::-1][:5].tolist(), abs=1e-5)
     with pytest.raises(ClientError) as unknown:
         client.recommend(["Toy Story"], strategy="magic")
-    assert unknown.value.code == "INVALID_ARGUMENT" and "svm" in unknown.value.message
+    assert unknown.value.code == "INVALID_ARGUMENT" and "neighbours, svm" in unknown.value.message
 
 
 def test_titles_resolve_as_a_person_expects(served):

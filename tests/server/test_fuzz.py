@@ -187,7 +187,7 @@ YEAR = INT32 | st.integers(0, 2100) | st.sampled_from([0, 9999, 10_000])
 FILTER = st.builds(pb.MovieFilter, min_year=YEAR, max_year=YEAR, must_link_to=st.lists(LINK, max_size=22),
                    exclude_titles=st.lists(SHORT_TITLE, max_size=30), exclude_franchise=st.booleans())
 REASONS = INT32 | st.integers(0, 21)
-STRATEGY = st.sampled_from(["", "svm", "average_vector", "best_score"]) | TEXT
+STRATEGY = st.sampled_from(["", "neighbours", "svm", "average_vector", "best_score"]) | TEXT
 
 
 @fuzz(400)

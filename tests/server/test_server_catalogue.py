@@ -83,11 +83,17 @@ def test_links_and_movies_for_links(catalogue):
 
 
 def test_recommend_order_is_the_svm_decision_function(catalogue):
+    # The svm strategy: likes against the seeded catalogue sample, dislikes as extra negatives (SVM_DISLIKED_WEIGHT).
     liked, disliked = ["Interstellar (film)", "The Martian (film)", "Alien (film)"], ["Heat (1995 film)", "Star Wars (film)"]
-    result = catalogue.recommend(liked, disliked, k=20, worst_k=5)
+    result = catalogue.recommend(liked, disliked, k=20, worst_k=5, strategy="svm")
     vectors = catalogue.version.movie_vectors.astype(np.float64)
     ids = {m.title: i for i, m in enumerate(catalogue.version.movies)}
-    svm = SVC(kernel="linear", C=1.0).fit(vectors[[ids[t] for t in liked + disliked]], [1, 1, 1, 0, 0])
+    liked_ids, disliked_ids = [ids[t] for t in liked], [ids[t] for t in disliked]
+    sample = stand_in_dislike_ids(len(vectors), liked_ids + disliked_ids, len(liked_ids)).tolist()
+    weights = [1.0] * (len(liked_ids) + len(sample)) + [recommend_module.SVM_DISLIKED_WEIGHT] * len(disliked_ids)
+    svm = SVC(kernel="linear", C=1.0).fit(vectors[liked_ids + sample + disliked_ids],
+                                          [1] * len(liked_ids) + [0] * (len(sample) + len(disliked_ids)),
+                                          sample_weight=weights)
     decision = svm.decision_function(vectors)
     order = [i for i in np.argsort(-decision) if catalogue.version.movies[i].title not in liked + disliked]
     assert [t for t, _ in result.best] == [catalogue.version.movies[i].title for i in order[:20]]
@@ -156,16 +162,19 @@ def test_misspelt_titles_cost_a_bounded_amount_of_work(catalogue, monkeypatch):
 def test_recommend_stops_between_its_steps_once_the_caller_is_gone(catalogue, monkeypatch):
     # Issue 13.2: a Recommend ran on long past its caller's deadline.
     fits: list[int] = []
-    real_fit = recommend_module.fit_svm
-    monkeypatch.setattr(recommend_module, "fit_svm", lambda *a: fits.append(1) or real_fit(*a))
+    real_fit = recommend_module.fit_linear_svm
+    monkeypatch.setattr(recommend_module, "fit_linear_svm", lambda *a: fits.append(1) or real_fit(*a))
     answers = iter([True, False])  # alive before the fit, gone after it
     with pytest.raises(ServiceError) as stopped:
-        catalogue.recommend(["Alien (film)"], [], 5, alive=lambda: next(answers))
+        catalogue.recommend(["Alien (film)"], [], 5, strategy="svm", alive=lambda: next(answers))
     assert stopped.value.kind is Kind.STOPPED and fits == [1]
     with pytest.raises(ServiceError):
-        catalogue.recommend(["Alien (film)"], [], 5, alive=lambda: False)
+        catalogue.recommend(["Alien (film)"], [], 5, strategy="svm", alive=lambda: False)
     assert fits == [1]  # gone from the start: no fit at all
-    assert len(catalogue.recommend(["Alien (film)"], [], 5, alive=lambda: True).best) == 5
+    assert len(catalogue.recommend(["Alien (film)"], [], 5, strategy="svm", alive=lambda: True).best) == 5
+    with pytest.raises(ServiceError) as stopped:  # the default strategy checks too
+        catalogue.recommend(["Alien (film)"], [], 5, alive=lambda: False)
+    assert stopped.value.kind is Kind.STOPPED
 
 
 def test_stand_in_dislikes_are_capped():
