@@ -4,8 +4,8 @@ A ranked candidate list (longer than the answer) goes in, the k picked out of it
 out, best first. MMR (Carbonell and Goldstein, 1998) picks, one at a time, the candidate
 with the highest (1 - weight) x its score - weight x its largest cosine to the films
 already picked; scores are first scaled to 0..1 over the candidates, so a weight means
-the same whatever the strategy's score. Weight 0 keeps the ranking; 1 picks by novelty
-alone.
+the same whatever the strategy's score. Weight 0 keeps the ranking as it came (only the
+franchise cap applies); 1 picks by novelty alone.
 """
 from __future__ import annotations
 
@@ -42,8 +42,11 @@ def diversify(ids: np.ndarray, scores: np.ndarray, k: int, vectors: np.ndarray, 
         counts: dict[int, int] = {}
         labels = None if groups is None or max_per_group <= 0 else np.asarray(groups)[ids]
         while len(picked) < k and open_.any():
-            gain = relevance if not weight or not picked else (1 - weight) * relevance - weight * closest
-            best = int(np.argmax(np.where(open_, gain, -np.inf)))
+            if not weight:  # the ranking as it came (it may be a strategy's own MMR order), capped
+                best = int(np.argmax(open_))
+            else:
+                gain = relevance if not picked else (1 - weight) * relevance - weight * closest
+                best = int(np.argmax(np.where(open_, gain, -np.inf)))
             open_[best] = False
             if labels is not None and labels[best] != NO_GROUP:
                 label = int(labels[best])

@@ -26,6 +26,10 @@ def test_a_cap_per_group_keeps_the_best_of_each_and_fills_with_the_rest():
     assert picked.tolist() == [5, 6, 8, 9] and kept.tolist() == pytest.approx([0.9, 0.8, 0.6, 0.5])
     picked, _ = diversify(ids, scores, 6, np.eye(10, dtype=np.float32), groups=groups, max_per_group=1)
     assert picked.tolist() == [5, 8, 9, -1, -1, -1]  # padded where too few are left
+    # weight 0 keeps the order it is given (a strategy's own MMR order), not the scores' order
+    picked, _ = diversify(ids[[1, 0, 2, 3]], scores[[1, 0, 2, 3]], 3, np.eye(10, dtype=np.float32), groups=groups,
+                          max_per_group=2)
+    assert picked.tolist() == [6, 5, 8]
 
 
 def test_mmr_trades_score_for_novelty_by_its_weight():
