@@ -1,6 +1,6 @@
 """Service speed on a real index, printed as the table of docs/speed.md.
 
-    python bench/bench_server.py --index work/index [--seconds 5]
+    python -m bench.bench_server --index work/index [--seconds 5]
 
 (Without a trained run, `python -m bench.make_synthetic_index --out work/synthetic-index`
 publishes an index of the real catalogue's size from random vectors.)
@@ -8,7 +8,10 @@ publishes an index of the real catalogue's size from random vectors.)
 Starts the real server process on a free loopback port and measures, with real
 gRPC clients: start to serving, similar-movies latency for one client (random
 titles), throughput with 8 client processes, the batch RPC in titles/s, Recommend
-latency; and in-process, FAISS search against the notebook's numpy argsort.
+latency; and in-process, FAISS search against the notebook's numpy argsort. Then the
+floor, a bare Python gRPC echo server (bench/echo_server.py) timed by the same client,
+and the service's latency and throughput as ratios to it (machines differ up to 3x
+from day to day; the ratios measured in one run do not).
 Every loop is bounded in count and time; the server is stopped at the end.
 """
 from __future__ import annotations
@@ -45,6 +48,57 @@ def start_server(index: str) -> tuple[subprocess.Popen, str, float]:
     with grpc.insecure_channel(address) as channel:
         health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), wait_for_ready=True, timeout=10)
     return process, address, time.perf_counter() - started
+
+
+def start_echo() -> tuple[subprocess.Popen, str]:
+    """The bare echo server (bench/echo_server.py) on a free loopback port."""
+    process = subprocess.Popen([sys.executable, "-m", "bench.echo_server"], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    match = re.search(r"listening on (\S+:\d+)", process.stderr.readline())
+    if not match:
+        process.kill()
+        raise SystemExit("echo server did not start")
+    return process, match.group(1)
+
+
+def echo_loop(address: str, payload: bytes, seconds: float, seed: int, results) -> None:
+    """One client process calling the echo server for `seconds`; puts (count, p50 ms, p99 ms)."""
+    import grpc
+
+    from bench.echo_server import METHOD
+
+    latencies = []
+    with grpc.insecure_channel(address) as channel:
+        echo = channel.unary_unary(METHOD)
+        echo(payload, wait_for_ready=True)
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline and len(latencies) < 1_000_000:
+            t = time.perf_counter()
+            echo(payload)
+            latencies.append(time.perf_counter() - t)
+    results.put((len(latencies), *percentiles(latencies)))
+
+
+def measure_echo(payload: bytes, *, seconds: float) -> dict[str, float]:
+    """The floor: one client's p50 / p99 over `seconds` of calls and 8 client processes' calls/s."""
+    process, address = start_echo()
+    found: dict[str, float] = {}
+    try:
+        single = multiprocessing.Queue()
+        echo_loop(address, payload, seconds, 0, single)
+        _, found["echo_p50_ms"], found["echo_p99_ms"] = single.get(timeout=30)
+        results = multiprocessing.Queue()
+        clients = [multiprocessing.Process(target=echo_loop, args=(address, payload, seconds, seed, results))
+                   for seed in range(8)]
+        for c in clients:
+            c.start()
+        answers = [results.get(timeout=seconds + 120) for _ in clients]
+        for c in clients:
+            c.join()
+        found["echo_8_clients_per_s"] = sum(a[0] for a in answers) / seconds
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    return found
 
 
 def percentiles(samples_s: list[float]) -> tuple[float, float]:
@@ -267,6 +321,11 @@ ROWS = [
     ("SimilarMovies, 8 concurrent client processes", "{similar_8_clients_per_s:,.0f} queries/s"),
     ("SimilarMovies, 8 concurrent clients, p50 / p99",
      "{similar_8_clients_p50_ms:.3f} / {similar_8_clients_p99_ms:.3f} ms"),
+    ("the floor: a bare Python gRPC echo server (bench/echo_server.py), one client, p50 / p99",
+     "{echo_p50_ms:.3f} / {echo_p99_ms:.3f} ms"),
+    ("the floor: echo, 8 concurrent client processes", "{echo_8_clients_per_s:,.0f} calls/s"),
+    ("SimilarMovies p50 over the echo's p50 (target <= 1.3)", "{similar_over_echo:.2f}x"),
+    ("SimilarMovies with 8 clients over the echo's throughput", "{clients_over_echo:.2f}x"),
     ("server memory: idle / after the load / peak", "{idle_rss_mb:,.0f} / {rss_mb:,.0f} / {peak_rss_mb:,.0f} MB"),
     ("server memory it holds itself after the load (RssAnon; the rest is pages of mapped files)",
      "{own_rss_mb:,.0f} MB"),
@@ -280,8 +339,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of the concurrent-clients phase")
     parser.add_argument("--queries", type=int, default=3000, help="single-client queries")
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     found = measure_service(args.index, seconds=args.seconds, queries=args.queries)
-    print(f"\nindex: {args.index}, cores: {os.cpu_count()}")
+    from movielinks.proto import movielinks_pb2 as pb
+
+    payload = pb.SimilarMoviesRequest(title="The Dark Knight (film)", k=10).SerializeToString()
+    found.update(measure_echo(payload, seconds=args.seconds))
+    found["similar_over_echo"] = found["similar_p50_ms"] / found["echo_p50_ms"]
+    found["clients_over_echo"] = found["similar_8_clients_per_s"] / found["echo_8_clients_per_s"]
+    print(f"\nindex: {args.index}, cores: {os.cpu_count()}, load average before: {load_before:.2f}")
     print("| measurement | result |\n|---|---|")
     for name, value in ROWS:
         print(f"| {name} | {value.format(**found)} |")
