@@ -86,19 +86,24 @@ def measure_echo(payload: bytes, *, seconds: float) -> dict[str, float]:
         single = multiprocessing.Queue()
         echo_loop(address, payload, seconds, 0, single)
         _, found["echo_p50_ms"], found["echo_p99_ms"] = single.get(timeout=30)
-        results = multiprocessing.Queue()
-        clients = [multiprocessing.Process(target=echo_loop, args=(address, payload, seconds, seed, results))
-                   for seed in range(8)]
-        for c in clients:
-            c.start()
-        answers = [results.get(timeout=seconds + 120) for _ in clients]
-        for c in clients:
-            c.join()
+        answers = concurrent_clients(echo_loop, (address, payload), seconds)
         found["echo_8_clients_per_s"] = sum(a[0] for a in answers) / seconds
     finally:
         process.terminate()
         process.wait(timeout=30)
     return found
+
+
+def concurrent_clients(loop, args: tuple, seconds: float, n: int = 8) -> list[tuple[int, float, float]]:
+    """`n` client processes each running loop(*args, seconds, seed, results) at once; their answers."""
+    results = multiprocessing.Queue()
+    clients = [multiprocessing.Process(target=loop, args=(*args, seconds, seed, results)) for seed in range(n)]
+    for c in clients:
+        c.start()
+    answers = [results.get(timeout=seconds + 120) for _ in clients]
+    for c in clients:
+        c.join()
+    return answers
 
 
 def percentiles(samples_s: list[float]) -> tuple[float, float]:
@@ -264,14 +269,7 @@ def measure_service(index: str, *, seconds: float = 5.0, queries: int = 3000) ->
                     latencies.append(time.perf_counter() - t)
                 found[f"{name}_p50_ms"], found[f"{name}_p99_ms"] = percentiles(latencies)
 
-        results = multiprocessing.Queue()
-        clients = [multiprocessing.Process(target=client_loop, args=(address, titles, seconds, seed, results))
-                   for seed in range(8)]
-        for c in clients:
-            c.start()
-        answers = [results.get(timeout=seconds + 120) for _ in clients]
-        for c in clients:
-            c.join()
+        answers = concurrent_clients(client_loop, (address, titles), seconds)
         found["similar_8_clients_per_s"] = sum(a[0] for a in answers) / seconds
         found["similar_8_clients_p50_ms"] = float(np.median([a[1] for a in answers]))
         found["similar_8_clients_p99_ms"] = float(max(a[2] for a in answers))
