@@ -41,9 +41,9 @@ explorer=$(grep -oE 'http=http://[0-9.]+:[0-9]+/' "$log" | head -1 | cut -d= -f2
 echo "== query: client query --movie \"$MOVIE\""
 client --server "$address" query --movie "$MOVIE" -k 10
 
-echo "== the same over HTTP: curl -s ${explorer}v1/similar-movies -d '{\"title\": \"$MOVIE\", \"k\": 3}'"
+echo "== the same over HTTP: curl -s -H 'Content-Type: application/json' ${explorer}v1/similar-movies -d '{\"title\": \"$MOVIE\", \"k\": 3}'"
 if command -v curl >/dev/null; then
-  curl -s "${explorer}v1/similar-movies" -d "{\"title\": \"$MOVIE\", \"k\": 3}"
+  curl -s -H 'Content-Type: application/json' "${explorer}v1/similar-movies" -d "{\"title\": \"$MOVIE\", \"k\": 3}"
   echo
 fi
 
