@@ -50,7 +50,8 @@ BAD_LINES = ('u1,"Film 7 (film)",not a number\n'
              "u1,No Such Film,5\n"
              "u2,Film 8 (film),7\n"
              "just one field\n"
-             'u3,"Film 10 (film)",4.5\n')  # good, quoted
+             'u3,"Film 10 (film)",4.5\n'  # good, quoted
+             "loner,Film 11 (film),5\n")  # good: one like, below the min link count
 
 
 def titles_and_years(records):
@@ -66,9 +67,9 @@ def test_csv_bad_lines_are_reported_and_skipped_and_nothing_else_is_lost(tmp_pat
     assert "is not a number" in problems[0] and "unknown title 'No Such Film'" in problems[1]
     assert "outside 0.5..5" in problems[2] and "expected 'user,title,rating'" in problems[3]
     assert [b.line for b in taste.skipped] == [254, 255, 256, 257]  # after a header and 12 people's 21 lines
-    assert taste.ratings == 12 * 21 + 1
+    assert taste.ratings == 12 * 21 + 2
     film = {t: i for i, t in enumerate(titles)}
-    assert sorted(taste.likes) == sorted(f"u{u}" for u in range(12))
+    assert sorted(taste.likes) == sorted([f"u{u}" for u in range(12)] + ["loner"])
     assert sorted(taste.likes["u0"].tolist()) == sorted(film[t] for t in TASTE_A + TASTE_B)
     assert film["Film 10 (film)"] in taste.likes["u3"].tolist()
     assert film["Film 100 (film)"] not in taste.likes["u0"].tolist()
@@ -137,8 +138,9 @@ def test_the_manifest_records_the_ratings_file(trained):
     recorded = tasted.manifest.ratings
     assert recorded["path"] == str(ratings.resolve()) and recorded["sha256"] == sha256_file(ratings)
     assert recorded["format"] == "csv" and recorded["like_threshold"] == 4.0
-    assert recorded["users_with_likes"] == 12 and recorded["users_used"] == 12
-    assert recorded["likes"] == 12 * 20 + 1 and recorded["likes_used"] == 12 * 20 + 1
+    # the min link count (2 here) applies to a person's link as to any link: the loner's one like is not used
+    assert recorded["users_with_likes"] == 13 and recorded["users_used"] == 12
+    assert recorded["likes"] == 12 * 20 + 2 and recorded["likes_used"] == 12 * 20 + 1
     assert recorded["skipped_lines"] == 4 and "No Such Film" in recorded["skipped_examples"][1]
     assert plain.manifest.ratings == {}
 

@@ -57,7 +57,6 @@ class TrainConfig:
     seed: int = 0
     like_threshold: float = 4.0  # with a ratings file: a rating this high or higher is a like
 
-
     def check(self) -> None:
         problems = [
             (self.negatives_per_positive >= 1, f"--negatives must be at least 1, got {self.negatives_per_positive}"),
