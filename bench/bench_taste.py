@@ -13,7 +13,9 @@ their dislikes, or not) and keeps the rest held out (bench.movielens); every str
 of server.recommend.STRATEGIES ranks every served film through the served code
 (server.catalogue.Catalogue.recommend) on both index versions. The ALS is fitted on
 the training people's likes plus the held-out people's given likes and ranks the films
-anyone liked. Runs and index versions in --work are reused when present (same
+someone liked; so does a popularity baseline (the films the training people liked most),
+and each strategy is also measured with only those films as candidates (`allowed`), so
+that a gain is not only a smaller candidate set. Runs and index versions in --work are reused when present (same
 settings); only aggregate figures are printed.
 """
 from __future__ import annotations
@@ -74,23 +76,44 @@ def write_training_ratings(path: Path, ratings: Ratings, names, keep: np.ndarray
     return int(keep.sum())
 
 
-def strategy_scores(version, people, id_of, strategy: str, with_dislikes: bool) -> dict[str, float]:
-    """Mean measures of `strategy` on `version` over `people` (movie ids mapped by `id_of`)."""
+def strategy_scores(version, people, id_of, strategy: str, with_dislikes: bool,
+                    allowed: np.ndarray | None = None) -> dict[str, float]:
+    """Mean measures of `strategy` on `version` over `people` (movie ids mapped by `id_of`);
+    with `allowed` (bool, by this version's ids) only those films are candidates."""
     from movielinks.server.catalogue import Catalogue
 
     catalogue = Catalogue(version)
     rows = []
     for person in people:
         disliked = id_of[person.disliked] if with_dislikes else np.zeros(0, dtype=np.int64)
-        found = catalogue.recommend(id_of[person.liked], disliked, 100, strategy=strategy)
+        found = catalogue.recommend(id_of[person.liked], disliked, 100, strategy=strategy, allowed=allowed)
         rows.append(scores_of(np.asarray(found.best_ids), id_of[person.held_out]))
     return {m: float(np.mean([r[m] for r in rows])) for m in MEASURES}
+
+
+def liked_in_training(ratings: Ratings, train_rows: np.ndarray) -> np.ndarray:
+    """How many training people liked each film (by movie id of the content version)."""
+    liked = train_rows & (ratings.ratings >= LIKED_AT_LEAST)
+    return np.bincount(ratings.movie_ids[liked], minlength=int(ratings.movie_ids.max()) + 1)
+
+
+def popularity_scores(likes: np.ndarray, people, with_dislikes: bool) -> dict[str, float]:
+    """The films most liked by the training people, the given ones left out."""
+    results = []
+    for person in people:
+        scores = likes.astype(np.float64)
+        scores[person.liked] = -np.inf
+        if with_dislikes:
+            scores[person.disliked] = -np.inf
+        results.append(scores_of(np.argsort(-scores, kind="stable")[:100], person.held_out))
+    return {m: float(np.mean([r[m] for r in results])) for m in MEASURES}
 
 
 def als_scores(ratings: Ratings, train_rows: np.ndarray, people, with_dislikes: bool, seed: int) -> dict[str, float]:
     """implicit's ALS on the training people's likes and the held-out people's given likes."""
     from implicit.als import AlternatingLeastSquares
     from scipy.sparse import csr_matrix
+    from threadpoolctl import threadpool_limits
 
     liked = train_rows & (ratings.ratings >= LIKED_AT_LEAST)
     users = np.unique(ratings.users[liked])
@@ -105,7 +128,8 @@ def als_scores(ratings: Ratings, train_rows: np.ndarray, people, with_dislikes: 
     matrix.sum_duplicates()
     matrix.data[:] = 1.0
     model = AlternatingLeastSquares(factors=64, regularization=0.05, iterations=20, random_state=seed, num_threads=1)
-    model.fit(matrix, show_progress=False)
+    with threadpool_limits(1, "blas"):  # implicit's advice: its own loop, not BLAS's threads, runs in parallel
+        model.fit(matrix, show_progress=False)
     anyone = np.asarray(matrix.sum(axis=0)).ravel() > 0
     results = []
     for i, person in enumerate(people):
@@ -144,6 +168,12 @@ def main(argv: list[str] | None = None) -> None:
     taste_id = {name: i for i, name in enumerate(taste.movie_names)}
     same_ids = np.arange(len(content.movie_names))
     to_taste = np.array([taste_id[name] for name in content.movie_names])  # every content film is in the taste run
+    likes = liked_in_training(ratings, train_rows)
+    # the films some training person liked: the ALS's and the popularity's candidates, also given to the models
+    liked_by_someone = np.zeros(len(content.movie_names), dtype=bool)
+    liked_by_someone[np.flatnonzero(likes)] = True
+    in_taste = np.zeros(len(taste.movie_names), dtype=bool)
+    in_taste[to_taste[liked_by_someone]] = True
 
     figures = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"),
                "load_average": os.getloadavg(), "command": "python -m bench.bench_taste " + " ".join(argv or sys.argv[1:]),
@@ -151,14 +181,21 @@ def main(argv: list[str] | None = None) -> None:
                "people": int(len(np.unique(ratings.users))), "heldout_people": int(len(held)),
                "scored_people": len(people), "training_ratings": n_training,
                "taste_links_used": manifest["ratings"]["users_used"], "likes_used": manifest["ratings"]["likes_used"],
+               "films_liked_in_training": int(liked_by_someone.sum()), "served_films": len(content.movie_names),
                "rows": []}
     for with_dislikes in (True, False):
         given = "likes + dislikes" if with_dislikes else "likes only"
         for strategy in STRATEGIES:
-            for model, version, id_of in (("content", content, same_ids), ("content + taste", taste, to_taste)):
+            for model, version, id_of, allowed in (
+                    ("content", content, same_ids, None), ("content + taste", taste, to_taste, None),
+                    ("content, liked-in-training films only", content, same_ids, liked_by_someone),
+                    ("content + taste, liked-in-training films only", taste, to_taste, in_taste)):
                 figures["rows"].append({"ranking": f"{strategy}, {model}", "given": given,
-                                        **strategy_scores(version, people, id_of, strategy, with_dislikes)})
+                                        **strategy_scores(version, people, id_of, strategy, with_dislikes, allowed)})
                 print(_row(figures["rows"][-1]), flush=True)
+        figures["rows"].append({"ranking": "popularity: most liked by the training people", "given": given,
+                                **popularity_scores(likes, people, with_dislikes)})
+        print(_row(figures["rows"][-1]), flush=True)
         figures["rows"].append({"ranking": "ALS (implicit), ceiling", "given": given,
                                 **als_scores(ratings, train_rows, people, with_dislikes, args.seed)})
         print(_row(figures["rows"][-1]), flush=True)
