@@ -4,6 +4,8 @@ against the same model trained with other people's likes as links (`trainer trai
 
     python -m bench.bench_taste [--work DIR] [--epochs N] [--heldout-people 0.2] [--seed 0]
 
+Needs implicit, a bench-only dependency: `pip install implicit==0.7.3`.
+
 People are split before anything is trained: a seeded share of MovieLens's people is
 held out and never trained on. The taste model is trained on the 36k file plus the
 other people's ratings, written as a `user,title,rating` file into --work (outside the
@@ -152,6 +154,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json-out", type=Path, help="also write the figures here as JSON")
     args = parser.parse_args(argv)
     from movielinks.server.recommend import STRATEGIES
+
+    try:
+        import implicit  # noqa: F401  (checked before anything is trained)
+    except ImportError:
+        raise SystemExit("bench_taste needs implicit for its ALS ceiling: pip install implicit==0.7.3")
 
     args.work.mkdir(parents=True, exist_ok=True)
     settings = ["--epochs", str(args.epochs)] if args.epochs else []
