@@ -10,15 +10,14 @@ import numpy as np
 import pytest
 
 from movielinks.common.files import sha256_file
-from movielinks.indexer.build import build_index
-from movielinks.server.app import load_service
-from movielinks.server.explore import explorer
+from movielinks.client import ClientError, MovielinksClient
 from movielinks.trainer.data import LinkTable
 from movielinks.trainer.errors import TrainerError
 from movielinks.trainer.ratings import TASTE_LINK_PREFIX, TasteLikes, read_ratings, with_taste_links
 from movielinks.trainer.run import load_run
 from movielinks.trainer.train import TrainConfig, train
 from tests.conftest import clustered_films, write_ndjson
+from tests.e2e_server import ServerProcess, build_index_cli
 
 SMALL = TrainConfig(dim=16, epochs=6, batch_positives=128, min_link_count=2, learning_rate=0.05)
 # Two groups of films from two different clusters (i % 6 is a film's cluster), liked together by 12 people.
@@ -116,8 +115,9 @@ def trained(tmp_path_factory):
     data = write_ndjson(tmp / "films.ndjson", films_with_years())
     ratings = write_taste_csv(tmp / "ratings.csv", BAD_LINES)
     plain = load_run(train(data, tmp / "plain", SMALL, progress=False, log=quiet))
-    tasted = load_run(train(data, tmp / "taste", SMALL, ratings=ratings, progress=False, log=quiet))
-    return tmp, ratings, plain, tasted
+    messages: list[str] = []
+    tasted = load_run(train(data, tmp / "taste", SMALL, ratings=ratings, progress=False, log=messages.append))
+    return tmp, ratings, plain, tasted, messages
 
 
 def _mean_cross_cosine(run) -> float:
@@ -128,13 +128,14 @@ def _mean_cross_cosine(run) -> float:
 
 
 def test_films_liked_by_the_same_people_become_closer(trained):
-    _, _, plain, tasted = trained
+    _, _, plain, tasted, _ = trained
     assert _mean_cross_cosine(tasted) > _mean_cross_cosine(plain) + 0.3
     assert tasted.manifest.metrics["link_auc"] > 0.8  # the dataset's links are still learnt
 
 
-def test_the_manifest_records_the_ratings_file(trained):
-    _, ratings, plain, tasted = trained
+def test_the_log_and_the_manifest_record_the_ratings_file(trained):
+    _, ratings, plain, tasted, messages = trained
+    assert f"skipped 4 bad rating lines, e.g. {ratings}:254: rating 'not a number' is not a number" in messages
     recorded = tasted.manifest.ratings
     assert recorded["path"] == str(ratings.resolve()) and recorded["sha256"] == sha256_file(ratings)
     assert recorded["format"] == "csv" and recorded["like_threshold"] == 4.0
@@ -146,24 +147,30 @@ def test_the_manifest_records_the_ratings_file(trained):
 
 
 def test_taste_links_are_never_in_the_run_or_served(trained):
-    tmp, _, plain, tasted = trained
-    assert tasted.links == plain.links and not any(TASTE_LINK_PREFIX in name for name in tasted.links)
+    """Not in the run, so not in the index: no answer of the real server names one, and
+    asking for one by name finds no such link."""
+    tmp, _, plain, tasted, _ = trained
+    assert tasted.links == plain.links and not any("liked by" in name for name in tasted.links)
     assert len(tasted.link_vectors) == len(tasted.links) == tasted.manifest.vocabulary["links"]
     assert int(tasted.movie_links.link_ids.max()) < len(tasted.links)
-    build_index(tasted.path, tmp / "index", progress=False)
-    service = load_service(str(tmp / "index"))
-    served = set(service.version.links)
-    served.update(n for n, _ in service.movie_links(TASTE_A[0], 1000)[1])
-    served.update(n for n, _ in service.similar_links(tasted.links[0], 1000)[1])
-    served.update(r.link for r in service.explain_similarity(TASTE_A[0], TASTE_B[0], 1000).shared)
-    recommended = service.recommend(TASTE_A[:3], [], 10, reasons=5)
-    served.update(r.link for reasons in recommended.reasons.values() for r in reasons)
-    served.update(explorer(service).search_names("liked", "links", 100)[0])
-    assert served and not any("liked by" in name for name in served)
+    build_index_cli(tasted.path, tmp / "index")
+    server = ServerProcess(tmp / "index")
+    with MovielinksClient(server.address) as client:
+        served = [n.name for n in client.movie_links(TASTE_A[0], k=1000).neighbours]
+        served += [n.name for n in client.similar_links(tasted.links[0], k=1000).neighbours]
+        served += [s.link for s in client.explain_similarity(TASTE_A[0], TASTE_B[0], k=1000).shared_links]
+        recommended = client.recommend(TASTE_A[:3], k=10, reasons=5)
+        served += [s.link for movie in recommended.best for s in movie.reasons]
+        served += [s.link for n in client.similar_movies(TASTE_A[0], k=10, reasons=5).neighbours for s in n.reasons]
+        served += client.search_names("liked", links=True, limit=100)[0]
+        with pytest.raises(ClientError, match="unknown link"):
+            client.link_movies(TASTE_LINK_PREFIX + "u0", k=5)
+    assert server.stop() == 0
+    assert len(set(served)) > 50 and not any("liked by" in name for name in served)
 
 
 def test_cli_trains_with_ratings_and_refuses_a_bad_threshold(trained, tmp_path):
-    tmp, ratings, _, _ = trained
+    tmp, ratings, _, _, _ = trained
     bad = subprocess.run([sys.executable, "-m", "movielinks.trainer", "train", "--data", str(tmp / "films.ndjson"),
                           "--out", str(tmp_path / "run"), "--ratings", str(ratings), "--like-threshold", "6"],
                          capture_output=True, text=True)

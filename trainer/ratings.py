@@ -18,8 +18,8 @@ title, rating out of that range) are skipped and listed, as the dataset reader l
 bad records; with `strict` the first one raises TrainerError.
 
 A taste link's name starts with TASTE_LINK_PREFIX, a control character that
-common.limits.name_problem refuses in every title and link the readers accept and in
-every request: it can never clash with a real link. Taste links train the movie
+common.limits.name_problem refuses in every title and link the dataset readers
+accept: it can never clash with a real link. Taste links train the movie
 vectors and are never written into the run (trainer.train keeps them out), so no
 answer can show them and no run holds anything about a person.
 """
