@@ -5,7 +5,7 @@
     make bench                        # --size small
 
 Writes bench/results-<size>.json (every figure, with the machine and library
-versions) and bench/results-<size>.md (the table the README quotes, with the
+versions) and bench/results-<size>.md (the table docs/scale.md quotes, with the
 targets and by how much each is met or missed). Every figure is measured here, in
 this run; nothing is estimated. Work files go to bench/work/ (git-ignored).
 """
@@ -30,7 +30,7 @@ WORK = ROOT / "bench" / "work"
 SIZES = {
     "small": {"data": ROOT.parent / "shared" / "data" / "wp_movies_us.ndjson", "train": []},
     # 3 epochs: the figures asked for are speed and memory; the quality of a longer run is
-    # measured on the small size and in the README's training tables.
+    # measured on the small size and in the training tables of docs/speed.md and docs/quality.md.
     "1m": {"data": WORK / "synth-1m.ndjson", "synth": ["--preset", "1m"], "train": ["--epochs", "3", "--dim", "64"]},
 }
 TARGETS = {  # (figure, how it must compare, target) from issue 9, for the 1m size
@@ -124,7 +124,7 @@ def search_recall(index: Path, n_queries: int = 1000) -> dict:
     and the movie index asked by a movie) and a link's movies (the movie index asked by a link)."""
     import faiss
 
-    from movielinks.common.neighbours import search
+    from movielinks.search.neighbours import search
     from movielinks.indexer.root import load_current
 
     version = load_current(index)

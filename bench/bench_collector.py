@@ -1,6 +1,6 @@
 """Collector speed on a generated multistream dump, against bz2 decompression alone of the same file.
 
-    python bench/bench_collector.py [--mb 200] [--work /tmp/movielinks-bench-collector]
+    python -m bench.bench_collector [--mb 200] [--work /tmp/movielinks-bench-collector]
 
 Writes (once; later runs reuse it) a multistream pages-articles dump of at least
 `--mb` compressed megabytes and its index, shaped like a real one: about a third of
@@ -16,12 +16,14 @@ Then, in the same run:
 
 and prints compressed MB/s per core, the fraction of the floor, and the 2-worker speedup.
 
-    python bench/bench_collector.py --redirect-auc
+    python -m bench.bench_collector --redirect-auc
 
 instead measures what resolving redirects changes on the trainer's held-out AUC: a
 generated dump where films link to people of their own group under several spellings
 (redirect pages), collected with and without resolution, each trained with the
-trainer's defaults (`python -m trainer train`).
+trainer's defaults (`trainer train`).
+
+Run it from the project root as a module: it reuses the tests' dump writer (tests/).
 """
 from __future__ import annotations
 

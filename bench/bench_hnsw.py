@@ -5,7 +5,7 @@
 Takes the first `--rows` movie vectors of the index's CURRENT version, finds the exact top 10
 of `--queries` sampled rows by a scan, then for HNSW32 built with each efConstruction prints
 the recall@10 (the query itself left out) and the time a query takes on one thread at each
-efSearch. This is what the README's "Choosing the graph" table was measured with.
+efSearch. This is what the "Choosing the graph" table of docs/scale.md was measured with.
 """
 from __future__ import annotations
 

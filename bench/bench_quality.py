@@ -1,4 +1,4 @@
-"""Neighbour quality of trained runs against the TF-IDF reference, printed as the README's table.
+"""Neighbour quality of trained runs against the TF-IDF reference, printed as the tables of docs/quality.md.
 
     python bench/bench_quality.py                                   # the defaults, on both shared datasets
     python bench/bench_quality.py --settings "--epochs 30" --settings "--negative-power 0.75"

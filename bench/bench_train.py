@@ -1,4 +1,4 @@
-"""Training speed and quality on the real data, printed as the README's table.
+"""Training speed and quality on the real data, printed as the table of docs/speed.md.
 
     python bench/bench_train.py [--data ../shared/data/wp_movies_us.ndjson] [--epochs 15]
 

@@ -1,7 +1,7 @@
 """A published index of the real catalogue's size from clustered random vectors,
 for bench_server.py where no trained run exists.
 
-    python bench/make_synthetic_index.py --out work/synthetic-index [--neighbours-k 100]
+    python -m bench.make_synthetic_index --out work/synthetic-index [--neighbours-k 100]
 
 Writes a training run with trainer.run.save_run (36,038 movies, 9,421 links,
 50 dims, as the real data) and builds a Flat index version from it with the

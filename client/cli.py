@@ -17,7 +17,6 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,8 @@ from typing import Any
 from movielinks.common.about import package_version
 from movielinks.client.client import (SERVER_ENV, TOKEN_ENV, ClientError, Explanation, Info, MovieFilter, MovielinksClient,
                            Neighbour, Neighbours, Prediction, Recommendation, SharedLink, TitleMatch)
+from movielinks.common.commands import closed_pipe_is_a_normal_end, positive_int
+from movielinks.common.answers import no_better_than_mean
 from movielinks.common.signals import exit_cleanly_on_sigterm
 
 EPILOG = f"""\
@@ -59,6 +60,7 @@ class Exported:
     rows: int
 
 
+@closed_pipe_is_a_normal_end
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -84,10 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    try:
-        print(json.dumps(_plain(result), ensure_ascii=False, indent=1) if args.json else render(result), flush=True)
-    except BrokenPipeError:  # `client ... | head`: the reader has all it wanted
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush does not fail again
+    print(json.dumps(_plain(result), ensure_ascii=False, indent=1) if args.json else render(result))
     return 0
 
 
@@ -114,7 +113,7 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def _global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+def _global_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, defaults: bool) -> None:
     """The options every command takes, before or after its name (after it, they override nothing unless given)."""
     def default(value):
         return value if defaults else argparse.SUPPRESS
@@ -138,7 +137,7 @@ def _global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
 
 
 def _k(parser: argparse.ArgumentParser, what: str) -> None:
-    parser.add_argument("-k", "--k", type=int, default=10, help=f"how many {what} (default 10)")
+    parser.add_argument("-k", "--k", type=positive_int, default=10, help=f"how many {what} (default 10)")
 
 
 def _filter_options(parser: argparse.ArgumentParser, *, franchise: bool = True) -> None:
@@ -176,10 +175,8 @@ def _resolved(args: argparse.Namespace, result: Any) -> list[tuple[str, str]]:
 
 
 def _command(commands, name: str, summary: str, examples: str) -> argparse.ArgumentParser:
-    command = commands.add_parser(name, help=summary, description=summary, epilog="examples:\n" + examples,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    _global_options(command, defaults=False)
-    return command
+    return commands.add_parser(name, help=summary, description=summary, epilog="examples:\n" + examples,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -193,8 +190,8 @@ def _parser() -> argparse.ArgumentParser:
                      '  client query --movie "Interstellar (film)" -k 5\n'
                      '  client query --link "George Lucas" --json')
     what = query.add_mutually_exclusive_group(required=True)
-    what.add_argument("--movie", help="movie title (exact, any case, without \"(film)\", a unique prefix or a close "
-                                      "spelling)")
+    what.add_argument("--movie", help="movie title (exact, any case, without \"(film)\" or a leading article, cut "
+                                      "short; another spelling gets the close titles to choose from)")
     what.add_argument("--link", help="link name, exact or any case (`client links --search TEXT` finds names)")
     _k(query, "results")
     _reasons_option(query)
@@ -236,13 +233,14 @@ def _parser() -> argparse.ArgumentParser:
                          '  client recommend --like "Heat (1995 film)" --worst 5 --from-year 1990')
     recommend.add_argument("--like", action="append", default=[], metavar="TITLE", help="a liked title (repeat)")
     recommend.add_argument("--dislike", action="append", default=[], metavar="TITLE",
-                           help="a disliked title (repeat; none: the svm strategy uses a random sample of the catalogue)")
+                           help="a disliked title (repeat)")
     recommend.add_argument("--like-link", action="append", default=[], metavar="LINK",
                            help='a liked link, e.g. "George Lucas" (repeat)')
     recommend.add_argument("--dislike-link", action="append", default=[], metavar="LINK", help="a disliked link (repeat)")
-    recommend.add_argument("--strategy", choices=("svm", "average_vector", "best_score"), default="svm",
-                           help="svm (default: a linear SVM's decision value), average_vector or best_score (as "
-                                "Qdrant defines them)")
+    recommend.add_argument("--strategy", default="",
+                           help="neighbours (the server's default: the liked films' nearest neighbours, with the era "
+                                "and how well known a film is), svm (a linear SVM's decision value), average_vector "
+                                "or best_score (as Qdrant defines them); the answer says what its score means")
     _k(recommend, "recommendations")
     recommend.add_argument("--worst", type=int, default=0, metavar="N", help="also the N least liked (default 0)")
     _reasons_option(recommend)
@@ -271,9 +269,13 @@ def _parser() -> argparse.ArgumentParser:
     info.set_defaults(command=lambda c, a: c.info())
 
     lookup = _command(commands, "lookup", "which catalogue title a name resolves to",
-                      "  client lookup intersteller\n  client lookup \"the martian\"")
+                      "  client lookup godfather\n  client lookup \"the martian\"")
     lookup.add_argument("title", help="a title as you would type it")
     lookup.set_defaults(command=lambda c, a: c.lookup_title(a.title))
+    # Last in each command's --help, after the command's own options: a reader looks for those first.
+    for command in commands.choices.values():
+        _global_options(command.add_argument_group("connection and output (also accepted before the command)"),
+                        defaults=False)
     return parser
 
 
@@ -327,12 +329,16 @@ def render(result: Any) -> str:
         known = "unknown" if result.known is None else amount(result.known, result.unit)
         error, baseline = (amount(math.sqrt(max(0.0, mse)), result.unit, difference=True)
                            for mse in (result.heldout_mse, result.baseline_mse))
-        return (f"{result.title}: {result.attribute} predicted {amount(result.predicted, result.unit)} "
+        text = (f"{result.title}: {result.attribute} predicted {amount(result.predicted, result.unit)} "
                 f"(known: {known})\n"
                 f"typical error (held-out RMSE) {error}, against {baseline} for always predicting the mean")
+        if no_better_than_mean(result.heldout_mse, result.baseline_mse):  # a server from before it refused these
+            text += "\nwarning: this model is no better than always predicting the mean: do not trust the prediction"
+        return text
     if isinstance(result, NameList):
         more = f" (first {len(result.names)} of {result.total})" if result.total > len(result.names) else ""
-        heading = f"{result.total} {result.kind} name{'s' if result.total != 1 else ''} contain {result.text!r}{more}"
+        names = f"{result.kind} name contains" if result.total == 1 else f"{result.kind} names contain"
+        heading = f"{result.total} {names} {result.text!r}{more}"
         return "\n".join([heading, *result.names])
     if isinstance(result, TitleMatch):
         also = f"; also matched: {'; '.join(result.also_matched)}" if result.also_matched else ""

@@ -13,7 +13,7 @@ from typing import Any, Iterator, Sequence
 import grpc
 from google.protobuf import json_format
 
-from movielinks.common.records import Prediction
+from movielinks.common.answers import Prediction
 from movielinks.proto import SERVICE_NAME
 from movielinks.proto import movielinks_pb2 as pb
 from movielinks.proto import movielinks_pb2_grpc as pb_grpc
@@ -42,6 +42,18 @@ SERVICE_CONFIG = json.dumps({
                         "retryableStatusCodes": ["UNAVAILABLE", "CANCELLED"]},
     }],
 })
+# A replica that stops answering (stopped, swapping, partitioned) keeps its TCP connection up,
+# so nothing above told the channel: every call sent to it waited its whole deadline. A keepalive
+# ping every KEEPALIVE_TIME_MS (idle or not) that goes unanswered for KEEPALIVE_TIMEOUT_MS
+# closes the connection: the calls in flight on it fail UNAVAILABLE and the retry policy sends
+# them to another replica, and round_robin leaves the replica out until it answers a new
+# connection. The servers allow pings this often (server.app.KEEPALIVE_OPTIONS).
+KEEPALIVE_TIME_MS = 1000
+KEEPALIVE_TIMEOUT_MS = 1000
+KEEPALIVE_OPTIONS = [("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS), ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+                     ("grpc.keepalive_permit_without_calls", 1), ("grpc.http2.max_pings_without_data", 0),
+                     # Any ping's: with one (flow control's) outstanding, keepalive waits on that one.
+                     ("grpc.http2.ping_timeout_ms", KEEPALIVE_TIMEOUT_MS)]
 _INT32 = (-(2**31), 2**31 - 1)  # the proto's int32 fields
 
 
@@ -101,7 +113,7 @@ class Recommendation:
     best: list[ScoredMovie]
     worst: list[ScoredMovie]
     index_version: str
-    strategy: str = "svm"
+    strategy: str = ""
     score_meaning: str = ""
     liked_resolved: list[str] = dataclasses.field(default_factory=list)
     disliked_resolved: list[str] = dataclasses.field(default_factory=list)
@@ -273,7 +285,7 @@ class MovielinksClient:
         self.timeout_s = timeout_s
         self.wait_for_ready = wait_for_ready
         options = [("grpc.enable_retries", 1), ("grpc.service_config", SERVICE_CONFIG),
-                   ("grpc.service_config_disable_resolution", 1)]
+                   ("grpc.service_config_disable_resolution", 1), *KEEPALIVE_OPTIONS]
         token = token if token is not None else os.environ.get(TOKEN_ENV)
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         tls = bool(tls_ca or tls_cert)
@@ -346,7 +358,8 @@ class MovielinksClient:
         filter: MovieFilter | None = None, reasons: int = 0,
     ) -> Recommendation:
         """The k best (and worst_k worst) movies for liked against disliked movies and links, ranked by
-        `strategy`: "svm" (default), "average_vector" or "best_score"."""
+        `strategy`: "" for the server's default ("neighbours"), "svm", "average_vector" or "best_score"
+        (RecommendResponse.strategy says which ran, score_meaning what its scores mean)."""
         request = _request(pb.RecommendRequest, liked=_titles("liked", liked), disliked=_titles("disliked", disliked),
                            k=k, worst_k=worst_k, strategy=strategy, liked_links=_titles("liked_links", liked_links),
                            disliked_links=_titles("disliked_links", disliked_links), reasons=reasons,
@@ -416,7 +429,7 @@ class MovielinksClient:
 
         try:
             writer = NeighbourWriter(path)
-        except ValueError as e:  # an unknown suffix: the caller's mistake, said before any call
+        except ValueError as e:  # an unknown suffix, or no pyarrow for .parquet: said before any call
             raise ClientError("INVALID_ARGUMENT", str(e)) from None
         with writer, contextlib.ExitStack() as bars:
             bar = None

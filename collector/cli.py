@@ -11,8 +11,11 @@ import json
 import sys
 
 from movielinks.collector.record import CollectorError
+from movielinks.common.about import package_version
+from movielinks.common.commands import closed_pipe_is_a_normal_end
 
 
+@closed_pipe_is_a_normal_end
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -27,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="collector", description="Film records from Wikipedia dumps or pages.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     collect = commands.add_parser("collect", help="read a dump or saved pages, write one film record a line")

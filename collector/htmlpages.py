@@ -25,11 +25,16 @@ import mwparserfromhell
 
 from movielinks.collector.links import Namespaces, normalise_link, normalise_title
 from movielinks.collector.record import ChunkResult, CollectorError, FilmRecord, Problem, ratings_from_text
-from movielinks.collector.wikitext import DISAMBIGUATION, FILM_TEMPLATE, NOT_A_FILM, flatten
+from movielinks.collector.wikitext import DISAMBIGUATION, FILM_TEMPLATE, MAX_INFOBOX_CHARS, NOT_A_FILM, flatten
 
 NO_CONTENT = "HTML page without article content"
 BAD_HTML = "unreadable HTML page"
 NO_FILM_INFOBOX = "no film infobox"
+NOT_A_FILE = "not a regular file (a link or a device)"
+# The largest rendered articles are a few MB of HTML; a page over this is no article (or a
+# decompression bomb in a tarball) and is reported without being read.
+MAX_HTML_PAGE_BYTES = 16 << 20
+OVERSIZED_HTML = f"HTML page over {MAX_HTML_PAGE_BYTES >> 20} MB"
 
 DEFAULT_BATCH_BYTES = 4 << 20
 HTML_SUFFIXES = (".html", ".htm")
@@ -50,10 +55,12 @@ _ENGLISH = Namespaces.english()
 
 @dataclasses.dataclass(frozen=True)
 class HtmlBatch:
-    """A few saved pages: (name, bytes) read by the planner (tar members), or file paths read by the worker."""
+    """A few saved pages: (name, bytes) read by the planner (tar members), or file paths read by the
+    worker; and the pages the planner found unfit to read, each a Problem."""
 
     pages: tuple[tuple[str, bytes], ...] = ()
     paths: tuple[str, ...] = ()
+    refused: tuple[Problem, ...] = ()
 
 
 def is_html_input(path: Path) -> bool:
@@ -61,34 +68,56 @@ def is_html_input(path: Path) -> bool:
 
 
 def plan(path: Path, batch_bytes: int = DEFAULT_BATCH_BYTES) -> Iterator[HtmlBatch]:
-    """Batches of about `batch_bytes` of HTML, in name order for a directory, member order for a tarball."""
+    """Batches of about `batch_bytes` of HTML, in name order for a directory, member order for a tarball.
+
+    Links, devices and pages over MAX_HTML_PAGE_BYTES are not read: each is a Problem of the batch.
+    """
     if path.is_dir():
         batch: list[str] = []
+        refused: list[Problem] = []
         size = 0
-        for file in sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(HTML_SUFFIXES)):
+        for file in sorted(p for p in path.rglob("*") if p.name.endswith(HTML_SUFFIXES)):
+            if file.is_symlink() or not file.is_file():
+                if not file.is_dir():
+                    refused.append(Problem(NOT_A_FILE, str(file), "skipped"))
+                continue
+            file_bytes = file.stat().st_size
+            if file_bytes > MAX_HTML_PAGE_BYTES:
+                refused.append(Problem(OVERSIZED_HTML, str(file), f"{file_bytes:,} bytes; skipped"))
+                continue
             batch.append(str(file))
-            size += file.stat().st_size
+            size += file_bytes
             if size >= batch_bytes:
-                yield HtmlBatch(paths=tuple(batch))
-                batch, size = [], 0
-        if batch:
-            yield HtmlBatch(paths=tuple(batch))
+                yield HtmlBatch(paths=tuple(batch), refused=tuple(refused))
+                batch, refused, size = [], [], 0
+        if batch or refused:
+            yield HtmlBatch(paths=tuple(batch), refused=tuple(refused))
         return
     try:
         with tarfile.open(path) as tar:
             pages: list[tuple[str, bytes]] = []
+            refused = []
             size = 0
             for member in tar:
-                if not (member.isfile() and member.name.endswith(HTML_SUFFIXES)):
+                if member.isdir():
+                    continue
+                if not member.isfile():
+                    refused.append(Problem(NOT_A_FILE, f"{path} member {member.name}", "skipped"))
+                    continue
+                if not member.name.endswith(HTML_SUFFIXES):
+                    continue
+                if member.size > MAX_HTML_PAGE_BYTES:  # what its header says; the bytes are never held
+                    refused.append(Problem(OVERSIZED_HTML, f"{path} member {member.name}",
+                                           f"{member.size:,} bytes; skipped"))
                     continue
                 data = tar.extractfile(member).read()
                 pages.append((member.name, data))
                 size += len(data)
                 if size >= batch_bytes:
-                    yield HtmlBatch(pages=tuple(pages))
-                    pages, size = [], 0
-            if pages:
-                yield HtmlBatch(pages=tuple(pages))
+                    yield HtmlBatch(pages=tuple(pages), refused=tuple(refused))
+                    pages, refused, size = [], [], 0
+            if pages or refused:
+                yield HtmlBatch(pages=tuple(pages), refused=tuple(refused))
     except (tarfile.TarError, OSError, EOFError) as e:
         raise CollectorError(f"{path}: cannot read this tarball of HTML pages ({e})") from e
 
@@ -99,6 +128,9 @@ def collect_batch(batch: HtmlBatch, every_page: bool = False, namespaces: Namesp
     `every_page` keeps rendered pages without a film infobox too (a collection picked by hand).
     """
     result = ChunkResult()
+    for problem in batch.refused:
+        result.pages += 1
+        result.bad(problem)
     pages = list(batch.pages)
     for path in batch.paths:
         try:
@@ -265,7 +297,9 @@ class _ParsoidWalk:
             template = part.get("template") if isinstance(part, dict) else None
             if not template:
                 continue
-            params = {key: value.get("wt", "") for key, value in template.get("params", {}).items()}
+            # mwparserfromhell is quadratic on unclosed nested markup: it only sees bounded arguments.
+            params = {key: value.get("wt", "") for key, value in template.get("params", {}).items()
+                      if len(value.get("wt", "")) <= MAX_INFOBOX_CHARS}
             target = normalise_title(mwparserfromhell.parse(template.get("target", {}).get("wt", "")).strip_code())
             if target == FILM_TEMPLATE and self.infobox is None:
                 self.infobox = {key: text for key, text in

@@ -39,8 +39,10 @@ _RT_PROSE = re.compile(r"\{\{\s*[Rr]otten [Tt]omatoes prose\s*\|([^{}]*)\}\}")
 _FILM_HINT_TEXT = re.compile(FILM_HINT.pattern.decode())
 _BRACES = re.compile(r"\{\{|\}\}")
 # What mwparserfromhell does not parse for links: comments and <nowiki>-like blocks.
+# A tag's attributes stop at the next "<": 20,000 "<nowiki " without a ">" each scanned the rest
+# of the page (quadratic: 6 s for 64 KB).
 _UNPARSED = re.compile(r"<!--.*?(?:-->|\Z)|<(nowiki|pre|math|source|syntaxhighlight|score|timeline|templatedata|graph"
-                       r"|hiero|chem|ce|categorytree|imagemap|inputbox|section|gallery)\b[^>]*?(?:/>|>.*?(?:</\1\s*>|\Z))",
+                       r"|hiero|chem|ce|categorytree|imagemap|inputbox|section|gallery)\b[^<>]*?(?:/>|>.*?(?:</\1\s*>|\Z))",
                        re.S | re.I)
 # [[target]] or [[target|text]]; a link whose text holds another link (an image caption) is
 # not matched itself, its inner links are.
@@ -48,6 +50,14 @@ _WIKILINK = re.compile(r"\[\[([^\[\]|\n]+)(?:\|[^\[\]]*)?\]\]")
 _BULLETS = re.compile(r"^[*#:;\s]+")
 _SPACES = re.compile(r"[ \t\u00a0]+")
 _ENGLISH = Namespaces.english()
+# Wikipedia refuses an article over 2 MiB; a page's wikitext past this is reported, not parsed.
+MAX_WIKITEXT_CHARS = 2_200_000
+# mwparserfromhell's tokenizer is quadratic on unclosed nested markup ("{{a|[[b|" a thousand
+# times: 11 s for 32 KB), so it only ever sees bounded pieces: an infobox call up to this
+# long, and this much of a paragraph around "Rotten Tomatoes", in at most _RATING_PARAGRAPHS.
+MAX_INFOBOX_CHARS = 64_000
+_RATING_WINDOW_CHARS = 4_000
+_RATING_PARAGRAPHS = 5
 
 
 def film_from_wikitext(title: str, wikitext: str, namespaces: Namespaces) -> FilmRecord | str:
@@ -56,8 +66,12 @@ def film_from_wikitext(title: str, wikitext: str, namespaces: Namespaces) -> Fil
     Only the infobox goes through mwparserfromhell's tree: building the tree of the whole
     article made a film page about three times dearer, and the links it gives are the ones
     `wikilinks` finds on the text (the tests compare the two). The parser's own exceptions
-    propagate: the caller reports the page as bad input.
+    propagate: the caller reports the page as bad input, as it does a page over
+    MAX_WIKITEXT_CHARS (ValueError). Every step is linear in the page's length, or bounded.
     """
+    if len(wikitext) > MAX_WIKITEXT_CHARS:
+        raise ValueError(f"the wikitext is {len(wikitext):,} characters long, over the {MAX_WIKITEXT_CHARS:,} a page "
+                         f"may have")
     text = _UNPARSED.sub(" ", wikitext)
     infobox = _film_infobox(text)
     if infobox is None:
@@ -76,23 +90,31 @@ def wikilinks(text: str) -> list[str]:
 
 
 def _film_infobox(text: str) -> nodes.Template | None:
-    for hint in _FILM_HINT_TEXT.finditer(text):
-        call = _balanced_template(text, hint.start())
-        if call:
-            template = mwparserfromhell.parse(call).nodes[0]
-            if isinstance(template, nodes.Template) and template_name(template) == FILM_TEMPLATE:
-                return template
+    hints = [hint.start() for hint in _FILM_HINT_TEXT.finditer(text)]
+    ends = _template_ends(text, hints[0]) if hints else {}
+    for start in hints:
+        end = ends.get(start)
+        if end is None:  # not closed
+            continue
+        if end - start > MAX_INFOBOX_CHARS:
+            raise ValueError(f"an infobox call of {end - start:,} characters, over the {MAX_INFOBOX_CHARS:,} one may have")
+        template = mwparserfromhell.parse(text[start:end]).nodes[0]
+        if isinstance(template, nodes.Template) and template_name(template) == FILM_TEMPLATE:
+            return template
     return None
 
 
-def _balanced_template(text: str, start: int) -> str | None:
-    """The {{...}} call starting at `start`, nested calls included, or None when it is not closed."""
-    depth = 0
+def _template_ends(text: str, start: int) -> dict[int, int]:
+    """{where a {{ opens: where its call ends (after the }} closing it, nested calls included)} for
+    the calls from `start` on that are closed: one pass, where scanning from each Infobox hint
+    to its end took 80 s for 200 KB of unclosed hints."""
+    ends, opened = {}, []
     for brace in _BRACES.finditer(text, start):
-        depth += 1 if brace.group() == "{{" else -1
-        if depth == 0:
-            return text[start: brace.end()]
-    return None
+        if brace.group() == "{{":
+            opened.append(brace.start())
+        elif opened:
+            ends[opened.pop()] = brace.end()
+    return ends
 
 
 def template_name(template: nodes.Template) -> str:
@@ -161,9 +183,11 @@ def _ratings(text: str) -> tuple[str | None, str | None]:
         values = [v.strip() for v in prose.group(1).split("|") if "=" not in v]
         if values and values[0].isdigit():
             return values[0] + "%", (values[1] + "/10") if len(values) > 1 and values[1] else None
-    for paragraph in text.split("\n\n"):
-        if "Rotten Tomatoes" in paragraph:
-            found = ratings_from_text(mwparserfromhell.parse(paragraph).strip_code())
-            if found[0]:
-                return found
+    paragraphs = (paragraph for paragraph in text.split("\n\n") if "Rotten Tomatoes" in paragraph)
+    for paragraph, _ in zip(paragraphs, range(_RATING_PARAGRAPHS)):
+        at = paragraph.index("Rotten Tomatoes")
+        window = paragraph[max(0, at - _RATING_WINDOW_CHARS // 4): at + _RATING_WINDOW_CHARS]
+        found = ratings_from_text(mwparserfromhell.parse(window).strip_code())
+        if found[0]:
+            return found
     return None, None

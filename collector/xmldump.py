@@ -16,12 +16,19 @@ import html
 import re
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
+from typing import Iterator
 
 from movielinks.collector.links import Namespaces, normalise_title
 from movielinks.collector.record import ChunkResult, CollectorError, Problem
 from movielinks.collector.wikitext import FILM_HINT, film_from_wikitext
 
 DEFAULT_CHUNK_BYTES = 8 << 20  # compressed (or plain XML) bytes per unit of work
+# Wikipedia refuses an article over 2 MiB of wikitext; escaped as XML (&lt; &quot; ...) it can
+# about triple. A <page> element past this is reported and skipped, never held whole.
+MAX_PAGE_BYTES = 8 << 20
+# A multistream dump puts 100 pages in a stream, a few MB decompressed: a stream past this is a
+# decompression bomb (or not a pages-articles dump), reported, and the rest of it skipped.
+MAX_STREAM_BYTES = 256 << 20
 
 NOT_A_FILM = "not a film (no Infobox film hint)"
 REDIRECT = "redirect"
@@ -30,6 +37,9 @@ MALFORMED_XML = "malformed XML"
 PARSER_ERROR = "wikitext parser error"
 BAD_STREAM = "truncated or corrupt bz2 stream"
 TRUNCATED_PAGE = "page cut off at the end of the input"
+OVERSIZED_PAGE = f"page over {MAX_PAGE_BYTES >> 20} MB of XML"
+OVERSIZED_STREAM = f"bz2 stream over {MAX_STREAM_BYTES >> 20} MB decompressed"
+INDEX_GAP = "bz2 stream missing from the multistream index"
 
 _PAGE = b"<page>"
 _PAGE_END = b"</page>"
@@ -38,6 +48,8 @@ _TITLE = re.compile(rb"<title>([^<]*)</title>")
 _NAMESPACE = re.compile(rb'<namespace key="(-?\d+)"[^>]*?(?:/>|>([^<]*)</namespace>)')
 _HEAD_BYTES = 1 << 20
 _READ_BYTES = 8 << 20
+_PIECE_BYTES = 1 << 16  # decompressed bytes asked of bz2 at a time
+_COMPRESSED_READ_BYTES = 1 << 20  # compressed bytes of a multistream span read at a time
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,9 +101,10 @@ def plan(path: Path, index: Path | None = None, chunk_bytes: int = DEFAULT_CHUNK
     if index is None:
         return [WholeFile(str(path))]
     offsets = _stream_offsets(index)
-    if not offsets or offsets[-1] >= size:
-        raise CollectorError(f"{index}: not the index of {path} (its offsets go past the file's {size} bytes); "
-                             f"pass the matching --index")
+    if not offsets or offsets[-1] >= size or offsets[0] < 0:
+        wrong = f"a negative offset ({offsets[0]})" if offsets and offsets[0] < 0 else \
+            f"offsets past the file's {size} bytes" if offsets else "no offsets"
+        raise CollectorError(f"{index}: not the index of {path} (it has {wrong}); pass the matching --index")
     bounds = [*offsets, size]
     units, spans, span_bytes = [], [], 0
     for start, end in zip(bounds, bounds[1:]):
@@ -130,10 +143,8 @@ def collect_unit(unit: Unit, namespaces: Namespaces) -> ChunkResult:
     if isinstance(unit, Streams):
         with open(unit.path, "rb") as f:
             for start, end in unit.spans:
-                f.seek(start)
-                data = _decompress_stream(f.read(end - start), f"{unit.path} at byte offset {start}", result)
-                if data is not None:
-                    scan_pages(data, f"{unit.path} stream at byte offset {start}", namespaces, result)
+                where = f"{unit.path} stream at byte offset {start}"
+                scan_pieces(_stream_pieces(f, start, end, unit.path, result), where, namespaces, result)
     elif isinstance(unit, ByteRange):
         with open(unit.path, "rb") as f:
             data = _read_range(f, unit.start, unit.end)
@@ -170,11 +181,12 @@ def scan_pages(data: bytes, where: str, namespaces: Namespaces, result: ChunkRes
 
 def _parse_candidate(data: bytes, start: int, where: str, namespaces: Namespaces, result: ChunkResult) -> None:
     end = data.find(_PAGE_END, start)
-    title_match = _TITLE.search(data, start, end if end >= 0 else len(data))
-    title = html.unescape(title_match.group(1).decode("utf-8", "replace")) if title_match else None
-    place = f"page {title!r} ({where})" if title else f"{where}, page at byte {start} of the unit"
-    if end < 0:
+    place = _place(data, start, where, end)
+    if end < 0 and len(data) - start <= MAX_PAGE_BYTES:
         result.bad(Problem(TRUNCATED_PAGE, place))
+        return
+    if (end if end >= 0 else len(data)) - start > MAX_PAGE_BYTES:
+        result.bad(Problem(OVERSIZED_PAGE, place, "skipped"))
         return
     try:
         page = ElementTree.fromstring(data[start: end + len(_PAGE_END)])
@@ -200,28 +212,63 @@ def _parse_candidate(data: bytes, start: int, where: str, namespaces: Namespaces
         result.films.append(film)
 
 
-def _decompress_stream(compressed: bytes, where: str, result: ChunkResult) -> bytes | None:
-    decompressor = bz2.BZ2Decompressor()
-    try:
-        data = decompressor.decompress(compressed)
-    except OSError as e:
-        result.bad(Problem(BAD_STREAM, where, str(e)))
-        return None
-    if not decompressor.eof:
-        result.bad(Problem(BAD_STREAM, where, "the stream ends before its end-of-stream marker"))
-        return None
-    return data
+def _stream_pieces(f, start: int, end: int, path: str, result: ChunkResult) -> Iterator[bytes]:
+    """The decompressed bytes of the bz2 stream at byte offset `start` of a multistream dump (its
+    span of the file runs to `end`, the next offset of the index), _PIECE_BYTES at a time; the
+    compressed bytes are read _COMPRESSED_READ_BYTES at a time, however long the span.
+
+    Bad input is reported into `result`: a damaged or cut stream, one past MAX_STREAM_BYTES, and
+    a further stream after the first one's end that holds pages (an offset the index lacks: its
+    pages are read too; the dump's last stream, its footer, is in no index).
+    """
+    f.seek(start)
+    position = start  # the file offset of the next compressed byte to read
+    decompressor, stream_start, produced = bz2.BZ2Decompressor(), start, 0
+    unlisted: int | None = None  # the offset of a stream the index does not list, until a page shows in it
+    data, tail = b"", b""
+    while True:
+        where = f"{path} at byte offset {stream_start}"
+        if decompressor.needs_input and not data:
+            data = f.read(min(_COMPRESSED_READ_BYTES, end - position))
+            position += len(data)
+            if not data:
+                result.bad(Problem(BAD_STREAM, where, "the stream ends before its end-of-stream marker"))
+                return
+        try:
+            piece = decompressor.decompress(data, _PIECE_BYTES)
+        except OSError as e:
+            result.bad(Problem(BAD_STREAM, where, str(e)))
+            return
+        data = b""
+        produced += len(piece)
+        if produced > MAX_STREAM_BYTES:
+            result.bad(Problem(OVERSIZED_STREAM, where, "the rest of the stream is skipped"))
+            return
+        if unlisted is not None and _PAGE in tail + piece:
+            result.bad(Problem(INDEX_GAP, f"{path} at byte offset {unlisted}",
+                               "its pages are read anyway; the index does not match the dump: download both again"))
+            unlisted = None
+        tail = piece[-len(_PAGE):]
+        if piece:
+            yield piece
+        if decompressor.eof:
+            data = decompressor.unused_data
+            if not data and position >= end:
+                return
+            stream_start = unlisted = position - len(data)
+            decompressor, produced, tail = bz2.BZ2Decompressor(), 0, b""
 
 
 def _read_range(f, start: int, end: int) -> bytes:
-    """The bytes from the first <page> at or after `start` to the </page> closing the last one before `end`."""
+    """The bytes from the first <page> at or after `start` to the </page> closing the last one before `end`
+    (read no further than MAX_PAGE_BYTES past that page's start: a longer one is reported as such)."""
     f.seek(start)
     data = f.read(end - start + len(_PAGE) - 1)
     first = data.find(_PAGE)
     last = data.rfind(_PAGE)
     if first < 0:
         return b""
-    while data.find(_PAGE_END, last) < 0:
+    while data.find(_PAGE_END, last) < 0 and len(data) - last <= MAX_PAGE_BYTES:
         more = f.read(_READ_BYTES)
         if not more:
             break  # a page cut off at the end of the file: reported by scan_pages
@@ -232,35 +279,73 @@ def _read_range(f, start: int, end: int) -> bytes:
 
 def _collect_whole_file(path: Path, namespaces: Namespaces, result: ChunkResult) -> None:
     """Read a single-stream .xml.bz2 (or any XML file) in pieces, scanning the complete pages of each."""
-    carry = b""
-    read_bytes = 0  # decompressed bytes scanned so far
-    ended = False
     with (bz2.open(path) if path.name.endswith(".bz2") else open(path, "rb")) as f:
-        while not ended:
-            pieces = [carry]
-            size = len(carry)
+        scan_pieces(_file_pieces(f, path, result), str(path), namespaces, result)
+
+
+def _file_pieces(f, path: Path, result: ChunkResult) -> Iterator[bytes]:
+    read_bytes = 0
+    while True:
+        try:
             # Small reads: a stream cut short loses only the piece it ends in.
-            while size < _READ_BYTES:
-                try:
-                    piece = f.read(1 << 16)
-                except (EOFError, OSError) as e:
-                    result.bad(Problem(BAD_STREAM, f"{path} after {read_bytes + size} decompressed bytes",
-                                       str(e) or type(e).__name__))
-                    piece = b""
-                if not piece:
-                    ended = True
-                    break
-                pieces.append(piece)
-                size += len(piece)
-            data = b"".join(pieces)
-            cut = data.rfind(_PAGE_END)
-            cut = cut + len(_PAGE_END) if cut >= 0 else 0
-            scan_pages(data[:cut], f"{path} after {read_bytes} decompressed bytes", namespaces, result)
-            read_bytes += cut
-            carry = data[cut:]
-    # Whatever follows the last </page> is the end of the file, or a page the stream cut off.
-    if _PAGE in carry:
-        scan_pages(carry[carry.find(_PAGE):], f"{path} after {read_bytes} decompressed bytes", namespaces, result)
+            piece = f.read(_PIECE_BYTES)
+        except (EOFError, OSError) as e:
+            result.bad(Problem(BAD_STREAM, f"{path} after {read_bytes} decompressed bytes", str(e) or type(e).__name__))
+            return
+        if not piece:
+            return
+        read_bytes += len(piece)
+        yield piece
+
+
+def scan_pieces(pieces: Iterator[bytes], where: str, namespaces: Namespaces, result: ChunkResult) -> None:
+    """Add the pages of a decompressed XML stream, given in pieces, to `result`, holding at most
+    MAX_PAGE_BYTES + _READ_BYTES of it: a page longer than MAX_PAGE_BYTES is reported and skipped."""
+    carry = b""
+    offset = 0  # decompressed bytes before `carry`
+    oversized: str | None = None  # the place of a page too long to hold, while its bytes are dropped
+    ended = False
+    while not ended:
+        batch, new = [carry], 0
+        while new < _READ_BYTES:
+            piece = next(pieces, b"")
+            if not piece:
+                ended = True
+                break
+            batch.append(piece)
+            new += len(piece)
+        data = b"".join(batch)
+        if oversized is not None:
+            close = data.find(_PAGE_END)
+            if close < 0:  # still inside it: keep only what may be the start of its </page>
+                keep = min(len(data), len(_PAGE_END) - 1)
+                offset, carry = offset + len(data) - keep, data[len(data) - keep:]
+                continue
+            oversized = None
+            offset, data = offset + close + len(_PAGE_END), data[close + len(_PAGE_END):]
+        cut = data.rfind(_PAGE_END)
+        cut = cut + len(_PAGE_END) if cut >= 0 else 0
+        scan_pages(data[:cut], f"{where} after {offset} decompressed bytes", namespaces, result)
+        offset, carry = offset + cut, data[cut:]
+        start = carry.find(_PAGE)
+        if start < 0:  # between pages: keep only what may be the start of a <page>
+            keep = min(len(carry), len(_PAGE) - 1)
+            offset, carry = offset + len(carry) - keep, carry[len(carry) - keep:]
+        elif len(carry) - start > MAX_PAGE_BYTES:
+            oversized = _place(carry, start, f"{where} after {offset + start} decompressed bytes")
+            result.pages += 1
+            result.bad(Problem(OVERSIZED_PAGE, oversized, "skipped"))
+            offset, carry = offset + len(carry), b""
+    # Whatever follows the last </page> is the end of the input, or a page the stream cut off.
+    if _PAGE in carry and oversized is None:
+        scan_pages(carry[carry.find(_PAGE):], f"{where} after {offset} decompressed bytes", namespaces, result)
+
+
+def _place(data: bytes, start: int, where: str, end: int = -1) -> str:
+    """How a report names the page starting at `start` of `data` (ending at `end`, when known): its title when it has one."""
+    title_match = _TITLE.search(data, start, min(start + 4096, end if end >= 0 else len(data)))
+    title = html.unescape(title_match.group(1).decode("utf-8", "replace")) if title_match else None
+    return f"page {title!r} ({where})" if title else f"{where}, page at byte {start} of the unit"
 
 
 def _stream_offsets(index: Path) -> list[int]:

@@ -16,6 +16,7 @@ import dataclasses
 import json
 import mmap
 import os
+import stat
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -23,13 +24,19 @@ import numpy as np
 
 from movielinks.common.files import sha256_file
 from movielinks.common.franchises import film_identity
-from movielinks.common.records import AttributeModel, MovieRecord, release_year
+from movielinks.common.records import AttributeModel, MovieRecord, prominence, release_year
 from movielinks.common.title_index import ById
 
 MANIFEST = "manifest.json"
 MOVIES = "movies.jsonl"
 LINKS = "links.json"
 ATTRIBUTE_MODELS = "attribute_models.json"
+
+
+# What the files of one artifact may hold together, checked before any is read: a million-film
+# index version holds 2.7 GB. A manifest that lists more (a huge or sparse file) is refused at
+# once instead of being hashed for minutes.
+MAX_ARTIFACT_BYTES = 32 << 30
 
 
 class ArtifactError(Exception):
@@ -57,20 +64,47 @@ def read_manifest(directory: str | Path, expected_format: str, what: str) -> dic
     return manifest
 
 
-def verify_files(directory: str | Path, files: dict[str, str], required: Iterable[str]) -> None:
-    """Check that every `required` file and every file `files` lists exists with its listed SHA-256.
+def check_files(directory: str | Path, files: dict[str, str], required: Iterable[str],
+                max_bytes: int = MAX_ARTIFACT_BYTES) -> dict[str, int]:
+    """{name: size} of the files `files` lists, each checked without reading it: every `required`
+    one listed, each a plain file directly inside `directory` (no path, no link, no device), all
+    together at most `max_bytes`. Raises ArtifactError."""
+    directory = Path(directory)
+    for name in required:
+        if name not in files:
+            raise ArtifactError(f"{directory / MANIFEST}: lists no checksum for {name}")
+    sizes = {}
+    for name in files:
+        if not isinstance(name, str) or name in ("", ".", "..") or any(c in name for c in "/\\\0"):
+            raise ArtifactError(f"{directory / MANIFEST}: lists {name!r}, which is not the name of a file in "
+                                f"{directory}; an artifact names only its own files: rebuild it")
+        try:
+            found = os.lstat(directory / name)
+        except FileNotFoundError:
+            raise ArtifactError(f"{directory / name}: missing (listed in the manifest)") from None
+        except OSError as e:
+            raise ArtifactError(f"{directory / name}: unreadable: {e}") from e
+        if not stat.S_ISREG(found.st_mode):
+            raise ArtifactError(f"{directory / name}: not a plain file (a link, a directory or a device); an "
+                                f"artifact holds its own files only: rebuild it")
+        sizes[name] = found.st_size
+    total = sum(sizes.values())
+    if total > max_bytes:
+        raise ArtifactError(f"{directory}: its files hold {total:,} bytes, over the {max_bytes:,} an artifact may "
+                            f"(docs/operations.md); not read")
+    return sizes
+
+
+def verify_files(directory: str | Path, files: dict[str, str], required: Iterable[str],
+                 max_bytes: int = MAX_ARTIFACT_BYTES) -> None:
+    """Check the files as check_files does, then that each has its listed SHA-256.
 
     Files are hashed in parallel threads, largest first (a million-film index version holds
     2.7 GB: about 4 s on one core here, half that on two; docs/operations.md).
     """
     directory = Path(directory)
-    for name in required:
-        if name not in files:
-            raise ArtifactError(f"{directory / MANIFEST}: lists no checksum for {name}")
-    for name in files:
-        if not (directory / name).is_file():
-            raise ArtifactError(f"{directory / name}: missing (listed in the manifest)")
-    by_size = sorted(files, key=lambda name: -(directory / name).stat().st_size)
+    sizes = check_files(directory, files, required, max_bytes)
+    by_size = sorted(files, key=lambda name: -sizes[name])
     with concurrent.futures.ThreadPoolExecutor(min(len(by_size), os.cpu_count() or 1) or 1) as pool:
         found = dict(zip(by_size, pool.map(lambda name: sha256_file(directory / name), by_size)))
     for name in sorted(files):
@@ -200,12 +234,13 @@ def movie_record(line: bytes | str) -> MovieRecord:
     return record
 
 
-def scan_movie_records(path: Path) -> tuple[np.ndarray, list[str], np.ndarray, list[str | None]]:
+def scan_movie_records(path: Path) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray, list[str | None]]:
     """Read movies.jsonl once: (line offsets int64 [n + 1], titles, release years int16 [n], 0 unknown,
-    each record's film identity: common.franchises.film_identity).
+    prominence float32 [n] (common.records.prominence), each record's film identity:
+    common.franchises.film_identity).
 
     Every record is checked (movie_record); ArtifactError names the first bad line."""
-    offsets, titles, years, films = [0], [], [], []
+    offsets, titles, years, known, films = [0], [], [], [], []
     try:
         with open(path, "rb") as f:
             for number, line in enumerate(f, 1):
@@ -216,10 +251,12 @@ def scan_movie_records(path: Path) -> tuple[np.ndarray, list[str], np.ndarray, l
                         raise ArtifactError(f"{path}: line {number}: {e}") from e
                     titles.append(record.title)
                     years.append(release_year(record.infobox) or 0)
+                    known.append(prominence(record.attributes))
                     films.append(film_identity(record.infobox))
                     offsets.append(offsets[-1] + len(line))
                 else:  # a blank line belongs to the record before it (or to none before the first)
                     offsets[-1] += len(line)
     except OSError as e:
         raise ArtifactError(f"{path}: cannot read: {e}") from e
-    return np.array(offsets, dtype=np.int64), titles, np.array(years, dtype=np.int16), films
+    return (np.array(offsets, dtype=np.int64), titles, np.array(years, dtype=np.int16),
+            np.array(known, dtype=np.float32), films)

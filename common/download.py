@@ -4,6 +4,12 @@ A file is downloaded into "<name>.partial" beside its final name, resumed from
 there with an HTTP Range request when a previous attempt was cut off, and only
 renamed to its final name once its digest matched and its bytes are on disk: a
 file under its final name is always complete and verified.
+
+What a server says is bounded: a file of more than `Expected.max_bytes` (announced
+or sent) is refused, so is one that does not fit on the disk; a download slower
+than MIN_RATE_BYTES_PER_S over RATE_WINDOW_S, or longer than DEADLINE_S in all, is
+given up. A download that was refused or given up keeps its partial file only when
+the server said it can resume it (a 206 answer or `Accept-Ranges: bytes`).
 """
 from __future__ import annotations
 
@@ -13,6 +19,8 @@ import fcntl
 import hashlib
 import http.client
 import os
+import shutil
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -25,8 +33,14 @@ from movielinks.common.files import fsync_dir
 BASE_URL_ENV = "MOVIELINKS_FETCH_BASE_URL"
 PARTIAL_SUFFIX = ".partial"
 
+MAX_DOWNLOAD_BYTES = 64 << 30  # enwiki's multistream dump is about 25 GB (2026)
+MAX_LIST_BYTES = 4 << 20  # a checksum list: a few kB for a whole dump
+MIN_RATE_BYTES_PER_S = 32 << 10  # at least this much in every RATE_WINDOW_S
+RATE_WINDOW_S = 60.0
+DEADLINE_S = 24 * 3600.0  # one run of one file, however fast it goes
+
 _CHUNK_BYTES = 1 << 16
-_TIMEOUT_S = 60
+_TIMEOUT_S = 60  # one read
 
 
 class DownloadError(Exception):
@@ -45,6 +59,7 @@ class Expected:
     digest_of: Callable[[Path], str]
     rerun: str
     mirror_hint: str = ""
+    max_bytes: int = MAX_DOWNLOAD_BYTES
 
 
 def sha1_file(path: str | Path) -> str:
@@ -78,7 +93,7 @@ def download_verified(url: str, final: Path, expected: Expected, progress: bool)
     # A partial file with the right digest is a download that was cut off between
     # its last byte and the rename; anything else is resumed from its end.
     if not (partial.is_file() and expected.digest_of(partial) == expected.digest):
-        _download(url, partial, progress, expected.mirror_hint)
+        _download(url, partial, progress, expected)
         actual = expected.digest_of(partial)
         if actual != expected.digest:
             partial.unlink()
@@ -91,58 +106,109 @@ def download_verified(url: str, final: Path, expected: Expected, progress: bool)
     fsync_dir(final.parent)
 
 
-def fetch_bytes(url: str, mirror_hint: str = "") -> bytes:
-    """The whole body at `url` (for small files such as a checksum list); raises DownloadError."""
+def fetch_bytes(url: str, mirror_hint: str = "", max_bytes: int = MAX_LIST_BYTES) -> bytes:
+    """The whole body at `url` (for small files such as a checksum list), at most `max_bytes`
+    within RATE_WINDOW_S; raises DownloadError."""
+    started = time.monotonic()
     with _open(url, 0, mirror_hint) as response:
-        try:
-            return response.read()
-        except (OSError, http.client.HTTPException) as e:
-            raise DownloadError(f"{url}: download interrupted ({e}); rerun the same command") from e
+        body = bytearray()
+        while chunk := _read(response, url, len(body)):
+            body += chunk
+            if len(body) > max_bytes:
+                raise DownloadError(f"{url}: more than {max_bytes:,} bytes, and this file is a short list; the "
+                                    f"server sends something else: drop --base-url/${BASE_URL_ENV} or fix the mirror")
+            if time.monotonic() - started > RATE_WINDOW_S:
+                raise DownloadError(f"{url}: not received within {RATE_WINDOW_S:g} s; rerun the same command, or "
+                                    f"point --base-url or ${BASE_URL_ENV} at a faster mirror")
+        return bytes(body)
 
 
-def _download(url: str, partial: Path, progress: bool, mirror_hint: str) -> None:
+def _download(url: str, partial: Path, progress: bool, expected: Expected) -> None:
     """Append the rest of `url` to `partial` (or rewrite it when the server ignores Range), then fsync it."""
     offset = partial.stat().st_size if partial.is_file() else 0
     try:
-        response = _open(url, offset, mirror_hint)
+        response = _open(url, offset, expected.mirror_hint)
     except _RangeNotSatisfiable:
         # The partial file is as long as the whole file or longer, and wrong: start over.
         partial.unlink()
         offset = 0
-        response = _open(url, offset, mirror_hint)
+        response = _open(url, offset, expected.mirror_hint)
     with response:
+        resumable = response.status == 206 or response.headers.get("Accept-Ranges", "").strip().lower() == "bytes"
         if response.status != 206:
             offset = 0
-        length = response.headers.get("Content-Length")
-        total = offset + int(length) if length is not None else None
         try:
-            out = open(partial, "ab" if offset else "wb")
-        except OSError as e:
-            raise DownloadError(f"cannot write {partial}: {e}; choose another cache with --cache") from e
-        with out, tqdm(
-            total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
-            desc=partial.name.removesuffix(PARTIAL_SUFFIX), disable=not progress or None,
-        ) as bar:
-            size_bytes = offset
-            while chunk := _read(response, url, size_bytes):
-                try:
-                    out.write(chunk)
-                except OSError as e:
-                    raise DownloadError(f"cannot write {partial}: {e}; free some space and rerun the same "
-                                        f"command to resume") from e
-                size_bytes += len(chunk)
-                bar.update(len(chunk))
-            # http.client ends a body cut short by the server like a complete one.
-            if total is not None and size_bytes < total:
-                raise DownloadError(f"{url}: download interrupted after {size_bytes} of {total} bytes (the "
-                                    f"server closed the connection); rerun the same command to resume it")
-            out.flush()
-            os.fsync(out.fileno())
+            _receive(response, url, partial, offset, progress, expected.max_bytes)
+        except _Refused as e:
+            partial.unlink(missing_ok=True)
+            raise DownloadError(f"{e}; nothing was kept") from None
+        except DownloadError:
+            if not resumable:
+                partial.unlink(missing_ok=True)
+            raise
+
+
+class _Refused(Exception):
+    """What the server sends cannot be the file: no part of it is kept."""
+
+
+def _receive(response: http.client.HTTPResponse, url: str, partial: Path, offset: int, progress: bool,
+             max_bytes: int) -> None:
+    length = response.headers.get("Content-Length")
+    try:
+        total = offset + int(length) if length is not None else None
+    except ValueError:
+        raise _Refused(f"{url}: the server sent Content-Length {length[:40]!r}, not a number") from None
+    if total is not None and total > max_bytes:
+        raise _Refused(f"{url}: the server announces {total:,} bytes; no such file is over {max_bytes:,}")
+    try:
+        out = open(partial, "ab" if offset else "wb")
+        free = shutil.disk_usage(partial.parent).free
+    except OSError as e:
+        raise DownloadError(f"cannot write {partial}: {e}; choose another cache with --cache") from e
+    if total is not None and total - offset > free:
+        out.close()
+        raise DownloadError(f"{partial.parent} has {free:,} bytes free and {url} needs {total - offset:,} more; "
+                            f"free some space (or choose another cache with --cache) and rerun the same command")
+    started = window_start = time.monotonic()
+    with out, tqdm(
+        total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
+        desc=partial.name.removesuffix(PARTIAL_SUFFIX), disable=not progress or None,
+    ) as bar:
+        size_bytes = window_bytes = offset
+        while chunk := _read(response, url, size_bytes):
+            try:
+                out.write(chunk)
+            except OSError as e:
+                raise DownloadError(f"cannot write {partial}: {e}; free some space and rerun the same "
+                                    f"command to resume") from e
+            size_bytes += len(chunk)
+            bar.update(len(chunk))
+            if size_bytes > max_bytes:
+                raise _Refused(f"{url}: the server sent more than {max_bytes:,} bytes; no such file is that long")
+            now = time.monotonic()
+            if now - started > DEADLINE_S:
+                raise DownloadError(f"{url}: not done after {DEADLINE_S:g} s ({size_bytes:,} bytes); rerun the "
+                                    f"same command to resume, or use a faster mirror")
+            if now - window_start >= RATE_WINDOW_S:
+                rate = (size_bytes - window_bytes) / (now - window_start)
+                if rate < MIN_RATE_BYTES_PER_S:
+                    raise DownloadError(f"{url}: {rate:,.0f} bytes/s over the last {now - window_start:.0f} s, "
+                                        f"under the {MIN_RATE_BYTES_PER_S:,} bytes/s a download must keep; rerun "
+                                        f"the same command to resume, or use a faster mirror")
+                window_start, window_bytes = now, size_bytes
+        # http.client ends a body cut short by the server like a complete one.
+        if total is not None and size_bytes < total:
+            raise DownloadError(f"{url}: download interrupted after {size_bytes} of {total} bytes (the "
+                                f"server closed the connection); rerun the same command to resume it")
+        out.flush()
+        os.fsync(out.fileno())
 
 
 def _read(response: http.client.HTTPResponse, url: str, size_bytes: int) -> bytes:
     try:
-        return response.read(_CHUNK_BYTES)
+        # read1: what one receive brings, so that the time between reads is the time checks see.
+        return response.read1(_CHUNK_BYTES)
     except (OSError, http.client.HTTPException) as e:
         raise DownloadError(f"{url}: download interrupted after {size_bytes} bytes ({e}); rerun the same "
                             f"command to resume it") from e

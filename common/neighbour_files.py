@@ -34,7 +34,7 @@ from types import TracebackType
 from typing import Any, TextIO
 
 from movielinks.common.files import atomic_file, remove_orphaned_partials
-from movielinks.common.records import Neighbours
+from movielinks.common.answers import Neighbours
 
 FORMATS = (".csv", ".jsonl", ".parquet")
 COLUMNS = ("movie", "rank", "neighbour", "score")
@@ -128,6 +128,19 @@ def _rows(movies: list[str], neighbours: list[Neighbours]):
             yield movie, rank, neighbour, score
 
 
+def _pyarrow():
+    """pyarrow and pyarrow.parquet, or a ValueError saying how to get them."""
+    # Imported here: pyarrow takes a noticeable part of a second to import, and the
+    # client pays that only when it writes Parquet (and installs without it).
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError as e:
+        raise ValueError(".parquet files need pyarrow, which is not installed: pip install 'movielinks[parquet]', "
+                         "or write .csv or .jsonl") from e
+    return pa, pq
+
+
 class _CsvSink:
     def __init__(self, file: TextIO) -> None:
         self._writer = csv.writer(file)
@@ -155,11 +168,7 @@ class _JsonlSink:
 
 class _ParquetSink:
     def __init__(self, file: Any) -> None:
-        # Imported here: pyarrow takes a noticeable part of a second to import, and
-        # the client should pay that only when it actually writes Parquet.
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
+        pa, pq = _pyarrow()
         self._pa = pa
         self._schema = pa.schema(
             [("movie", pa.string()), ("rank", pa.int32()), ("neighbour", pa.string()), ("score", pa.float32())]
@@ -197,8 +206,7 @@ def _read_jsonl(path: Path):
 
 
 def _read_parquet(path: Path):
-    import pyarrow.parquet as pq
-
+    _, pq = _pyarrow()
     table = pq.read_table(path, columns=list(COLUMNS))
     yield from zip(*(table.column(name).to_pylist() for name in COLUMNS))
 

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from movielinks.common.artifacts import file_checksums
 from movielinks.common.files import atomic_directory
-from movielinks.common.neighbours import all_similar_rows
+from movielinks.search.neighbours import all_similar_rows
 from movielinks.indexer import version
 from movielinks.indexer.calibrate import DEFAULT_TARGET_RECALL, Calibration, calibrate
 from movielinks.indexer.errors import IndexerError
@@ -52,13 +52,14 @@ _FACTORY_HINT = (
 DEFAULT_NEIGHBOURS_K = 100
 AUTO = "auto"
 # Up to this many vectors an exact search (a scan) answers within the service's latency
-# budget; beyond, `auto` builds an HNSW graph (bench/bench_scale.py measured both).
+# budget; beyond, `auto` builds an HNSW graph. `python -m bench --size small` measures the exact
+# index (36k vectors), `--size 1m` the graph; the 200,000 boundary itself was not measured.
 EXACT_MAX_VECTORS = 200_000
 APPROXIMATE_FACTORY = "HNSW32"
 # Candidates kept while an HNSW graph is built (FAISS's default is 40). On 250,000 of the
 # million weakly trained synthetic films, HNSW32 with efSearch 64 finds 67% of the exact top
 # 10 when built with 40, 79% with 80, 88% with 120 and 94% with 200, and reaches 0.95 at
-# efSearch 512, 256, 256 and 128 (README "Scale"): a better graph is worth its build time
+# efSearch 512, 256, 256 and 128 (docs/scale.md): a better graph is worth its build time
 # (about 5x that of 40), since every query pays for a worse one. hnswlib's default is 200 too.
 EF_CONSTRUCTION = 200
 

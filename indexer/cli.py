@@ -3,7 +3,7 @@
     indexer build RUN --out INDEX_ROOT [--factory auto] [--neighbours-k 100] [--target-recall 0.95]
     indexer list INDEX_ROOT
     indexer prune INDEX_ROOT --keep N
-    indexer export INDEX --k 10 --out FILE      INDEX: an index root (its CURRENT) or a version dir
+    indexer export INDEX -k 10 --out FILE        INDEX: an index root (its CURRENT) or a version dir
 
 Expected faults (a bad run, factory, index, path or argument) print one line
 `indexer: error: ...` on stderr and exit with status 2.
@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from movielinks.common.about import package_version
+from movielinks.common.commands import closed_pipe_is_a_normal_end, positive_int
 from movielinks.common.signals import exit_cleanly_on_sigterm
 from movielinks.indexer.build import APPROXIMATE_FACTORY, AUTO, DEFAULT_NEIGHBOURS_K, EXACT_MAX_VECTORS, build_index
 from movielinks.indexer.calibrate import DEFAULT_TARGET_RECALL
@@ -27,10 +28,13 @@ from movielinks.indexer.version import IndexManifest
 EXIT_ERROR = 2
 
 
+@closed_pipe_is_a_normal_end
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.command(args)
+    except BrokenPipeError:  # stdout's reader stopped reading: a normal end (closed_pipe_is_a_normal_end)
+        raise
     except (IndexerError, OSError) as e:
         print(f"indexer: error: {_one_line(e)}", file=sys.stderr)
         return EXIT_ERROR
@@ -130,7 +134,7 @@ def _parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="write every movie's k most similar movies to a file")
     export.add_argument("index", metavar="INDEX", help="index root (exports its CURRENT) or a version directory")
-    export.add_argument("--k", type=int, default=10, help="neighbours per movie, 1..1000 (default 10)")
+    export.add_argument("-k", "--k", type=positive_int, default=10, help="neighbours per movie, 1..1000 (default 10)")
     export.add_argument("--out", required=True, metavar="FILE", help="output file: .csv, .jsonl or .parquet")
     export.add_argument("--batch-size", type=int, default=4096, help="movies searched at a time (default 4096)")
     export.add_argument("--quiet", action="store_true", help="no progress bar")

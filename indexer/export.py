@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from movielinks.common.limits import MAX_NEIGHBOURS_K
 from movielinks.common.neighbour_files import NeighbourWriter
-from movielinks.common.neighbours import BATCH_ROWS, all_similar_rows, named
+from movielinks.search.neighbours import BATCH_ROWS, all_similar_rows, named
 from movielinks.indexer.errors import IndexerError
 from movielinks.indexer.version import IndexVersion
 
@@ -30,7 +30,7 @@ def export_neighbours(
     The format follows the suffix (.csv, .jsonl, .parquet). The file appears only
     once complete. A catalogue of k movies or fewer gives each movie fewer than k
     rows. `batch_size` movies are searched at a time (fewer for a large k, see
-    common.neighbours). Raises IndexerError for k outside 1..1000, batch_size < 1 or an
+    search.neighbours). Raises IndexerError for k outside 1..1000, batch_size < 1 or an
     unknown suffix.
     """
     if not 1 <= k <= MAX_NEIGHBOURS_K:

@@ -10,6 +10,7 @@ publishes by replacing CURRENT; the server follows it.
 from __future__ import annotations
 
 import datetime
+import os
 from pathlib import Path
 
 from movielinks.common.files import atomic_write_bytes
@@ -57,9 +58,18 @@ def publish(root: str | Path, name: str) -> None:
     atomic_write_bytes(Path(root) / CURRENT, (name + "\n").encode("utf-8"))
 
 
+def load_named(root: str | Path, name: str) -> IndexVersion:
+    """Load and validate version `name` of `root`: a directory under versions/, not a link out of it."""
+    path = version_dir(root, name)
+    if path.is_symlink():
+        raise IndexerError(f"{path}: a link (to {os.readlink(path)}); a version is a directory inside "
+                           f"{versions_dir(root)}, written there by `indexer build`")
+    return load_version(path)
+
+
 def load_current(root: str | Path) -> IndexVersion:
     """Load and validate the version CURRENT points to."""
-    return load_version(version_dir(root, current_version_name(root)))
+    return load_named(root, current_version_name(root))
 
 
 def load_index(path: str | Path) -> IndexVersion:

@@ -19,7 +19,9 @@ which one is published):
       movie_links.npz         optional (copied from a run that has it): each movie's kept
                               links, CSR offsets int64, link_ids int32 (common.movie_links)
       movie_records.npz       optional: offsets int64 [n + 1] of each movie's line in movies.jsonl
-                              (records are read on demand), years int16 [n] (release year, 0 unknown)
+                              (records are read on demand), years int16 [n] (release year, 0 unknown),
+                              prominence float32 [n] (how well known and reviewed, 0..1: the
+                              neighbours recommendation's prior, common.records.prominence)
       movie_titles.npz        optional: the movie titles' common.title_index.TitleIndex arrays
       link_titles.npz         optional: the link names' TitleIndex arrays
 
@@ -157,20 +159,21 @@ class Lookups:
 
     record_offsets: np.ndarray  # int64 [n_movies + 1]: each movie's line in movies.jsonl
     years: np.ndarray  # int16 [n_movies], release year, 0 unknown
+    prominence: np.ndarray  # float32 [n_movies], 0..1 (common.records.prominence)
     movie_titles: TitleIndex
     link_titles: TitleIndex
 
 
 def build_lookups(directory: Path) -> Lookups:
     """The LOOKUP_FILES' contents, from movies.jsonl and links.json (every record checked)."""
-    offsets, titles, years, films = artifacts.scan_movie_records(directory / MOVIES)
+    offsets, titles, years, prominence, films = artifacts.scan_movie_records(directory / MOVIES)
     if len(set(titles)) != len(titles):
         raise IndexerError(f"{directory}: duplicate movie titles")
     links = artifacts.read_link_names(directory)
     if len(set(links)) != len(links):
         raise IndexerError(f"{directory}: duplicate link names")
     franchises = franchise_groups(titles, films)
-    return Lookups(offsets, years, TitleIndex.build(titles, franchises=franchises), TitleIndex.build(links))
+    return Lookups(offsets, years, prominence, TitleIndex.build(titles, franchises=franchises), TitleIndex.build(links))
 
 
 def save_lookups(directory: Path, lookups: Lookups) -> None:
@@ -178,6 +181,7 @@ def save_lookups(directory: Path, lookups: Lookups) -> None:
     SHA-256 of the file it was derived from (`_SOURCE`)."""
     source = {name: _digest_array(sha256_file(directory / name)) for name in (MOVIES, LINKS)}
     np.savez(directory / MOVIE_RECORDS, offsets=lookups.record_offsets, years=lookups.years,
+             prominence=lookups.prominence,
              source_sha256=source[MOVIES])
     np.savez(directory / MOVIE_TITLES, **lookups.movie_titles.arrays, source_sha256=source[MOVIES])
     np.savez(directory / LINK_TITLES, **lookups.link_titles.arrays, source_sha256=source[LINKS])
@@ -200,11 +204,12 @@ def _read_lookups(path: Path, manifest: IndexManifest) -> Lookups:
         arrays = {name: npz.read_arrays(path / name) for name in LOOKUP_FILES}
         stale = [name for name in LOOKUP_FILES if bytes(arrays[name].get("source_sha256", np.empty(0, np.uint8)))
                  != manifest.files.get(_SOURCE[name], "").encode("ascii")]
-        if not stale:
-            records = arrays[MOVIE_RECORDS]
-            return Lookups(records["offsets"], records["years"], TitleIndex(arrays[MOVIE_TITLES]),
+        records = arrays[MOVIE_RECORDS]
+        if not stale and "prominence" in records:
+            return Lookups(records["offsets"], records["years"], records["prominence"], TitleIndex(arrays[MOVIE_TITLES]),
                            TitleIndex(arrays[LINK_TITLES]))
-        why = f"has {', '.join(stale)} derived from other records than its own"
+        why = (f"has {', '.join(stale)} derived from other records than its own" if stale
+               else f"has no films' prominence in {MOVIE_RECORDS} (written before it existed)")
     started = time.monotonic()
     lookups = build_lookups(path)
     log.warning("index version %s %s: built them in memory in %.1f s; rebuild it with `indexer build` to start "
@@ -226,6 +231,7 @@ class IndexVersion:
     movie_titles: TitleIndex
     link_titles: TitleIndex
     years: np.ndarray  # int16 [n_movies], release year from the infobox, 0 unknown
+    prominence: np.ndarray  # float32 [n_movies], how well known and reviewed, 0..1 (common.records.prominence)
     attribute_models: dict[str, AttributeModel]
     # Each movie's K most similar movies (itself excluded), found with movie_index at
     # build time: (ids int32 [n, K] padded with -1, scores float32 [n, K]). None if not built.
@@ -262,6 +268,11 @@ def load_version(path: str | Path) -> IndexVersion:
     """
     path = Path(path)
     manifest = IndexManifest.load(path)
+    try:
+        # Before any file is opened: the files are plain files of this directory, not too big to hash.
+        artifacts.check_files(path, manifest.files, REQUIRED_FILES)
+    except ArtifactError as e:
+        raise IndexerError(str(e)) from e
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         verified = pool.submit(artifacts.verify_files, path, manifest.files, REQUIRED_FILES)
         try:
@@ -284,7 +295,7 @@ def _open_version(path: Path, manifest: IndexManifest) -> IndexVersion:
         path, manifest, movie_index, link_index,
         _vectors(movie_index, path / MOVIE_VECTORS), _vectors(link_index, path / LINK_VECTORS),
         MovieRecordFile(path / MOVIES, lookups.record_offsets), lookups.movie_titles, lookups.link_titles,
-        lookups.years, artifacts.read_attribute_models(path),
+        lookups.years, lookups.prominence, artifacts.read_attribute_models(path),
         _read_neighbours(path / MOVIE_NEIGHBOURS) if MOVIE_NEIGHBOURS in manifest.files else None,
         movie_links_file.load(path / MOVIE_LINKS) if MOVIE_LINKS in manifest.files else None,
     )

@@ -1,20 +1,15 @@
-"""The movielinks.v1 gRPC API, compiled from its .proto at import time.
+"""The movielinks.v1 gRPC API: `movielinks_pb2` holds the messages, `movielinks_pb2_grpc`
+the stub and servicer base.
 
-`movielinks_pb2` holds the messages, `movielinks_pb2_grpc` the stub and servicer
-base; nothing generated is committed.
+Both are generated from movielinks/v1/movielinks.proto by scripts/gen_proto.py and
+committed, so that the client needs only grpcio and protobuf at run time;
+tests/package/test_proto.py fails when they differ from what the .proto produces.
 """
-import sys
 from pathlib import Path
 
-import grpc
+from movielinks.proto import movielinks_pb2, movielinks_pb2_grpc
 
-PROTO_PATH = "proto/movielinks/v1/movielinks.proto"
+PROTO_FILE = Path(__file__).resolve().parent / "movielinks" / "v1" / "movielinks.proto"
 SERVICE_NAME = "movielinks.v1.Movielinks"
 
-# grpc_tools finds .proto files along sys.path. An editable install reaches our
-# packages through an import hook instead, so the folder holding proto/ may be absent.
-_PACKAGES_DIR = str(Path(__file__).resolve().parent.parent)
-if _PACKAGES_DIR not in sys.path:
-    sys.path.append(_PACKAGES_DIR)
-
-movielinks_pb2, movielinks_pb2_grpc = grpc.protos_and_services(PROTO_PATH)
+__all__ = ["PROTO_FILE", "SERVICE_NAME", "movielinks_pb2", "movielinks_pb2_grpc"]

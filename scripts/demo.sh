@@ -3,7 +3,9 @@
 # -> start the gRPC server (and its HTTP gateway with the web explorer) -> ask it for
 # films like Toy Story 3, over gRPC and over HTTP -> stop the server.
 # Run through `make demo` (which installs .venv first) or with the commands on PATH.
-# KEEP_SERVING=1 leaves the server running (explorer included) until Ctrl-C.
+# The demo serves on free ports and stops; its last lines say how to go on: `make serve`
+# serves the index it built on the documented ports. KEEP_SERVING=1 leaves this server
+# running (explorer included) until Ctrl-C instead.
 set -euo pipefail
 
 DATA=${DATA:-${MOVIELINKS_DATA:-../shared/data/wp_movies_us.ndjson}}
@@ -45,9 +47,12 @@ if command -v curl >/dev/null; then
   echo
 fi
 
-echo "== web explorer: $explorer  (API description: ${explorer}openapi.json)"
 if [[ "$KEEP_SERVING" == 1 ]]; then
-  echo "serving until Ctrl-C"
+  echo "== serving until Ctrl-C; in another terminal, in $(pwd):"
+  echo "  source .venv/bin/activate"
+  echo "  client --server $address query --movie \"$MOVIE\""
+  echo "  client --server $address recommend --like \"$MOVIE\""
+  echo "== web explorer: $explorer  (API description: ${explorer}openapi.json)"
   trap 'kill -TERM "$server_pid" 2>/dev/null || true' INT
   wait "$server_pid" || true
   trap - EXIT
@@ -60,3 +65,16 @@ kill -TERM "$server_pid"
 wait "$server_pid"
 trap - EXIT
 echo "server stopped cleanly"
+
+serve="make serve"
+[[ "$WORK" == work ]] || serve="make serve WORK=$WORK"
+cat <<EOF
+== next: serve the index just built and ask it; each line works pasted, in $(pwd)
+  $serve
+    (gRPC on 127.0.0.1:50051, the web explorer on http://127.0.0.1:8080/; Ctrl-C stops it)
+then in another terminal, in $(pwd):
+  source .venv/bin/activate
+  client --server 127.0.0.1:50051 query --movie "$MOVIE"
+  client --server 127.0.0.1:50051 recommend --like "$MOVIE"
+and open http://127.0.0.1:8080/ in a browser: the web explorer
+EOF

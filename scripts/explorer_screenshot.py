@@ -17,7 +17,7 @@ from playwright.sync_api import expect, sync_playwright
 ROOT = Path(__file__).resolve().parents[1]
 
 from tests.e2e_server import running_server  # noqa: E402
-from tests.test_explorer_browser import CHROMIUM, CHROMIUM_FLAGS, WAIT_MS  # noqa: E402
+from tests.e2e.test_explorer_browser import CHROMIUM, CHROMIUM_FLAGS, WAIT_MS  # noqa: E402
 
 
 def main() -> None:

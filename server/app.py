@@ -13,7 +13,7 @@ import threadpoolctl
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
-from movielinks.common.neighbours import use_one_core_per_thread
+from movielinks.search.neighbours import use_one_core_per_thread
 from movielinks.indexer.errors import IndexerError
 from movielinks.indexer.root import load_current
 from movielinks.proto import SERVICE_NAME
@@ -27,6 +27,11 @@ log = logging.getLogger("movielinks.server")
 
 REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # gRPC's default, stated: requests past it get RESOURCE_EXHAUSTED
+# The client pings every second, with calls or without, to find a replica that stopped answering
+# (client.client.KEEPALIVE_OPTIONS); gRPC servers by default take more than one ping in 5 minutes
+# without data for abuse and close the connection.
+KEEPALIVE_OPTIONS = [("grpc.keepalive_permit_without_calls", 1),
+                     ("grpc.http2.min_ping_interval_without_data_ms", 500)]
 
 
 @dataclasses.dataclass
@@ -82,7 +87,7 @@ def start(
         workers,
         interceptors=list(interceptors),
         maximum_concurrent_rpcs=max_concurrent_rpcs,
-        options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), ("grpc.so_reuseport", 0)],
+        options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), ("grpc.so_reuseport", 0), *KEEPALIVE_OPTIONS],
     )
     pb_grpc.add_MovielinksServicer_to_server(MovielinksServicer(holder.current, holder.refused), server)
     health_servicer = health.HealthServicer()

@@ -15,11 +15,12 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from movielinks.common.neighbours import all_similar_rows, search, similar_rows
+from movielinks.search.neighbours import all_similar_rows, search, similar_rows
 from movielinks.indexer.version import IndexVersion
 from movielinks.server.errors import Kind, ServiceError
-from movielinks.server.filters import best_allowed, filtered_search, from_stored
-from movielinks.server.recommend import average_vector_query, best_scores, svm_direction
+from movielinks.search.filters import best_allowed, filtered_search, from_stored
+from movielinks.search.recommend import (DEFAULT_STRATEGY, NEIGHBOURS_PER_EXAMPLE, average_vector_query, best_scores,
+                                          neighbours_scores, svm_direction)
 
 Ranked = tuple[np.ndarray, np.ndarray]  # (ids int64 [n, k], scores float32 [n, k])
 
@@ -50,7 +51,7 @@ class Catalogue:
         """Each movie's k most similar movies, itself excluded (stored neighbours where they reach k).
 
         With `allowed` (bool [n_movies]) only those movies, and each row's `excluded` ids
-        left out too (server.filters): from the stored neighbours where at least k of them
+        left out too (search.filters): from the stored neighbours where at least k of them
         pass, else by scoring every allowed movie."""
         v = self.version
         movie_ids = np.asarray(movie_ids, dtype=np.int64)
@@ -88,21 +89,26 @@ class Catalogue:
         return filtered_search(self.version.movie_vectors, queries, allowed, [np.empty(0, np.int64)] * len(queries), k)
 
     def recommend(self, liked_ids: np.ndarray, disliked_ids: np.ndarray, k: int, worst_k: int = 0, *,
-                  strategy: str = "svm", liked_links: np.ndarray | None = None,
+                  strategy: str = DEFAULT_STRATEGY, liked_links: np.ndarray | None = None,
                   disliked_links: np.ndarray | None = None, allowed: np.ndarray | None = None,
                   alive: Callable[[], bool] = lambda: True) -> Recommendation:
-        """Every movie ranked by `strategy` (server.recommend) over the liked (+) and disliked (-)
+        """Every movie ranked by `strategy` (search.recommend) over the liked (+) and disliked (-)
         movies and links; the input movies are excluded, and with `allowed` every movie it
         leaves out. svm and average_vector without a filter search the movie index with
-        their query vector (-query for the worst); best_score, and any filtered query,
-        scores every movie. Once `alive()` is False, checked before each step, the work
+        their query vector (-query for the worst); neighbours, best_score, and any filtered
+        query, score every movie. Once `alive()` is False, checked before each step, the work
         stops with ServiceError STOPPED."""
         v = self.version
-        vectors = np.asarray(v.movie_vectors)  # not np.memmap: see server.filters.filtered_search
+        vectors = np.asarray(v.movie_vectors)  # not np.memmap: see search.filters.filtered_search
         liked_extra = v.link_vectors[np.asarray(liked_links if liked_links is not None else [], dtype=np.int64)]
         disliked_extra = v.link_vectors[np.asarray(disliked_links if disliked_links is not None else [], dtype=np.int64)]
         inputs = np.concatenate([liked_ids, disliked_ids]).astype(np.int64)
         _still_wanted(alive)
+        if strategy == "neighbours":
+            scores = neighbours_scores(self._example_neighbours(liked_ids, liked_extra),
+                                       self._example_neighbours(disliked_ids, disliked_extra),
+                                       v.years, v.years[inputs], v.prominence)
+            return self._ranked(scores, inputs, k, worst_k, allowed, alive)
         if strategy == "best_score":
             positives = np.concatenate([vectors[liked_ids], liked_extra])
             negatives = np.concatenate([vectors[disliked_ids], disliked_extra])
@@ -125,6 +131,20 @@ class Catalogue:
             worst_ids, worst_scores = search(v.movie_index, -query[None, :], worst_k, exclude)
             worst_scores = b - worst_scores
         return Recommendation(best_ids[0], best_scores_[0] + b, worst_ids[0], worst_scores[0])
+
+    def _example_neighbours(self, movie_ids: np.ndarray, link_vectors: np.ndarray) -> Ranked:
+        """The NEIGHBOURS_PER_EXAMPLE nearest movies of each example movie (stored lists where
+        they reach that far) and of each example link vector, one row per example."""
+        v = self.version
+        k = min(NEIGHBOURS_PER_EXAMPLE, len(v.movie_vectors) - 1)
+        ids, scores = np.empty((0, k), np.int64), np.empty((0, k), np.float32)
+        if len(movie_ids):
+            ids, scores = similar_rows(v.movie_index, v.movie_vectors, np.asarray(movie_ids, dtype=np.int64), k,
+                                       v.movie_neighbours)
+        if len(link_vectors):
+            link_ids, link_scores = search(v.movie_index, np.asarray(link_vectors, dtype=np.float32), k)
+            ids, scores = np.concatenate([ids, link_ids]), np.concatenate([scores, link_scores])
+        return ids, scores
 
     @staticmethod
     def _ranked(scores: np.ndarray, inputs: np.ndarray, k: int, worst_k: int, allowed: np.ndarray | None,

@@ -17,12 +17,13 @@ import time
 from pathlib import Path
 
 from movielinks.common.about import package_version
+from movielinks.common.commands import closed_pipe_is_a_normal_end
 from movielinks.server.admission import AdmissionInterceptor, default_slots
 from movielinks.server.app import load_service, start
 from movielinks.server.errors import ServiceError
 from movielinks.server.service import MovieService
 from movielinks.server.observability import Metrics, MetricsInterceptor, configure_logging
-from movielinks.server.recommend import load_svm
+from movielinks.search.recommend import load_svm
 from movielinks.server.security import MalformedRequestInterceptor, TokenInterceptor, load_token, server_credentials
 from movielinks.server.versions import ServiceHolder, VersionWatcher
 
@@ -68,6 +69,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--http-port", type=int,
                         help="also serve every RPC as JSON over HTTP, /openapi.json and the web explorer (/) on "
                              "--host at this port (0: free); HTTPS with the --tls-* files")
+    parser.add_argument("--http-max-connections", type=int, default=1000,
+                        help="HTTP connections open at once at most; more are closed at once (default 1000, fewer "
+                             "when the descriptor limit would leave under 256 for gRPC and the reload watcher)")
+    parser.add_argument("--http-head-timeout", type=float, default=10.0,
+                        help="seconds an HTTP client gets to send a request's head (and again after each answer); "
+                             "a slower one is disconnected (default 10)")
+    parser.add_argument("--http-stall-timeout", type=float, default=30.0,
+                        help="seconds an HTTP client may leave its answer unread (an export's slot is held meanwhile) "
+                             "before it is disconnected (default 30)")
+    parser.add_argument("--http-allowed-hosts",
+                        help="comma-separated host names HTTP requests may name in their Host header, '*' for any "
+                             "(default: localhost, 127.0.0.1, ::1 and --host): a DNS-rebinding page names its own")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                         help="least severe events logged (default INFO)")
     parser.add_argument("--log-format", default="text", choices=("text", "json"), help="one line an event, either way")
@@ -79,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+@closed_pipe_is_a_normal_end
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -86,8 +100,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--tls-cert and --tls-key go together")
     if args.tls_client_ca and not args.tls_cert:
         parser.error("--tls-client-ca needs --tls-cert and --tls-key")
-    if args.max_concurrent < 1 or args.workers < 1:
-        parser.error("--workers and --max-concurrent must be at least 1")
+    if args.max_concurrent < 1 or args.workers < 1 or args.http_max_connections < 1:
+        parser.error("--workers, --max-concurrent and --http-max-connections must be at least 1")
+    if not (args.http_head_timeout > 0 and args.http_stall_timeout > 0):
+        parser.error("--http-head-timeout and --http-stall-timeout must be more than 0 seconds")
     stream_slots = default_slots(args.workers) if args.stream_slots is None else args.stream_slots
     heavy_slots = default_slots(args.workers) if args.heavy_slots is None else args.heavy_slots
     if stream_slots < 1 or heavy_slots < 1:
@@ -111,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                         max_concurrent_rpcs=args.max_concurrent, credentials=credentials, interceptors=interceptors,
                         local_address=local)
         metrics_port = metrics.serve_http(args.host, args.metrics_port) if args.metrics_port is not None else None
-        gateway = _gateway(args, local) if local else None
+        gateway = _gateway(args, local, holder, token) if local else None
     except (ServiceError, OSError) as e:
         if gateway_dir:
             shutil.rmtree(gateway_dir, ignore_errors=True)
@@ -168,8 +184,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _log_answered(metrics: Metrics) -> None:
-    answered = " ".join(f"{code}={n}" for code, n in sorted(metrics.answered_by_code().items()))
-    log.info("stopped: calls answered by status since start: %s", answered or "none")
+    answered = " ".join(f"{code}={n}" for code, n in sorted(metrics.answered_by_code(lambda rpc: rpc != "Watch").items()))
+    # Every client channel keeps a health Watch open (it picks a serving replica by it) and
+    # cancels it when it closes: a CANCELLED there is a client that went away, no error.
+    watches = sum(metrics.answered_by_code(lambda rpc: rpc == "Watch").values())
+    log.info("stopped: calls answered by status since start: %s; health watches closed by their clients: %d", answered or "none", watches)
 
 
 def _exit_at(deadline: float, metrics: Metrics) -> None:
@@ -200,13 +219,16 @@ def _watcher(index_root: str, holder: ServiceHolder, metrics: Metrics) -> Versio
     return VersionWatcher(index_root, holder, on_taken=taken, on_refused=refused)
 
 
-def _gateway(args: argparse.Namespace, local: str):
+def _gateway(args: argparse.Namespace, local: str, holder: ServiceHolder, token: str | None):
     """The HTTP gateway on --host:--http-port, started; OSError (filename "HTTP") when the port is taken."""
     from movielinks.server.gateway import GatewayServer, TlsFiles  # Starlette and uvicorn only when asked for
 
     tls = TlsFiles(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None
     try:
-        return GatewayServer(local, args.host, args.http_port, tls=tls, grace_s=args.grace).start()
+        return GatewayServer(local, args.host, args.http_port, tls=tls, grace_s=args.grace,
+                             max_connections=args.http_max_connections, head_timeout_s=args.http_head_timeout,
+                             stall_timeout_s=args.http_stall_timeout, token=token,
+                             hosts=args.http_allowed_hosts, current=holder.current).start()
     except OSError as e:
         e.filename = "HTTP"
         raise

@@ -8,6 +8,7 @@ import enum
 class Kind(enum.Enum):
     INVALID_ARGUMENT = "INVALID_ARGUMENT"
     NOT_FOUND = "NOT_FOUND"
+    FAILED_PRECONDITION = "FAILED_PRECONDITION"  # the request is fine; what it asks for is not served (a useless model)
     RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
     UNAVAILABLE = "UNAVAILABLE"
     STOPPED = "STOPPED"  # the caller cancelled or its deadline passed: the work stopped before its end

@@ -14,6 +14,8 @@ import weakref
 
 import numpy as np
 
+from movielinks.common.clusters import name_clusters
+from movielinks.common.title_index import base
 from movielinks.server import limits
 from movielinks.server.errors import invalid
 from movielinks.server.service import MovieService
@@ -22,6 +24,7 @@ DEFAULT_LIMIT = 10  # names a search returns when it does not say
 DEFAULT_MAP_SAMPLE = 1500
 MAX_MAP_SAMPLE = 5000
 MAP_SEED = 0  # the background sample is the same for every request on a version
+MAP_CLUSTERS = 8  # regions of the map named by their links (as `trainer plot` names its clusters)
 
 @dataclasses.dataclass(frozen=True)
 class MapPoint:
@@ -29,6 +32,22 @@ class MapPoint:
     x: float
     y: float
     year: int | None
+
+
+@dataclasses.dataclass(frozen=True)
+class MapCluster:
+    """A region of the map: the links that mark its films, where its films' median sits, how many."""
+
+    name: str
+    x: float
+    y: float
+    size: int
+
+
+@dataclasses.dataclass(frozen=True)
+class MapClusters:
+    clusters: list[MapCluster]  # largest first
+    of_sample: list[int]  # the cluster of each movie of the map's sample, in the sample's order
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,18 +68,24 @@ class Explorer:
                         "links": [n.casefold() for n in version.links]}
         self._lock = threading.Lock()
         self._projection: tuple[np.ndarray, float] | None = None
+        self._clusters: dict[int, MapClusters] = {}
 
     def search_names(self, text: str, kind: str = "movies", limit: int = 0) -> tuple[list[str], int]:
-        """(names containing `text`, case-insensitive, prefix matches first and shorter first; how many in all)."""
+        """(names containing `text`, case-insensitive; how many in all). First the names `text` is up
+        to case, qualifier, article, accents and punctuation ("godfather": The Godfather), most linked
+        first, as LookupTitle picks; then those starting with it, then the rest, each the shorter name
+        without its qualifier first ("Jurassic": Jurassic Park before its sequels), then the most linked."""
         limits.check_string("text", text)
         limit = limit or DEFAULT_LIMIT
         limits.check_k(limit, "limit")
-        names = self.service.movie_titles.names if kind == "movies" else self.service.version.links
+        resolver = self.service.movie_titles if kind == "movies" else self.service.link_names
         needle = text.strip().casefold()
-        found = [(not folded.startswith(needle), len(folded), folded, i)
-                 for i, folded in enumerate(self._folded[kind]) if needle in folded]
+        matching = {i: rank for rank, i in enumerate(resolver.matching(text))}
+        found = [(0 if i in matching else 1 if folded.startswith(needle) else 2, matching.get(i, 0),
+                  len(base(folded)), -resolver.weight(i), folded, i)
+                 for i, folded in enumerate(self._folded[kind]) if needle in folded or i in matching]
         found.sort()
-        return [names[i] for *_, i in found[:limit]], len(found)
+        return [resolver.names[i] for *_, i in found[:limit]], len(found)
 
     def movie_map(self, titles: list[str], sample: int = 0) -> MovieMap:
         """The background sample and `titles` placed by the first two principal components."""
@@ -69,12 +94,35 @@ class Explorer:
             raise invalid(f"sample must be between 1 and {MAX_MAP_SAMPLE}, got {sample}")
         limits.check_count("titles", titles, minimum=0)
         points, explained = self.projection()
-        n = len(points)
-        chosen = np.sort(np.random.default_rng(MAP_SEED).permutation(n)[: min(sample, n)])
+        chosen = self.sample_ids(sample)
         ids = [self.service.resolve_title(t)[0] for t in titles]
         resolver = self.service.movie_titles
         return MovieMap([self._point(int(i), points) for i in chosen],
                         [self._point(resolver.exact[t], points) for t in ids], explained)
+
+    def sample_ids(self, sample: int) -> np.ndarray:
+        """The ids of the map's background sample of `sample` movies (fixed for a version), ascending."""
+        n = len(self.service.movie_titles.names)
+        return np.sort(np.random.default_rng(MAP_SEED).permutation(n)[: min(sample, n)])
+
+    def map_clusters(self, sample: int = 0) -> MapClusters:
+        """The map's sample in MAP_CLUSTERS clusters, each named by its links (common.clusters)
+        and placed where its films sit on the map; computed once per sample size."""
+        sample = sample or DEFAULT_MAP_SAMPLE
+        if not 1 <= sample <= MAX_MAP_SAMPLE:
+            raise invalid(f"sample must be between 1 and {MAX_MAP_SAMPLE}, got {sample}")
+        points, _ = self.projection()
+        with self._lock:
+            if sample not in self._clusters:
+                version = self.service.version
+                chosen = self.sample_ids(sample)
+                cluster, names = name_clusters(np.asarray(version.movie_vectors[chosen]), version.link_vectors,
+                                               version.links, MAP_CLUSTERS, MAP_SEED)
+                placed = points[chosen]
+                self._clusters[sample] = MapClusters(
+                    [MapCluster(name, *map(float, np.median(placed[cluster == c], axis=0)), int((cluster == c).sum()))
+                     for c, name in enumerate(names)], cluster.tolist())
+            return self._clusters[sample]
 
     def projection(self) -> tuple[np.ndarray, float]:
         """Every movie's 2D coordinates and the variance fraction they explain (computed once)."""

@@ -86,12 +86,12 @@ class Metrics:
         self.links.set(len(service.version.links))
         self.dim.set(service.version.dim)
 
-    def answered_by_code(self) -> dict[str, int]:
-        """Calls answered since start, by status code name."""
+    def answered_by_code(self, rpcs: Callable[[str], bool] = lambda rpc: True) -> dict[str, int]:
+        """Calls answered since start (of the RPCs `rpcs` accepts), by status code name."""
         totals: dict[str, int] = {}
         for metric in self.requests.collect():
             for sample in metric.samples:
-                if sample.name.endswith("_total"):
+                if sample.name.endswith("_total") and rpcs(sample.labels["rpc"]):
                     code = sample.labels["code"]
                     totals[code] = totals.get(code, 0) + int(sample.value)
         return totals

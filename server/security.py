@@ -15,6 +15,7 @@ import dataclasses
 import hmac
 import logging
 import os
+import re
 import ssl
 import threading
 import time
@@ -126,10 +127,14 @@ class TokenInterceptor(grpc.ServerInterceptor):
         return _refusal(continuation(handler_call_details))
 
     def _carries_token(self, metadata) -> bool:
-        presented = [value for key, value in metadata if key == AUTHORIZATION_KEY]
-        # Compare against every value, without stopping early, so timing says nothing.
-        matches = [hmac.compare_digest(_bearer_token(value), self._expected) for value in presented]
-        return any(matches)
+        return carries_token([value for key, value in metadata if key == AUTHORIZATION_KEY], self._expected)
+
+
+def carries_token(authorization_values: Collection[str | bytes], expected: bytes) -> bool:
+    """Whether one of the `Authorization` values is "Bearer <expected>"."""
+    # Compare against every value, without stopping early, so timing says nothing.
+    matches = [hmac.compare_digest(_bearer_token(value), expected) for value in authorization_values]
+    return any(matches)
 
 
 class _RefusalLog:
@@ -309,3 +314,20 @@ def _warn_unless_valid_now(cert_file: str | Path) -> None:
 
 def _reason(error: Exception) -> str:
     return error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+
+
+# An absolute path in free text: "/" after a space, a quote, a parenthesis or the start, then
+# path segments. Serving them tells a caller where the data lives on the server's disk.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~-])(?:/[\w.@+~%-]+)+/?")
+
+
+def without_local_paths(value):
+    """`value` (text, or lists and dicts of it) with every absolute path cut to its last part
+    ("/srv/index/versions/v1/links.json: missing" -> ".../links.json: missing"), for callers."""
+    if isinstance(value, str):
+        return _ABSOLUTE_PATH.sub(lambda m: ".../" + m.group(0).rstrip("/").rsplit("/", 1)[-1], value)
+    if isinstance(value, dict):
+        return {key: without_local_paths(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [without_local_paths(item) for item in value]
+    return value

@@ -13,15 +13,16 @@ from urllib.parse import quote
 
 import numpy as np
 
-from movielinks.common.neighbours import BATCH_ROWS, named
-from movielinks.common.records import Neighbours, Prediction
+from movielinks.common.answers import Neighbours, Prediction
 from movielinks.common.title_index import NO_FRANCHISE
 from movielinks.indexer.version import IndexVersion
-from movielinks.server import explain, limits
+from movielinks.search import explain
+from movielinks.search.filters import FilterRequest, MovieFilter, allowed_movies
+from movielinks.search.neighbours import BATCH_ROWS, named
+from movielinks.search.recommend import DEFAULT_STRATEGY, SCORE_MEANING, STRATEGIES
+from movielinks.server import limits
 from movielinks.server.catalogue import Catalogue, Ranked
-from movielinks.server.errors import invalid, not_found
-from movielinks.server.filters import FilterRequest, MovieFilter, allowed_movies
-from movielinks.server.recommend import SCORE_MEANING, STRATEGIES
+from movielinks.server.errors import Kind, ServiceError, invalid, not_found
 from movielinks.server.titles import TitleResolver, shown
 
 WIKIPEDIA = "https://en.wikipedia.org/wiki/"
@@ -44,7 +45,7 @@ class MovieFacts:
 
 @dataclasses.dataclass(frozen=True)
 class Reason:
-    """A link two movies share (see server.explain for the contribution)."""
+    """A link two movies share (see search.explain for the contribution)."""
 
     link: str
     contribution: float
@@ -69,8 +70,8 @@ class Explanation:
 class Recommendation:
     best: Neighbours  # (title, score), highest first
     worst: Neighbours  # lowest first
-    strategy: str = "svm"
-    score_meaning: str = SCORE_MEANING["svm"]
+    strategy: str = DEFAULT_STRATEGY
+    score_meaning: str = SCORE_MEANING[DEFAULT_STRATEGY]
     liked: list[str] = dataclasses.field(default_factory=list)  # resolved, in request order
     disliked: list[str] = dataclasses.field(default_factory=list)
     reasons: dict[str, list[Reason]] = dataclasses.field(default_factory=dict)  # per best title, when asked
@@ -156,7 +157,7 @@ class MovieService:
                                      [resolver.exact[t] for t in titles], n)
 
     def explain_similarity(self, title_a: str, title_b: str, k: int) -> Explanation:
-        """Why two movies are alike: their cosine and the k shared links contributing most (server.explain)."""
+        """Why two movies are alike: their cosine and the k shared links contributing most (search.explain)."""
         limits.check_k(k)
         a, b = self._movie_ids([title_a, title_b]).tolist()
         if a == b:
@@ -193,13 +194,13 @@ class MovieService:
                   strategy: str = "", liked_links: Sequence[str] = (), disliked_links: Sequence[str] = (),
                   movie_filter: FilterRequest | None = None, reasons: int = 0,
                   alive: Callable[[], bool] = lambda: True) -> Recommendation:
-        """Movies ranked by `strategy` (server.recommend; "" is svm) over liked (+) and
+        """Movies ranked by `strategy` (search.recommend; "" is the default, neighbours) over liked (+) and
         disliked (-) movies and links.
 
         `alive` is asked between the steps (titles, fit, searches): once it says False (the
         caller cancelled or passed its deadline) the work stops with ServiceError STOPPED.
         """
-        strategy = strategy or "svm"
+        strategy = strategy or DEFAULT_STRATEGY
         if strategy not in STRATEGIES:
             raise invalid(f"unknown strategy {shown(strategy)}; choose one of {', '.join(STRATEGIES)}")
         if not liked and not liked_links:
@@ -254,12 +255,18 @@ class MovieService:
         limits.check_string("attribute", attribute)
         model = self.version.attribute_models.get(attribute)
         if model is None:
-            known = ", ".join(sorted(self.version.attribute_models)) or "none"
+            known = ", ".join(self.served_attributes()) or "none"
             raise not_found(f"unknown attribute {shown(attribute)}; this index predicts: {known}")
+        if model.no_better_than_mean:  # an answer would look like knowledge and be noise
+            raise ServiceError(Kind.FAILED_PRECONDITION, f"{model.verdict()}; index version {self.name}")
         movie = self.version.movies[int(ids[0])]
         predicted = float(self.catalogue.predict(ids, attribute)[0])
         return Prediction(movie.title, attribute, model.unit, predicted, movie.attributes.get(attribute),
                           model.heldout_mse, model.baseline_mse, self.name)
+
+    def served_attributes(self) -> list[str]:
+        """The attributes PredictAttribute answers: a model no better than the mean is not served."""
+        return sorted(name for name, model in self.version.attribute_models.items() if not model.no_better_than_mean)
 
     def export_neighbours(self, k: int, chunk_size: int = 0) -> Iterator[list[tuple[str, Neighbours]]]:
         """Every movie's top-k similar movies, in movie id order, in chunks of at most
@@ -282,7 +289,7 @@ class MovieService:
             "link_index_type": manifest.indexes["links"].label,
             "dataset": manifest.dataset,
             "metrics": manifest.metrics,
-            "attributes": sorted(self.version.attribute_models),
+            "attributes": self.served_attributes(),
             "max_k": limits.MAX_K,
             "max_batch": limits.MAX_BATCH,
             "max_string_chars": limits.MAX_STRING_CHARS,

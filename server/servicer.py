@@ -13,11 +13,12 @@ from google.protobuf import struct_pb2
 from movielinks.common.about import package_version
 from movielinks.proto import movielinks_pb2 as pb
 from movielinks.proto import movielinks_pb2_grpc as pb_grpc
-from movielinks.common.records import Neighbours
+from movielinks.common.answers import Neighbours
 from movielinks.server.errors import Kind, ServiceError
 from movielinks.server.explore import explorer
-from movielinks.server.filters import FilterRequest
+from movielinks.search.filters import FilterRequest
 from movielinks.server.limits import DEFAULT_K
+from movielinks.server.security import without_local_paths
 from movielinks.server.service import MovieService, Reason, wikipedia_url
 
 log = logging.getLogger("movielinks.server")
@@ -25,6 +26,7 @@ log = logging.getLogger("movielinks.server")
 _STATUS = {
     Kind.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
     Kind.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    Kind.FAILED_PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
     Kind.RESOURCE_EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Kind.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
 }
@@ -159,9 +161,11 @@ class MovielinksServicer(pb_grpc.MovielinksServicer):
 
     @unary
     def GetInfo(self, request, context):
-        info = self.current().info()
+        # Callers learn what the index holds, not where the server keeps it (paths are in the log).
+        info = without_local_paths(self.current().info())
         dataset, metrics = _struct(info.pop("dataset")), _struct(info.pop("metrics"))
-        return pb.InfoResponse(**info, dataset=dataset, metrics=metrics, refused_versions=self.refused_versions(),
+        return pb.InfoResponse(**info, dataset=dataset, metrics=metrics,
+                               refused_versions=without_local_paths(self.refused_versions()),
                                server_version=package_version())
 
     @unary

@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from movielinks.indexer.errors import IndexerError
-from movielinks.indexer.root import current_version_name, version_dir
-from movielinks.indexer.version import load_version
+from movielinks.indexer.root import current_version_name, load_named
 from movielinks.server.service import MovieService
 from movielinks.server.titles import shown
 
@@ -84,7 +83,7 @@ class VersionWatcher:
             if name == seen_before and not retry:  # refused already while CURRENT kept naming it
                 return
             try:
-                service = MovieService(load_version(version_dir(self.index_root, name)))
+                service = MovieService(load_named(self.index_root, name))
             except Exception as e:  # noqa: BLE001 - whatever a loader raises refuses the version, never ends the thread
                 reason = str(e) if isinstance(e, IndexerError) else f"cannot load: {type(e).__name__}: {e}"
                 if not isinstance(e, IndexerError):

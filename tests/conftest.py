@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -46,3 +47,35 @@ def write_ndjson(path: Path, records: list) -> Path:
 @pytest.fixture
 def small_dataset(tmp_path: Path) -> Path:
     return write_ndjson(tmp_path / "films.ndjson", clustered_films())
+
+
+# The tiers. `make test` runs every test; `make test-fast` leaves out the marked ones (pyproject.toml):
+#   tf         trains or otherwise runs TensorFlow (in this process or a child)
+#   real_data  reads ../shared/data (marked here for every test using the real_data fixture; by hand otherwise)
+#   slow       takes several seconds for another reason (server processes, a fresh venv, a browser)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "real_data" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.real_data)
+
+
+_TENSORFLOW_BEFORE = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    item.stash[_TENSORFLOW_BEFORE] = "tensorflow" in sys.modules
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """A test that loads TensorFlow in this process without the tf marker fails at teardown,
+    so that the fast tier stays free of it (a test run after TensorFlow is loaded goes unchecked)."""
+    outcome = yield
+    report = outcome.get_result()
+    if (call.when == "teardown" and report.passed and not item.stash.get(_TENSORFLOW_BEFORE, True)
+            and "tensorflow" in sys.modules and item.get_closest_marker("tf") is None):
+        report.outcome = "failed"
+        report.longrepr = f"{item.nodeid} loaded TensorFlow: mark it (or its module) with @pytest.mark.tf"

@@ -17,13 +17,18 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 class ServerProcess:
-    """`python -m server` on a free loopback port; its stderr is collected in `log_lines`."""
+    """`python -m server` on a free loopback port; its stderr is collected in `log_lines`.
+    `descriptors` limits its open files (RLIMIT_NOFILE, soft and hard)."""
 
-    def __init__(self, index_root: Path, *extra_args: str, timeout_s: float = 30.0):
+    def __init__(self, index_root: Path, *extra_args: str, timeout_s: float = 30.0, descriptors: int | None = None):
         self.log_lines: list[str] = []
         self._new_lines: queue.Queue[str | None] = queue.Queue()
+        # The limit is set by the child itself (preexec_fn is unsafe in a process with threads).
+        launcher = ["-m"] if descriptors is None else [
+            "-c", f"import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_NOFILE, ({descriptors}, "
+                  f"{descriptors})); sys.argv[0] = 'server'; runpy.run_module(sys.argv.pop(1), run_name='__main__')"]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "movielinks.server", "--index", str(index_root), "--port", "0", *extra_args],
+            [sys.executable, *launcher, "movielinks.server", "--index", str(index_root), "--port", "0", *extra_args],
             cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
         )
         # A thread reads stderr so that waiting for the start line can time out

@@ -28,11 +28,13 @@ def make_run(
     titles: list[str] | None = None,
     years: bool = False,
     movie_links: bool = True,
+    useless_models: tuple[str, ...] = (),
 ) -> Path:
     """Write a run directory with clustered vectors, movie attributes and two attribute models.
 
     `titles` (if given) name the first movies; the rest are 'Movie NNN, part "K"'.
     `years` gives every movie but each fifth a "released" year in its infobox.
+    The models named in `useless_models` have a held-out MSE above always predicting the mean's.
     With `movie_links` each movie links to 3 to 8 links (movie_links.npz), else the
     run has no movie links (as runs written before them).
     """
@@ -45,7 +47,8 @@ def make_run(
         for i, name in enumerate(names)
     ]
     models = {
-        name: AttributeModel(name, unit, rng.standard_normal(dim).tolist(), 0.5, 200, 50, 0.1, 0.2)
+        name: AttributeModel(name, unit, rng.standard_normal(dim).tolist(), 0.5, 200, 50,
+                             0.26 if name in useless_models else 0.1, 0.2)
         for name, unit in (("rotten_tomatoes", "fraction"), ("gross", "USD"))
     }
     return save_run(

@@ -1,4 +1,4 @@
-"""Helpers for the operations tests (tests/test_ops_*.py): index versions to publish,
+"""Helpers for the operations tests (tests/server/test_ops_*.py): index versions to publish,
 client load, GetInfo, and the server's /metrics."""
 from __future__ import annotations
 

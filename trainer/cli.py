@@ -15,6 +15,7 @@ import os
 import sys
 
 from movielinks.common.about import package_version
+from movielinks.common.commands import closed_pipe_is_a_normal_end
 from movielinks.trainer.errors import TrainerError
 
 DATA_ENV = "MOVIELINKS_DATA"
@@ -26,6 +27,7 @@ Exit codes: 0 done, 2 bad input or arguments (one line on stderr), 130 interrupt
 """
 
 
+@closed_pipe_is_a_normal_end
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -111,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     launch.set_defaults(command=_launch)
     launch.add_argument("--strategy", choices=STRATEGIES, default="mirrored",
-                        help="mirrored: MultiWorkerMirroredStrategy (default: the faster here, README); "
+                        help="mirrored: MultiWorkerMirroredStrategy (default: the faster here, docs/distributed.md); "
                              "ps: ParameterServerStrategy")
     launch.add_argument("--workers", type=int, default=2, help="worker processes")
     launch.add_argument("--ps", type=int, help="parameter server processes (--strategy ps; default 1)")

@@ -17,7 +17,7 @@ parameter servers and a step moves only the rows of its batch (read, then scatte
 back), so the tables never travel whole and workers update them asynchronously.
 
 MultiWorkerMirroredStrategy (`trainer launch --strategy mirrored`, the default: the faster
-cluster in the README's measurements, and it trains what one process trains):
+cluster in the measurements of docs/distributed.md, and it trains what one process trains):
 
     worker   every worker runs `trainer train` with the same arguments: it reads the data,
              samples the same global batches (same seed) and computes its share of each;
@@ -27,8 +27,8 @@ cluster in the README's measurements, and it trains what one process trains):
              and the run.
 
 `trainer launch` starts either cluster on one machine, on loopback; on several
-machines each one runs its process with the same cluster in its TF_CONFIG (README,
-"Distributed training").
+machines each one runs its process with the same cluster in its TF_CONFIG
+(docs/distributed.md).
 """
 from __future__ import annotations
 
@@ -69,8 +69,7 @@ def task() -> Task | None:
         cluster, kind, index = config["cluster"], config["task"]["type"], int(config["task"]["index"])
         names = sorted(cluster)
     except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise TrainerError(f"TF_CONFIG is not a cluster description ({e}); see the README's "
-                           "\"Distributed training\"") from e
+        raise TrainerError(f"TF_CONFIG is not a cluster description ({e}); see docs/distributed.md") from e
     strategy = "ps" if cluster.get("ps") else "mirrored"
     allowed = ROLES if strategy == "ps" else ("chief", "worker")
     if kind not in allowed or index < 0 or index >= len(cluster.get(kind) or ()):

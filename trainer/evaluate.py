@@ -27,6 +27,7 @@ from sklearn.linear_model import LinearRegression
 from sklearn.metrics import roc_auc_score
 
 from movielinks.common.records import AttributeModel
+from movielinks.search.recommend import fit_linear_svm
 from movielinks.trainer.sampler import pair_keys, sample_non_pairs
 
 ATTRIBUTE_UNITS = {"rotten_tomatoes": "fraction", "gross": "USD", "budget": "USD"}
@@ -169,15 +170,13 @@ def _recommendation_checks(rng: np.random.Generator, franchises: Sequence[np.nda
 
 def recommendation_recall(features, checks: list, k: int) -> float | None:
     """Mean share of a franchise's other films (at most k of them) in the top k of the linear SVM
-    (SVC(kernel="linear", C=1), as the server's Recommend) fitted on the liked and disliked rows."""
-    from sklearn.svm import SVC
-
+    (search.recommend.fit_linear_svm, the fit the server's svm strategy makes) fitted on the liked
+    and disliked rows."""
     shares = []
     for liked, disliked, others in checks:
         rows = np.concatenate([liked, disliked])
         labels = np.r_[np.ones(len(liked)), np.zeros(len(disliked))]
-        svm = SVC(kernel="linear", C=1.0).fit(features[rows], labels)
-        w = np.asarray(svm.coef_.todense() if sp.issparse(svm.coef_) else svm.coef_).ravel()
+        w, _ = fit_linear_svm(features[rows], labels)
         scores = np.asarray(features @ w).ravel()
         scores[rows] = -np.inf
         top = np.argpartition(-scores, k)[:k]

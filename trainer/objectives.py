@@ -25,7 +25,7 @@ class LogisticObjective(keras.layers.Layer):
     0 or 1. Positives and negatives weigh the same in total (the mean loss of each
     class, averaged), so the ten negatives per positive do not drown the positives;
     the held-out evaluation chose this over the unbalanced form and over MSE
-    (README, "Speed and quality").
+    (docs/speed.md).
     """
 
     def __init__(self, initial_scale: float = 5.0, **kwargs):

@@ -3,7 +3,7 @@
 Up to `max_movies` movies are placed with t-SNE (or PCA) and coloured by cluster:
 k-means on their vectors, each cluster named in the legend by the links that
 point most towards it more than towards the whole map (for the 36k file these are
-genres: "Western", "Silent", "Animated"). A spread-out selection of well-known
+genres: "Western", "Silent", "Animated"; common.clusters, which the explorer's map uses too). A spread-out selection of well-known
 titles is labelled; a line on stderr says what it is doing. Drawing uses matplotlib's Figure directly (the
 Agg canvas), so no display and no global pyplot state are involved.
 """
@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import io
 import math
-import re
 import sys
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from movielinks.common.clusters import name_clusters, short_title
 from movielinks.common.files import atomic_write_bytes
 from movielinks.common.records import MovieRecord
 from movielinks.trainer.errors import TrainerError
@@ -26,10 +26,8 @@ from movielinks.trainer.run import load_run
 METHODS = ("tsne", "pca")
 _METHOD_NAMES = {"tsne": "t-SNE", "pca": "PCA"}
 
-_FILM_SUFFIX = re.compile(r"\s*\([^()]*\bfilm\)$")
 _DPI = 150
 _FIGURE_INCHES = 12
-NAME_TOP_LINKS = 5  # a film's nearest links that count towards naming its cluster
 
 
 def plot_run(
@@ -107,34 +105,6 @@ def reduce_to_2d(vectors: np.ndarray, method: str, seed: int) -> np.ndarray:
     raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
 
 
-def name_clusters(
-    vectors: np.ndarray, link_vectors: np.ndarray, links: list[str], n_clusters: int, seed: int, n_names: int = 2,
-) -> tuple[np.ndarray, list[str]]:
-    """(cluster of each movie [n], a name per cluster): k-means on the unit vectors, clusters ordered
-    by size. A cluster is named by the `n_names` links that are most often among its films'
-    NAME_TOP_LINKS nearest links, beyond how often they are for the whole map (what marks the
-    cluster, not what every film has)."""
-    from sklearn.cluster import KMeans
-
-    k = max(1, min(n_clusters, len(vectors)))
-    found = KMeans(n_clusters=k, n_init=3, random_state=seed).fit_predict(vectors)
-    by_size = np.argsort(-np.bincount(found, minlength=k), kind="stable")
-    cluster = np.argsort(by_size)[found]
-    if not len(links):
-        return cluster, [f"cluster {c + 1}" for c in range(k)]
-    top = min(NAME_TOP_LINKS, len(links))
-    chunk = max(1, 16_000_000 // len(links))
-    nearest = np.concatenate([np.argpartition(-(vectors[i : i + chunk] @ link_vectors.T), top - 1, axis=1)[:, :top]
-                              for i in range(0, len(vectors), chunk)])
-    overall = np.bincount(nearest.ravel(), minlength=len(links)) / len(vectors)
-    names = []
-    for c in range(k):
-        members = nearest[cluster == c]
-        lift = np.bincount(members.ravel(), minlength=len(links)) / max(1, len(members)) - overall
-        names.append(", ".join(short_title(links[j]) for j in np.argsort(-lift, kind="stable")[:n_names]))
-    return cluster, names
-
-
 def label_order(movies: list[MovieRecord]) -> np.ndarray:
     """Positions of `movies`, best-known first: by gross, then those with a Rotten Tomatoes
     rating, then by how much the data says about them."""
@@ -168,11 +138,6 @@ def spread_labels(points: np.ndarray, order: np.ndarray, n_labels: int) -> list[
                 chosen.append(int(i))
         height *= 0.6
     return chosen
-
-
-def short_title(title: str) -> str:
-    """'Avatar (2009 film)' -> 'Avatar'; Wikipedia's disambiguation suffix says nothing on a film map."""
-    return _FILM_SUFFIX.sub("", title) or title
 
 
 def _draw(points: np.ndarray, movies: list[MovieRecord], labelled: list[int], title: str,

@@ -45,12 +45,12 @@ __all__ = ["TrainConfig", "train", "default_checkpoint_dir"]
 class TrainConfig:
     """Every parameter that changes the trained vectors."""
 
-    dim: int = 100  # chosen with --negative-power and --epochs by bench/bench_quality.py (README)
+    dim: int = 100  # chosen with --negative-power and --epochs by bench/bench_quality.py (docs/quality.md)
     negatives_per_positive: int = 10  # sampled negative pairs per positive pair (--negatives)
     min_link_count: int = 3  # keep links that occur in at least this many films
     epochs: int = 30
     batch_positives: int = 4096  # positive pairs per step; a step has (1 + negatives) times as many samples
-    learning_rate: float = 0.005  # chosen by the held-out sweep in the README
+    learning_rate: float = 0.005  # chosen by the held-out sweep in docs/scale.md
     objective: str = "logistic"
     negative_power: float = 0.5  # negative links drawn by (films linking to them) ** power; 0 is uniform
     heldout_fraction: float = 0.1
@@ -151,6 +151,9 @@ def train(
     metrics |= _training_metrics(state) | {"read_seconds": read_seconds,
                                            "evaluation_seconds": time.perf_counter() - started}
     log(format_table(metrics, models))
+    for model in models.values():
+        if model.no_better_than_mean:
+            log(f"warning: {model.verdict()} (the server refuses to predict {model.name})")
     manifest = RunManifest(
         created_at=datetime.datetime.now(datetime.timezone.utc).isoformat(),
         dataset={"path": str(Path(dataset.path).resolve()), "sha256": dataset.sha256, "format": dataset.format,

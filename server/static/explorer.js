@@ -43,18 +43,29 @@ function status(text, isError = false) {
   line.classList.toggle("error", isError);
 }
 
-async function api(rpc, body) {
-  const headers = { "Content-Type": "application/json" };
+function withToken(headers) {
   const token = $("token").value.trim() || sessionStorage.getItem("movielinks-token");
   if (token) headers.Authorization = `Bearer ${token}`;
+  return headers;
+}
+
+async function api(rpc, body) {
+  const headers = withToken({ "Content-Type": "application/json" });
   const response = await fetch(`/v1/${rpc}`, { method: "POST", headers, body: JSON.stringify(body) });
   const answer = await response.json().catch(() => ({ error: { message: `HTTP ${response.status}` } }));
   if (!response.ok) {
-    if (response.status === 401) $("token-box").open = true;
+    if (response.status === 401) { $("token-box").hidden = false; $("token-box").open = true; }
     const error = new Error(answer.error ? answer.error.message : `HTTP ${response.status}`);
     error.status = response.status;
     throw error;
   }
+  return answer;
+}
+
+async function get(path) {
+  const response = await fetch(path, { headers: withToken({}) });
+  const answer = await response.json();
+  if (!response.ok) throw new Error(answer.error ? answer.error.message : `HTTP ${response.status}`);
   return answer;
 }
 
@@ -120,8 +131,10 @@ function onSearchKey(event) {
   else if (event.key === "Escape") { closeSuggestions(); }
   else if (event.key === "Enter") {
     event.preventDefault();
-    const open = !$("suggestions").hidden && state.suggestions.length;
-    const chosen = open ? state.suggestions[Math.max(0, state.active)] : $("search").value;
+    // A highlighted suggestion is a choice; otherwise the typed text is resolved as LookupTitle
+    // resolves it ("godfather": The Godfather), not replaced by the first suggestion.
+    const open = !$("suggestions").hidden && state.active >= 0;
+    const chosen = open ? state.suggestions[state.active] : $("search").value;
     if (chosen.trim()) pick(chosen);
   }
 }
@@ -154,8 +167,31 @@ async function select(title) {
     status(`${answer.neighbours.length} movies nearest to ${answer.query} (index ${answer.index_version})`);
     drawMap();
   } catch (error) {
-    if (seq === state.selectSeq) status(error.message, true);
+    if (seq !== state.selectSeq) return;
+    clearSelection();
+    status(error.message, true);
+    offerChoices(error.message);
   }
+}
+
+// "unknown movie 'Jurassic': ...; did you mean: A; B" -> A and B as buttons that pick them.
+function offerChoices(message) {
+  const at = message.indexOf("did you mean: ");
+  if (at < 0) return;
+  const titles = message.slice(at + "did you mean: ".length).split("; ");
+  $("status").replaceChildren(message.slice(0, at) + "did you mean: ", ...titles.flatMap((title, i) => [
+    ...(i ? ["; "] : []), el("button", { class: "title choice", type: "button", onclick: () => pick(title) }, title)]));
+}
+
+// The answer on screen is for the film asked last: an unknown title leaves no other film's answer behind.
+function clearSelection() {
+  state.selected = null;
+  state.neighbours = [];
+  history.replaceState(null, "", location.pathname);
+  $("selected").hidden = true;
+  $("neighbours").replaceChildren();
+  $("neighbours-empty").hidden = false;
+  drawMap();
 }
 
 function tickPair(title) {
@@ -226,26 +262,78 @@ async function recommend() {
   if (!state.liked.size) {
     $("recommendations").replaceChildren();
     $("recommend-empty").hidden = false;
+    $("recommend-meaning").hidden = true;
+    showJump();
     return;
   }
   try {
     const answer = await api("recommend", { liked: [...state.liked], disliked: [...state.disliked], k: 10 });
     if (seq !== state.recommendSeq) return;
     $("recommend-empty").hidden = true;
+    $("recommend-meaning").hidden = !answer.score_meaning;
+    $("recommend-meaning").textContent = answer.score_meaning ? `Score: ${answer.score_meaning}` : "";
     $("recommendations").replaceChildren(...answer.best.map((m, i) => el("li", { "data-title": m.title },
       el("span", { class: "rank" }, `${i + 1}.`),
       el("button", { class: "title", type: "button", onclick: () => select(m.title) }, m.title),
-      el("span", { class: "decision", title: "the SVM's decision value: positive leans liked" },
+      el("span", { class: "year" }, yearText(m.year)),
+      el("span", { class: "decision", title: answer.score_meaning || "the recommendation's score" },
         m.decision_value.toFixed(2)))));
+    showJump();
     status(`recommendations from ${state.liked.size} liked and ${state.disliked.size} disliked`);
   } catch (error) {
     if (seq === state.recommendSeq) status(error.message, true);
   }
 }
 
+let recommendationsInView = false;
+
+// The "recommendations" button (phone width only, see the CSS) while they exist and are off screen.
+function showJump() {
+  const n = $("recommendations").children.length;
+  $("to-recommendations").textContent = `↓ ${n} recommendation${n === 1 ? "" : "s"}`;
+  $("to-recommendations").hidden = !n || recommendationsInView;
+}
+
 // --- the map -------------------------------------------------------------------------------------
 
 let mapSeq = 0;
+let clusters = null;  // {index_version, clusters: [{name, x, y, size}], of_sample: [cluster per sampled movie]}
+
+// The map's regions named by their links, as `trainer plot` names them (GET /explorer/map-clusters).
+async function mapClusters(indexVersion) {
+  if (clusters && clusters.index_version === indexVersion) return clusters;
+  try {
+    const found = await get(`/explorer/map-clusters?sample=${MAP_SAMPLE}`);
+    clusters = found.index_version === indexVersion ? found : null;
+  } catch (error) {
+    clusters = null;  // the map still shows, unlabelled
+  }
+  return clusters;
+}
+
+function clusterLabels(named, place) {
+  const taken = [];
+  const labels = [];
+  for (const [c, cluster] of named.clusters.entries()) {
+    let [x, y] = place(cluster);
+    const width = 1.45 * cluster.name.length, height = 3.2;
+    x = Math.min(Math.max(x, width / 2 + 1), 99 - width / 2);
+    // Centres of clusters can sit close on two components: a label that would cover another moves down.
+    for (let tries = 0; tries < 8 && taken.some((t) => Math.abs(t.x - x) < (t.width + width) / 2
+      && Math.abs(t.y - y) < height); tries++) y += height;
+    y = Math.min(Math.max(y, 3), 98);
+    taken.push({ x, y, width });
+    const label = svg("text", { x: x.toFixed(2), y: y.toFixed(2), class: `cluster-label c${c}`, "text-anchor": "middle" });
+    label.textContent = cluster.name;
+    labels.push(label);
+  }
+  return labels;
+}
+
+function renderLegend(named) {
+  $("map-legend").replaceChildren(...(named ? named.clusters : []).map((cluster, c) => el("li", {},
+    el("span", { class: `key c${c}` }), ` ${cluster.name} (${cluster.size})`)));
+}
 
 async function drawMap() {
   const seq = ++mapSeq;
@@ -258,7 +346,9 @@ async function drawMap() {
     if (seq === mapSeq) status(error.message, true);
     return;
   }
+  const named = await mapClusters(answer.index_version);
   if (seq !== mapSeq) return;
+  const clusterOf = new Map(named ? answer.sample.map((p, i) => [p.title, named.of_sample[i]]) : []);
   const all = [...answer.sample, ...answer.titles];
   const xs = all.map((p) => p.x), ys = all.map((p) => -p.y);
   const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
@@ -277,13 +367,15 @@ async function drawMap() {
   for (const p of ordered) {
     const [cx, cy] = place(p);
     const kind = answer.titles.includes(p) ? kindOf(p.title) : "bg";
-    const dot = svg("circle", { cx: cx.toFixed(2), cy: cy.toFixed(2), r: radius[kind], class: kind, "data-title": p.title });
+    const cluster = kind === "bg" && clusterOf.has(p.title) ? ` c${clusterOf.get(p.title)}` : "";
+    const dot = svg("circle", { cx: cx.toFixed(2), cy: cy.toFixed(2), r: radius[kind], class: kind + cluster,
+      "data-title": p.title });
     const tip = svg("title");
     tip.textContent = p.year ? `${p.title} (${p.year})` : p.title;
     dot.append(tip);
     dots.push(dot);
   }
-  const labels = [];
+  const labels = named ? clusterLabels(named, place) : [];
   const chosen = answer.titles.find((p) => p.title === state.selected);
   if (chosen) {
     const [cx, cy] = place(chosen);
@@ -292,7 +384,9 @@ async function drawMap() {
     labels.push(label);
   }
   map.replaceChildren(...dots, ...labels);
+  renderLegend(named);
   map.setAttribute("aria-label", `Map: ${answer.sample.length} sampled movies` +
+    (named ? `, in ${named.clusters.length} clusters: ${named.clusters.map((c) => c.name).join("; ")}` : "") +
     (chosen ? `, ${chosen.title} highlighted` : ""));
 }
 
@@ -318,12 +412,22 @@ async function start() {
   $("search").addEventListener("blur", () => setTimeout(closeSuggestions, 150));
   $("token").value = sessionStorage.getItem("movielinks-token") || "";
   $("token").addEventListener("change", () => sessionStorage.setItem("movielinks-token", $("token").value.trim()));
+  new IntersectionObserver((entries) => {
+    recommendationsInView = entries.some((entry) => entry.isIntersecting);
+    showJump();
+  }).observe($("recommend-heading").parentElement);
   $("map").addEventListener("mousemove", onMapHover);
   $("map").addEventListener("mouseleave", () => { $("map-hover").hidden = true; });
   $("map").addEventListener("click", (event) => {
     const dot = event.target.closest("circle");
     if (dot) select(dot.dataset.title);
   });
+  try {
+    // The token box only where the server asks for a token.
+    $("token-box").hidden = !(await get("/explorer/config")).token_required;
+  } catch (error) {
+    $("token-box").hidden = false;
+  }
   try {
     const info = await api("get-info", {});
     $("about").textContent = `${info.movies.toLocaleString()} movies and ${info.links.toLocaleString()} links, ` +

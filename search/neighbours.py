@@ -1,0 +1,149 @@
+"""Nearest neighbours over a FAISS inner-product index: one search, one "every movie's top k".
+
+Short functions over numpy arrays, as in FAISS's contrib/: ids in, (ids, scores)
+out, rows padded with id -1 and score -inf where fewer than k were found. Used by
+the indexer (stored neighbours at build time, exports) and by the server.
+"""
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+from collections.abc import Collection, Sequence
+from typing import Iterator
+
+import faiss
+import numpy as np
+
+from movielinks.common.answers import Neighbours
+
+# FAISS's flat search takes its BLAS path, several times faster, from about
+# 128000 / dim queries a call (faiss 1.15): batches of this many rows get there.
+BATCH_ROWS = 4096
+# A batch never holds more than this many result rows (batches shrink for a large
+# k), which bounds the memory of an all-movies pass at a few tens of MB.
+MAX_RESULTS_PER_BATCH = 1 << 17
+# From this many queries on, one call is worth an OpenMP team of every core; a
+# single query costs less than starting the team.
+ALL_CORES_FROM_ROWS = 64
+
+
+def search(
+    index: faiss.Index,
+    queries: np.ndarray,
+    k: int,
+    exclude: Sequence[Collection[int]] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k inner-product neighbours of each query row, skipping ids in `exclude[i]`.
+
+    Returns (ids int64, scores float32), each [n_queries, k], best first; rows with
+    fewer than k results (a tiny catalogue, or an approximate index that found
+    fewer) are padded with id -1 and score -inf. Raises ValueError for k < 1,
+    queries of the wrong dimension, or an `exclude` whose length differs from the
+    number of queries.
+    """
+    queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    if queries.ndim != 2 or queries.shape[1] != index.d:
+        raise ValueError(f"queries have shape {queries.shape}; the index expects rows of dimension {index.d}")
+    if exclude is not None and len(exclude) != len(queries):
+        raise ValueError(f"{len(exclude)} exclude sets for {len(queries)} queries; pass one set per query")
+    n_skip = max((len(e) for e in exclude), default=0) if exclude is not None else 0
+    fetch = min(k + n_skip, index.ntotal)
+    out_ids = np.full((len(queries), k), -1, dtype=np.int64)
+    out_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+    if fetch == 0 or len(queries) == 0:
+        return out_ids, out_scores
+    with _cores_for(len(queries)):
+        scores, ids = index.search(queries, fetch)
+    keep = ids >= 0
+    if n_skip:
+        keep &= ~_excluded(ids, exclude)
+    # Move each row's kept hits to its front without reordering them (they are best first).
+    order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
+    kept = np.take_along_axis(keep, order, axis=1)
+    width = order.shape[1]
+    out_ids[:, :width] = np.where(kept, np.take_along_axis(ids, order, axis=1), -1)
+    out_scores[:, :width] = np.where(kept, np.take_along_axis(scores, order, axis=1), -np.inf)
+    return out_ids, out_scores
+
+
+def similar_rows(
+    index: faiss.Index,
+    vectors: np.ndarray,
+    row_ids: np.ndarray,
+    k: int,
+    stored: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The k nearest rows of `index` to each of `vectors[row_ids]`, the row itself excluded.
+
+    `stored` is (ids, scores) [n, K] found beforehand with the same index (an index
+    version's movie neighbours): when k <= K they answer without a search.
+    """
+    row_ids = np.asarray(row_ids, dtype=np.int64)
+    if stored is not None and k <= stored[0].shape[1]:
+        return stored[0][row_ids, :k].astype(np.int64), stored[1][row_ids, :k]
+    return search(index, vectors[row_ids], k, row_ids[:, None])
+
+
+def all_similar_rows(
+    index: faiss.Index,
+    vectors: np.ndarray,
+    k: int,
+    stored: tuple[np.ndarray, np.ndarray] | None = None,
+    batch_rows: int = BATCH_ROWS,
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Every row's k nearest rows (itself excluded), in row order, a batch at a time:
+    yields (row_ids, ids, scores). Memory stays flat however many rows there are."""
+    if batch_rows < 1:
+        raise ValueError(f"batch_rows must be at least 1, got {batch_rows}")
+    size = max(1, min(batch_rows, MAX_RESULTS_PER_BATCH // k))
+    for start in range(0, len(vectors), size):
+        row_ids = np.arange(start, min(start + size, len(vectors)))
+        yield (row_ids, *similar_rows(index, vectors, row_ids, k, stored))
+
+
+def named(ids: np.ndarray, scores: np.ndarray, names: Sequence[str]) -> Neighbours:
+    """One result row as (name, score) pairs, padding dropped."""
+    return [(names[i], float(s)) for i, s in zip(ids.tolist(), scores.tolist()) if i >= 0]
+
+
+def use_one_core_per_thread() -> None:
+    """Make FAISS searches of the calling thread single-threaded (a thread pool's initializer).
+
+    OpenMP settings are per thread: a server thread answering one small query at a
+    time would pay more for a team of threads than for the search.
+    """
+    faiss.omp_set_num_threads(1)
+
+
+@contextlib.contextmanager
+def _cores_for(n_queries: int) -> Iterator[None]:
+    """Every core for a batch of queries; the thread's own setting otherwise."""
+    if n_queries < ALL_CORES_FROM_ROWS:
+        yield
+        return
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
+def _excluded(ids: np.ndarray, exclude: Sequence[Collection[int]]) -> np.ndarray:
+    """Boolean mask, shaped like `ids`, of the hits listed in their row's exclude set.
+
+    One vectorised membership test over (row, id) keys instead of a Python loop per
+    row: the server excludes each query itself for batches of thousands of titles.
+    """
+    sizes = np.fromiter((len(e) for e in exclude), dtype=np.int64, count=len(exclude))
+    rows = np.repeat(np.arange(len(exclude), dtype=np.int64), sizes)
+    excluded = np.fromiter(itertools.chain.from_iterable(exclude), dtype=np.int64, count=int(sizes.sum()))
+    valid = excluded >= 0
+    rows, excluded = rows[valid], excluded[valid]
+    hits = np.maximum(ids, 0)  # padding (-1) is dropped by the caller; keep keys non-negative
+    stride = int(max(hits.max(), excluded.max(initial=0))) + 1
+    hit_keys = np.arange(len(ids), dtype=np.int64)[:, None] * stride + hits
+    return np.isin(hit_keys, rows * stride + excluded)

@@ -1,0 +1,182 @@
+"""Recommendations from liked (positive) and disliked (negative) examples, by id.
+
+Four strategies:
+
+- neighbours (default): item-based. A movie's relevance is the sum, over the liked
+  examples whose stored nearest neighbours it is among, of its cosine cubed (its
+  closeness to what was liked, close neighbours counting most), scaled to 0..1; to
+  it is added the person's era (how close its release year is to the years of the
+  films given, liked or disliked: people watch the films of their time), weighted up
+  by the film's prominence (known box office and reviews: what people of that time
+  have heard of). Measured on
+  real people's ratings (bench/bench_recommend.py, docs/quality.md), this beats
+  every other strategy, with or without dislikes; disliked films are left out and
+  count towards the era, and their own neighbours are pushed down a little.
+- svm (the notebook's): a linear SVM on liked (+1) vectors against a seeded sample
+  of the catalogue, with disliked vectors as extra, lighter negatives. People
+  dislike films they chose to watch, close to the ones they like: fitted on likes
+  against dislikes alone, its direction points away from everything they watch.
+  Its decision function is w.x + b, so ranking every movie by it is an
+  inner-product search of w over the movie index (and of -w for the worst).
+- average_vector (Qdrant's): one query, normalise(avg(pos) + avg(pos) - avg(neg))
+  (without negatives, avg(pos)), and the movies' cosine to it.
+- best_score (Qdrant's): each movie's best cosine to a positive, if that beats its
+  best cosine to a negative; else minus the square of the latter.
+
+Examples are movie or link vectors: both live in one space.
+"""
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+
+SVM_C = 1.0  # the notebook's SVC(kernel="linear") default
+STAND_IN_DISLIKES_PER_LIKED = 10
+MIN_STAND_IN_DISLIKES = 50
+MAX_STAND_IN_DISLIKES = 5_000  # with at most 1,000 liked titles (server.limits), keeps one fit under about a second
+
+
+def fit_linear_svm(features, labels: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """(w, b) of SVC(kernel="linear", C=1) fitted on `features` (dense or scipy sparse rows)
+    with labels 1 (liked) and 0 (disliked), each row weighted by `weights` (None: 1)."""
+    from sklearn.svm import SVC  # see load_svm
+
+    if isinstance(features, np.ndarray):
+        features = features.astype(np.float64)
+    classifier = SVC(kernel="linear", C=SVM_C).fit(features, labels, sample_weight=weights)
+    coef = classifier.coef_
+    w = np.asarray(coef.todense() if hasattr(coef, "todense") else coef, dtype=np.float64)[0]
+    return w, float(classifier.intercept_[0])
+
+
+# The neighbours strategy. Its weights were chosen on MovieLens 100K people (bench/bench_recommend.py):
+# round values near the best, not the best found, since the service is judged on other people.
+NEIGHBOURS_PER_EXAMPLE = 100  # each liked example's nearest movies that count for it (the stored lists hold 100)
+NEIGHBOUR_POWER = 3  # a close neighbour counts for far more than a distant one (cosine cubed)
+DISLIKED_WEIGHT = 0.2  # how much a disliked film's own neighbours are pushed down, against 1 for liked
+ERA_SPREAD_YEARS = 3.0  # the era kernel's standard deviation
+ERA_WEIGHT = 0.3
+PROMINENCE_WEIGHT = 1.2  # times the era term: what people of that time have heard of
+# The SVM: dislikes are negatives beside the catalogue's sample, each counting this much.
+SVM_DISLIKED_WEIGHT = 1.0
+
+STRATEGIES = ("neighbours", "svm", "average_vector", "best_score")
+DEFAULT_STRATEGY = STRATEGIES[0]
+SCORE_MEANING = {
+    "neighbours": f"closeness to the liked films' nearest neighbours (0..1, less {DISLIKED_WEIGHT:g} x that to the "
+                  f"disliked films'), plus how close its release year is to the years of the films given (0..1) "
+                  f"times ({ERA_WEIGHT:g} + {PROMINENCE_WEIGHT:g} x how well known and reviewed it is, 0..1): at most "
+                  f"{1 + ERA_WEIGHT + PROMINENCE_WEIGHT:g}, higher is better",
+    "svm": "the linear SVM's decision value w.x + b, fitted on the liked films against a random sample of the "
+           "catalogue and the disliked films: above 0 the movie is on the liked side of the boundary; most are "
+           "below 0, and the order is what matters",
+    "average_vector": "the cosine (-1..1) to the average liked vector pushed away from the average disliked one",
+    "best_score": "the cosine (-1..1) to the closest liked example when that is closer than every disliked one; "
+                  "otherwise minus the squared cosine to the closest disliked example",
+}
+
+
+def average_vector_query(positives: np.ndarray, negatives: np.ndarray) -> np.ndarray:
+    """Qdrant's average_vector query, normalised: avg(pos) + (avg(pos) - avg(neg)), or avg(pos) without negatives."""
+    mean = positives.mean(axis=0)
+    query = 2 * mean - negatives.mean(axis=0) if len(negatives) else mean
+    norm = float(np.linalg.norm(query))
+    return (query / norm if norm > 0 else query).astype(np.float32)
+
+
+def best_scores(vectors: np.ndarray, positives: np.ndarray, negatives: np.ndarray) -> np.ndarray:
+    """Qdrant's best_score of every row of `vectors`, float32 [n]."""
+    best_positive = (vectors @ positives.T).max(axis=1)
+    if not len(negatives):
+        return best_positive.astype(np.float32)
+    best_negative = (vectors @ negatives.T).max(axis=1)
+    return np.where(best_positive > best_negative, best_positive, -(best_negative ** 2)).astype(np.float32)
+
+
+def svm_direction(vectors: np.ndarray, liked_ids: np.ndarray, disliked_ids: np.ndarray,
+                  liked_extra: np.ndarray | None = None, disliked_extra: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """(w, b) of the SVM fitted on the liked rows of `vectors` (and the extra example
+    vectors, e.g. links') against `stand_in_dislike_ids` and the disliked rows and
+    vectors, these weighted SVM_DISLIKED_WEIGHT."""
+    dim = vectors.shape[1]
+    liked_extra = np.empty((0, dim), np.float32) if liked_extra is None else liked_extra
+    disliked_extra = np.empty((0, dim), np.float32) if disliked_extra is None else disliked_extra
+    liked_ids = np.asarray(liked_ids, dtype=np.int64)
+    disliked_ids = np.asarray(disliked_ids, dtype=np.int64)
+    examples = np.concatenate([liked_ids, disliked_ids])
+    sample = stand_in_dislike_ids(len(vectors), examples, max(1, len(liked_ids) + len(liked_extra)))
+    positives = np.concatenate([vectors[liked_ids], liked_extra])
+    disliked = np.concatenate([vectors[disliked_ids], disliked_extra])
+    features = np.concatenate([positives, vectors[sample], disliked])
+    labels = np.r_[np.ones(len(positives)), np.zeros(len(sample) + len(disliked))]
+    weights = np.r_[np.ones(len(positives) + len(sample)), np.full(len(disliked), SVM_DISLIKED_WEIGHT)]
+    return fit_linear_svm(features, labels, weights)
+
+
+def neighbour_relevance(neighbour_ids: np.ndarray, neighbour_scores: np.ndarray, n_movies: int) -> np.ndarray:
+    """float32 [n_movies], 0..1: for each movie, the sum of max(0, cosine) ** NEIGHBOUR_POWER
+    over the rows (one row per example: its nearest movies, ids padded with -1) it is in,
+    divided by the largest such sum."""
+    ids, scores = np.asarray(neighbour_ids).ravel(), np.asarray(neighbour_scores, dtype=np.float64).ravel()
+    found = ids >= 0
+    total = np.bincount(ids[found], weights=np.maximum(scores[found], 0) ** NEIGHBOUR_POWER, minlength=n_movies)
+    largest = total.max(initial=0.0)
+    return (total / largest if largest > 0 else total).astype(np.float32)
+
+
+def era_affinity(years: np.ndarray, example_years: np.ndarray) -> np.ndarray:
+    """float32 [n_movies], 0..1: the mean over the examples' known release years of a
+    Gaussian (ERA_SPREAD_YEARS) of each movie's distance in years to it; 0 for a movie of
+    unknown year, and everywhere when no example's year is known."""
+    known = np.asarray(example_years, dtype=np.float64)
+    known = known[known > 0]
+    years = np.asarray(years)
+    if not len(known) or not len(years):
+        return np.zeros(len(years), np.float32)
+    every_year = np.arange(int(years.max()) + 1, dtype=np.float64)  # one kernel value per year, then a gather
+    by_year = np.exp(-0.5 * ((every_year[:, None] - known[None, :]) / ERA_SPREAD_YEARS) ** 2).mean(axis=1)
+    by_year[0] = 0.0
+    return by_year[years].astype(np.float32)
+
+
+def neighbours_scores(liked_neighbours: tuple[np.ndarray, np.ndarray], disliked_neighbours: tuple[np.ndarray, np.ndarray],
+                      years: np.ndarray, example_years: np.ndarray, prominence: np.ndarray) -> np.ndarray:
+    """The neighbours strategy's score of every movie, float32 [n_movies] (see the module
+    docstring): relevance to the liked examples' neighbour rows, less DISLIKED_WEIGHT x that
+    to the disliked ones', plus the era term times (ERA_WEIGHT + PROMINENCE_WEIGHT x prominence):
+    a well-known film counts for more only in the era of the films given, so a fan of 1940s
+    films is not offered this decade's box-office hits."""
+    n_movies = len(prominence)
+    scores = neighbour_relevance(*liked_neighbours, n_movies)
+    if np.size(disliked_neighbours[0]):
+        scores -= DISLIKED_WEIGHT * neighbour_relevance(*disliked_neighbours, n_movies)
+    era = era_affinity(years, example_years)
+    scores += era * (ERA_WEIGHT + PROMINENCE_WEIGHT * np.asarray(prominence, dtype=np.float32))
+    return scores
+
+
+def stand_in_dislike_ids(n_movies: int, liked_ids, n_liked: int | None = None) -> np.ndarray:
+    """Movie ids standing in for dislikes when there are none: a sample of the catalogue
+    (liked movies excluded) of max(50, 10 per liked example) movies, at most 5,000, seeded
+    by the liked set so the same request always gets the same answer."""
+    liked = np.unique(np.asarray(liked_ids, dtype=np.int64))
+    n_liked = len(liked) if n_liked is None else n_liked
+    wanted = min(max(MIN_STAND_IN_DISLIKES, STAND_IN_DISLIKES_PER_LIKED * n_liked), MAX_STAND_IN_DISLIKES,
+                 n_movies - len(liked))
+    rng = np.random.default_rng([0x5EC, len(liked), *liked.tolist()])
+    # The movies not liked, as np.setdiff1d would give them, without its sort of every id
+    # (2.4 s at a million movies here; a mask takes milliseconds).
+    others = np.ones(n_movies, dtype=bool)
+    others[liked] = False
+    return np.sort(rng.choice(np.flatnonzero(others), size=wanted, replace=False))
+
+
+def load_svm() -> None:
+    """Import scikit-learn's SVM now.
+
+    Importing sklearn takes most of a second, more than the rest of the server's
+    start together, so it is not imported at start: the server calls this in the
+    background once it is serving, and fit_svm imports it on first use otherwise.
+    """
+    importlib.import_module("sklearn.svm")

@@ -1,0 +1,92 @@
+"""The neighbours recommendation (the default): its parts as pure functions, the prominence the
+indexer stores, and the served ranking against the same score computed here from the raw vectors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from movielinks.common.records import prominence
+from movielinks.indexer.build import build_index
+from movielinks.indexer.root import load_current
+from movielinks.search import recommend
+from movielinks.server.errors import ServiceError
+from movielinks.server.service import MovieService
+from tests.fixtures import make_run
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory) -> MovieService:
+    tmp = tmp_path_factory.mktemp("neighbours")
+    build_index(make_run(tmp / "run", n_movies=260, n_links=90, years=True), tmp / "index", progress=False)
+    return MovieService(load_current(tmp / "index"))
+
+
+def test_prominence_reads_box_office_and_reviews():
+    assert prominence({}) == 0.0
+    assert prominence({"rotten_tomatoes": 1.0}) == pytest.approx(2 / 3)  # known, best reviewed, no gross
+    assert prominence({"gross": 1e9, "rotten_tomatoes": 1.0}) == pytest.approx(1.0)
+    assert prominence({"gross": 1e6}) == pytest.approx(0.5)  # known, reviews unknown (a half), gross at the floor
+    assert prominence({"gross": 1e12, "rotten_tomatoes": 7.0}) == pytest.approx(1.0)  # clipped, never above 1
+
+
+def test_relevance_counts_close_neighbours_most_and_scales_to_one():
+    ids = np.array([[2, 3, -1], [3, 1, 0]])
+    scores = np.array([[0.9, 0.5, -np.inf], [0.8, -0.2, 0.1]])
+    relevance = recommend.neighbour_relevance(ids, scores, 5)
+    raw = np.array([0.1 ** 3, 0.0, 0.9 ** 3, 0.5 ** 3 + 0.8 ** 3, 0.0])  # a negative cosine counts 0
+    np.testing.assert_allclose(relevance, raw / raw.max(), rtol=1e-6)
+
+
+def test_era_is_a_kernel_over_the_years_given():
+    years = np.array([0, 1990, 1993, 2020], dtype=np.int16)
+    era = recommend.era_affinity(years, np.array([1990, 0, 1996]))  # an unknown example year is ignored
+    spread = recommend.ERA_SPREAD_YEARS
+    expected = [0.0, (1 + np.exp(-0.5 * (6 / spread) ** 2)) / 2, np.exp(-0.5 * (3 / spread) ** 2),
+                (np.exp(-0.5 * (30 / spread) ** 2) + np.exp(-0.5 * (24 / spread) ** 2)) / 2]
+    np.testing.assert_allclose(era, expected, rtol=1e-5, atol=1e-12)
+    assert not recommend.era_affinity(years, np.array([0])).any()  # no year known: no era at all
+
+
+def test_the_default_is_neighbours_and_ranks_as_its_score_says(service):
+    version = service.version
+    vectors = np.asarray(version.movie_vectors, dtype=np.float64)
+    liked, disliked = [3, 40, 77], [5, 150]
+    result = service.recommend([version.movie_names[i] for i in liked], [version.movie_names[i] for i in disliked],
+                               k=15, worst_k=3)
+    assert result.strategy == "neighbours" and result.score_meaning == recommend.SCORE_MEANING["neighbours"]
+
+    def relevance(examples):  # each example's 100 nearest other movies, by brute force
+        total = np.zeros(len(vectors))
+        for e in examples:
+            cosines = vectors @ vectors[e]
+            cosines[e] = -np.inf
+            nearest = np.argsort(-cosines, kind="stable")[:recommend.NEIGHBOURS_PER_EXAMPLE]
+            total[nearest] += np.maximum(cosines[nearest], 0) ** recommend.NEIGHBOUR_POWER
+        return total / total.max()
+
+    years = np.asarray(version.years, dtype=np.float64)
+    known = years[liked + disliked][years[liked + disliked] > 0]
+    era = np.exp(-0.5 * ((years[:, None] - known[None, :]) / recommend.ERA_SPREAD_YEARS) ** 2).mean(axis=1)
+    era[years == 0] = 0
+    expected = (relevance(liked) - recommend.DISLIKED_WEIGHT * relevance(disliked)
+                + era * (recommend.ERA_WEIGHT + recommend.PROMINENCE_WEIGHT * np.asarray(version.prominence)))
+    order = [i for i in np.argsort(-expected, kind="stable") if i not in liked + disliked]
+    assert [title for title, _ in result.best] == [version.movie_names[i] for i in order[:15]]
+    np.testing.assert_allclose([s for _, s in result.best], expected[order[:15]], atol=1e-4)
+    assert [title for title, _ in result.worst] == [version.movie_names[i] for i in order[::-1][:3]]
+
+
+def test_the_index_stores_each_films_prominence(service):
+    version = service.version
+    stored = np.asarray(version.prominence)
+    assert stored.dtype == np.float32 and len(stored) == len(version.movie_names)
+    np.testing.assert_allclose(stored, [prominence(version.movies[i].attributes) for i in range(len(stored))], rtol=1e-6)
+    assert stored.max() > 0 and (stored == 0).any()  # the fixture gives reviews to two films in three
+
+
+def test_liked_links_work_with_the_default_and_an_unknown_strategy_is_refused(service):
+    version = service.version
+    by_link = service.recommend([], [], liked_links=[version.links[4]], k=5)
+    assert by_link.strategy == "neighbours" and len(by_link.best) == 5
+    with pytest.raises(ServiceError, match="unknown strategy 'neighbors'"):
+        service.recommend([version.movie_names[0]], [], 5, strategy="neighbors")

@@ -1,0 +1,182 @@
+"""The server's domain code: title resolution, neighbours, SVM recommendations, limits."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.svm import SVC
+
+from movielinks.indexer.build import build_index
+from movielinks.search import recommend as recommend_module
+from movielinks.indexer.root import load_current
+from movielinks.server.limits import MAX_BATCH, MAX_BATCH_NEIGHBOURS, MAX_K, MAX_RECOMMEND_TITLES, MAX_STRING_CHARS
+from movielinks.server.service import MovieService
+from movielinks.server.errors import Kind, ServiceError
+from movielinks.search.recommend import MAX_STAND_IN_DISLIKES, stand_in_dislike_ids
+from movielinks.server.titles import TitleResolver
+from tests.fixtures import make_run
+
+TITLES = ["Interstellar (film)", "Star Wars (film)", "Star Wars: The Force Awakens", "The Martian (film)",
+          "Alien (film)", "Aliens (film)", "Heat (1995 film)", "Heat (1986 film)"]
+
+
+@pytest.fixture(scope="module")
+def catalogue(tmp_path_factory) -> MovieService:
+    tmp = tmp_path_factory.mktemp("catalogue")
+    build_index(make_run(tmp / "run", titles=TITLES, n_movies=250, n_links=80), tmp / "index", progress=False)
+    return MovieService(load_current(tmp / "index"))
+
+
+def error_kind(call) -> Kind:
+    with pytest.raises(ServiceError) as caught:
+        call()
+    return caught.value.kind
+
+
+def test_title_resolution_order():
+    resolver = TitleResolver(TITLES)
+    assert resolver.resolve("Interstellar (film)") == (0, "exact")
+    assert resolver.resolve("interstellar (FILM)") == (0, "case_insensitive")
+    assert resolver.resolve("the martian") == (3, "qualifier")
+    assert resolver.resolve("interst") == (0, "prefix")
+    assert resolver.resolve("Inter-stellar (film)") == (0, "close")  # the same name written otherwise
+    with pytest.raises(ServiceError, match=r"'Intersteller \(film\)': not in the catalogue .*did you mean: Interstellar"):
+        resolver.resolve("Intersteller (film)")  # another spelling may be another film: asked
+    with pytest.raises(ServiceError) as unknown:
+        resolver.resolve("Star")  # a prefix of two titles: ambiguous, not guessed
+    assert unknown.value.kind is Kind.NOT_FOUND
+    assert "Star Wars (film)" in unknown.value.message and "Star Wars: The Force Awakens" in unknown.value.message
+    with pytest.raises(ServiceError, match="ambiguous; use the exact title: Heat .*Heat"):
+        resolver.resolve("heat")  # two films share the name and nothing tells them apart: both offered
+
+
+def test_unknown_title_names_close_titles(catalogue):
+    with pytest.raises(ServiceError) as caught:
+        catalogue.similar_movies("Alienz (film)", 5)  # as close to "Alien" as to "Aliens": not guessed
+    assert caught.value.kind is Kind.NOT_FOUND
+    assert "Alien (film)" in caught.value.message
+    assert caught.value.message.count(";") <= 5
+
+
+def test_similar_movies_exclude_the_query_and_match_exact_search(catalogue):
+    vectors = catalogue.version.movie_vectors
+    query, neighbours = catalogue.similar_movies("Interstellar (film)", 10)
+    assert query == "Interstellar (film)"
+    assert len(neighbours) == 10 and query not in [n for n, _ in neighbours]
+    expected = np.argsort(-(vectors @ vectors[0]))[1:11]
+    assert [n for n, _ in neighbours] == [catalogue.version.movies[i].title for i in expected]
+    scores = [s for _, s in neighbours]
+    assert scores == sorted(scores, reverse=True)
+    batch = catalogue.similar_movies_batch(["Interstellar (film)", "alien (film)"], 10)
+    assert batch[0] == (query, neighbours)
+    assert batch[1] == catalogue.similar_movies("Alien (film)", 10)
+
+
+def test_links_and_movies_for_links(catalogue):
+    link, similar = catalogue.similar_links("link 3", 5)  # case-insensitive
+    assert link == "Link 3" and "Link 3" not in [n for n, _ in similar] and len(similar) == 5
+    _, links = catalogue.movie_links("Alien (film)", 7)
+    expected = np.argsort(-(catalogue.version.link_vectors @ catalogue.version.movie_vectors[4]))[:7]
+    assert [n for n, _ in links] == [catalogue.version.links[i] for i in expected]
+    _, movies = catalogue.link_movies("Link 3", 4)
+    assert len(movies) == 4
+    assert error_kind(lambda: catalogue.similar_links("Link 99999", 5)) is Kind.NOT_FOUND
+
+
+def test_recommend_order_is_the_svm_decision_function(catalogue):
+    # The svm strategy: likes against the seeded catalogue sample, dislikes as extra negatives (SVM_DISLIKED_WEIGHT).
+    liked, disliked = ["Interstellar (film)", "The Martian (film)", "Alien (film)"], ["Heat (1995 film)", "Star Wars (film)"]
+    result = catalogue.recommend(liked, disliked, k=20, worst_k=5, strategy="svm")
+    vectors = catalogue.version.movie_vectors.astype(np.float64)
+    ids = {m.title: i for i, m in enumerate(catalogue.version.movies)}
+    liked_ids, disliked_ids = [ids[t] for t in liked], [ids[t] for t in disliked]
+    sample = stand_in_dislike_ids(len(vectors), liked_ids + disliked_ids, len(liked_ids)).tolist()
+    weights = [1.0] * (len(liked_ids) + len(sample)) + [recommend_module.SVM_DISLIKED_WEIGHT] * len(disliked_ids)
+    svm = SVC(kernel="linear", C=1.0).fit(vectors[liked_ids + sample + disliked_ids],
+                                          [1] * len(liked_ids) + [0] * (len(sample) + len(disliked_ids)),
+                                          sample_weight=weights)
+    decision = svm.decision_function(vectors)
+    order = [i for i in np.argsort(-decision) if catalogue.version.movies[i].title not in liked + disliked]
+    assert [t for t, _ in result.best] == [catalogue.version.movies[i].title for i in order[:20]]
+    np.testing.assert_allclose([v for _, v in result.best], decision[order[:20]], atol=1e-4)
+    assert [t for t, _ in result.worst] == [catalogue.version.movies[i].title for i in order[::-1][:5]]
+    assert not {t for t, _ in result.best + result.worst} & set(liked + disliked)
+
+
+def test_recommend_without_dislikes_is_deterministic(catalogue):
+    first = catalogue.recommend(["Interstellar (film)", "Alien (film)"], [], k=10)
+    again = catalogue.recommend(["alien (film)", "Interstellar (film)"], [], k=10)
+    assert (first.best, first.worst) == (again.best, again.worst) and len(first.best) == 10
+    negatives = stand_in_dislike_ids(250, [0, 4])
+    assert len(negatives) == 50 and not {0, 4} & set(negatives.tolist())
+
+
+def test_predict_attribute(catalogue):
+    prediction = catalogue.predict_attribute("Alien (film)", "rotten_tomatoes")
+    model = catalogue.version.attribute_models["rotten_tomatoes"]
+    assert prediction.predicted == pytest.approx(float(model.predict(catalogue.version.movie_vectors[4])))
+    assert prediction.known == catalogue.version.movies[4].attributes.get("rotten_tomatoes")
+    assert (prediction.heldout_mse, prediction.baseline_mse) == (model.heldout_mse, model.baseline_mse)
+    assert error_kind(lambda: catalogue.predict_attribute("Alien (film)", "box office")) is Kind.NOT_FOUND
+
+
+def test_export_covers_every_movie_in_order(catalogue):
+    chunks = list(catalogue.export_neighbours(3, chunk_size=64))
+    rows = [row for chunk in chunks for row in chunk]
+    assert [q for q, _ in rows] == [m.title for m in catalogue.version.movies]
+    assert len(chunks) == 4 and rows[0] == catalogue.similar_movies(rows[0][0], 3)
+
+
+@pytest.mark.parametrize("call", [
+    lambda c: c.similar_movies("Alien (film)", 0),
+    lambda c: c.similar_movies("Alien (film)", -1),
+    lambda c: c.similar_movies("Alien (film)", MAX_K + 1),
+    lambda c: c.similar_movies("", 5),
+    lambda c: c.similar_movies("   ", 5),
+    lambda c: c.similar_movies("x" * (MAX_STRING_CHARS + 1), 5),
+    lambda c: c.similar_movies_batch([], 5),
+    lambda c: c.similar_movies_batch(["Alien (film)"] * (MAX_BATCH + 1), 5),
+    lambda c: c.similar_movies_batch(["Alien (film)"] * (MAX_BATCH_NEIGHBOURS // 10 + 1), 10),
+    lambda c: c.recommend(["Alien (film)"] * (MAX_RECOMMEND_TITLES // 2), ["Heat (1995 film)"] * 501, 5),
+    lambda c: c.recommend([], ["Alien (film)"], 5),
+    lambda c: c.recommend(["Alien (film)"], ["alien (film)"], 5),
+    lambda c: c.recommend(["Alien (film)"], [], 5, worst_k=-1),
+    lambda c: c.export_neighbours(5, chunk_size=-3).__next__(),
+])
+def test_bad_requests_are_invalid_arguments(catalogue, call):
+    assert error_kind(lambda: call(catalogue)) is Kind.INVALID_ARGUMENT
+
+
+def test_misspelt_titles_cost_a_bounded_amount_of_work(catalogue, monkeypatch):
+    import time
+
+    started = time.perf_counter()
+    batch = catalogue.similar_movies_batch(["Inter-stellar (film)"] * 5000, 1)  # resolved once, not 5000 times
+    assert time.perf_counter() - started < 5 and batch[0][0] == "Interstellar (film)"
+    monkeypatch.setattr("movielinks.server.limits.MAX_CLOSE_MATCHES", 1)
+    assert len(catalogue.similar_movies_batch(["Inter-stellar (film)", "Alien (film)"], 1)) == 2
+    with pytest.raises(ServiceError, match="close") as caught:
+        catalogue.similar_movies_batch(["Inter-stellar (film)", "The Mar-tian (film)"], 1)
+    assert caught.value.kind is Kind.INVALID_ARGUMENT
+
+
+def test_recommend_stops_between_its_steps_once_the_caller_is_gone(catalogue, monkeypatch):
+    # Issue 13.2: a Recommend ran on long past its caller's deadline.
+    fits: list[int] = []
+    real_fit = recommend_module.fit_linear_svm
+    monkeypatch.setattr(recommend_module, "fit_linear_svm", lambda *a: fits.append(1) or real_fit(*a))
+    answers = iter([True, False])  # alive before the fit, gone after it
+    with pytest.raises(ServiceError) as stopped:
+        catalogue.recommend(["Alien (film)"], [], 5, strategy="svm", alive=lambda: next(answers))
+    assert stopped.value.kind is Kind.STOPPED and fits == [1]
+    with pytest.raises(ServiceError):
+        catalogue.recommend(["Alien (film)"], [], 5, strategy="svm", alive=lambda: False)
+    assert fits == [1]  # gone from the start: no fit at all
+    assert len(catalogue.recommend(["Alien (film)"], [], 5, strategy="svm", alive=lambda: True).best) == 5
+    with pytest.raises(ServiceError) as stopped:  # the default strategy checks too
+        catalogue.recommend(["Alien (film)"], [], 5, alive=lambda: False)
+    assert stopped.value.kind is Kind.STOPPED
+
+
+def test_stand_in_dislikes_are_capped():
+    assert len(stand_in_dislike_ids(100_000, list(range(1000)))) == MAX_STAND_IN_DISLIKES
+    assert len(stand_in_dislike_ids(100_000, [1, 2])) == 50

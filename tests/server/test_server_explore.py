@@ -1,0 +1,70 @@
+"""The explorer's queries on a tiny index: name search and the 2D map (its shared links: test_server_explain)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from movielinks.indexer.build import build_index
+from movielinks.server.app import load_service
+from movielinks.server.errors import ServiceError
+from movielinks.common.clusters import name_clusters
+from movielinks.server.explore import MAP_CLUSTERS, MAP_SEED, explorer, principal_plane
+from tests.fixtures import make_run
+
+TITLES = ["Interstellar (film)", "Inter Alia", "The Interpreter", "Alien (film)", "Titanic (1997 film)",
+          "Titanic (1953 film)", "Jurassic World Dominion", "Jurassic World", "Jurassic Park (film)"]
+
+
+@pytest.fixture(scope="module")
+def catalogue(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("explore")
+    build_index(make_run(tmp / "run", titles=TITLES, n_movies=120, n_links=40, years=True), tmp / "index",
+                progress=False)
+    return load_service(str(tmp / "index"))
+
+
+def test_names_containing_a_text_the_named_film_first_then_shorter_names_first(catalogue):
+    names, total = explorer(catalogue).search_names("INTER")
+    assert names == ["Inter Alia", "Interstellar (film)", "The Interpreter"] and total == 3  # shorter names first
+    # The name itself up to article, qualifier and case comes before the names that start with it.
+    assert explorer(catalogue).search_names("interpreter")[0] == ["The Interpreter"]
+    assert explorer(catalogue).search_names("interstellar")[0] == ["Interstellar (film)"]
+    assert explorer(catalogue).search_names("alien")[0][0] == "Alien (film)"
+    # Several films of that name: the most linked first, the one LookupTitle picks.
+    titanic = explorer(catalogue).search_names("titanic")[0]
+    assert titanic[0] == catalogue.lookup_title("titanic")[0] and sorted(titanic) == sorted(TITLES[4:6])
+    assert explorer(catalogue).search_names("Jurassic")[0] == ["Jurassic Park (film)", "Jurassic World",
+                                                               "Jurassic World Dominion"]
+    links, total = explorer(catalogue).search_names("link 3", "links", limit=2)
+    assert links == ["Link 3", "Link 30"] and total == 11  # Link 3, Link 30..39
+    for bad in ({"text": " "}, {"text": "x", "limit": 1001}, {"text": "x" * 501}):
+        with pytest.raises(ServiceError):
+            explorer(catalogue).search_names(**bad)
+
+
+def test_the_map_is_the_first_two_principal_components(catalogue):
+    vectors = catalogue.version.movie_vectors
+    points, explained = principal_plane(vectors)
+    centred = vectors - vectors.mean(axis=0)
+    singular = np.linalg.svd(centred, compute_uv=False)
+    assert explained == pytest.approx(float((singular[:2] ** 2).sum() / (singular ** 2).sum()), rel=1e-4)
+    assert np.abs(points).sum(axis=0) == pytest.approx(np.abs(np.linalg.svd(centred)[0][:, :2] * singular[:2])
+                                                      .sum(axis=0), rel=1e-3)
+    found = explorer(catalogue).movie_map(["interstellar"], 50)
+    assert len(found.sample) == 50 and found.titles[0].title == "Interstellar (film)"
+    assert (found.titles[0].x, found.titles[0].y) == pytest.approx(tuple(points[0]))
+    assert explorer(catalogue).movie_map([], 50).sample == found.sample  # the same sample every time
+
+
+def test_map_clusters_are_the_trainer_plots_clusters_of_the_map_sample(catalogue):
+    found = explorer(catalogue).map_clusters(60)
+    sample = explorer(catalogue).movie_map([], 60).sample
+    ids = [catalogue.movie_titles.exact[p.title] for p in sample]
+    version = catalogue.version
+    cluster, names = name_clusters(version.movie_vectors[ids], version.link_vectors, version.links, MAP_CLUSTERS, MAP_SEED)
+    assert [c.name for c in found.clusters] == names and found.of_sample == cluster.tolist()
+    assert [c.size for c in found.clusters] == np.bincount(cluster).tolist()
+    points = np.array([(p.x, p.y) for p in sample])
+    assert (found.clusters[0].x, found.clusters[0].y) == pytest.approx(tuple(np.median(points[cluster == 0], axis=0)))
+    with pytest.raises(ServiceError):
+        explorer(catalogue).map_clusters(5001)
