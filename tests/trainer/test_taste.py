@@ -127,12 +127,14 @@ def _mean_cross_cosine(run) -> float:
     return float((a @ b.T).mean())
 
 
+@pytest.mark.tf
 def test_films_liked_by_the_same_people_become_closer(trained):
     _, _, plain, tasted, _ = trained
     assert _mean_cross_cosine(tasted) > _mean_cross_cosine(plain) + 0.3
     assert tasted.manifest.metrics["link_auc"] > 0.8  # the dataset's links are still learnt
 
 
+@pytest.mark.tf
 def test_the_log_and_the_manifest_record_the_ratings_file(trained):
     _, ratings, plain, tasted, messages = trained
     assert f"skipped 4 bad rating lines, e.g. {ratings}:254: rating 'not a number' is not a number" in messages
@@ -146,6 +148,8 @@ def test_the_log_and_the_manifest_record_the_ratings_file(trained):
     assert plain.manifest.ratings == {}
 
 
+@pytest.mark.tf
+@pytest.mark.slow  # a real server process
 def test_taste_links_are_never_in_the_run_or_served(trained):
     """Not in the run, so not in the index: no answer of the real server names one, and
     asking for one by name finds no such link."""
@@ -169,6 +173,7 @@ def test_taste_links_are_never_in_the_run_or_served(trained):
     assert len(set(served)) > 50 and not any("liked by" in name for name in served)
 
 
+@pytest.mark.tf
 def test_cli_trains_with_ratings_and_refuses_a_bad_threshold(trained, tmp_path):
     tmp, ratings, _, _, _ = trained
     bad = subprocess.run([sys.executable, "-m", "movielinks.trainer", "train", "--data", str(tmp / "films.ndjson"),
