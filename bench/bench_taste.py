@@ -4,7 +4,7 @@ against the same model trained with other people's likes as links (`trainer trai
 
     python -m bench.bench_taste [--work DIR] [--epochs N] [--heldout-people 0.2] [--seed 0]
 
-Needs implicit, a bench-only dependency: `pip install implicit==0.7.3`.
+Needs implicit, a bench-only dependency: `pip install -c requirements.lock -e ".[bench]"`.
 
 People are split before anything is trained: a seeded share of MovieLens's people is
 held out and never trained on. The taste model is trained on the 36k file plus the
@@ -12,7 +12,7 @@ other people's ratings, written as a `user,title,rating` file into --work (outsi
 repository: MovieLens's licence allows evaluation only). Each held-out person with at
 least 10 liked films the catalogue holds gives a seeded half of their likes (with
 their dislikes, or not) and keeps the rest held out (bench.movielens); every strategy
-of server.recommend.STRATEGIES ranks every served film through the served code
+of search.recommend.STRATEGIES ranks every served film through the served code
 (server.catalogue.Catalogue.recommend) on both index versions. The ALS is fitted on
 the training people's likes plus the held-out people's given likes and ranks the films
 someone liked; so does a popularity baseline (the films the training people liked most),
@@ -153,12 +153,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="fixes the people split and each person's half")
     parser.add_argument("--json-out", type=Path, help="also write the figures here as JSON")
     args = parser.parse_args(argv)
-    from movielinks.server.recommend import STRATEGIES
+    from movielinks.search.recommend import STRATEGIES
 
     try:
         import implicit  # noqa: F401  (checked before anything is trained)
     except ImportError:
-        raise SystemExit("bench_taste needs implicit for its ALS ceiling: pip install implicit==0.7.3")
+        raise SystemExit("bench_taste needs implicit for its ALS ceiling: pip install -c requirements.lock -e '.[bench]'")
 
     args.work.mkdir(parents=True, exist_ok=True)
     settings = ["--epochs", str(args.epochs)] if args.epochs else []
