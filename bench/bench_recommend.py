@@ -28,7 +28,8 @@ import scipy.sparse as sp
 
 from bench.movielens import Person, read_movielens, scores_of, split_people
 from movielinks.indexer.root import load_index
-from movielinks.search.recommend import STRATEGIES
+from movielinks.search.diversity import candidates_for, diversify
+from movielinks.search.recommend import DEFAULT_STRATEGY, STRATEGIES
 from movielinks.server.catalogue import Catalogue
 
 DEFAULT_RATINGS = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k"
@@ -62,6 +63,9 @@ def rankers(version, with_als: bool, people: list[Person], ratings) -> dict[str,
     found: dict[str, Ranker] = {
         name: (lambda liked, disliked, s=name: catalogue.recommend(liked, disliked, TOP, strategy=s).best_ids)
         for name in STRATEGIES}
+    for weight, cap in ((0.5, 0), (0.0, 2)):
+        found[f"{DEFAULT_STRATEGY}, then diversity {weight:g}, at most {cap or 'any'} a franchise"] = diverse_ranker(
+            catalogue, weight, cap)
     link_counts = version.movie_links.counts().astype(np.float64)
     found["baseline: popularity (links a film has)"] = lambda liked, disliked: top_ids(link_counts, np.r_[liked, disliked])
     prominence = np.asarray(version.prominence, dtype=np.float64)
@@ -72,6 +76,18 @@ def rankers(version, with_als: bool, people: list[Person], ratings) -> dict[str,
     if with_als:
         found["ceiling: ALS on everyone's ratings (implicit)"] = als_ranker(people, ratings, len(version.movie_vectors))
     return found
+
+
+def diverse_ranker(catalogue: Catalogue, weight: float, max_per_franchise: int) -> Ranker:
+    """The default strategy's list made diverse as the server makes it for a request's filter
+    (search.diversity: on top of the strategy's own MMR)."""
+    version = catalogue.version
+
+    def rank(liked: np.ndarray, disliked: np.ndarray) -> np.ndarray:
+        found = catalogue.recommend(liked, disliked, candidates_for(TOP, len(version.movie_vectors) - 1))
+        return diversify(found.best_ids, found.best_scores, TOP, version.movie_vectors, weight=weight,
+                         groups=version.movie_titles.franchises, max_per_group=max_per_franchise)[0]
+    return rank
 
 
 def als_ranker(people: list[Person], ratings, n_movies: int) -> Ranker:

@@ -150,11 +150,18 @@ def _filter_options(parser: argparse.ArgumentParser, *, franchise: bool = True) 
     if franchise:
         group.add_argument("--exclude-franchise", action="store_true",
                            help='leave out the query\'s own franchise ("Toy Story 2" for "Toy Story")')
+    diverse = parser.add_argument_group("a diverse list")
+    diverse.add_argument("--max-per-franchise", type=int, default=0, metavar="N",
+                         help="at most N films of one franchise (default 0: no cap)")
+    diverse.add_argument("--diversity", type=float, default=0.0, metavar="W",
+                         help="0..1: pick the answer by maximal marginal relevance, W weighing novelty against "
+                              "score (default 0: by score alone)")
 
 
 def _movie_filter(args: argparse.Namespace) -> MovieFilter | None:
     found = MovieFilter(args.from_year, args.to_year, tuple(args.must_link), tuple(args.exclude),
-                        getattr(args, "exclude_franchise", False))
+                        getattr(args, "exclude_franchise", False), getattr(args, "max_per_franchise", 0),
+                        getattr(args, "diversity", 0.0))
     return None if found == MovieFilter() else found
 
 

@@ -145,12 +145,15 @@ class MovieFilter:
     must_link_to: Sequence[str] = ()
     exclude_titles: Sequence[str] = ()
     exclude_franchise: bool = False
+    max_per_franchise: int = 0  # at most this many films of one franchise (0: no cap)
+    diversity: float = 0.0  # 0..1: the answer picked by maximal marginal relevance (0: by score alone)
 
     def message(self) -> Any:
         return _request(pb.MovieFilter, min_year=self.min_year, max_year=self.max_year,
                         must_link_to=_titles("must_link_to", self.must_link_to),
                         exclude_titles=_titles("exclude_titles", self.exclude_titles),
-                        exclude_franchise=self.exclude_franchise)
+                        exclude_franchise=self.exclude_franchise, max_per_franchise=self.max_per_franchise,
+                        diversity=self.diversity)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -140,7 +140,18 @@ class FilterRequest:
     must_link_to: tuple[str, ...] = ()
     exclude_titles: tuple[str, ...] = ()
     exclude_franchise: bool = False
+    max_per_franchise: int = 0  # 0: no cap (search.diversity)
+    diversity: float = 0.0  # the MMR weight, 0..1 (search.diversity)
 
     @property
     def empty(self) -> bool:
         return self == FilterRequest()
+
+    @property
+    def shapes_the_list(self) -> bool:
+        """Whether it asks for a diverse list (picked from a longer ranked one)."""
+        return bool(self.max_per_franchise or self.diversity)
+
+    @property
+    def without_diversity(self) -> FilterRequest:
+        return dataclasses.replace(self, max_per_franchise=0, diversity=0.0)

@@ -8,7 +8,8 @@ Four strategies:
   it is added the person's era (how close its release year is to the years of the
   films given, liked or disliked: people watch the films of their time), weighted up
   by the film's prominence (known box office and reviews: what people of that time
-  have heard of). Measured on
+  have heard of). The list is then picked by maximal marginal relevance (weight
+  0.3, search.diversity), so it covers the person's several tastes. Measured on
   real people's ratings (bench/bench_recommend.py, docs/quality.md), this beats
   every other strategy, with or without dislikes; disliked films are left out and
   count towards the era, and their own neighbours are pushed down a little.
@@ -58,6 +59,9 @@ DISLIKED_WEIGHT = 0.2  # how much a disliked film's own neighbours are pushed do
 ERA_SPREAD_YEARS = 3.0  # the era kernel's standard deviation
 ERA_WEIGHT = 0.3
 PROMINENCE_WEIGHT = 1.2  # times the era term: what people of that time have heard of
+# The list is then picked by maximal marginal relevance (search.diversity) with this weight: a
+# person's likes are several tastes, and a list that covers them finds more of what they like.
+NEIGHBOURS_DIVERSITY = 0.3
 # The SVM: dislikes are negatives beside the catalogue's sample, each counting this much.
 SVM_DISLIKED_WEIGHT = 1.0
 
@@ -67,7 +71,9 @@ SCORE_MEANING = {
     "neighbours": f"closeness to the liked films' nearest neighbours (0..1, less {DISLIKED_WEIGHT:g} x that to the "
                   f"disliked films'), plus how close its release year is to the years of the films given (0..1) "
                   f"times ({ERA_WEIGHT:g} + {PROMINENCE_WEIGHT:g} x how well known and reviewed it is, 0..1): at most "
-                  f"{1 + ERA_WEIGHT + PROMINENCE_WEIGHT:g}, higher is better",
+                  f"{1 + ERA_WEIGHT + PROMINENCE_WEIGHT:g}, higher is better; the list is picked by maximal marginal "
+                  f"relevance (weight {NEIGHBOURS_DIVERSITY:g}), so a film much like one above it may come lower "
+                  f"than its score alone would place it",
     "svm": "the linear SVM's decision value w.x + b, fitted on the liked films against a random sample of the "
            "catalogue and the disliked films: above 0 the movie is on the liked side of the boundary; most are "
            "below 0, and the order is what matters",

@@ -19,8 +19,9 @@ from movielinks.search.neighbours import all_similar_rows, search, similar_rows
 from movielinks.indexer.version import IndexVersion
 from movielinks.server.errors import Kind, ServiceError
 from movielinks.search.filters import best_allowed, filtered_search, from_stored
-from movielinks.search.recommend import (DEFAULT_STRATEGY, NEIGHBOURS_PER_EXAMPLE, average_vector_query, best_scores,
-                                          neighbours_scores, svm_direction)
+from movielinks.search.diversity import candidates_for, diversify
+from movielinks.search.recommend import (DEFAULT_STRATEGY, NEIGHBOURS_DIVERSITY, NEIGHBOURS_PER_EXAMPLE,
+                                          average_vector_query, best_scores, neighbours_scores, svm_direction)
 
 Ranked = tuple[np.ndarray, np.ndarray]  # (ids int64 [n, k], scores float32 [n, k])
 
@@ -108,7 +109,9 @@ class Catalogue:
             scores = neighbours_scores(self._example_neighbours(liked_ids, liked_extra),
                                        self._example_neighbours(disliked_ids, disliked_extra),
                                        v.years, v.years[inputs], v.prominence)
-            return self._ranked(scores, inputs, k, worst_k, allowed, alive)
+            found = self._ranked(scores, inputs, candidates_for(k, len(scores) - 1), worst_k, allowed, alive)
+            best_ids, best = diversify(found.best_ids, found.best_scores, k, vectors, weight=NEIGHBOURS_DIVERSITY)
+            return dataclasses.replace(found, best_ids=best_ids, best_scores=best)
         if strategy == "best_score":
             positives = np.concatenate([vectors[liked_ids], liked_extra])
             negatives = np.concatenate([vectors[disliked_ids], disliked_extra])

@@ -68,6 +68,13 @@ def check_reasons(reasons: int, n_results: int) -> None:
                       "when reasons are asked for")
 
 
+def check_diversity(max_per_franchise: int, diversity: float) -> None:
+    if not 0 <= max_per_franchise <= MAX_K:
+        raise invalid(f"filter.max_per_franchise must be between 0 (no cap) and {MAX_K}, got {max_per_franchise}")
+    if not 0.0 <= diversity <= 1.0:  # NaN fails both comparisons
+        raise invalid(f"filter.diversity must be between 0 (none) and 1, got {diversity:g}")
+
+
 def check_filter(min_year: int, max_year: int, must_link_to: Sequence[str], exclude_titles: Sequence[str]) -> None:
     for field, year in (("min_year", min_year), ("max_year", max_year)):
         if not 0 <= year <= MAX_YEAR:

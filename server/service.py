@@ -17,6 +17,7 @@ from movielinks.common.answers import Neighbours, Prediction
 from movielinks.common.title_index import NO_FRANCHISE
 from movielinks.indexer.version import IndexVersion
 from movielinks.search import explain
+from movielinks.search.diversity import candidates_for, diversify
 from movielinks.search.filters import FilterRequest, MovieFilter, allowed_movies
 from movielinks.search.neighbours import BATCH_ROWS, named
 from movielinks.search.recommend import DEFAULT_STRATEGY, SCORE_MEANING, STRATEGIES
@@ -130,13 +131,14 @@ class MovieService:
         limits.check_reasons(reasons, len(titles) * k)
         found = self._movie_filter(movie_filter)
         ids = self._movie_ids(titles)
+        wanted = self._candidates(k, movie_filter)
         if found is None:
-            ranked = self.catalogue.similar_movies(ids, k)
+            ranked = self.catalogue.similar_movies(ids, wanted)
         else:
             allowed = self._allowed(found)
             excluded = [self._franchise(int(q)) if found.exclude_franchise else np.empty(0, np.int64) for q in ids]
-            ranked = self.catalogue.similar_movies(ids, k, allowed, excluded)
-        return self._named_rows(ids, ranked, self.movie_titles, self.movie_titles)
+            ranked = self.catalogue.similar_movies(ids, wanted, allowed, excluded)
+        return self._named_rows(ids, self._diverse(ranked, k, movie_filter), self.movie_titles, self.movie_titles)
 
     def facts(self, title: str) -> MovieFacts:
         """Year, director and Wikipedia URL of a catalogue title (exact)."""
@@ -187,8 +189,8 @@ class MovieService:
         limits.check_k(k)
         found = self._movie_filter(movie_filter)
         allowed = None if found is None else self._allowed(found)
-        return self._named_rows(ids, self.catalogue.link_movies(ids, k, allowed), self.link_names,
-                                self.movie_titles)[0]
+        ranked = self.catalogue.link_movies(ids, self._candidates(k, movie_filter), allowed)
+        return self._named_rows(ids, self._diverse(ranked, k, movie_filter), self.link_names, self.movie_titles)[0]
 
     def recommend(self, liked: Sequence[str], disliked: Sequence[str], k: int, worst_k: int = 0, *,
                   strategy: str = "", liked_links: Sequence[str] = (), disliked_links: Sequence[str] = (),
@@ -231,9 +233,11 @@ class MovieService:
             if found_filter.exclude_franchise:
                 for movie_id in liked_ids.tolist():
                     allowed[self._franchise(movie_id)] = False
-        found = self.catalogue.recommend(liked_ids, disliked_ids, k, worst_k, strategy=strategy,
-                                         liked_links=liked_link_ids, disliked_links=disliked_link_ids,
-                                         allowed=allowed, alive=alive)
+        found = self.catalogue.recommend(liked_ids, disliked_ids, self._candidates(k, movie_filter), worst_k,
+                                         strategy=strategy, liked_links=liked_link_ids,
+                                         disliked_links=disliked_link_ids, allowed=allowed, alive=alive)
+        best_ids, best_scores = self._diverse((found.best_ids[None, :], found.best_scores[None, :]), k, movie_filter)
+        found = dataclasses.replace(found, best_ids=best_ids[0], best_scores=best_scores[0])
         titles = self.movie_titles.names
         best = named(found.best_ids, found.best_scores, titles)
         why: dict[str, list[Reason]] = {}
@@ -306,8 +310,28 @@ class MovieService:
         names = self.movie_titles.names
         return names[movie_id], match, [names[i] for i in others]
 
+    def _candidates(self, k: int, request: FilterRequest | None) -> int:
+        """How many ranked movies to ask for: k, or more for a diverse list to be picked from."""
+        if request is None or not request.shapes_the_list:
+            return k
+        limits.check_diversity(request.max_per_franchise, request.diversity)
+        return candidates_for(k, len(self.movie_titles.names) - 1)
+
+    def _diverse(self, ranked: Ranked, k: int, request: FilterRequest | None) -> Ranked:
+        """Each row's k picked for a diverse list (search.diversity), or the ranking as it is."""
+        if request is None or not request.shapes_the_list:
+            return ranked
+        rows = [diversify(ids, scores, k, self.version.movie_vectors, weight=request.diversity,
+                          groups=self.version.movie_titles.franchises, max_per_group=request.max_per_franchise)
+                for ids, scores in zip(*ranked)]
+        return np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows])
+
     def _movie_filter(self, request: FilterRequest | None) -> MovieFilter | None:
-        """The filter with its names resolved, or None when it lets every movie through."""
+        """The filter with its names resolved, or None when it lets every movie through
+        (its diversity settings are not a filter: `_diverse` applies them)."""
+        if request is not None:
+            limits.check_diversity(request.max_per_franchise, request.diversity)
+            request = request.without_diversity
         if request is None or request.empty:
             return None
         limits.check_filter(request.min_year, request.max_year, request.must_link_to, request.exclude_titles)

@@ -213,7 +213,8 @@ def _filter(request) -> FilterRequest | None:
     if not request.HasField("filter"):
         return None
     f = request.filter
-    return FilterRequest(f.min_year, f.max_year, tuple(f.must_link_to), tuple(f.exclude_titles), f.exclude_franchise)
+    return FilterRequest(f.min_year, f.max_year, tuple(f.must_link_to), tuple(f.exclude_titles), f.exclude_franchise,
+                         f.max_per_franchise, f.diversity)
 
 
 def _reasons(reasons: list[Reason]) -> list[pb.SharedLink]:

@@ -180,3 +180,21 @@ def test_client_commands_show_facts_and_say_which_title_they_used(served):
     assert recommend.returncode == 0 and recommend.stdout.startswith("score: best_score: the cosine")
     bad = client_cli(server, "query", "--movie", "Toy Story", "--from-year", "2001", "--to-year", "1999")
     assert bad.returncode == 2 and bad.stderr.startswith("client: error: filter.min_year")
+
+
+def test_diverse_lists_over_the_real_server_and_the_cli(served):
+    run, client, server, _ = served
+    franchise = {"Toy Story", "Toy Story 2", "Toy Story 3"}
+    capped = client.recommend(["Toy Story 3", "Alien (film)"], k=10, filter=MovieFilter(max_per_franchise=1))
+    assert len(capped.best) == 10 and len({m.title for m in capped.best} & franchise) <= 1
+    plain = client.similar_movies("Toy Story", k=8)
+    diverse = client.similar_movies("Toy Story", k=8, filter=MovieFilter(diversity=0.8))
+    assert len(diverse.neighbours) == 8 and diverse.neighbours[0] == plain.neighbours[0] and diverse != plain
+    for bad, words in ((MovieFilter(diversity=1.5), "diversity must be between 0"),
+                       (MovieFilter(max_per_franchise=-2), "max_per_franchise must be between 0")):
+        with pytest.raises(ClientError) as refused:
+            client.recommend(["Toy Story"], k=5, filter=bad)
+        assert refused.value.code == "INVALID_ARGUMENT" and words in refused.value.message
+    shown = subprocess.run([sys.executable, "-m", "movielinks.client", "--server", server.address, "recommend",
+                            "--like", "Toy Story", "--diversity", "2"], capture_output=True, text=True, timeout=60)
+    assert shown.returncode != 0 and "diversity must be between 0" in shown.stderr

@@ -9,6 +9,7 @@ from movielinks.common.records import prominence
 from movielinks.indexer.build import build_index
 from movielinks.indexer.root import load_current
 from movielinks.search import recommend
+from movielinks.search.diversity import candidates_for, diversify
 from movielinks.server.errors import ServiceError
 from movielinks.server.service import MovieService
 from tests.fixtures import make_run
@@ -71,8 +72,12 @@ def test_the_default_is_neighbours_and_ranks_as_its_score_says(service):
     expected = (relevance(liked) - recommend.DISLIKED_WEIGHT * relevance(disliked)
                 + era * (recommend.ERA_WEIGHT + recommend.PROMINENCE_WEIGHT * np.asarray(version.prominence)))
     order = [i for i in np.argsort(-expected, kind="stable") if i not in liked + disliked]
-    assert [title for title, _ in result.best] == [version.movie_names[i] for i in order[:15]]
-    np.testing.assert_allclose([s for _, s in result.best], expected[order[:15]], atol=1e-4)
+    candidates = np.array(order[:candidates_for(15, len(vectors) - 1)])
+    picked, _ = diversify(candidates, expected[candidates], 15, version.movie_vectors,
+                          weight=recommend.NEIGHBOURS_DIVERSITY)  # the list is picked by MMR (test_diversity)
+    assert [title for title, _ in result.best] == [version.movie_names[i] for i in picked]
+    np.testing.assert_allclose([s for _, s in result.best], expected[picked], atol=1e-4)
+    assert [title for title, _ in result.best] != [version.movie_names[i] for i in order[:15]]  # MMR moved some
     assert [title for title, _ in result.worst] == [version.movie_names[i] for i in order[::-1][:3]]
 
 
