@@ -60,7 +60,14 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--data", help=f"dataset file or directory (default: ${DATA_ENV})")
     train.add_argument("--format", default="auto", choices=("auto",) + FORMATS, help="dataset format")
     train.add_argument("--out", required=True, help="run directory to create (must not exist)")
-    train.add_argument("--strict", action="store_true", help="stop at the first bad record instead of skipping it")
+    train.add_argument("--ratings", metavar="FILE",
+                       help="people's ratings, 'user,title,rating' CSV (exact page titles) or MovieLens's u.data "
+                            "(or its folder; matched by title and year): films liked by the same person share one "
+                            "more link while training (never served)")
+    train.add_argument("--like-threshold", type=float, default=defaults.like_threshold,
+                       help="with --ratings: a rating this high or higher (stars, 0.5 to 5) is a like")
+    train.add_argument("--strict", action="store_true",
+                       help="stop at the first bad record (or bad ratings line) instead of skipping it")
     train.add_argument("--resume", action="store_true", help="continue from the checkpoint of an interrupted run")
     train.add_argument("--checkpoint-dir", help="where per-epoch checkpoints go (default: OUT.checkpoint)")
     train.add_argument("--quiet", action="store_true", help="no progress bars, one line per epoch")
@@ -148,7 +155,7 @@ def _train(args: argparse.Namespace) -> int:
         raise TrainerError(f"no dataset: pass --data FILE or set {DATA_ENV}")
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     config = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
-    train(data, args.out, config, data_format=args.format, strict=args.strict, resume=args.resume,
+    train(data, args.out, config, data_format=args.format, ratings=args.ratings, strict=args.strict, resume=args.resume,
           checkpoint_dir=args.checkpoint_dir, progress=not args.quiet)
     return 0
 

@@ -24,13 +24,15 @@ import numpy as np
 
 from movielinks.common.artifacts import Records
 from movielinks.common.franchises import film_identity, franchise_groups
-from movielinks.common.records import MovieRecord
+from movielinks.common.records import MovieRecord, release_year
 from movielinks.trainer.checkpoint import Checkpoint, TrainingState, default_checkpoint_dir, fingerprint
-from movielinks.trainer.data import FilmDataset, film_attributes, read_dataset
+from movielinks.trainer.data import LinkTable, film_attributes, read_dataset
 from movielinks.trainer.errors import TrainerError
 from movielinks.trainer.evaluate import evaluate_run, format_table
 from movielinks.trainer.groups import dataset_genres
 from movielinks.trainer.loop import LoopSettings, fit
+from movielinks.trainer.ratings import (HIGHEST_RATING, LOWEST_RATING, TasteLikes, is_taste_link, read_ratings,
+                                        with_taste_links)
 from movielinks.trainer.run import RunManifest, save_run
 from movielinks.trainer.sampler import every_pair_is_true, split_pairs
 from movielinks.trainer.vocab import Vocabulary, build_vocabulary
@@ -53,6 +55,7 @@ class TrainConfig:
     negative_power: float = 0.5  # negative links drawn by (films linking to them) ** power; 0 is uniform
     heldout_fraction: float = 0.1
     seed: int = 0
+    like_threshold: float = 4.0  # with a ratings file: a rating this high or higher is a like
 
     def check(self) -> None:
         problems = [
@@ -64,6 +67,8 @@ class TrainConfig:
             (self.batch_positives >= 1, f"--batch-positives must be at least 1, got {self.batch_positives}"),
             (self.learning_rate > 0, f"--learning-rate must be positive, got {self.learning_rate}"),
             (0 <= self.negative_power <= 1, f"--negative-power must be in [0, 1], got {self.negative_power}"),
+            (LOWEST_RATING <= self.like_threshold <= HIGHEST_RATING,
+             f"--like-threshold must be in [{LOWEST_RATING}, {HIGHEST_RATING}], got {self.like_threshold}"),
             (self.objective in OBJECTIVE_NAMES, f"unknown --objective {self.objective!r}; choose one of {', '.join(OBJECTIVE_NAMES)}"),
         ]
         for ok, message in problems:
@@ -77,6 +82,7 @@ def train(
     config: TrainConfig = TrainConfig(),
     *,
     data_format: str = "auto",
+    ratings: str | Path | None = None,
     strict: bool = False,
     resume: bool = False,
     checkpoint_dir: str | Path | None = None,
@@ -85,6 +91,9 @@ def train(
 ) -> Path:
     """Train on `data` and write the run directory `out` (complete or absent).
 
+    With `ratings` (trainer.ratings), each person's liked films share one more link
+    while training; those taste links shape the movie vectors and are then dropped: the
+    run's links, link vectors, movie links and evaluation hold the dataset's links only.
     Returns `out`. Raises TrainerError for anything the user can fix.
     """
     config.check()
@@ -97,19 +106,36 @@ def train(
     log(f"read {len(dataset.films):,} films from {dataset.path} ({dataset.format}) in {read_seconds:.1f} s")
     if dataset.skipped:
         log(f"skipped {len(dataset.skipped):,} bad records, e.g. {dataset.skipped[0]}")
-    vocab, kept = _vocabulary(dataset, config)
-    train_pairs, heldout_pairs = split_pairs(vocab.pairs, config.heldout_fraction, config.seed)
+    table, taste = dataset.links, None
+    if ratings is not None:
+        years = np.array([release_year(f.infobox) or 0 for f in dataset.info], dtype=np.int64)
+        taste = read_ratings(ratings, table.titles, years, config.like_threshold, strict=strict)
+        log(f"read {taste.ratings:,} ratings from {taste.path} ({taste.format}): {len(taste.likes):,} people "
+            f"liked {sum(map(len, taste.likes.values())):,} films at >= {config.like_threshold:g}")
+        if taste.skipped:
+            log(f"skipped {len(taste.skipped):,} bad rating lines, e.g. {taste.skipped[0]}")
+        table = with_taste_links(table, taste)
+    vocab, kept = _vocabulary(table, config)
+    # with_taste_links named people after every dataset link and the vocabulary keeps that order: they come last
+    n_content_links = vocab.n_links - sum(map(is_taste_link, vocab.links))
+    content = vocab.pairs[:, 1] < n_content_links
+    train_pairs, heldout_pairs = split_pairs(vocab.pairs[content], config.heldout_fraction, config.seed)
+    taste_pairs = vocab.pairs[~content]  # all trained on: the evaluation measures the dataset's links
     log(
-        f"vocabulary: {vocab.n_movies:,} movies, {vocab.n_links:,} links in >= {config.min_link_count} films, "
-        f"{len(vocab.pairs):,} pairs ({len(heldout_pairs):,} held out); "
+        f"vocabulary: {vocab.n_movies:,} movies, {n_content_links:,} links in >= {config.min_link_count} films, "
+        f"{int(content.sum()):,} pairs ({len(heldout_pairs):,} held out); "
         f"{vocab.dropped_movies:,} films with no kept link have no vector"
+        + (f"; {vocab.n_links - n_content_links:,} people's taste links, {len(taste_pairs):,} likes" if taste else "")
     )
     checkpoint = Checkpoint(Path(checkpoint_dir) if checkpoint_dir else default_checkpoint_dir(out),
-                            fingerprint(dataset.sha256, dataclasses.asdict(config)))
+                            fingerprint(dataset.sha256 + (f"+{taste.sha256}" if taste else ""),
+                                        dataclasses.asdict(config)))
     if not resume and checkpoint.exists():
         raise TrainerError(f"{checkpoint.directory} holds a checkpoint of an earlier run; pass --resume to continue it, or remove it")
     movie_vectors, link_vectors, state, versions, distribution = _train_vectors(
-        vocab, train_pairs, config, checkpoint, resume=resume, progress=progress, log=log)
+        vocab, _sorted_pairs(np.concatenate([train_pairs, taste_pairs]), vocab.n_links), config, checkpoint,
+        resume=resume, progress=progress, log=log)
+    link_vectors, links, pairs = link_vectors[:n_content_links], vocab.links[:n_content_links], vocab.pairs[content]
     if distribution is not None and not distribution.is_chief:  # a mirrored worker: the chief writes the run
         log(f"trained; the cluster's chief writes the run to {out}")
         distribution.leave()
@@ -133,15 +159,16 @@ def train(
         dataset={"path": str(Path(dataset.path).resolve()), "sha256": dataset.sha256, "format": dataset.format,
                  "films": len(dataset.films), "skipped_records": len(dataset.skipped)},
         params=dataclasses.asdict(config),
-        vocabulary={"movies": vocab.n_movies, "links": vocab.n_links, "pairs": int(len(vocab.pairs)),
+        vocabulary={"movies": vocab.n_movies, "links": n_content_links, "pairs": int(len(pairs)),
                     "train_pairs": int(len(train_pairs)), "heldout_pairs": int(len(heldout_pairs)),
                     "films_without_kept_links": vocab.dropped_movies},
+        ratings=_ratings_summary(taste, vocab.n_links - n_content_links, len(taste_pairs)),
         metrics=metrics,
         versions=versions,
     )
     records = Records([MovieRecord(title, f.infobox, a) for title, f, a in zip(vocab.movies, info, attributes)],
-                      vocab.links, models)
-    save_run(out, manifest, movie_vectors, link_vectors, records, vocab.pairs)
+                      links, models)
+    save_run(out, manifest, movie_vectors, link_vectors, records, pairs)
     checkpoint.remove()
     log(f"run written to {out}")
     if distribution is not None:
@@ -149,9 +176,9 @@ def train(
     return out
 
 
-def _vocabulary(dataset: FilmDataset, config: TrainConfig) -> tuple[Vocabulary, np.ndarray]:
-    """The vocabulary of `dataset` and its films' positions, or TrainerError if nothing could be trained on it."""
-    vocab, kept = build_vocabulary(dataset.links, config.min_link_count)
+def _vocabulary(table: LinkTable, config: TrainConfig) -> tuple[Vocabulary, np.ndarray]:
+    """The vocabulary of `table` and its films' positions, or TrainerError if nothing could be trained on it."""
+    vocab, kept = build_vocabulary(table, config.min_link_count)
     if not len(kept):
         raise TrainerError(
             f"no link occurs in {config.min_link_count} or more films, so nothing can be trained; lower --min-link-count"
@@ -159,6 +186,19 @@ def _vocabulary(dataset: FilmDataset, config: TrainConfig) -> tuple[Vocabulary, 
     if every_pair_is_true(vocab.pairs, vocab.n_movies, vocab.n_links):
         raise TrainerError("every film links to every kept link: there are no negative pairs to learn from")
     return vocab, kept
+
+
+def _sorted_pairs(pairs: np.ndarray, n_links: int) -> np.ndarray:
+    """`pairs` in (movie id, link id) order, as the vocabulary's are."""
+    return pairs[np.argsort(pairs[:, 0].astype(np.int64) * n_links + pairs[:, 1], kind="stable")]
+
+
+def _ratings_summary(taste: TasteLikes | None, taste_links: int, likes_used: int) -> dict:
+    """The ratings file as the manifest records it ({} without one): the file, what was read
+    and skipped, and how many people and likes the min link count kept."""
+    if taste is None:
+        return {}
+    return taste.summary() | {"users_used": taste_links, "likes_used": likes_used}
 
 
 def _train_vectors(
