@@ -10,6 +10,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -21,8 +22,9 @@ from tests.fixtures import make_run
 
 pytestmark = pytest.mark.slow  # real server (or indexer, collector) processes
 
-PACKAGE_PARTS = ("pyproject.toml", "README.md", "movielinks", "common", "collector", "trainer", "indexer", "server",
-                 "client", "proto")
+# What building the package reads: pyproject.toml, the README and every folder its package-dir maps.
+PACKAGE_PARTS = ("pyproject.toml", "README.md",
+                 *tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"].values())
 HEAVY = {"numpy", "faiss-cpu", "tensorflow", "tensorflow-cpu", "keras", "scikit-learn", "pyarrow", "grpcio-tools"}
 TITLE = "Interstellar (film)"
 N_MOVIES = 60
