@@ -150,9 +150,9 @@ def search_recall(index: Path, n_queries: int = 1000) -> dict:
 
 
 def service(index: Path, seconds: float) -> dict:
-    from bench.bench_server import fixed_overhead_mb, measure_service
+    from bench.bench_server import fixed_overhead_mb, measure_with_floor
 
-    found = measure_service(str(index), seconds=seconds)
+    found = measure_with_floor(str(index), seconds=seconds)
     found["fixed_overhead_mb"] = fixed_overhead_mb(WORK / "overhead")
     return found
 
