@@ -91,12 +91,7 @@ def train(
     out = Path(out)
     if out.exists():
         raise TrainerError(f"{out} already exists; a run directory is never overwritten, choose another --out")
-    started = time.perf_counter()
-    dataset = read_dataset(data, data_format, strict=strict, min_link_count=config.min_link_count)
-    read_seconds = time.perf_counter() - started
-    log(f"read {len(dataset.films):,} films from {dataset.path} ({dataset.format}) in {read_seconds:.1f} s")
-    if dataset.skipped:
-        log(f"skipped {len(dataset.skipped):,} bad records, e.g. {dataset.skipped[0]}")
+    dataset, read_seconds = _read(data, data_format, strict, config, log)
     vocab, kept = _vocabulary(dataset, config)
     train_pairs, heldout_pairs = split_pairs(vocab.pairs, config.heldout_fraction, config.seed)
     log(
@@ -124,21 +119,8 @@ def train(
                                    genres=genres)
     metrics |= _training_metrics(state) | {"read_seconds": read_seconds,
                                            "evaluation_seconds": time.perf_counter() - started}
-    log(format_table(metrics, models))
-    for model in models.values():
-        if model.no_better_than_mean:
-            log(f"warning: {model.verdict()} (the server refuses to predict {model.name})")
-    manifest = RunManifest(
-        created_at=datetime.datetime.now(datetime.timezone.utc).isoformat(),
-        dataset={"path": str(Path(dataset.path).resolve()), "sha256": dataset.sha256, "format": dataset.format,
-                 "films": len(dataset.films), "skipped_records": len(dataset.skipped)},
-        params=dataclasses.asdict(config),
-        vocabulary={"movies": vocab.n_movies, "links": vocab.n_links, "pairs": int(len(vocab.pairs)),
-                    "train_pairs": int(len(train_pairs)), "heldout_pairs": int(len(heldout_pairs)),
-                    "films_without_kept_links": vocab.dropped_movies},
-        metrics=metrics,
-        versions=versions,
-    )
+    _log_evaluation(metrics, models, log)
+    manifest = _manifest(dataset, config, vocab, len(train_pairs), len(heldout_pairs), metrics, versions)
     records = Records([MovieRecord(title, f.infobox, a) for title, f, a in zip(vocab.movies, info, attributes)],
                       vocab.links, models)
     save_run(out, manifest, movie_vectors, link_vectors, records, vocab.pairs)
@@ -147,6 +129,42 @@ def train(
     if distribution is not None:
         distribution.leave()
     return out
+
+
+def _read(data: str | Path, data_format: str, strict: bool, config: TrainConfig,
+          log: Callable[[str], None]) -> tuple[FilmDataset, float]:
+    """The dataset, and the seconds reading it took; what was read and skipped is logged."""
+    started = time.perf_counter()
+    dataset = read_dataset(data, data_format, strict=strict, min_link_count=config.min_link_count)
+    read_seconds = time.perf_counter() - started
+    log(f"read {len(dataset.films):,} films from {dataset.path} ({dataset.format}) in {read_seconds:.1f} s")
+    if dataset.skipped:
+        log(f"skipped {len(dataset.skipped):,} bad records, e.g. {dataset.skipped[0]}")
+    return dataset, read_seconds
+
+
+def _manifest(dataset: FilmDataset, config: TrainConfig, vocab: Vocabulary, n_train_pairs: int,
+              n_heldout_pairs: int, metrics: dict, versions: dict[str, str]) -> RunManifest:
+    """The run's manifest: where its data came from, its parameters, vocabulary and measures."""
+    return RunManifest(
+        created_at=datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        dataset={"path": str(Path(dataset.path).resolve()), "sha256": dataset.sha256, "format": dataset.format,
+                 "films": len(dataset.films), "skipped_records": len(dataset.skipped)},
+        params=dataclasses.asdict(config),
+        vocabulary={"movies": vocab.n_movies, "links": vocab.n_links, "pairs": int(len(vocab.pairs)),
+                    "train_pairs": int(n_train_pairs), "heldout_pairs": int(n_heldout_pairs),
+                    "films_without_kept_links": vocab.dropped_movies},
+        metrics=metrics,
+        versions=versions,
+    )
+
+
+def _log_evaluation(metrics: dict, models: dict, log: Callable[[str], None]) -> None:
+    """The evaluation table, and a warning for each attribute model no better than the mean."""
+    log(format_table(metrics, models))
+    for model in models.values():
+        if model.no_better_than_mean:
+            log(f"warning: {model.verdict()} (the server refuses to predict {model.name})")
 
 
 def _vocabulary(dataset: FilmDataset, config: TrainConfig) -> tuple[Vocabulary, np.ndarray]:
