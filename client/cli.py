@@ -236,7 +236,7 @@ def _links_command(commands: argparse._SubParsersAction) -> None:
     which.add_argument("--search", metavar="TEXT", help="list link names containing TEXT (any case), prefix matches "
                                                         "first")
     _k(links, "links")
-    links.set_defaults(command=lambda c, a: c.movie_links(a.movie, a.k) if a.movie is not None
+    links.set_defaults(command=lambda c, a: c.nearest_links(a.movie, a.k) if a.movie is not None
                        else NameList(a.search, "link", *c.search_names(a.search, links=True, limit=a.k)))
 
 
