@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -189,11 +190,8 @@ def fixed_overhead_mb(work: Path) -> float:
 
 
 def measure_service(index: str, *, seconds: float = 5.0, queries: int = 3000) -> dict[str, float]:
-    """Every measurement of the service-speed table (docs/speed.md), by name (milliseconds, seconds, per second, MB).
-
-    One linear script in the table's order, kept whole so that it reads as the table does.
-    """
-    import faiss
+    """Every measurement of the service-speed table (docs/speed.md), by name (milliseconds, seconds, per second, MB),
+    taken in the table's order."""
     import grpc
 
     from movielinks.indexer.root import load_current
@@ -203,18 +201,7 @@ def measure_service(index: str, *, seconds: float = 5.0, queries: int = 3000) ->
     version = load_current(index)
     titles = list(version.movie_names)
     rng = np.random.default_rng(0)
-    found: dict[str, float] = {}
-
-    faiss.omp_set_num_threads(1)
-    vectors = version.movie_vectors[np.sort(rng.integers(len(titles), size=300))]
-    started = time.perf_counter()
-    for q in vectors:
-        version.movie_index.search(q[None, :], 11)
-    found["faiss_search_ms"] = (time.perf_counter() - started) / len(vectors) * 1000
-    started = time.perf_counter()
-    for q in vectors[:50]:
-        np.argsort(version.movie_vectors @ q)[-11:]
-    found["numpy_argsort_ms"] = (time.perf_counter() - started) / 50 * 1000
+    found: dict[str, float] = in_process_search_ms(version, rng)
     movie_filter = similar_movies_filter(version, titles)
     del version  # the server process holds its own copy
 
@@ -222,57 +209,8 @@ def measure_service(index: str, *, seconds: float = 5.0, queries: int = 3000) ->
     try:
         found["idle_rss_mb"] = server_memory_mb(process.pid)[0]
         with grpc.insecure_channel(address) as channel:
-            stub = pb_grpc.MovielinksStub(channel)
-            # The server imports scikit-learn in the background once serving: the first
-            # Recommend may wait for it.
-            t = time.perf_counter()
-            stub.Recommend(pb.RecommendRequest(liked=titles[:3], k=10))
-            found["first_recommend_ms"] = (time.perf_counter() - t) * 1000
-            for title in titles[:200]:  # warm-up
-                stub.SimilarMovies(pb.SimilarMoviesRequest(title=title, k=10))
-            latencies = []
-            for i in rng.integers(len(titles), size=queries):
-                t = time.perf_counter()
-                stub.SimilarMovies(pb.SimilarMoviesRequest(title=titles[i], k=10))
-                latencies.append(time.perf_counter() - t)
-            found["similar_p50_ms"], found["similar_p99_ms"] = percentiles(latencies)
-            for name, request in (("similar_filtered", lambda t: pb.SimilarMoviesRequest(title=t, k=10,
-                                                                                          filter=movie_filter)),
-                                  ("similar_reasons", lambda t: pb.SimilarMoviesRequest(title=t, k=10, reasons=3))):
-                latencies = []
-                for i in rng.integers(len(titles), size=queries):
-                    t = time.perf_counter()
-                    stub.SimilarMovies(request(titles[i]))
-                    latencies.append(time.perf_counter() - t)
-                found[f"{name}_p50_ms"], found[f"{name}_p99_ms"] = percentiles(latencies)
-            latencies = []
-            for i in rng.integers(len(titles), size=min(queries, 1000)):
-                link = _link_of(stub, pb, titles[i])  # not timed: only the LinkMovies call is
-                t = time.perf_counter()
-                stub.LinkMovies(pb.LinkMoviesRequest(link=link, k=10))
-                latencies.append(time.perf_counter() - t)
-            found["link_movies_p50_ms"], found["link_movies_p99_ms"] = percentiles(latencies)
-
-            batch = [titles[i] for i in rng.integers(len(titles), size=5000)]
-            t = time.perf_counter()
-            for _ in range(4):
-                stub.BatchSimilarMovies(pb.BatchSimilarMoviesRequest(titles=batch, k=10))
-            found["batch_titles_per_s"] = 4 * len(batch) / (time.perf_counter() - t)
-
-            # Issue 18's case: 20 liked and 20 disliked titles, by the default strategy and by the svm.
-            for name, strategy in (("recommend_default", ""), ("recommend_svm", "svm")):
-                latencies = []
-                for _ in range(100):
-                    picks = [titles[i] for i in rng.choice(len(titles), 40, replace=False)]
-                    t = time.perf_counter()
-                    stub.Recommend(pb.RecommendRequest(liked=picks[:20], disliked=picks[20:], k=10, strategy=strategy))
-                    latencies.append(time.perf_counter() - t)
-                found[f"{name}_p50_ms"], found[f"{name}_p99_ms"] = percentiles(latencies)
-
-        answers = concurrent_clients(client_loop, (address, titles), seconds)
-        found["similar_8_clients_per_s"] = sum(a[0] for a in answers) / seconds
-        found["similar_8_clients_p50_ms"] = float(np.median([a[1] for a in answers]))
-        found["similar_8_clients_p99_ms"] = float(max(a[2] for a in answers))
+            found |= one_client(pb_grpc.MovielinksStub(channel), pb, titles, movie_filter, rng, queries)
+        found |= similar_from_8_clients(address, titles, seconds)
         found["rss_mb"], found["peak_rss_mb"] = server_memory_mb(process.pid)
         found["own_rss_mb"] = own_memory_mb(process.pid)
         found["mapped_files"] = mapped_files_mb(process.pid)
@@ -292,6 +230,75 @@ def measure_with_floor(index: str, *, seconds: float = 5.0, queries: int = 3000)
     found["similar_over_echo"] = found["similar_p50_ms"] / found["echo_p50_ms"]
     found["clients_over_echo"] = found["similar_8_clients_per_s"] / found["echo_8_clients_per_s"]
     return found
+
+
+def in_process_search_ms(version, rng: np.random.Generator) -> dict[str, float]:
+    """One query's milliseconds in this process, on one thread: a FAISS search of the movie index,
+    and the notebook's numpy argsort over every movie."""
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+    vectors = version.movie_vectors[np.sort(rng.integers(len(version.movie_names), size=300))]
+    started = time.perf_counter()
+    for q in vectors:
+        version.movie_index.search(q[None, :], 11)
+    faiss_search_ms = (time.perf_counter() - started) / len(vectors) * 1000
+    started = time.perf_counter()
+    for q in vectors[:50]:
+        np.argsort(version.movie_vectors @ q)[-11:]
+    return {"faiss_search_ms": faiss_search_ms, "numpy_argsort_ms": (time.perf_counter() - started) / 50 * 1000}
+
+
+def latency_ms(call: Callable[[Any], object], args: Iterable[Any]) -> tuple[float, float]:
+    """p50 and p99 milliseconds of `call(arg)` for each of `args` in turn (drawing the next arg is not timed)."""
+    latencies = []
+    for arg in args:
+        t = time.perf_counter()
+        call(arg)
+        latencies.append(time.perf_counter() - t)
+    return percentiles(latencies)
+
+
+def one_client(stub, pb, titles: list[str], movie_filter, rng: np.random.Generator, queries: int) -> dict[str, float]:
+    """The rows of one gRPC client, a call at a time: each RPC's latency and the batch RPC's titles/s."""
+    found: dict[str, float] = {}
+    # The server imports scikit-learn in the background once serving: the first Recommend may wait for it.
+    t = time.perf_counter()
+    stub.Recommend(pb.RecommendRequest(liked=titles[:3], k=10))
+    found["first_recommend_ms"] = (time.perf_counter() - t) * 1000
+    for title in titles[:200]:  # warm-up
+        stub.SimilarMovies(pb.SimilarMoviesRequest(title=title, k=10))
+    for name, request in (("similar", lambda t: pb.SimilarMoviesRequest(title=t, k=10)),
+                          ("similar_filtered", lambda t: pb.SimilarMoviesRequest(title=t, k=10, filter=movie_filter)),
+                          ("similar_reasons", lambda t: pb.SimilarMoviesRequest(title=t, k=10, reasons=3))):
+        found[f"{name}_p50_ms"], found[f"{name}_p99_ms"] = latency_ms(
+            lambda i: stub.SimilarMovies(request(titles[i])), rng.integers(len(titles), size=queries))
+    # Only the LinkMovies call is timed, not finding a link of the title to ask it for.
+    links = (_link_of(stub, pb, titles[i]) for i in rng.integers(len(titles), size=min(queries, 1000)))
+    found["link_movies_p50_ms"], found["link_movies_p99_ms"] = latency_ms(
+        lambda link: stub.LinkMovies(pb.LinkMoviesRequest(link=link, k=10)), links)
+
+    batch = [titles[i] for i in rng.integers(len(titles), size=5000)]
+    t = time.perf_counter()
+    for _ in range(4):
+        stub.BatchSimilarMovies(pb.BatchSimilarMoviesRequest(titles=batch, k=10))
+    found["batch_titles_per_s"] = 4 * len(batch) / (time.perf_counter() - t)
+
+    # Issue 18's case: 20 liked and 20 disliked titles, by the default strategy and by the svm.
+    for name, strategy in (("recommend_default", ""), ("recommend_svm", "svm")):
+        picks = ([titles[i] for i in rng.choice(len(titles), 40, replace=False)] for _ in range(100))
+        found[f"{name}_p50_ms"], found[f"{name}_p99_ms"] = latency_ms(
+            lambda p: stub.Recommend(pb.RecommendRequest(liked=p[:20], disliked=p[20:], k=10, strategy=strategy)),
+            picks)
+    return found
+
+
+def similar_from_8_clients(address: str, titles: list[str], seconds: float) -> dict[str, float]:
+    """The rows of 8 client processes calling SimilarMovies at once for `seconds`: queries/s, p50 and p99."""
+    answers = concurrent_clients(client_loop, (address, titles), seconds)
+    return {"similar_8_clients_per_s": sum(a[0] for a in answers) / seconds,
+            "similar_8_clients_p50_ms": float(np.median([a[1] for a in answers])),
+            "similar_8_clients_p99_ms": float(max(a[2] for a in answers))}
 
 
 def similar_movies_filter(version, titles: list[str]):

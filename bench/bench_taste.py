@@ -145,6 +145,9 @@ def als_scores(ratings: Ratings, train_rows: np.ndarray, people, with_dislikes: 
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Train both models, score the held-out people, print (and with --json-out write) the table.
+
+    Long because it is the measurement's linear script, step by step in the order it runs."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, default=ROOT / "work" / "bench_taste",
                         help="runs, index versions and the training ratings file (never committed)")

@@ -21,10 +21,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from movielinks.common.about import package_version
 from movielinks.client.client import (SERVER_ENV, TOKEN_ENV, ClientError, Explanation, Info, MovieFilter, MovielinksClient,
                            Neighbour, Neighbours, Prediction, Recommendation, SharedLink, TitleMatch)
-from movielinks.common.commands import closed_pipe_is_a_normal_end, positive_int
+from movielinks.common.commands import closed_pipe_is_a_normal_end, command_parser, positive_int
 from movielinks.common.answers import no_better_than_mean
 from movielinks.common.signals import exit_cleanly_on_sigterm
 
@@ -187,12 +186,21 @@ def _command(commands, name: str, summary: str, examples: str) -> argparse.Argum
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="client", description="Ask a movielinks server.", epilog=EPILOG,
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    parser = command_parser("client", "Ask a movielinks server.", _Parser, epilog=EPILOG,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     _global_options(parser, defaults=True)
     commands = parser.add_subparsers(metavar="COMMAND", parser_class=_Parser)
+    for add_command in (_query_command, _why_command, _links_command, _movies_command, _recommend_command,
+                        _predict_command, _export_command, _info_command, _lookup_command):
+        add_command(commands)
+    # Last in each command's --help, after the command's own options: a reader looks for those first.
+    for command in commands.choices.values():
+        _global_options(command.add_argument_group("connection and output (also accepted before the command)"),
+                        defaults=False)
+    return parser
 
+
+def _query_command(commands: argparse._SubParsersAction) -> None:
     query = _command(commands, "query", "similar movies (--movie) or similar links (--link)",
                      '  client query --movie "Interstellar (film)" -k 5\n'
                      '  client query --link "George Lucas" --json')
@@ -205,6 +213,16 @@ def _parser() -> argparse.ArgumentParser:
     _filter_options(query)
     query.set_defaults(command=_query)
 
+
+def _query(movielinks: MovielinksClient, args: argparse.Namespace) -> Neighbours:
+    if args.movie is not None:
+        return movielinks.similar_movies(args.movie, args.k, filter=_movie_filter(args), reasons=args.reasons)
+    if _movie_filter(args) is not None or args.reasons:
+        raise ClientError("INVALID_ARGUMENT", "filters and --reasons apply to --movie, not to --link")
+    return movielinks.similar_links(args.link, args.k)
+
+
+def _why_command(commands: argparse._SubParsersAction) -> None:
     why = _command(commands, "why", "why two movies are alike: the links both articles have, largest contribution "
                                     "first, and the cosine of their vectors",
                    '  client why "Star Wars (film)" "Alien (film)"\n'
@@ -214,6 +232,8 @@ def _parser() -> argparse.ArgumentParser:
     _k(why, "shared links")
     why.set_defaults(command=lambda c, a: c.explain_similarity(a.title_a, a.title_b, a.k))
 
+
+def _links_command(commands: argparse._SubParsersAction) -> None:
     links = _command(commands, "links", "links that characterise a movie (--movie), or link names containing a "
                                         "text (--search)",
                      '  client links --movie "The Martian (film)"\n'
@@ -223,9 +243,11 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("--search", metavar="TEXT", help="list link names containing TEXT (any case), prefix matches "
                                                         "first")
     _k(links, "links")
-    links.set_defaults(command=lambda c, a: c.movie_links(a.movie, a.k) if a.movie is not None
+    links.set_defaults(command=lambda c, a: c.nearest_links(a.movie, a.k) if a.movie is not None
                        else NameList(a.search, "link", *c.search_names(a.search, links=True, limit=a.k)))
 
+
+def _movies_command(commands: argparse._SubParsersAction) -> None:
     movies = _command(commands, "movies", "movies nearest to a link's vector",
                       '  client movies --link "Science Fiction" -k 20')
     movies.add_argument("--link", required=True, help="link name, exact or any case")
@@ -233,6 +255,8 @@ def _parser() -> argparse.ArgumentParser:
     _filter_options(movies, franchise=False)
     movies.set_defaults(command=lambda c, a: c.link_movies(a.link, a.k, filter=_movie_filter(a)))
 
+
+def _recommend_command(commands: argparse._SubParsersAction) -> None:
     recommend = _command(commands, "recommend", "movies for liked and disliked movies and links (a linear SVM by "
                                                 "default)",
                          '  client recommend --like "Star Wars (film)" --like "Alien (film)" --dislike "Get Hard"\n'
@@ -254,6 +278,14 @@ def _parser() -> argparse.ArgumentParser:
     _filter_options(recommend)
     recommend.set_defaults(command=_recommend)
 
+
+def _recommend(movielinks: MovielinksClient, args: argparse.Namespace) -> Recommendation:
+    return movielinks.recommend(args.like, args.dislike, args.k, args.worst, strategy=args.strategy,
+                                liked_links=args.like_link, disliked_links=args.dislike_link,
+                                filter=_movie_filter(args), reasons=args.reasons)
+
+
+def _predict_command(commands: argparse._SubParsersAction) -> None:
     predict = _command(commands, "predict", "predict an attribute from a movie's embedding",
                        '  client predict --movie "Jaws (film)" --attribute rotten_tomatoes\n'
                        '  client predict --movie "Avatar (2009 film)" --attribute gross')
@@ -262,6 +294,8 @@ def _parser() -> argparse.ArgumentParser:
                                                             "what the index predicts)")
     predict.set_defaults(command=lambda c, a: c.predict_attribute(a.movie, a.attribute))
 
+
+def _export_command(commands: argparse._SubParsersAction) -> None:
     export = _command(commands, "export", "every movie's top-k neighbours to .csv, .jsonl or .parquet",
                       "  client export -k 10 --out neighbours.parquet\n"
                       "  client export -k 5 --out n.csv --quiet")
@@ -271,40 +305,25 @@ def _parser() -> argparse.ArgumentParser:
                                                             "terminal either)")
     export.set_defaults(command=_export)
 
-    info = _command(commands, "info", "the served index: version, sizes, metrics, limits, server version",
-                    "  client info\n  client info --json")
-    info.set_defaults(command=lambda c, a: c.info())
-
-    lookup = _command(commands, "lookup", "which catalogue title a name resolves to",
-                      "  client lookup godfather\n  client lookup \"the martian\"")
-    lookup.add_argument("title", help="a title as you would type it")
-    lookup.set_defaults(command=lambda c, a: c.lookup_title(a.title))
-    # Last in each command's --help, after the command's own options: a reader looks for those first.
-    for command in commands.choices.values():
-        _global_options(command.add_argument_group("connection and output (also accepted before the command)"),
-                        defaults=False)
-    return parser
-
-
-def _query(movielinks: MovielinksClient, args: argparse.Namespace) -> Neighbours:
-    if args.movie is not None:
-        return movielinks.similar_movies(args.movie, args.k, filter=_movie_filter(args), reasons=args.reasons)
-    if _movie_filter(args) is not None or args.reasons:
-        raise ClientError("INVALID_ARGUMENT", "filters and --reasons apply to --movie, not to --link")
-    return movielinks.similar_links(args.link, args.k)
-
-
-def _recommend(movielinks: MovielinksClient, args: argparse.Namespace) -> Recommendation:
-    return movielinks.recommend(args.like, args.dislike, args.k, args.worst, strategy=args.strategy,
-                                liked_links=args.like_link, disliked_links=args.dislike_link,
-                                filter=_movie_filter(args), reasons=args.reasons)
-
 
 def _export(movielinks: MovielinksClient, args: argparse.Namespace) -> Exported:
     exit_cleanly_on_sigterm()  # a stopped export leaves no temporary file behind
     # No deadline: --timeout is for single calls, an export takes as long as the catalogue needs.
     progress = not (args.json or args.quiet)
     return Exported(args.out, movielinks.export_to_file(args.out, args.k, progress=progress, timeout_s=None))
+
+
+def _info_command(commands: argparse._SubParsersAction) -> None:
+    info = _command(commands, "info", "the served index: version, sizes, metrics, limits, server version",
+                    "  client info\n  client info --json")
+    info.set_defaults(command=lambda c, a: c.info())
+
+
+def _lookup_command(commands: argparse._SubParsersAction) -> None:
+    lookup = _command(commands, "lookup", "which catalogue title a name resolves to",
+                      "  client lookup godfather\n  client lookup \"the martian\"")
+    lookup.add_argument("title", help="a title as you would type it")
+    lookup.set_defaults(command=lambda c, a: c.lookup_title(a.title))
 
 
 def _token(token_file: str | None) -> str | None:

@@ -347,7 +347,7 @@ class MovielinksClient:
         """The k links most similar to `link` (itself excluded), best first."""
         return _neighbours(self._call("SimilarLinks", _request(pb.SimilarLinksRequest, link=link, k=k)))
 
-    def movie_links(self, title: str, k: int = 10) -> Neighbours:
+    def nearest_links(self, title: str, k: int = 10) -> Neighbours:
         """The k links nearest to the movie's vector: the links that characterise it."""
         return _neighbours(self._call("MovieLinks", _request(pb.MovieLinksRequest, title=title, k=k)))
 

@@ -99,8 +99,8 @@ def verify_files(directory: str | Path, files: dict[str, str], required: Iterabl
                  max_bytes: int = MAX_ARTIFACT_BYTES) -> None:
     """Check the files as check_files does, then that each has its listed SHA-256.
 
-    Files are hashed in parallel threads, largest first (a million-film index version holds
-    2.7 GB: about 4 s on one core here, half that on two; docs/operations.md).
+    Files are hashed in parallel threads, largest first: hashing is most of a version's load
+    (a million-film index version holds 2.7 GB; docs/operations.md has the timings).
     """
     directory = Path(directory)
     sizes = check_files(directory, files, required, max_bytes)

@@ -1,12 +1,22 @@
-"""What every command line (client, collector, indexer, server, trainer) does alike: a closed
-pipe is a normal end, and a count is a positive whole number."""
+"""What every command line (client, collector, indexer, server, trainer) does alike: `--version`,
+a closed pipe is a normal end, and a count is a positive whole number."""
 from __future__ import annotations
 
 import argparse
 import functools
 import os
 import sys
-from typing import Callable
+from typing import Any, Callable
+
+from movielinks.common.about import package_version
+
+
+def command_parser(prog: str, description: str, parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParser,
+                   **options: Any) -> argparse.ArgumentParser:
+    """The parser of the command `prog`, with `--version` (the package's); `options` go to `parser_class`."""
+    parser = parser_class(prog=prog, description=description, **options)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    return parser
 
 
 def closed_pipe_is_a_normal_end(main: Callable[..., int]) -> Callable[..., int]:

@@ -130,7 +130,7 @@ def _rows(movies: list[str], neighbours: list[Neighbours]):
 
 def _pyarrow():
     """pyarrow and pyarrow.parquet, or a ValueError saying how to get them."""
-    # Imported here: pyarrow takes a noticeable part of a second to import, and the
+    # Imported here: pyarrow takes a noticeable time to import, and the
     # client pays that only when it writes Parquet (and installs without it).
     try:
         import pyarrow as pa

@@ -59,8 +59,8 @@ APPROXIMATE_FACTORY = "HNSW32"
 # Candidates kept while an HNSW graph is built (FAISS's default is 40). On 250,000 of the
 # million weakly trained synthetic films, HNSW32 with efSearch 64 finds 67% of the exact top
 # 10 when built with 40, 79% with 80, 88% with 120 and 94% with 200, and reaches 0.95 at
-# efSearch 512, 256, 256 and 128 (docs/scale.md): a better graph is worth its build time
-# (about 5x that of 40), since every query pays for a worse one. hnswlib's default is 200 too.
+# efSearch 512, 256, 256 and 128 (docs/scale.md): a better graph is worth its longer build
+# (docs/scale.md times it), since every query pays for a worse one. hnswlib's default is 200 too.
 EF_CONSTRUCTION = 200
 
 

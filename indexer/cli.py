@@ -14,8 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from movielinks.common.about import package_version
-from movielinks.common.commands import closed_pipe_is_a_normal_end, positive_int
+from movielinks.common.commands import closed_pipe_is_a_normal_end, command_parser, positive_int
 from movielinks.common.signals import exit_cleanly_on_sigterm
 from movielinks.indexer.build import APPROXIMATE_FACTORY, AUTO, DEFAULT_NEIGHBOURS_K, EXACT_MAX_VECTORS, build_index
 from movielinks.indexer.calibrate import DEFAULT_TARGET_RECALL
@@ -40,6 +39,22 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
 
 
+def _build_command(commands: argparse._SubParsersAction) -> None:
+    build = commands.add_parser("build", help="index a training run and publish it as the CURRENT version")
+    build.add_argument("run", metavar="RUN", help="training run directory (`trainer train --out`)")
+    build.add_argument("--out", required=True, metavar="INDEX_ROOT", help="index root to add the version to")
+    build.add_argument("--factory", default=AUTO,
+                       help=f"FAISS index-factory string, e.g. Flat, HNSW32, IVF256,Flat; auto (default): exact "
+                            f"up to {EXACT_MAX_VECTORS:,} vectors, {APPROXIMATE_FACTORY} beyond")
+    build.add_argument("--neighbours-k", type=int, default=DEFAULT_NEIGHBOURS_K,
+                       help="similar movies found per movie at build time and served without a search (0: none)")
+    build.add_argument("--target-recall", type=float, default=DEFAULT_TARGET_RECALL, metavar="R",
+                       help="approximate indexes: the cheapest search setting whose recall@10 against exact search, "
+                            f"measured on sampled rows, reaches R (default {DEFAULT_TARGET_RECALL})")
+    build.add_argument("--quiet", action="store_true", help="no progress bars")
+    build.set_defaults(command=_build)
+
+
 def _build(args: argparse.Namespace) -> int:
     name = build_index(args.run, args.out, factory=args.factory, neighbours_k=args.neighbours_k,
                        target_recall=args.target_recall, progress=not args.quiet)
@@ -55,6 +70,12 @@ def _build(args: argparse.Namespace) -> int:
         print(f"  {what + ':':<7} {d.size} x {d.dim} ({d.type}, factory {d.factory!r}{measured})")
     print(f"published: {Path(args.out) / CURRENT} -> {version_dir(args.out, name)}")
     return 0
+
+
+def _list_command(commands: argparse._SubParsersAction) -> None:
+    listing = commands.add_parser("list", help="list the versions of an index root, * marks CURRENT")
+    listing.add_argument("index_root", metavar="INDEX_ROOT", help="index root (`indexer build --out`)")
+    listing.set_defaults(command=_list)
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -87,6 +108,13 @@ def _summary(path: Path) -> str:
     )
 
 
+def _prune_command(commands: argparse._SubParsersAction) -> None:
+    pruning = commands.add_parser("prune", help="remove the oldest versions, never CURRENT or newer")
+    pruning.add_argument("index_root", metavar="INDEX_ROOT", help="index root (`indexer build --out`)")
+    pruning.add_argument("--keep", type=int, required=True, metavar="N", help="how many of the newest versions to keep")
+    pruning.set_defaults(command=_prune)
+
+
 def _prune(args: argparse.Namespace) -> int:
     removed = prune(args.index_root, args.keep)
     for name in removed:
@@ -94,6 +122,16 @@ def _prune(args: argparse.Namespace) -> int:
     if not removed:
         print("nothing to prune")
     return 0
+
+
+def _export_command(commands: argparse._SubParsersAction) -> None:
+    export = commands.add_parser("export", help="write every movie's k most similar movies to a file")
+    export.add_argument("index", metavar="INDEX", help="index root (exports its CURRENT) or a version directory")
+    export.add_argument("-k", "--k", type=positive_int, default=10, help="neighbours per movie, 1..1000 (default 10)")
+    export.add_argument("--out", required=True, metavar="FILE", help="output file: .csv, .jsonl or .parquet")
+    export.add_argument("--batch-size", type=int, default=4096, help="movies searched at a time (default 4096)")
+    export.add_argument("--quiet", action="store_true", help="no progress bar")
+    export.set_defaults(command=_export)
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -105,40 +143,10 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="indexer", description="Build, publish and export FAISS index versions.")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    parser = command_parser("indexer", "Build, publish and export FAISS index versions.")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
-
-    build = commands.add_parser("build", help="index a training run and publish it as the CURRENT version")
-    build.add_argument("run", metavar="RUN", help="training run directory (`trainer train --out`)")
-    build.add_argument("--out", required=True, metavar="INDEX_ROOT", help="index root to add the version to")
-    build.add_argument("--factory", default=AUTO,
-                       help=f"FAISS index-factory string, e.g. Flat, HNSW32, IVF256,Flat; auto (default): exact "
-                            f"up to {EXACT_MAX_VECTORS:,} vectors, {APPROXIMATE_FACTORY} beyond")
-    build.add_argument("--neighbours-k", type=int, default=DEFAULT_NEIGHBOURS_K,
-                       help="similar movies found per movie at build time and served without a search (0: none)")
-    build.add_argument("--target-recall", type=float, default=DEFAULT_TARGET_RECALL, metavar="R",
-                       help="approximate indexes: the cheapest search setting whose recall@10 against exact search, "
-                            f"measured on sampled rows, reaches R (default {DEFAULT_TARGET_RECALL})")
-    build.add_argument("--quiet", action="store_true", help="no progress bars")
-    build.set_defaults(command=_build)
-
-    listing = commands.add_parser("list", help="list the versions of an index root, * marks CURRENT")
-    listing.add_argument("index_root", metavar="INDEX_ROOT", help="index root (`indexer build --out`)")
-    listing.set_defaults(command=_list)
-
-    pruning = commands.add_parser("prune", help="remove the oldest versions, never CURRENT or newer")
-    pruning.add_argument("index_root", metavar="INDEX_ROOT", help="index root (`indexer build --out`)")
-    pruning.add_argument("--keep", type=int, required=True, metavar="N", help="how many of the newest versions to keep")
-    pruning.set_defaults(command=_prune)
-
-    export = commands.add_parser("export", help="write every movie's k most similar movies to a file")
-    export.add_argument("index", metavar="INDEX", help="index root (exports its CURRENT) or a version directory")
-    export.add_argument("-k", "--k", type=positive_int, default=10, help="neighbours per movie, 1..1000 (default 10)")
-    export.add_argument("--out", required=True, metavar="FILE", help="output file: .csv, .jsonl or .parquet")
-    export.add_argument("--batch-size", type=int, default=4096, help="movies searched at a time (default 4096)")
-    export.add_argument("--quiet", action="store_true", help="no progress bar")
-    export.set_defaults(command=_export)
+    for add_command in (_build_command, _list_command, _prune_command, _export_command):
+        add_command(commands)
     return parser
 
 

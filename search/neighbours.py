@@ -18,7 +18,7 @@ import numpy as np
 from movielinks.common.answers import Neighbours
 
 # FAISS's flat search takes its BLAS path, several times faster, from about
-# 128000 / dim queries a call (faiss 1.15): batches of this many rows get there.
+# 128000 / dim queries a call: batches of this many rows get there.
 BATCH_ROWS = 4096
 # A batch never holds more than this many result rows (batches shrink for a large
 # k), which bounds the memory of an all-movies pass at a few tens of MB.

@@ -30,7 +30,7 @@ from movielinks.proto import SERVICE_NAME
 
 log = logging.getLogger("movielinks.server")
 
-HEAVY_RECOMMEND_TITLES = 100  # liked + disliked: an SVM fit past ~50 ms
+HEAVY_RECOMMEND_TITLES = 100  # liked + disliked: past it, an SVM fit (growing with their square) is no cheap call
 HEAVY_NEIGHBOURS = 20_000  # titles x k of one batch
 HEAVY_NICE = 10  # the nice increment of the expensive-call threads
 

@@ -77,8 +77,9 @@ def start(
     for the HTTP gateway of this process: the same service, interceptors and limits.
     """
     # numpy's BLAS spreads each matrix product over every core by default: for the small
-    # products of a filtered query (36k x 50) on a busy machine that made a 0.3 ms product
-    # take 13 ms. Requests run in parallel threads already, so one core each is right.
+    # products of a filtered query (36k x 50) on a busy machine that made a product many
+    # times slower (docs/speed.md). Requests run in parallel threads already, so one core
+    # each is right.
     threadpoolctl.threadpool_limits(1, user_api="blas")
     workers = concurrent.futures.ThreadPoolExecutor(
         max_workers=max_workers, thread_name_prefix="rpc", initializer=use_one_core_per_thread

@@ -16,8 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-from movielinks.common.about import package_version
-from movielinks.common.commands import closed_pipe_is_a_normal_end
+from movielinks.common.commands import closed_pipe_is_a_normal_end, command_parser
 from movielinks.server.admission import AdmissionInterceptor, default_slots
 from movielinks.server.app import load_service, start
 from movielinks.server.errors import ServiceError
@@ -48,9 +47,15 @@ bad, or the port is taken.
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="server", description="Serve movielinks queries over gRPC.", epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    parser = command_parser("server", "Serve movielinks queries over gRPC.", epilog=EPILOG,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    for add_options in (_serving_options, _http_options, _log_options, _security_options):
+        add_options(parser)
+    return parser
+
+
+def _serving_options(parser: argparse.ArgumentParser) -> None:
+    """What is served and where, by how many threads, how it reloads and stops, and its metrics port."""
     parser.add_argument("--index", required=True, help="index root written by `indexer build --out`")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     parser.add_argument("--port", type=int, default=50051, help="port (0: a free one)")
@@ -66,6 +71,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--reload-interval", type=float, default=1.0,
                         help="seconds between checks of CURRENT (0: only on SIGHUP)")
     parser.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on --host at this port (0: free)")
+
+
+def _http_options(parser: argparse.ArgumentParser) -> None:
+    """The HTTP gateway (JSON API and web explorer) and its bounds on slow or many clients."""
     parser.add_argument("--http-port", type=int,
                         help="also serve every RPC as JSON over HTTP, /openapi.json and the web explorer (/) on "
                              "--host at this port (0: free); HTTPS with the --tls-* files")
@@ -81,15 +90,21 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--http-allowed-hosts",
                         help="comma-separated host names HTTP requests may name in their Host header, '*' for any "
                              "(default: localhost, 127.0.0.1, ::1 and --host): a DNS-rebinding page names its own")
+
+
+def _log_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                         help="least severe events logged (default INFO)")
     parser.add_argument("--log-format", default="text", choices=("text", "json"), help="one line an event, either way")
+
+
+def _security_options(parser: argparse.ArgumentParser) -> None:
+    """TLS (mutual with --tls-client-ca) and the bearer token."""
     parser.add_argument("--tls-cert", help="PEM server certificate: the port speaks TLS only (needs --tls-key)")
     parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
     parser.add_argument("--tls-client-ca", help="PEM CA: require client certificates signed by it (mutual TLS)")
     parser.add_argument("--token-file", help="file holding the bearer token every call must carry "
                                              "(default: $MOVIELINKS_TOKEN; neither: no token)")
-    return parser
 
 
 @closed_pipe_is_a_normal_end

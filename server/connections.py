@@ -101,78 +101,82 @@ class ConnectionGuard:
         self._watching = None
 
 
+class BoundedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol, with `guard`'s limit on connections and time limits on requests
+    (`bounded_h11(guard)` makes the class for one guard)."""
+
+    guard: ConnectionGuard
+    _admitted = False
+    _deadline: asyncio.TimerHandle | None = None
+    _stalled: asyncio.TimerHandle | None = None
+    _waiting_for: object = None  # the h11 state of the peer the deadline is about
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        if not self.guard.admit(self.loop):
+            transport.abort()  # the descriptor is free at once; no answer to write
+            return
+        self._admitted = True
+        super().connection_made(transport)
+        self._arm(h11.IDLE, self.guard.head_timeout_s)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._admitted:
+            return
+        self._admitted = False
+        self.guard.release()
+        self._disarm()
+        self._cancel_stall()
+        super().connection_lost(exc)
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        state = self.conn.their_state
+        if state is h11.SEND_BODY and self._waiting_for is h11.IDLE:
+            self._arm(h11.SEND_BODY, self.guard.body_timeout_s)
+        elif state is not h11.IDLE and state is not h11.SEND_BODY:
+            self._disarm()  # the request is in; answering it has the gateway's own deadlines
+
+    def on_response_complete(self) -> None:
+        # Armed first: a pipelined request that super() goes on to read disarms it again.
+        self._arm(h11.IDLE, self.guard.head_timeout_s)
+        super().on_response_complete()
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._admitted and self._stalled is None:
+            self._stalled = self.loop.call_later(self.guard.stall_timeout_s, self._too_slow)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._cancel_stall()
+
+    def _cancel_stall(self) -> None:
+        if self._stalled is not None:
+            self._stalled.cancel()
+            self._stalled = None
+
+    def _arm(self, waiting_for: object, timeout_s: float) -> None:
+        self._disarm()
+        self._waiting_for = waiting_for
+        self._deadline = self.loop.call_later(timeout_s, self._too_slow)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self._deadline, self._waiting_for = None, None
+
+    def _too_slow(self) -> None:
+        self._disarm()
+        self._cancel_stall()
+        if self.transport.is_closing():
+            return
+        self.guard.too_slow(self.loop)
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.disconnected = True
+            self.cycle.message_event.set()
+        self.transport.abort()
+
+
 def bounded_h11(guard: ConnectionGuard) -> type[H11Protocol]:
-    """uvicorn's h11 protocol, with `guard`'s limit on connections and time limits on requests."""
-
-    class BoundedH11Protocol(H11Protocol):
-        _admitted = False
-        _deadline: asyncio.TimerHandle | None = None
-        _stalled: asyncio.TimerHandle | None = None
-        _waiting_for: object = None  # the h11 state of the peer the deadline is about
-
-        def connection_made(self, transport) -> None:  # type: ignore[override]
-            if not guard.admit(self.loop):
-                transport.abort()  # the descriptor is free at once; no answer to write
-                return
-            self._admitted = True
-            super().connection_made(transport)
-            self._arm(h11.IDLE, guard.head_timeout_s)
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            if not self._admitted:
-                return
-            self._admitted = False
-            guard.release()
-            self._disarm()
-            self._cancel_stall()
-            super().connection_lost(exc)
-
-        def handle_events(self) -> None:
-            super().handle_events()
-            state = self.conn.their_state
-            if state is h11.SEND_BODY and self._waiting_for is h11.IDLE:
-                self._arm(h11.SEND_BODY, guard.body_timeout_s)
-            elif state is not h11.IDLE and state is not h11.SEND_BODY:
-                self._disarm()  # the request is in; answering it has the gateway's own deadlines
-
-        def on_response_complete(self) -> None:
-            # Armed first: a pipelined request that super() goes on to read disarms it again.
-            self._arm(h11.IDLE, guard.head_timeout_s)
-            super().on_response_complete()
-
-        def pause_writing(self) -> None:
-            super().pause_writing()
-            if self._admitted and self._stalled is None:
-                self._stalled = self.loop.call_later(guard.stall_timeout_s, self._too_slow)
-
-        def resume_writing(self) -> None:
-            super().resume_writing()
-            self._cancel_stall()
-
-        def _cancel_stall(self) -> None:
-            if self._stalled is not None:
-                self._stalled.cancel()
-                self._stalled = None
-
-        def _arm(self, waiting_for: object, timeout_s: float) -> None:
-            self._disarm()
-            self._waiting_for = waiting_for
-            self._deadline = self.loop.call_later(timeout_s, self._too_slow)
-
-        def _disarm(self) -> None:
-            if self._deadline is not None:
-                self._deadline.cancel()
-            self._deadline, self._waiting_for = None, None
-
-        def _too_slow(self) -> None:
-            self._disarm()
-            self._cancel_stall()
-            if self.transport.is_closing():
-                return
-            guard.too_slow(self.loop)
-            if self.cycle is not None and not self.cycle.response_complete:
-                self.cycle.disconnected = True
-                self.cycle.message_event.set()
-            self.transport.abort()
-
-    return BoundedH11Protocol
+    """BoundedH11Protocol bound to `guard`: a class, since uvicorn makes one protocol a connection from it."""
+    return type("BoundedH11Protocol", (BoundedH11Protocol,), {"guard": guard})

@@ -12,7 +12,7 @@ from movielinks.server.errors import invalid
 MAX_K = MAX_NEIGHBOURS_K  # largest k (and worst_k) any request may ask for
 DEFAULT_K = 10  # the k of a request that leaves it out (proto3 cannot tell 0 from absent)
 MAX_BATCH = 10_000  # most titles in one batch or list field
-MAX_BATCH_NEIGHBOURS = 100_000  # titles x k of one batch: ~3 MB of answer on real titles, ~0.1 s of work
+MAX_BATCH_NEIGHBOURS = 100_000  # titles x k of one batch: ~3 MB of answer on real titles, and its work bounded alike
 MAX_RECOMMEND_TITLES = 1_000  # liked + disliked: one SVM fit grows with the square of them
 MAX_STRING_CHARS = MAX_NAME_CHARS  # longest title or link name accepted, as the trainer lets in
 MAX_CLOSE_MATCHES = 20  # misspelt titles one request may ask to resolve (each scans the catalogue)

@@ -236,9 +236,8 @@ class MovieService:
         found = self.catalogue.recommend(liked_ids, disliked_ids, self._candidates(k, movie_filter), worst_k,
                                          strategy=strategy, liked_links=liked_link_ids,
                                          disliked_links=disliked_link_ids, allowed=allowed, alive=alive)
-        best_ids, best_scores = self._diverse((found.best_ids[None, :], found.best_scores[None, :]), k, movie_filter)
-        found = dataclasses.replace(found, best_ids=best_ids[0], best_scores=best_scores[0])
-        titles = self.movie_titles.names
+        (best_ids,), (best_scores,) = self._diverse((found.best_ids[None, :], found.best_scores[None, :]), k, movie_filter)
+        found, titles = dataclasses.replace(found, best_ids=best_ids, best_scores=best_scores), self.movie_titles.names
         best = named(found.best_ids, found.best_scores, titles)
         why: dict[str, list[Reason]] = {}
         if reasons:

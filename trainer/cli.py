@@ -14,8 +14,7 @@ import json
 import os
 import sys
 
-from movielinks.common.about import package_version
-from movielinks.common.commands import closed_pipe_is_a_normal_end
+from movielinks.common.commands import closed_pipe_is_a_normal_end, command_parser
 from movielinks.trainer.errors import TrainerError
 
 DATA_ENV = "MOVIELINKS_DATA"
@@ -42,18 +41,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    parser = command_parser("trainer", "Learn movie and link embeddings from films' outgoing links.", epilog=EPILOG,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    for add_command in (_train_command, _evaluate_command, _fetch_command, _launch_command, _serve_command,
+                        _synth_command, _plot_command):
+        add_command(commands)
+    return parser
+
+
+def _train_command(commands: argparse._SubParsersAction) -> None:
     from movielinks.trainer.data import FORMATS
-    from movielinks.trainer.distributed import STRATEGIES
     from movielinks.trainer.train import OBJECTIVE_NAMES, TrainConfig
 
     defaults = TrainConfig()
-    parser = argparse.ArgumentParser(
-        prog="trainer", description="Learn movie and link embeddings from films' outgoing links.", epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
-    commands = parser.add_subparsers(required=True, metavar="COMMAND")
-
     train = commands.add_parser("train", help="train on a dataset and write a run directory", epilog=EPILOG,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     train.set_defaults(command=_train)
@@ -89,11 +90,38 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=defaults.seed,
                        help="fixes the held-out split, the initialisation and the sampling")
 
+
+def _train(args: argparse.Namespace) -> int:
+    from movielinks.trainer.train import TrainConfig, train
+
+    data = args.data or os.environ.get(DATA_ENV)
+    if not data:
+        raise TrainerError(f"no dataset: pass --data FILE or set {DATA_ENV}")
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    config = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    train(data, args.out, config, data_format=args.format, ratings=args.ratings, strict=args.strict, resume=args.resume,
+          checkpoint_dir=args.checkpoint_dir, progress=not args.quiet)
+    return 0
+
+
+def _evaluate_command(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser("evaluate", help="print a run's evaluation table")
     evaluate.set_defaults(command=_evaluate)
     evaluate.add_argument("run", help="run directory")
     evaluate.add_argument("--json", action="store_true", help="the manifest's metrics as JSON")
 
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from movielinks.trainer.evaluate import format_table
+    from movielinks.trainer.run import load_run
+
+    run = load_run(args.run)
+    metrics = run.manifest.metrics
+    print(json.dumps(metrics, indent=1) if args.json else format_table(metrics, run.attribute_models))
+    return 0
+
+
+def _fetch_command(commands: argparse._SubParsersAction) -> None:
     fetch = commands.add_parser("fetch", help="download a named public dataset into the cache")
     fetch.set_defaults(command=_fetch)
     fetch.add_argument("name", help="dataset name (see `trainer fetch --list`)", nargs="?")
@@ -101,6 +129,25 @@ def _parser() -> argparse.ArgumentParser:
     fetch.add_argument("--cache", help="cache directory (default: $MOVIELINKS_CACHE or ~/.cache/movielinks)")
     fetch.add_argument("--base-url", help="mirror to download from (default: $MOVIELINKS_FETCH_BASE_URL or GitHub raw)")
     fetch.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    from movielinks.trainer.fetch import DATASETS, FetchError, fetch
+
+    if args.list or not args.name:
+        for name, dataset in DATASETS.items():
+            print(f"{name:<24} {getattr(dataset, 'description', '')}")
+        return 0
+    try:
+        path = fetch(args.name, args.cache, args.base_url, progress=not args.quiet)
+    except FetchError as e:
+        raise TrainerError(str(e)) from e
+    print(path)
+    return 0
+
+
+def _launch_command(commands: argparse._SubParsersAction) -> None:
+    from movielinks.trainer.distributed import STRATEGIES
 
     launch = commands.add_parser(
         "launch", help="train on a local cluster of processes on loopback (tf.distribute)",
@@ -121,69 +168,6 @@ def _parser() -> argparse.ArgumentParser:
     launch.add_argument("train_args", nargs=argparse.REMAINDER, metavar="-- TRAIN_ARGS",
                         help="the arguments of `trainer train`, after --")
 
-    serve = commands.add_parser("serve", help="run this machine's worker or parameter server (from TF_CONFIG)")
-    serve.set_defaults(command=_serve)
-
-    synth = commands.add_parser("synth", help="write a synthetic dataset with planted topics (any size)",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    synth.set_defaults(command=_synth)
-    synth.add_argument("--out", required=True, help="file to write: .ndjson, or .ndjson.gz compressed")
-    synth.add_argument("--preset", choices=("notebook", "1m"), default="notebook",
-                       help="notebook: 10,000 films x ~95 links; 1m: 1,000,000 films x ~30 links")
-    synth.add_argument("--films", type=int, help="number of films (overrides the preset)")
-    synth.add_argument("--links-per-film", type=float, help="mean links drawn a film (overrides the preset)")
-    synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--quiet", action="store_true", help="no progress bar")
-
-    plot = commands.add_parser("plot", help="draw a 2D map of a run's movie space")
-    plot.set_defaults(command=_plot)
-    plot.add_argument("run", help="run directory")
-    plot.add_argument("--out", required=True, help="PNG file to write")
-    plot.add_argument("--method", default="tsne", choices=("tsne", "pca"), help="2D projection (default tsne)")
-    plot.add_argument("--max-movies", type=int, default=4000, help="movies to place on the map")
-    plot.add_argument("--labels", type=int, default=40, help="titles to label")
-    plot.add_argument("--clusters", type=int, default=12, help="clusters to colour (k-means on the vectors)")
-    plot.add_argument("--seed", type=int, default=0, help="fixes the sample and the projection (default 0)")
-    return parser
-
-
-def _train(args: argparse.Namespace) -> int:
-    from movielinks.trainer.train import TrainConfig, train
-
-    data = args.data or os.environ.get(DATA_ENV)
-    if not data:
-        raise TrainerError(f"no dataset: pass --data FILE or set {DATA_ENV}")
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    config = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
-    train(data, args.out, config, data_format=args.format, ratings=args.ratings, strict=args.strict, resume=args.resume,
-          checkpoint_dir=args.checkpoint_dir, progress=not args.quiet)
-    return 0
-
-
-def _evaluate(args: argparse.Namespace) -> int:
-    from movielinks.trainer.evaluate import format_table
-    from movielinks.trainer.run import load_run
-
-    run = load_run(args.run)
-    metrics = run.manifest.metrics
-    print(json.dumps(metrics, indent=1) if args.json else format_table(metrics, run.attribute_models))
-    return 0
-
-
-def _fetch(args: argparse.Namespace) -> int:
-    from movielinks.trainer.fetch import DATASETS, FetchError, fetch
-
-    if args.list or not args.name:
-        for name, dataset in DATASETS.items():
-            print(f"{name:<24} {getattr(dataset, 'description', '')}")
-        return 0
-    try:
-        path = fetch(args.name, args.cache, args.base_url, progress=not args.quiet)
-    except FetchError as e:
-        raise TrainerError(str(e)) from e
-    print(path)
-    return 0
-
 
 def _launch(args: argparse.Namespace) -> int:
     from movielinks.trainer.distributed import launch
@@ -194,11 +178,29 @@ def _launch(args: argparse.Namespace) -> int:
     return launch(train_args, args.workers, args.ps, strategy=args.strategy, timeout_s=args.timeout)
 
 
+def _serve_command(commands: argparse._SubParsersAction) -> None:
+    serve = commands.add_parser("serve", help="run this machine's worker or parameter server (from TF_CONFIG)")
+    serve.set_defaults(command=_serve)
+
+
 def _serve(args: argparse.Namespace) -> int:
     from movielinks.trainer.distributed import serve
 
     serve()
     return 0
+
+
+def _synth_command(commands: argparse._SubParsersAction) -> None:
+    synth = commands.add_parser("synth", help="write a synthetic dataset with planted topics (any size)",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    synth.set_defaults(command=_synth)
+    synth.add_argument("--out", required=True, help="file to write: .ndjson, or .ndjson.gz compressed")
+    synth.add_argument("--preset", choices=("notebook", "1m"), default="notebook",
+                       help="notebook: 10,000 films x ~95 links; 1m: 1,000,000 films x ~30 links")
+    synth.add_argument("--films", type=int, help="number of films (overrides the preset)")
+    synth.add_argument("--links-per-film", type=float, help="mean links drawn a film (overrides the preset)")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -214,6 +216,18 @@ def _synth(args: argparse.Namespace) -> int:
                            f"{spec.links_per_film}")
     print(write(spec, args.out, progress=not args.quiet))
     return 0
+
+
+def _plot_command(commands: argparse._SubParsersAction) -> None:
+    plot = commands.add_parser("plot", help="draw a 2D map of a run's movie space")
+    plot.set_defaults(command=_plot)
+    plot.add_argument("run", help="run directory")
+    plot.add_argument("--out", required=True, help="PNG file to write")
+    plot.add_argument("--method", default="tsne", choices=("tsne", "pca"), help="2D projection (default tsne)")
+    plot.add_argument("--max-movies", type=int, default=4000, help="movies to place on the map")
+    plot.add_argument("--labels", type=int, default=40, help="titles to label")
+    plot.add_argument("--clusters", type=int, default=12, help="clusters to colour (k-means on the vectors)")
+    plot.add_argument("--seed", type=int, default=0, help="fixes the sample and the projection (default 0)")
 
 
 def _plot(args: argparse.Namespace) -> int:

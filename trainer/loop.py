@@ -58,7 +58,7 @@ def fit(
         step = _mirrored_step(model, objective, optimizer, distribution)
     else:
         step = _scheduled_step(model, objective, optimizer, distribution)
-    scheduled = isinstance(distribution, ParameterServers)
+    parameter_servers = distribution if isinstance(distribution, ParameterServers) else None
     true_keys = np.sort(pair_keys(train_pairs, n_links))
     link_cdf = popularity_cdf(train_pairs, n_links, settings.negative_power)
 
@@ -79,20 +79,8 @@ def fit(
             bar = keras.utils.Progbar(steps, verbose=1, unit_name="step") if progress else None
             if progress:
                 log(f"epoch {epoch + 1}/{settings.epochs}")
-            started, total_loss, samples, pending = time.perf_counter(), 0.0, 0, []
-            for i, batch in enumerate(next(sampled)):
-                rows = batch.rows
-                loss = step(rows.movie_rows, rows.movie_slots, rows.link_rows, rows.link_slots, batch.negative_index)
-                samples += len(batch)
-                if scheduled:  # a RemoteValue: read once the epoch's steps are done
-                    pending.append((loss, len(batch)))
-                    continue
-                total_loss += float(loss) * len(batch)
-                if bar is not None:
-                    bar.update(i + 1, [("loss", float(loss))])
-            if scheduled:
-                distribution.coordinator.join()
-                total_loss = sum(float(loss.fetch()) * n for loss, n in pending)
+            started = time.perf_counter()
+            total_loss, samples = _run_epoch(step, next(sampled), bar, parameter_servers)
             seconds = time.perf_counter() - started
             state.epoch, state.samples = epoch + 1, state.samples + samples
             state.train_seconds += seconds
@@ -103,6 +91,30 @@ def fit(
             if distribution is None or distribution.is_chief:
                 checkpoint.save(state, model, objective, optimizer)
     return state
+
+
+def _run_epoch(step, batches: Iterator[Batch], bar, parameter_servers) -> tuple[float, int]:
+    """(loss summed over the samples, samples) of one epoch: every batch through `step`.
+
+    `bar` (a Keras Progbar or None) shows the running loss. With `parameter_servers`
+    (ParameterServers) the steps are scheduled on the cluster's workers and their losses
+    read once all are done.
+    """
+    total_loss, samples, pending = 0.0, 0, []
+    for i, batch in enumerate(batches):
+        rows = batch.rows
+        loss = step(rows.movie_rows, rows.movie_slots, rows.link_rows, rows.link_slots, batch.negative_index)
+        samples += len(batch)
+        if parameter_servers is not None:  # a RemoteValue: read once the epoch's steps are done
+            pending.append((loss, len(batch)))
+            continue
+        total_loss += float(loss) * len(batch)
+        if bar is not None:
+            bar.update(i + 1, [("loss", float(loss))])
+    if parameter_servers is not None:
+        parameter_servers.coordinator.join()
+        total_loss = sum(float(loss.fetch()) * n for loss, n in pending)
+    return total_loss, samples
 
 
 @contextlib.contextmanager

@@ -26,7 +26,7 @@ from movielinks.common.artifacts import Records
 from movielinks.common.franchises import film_identity, franchise_groups
 from movielinks.common.records import MovieRecord, release_year
 from movielinks.trainer.checkpoint import Checkpoint, TrainingState, default_checkpoint_dir, fingerprint
-from movielinks.trainer.data import LinkTable, film_attributes, read_dataset
+from movielinks.trainer.data import FilmDataset, LinkTable, film_attributes, read_dataset
 from movielinks.trainer.errors import TrainerError
 from movielinks.trainer.evaluate import evaluate_run, format_table
 from movielinks.trainer.groups import dataset_genres
@@ -91,6 +91,9 @@ def train(
 ) -> Path:
     """Train on `data` and write the run directory `out` (complete or absent).
 
+    Long because it is the stage's one linear script (read, vocabulary, train, evaluate,
+    write), each step a call of its own, read best in the order it runs.
+
     With `ratings` (trainer.ratings), each person's liked films share one more link
     while training; those taste links shape the movie vectors and are then dropped: the
     run's links, link vectors, movie links and evaluation hold the dataset's links only.
@@ -100,38 +103,20 @@ def train(
     out = Path(out)
     if out.exists():
         raise TrainerError(f"{out} already exists; a run directory is never overwritten, choose another --out")
-    started = time.perf_counter()
-    dataset = read_dataset(data, data_format, strict=strict, min_link_count=config.min_link_count)
-    read_seconds = time.perf_counter() - started
-    log(f"read {len(dataset.films):,} films from {dataset.path} ({dataset.format}) in {read_seconds:.1f} s")
-    if dataset.skipped:
-        log(f"skipped {len(dataset.skipped):,} bad records, e.g. {dataset.skipped[0]}")
-    table, taste = dataset.links, None
-    if ratings is not None:
-        years = np.array([release_year(f.infobox) or 0 for f in dataset.info], dtype=np.int64)
-        taste = read_ratings(ratings, table.titles, years, config.like_threshold, strict=strict)
-        log(f"read {taste.ratings:,} ratings from {taste.path} ({taste.format}): {len(taste.likes):,} people "
-            f"liked {sum(map(len, taste.likes.values())):,} films at >= {config.like_threshold:g}")
-        if taste.skipped:
-            log(f"skipped {len(taste.skipped):,} bad rating lines, e.g. {taste.skipped[0]}")
-        table = with_taste_links(table, taste)
+    dataset, read_seconds = _read(data, data_format, strict, config, log)
+    table, taste = _with_taste(dataset, ratings, config, strict, log)
     vocab, kept = _vocabulary(table, config)
     # with_taste_links named people after every dataset link and the vocabulary keeps that order: they come last
     n_content_links = vocab.n_links - sum(map(is_taste_link, vocab.links))
     content = vocab.pairs[:, 1] < n_content_links
     train_pairs, heldout_pairs = split_pairs(vocab.pairs[content], config.heldout_fraction, config.seed)
     taste_pairs = vocab.pairs[~content]  # all trained on: the evaluation measures the dataset's links
-    log(
-        f"vocabulary: {vocab.n_movies:,} movies, {n_content_links:,} links in >= {config.min_link_count} films, "
+    log(f"vocabulary: {vocab.n_movies:,} movies, {n_content_links:,} links in >= {config.min_link_count} films, "
         f"{int(content.sum()):,} pairs ({len(heldout_pairs):,} held out); "
         f"{vocab.dropped_movies:,} films with no kept link have no vector"
-        + (f"; {vocab.n_links - n_content_links:,} people's taste links, {len(taste_pairs):,} likes" if taste else "")
-    )
-    checkpoint = Checkpoint(Path(checkpoint_dir) if checkpoint_dir else default_checkpoint_dir(out),
-                            fingerprint(dataset.sha256 + (f"+{taste.sha256}" if taste else ""),
-                                        dataclasses.asdict(config)))
-    if not resume and checkpoint.exists():
-        raise TrainerError(f"{checkpoint.directory} holds a checkpoint of an earlier run; pass --resume to continue it, or remove it")
+        + (f"; {vocab.n_links - n_content_links:,} people's taste links, {len(taste_pairs):,} likes" if taste else ""))
+    checkpoint = _checkpoint(out, checkpoint_dir, dataset.sha256 + (f"+{taste.sha256}" if taste else ""), config,
+                             resume)
     movie_vectors, link_vectors, state, versions, distribution = _train_vectors(
         vocab, _sorted_pairs(np.concatenate([train_pairs, taste_pairs]), vocab.n_links), config, checkpoint,
         resume=resume, progress=progress, log=log)
@@ -144,28 +129,14 @@ def train(
     info = [dataset.info[i] for i in kept.tolist()]
     attributes = [film_attributes(f) for f in info]
     started = time.perf_counter()
-    genres = dataset_genres([f.infobox for f in info], dataset.all_links(kept.tolist()))
     metrics, models = evaluate_run(movie_vectors, link_vectors, train_pairs, heldout_pairs, attributes, config.seed,
                                    franchises=franchise_groups(vocab.movies, [film_identity(f.infobox) for f in info]),
-                                   genres=genres)
+                                   genres=dataset_genres([f.infobox for f in info], dataset.all_links(kept.tolist())))
     metrics |= _training_metrics(state) | {"read_seconds": read_seconds,
                                            "evaluation_seconds": time.perf_counter() - started}
-    log(format_table(metrics, models))
-    for model in models.values():
-        if model.no_better_than_mean:
-            log(f"warning: {model.verdict()} (the server refuses to predict {model.name})")
-    manifest = RunManifest(
-        created_at=datetime.datetime.now(datetime.timezone.utc).isoformat(),
-        dataset={"path": str(Path(dataset.path).resolve()), "sha256": dataset.sha256, "format": dataset.format,
-                 "films": len(dataset.films), "skipped_records": len(dataset.skipped)},
-        params=dataclasses.asdict(config),
-        vocabulary={"movies": vocab.n_movies, "links": n_content_links, "pairs": int(len(pairs)),
-                    "train_pairs": int(len(train_pairs)), "heldout_pairs": int(len(heldout_pairs)),
-                    "films_without_kept_links": vocab.dropped_movies},
-        ratings=_ratings_summary(taste, vocab.n_links - n_content_links, len(taste_pairs)),
-        metrics=metrics,
-        versions=versions,
-    )
+    _log_evaluation(metrics, models, log)
+    manifest = _manifest(dataset, config, vocab, n_content_links, len(pairs), len(train_pairs), len(heldout_pairs),
+                         _ratings_summary(taste, vocab.n_links - n_content_links, len(taste_pairs)), metrics, versions)
     records = Records([MovieRecord(title, f.infobox, a) for title, f, a in zip(vocab.movies, info, attributes)],
                       links, models)
     save_run(out, manifest, movie_vectors, link_vectors, records, pairs)
@@ -174,6 +145,71 @@ def train(
     if distribution is not None:
         distribution.leave()
     return out
+
+
+def _read(data: str | Path, data_format: str, strict: bool, config: TrainConfig,
+          log: Callable[[str], None]) -> tuple[FilmDataset, float]:
+    """The dataset, and the seconds reading it took; what was read and skipped is logged."""
+    started = time.perf_counter()
+    dataset = read_dataset(data, data_format, strict=strict, min_link_count=config.min_link_count)
+    read_seconds = time.perf_counter() - started
+    log(f"read {len(dataset.films):,} films from {dataset.path} ({dataset.format}) in {read_seconds:.1f} s")
+    if dataset.skipped:
+        log(f"skipped {len(dataset.skipped):,} bad records, e.g. {dataset.skipped[0]}")
+    return dataset, read_seconds
+
+
+def _checkpoint(out: Path, checkpoint_dir: str | Path | None, data_sha256: str, config: TrainConfig,
+                resume: bool) -> Checkpoint:
+    """The run's checkpoint, keyed by its data and parameters; TrainerError where one of an
+    earlier run is there and `resume` was not asked for."""
+    checkpoint = Checkpoint(Path(checkpoint_dir) if checkpoint_dir else default_checkpoint_dir(out),
+                            fingerprint(data_sha256, dataclasses.asdict(config)))
+    if not resume and checkpoint.exists():
+        raise TrainerError(f"{checkpoint.directory} holds a checkpoint of an earlier run; pass --resume to continue it, or remove it")
+    return checkpoint
+
+
+def _with_taste(dataset: FilmDataset, ratings: str | Path | None, config: TrainConfig, strict: bool,
+                log: Callable[[str], None]) -> tuple[LinkTable, TasteLikes | None]:
+    """The dataset's link table, with each person's taste link on the films they liked when
+    there is a ratings file (trainer.ratings); what was read and skipped is logged."""
+    if ratings is None:
+        return dataset.links, None
+    years = np.array([release_year(f.infobox) or 0 for f in dataset.info], dtype=np.int64)
+    taste = read_ratings(ratings, dataset.links.titles, years, config.like_threshold, strict=strict)
+    log(f"read {taste.ratings:,} ratings from {taste.path} ({taste.format}): {len(taste.likes):,} people "
+        f"liked {sum(map(len, taste.likes.values())):,} films at >= {config.like_threshold:g}")
+    if taste.skipped:
+        log(f"skipped {len(taste.skipped):,} bad rating lines, e.g. {taste.skipped[0]}")
+    return with_taste_links(dataset.links, taste), taste
+
+
+def _manifest(dataset: FilmDataset, config: TrainConfig, vocab: Vocabulary, n_links: int, n_pairs: int,
+              n_train_pairs: int, n_heldout_pairs: int, ratings: dict, metrics: dict,
+              versions: dict[str, str]) -> RunManifest:
+    """The run's manifest: where its data came from, its parameters, vocabulary (the dataset's
+    links only), ratings file and measures."""
+    return RunManifest(
+        created_at=datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        dataset={"path": str(Path(dataset.path).resolve()), "sha256": dataset.sha256, "format": dataset.format,
+                 "films": len(dataset.films), "skipped_records": len(dataset.skipped)},
+        params=dataclasses.asdict(config),
+        vocabulary={"movies": vocab.n_movies, "links": n_links, "pairs": int(n_pairs),
+                    "train_pairs": int(n_train_pairs), "heldout_pairs": int(n_heldout_pairs),
+                    "films_without_kept_links": vocab.dropped_movies},
+        ratings=ratings,
+        metrics=metrics,
+        versions=versions,
+    )
+
+
+def _log_evaluation(metrics: dict, models: dict, log: Callable[[str], None]) -> None:
+    """The evaluation table, and a warning for each attribute model no better than the mean."""
+    log(format_table(metrics, models))
+    for model in models.values():
+        if model.no_better_than_mean:
+            log(f"warning: {model.verdict()} (the server refuses to predict {model.name})")
 
 
 def _vocabulary(table: LinkTable, config: TrainConfig) -> tuple[Vocabulary, np.ndarray]:

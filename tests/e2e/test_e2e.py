@@ -70,7 +70,7 @@ def test_links_and_movies_for_links(service):
     similar = client.similar_links("Link 7", k=5)
     order = np.argsort(-(run.link_vectors @ run.link_vectors[7]))
     assert [n.name for n in similar.neighbours] == [run.links[i] for i in order if i != 7][:5]
-    characteristic = client.movie_links("Alien (film)", k=6)
+    characteristic = client.nearest_links("Alien (film)", k=6)
     order = np.argsort(-(run.link_vectors @ run.movie_vectors[4]))
     assert [n.name for n in characteristic.neighbours] == [run.links[i] for i in order[:6]]
     movies = client.link_movies("Link 7", k=6)
@@ -244,7 +244,7 @@ def test_client_command(service):
 
 @pytest.mark.parametrize("args, call", [
     (["query", "--link", "Link 7", "-k", "4"], lambda c: c.similar_links("Link 7", 4)),
-    (["links", "--movie", "Alien (film)", "-k", "4"], lambda c: c.movie_links("Alien (film)", 4)),
+    (["links", "--movie", "Alien (film)", "-k", "4"], lambda c: c.nearest_links("Alien (film)", 4)),
     (["movies", "--link", "Link 7", "-k", "4"], lambda c: c.link_movies("Link 7", 4)),
     (["recommend", "--like", "Interstellar (film)", "--like", "Star Wars (film)", "--dislike", "Alien (film)",
       "-k", "4", "--worst", "2"],

@@ -75,6 +75,7 @@ def shown_titles(page: Page, selector: str) -> list[str]:
 
 
 def test_search_neighbours_ticks_recommendations_and_map(served, browser):
+    """Long because it is one person's session in the explorer: each step starts from what the one before showed."""
     server, client = served
     page = open_page(browser, server.http_url, viewport={"width": 1280, "height": 1000})
     expect(page.locator("#about")).to_contain_text("400 movies")

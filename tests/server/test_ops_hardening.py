@@ -329,7 +329,8 @@ def _rss_kb(pid: int, field: str = "VmRSS") -> int:
 
 
 def test_amplifying_requests_are_refused_at_once_and_memory_stays_flat(index_root):
-    # Issue 13.2: 10,000 copies of one title with k=1000 cost 18 s and 2 GB; Recommend with 10,000 liked 14.5 s.
+    # Issue 13.2 (its figures): 10,000 copies of one title with k=1000, or Recommend with 10,000 liked,
+    # cost many seconds and gigabytes.
     title = "Alien (film)"
     amplifying = [
         ("BatchSimilarMovies", pb.BatchSimilarMoviesRequest(titles=[title] * MAX_BATCH, k=MAX_K),

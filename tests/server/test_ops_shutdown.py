@@ -20,6 +20,8 @@ N_MOVIES = 3000
 
 
 def test_sigterm_under_load_completes_every_accepted_call_then_exits_0(tmp_path):
+    """Long because it is one shutdown, in order: load, SIGTERM, the calls drained, the exit, then the
+    server's own count of what it answered against the clients'."""
     root = tmp_path / "index"
     build(tmp_path, root, 0, n_movies=N_MOVIES)
     # Three exports and three large batches at once: each budget holds them all.

@@ -160,7 +160,7 @@ def test_taste_links_are_never_in_the_run_or_served(trained):
     build_index_cli(tasted.path, tmp / "index")
     server = ServerProcess(tmp / "index")
     with MovielinksClient(server.address) as client:
-        served = [n.name for n in client.movie_links(TASTE_A[0], k=1000).neighbours]
+        served = [n.name for n in client.nearest_links(TASTE_A[0], k=1000).neighbours]
         served += [n.name for n in client.similar_links(tasted.links[0], k=1000).neighbours]
         served += [s.link for s in client.explain_similarity(TASTE_A[0], TASTE_B[0], k=1000).shared_links]
         recommended = client.recommend(TASTE_A[:3], k=10, reasons=5)
