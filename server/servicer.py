@@ -19,7 +19,7 @@ from movielinks.server.explore import explorer
 from movielinks.search.filters import FilterRequest
 from movielinks.server.limits import DEFAULT_K
 from movielinks.server.security import without_local_paths
-from movielinks.server.service import MovieService, Reason, wikipedia_url
+from movielinks.server.service import MovieService, MoviesAnswer, Reason, wikipedia_url
 
 log = logging.getLogger("movielinks.server")
 
@@ -77,8 +77,8 @@ class MovielinksServicer(pb_grpc.MovielinksServicer):
     @unary
     def SimilarMovies(self, request, context):
         service = self.current()
-        query, found = service.similar_movies(request.title, _k(request.k), _filter(request), request.reasons)
-        return _movies(service, query, found, request.reasons)
+        answer = service.similar_movies_answer(request.title, _k(request.k), _filter(request), request.reasons)
+        return _answered(answer, service.name)
 
     @unary
     def BatchSimilarMovies(self, request, context):
@@ -239,6 +239,16 @@ def _movies(service: MovieService, query: str | None, found: Neighbours, reasons
         response.query, response.query_year, response.query_director, response.query_url = (
             query, facts.year or 0, facts.director, facts.url)
     return response
+
+
+def _answered(answer: MoviesAnswer, version: str) -> pb.NeighboursResponse:
+    query = answer.query_facts
+    return pb.NeighboursResponse(
+        query=answer.query, query_year=query.year or 0, query_director=query.director, query_url=query.url,
+        neighbours=[pb.Neighbour(name=m.title, score=m.score, year=m.facts.year or 0, director=m.facts.director,
+                                 url=m.facts.url, reasons=_reasons(m.reasons)) for m in answer.movies],
+        index_version=version, reasons_basis=answer.reasons_basis,
+    )
 
 
 def _neighbours(query: str, neighbours: Neighbours, version: str) -> pb.NeighboursResponse:
