@@ -243,12 +243,17 @@ def _movies(service: MovieService, query: str | None, found: Neighbours, reasons
 
 def _answered(answer: MoviesAnswer, version: str) -> pb.NeighboursResponse:
     query = answer.query_facts
-    return pb.NeighboursResponse(
-        query=answer.query, query_year=query.year or 0, query_director=query.director, query_url=query.url,
-        neighbours=[pb.Neighbour(name=m.title, score=m.score, year=m.facts.year or 0, director=m.facts.director,
-                                 url=m.facts.url, reasons=_reasons(m.reasons)) for m in answer.movies],
-        index_version=version, reasons_basis=answer.reasons_basis,
-    )
+    response = pb.NeighboursResponse(query=answer.query, query_year=query.year or 0, query_director=query.director,
+                                     query_url=query.url, index_version=version, reasons_basis=answer.reasons_basis)
+    # add() fills each Neighbour in place: half the time of building them and copying them in.
+    add = response.neighbours.add
+    for movie in answer.movies:
+        facts = movie.facts
+        neighbour = add(name=movie.title, score=movie.score, year=facts.year or 0, director=facts.director,
+                        url=facts.url)
+        if movie.reasons:
+            neighbour.reasons.extend(_reasons(movie.reasons))
+    return response
 
 
 def _neighbours(query: str, neighbours: Neighbours, version: str) -> pb.NeighboursResponse:
