@@ -29,9 +29,10 @@ from movielinks.server.titles import TitleResolver, shown
 
 WIKIPEDIA = "https://en.wikipedia.org/wiki/"
 MAX_DIRECTOR_CHARS = 200
-# Movies whose facts a service keeps once read: a record is parsed once, not once per answer
-# that shows it; a bound, as a million-movie version would otherwise keep every one it showed.
-FACTS_KEPT = 1 << 16
+# Movies whose title and facts a service keeps once read, so that a record is parsed once
+# and not once per answer that shows it; bounded (about 450 bytes a movie: 15 MB at most),
+# as a million-movie version would otherwise keep every one it ever showed.
+FACTS_KEPT = 1 << 15
 
 
 def wikipedia_url(title: str) -> str:
