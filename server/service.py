@@ -148,8 +148,9 @@ class MovieService:
 
     def similar_movies_answer(self, title: str, k: int, movie_filter: FilterRequest | None = None,
                               reasons: int = 0) -> MoviesAnswer:
-        """similar_movies with each movie's facts and, with `reasons`, the n links each found
-        movie shares with the query: everything a SimilarMovies answer shows, found by id."""
+        """similar_movies with each movie's facts and, when `reasons` > 0, that many links each
+        found movie shares with the query: everything a SimilarMovies answer shows, worked out by
+        id (no title is looked up again, no record parsed twice)."""
         query_ids, (ids, scores) = self._similar_movie_ids([title], k, movie_filter, reasons)
         query_id = int(query_ids[0])
         found = [(i, s) for i, s in zip(ids[0].tolist(), scores[0].tolist()) if i >= 0]
@@ -453,7 +454,8 @@ class MovieService:
 
 def _titled_facts(version: IndexVersion) -> Callable[[int], tuple[str, MovieFacts]]:
     """(title, MovieFacts) by movie id, each movie's record read from movies.jsonl once (the
-    last FACTS_KEPT asked for are kept). Holds the version, not the service: nothing to collect."""
+    last FACTS_KEPT asked for are kept). It holds the version, not the service: no reference
+    cycle, so a service swapped out is freed at once."""
     movies, years, names = version.movies, version.years, version.movie_names
 
     @functools.lru_cache(maxsize=FACTS_KEPT)
