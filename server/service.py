@@ -8,7 +8,8 @@ errors). Immutable, like the catalogue: the server swaps whole services.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Iterator, Sequence
+import functools
+from typing import Callable, Iterator, NamedTuple, Sequence
 from urllib.parse import quote
 
 import numpy as np
@@ -28,6 +29,10 @@ from movielinks.server.titles import TitleResolver, shown
 
 WIKIPEDIA = "https://en.wikipedia.org/wiki/"
 MAX_DIRECTOR_CHARS = 200
+# Movies whose title and facts a service keeps once read, so that a record is parsed once
+# and not once per answer that shows it; bounded (about 450 bytes a movie: 15 MB at most),
+# as a million-movie version would otherwise keep every one it ever showed.
+FACTS_KEPT = 1 << 15
 
 
 def wikipedia_url(title: str) -> str:
@@ -52,6 +57,25 @@ class Reason:
     contribution: float
     cosine_a: float
     cosine_b: float
+
+
+class FoundMovie(NamedTuple):
+    """One movie of an answer, with what a person needs to recognise it."""
+
+    title: str
+    facts: MovieFacts
+    score: float
+    reasons: list[Reason]  # the links it shares with the query; empty unless asked for
+
+
+@dataclasses.dataclass(frozen=True)
+class MoviesAnswer:
+    """A query movie and the movies found for it, best first, each complete."""
+
+    query: str
+    query_facts: MovieFacts
+    movies: list[FoundMovie]
+    reasons_basis: str  # explain.ARTICLE_LINKS or explain.MODEL_ASSOCIATIONS; "" without reasons
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +112,7 @@ class MovieService:
         self.movie_titles = TitleResolver(version.movie_titles, "movie", None if links is None else links.counts())
         self.link_names = TitleResolver(version.link_titles, "link")
         self.years = version.years
+        self._titled_facts = _titled_facts(version)
         # Films of one franchise (common.franchises) share a label: sorted, a franchise is a run of equals.
         franchises = version.movie_titles.franchises
         self._franchise_order = np.argsort(franchises, kind="stable")
@@ -121,10 +146,29 @@ class MovieService:
                        reasons: int = 0) -> tuple[str, Neighbours]:
         return self.similar_movies_batch([title], k, movie_filter, reasons)[0]
 
+    def similar_movies_answer(self, title: str, k: int, movie_filter: FilterRequest | None = None,
+                              reasons: int = 0) -> MoviesAnswer:
+        """similar_movies with each movie's facts and, when `reasons` > 0, that many links each
+        found movie shares with the query: everything a SimilarMovies answer shows, worked out by
+        id (no title is looked up again, no record parsed twice)."""
+        query_ids, (ids, scores) = self._similar_movie_ids([title], k, movie_filter, reasons)
+        query_id = int(query_ids[0])
+        found = [(i, s) for i, s in zip(ids[0].tolist(), scores[0].tolist()) if i >= 0]
+        why = self._reasons_of(query_id, [i for i, _ in found], reasons) if reasons else [[]] * len(found)
+        titled_facts = self._titled_facts
+        movies = [FoundMovie(*titled_facts(i), s, r) for (i, s), r in zip(found, why)]
+        return MoviesAnswer(*titled_facts(query_id), movies, self.reasons_basis if reasons else "")
+
     def similar_movies_batch(self, titles: Sequence[str], k: int, movie_filter: FilterRequest | None = None,
                              reasons: int = 0) -> list[tuple[str, Neighbours]]:
         """Each title's k most similar movies that `movie_filter` lets through. `reasons` is
         only checked here (the caller asks `reasons` for them, result by result)."""
+        ids, ranked = self._similar_movie_ids(titles, k, movie_filter, reasons)
+        return self._named_rows(ids, ranked, self.movie_titles, self.movie_titles)
+
+    def _similar_movie_ids(self, titles: Sequence[str], k: int, movie_filter: FilterRequest | None,
+                           reasons: int) -> tuple[np.ndarray, Ranked]:
+        """(the titles' ids, each one's ranked similar movies): similar_movies_batch by id."""
         limits.check_count("titles", titles, minimum=1)
         limits.check_k(k)
         limits.check_batch_neighbours(len(titles), k)
@@ -138,14 +182,11 @@ class MovieService:
             allowed = self._allowed(found)
             excluded = [self._franchise(int(q)) if found.exclude_franchise else np.empty(0, np.int64) for q in ids]
             ranked = self.catalogue.similar_movies(ids, wanted, allowed, excluded)
-        return self._named_rows(ids, self._diverse(ranked, k, movie_filter), self.movie_titles, self.movie_titles)
+        return ids, self._diverse(ranked, k, movie_filter)
 
     def facts(self, title: str) -> MovieFacts:
         """Year, director and Wikipedia URL of a catalogue title (exact)."""
-        movie_id = self.movie_titles.exact[title]
-        director = self.version.movies[movie_id].infobox.get("director", "")  # read from movies.jsonl
-        director = director.strip()[:MAX_DIRECTOR_CHARS] if isinstance(director, str) else ""
-        return MovieFacts(int(self.years[movie_id]) or None, director, wikipedia_url(title))
+        return self._titled_facts(self.movie_titles.exact[title])[1]
 
     @property
     def reasons_basis(self) -> str:
@@ -153,10 +194,13 @@ class MovieService:
 
     def reasons(self, query: str, titles: Sequence[str], n: int) -> list[list[Reason]]:
         """For each of `titles` (exact catalogue titles), the n links it shares with the movie `query`."""
-        resolver = self.movie_titles
-        return self._reasons_against(self.version.movie_vectors[resolver.exact[query]],
-                                     self._links_of([resolver.exact[query]], []),
-                                     [resolver.exact[t] for t in titles], n)
+        exact = self.movie_titles.exact
+        return self._reasons_of(exact[query], [exact[t] for t in titles], n)
+
+    def _reasons_of(self, query_id: int, movie_ids: Sequence[int], n: int) -> list[list[Reason]]:
+        """reasons by id."""
+        return self._reasons_against(self.version.movie_vectors[query_id], self._links_of([query_id], []),
+                                     movie_ids, n)
 
     def explain_similarity(self, title_a: str, title_b: str, k: int) -> Explanation:
         """Why two movies are alike: their cosine and the k shared links contributing most (search.explain)."""
@@ -405,6 +449,22 @@ class MovieService:
     ) -> list[tuple[str, Neighbours]]:
         ids, scores = ranked
         return [(queries.names[q], named(i, s, results.names)) for q, i, s in zip(query_ids.tolist(), ids, scores)]
+
+
+def _titled_facts(version: IndexVersion) -> Callable[[int], tuple[str, MovieFacts]]:
+    """(title, MovieFacts) by movie id, each movie's record read from movies.jsonl once (the
+    last FACTS_KEPT asked for are kept). It holds the version, not the service: no reference
+    cycle, so a service swapped out is freed at once."""
+    movies, years, names = version.movies, version.years, version.movie_names
+
+    @functools.lru_cache(maxsize=FACTS_KEPT)
+    def titled_facts(movie_id: int) -> tuple[str, MovieFacts]:
+        title = names[movie_id]
+        director = movies[movie_id].infobox.get("director", "")
+        director = director.strip()[:MAX_DIRECTOR_CHARS] if isinstance(director, str) else ""
+        return title, MovieFacts(int(years[movie_id]) or None, director, wikipedia_url(title))
+
+    return titled_facts
 
 
 def _unique(ids: np.ndarray) -> np.ndarray:

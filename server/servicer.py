@@ -19,7 +19,7 @@ from movielinks.server.explore import explorer
 from movielinks.search.filters import FilterRequest
 from movielinks.server.limits import DEFAULT_K
 from movielinks.server.security import without_local_paths
-from movielinks.server.service import MovieService, Reason, wikipedia_url
+from movielinks.server.service import MovieService, MoviesAnswer, Reason, wikipedia_url
 
 log = logging.getLogger("movielinks.server")
 
@@ -77,8 +77,8 @@ class MovielinksServicer(pb_grpc.MovielinksServicer):
     @unary
     def SimilarMovies(self, request, context):
         service = self.current()
-        query, found = service.similar_movies(request.title, _k(request.k), _filter(request), request.reasons)
-        return _movies(service, query, found, request.reasons)
+        answer = service.similar_movies_answer(request.title, _k(request.k), _filter(request), request.reasons)
+        return _answered(answer, service.name)
 
     @unary
     def BatchSimilarMovies(self, request, context):
@@ -238,6 +238,21 @@ def _movies(service: MovieService, query: str | None, found: Neighbours, reasons
         facts = service.facts(query)
         response.query, response.query_year, response.query_director, response.query_url = (
             query, facts.year or 0, facts.director, facts.url)
+    return response
+
+
+def _answered(answer: MoviesAnswer, version: str) -> pb.NeighboursResponse:
+    query = answer.query_facts
+    response = pb.NeighboursResponse(query=answer.query, query_year=query.year or 0, query_director=query.director,
+                                     query_url=query.url, index_version=version, reasons_basis=answer.reasons_basis)
+    # add() fills each Neighbour in place: half the time of building them and copying them in.
+    add = response.neighbours.add
+    for movie in answer.movies:
+        facts = movie.facts
+        neighbour = add(name=movie.title, score=movie.score, year=facts.year or 0, director=facts.director,
+                        url=facts.url)
+        if movie.reasons:
+            neighbour.reasons.extend(_reasons(movie.reasons))
     return response
 
 
