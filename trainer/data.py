@@ -2,8 +2,10 @@
 
 Three formats:
 
-- ``ndjson``: the notebook's records, one JSON array a line (``.ndjson.gz``: gzipped):
-  ``[page_title, infobox, outgoing_links, rotten_tomatoes_percent, rating_out_of_10]``.
+- ``ndjson``: film records, one JSON array a line (``.ndjson.gz``: gzipped), as the
+  collector writes them and common.film_record defines them: the notebook's
+  ``[page_title, infobox, outgoing_links, rotten_tomatoes_percent, rating_out_of_10]``,
+  with an optional sixth element, the kind of each link (infobox, body, references...).
 - ``wikipedia``: the raw ``wikipedia-movie-data`` files (a JSON array of objects with
   title, year, cast, genres, href); a directory of them or one file. Links are the
   cast and genres; the title is the page the ``href`` names, as the shared data does.
@@ -29,6 +31,7 @@ import numpy as np
 import orjson
 
 from movielinks.common.files import sha256_file
+from movielinks.common.film_record import FilmRecord, from_record, record_problem
 from movielinks.common.limits import name_problem, names_are_fine
 from movielinks.trainer.arrays import distinct_sorted
 from movielinks.trainer.errors import TrainerError
@@ -36,15 +39,8 @@ from movielinks.trainer.errors import TrainerError
 FORMATS = ("ndjson", "wikipedia", "edges")
 
 
-@dataclasses.dataclass(frozen=True)
-class Film:
-    """One film as read from a dataset, before any vocabulary is applied."""
-
-    title: str
-    infobox: dict[str, str]
-    links: list[str]
-    rotten_tomatoes: str | None = None
-    rating: str | None = None
+# One film as read from a dataset, before any vocabulary is applied.
+Film = FilmRecord
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,11 +186,14 @@ _UTF8, _SURROGATES = itertools.repeat("utf-8"), itertools.repeat("surrogatepass"
 
 @dataclasses.dataclass(frozen=True)
 class FilmInfo:
-    """A film's record besides its links."""
+    """A film's record besides its links: each link occurrence's kind (None when the
+    record has none), and the links that occur only in its citations and navigation boxes."""
 
     infobox: dict[str, str]
     rotten_tomatoes: str | None
     rating: str | None
+    kinds: str | None = None
+    cited_only: frozenset[str] = frozenset()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -239,7 +238,9 @@ class _Films(collections.abc.Sequence):
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
         info, table = self._dataset.info[i], self._dataset.links
-        return Film(table.titles[i], info.infobox, table.links_of(i), info.rotten_tomatoes, info.rating)
+        # A table without the rare links has fewer links than kinds: they are read only whole.
+        kinds = info.kinds if self._dataset.min_link_count <= 1 else None
+        return Film(table.titles[i], info.infobox, table.links_of(i), info.rotten_tomatoes, info.rating, kinds)
 
 
 def detect_format(path: str | Path) -> str:
@@ -294,7 +295,8 @@ def read_dataset(path: str | Path, fmt: str = "auto", *, strict: bool = False,
             if not problem:
                 seen.add(film.title)
                 links.add(film.title, film.links)
-                info.append(FilmInfo(film.infobox, film.rotten_tomatoes, film.rating))
+                info.append(FilmInfo(film.infobox, film.rotten_tomatoes, film.rating, film.kinds,
+                                     frozenset(film.cited_only())))
                 accepted.append(position)
                 continue
             item = BadRecord(file, line, problem)
@@ -382,16 +384,14 @@ def _read_ndjson(path: Path) -> Iterator[Located | BadRecord]:
             except ValueError as e:
                 yield BadRecord(str(path), number, f"not JSON ({e.msg})")
                 continue
-            problem = _ndjson_problem(record)
+            problem = record_problem(record)
             if problem:
                 yield BadRecord(str(path), number, problem)
                 continue
-            title, infobox, links, rotten, rating = record
-            infobox = infobox or {}
+            infobox = record[1] or {}
             if any(isinstance(v, float) for v in infobox.values()):  # orjson reads integers past 64 bits as floats
                 infobox = json.loads(line)[1]
-            infobox = {str(k): str(v) for k, v in infobox.items()}
-            yield Film(title.strip(), infobox, links, rotten, rating), str(path), number
+            yield from_record(record, {str(k): str(v) for k, v in infobox.items()}), str(path), number
 
 
 def _loads(line: str) -> object:
@@ -401,21 +401,6 @@ def _loads(line: str) -> object:
         return orjson.loads(line)
     except orjson.JSONDecodeError:
         return json.loads(line)
-
-
-def _ndjson_problem(record: object) -> str | None:
-    if not isinstance(record, list) or len(record) != 5:
-        return "expected a JSON array [title, infobox, links, rotten_tomatoes, rating]"
-    title, infobox, links, rotten, rating = record
-    if not isinstance(title, str) or not title.strip():
-        return "empty or non-string title"
-    if infobox is not None and not isinstance(infobox, dict):
-        return "infobox is not an object"
-    if not isinstance(links, list) or not all(map(isinstance, links, itertools.repeat(str))):
-        return "links is not a list of strings"
-    if not all(v is None or isinstance(v, str) for v in (rotten, rating)):
-        return "rotten_tomatoes and rating must be strings or null"
-    return None
 
 
 def _read_wikipedia(path: Path) -> Iterator[Located | BadRecord]:
