@@ -6,6 +6,7 @@ pair, so that it takes seconds and little memory for a million films.
 from __future__ import annotations
 
 import dataclasses
+from typing import Sequence
 
 import numpy as np
 
@@ -63,3 +64,13 @@ def build_vocabulary(table: LinkTable, min_link_count: int) -> tuple[Vocabulary,
         n_films - len(kept_films),
     )
     return vocab, kept_films
+
+
+def cited_pairs(vocab: Vocabulary, cited_only: Sequence[frozenset[str]]) -> np.ndarray:
+    """Which of `vocab.pairs` (bool [n_pairs]) have a link that the movie's article holds only
+    in citations or navigation boxes; `cited_only[i]` names those links for movie id i."""
+    link_id = {name: j for j, name in enumerate(vocab.links)}
+    keys = np.array([movie * vocab.n_links + link_id[name] for movie, names in enumerate(cited_only)
+                     for name in names if name in link_id], dtype=np.int64)
+    pair_keys = vocab.pairs[:, 0].astype(np.int64) * vocab.n_links + vocab.pairs[:, 1]
+    return np.isin(pair_keys, keys)
