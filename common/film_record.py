@@ -51,6 +51,27 @@ class FilmRecord:
         return cited - elsewhere
 
 
+def kind_codes(names: str) -> str:
+    """The kind codes of comma-separated kind names ("body,infobox" -> "bi"); "" for "".
+
+    Raises ValueError naming the unknown ones."""
+    codes = {name: code for code, name in LINK_KINDS.items()}
+    wanted = [name.strip().lower() for name in names.split(",") if name.strip()]
+    unknown = [name for name in wanted if name not in codes]
+    if unknown:
+        raise ValueError(f"unknown link kinds {', '.join(unknown)}; choose from {', '.join(LINK_KINDS.values())}")
+    return "".join(codes[name] for name in wanted)
+
+
+def of_kinds(film: FilmRecord, codes: str) -> FilmRecord:
+    """The film with only its links of the kinds `codes`; a film without kinds (or `codes`
+    empty) keeps every link."""
+    if not codes or film.kinds is None:
+        return film
+    kept = [i for i, kind in enumerate(film.kinds) if kind in codes]
+    return dataclasses.replace(film, links=[film.links[i] for i in kept], kinds="".join(film.kinds[i] for i in kept))
+
+
 def record_problem(record: object) -> str | None:
     """What is wrong with a parsed JSON line as a film record, or None."""
     if not isinstance(record, list) or len(record) not in (5, 6):

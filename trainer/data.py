@@ -31,7 +31,7 @@ import numpy as np
 import orjson
 
 from movielinks.common.files import sha256_file
-from movielinks.common.film_record import FilmRecord, from_record, record_problem
+from movielinks.common.film_record import FilmRecord, from_record, of_kinds, record_problem
 from movielinks.common.limits import name_problem, names_are_fine
 from movielinks.trainer.arrays import distinct_sorted
 from movielinks.trainer.errors import TrainerError
@@ -212,6 +212,7 @@ class FilmDataset:
     skipped: list[BadRecord]
     min_link_count: int = 1
     accepted: np.ndarray | None = None  # each film's position among the films its reader yields
+    link_kinds: str = ""  # the kind codes of the links read ("": every link)
 
     @property
     def films(self) -> Sequence[Film]:
@@ -223,7 +224,7 @@ class FilmDataset:
         if self.min_link_count <= 1:
             return (self.links.links_of(i) for i in positions)
         wanted = set(positions)
-        links = _accepted_links(Path(self.path), self.format, self.accepted)
+        links = _accepted_links(Path(self.path), self.format, self.accepted, self.link_kinds)
         return (film_links for i, film_links in enumerate(links) if i in wanted)
 
 
@@ -265,7 +266,7 @@ def detect_format(path: str | Path) -> str:
 
 
 def read_dataset(path: str | Path, fmt: str = "auto", *, strict: bool = False,
-                 min_link_count: int = 1) -> FilmDataset:
+                 min_link_count: int = 1, link_kinds: str = "") -> FilmDataset:
     """Read every film of a dataset.
 
     Bad records (not JSON, wrong shape, empty title, duplicate title, a title or
@@ -276,6 +277,9 @@ def read_dataset(path: str | Path, fmt: str = "auto", *, strict: bool = False,
     With `min_link_count` above 1 the link table keeps only the links in at least that
     many films (counted once a film), as the vocabulary would: links are counted by
     hash, and only the kept ones are named, in a second pass over the file.
+
+    With `link_kinds` (kind codes, common.film_record) a film keeps only its links of those
+    kinds; films whose records say no kinds keep every link.
     """
     path = Path(path)
     if not path.exists():
@@ -291,6 +295,7 @@ def read_dataset(path: str | Path, fmt: str = "auto", *, strict: bool = False,
     for position, item in enumerate(_READERS[fmt](path)):
         if isinstance(item, tuple):
             film, file, line = item
+            film = of_kinds(film, link_kinds)
             problem = _film_problem(film) or (f"duplicate title {film.title!r}" if film.title in seen else None)
             if not problem:
                 seen.add(film.title)
@@ -308,36 +313,40 @@ def read_dataset(path: str | Path, fmt: str = "auto", *, strict: bool = False,
     del seen
     accepted = np.frombuffer(accepted, dtype=np.int64)
     if isinstance(links, _HashedTableBuilder):
-        table = _named_table(links, min_link_count, path, fmt, accepted)
+        table = _named_table(links, min_link_count, path, fmt, accepted, link_kinds)
     else:
         table = links.table()
-    return FilmDataset(str(path), fmt, _checksum(path), table, info, skipped, min_link_count, accepted)
+    return FilmDataset(str(path), fmt, _checksum(path), table, info, skipped, min_link_count, accepted, link_kinds)
 
 
 def _named_table(links: _HashedTableBuilder, min_link_count: int, path: Path, fmt: str,
-                 accepted: np.ndarray) -> LinkTable:
+                 accepted: np.ndarray, link_kinds: str) -> LinkTable:
     """The table of the links in `min_link_count` films, named by a second pass over the
     file; by a third pass, by name, in the rare case that two names share a hash."""
     first, kept, offsets, ids = links.frequent(min_link_count)
     del links.hashes
-    names = _names_of(first, kept, ids, _accepted_links(path, fmt, accepted))
+    names = _names_of(first, kept, ids, _accepted_links(path, fmt, accepted, link_kinds))
     if names is not None:
         return LinkTable(links.titles, names, offsets, ids)
     exact = _LinkTableBuilder()
-    for title, film_links in zip(links.titles, _accepted_links(path, fmt, accepted)):
+    for title, film_links in zip(links.titles, _accepted_links(path, fmt, accepted, link_kinds)):
         exact.add(title, film_links)
     return _rare_links_dropped(exact.table(), min_link_count)
 
 
-def _accepted_links(path: Path, fmt: str, accepted: np.ndarray) -> Iterator[list[str]]:
-    """The links of the films read from `path` at the `accepted` positions, read again."""
+def _accepted_links(path: Path, fmt: str, accepted: np.ndarray, link_kinds: str = "") -> Iterator[list[str]]:
+    """The links (of the kinds `link_kinds`, if given) of the films read from `path` at the
+    `accepted` positions, read again."""
     wanted = iter(accepted.tolist())
     next_wanted = next(wanted, -1)
     if fmt == "ndjson":  # its reader yields one item a non-blank line: parse only the accepted ones
         with _open_text(path) as f:
             for position, line in enumerate(line for line in f if line.strip()):
                 if position == next_wanted:
-                    yield _loads(line)[2]
+                    record = _loads(line)
+                    kinds = record[5] if len(record) == 6 and link_kinds else None
+                    yield record[2] if kinds is None else [
+                        link for link, kind in zip(record[2], kinds) if kind in link_kinds]
                     next_wanted = next(wanted, -1)
         return
     for position, item in enumerate(_READERS[fmt](path)):

@@ -23,6 +23,7 @@ from typing import Callable
 import numpy as np
 
 from movielinks.common.artifacts import Records
+from movielinks.common.film_record import kind_codes
 from movielinks.common.franchises import film_identity, franchise_groups
 from movielinks.common.records import MovieRecord
 from movielinks.trainer.checkpoint import Checkpoint, TrainingState, default_checkpoint_dir, fingerprint
@@ -53,6 +54,7 @@ class TrainConfig:
     negative_power: float = 0.5  # negative links drawn by (films linking to them) ** power; 0 is uniform
     heldout_fraction: float = 0.1
     seed: int = 0
+    link_kinds: str = ""  # comma-separated kinds of link to train on (common.film_record); "": every link
 
     def check(self) -> None:
         problems = [
@@ -69,6 +71,10 @@ class TrainConfig:
         for ok, message in problems:
             if not ok:
                 raise TrainerError(message)
+        try:
+            kind_codes(self.link_kinds)
+        except ValueError as e:
+            raise TrainerError(f"--link-kinds: {e}") from e
 
 
 def train(
@@ -92,7 +98,8 @@ def train(
     if out.exists():
         raise TrainerError(f"{out} already exists; a run directory is never overwritten, choose another --out")
     started = time.perf_counter()
-    dataset = read_dataset(data, data_format, strict=strict, min_link_count=config.min_link_count)
+    dataset = read_dataset(data, data_format, strict=strict, min_link_count=config.min_link_count,
+                           link_kinds=kind_codes(config.link_kinds))
     read_seconds = time.perf_counter() - started
     log(f"read {len(dataset.films):,} films from {dataset.path} ({dataset.format}) in {read_seconds:.1f} s")
     if dataset.skipped:

@@ -6,8 +6,10 @@ import gzip
 import json
 from pathlib import Path
 
+import pytest
+
 from movielinks.collector.collect import collect
-from movielinks.common.film_record import FilmRecord
+from movielinks.common.film_record import FilmRecord, kind_codes
 from movielinks.trainer.data import read_dataset
 from tests.collector.test_collector_dump import trap_pages
 from tests.collector.test_collector_html import PARSOID_CITATIONS, RENDERED_CITATIONS, make_tarball
@@ -61,3 +63,18 @@ def test_five_element_records_read_with_unknown_kinds(tmp_path: Path) -> None:
     assert (new.links, new.kinds) == (["A", "C"], "br") and new.cited_only() == {"C"}
     assert [(bad.line, "link_kinds" in bad.problem or "kind codes" in bad.problem) for bad in dataset.skipped] == [
         (3, True), (4, True)]
+
+
+def test_the_trainer_reads_only_the_link_kinds_asked_for(tmp_path: Path) -> None:
+    path = tmp_path / "kinds.ndjson"
+    path.write_text("".join(f'["Film {i}", {{}}, ["Director", "Actor {i % 2}", "IMDb", "Drama"], null, null, "ibrc"]\n'
+                            for i in range(4)) + '["Old", {}, ["Director", "IMDb"], null, null]\n', encoding="utf-8")
+    # The old record keeps its IMDb link, the only one left once the others' citations are gone: rare at 2.
+    for min_link_count, old in ((1, ["Director", "IMDb"]), (2, ["Director"])):
+        dataset = read_dataset(path, min_link_count=min_link_count, link_kinds=kind_codes("infobox, body"))
+        assert [dataset.links.links_of(i) for i in range(5)] == [
+            ["Director", "Actor 0"], ["Director", "Actor 1"], ["Director", "Actor 0"], ["Director", "Actor 1"], old]
+        assert list(dataset.all_links(range(5)))[0] == ["Director", "Actor 0"]
+    assert read_dataset(path).links.links_of(0) == ["Director", "Actor 0", "IMDb", "Drama"]
+    with pytest.raises(ValueError, match="unknown link kinds prose"):
+        kind_codes("body,prose")
