@@ -116,13 +116,15 @@ def _kinds_by_position(text: str, infobox_span: tuple[int, int]) -> bytearray:
         if heading.group(1).strip().lower() in REFERENCE_SECTIONS:
             mark(heading.start(), following.start() if following else len(text), REFERENCE)
     first = text.find("{{")
-    for start, end in (_template_ends(text, first) if first >= 0 else {}).items():
+    marked_until = 0  # a template inside one already marked is not marked again: linear, however deep
+    for start, end in sorted((_template_ends(text, first) if first >= 0 else {}).items()):
+        if start < marked_until:
+            continue
         name = _TEMPLATE_NAME.match(text, start)
         name = name.group(1).strip().lower() if name else ""
-        if name.startswith("navbox"):
-            mark(start, end, NAVBOX)
-        elif is_citation_template(name):
-            mark(start, end, REFERENCE)
+        if name.startswith("navbox") or is_citation_template(name):
+            mark(start, end, NAVBOX if name.startswith("navbox") else REFERENCE)
+            marked_until = end
     for ref in _REF_TAGS.finditer(text):
         mark(ref.start(), ref.end(), REFERENCE)
     return kinds
