@@ -31,7 +31,7 @@ import numpy as np
 import orjson
 
 from movielinks.common.files import sha256_file
-from movielinks.common.film_record import FilmRecord, from_record, of_kinds, record_problem
+from movielinks.common.film_record import CITATION_KINDS, FilmRecord, from_record, of_kinds, record_problem
 from movielinks.common.limits import name_problem, names_are_fine
 from movielinks.trainer.arrays import distinct_sorted
 from movielinks.trainer.errors import TrainerError
@@ -63,40 +63,60 @@ class LinkTable:
     Film i's links are `link_names[link_ids[offsets[i]:offsets[i + 1]]]`, repeats
     included; `link_names` are the distinct names in order of first appearance. A table
     read with a minimum count holds only the links in that many films (see read_dataset).
+    `cited` marks the occurrences in a citation or navigation box (common.film_record's
+    CITATION_KINDS); None when no record says its links' kinds.
     """
 
     titles: list[str]
     link_names: list[str]
     offsets: np.ndarray  # int64 [n_films + 1]
     link_ids: np.ndarray  # int32 [n_occurrences]
+    cited: np.ndarray | None = None  # bool [n_occurrences]
 
     @classmethod
     def from_films(cls, films: Sequence[Film]) -> LinkTable:
         builder = _LinkTableBuilder()
         for film in films:
-            builder.add(film.title, film.links)
+            builder.add(film.title, film.links, film.kinds)
         return builder.table()
 
     def links_of(self, i: int) -> list[str]:
         return [self.link_names[j] for j in self.link_ids[self.offsets[i] : self.offsets[i + 1]].tolist()]
 
 
-class _LinkTableBuilder:
+class _CitedOccurrences:
+    """Whether each link occurrence is in a citation, one byte each, kept only once a record has kinds."""
+
     def __init__(self) -> None:
+        self.cited = array.array("b")
+        self.known = False
+
+    def add_kinds(self, n_links: int, kinds: str | None) -> None:
+        self.known = self.known or kinds is not None
+        self.cited.extend([kind in CITATION_KINDS for kind in kinds] if kinds is not None else bytes(n_links))
+
+    def array(self) -> np.ndarray | None:
+        return np.frombuffer(self.cited, dtype=np.int8).astype(bool) if self.known else None
+
+
+class _LinkTableBuilder(_CitedOccurrences):
+    def __init__(self) -> None:
+        super().__init__()
         self.titles: list[str] = []
         self.name_ids: dict[str, int] = {}
         self.ids = array.array("i")
         self.offsets = array.array("q", [0])
 
-    def add(self, title: str, links: Sequence[str]) -> None:
+    def add(self, title: str, links: Sequence[str], kinds: str | None = None) -> None:
         name_ids = self.name_ids
         self.titles.append(title)
         self.ids.extend([name_ids.setdefault(link, len(name_ids)) for link in links])
         self.offsets.append(len(self.ids))
+        self.add_kinds(len(links), kinds)
 
     def table(self) -> LinkTable:
         return LinkTable(self.titles, list(self.name_ids), np.frombuffer(self.offsets, dtype=np.int64),
-                         np.frombuffer(self.ids, dtype=np.int32))
+                         np.frombuffer(self.ids, dtype=np.int32), self.array())
 
 
 # A link's hash while a dataset is read: Python's own string hash (64 bits, C speed).
@@ -107,19 +127,21 @@ class _LinkTableBuilder:
 _link_hash = hash
 
 
-class _HashedTableBuilder:
+class _HashedTableBuilder(_CitedOccurrences):
     """A LinkTable's films and offsets, with a 64-bit hash per link occurrence instead of
     a name: a million films' millions of once-seen names never become Python strings."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.titles: list[str] = []
         self.hashes = array.array("q")
         self.offsets = array.array("q", [0])
 
-    def add(self, title: str, links: Sequence[str]) -> None:
+    def add(self, title: str, links: Sequence[str], kinds: str | None = None) -> None:
         self.titles.append(title)
         self.hashes.extend(map(_link_hash, links))
         self.offsets.append(len(self.hashes))
+        self.add_kinds(len(links), kinds)
 
     def frequent(self, min_link_count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """For the links in >= min_link_count films, in order of first appearance: (where each
@@ -155,7 +177,8 @@ def _frequent_links(offsets: np.ndarray, ids: np.ndarray, n_names: int, min_link
 def _rare_links_dropped(table: LinkTable, min_link_count: int) -> LinkTable:
     """`table` with only the links in at least `min_link_count` films."""
     kept, offsets, ids = _frequent_links(table.offsets, table.link_ids, len(table.link_names), min_link_count)
-    return LinkTable(table.titles, [table.link_names[i] for i in np.flatnonzero(kept).tolist()], offsets, ids)
+    cited = None if table.cited is None else table.cited[kept[table.link_ids]]
+    return LinkTable(table.titles, [table.link_names[i] for i in np.flatnonzero(kept).tolist()], offsets, ids, cited)
 
 
 def _names_of(first: np.ndarray, kept: np.ndarray, ids: np.ndarray, films_links: Iterable[Sequence[str]]
@@ -186,14 +209,13 @@ _UTF8, _SURROGATES = itertools.repeat("utf-8"), itertools.repeat("surrogatepass"
 
 @dataclasses.dataclass(frozen=True)
 class FilmInfo:
-    """A film's record besides its links: each link occurrence's kind (None when the
-    record has none), and the links that occur only in its citations and navigation boxes."""
+    """A film's record besides its links, with each link occurrence's kind (None when the
+    record has none)."""
 
     infobox: dict[str, str]
     rotten_tomatoes: str | None
     rating: str | None
     kinds: str | None = None
-    cited_only: frozenset[str] = frozenset()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -299,9 +321,8 @@ def read_dataset(path: str | Path, fmt: str = "auto", *, strict: bool = False,
             problem = _film_problem(film) or (f"duplicate title {film.title!r}" if film.title in seen else None)
             if not problem:
                 seen.add(film.title)
-                links.add(film.title, film.links)
-                info.append(FilmInfo(film.infobox, film.rotten_tomatoes, film.rating, film.kinds,
-                                     frozenset(film.cited_only())))
+                links.add(film.title, film.links, film.kinds)
+                info.append(FilmInfo(film.infobox, film.rotten_tomatoes, film.rating, film.kinds))
                 accepted.append(position)
                 continue
             item = BadRecord(file, line, problem)
@@ -325,13 +346,14 @@ def _named_table(links: _HashedTableBuilder, min_link_count: int, path: Path, fm
     file; by a third pass, by name, in the rare case that two names share a hash."""
     first, kept, offsets, ids = links.frequent(min_link_count)
     del links.hashes
+    cited = links.array()
     names = _names_of(first, kept, ids, _accepted_links(path, fmt, accepted, link_kinds))
     if names is not None:
-        return LinkTable(links.titles, names, offsets, ids)
+        return LinkTable(links.titles, names, offsets, ids, None if cited is None else cited[kept])
     exact = _LinkTableBuilder()
     for title, film_links in zip(links.titles, _accepted_links(path, fmt, accepted, link_kinds)):
         exact.add(title, film_links)
-    return _rare_links_dropped(exact.table(), min_link_count)
+    return _rare_links_dropped(dataclasses.replace(exact.table(), cited=cited), min_link_count)
 
 
 def _accepted_links(path: Path, fmt: str, accepted: np.ndarray, link_kinds: str = "") -> Iterator[list[str]]:

@@ -34,7 +34,7 @@ from movielinks.trainer.groups import dataset_genres
 from movielinks.trainer.loop import LoopSettings, fit
 from movielinks.trainer.run import RunManifest, save_run
 from movielinks.trainer.sampler import every_pair_is_true, split_pairs
-from movielinks.trainer.vocab import Vocabulary, build_vocabulary, cited_pairs
+from movielinks.trainer.vocab import Vocabulary, build_vocabulary
 
 OBJECTIVE_NAMES = ("logistic", "mse")  # keys of trainer.objectives.OBJECTIVES, without importing TensorFlow
 __all__ = ["TrainConfig", "train", "default_checkpoint_dir"]
@@ -148,9 +148,7 @@ def train(
     )
     records = Records([MovieRecord(title, f.infobox, a) for title, f, a in zip(vocab.movies, info, attributes)],
                       vocab.links, models)
-    # Records with link kinds mark the pairs whose link is only in citations; without kinds none is known.
-    cited = cited_pairs(vocab, [f.cited_only for f in info]) if any(f.kinds is not None for f in info) else None
-    save_run(out, manifest, movie_vectors, link_vectors, records, vocab.pairs, cited)
+    save_run(out, manifest, movie_vectors, link_vectors, records, vocab.pairs, vocab.cited)
     checkpoint.remove()
     log(f"run written to {out}")
     if distribution is not None:

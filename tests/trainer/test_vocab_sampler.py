@@ -11,7 +11,7 @@ from movielinks.trainer.errors import TrainerError
 from movielinks.trainer.sampler import (contains, epoch_batches, grid_shape, pair_keys, popularity_cdf, sample_non_pairs,
                              split_pairs)
 from movielinks.trainer.train import TrainConfig, train
-from movielinks.trainer.vocab import build_vocabulary, cited_pairs
+from movielinks.trainer.vocab import build_vocabulary
 
 
 def films() -> LinkTable:
@@ -24,14 +24,13 @@ def films() -> LinkTable:
     ])
 
 
-def test_cited_pairs_mark_the_links_a_film_has_only_in_citations():
-    table = LinkTable.from_films([Film("A", {}, ["x", "y", "x"], kinds="brr"), Film("B", {}, ["y", "x"], kinds="rb"),
+def test_the_vocabulary_marks_the_pairs_whose_link_a_film_has_only_in_citations():
+    table = LinkTable.from_films([Film("A", {}, ["x", "y", "x", "z"], kinds="brrn"), Film("B", {}, ["y", "x"], kinds="rb"),
                                   Film("C", {}, ["x", "y"])])
     vocab, kept = build_vocabulary(table, min_link_count=1)
-    cited_only = [Film("A", {}, ["x", "y", "x"], kinds="brr").cited_only(), {"y"}, set()]
-    marked = cited_pairs(vocab, cited_only)
-    assert {(vocab.movies[m], vocab.links[j]) for (m, j), c in zip(vocab.pairs.tolist(), marked) if c} == {
-        ("A", "y"), ("B", "y")}
+    assert {(vocab.movies[m], vocab.links[j]) for (m, j), c in zip(vocab.pairs.tolist(), vocab.cited) if c} == {
+        ("A", "y"), ("A", "z"), ("B", "y")}
+    assert build_vocabulary(LinkTable.from_films([Film("C", {}, ["x", "y"])]), 1)[0].cited is None
 
 
 def test_vocabulary_keeps_links_in_enough_films_with_stable_ids():
