@@ -28,10 +28,10 @@ import lxml.html
 import mwparserfromhell
 
 from movielinks.collector.links import Namespaces, normalise_link, normalise_title
-from movielinks.common.film_record import BODY, CATEGORY, INFOBOX, NAVBOX, REFERENCE
-from movielinks.collector.record import ChunkResult, CollectorError, FilmRecord, Problem, ratings_from_text
+from movielinks.collector.record import ChunkResult, CollectorError, Problem, ratings_from_text
 from movielinks.collector.wikitext import (DISAMBIGUATION, FILM_TEMPLATE, MAX_INFOBOX_CHARS, NOT_A_FILM,
                                           REFERENCE_SECTIONS, flatten, is_citation_template)
+from movielinks.common.film_record import BODY, CATEGORY, INFOBOX, NAVBOX, REFERENCE, FilmRecord
 
 NO_CONTENT = "HTML page without article content"
 BAD_HTML = "unreadable HTML page"

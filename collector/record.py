@@ -9,9 +9,6 @@ import re
 from movielinks.common.film_record import FilmRecord
 
 
-__all__ = ["ChunkResult", "CollectorError", "FilmRecord", "Problem", "ratings_from_text"]
-
-
 class CollectorError(Exception):
     """A problem the user can act on: unreadable input, a bad page under --strict, a failed fetch."""
 

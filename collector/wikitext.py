@@ -18,8 +18,8 @@ from mwparserfromhell import nodes
 from mwparserfromhell.wikicode import Wikicode
 
 from movielinks.collector.links import Namespaces, normalise_link, normalise_title
-from movielinks.collector.record import FilmRecord, ratings_from_text
-from movielinks.common.film_record import BODY, CATEGORY, INFOBOX, NAVBOX, REFERENCE
+from movielinks.collector.record import ratings_from_text
+from movielinks.common.film_record import BODY, CATEGORY, INFOBOX, NAVBOX, REFERENCE, FilmRecord
 
 FILM_TEMPLATE = "Infobox film"
 

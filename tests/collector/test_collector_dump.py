@@ -14,7 +14,8 @@ import pytest
 
 from movielinks.collector import wikitext
 from movielinks.collector.collect import collect, resolve_redirects
-from movielinks.collector.record import CollectorError, FilmRecord
+from movielinks.collector.record import CollectorError
+from movielinks.common.film_record import FilmRecord
 from movielinks.collector.xmldump import BAD_STREAM, MALFORMED_XML, NOT_A_FILM, OTHER_NAMESPACE, PARSER_ERROR, REDIRECT
 from tests.collector_fixtures import film_text, page, write_bz2, write_multistream, write_plain
 
