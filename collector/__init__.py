@@ -2,7 +2,8 @@
 
     collector collect DUMP --out films.ndjson      (then: trainer train --data films.ndjson)
 
-- record.py: the artifact (one film record a line, the trainer's format) and the problems a page can have
+- record.py: what a unit of work finds and the problems a page can have (the film record itself,
+  the trainer's format, is common/film_record.py)
 - links.py: link targets normalised as MediaWiki does; which namespaces are kept
 - wikitext.py: a film record from wikitext (mwparserfromhell), and the cheap test before parsing
 - xmldump.py: pages-articles XML dumps, split by multistream blocks or byte ranges

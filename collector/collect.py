@@ -17,7 +17,8 @@ from movielinks.common.files import atomic_file
 
 from movielinks.collector import htmlpages, xmldump
 from movielinks.collector.engine import run_in_order
-from movielinks.collector.record import ChunkResult, CollectorError, FilmRecord
+from movielinks.collector.record import ChunkResult, CollectorError
+from movielinks.common.film_record import FilmRecord
 
 DUPLICATE_TITLE = "duplicate title"
 _MAX_REDIRECT_HOPS = 8

@@ -3,7 +3,10 @@
 Rendered pages (`<div id="mw-content-text">`): a film is a page whose infobox has a
 "Directed by" row (the rendered `Infobox film`; the template name is gone from the
 HTML); its links are the `/wiki/` links of the article body outside navigation boxes,
-which a page's wikitext does not hold either.
+which a page's wikitext does not hold either. Each link's kind (common.film_record) says
+where it is: the infobox, a citation (a reference, a <cite>, a reference list, or a
+section such as References or External links: REFERENCE_SECTIONS), a category, or the
+prose ("body").
 
 Parsoid HTML (links `<a rel="mw:WikiLink" href="./Title">`): a template call keeps its
 name and arguments as wikitext in `data-mw`, so a film is found by its exact
@@ -13,6 +16,7 @@ from those arguments, in page order, as the wikitext has them.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import re
 import tarfile
@@ -24,8 +28,10 @@ import lxml.html
 import mwparserfromhell
 
 from movielinks.collector.links import Namespaces, normalise_link, normalise_title
-from movielinks.collector.record import ChunkResult, CollectorError, FilmRecord, Problem, ratings_from_text
-from movielinks.collector.wikitext import DISAMBIGUATION, FILM_TEMPLATE, MAX_INFOBOX_CHARS, NOT_A_FILM, flatten
+from movielinks.collector.record import ChunkResult, CollectorError, Problem, ratings_from_text
+from movielinks.collector.wikitext import (DISAMBIGUATION, FILM_TEMPLATE, MAX_INFOBOX_CHARS, NOT_A_FILM,
+                                          REFERENCE_SECTIONS, flatten, is_citation_template)
+from movielinks.common.film_record import BODY, CATEGORY, INFOBOX, NAVBOX, REFERENCE, FilmRecord
 
 NO_CONTENT = "HTML page without article content"
 BAD_HTML = "unreadable HTML page"
@@ -50,6 +56,8 @@ INFOBOX_LABELS = {
     "languages": "language", "budget": "budget", "box office": "gross",
 }
 _CITATION = re.compile(r"\[\d+\]|\[citation needed\]")
+# Classes of the rendered elements that hold citations (and <cite> itself).
+_REFERENCE_CLASSES = frozenset(("reference", "references", "reflist", "refbegin", "citation", "mw-references"))
 _ENGLISH = Namespaces.english()
 
 
@@ -173,17 +181,20 @@ def _rendered_film(name: str, document, namespaces: Namespaces,
     infobox = _rendered_infobox(content)
     if infobox is None and not every_page:
         return NO_FILM_INFOBOX
-    links = []
+    links, kinds = [], []
+    sections = _reference_sections(content)
     for anchor in content.iter("a"):
         href = anchor.get("href") or ""
-        if href.startswith("/wiki/") and not _in_navbox(anchor, content):
-            link = normalise_link(href[len("/wiki/"):], namespaces)
+        if href.startswith("/wiki/"):
+            kind = _rendered_kind(anchor, content, sections)
+            link = normalise_link(href[len("/wiki/"):], namespaces) if kind != NAVBOX else None
             if link is not None:
                 links.append(link)
+                kinds.append(CATEGORY if link.startswith(f"{namespaces.category}:") else kind)
     for dropped in content.xpath(".//style | .//script"):
         dropped.drop_tree()
     rotten, rating = ratings_from_text(" ".join(content.text_content().split()))
-    return FilmRecord(_title_from_file_name(name), infobox or {}, links, rotten, rating)
+    return FilmRecord(_title_from_file_name(name), infobox or {}, links, rotten, rating, "".join(kinds))
 
 
 def _title_from_file_name(name: str) -> str:
@@ -195,13 +206,34 @@ def _title_from_file_name(name: str) -> str:
     return normalise_title(urllib.parse.unquote(stem))
 
 
-def _in_navbox(element, stop) -> bool:
-    for ancestor in element.iterancestors():
-        if ancestor is stop:
-            return False
-        if "navbox" in (ancestor.get("class") or "").split():
-            return True
-    return False
+def _reference_sections(content) -> set:
+    """The top-level elements of the article that lie in a REFERENCE_SECTIONS section."""
+    body = next((div for div in content.iter("div") if "mw-parser-output" in (div.get("class") or "").split()), content)
+    inside, in_references = set(), False
+    for child in body:
+        if isinstance(child.tag, str) and child.tag == "h2":
+            heading = child.find(".//span[@class='mw-headline']")
+            text = " ".join((heading if heading is not None else child).text_content().split()).lower()
+            in_references = text.removesuffix("[edit]").strip() in REFERENCE_SECTIONS
+        elif in_references:
+            inside.add(child)
+    return inside
+
+
+def _rendered_kind(anchor, stop, sections: set) -> str:
+    """Where a link of the rendered article is: NAVBOX, REFERENCE, INFOBOX or BODY."""
+    kind = BODY
+    for element in itertools.chain((anchor,), anchor.iterancestors()):
+        if element is stop:
+            break
+        classes = set((element.get("class") or "").split())
+        if "navbox" in classes:
+            return NAVBOX
+        if element.tag == "cite" or classes & _REFERENCE_CLASSES or element in sections:
+            kind = REFERENCE
+        elif "infobox" in classes and kind == BODY:
+            kind = INFOBOX
+    return kind
 
 
 def _rendered_infobox(content) -> dict[str, str] | None:
@@ -248,7 +280,7 @@ def _parsoid_film(name: str, document, namespaces: Namespaces) -> FilmRecord | P
     for dropped in body.xpath(".//style | .//script"):
         dropped.drop_tree()
     rotten, rating = ratings_from_text(" ".join(body.text_content().split()))
-    return FilmRecord(_parsoid_title(name, document), walk.infobox, walk.links, rotten, rating)
+    return FilmRecord(_parsoid_title(name, document), walk.infobox, walk.links, rotten, rating, "".join(walk.kinds))
 
 
 def _parsoid_title(name: str, document) -> str:
@@ -261,38 +293,45 @@ def _parsoid_title(name: str, document) -> str:
 
 
 class _ParsoidWalk:
-    """Links in page order; a template call contributes the links of its wikitext arguments, not of its output."""
+    """Links in page order, each with its kind; a template call contributes the links of its
+    wikitext arguments, not of its output."""
 
     def __init__(self, namespaces: Namespaces) -> None:
         self.namespaces = namespaces
         self.links: list[str] = []
+        self.kinds: list[str] = []
         self.infobox: dict[str, str] | None = None
         self.disambiguation = False
         self._seen_about: set[str] = set()
 
-    def visit(self, element) -> None:
+    def visit(self, element, kind: str = BODY) -> None:
         if not isinstance(element.tag, str):
             return  # comments, processing instructions
         about = element.get("about")
         if about and about in self._seen_about:
             return  # a later node of a template call already read
-        if "mw:Transclusion" in (element.get("typeof") or ""):
+        typeof = element.get("typeof") or ""
+        if (element.tag == "cite" or "mw:Extension/ref" in typeof
+                or set((element.get("class") or "").split()) & _REFERENCE_CLASSES or _is_reference_section(element)):
+            kind = REFERENCE
+        if "mw:Transclusion" in typeof:
             if about:
                 self._seen_about.add(about)
-            self._template_call(element.get("data-mw") or "{}")
+            self._template_call(element.get("data-mw") or "{}", kind)
             return
         rel = element.get("rel") or ""
         if (element.tag == "a" and "mw:WikiLink" in rel) or (element.tag == "link" and "mw:PageProp/Category" in rel):
-            self._add(element.get("href") or "")
+            self._add(element.get("href") or "", kind)
         for child in element:
-            self.visit(child)
+            self.visit(child, kind)
 
-    def _add(self, href: str) -> None:
-        link = normalise_link(href.removeprefix("./"), self.namespaces)
+    def _add(self, target: str, kind: str) -> None:
+        link = normalise_link(target.removeprefix("./"), self.namespaces)
         if link is not None:
             self.links.append(link)
+            self.kinds.append(CATEGORY if link.startswith(f"{self.namespaces.category}:") else kind)
 
-    def _template_call(self, data_mw: str) -> None:
+    def _template_call(self, data_mw: str, kind: str) -> None:
         for part in json.loads(data_mw).get("parts", []):
             template = part.get("template") if isinstance(part, dict) else None
             if not template:
@@ -308,7 +347,23 @@ class _ParsoidWalk:
                 self.disambiguation = True
             for wt in params.values():
                 for wikilink in mwparserfromhell.parse(wt).filter_wikilinks():
-                    link = normalise_link(str(wikilink.title), self.namespaces)
-                    if link is not None:
-                        self.links.append(link)
+                    self._add(str(wikilink.title), _template_kind(target, kind))
 
+
+def _template_kind(target: str, kind: str) -> str:
+    """The kind of the links in the arguments of a template called where links are of `kind`."""
+    name = target.lower()
+    if kind != BODY:
+        return kind
+    if is_citation_template(name):
+        return REFERENCE
+    if name.startswith("navbox"):
+        return NAVBOX
+    return INFOBOX if target == FILM_TEMPLATE else BODY
+
+
+def _is_reference_section(element) -> bool:
+    if element.tag != "section":
+        return False
+    heading = next((child for child in element if isinstance(child.tag, str) and child.tag == "h2"), None)
+    return heading is not None and " ".join(heading.text_content().split()).lower() in REFERENCE_SECTIONS

@@ -1,31 +1,16 @@
-"""The collector's artifact: one film record, in the format the trainer reads, unchanged.
-
-    [page_title, infobox, outgoing_links, rotten_tomatoes_percent, rating_out_of_10]
-
-and the problems a page can have, reported with where the page is.
+"""What the collector finds: film records (the format is common.film_record's, which the
+trainer reads), and the problems a page can have, reported with where the page is.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
+
+from movielinks.common.film_record import FilmRecord
 
 
 class CollectorError(Exception):
     """A problem the user can act on: unreadable input, a bad page under --strict, a failed fetch."""
-
-
-@dataclasses.dataclass
-class FilmRecord:
-    title: str
-    infobox: dict[str, str]
-    links: list[str]
-    rotten_tomatoes: str | None = None
-    rating: str | None = None
-
-    def to_json_line(self) -> str:
-        row = [self.title, self.infobox, self.links, self.rotten_tomatoes, self.rating]
-        return json.dumps(row, ensure_ascii=False) + "\n"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,7 +4,10 @@ A film is a page whose wikitext has the `Infobox film` template, exact name
 (either first-letter case): `Infobox film awards` and `Infobox film festival`
 are other templates. Links are every wikilink of the article, as the notebook
 kept them: repeats included, links inside template arguments, references and
-image captions included.
+image captions included. Each link's kind (common.film_record) says where it is: the
+film infobox, a citation (inside <ref>, a cite template, or a section such as
+References or External links), a navigation box called in the text, a category, or the
+prose ("body").
 """
 from __future__ import annotations
 
@@ -15,7 +18,8 @@ from mwparserfromhell import nodes
 from mwparserfromhell.wikicode import Wikicode
 
 from movielinks.collector.links import Namespaces, normalise_link, normalise_title
-from movielinks.collector.record import FilmRecord, ratings_from_text
+from movielinks.collector.record import ratings_from_text
+from movielinks.common.film_record import BODY, CATEGORY, INFOBOX, NAVBOX, REFERENCE, FilmRecord
 
 FILM_TEMPLATE = "Infobox film"
 
@@ -47,6 +51,13 @@ _UNPARSED = re.compile(r"<!--.*?(?:-->|\Z)|<(nowiki|pre|math|source|syntaxhighli
 # [[target]] or [[target|text]]; a link whose text holds another link (an image caption) is
 # not matched itself, its inner links are.
 _WIKILINK = re.compile(r"\[\[([^\[\]|\n]+)(?:\|[^\[\]]*)?\]\]")
+# Sections that list sources, not what the film is: their links are citations.
+REFERENCE_SECTIONS = frozenset(("references", "notes", "citations", "sources", "bibliography",
+                                "further reading", "external links", "footnotes", "notes and references", "works cited"))
+_REF_TAGS = re.compile(r"<ref\b[^<>/]*>.*?(?:</ref\s*>|\Z)|<references\b[^<>/]*>.*?(?:</references\s*>|\Z)",
+                       re.S | re.I)
+_TEMPLATE_NAME = re.compile(r"\{\{\s*([^|{}<\n]*)")
+_HEADING = re.compile(r"^==\s*([^=\n]+?)\s*==\s*$", re.M)
 _BULLETS = re.compile(r"^[*#:;\s]+")
 _SPACES = re.compile(r"[ \t\u00a0]+")
 _ENGLISH = Namespaces.english()
@@ -73,14 +84,50 @@ def film_from_wikitext(title: str, wikitext: str, namespaces: Namespaces) -> Fil
         raise ValueError(f"the wikitext is {len(wikitext):,} characters long, over the {MAX_WIKITEXT_CHARS:,} a page "
                          f"may have")
     text = _UNPARSED.sub(" ", wikitext)
-    infobox = _film_infobox(text)
-    if infobox is None:
+    found = _film_infobox(text)
+    if found is None:
         return NOT_A_FILM
+    infobox, infobox_span = found
     if _DISAMBIGUATION.search(text):
         return DISAMBIGUATION
-    links = [link for link in (normalise_link(target, namespaces) for target in wikilinks(text)) if link is not None]
+    linked = _UNPARSED.sub(" ", text)  # what `wikilinks` reads
+    kind_at = _kinds_by_position(linked, infobox_span if linked == text else (0, 0))
+    links, kinds = [], []
+    for match in _WIKILINK.finditer(linked):
+        link = normalise_link(match.group(1), namespaces)
+        if link is not None:
+            links.append(link)
+            kinds.append(CATEGORY if link.startswith(f"{namespaces.category}:") else chr(kind_at[match.start()]))
     rotten, rating = _ratings(text)
-    return FilmRecord(title, template_properties(infobox), links, rotten, rating)
+    return FilmRecord(title, template_properties(infobox), links, rotten, rating, "".join(kinds))
+
+
+def _kinds_by_position(text: str, infobox_span: tuple[int, int]) -> bytearray:
+    """The link kind of every position of `text` (one byte a character): later rules win,
+    so a <ref> inside the infobox is a citation."""
+    kinds = bytearray(BODY.encode()) * len(text)
+
+    def mark(start: int, end: int, kind: str) -> None:
+        kinds[start:end] = kind.encode() * (end - start)
+
+    mark(*infobox_span, INFOBOX)
+    headings = list(_HEADING.finditer(text))
+    for heading, following in zip(headings, headings[1:] + [None]):
+        if heading.group(1).strip().lower() in REFERENCE_SECTIONS:
+            mark(heading.start(), following.start() if following else len(text), REFERENCE)
+    first = text.find("{{")
+    marked_until = 0  # a template inside one already marked is not marked again: linear, however deep
+    for start, end in sorted((_template_ends(text, first) if first >= 0 else {}).items()):
+        if start < marked_until:
+            continue
+        name = _TEMPLATE_NAME.match(text, start)
+        name = name.group(1).strip().lower() if name else ""
+        if name.startswith("navbox") or is_citation_template(name):
+            mark(start, end, NAVBOX if name.startswith("navbox") else REFERENCE)
+            marked_until = end
+    for ref in _REF_TAGS.finditer(text):
+        mark(ref.start(), ref.end(), REFERENCE)
+    return kinds
 
 
 def wikilinks(text: str) -> list[str]:
@@ -89,7 +136,13 @@ def wikilinks(text: str) -> list[str]:
     return [match.group(1) for match in _WIKILINK.finditer(_UNPARSED.sub(" ", text))]
 
 
-def _film_infobox(text: str) -> nodes.Template | None:
+def is_citation_template(name: str) -> bool:
+    """Whether a template (its name in lower case) formats a citation: Cite web, Citation, ..."""
+    return name.startswith(("cite ", "cite_", "citation"))
+
+
+def _film_infobox(text: str) -> tuple[nodes.Template, tuple[int, int]] | None:
+    """The film infobox template and where its call is in `text`, or None."""
     hints = [hint.start() for hint in _FILM_HINT_TEXT.finditer(text)]
     ends = _template_ends(text, hints[0]) if hints else {}
     for start in hints:
@@ -100,7 +153,7 @@ def _film_infobox(text: str) -> nodes.Template | None:
             raise ValueError(f"an infobox call of {end - start:,} characters, over the {MAX_INFOBOX_CHARS:,} one may have")
         template = mwparserfromhell.parse(text[start:end]).nodes[0]
         if isinstance(template, nodes.Template) and template_name(template) == FILM_TEMPLATE:
-            return template
+            return template, (start, end)
     return None
 
 

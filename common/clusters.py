@@ -19,12 +19,18 @@ _FILM_SUFFIX = re.compile(r"\s*\([^()]*\bfilm\)$")
 
 def name_clusters(
     vectors: np.ndarray, link_vectors: np.ndarray, links: list[str], n_clusters: int, seed: int, n_names: int = 2,
+    left_out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[str]]:
     """(cluster of each movie [n], a name per cluster): k-means on the unit vectors, clusters ordered
     by size. A cluster is named by the `n_names` links that are most often among its films'
     NAME_TOP_LINKS nearest links, beyond how often they are for the whole map (what marks the
-    cluster, not what every film has)."""
+    cluster, not what every film has). Links marked in `left_out` (bool [n_links]: e.g. the
+    citation links of common.movie_links, Internet Movie Database, AllMovie) never name one."""
     from sklearn.cluster import KMeans
+
+    if left_out is not None and left_out.any():
+        kept = np.flatnonzero(~np.asarray(left_out, dtype=bool))
+        link_vectors, links = np.asarray(link_vectors)[kept], [links[j] for j in kept.tolist()]
 
     k = max(1, min(n_clusters, len(vectors)))
     found = KMeans(n_clusters=k, n_init=3, random_state=seed).fit_predict(vectors)

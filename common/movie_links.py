@@ -4,6 +4,11 @@ A CSR layout: movie i links to `link_ids[offsets[i]:offsets[i + 1]]`, sorted and
 distinct; offsets int64 [n_movies + 1], link_ids int32. The trainer writes it from
 its vocabulary's (movie, link) pairs, every pair (training and held out), since a
 served explanation should name the links the articles have.
+
+Optional `cited` (bool [n_pairs], beside link_ids; absent in files written before it or
+from records without link kinds): True where the movie's article has the link only in
+its citations or navigation boxes (common.film_record.CITATION_KINDS), which is no
+reason a person accepts for two films being alike.
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ FILE = "movie_links.npz"
 class MovieLinks:
     offsets: np.ndarray  # int64 [n_movies + 1]
     link_ids: np.ndarray  # int32 [n_pairs]
+    cited: np.ndarray | None = None  # bool [n_pairs]: the link only in the movie's citations; None: not known
 
     @property
     def n_movies(self) -> int:
@@ -29,6 +35,23 @@ class MovieLinks:
     def of(self, movie_id: int) -> np.ndarray:
         """The sorted link ids of one movie."""
         return self.link_ids[self.offsets[movie_id]:self.offsets[movie_id + 1]]
+
+    def reasons_of(self, movie_id: int) -> np.ndarray:
+        """The sorted link ids of one movie that its article has outside citations and navigation boxes."""
+        ids = self.of(movie_id)
+        if self.cited is None:
+            return ids
+        return ids[~self.cited[self.offsets[movie_id]:self.offsets[movie_id + 1]]]
+
+    def citation_links(self, n_links: int, share: float = 0.5) -> np.ndarray:
+        """Which links (bool [n_links]) are citation-only in at least `share` of the movies
+        that link to them: the sources (Internet Movie Database, Box Office Mojo, a publisher)
+        rather than what films are about. All False when `cited` is not known."""
+        if self.cited is None:
+            return np.zeros(n_links, dtype=bool)
+        films = np.bincount(self.link_ids, minlength=n_links)
+        cited = np.bincount(self.link_ids, weights=self.cited, minlength=n_links)
+        return (films > 0) & (cited >= share * films)
 
     def counts(self) -> np.ndarray:
         """Kept links per movie, int64 [n_movies]."""
@@ -44,22 +67,34 @@ class MovieLinks:
         low, high = npz.value_range(ids) if len(ids) else (0, -1)
         if low < 0 or high >= n_links:
             return "movie links name unknown links"
+        if self.cited is not None and self.cited.shape != ids.shape:
+            return f"movie links mark {len(self.cited)} pairs as cited or not, of {len(ids)}"
         return None
 
 
-def from_pairs(pairs: np.ndarray, n_movies: int) -> MovieLinks:
-    """MovieLinks of (movie id, link id) pairs (any order, repeats dropped)."""
-    pairs = np.unique(np.asarray(pairs, dtype=np.int64).reshape(-1, 2), axis=0)
+def from_pairs(pairs: np.ndarray, n_movies: int, cited: np.ndarray | None = None) -> MovieLinks:
+    """MovieLinks of (movie id, link id) pairs (any order, repeats dropped: a pair is cited
+    only when every repeat is), each marked by `cited` (bool [n_pairs]) if given."""
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    pairs, inverse = np.unique(pairs, axis=0, return_inverse=True)
     offsets = np.zeros(n_movies + 1, dtype=np.int64)
     np.cumsum(np.bincount(pairs[:, 0], minlength=n_movies), out=offsets[1:])
-    return MovieLinks(offsets, pairs[:, 1].astype(np.int32))
+    if cited is not None:
+        elsewhere = np.bincount(inverse.reshape(-1), weights=~np.asarray(cited, dtype=bool), minlength=len(pairs))
+        cited = elsewhere == 0
+    return MovieLinks(offsets, pairs[:, 1].astype(np.int32), cited)
 
 
 def save(path: Path, links: MovieLinks) -> None:
-    np.savez(path, offsets=links.offsets, link_ids=links.link_ids)
+    cited = {} if links.cited is None else {"cited": links.cited.astype(bool)}
+    np.savez(path, offsets=links.offsets, link_ids=links.link_ids, **cited)
 
 
 def load(path: Path) -> MovieLinks:
     """The file's arrays, memory-mapped (as np.savez stores them) where their types are the layout's."""
-    saved = npz.read_arrays(path, ("offsets", "link_ids"))
-    return MovieLinks(saved["offsets"].astype(np.int64, copy=False), saved["link_ids"].astype(np.int32, copy=False))
+    saved = npz.read_arrays(path)
+    if "offsets" not in saved or "link_ids" not in saved:
+        raise KeyError(f"{path.name} lacks offsets or link_ids")
+    cited = saved["cited"].astype(bool, copy=False) if "cited" in saved else None
+    return MovieLinks(saved["offsets"].astype(np.int64, copy=False), saved["link_ids"].astype(np.int32, copy=False),
+                      cited)

@@ -6,7 +6,9 @@ the two films' link sets: idf^2 / (|a| |b|), idf = ln((1 + films) / (1 + films
 linking to it)) + 1 (scikit-learn's smoothed idf, binary term frequency). The
 terms of every shared link sum to that cosine, so a rare link (the director)
 outweighs a common one (the country), and the sum is the plain-overlap similarity
-a person could check by reading the two articles. Links of equal idf are ordered by
+a person could check by reading the two articles. The server passes each film's links
+outside its citations and navigation boxes (common.movie_links `reasons_of`), so a
+publisher or a film database cited by both is no reason. Links of equal idf are ordered by
 the product of the link vector's cosines to the two movies (how strongly the model
 ties the link to both).
 

@@ -116,8 +116,9 @@ class Explorer:
             if sample not in self._clusters:
                 version = self.service.version
                 chosen = self.sample_ids(sample)
+                cited = None if version.movie_links is None else version.movie_links.citation_links(len(version.links))
                 cluster, names = name_clusters(np.asarray(version.movie_vectors[chosen]), version.link_vectors,
-                                               version.links, MAP_CLUSTERS, MAP_SEED)
+                                               version.links, MAP_CLUSTERS, MAP_SEED, left_out=cited)
                 placed = points[chosen]
                 self._clusters[sample] = MapClusters(
                     [MapCluster(name, *map(float, np.median(placed[cluster == c], axis=0)), int((cluster == c).sum()))

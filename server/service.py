@@ -400,11 +400,13 @@ class MovieService:
         return self._franchise_order[start:end].astype(np.int64) if end - start > 1 else np.empty(0, np.int64)
 
     def _links_of(self, movie_ids: Sequence[int], link_ids: Sequence[int]) -> np.ndarray:
-        """The sorted distinct links of some movies, with some links added (empty without movie links)."""
+        """The sorted distinct links of some movies that explain them (those outside their
+        articles' citations and navigation boxes, when the index knows), with some links added
+        (empty without movie links)."""
         links = self.version.movie_links
         if links is None:
             return np.empty(0, np.int64)
-        parts = [links.of(i).astype(np.int64) for i in movie_ids] + [np.asarray(link_ids, dtype=np.int64)]
+        parts = [links.reasons_of(i).astype(np.int64) for i in movie_ids] + [np.asarray(link_ids, dtype=np.int64)]
         return np.unique(np.concatenate(parts))
 
     def _shared(self, vector: np.ndarray, links: np.ndarray, other: int, n: int) -> explain.Shared:

@@ -29,6 +29,7 @@ def make_run(
     years: bool = False,
     movie_links: bool = True,
     useless_models: tuple[str, ...] = (),
+    cited_links: tuple[int, ...] = (),
 ) -> Path:
     """Write a run directory with clustered vectors, movie attributes and two attribute models.
 
@@ -36,7 +37,8 @@ def make_run(
     `years` gives every movie but each fifth a "released" year in its infobox.
     The models named in `useless_models` have a held-out MSE above always predicting the mean's.
     With `movie_links` each movie links to 3 to 8 links (movie_links.npz), else the
-    run has no movie links (as runs written before them).
+    run has no movie links (as runs written before them). The links of `cited_links` are
+    marked as only in the movies' citations (every pair), the others as in their prose.
     """
     rng = np.random.default_rng(seed)
     names = list(titles or [])
@@ -51,13 +53,16 @@ def make_run(
                              0.26 if name in useless_models else 0.1, 0.2)
         for name, unit in (("rotten_tomatoes", "fraction"), ("gross", "USD"))
     }
+    pairs = random_pairs(np.random.default_rng(seed + 1), n_movies, n_links) if movie_links else None
+    cited = np.isin(pairs[:, 1], cited_links) if movie_links and cited_links else None
     return save_run(
         path,
         RunManifest(dataset={"n_movies": n_movies}, params={"dim": dim}, metrics={"link_auc": 0.9}),
         movie_vectors=clustered_unit_vectors(rng, n_movies, dim, n_clusters),
         link_vectors=clustered_unit_vectors(rng, n_links, dim, n_clusters),
         records=Records(movies, [f"Link {i}" for i in range(n_links)], models),
-        pairs=random_pairs(np.random.default_rng(seed + 1), n_movies, n_links) if movie_links else None,
+        pairs=pairs,
+        cited=cited,
     )
 
 

@@ -89,6 +89,10 @@ def _train_command(commands: argparse._SubParsersAction) -> None:
                        help="fraction of (movie, link) pairs held out for evaluation")
     train.add_argument("--seed", type=int, default=defaults.seed,
                        help="fixes the held-out split, the initialisation and the sampling")
+    train.add_argument("--link-kinds", default=defaults.link_kinds,
+                       help="train only on links of these kinds, comma-separated: infobox, body, references, navbox, "
+                            "categories (records with link kinds, as the collector writes; others keep every link); "
+                            "empty: every link")
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -2,8 +2,10 @@
 
 Three formats:
 
-- ``ndjson``: the notebook's records, one JSON array a line (``.ndjson.gz``: gzipped):
-  ``[page_title, infobox, outgoing_links, rotten_tomatoes_percent, rating_out_of_10]``.
+- ``ndjson``: film records, one JSON array a line (``.ndjson.gz``: gzipped), as the
+  collector writes them and common.film_record defines them: the notebook's
+  ``[page_title, infobox, outgoing_links, rotten_tomatoes_percent, rating_out_of_10]``,
+  with an optional sixth element, the kind of each link (infobox, body, references...).
 - ``wikipedia``: the raw ``wikipedia-movie-data`` files (a JSON array of objects with
   title, year, cast, genres, href); a directory of them or one file. Links are the
   cast and genres; the title is the page the ``href`` names, as the shared data does.
@@ -29,6 +31,7 @@ import numpy as np
 import orjson
 
 from movielinks.common.files import sha256_file
+from movielinks.common.film_record import CITATION_KINDS, FilmRecord, from_record, of_kinds, record_problem
 from movielinks.common.limits import name_problem, names_are_fine
 from movielinks.trainer.arrays import distinct_sorted
 from movielinks.trainer.errors import TrainerError
@@ -36,15 +39,8 @@ from movielinks.trainer.errors import TrainerError
 FORMATS = ("ndjson", "wikipedia", "edges")
 
 
-@dataclasses.dataclass(frozen=True)
-class Film:
-    """One film as read from a dataset, before any vocabulary is applied."""
-
-    title: str
-    infobox: dict[str, str]
-    links: list[str]
-    rotten_tomatoes: str | None = None
-    rating: str | None = None
+# One film as read from a dataset, before any vocabulary is applied.
+Film = FilmRecord
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,40 +63,60 @@ class LinkTable:
     Film i's links are `link_names[link_ids[offsets[i]:offsets[i + 1]]]`, repeats
     included; `link_names` are the distinct names in order of first appearance. A table
     read with a minimum count holds only the links in that many films (see read_dataset).
+    `cited` marks the occurrences in a citation or navigation box (common.film_record's
+    CITATION_KINDS); None when no record says its links' kinds.
     """
 
     titles: list[str]
     link_names: list[str]
     offsets: np.ndarray  # int64 [n_films + 1]
     link_ids: np.ndarray  # int32 [n_occurrences]
+    cited: np.ndarray | None = None  # bool [n_occurrences]
 
     @classmethod
     def from_films(cls, films: Sequence[Film]) -> LinkTable:
         builder = _LinkTableBuilder()
         for film in films:
-            builder.add(film.title, film.links)
+            builder.add(film.title, film.links, film.kinds)
         return builder.table()
 
     def links_of(self, i: int) -> list[str]:
         return [self.link_names[j] for j in self.link_ids[self.offsets[i] : self.offsets[i + 1]].tolist()]
 
 
-class _LinkTableBuilder:
+class _CitedOccurrences:
+    """Whether each link occurrence is in a citation, one byte each, kept only once a record has kinds."""
+
     def __init__(self) -> None:
+        self.cited = array.array("b")
+        self.known = False
+
+    def add_kinds(self, n_links: int, kinds: str | None) -> None:
+        self.known = self.known or kinds is not None
+        self.cited.extend([kind in CITATION_KINDS for kind in kinds] if kinds is not None else bytes(n_links))
+
+    def array(self) -> np.ndarray | None:
+        return np.frombuffer(self.cited, dtype=np.int8).astype(bool) if self.known else None
+
+
+class _LinkTableBuilder(_CitedOccurrences):
+    def __init__(self) -> None:
+        super().__init__()
         self.titles: list[str] = []
         self.name_ids: dict[str, int] = {}
         self.ids = array.array("i")
         self.offsets = array.array("q", [0])
 
-    def add(self, title: str, links: Sequence[str]) -> None:
+    def add(self, title: str, links: Sequence[str], kinds: str | None = None) -> None:
         name_ids = self.name_ids
         self.titles.append(title)
         self.ids.extend([name_ids.setdefault(link, len(name_ids)) for link in links])
         self.offsets.append(len(self.ids))
+        self.add_kinds(len(links), kinds)
 
     def table(self) -> LinkTable:
         return LinkTable(self.titles, list(self.name_ids), np.frombuffer(self.offsets, dtype=np.int64),
-                         np.frombuffer(self.ids, dtype=np.int32))
+                         np.frombuffer(self.ids, dtype=np.int32), self.array())
 
 
 # A link's hash while a dataset is read: Python's own string hash (64 bits, C speed).
@@ -111,19 +127,21 @@ class _LinkTableBuilder:
 _link_hash = hash
 
 
-class _HashedTableBuilder:
+class _HashedTableBuilder(_CitedOccurrences):
     """A LinkTable's films and offsets, with a 64-bit hash per link occurrence instead of
     a name: a million films' millions of once-seen names never become Python strings."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.titles: list[str] = []
         self.hashes = array.array("q")
         self.offsets = array.array("q", [0])
 
-    def add(self, title: str, links: Sequence[str]) -> None:
+    def add(self, title: str, links: Sequence[str], kinds: str | None = None) -> None:
         self.titles.append(title)
         self.hashes.extend(map(_link_hash, links))
         self.offsets.append(len(self.hashes))
+        self.add_kinds(len(links), kinds)
 
     def frequent(self, min_link_count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """For the links in >= min_link_count films, in order of first appearance: (where each
@@ -159,7 +177,8 @@ def _frequent_links(offsets: np.ndarray, ids: np.ndarray, n_names: int, min_link
 def _rare_links_dropped(table: LinkTable, min_link_count: int) -> LinkTable:
     """`table` with only the links in at least `min_link_count` films."""
     kept, offsets, ids = _frequent_links(table.offsets, table.link_ids, len(table.link_names), min_link_count)
-    return LinkTable(table.titles, [table.link_names[i] for i in np.flatnonzero(kept).tolist()], offsets, ids)
+    cited = None if table.cited is None else table.cited[kept[table.link_ids]]
+    return LinkTable(table.titles, [table.link_names[i] for i in np.flatnonzero(kept).tolist()], offsets, ids, cited)
 
 
 def _names_of(first: np.ndarray, kept: np.ndarray, ids: np.ndarray, films_links: Iterable[Sequence[str]]
@@ -190,11 +209,13 @@ _UTF8, _SURROGATES = itertools.repeat("utf-8"), itertools.repeat("surrogatepass"
 
 @dataclasses.dataclass(frozen=True)
 class FilmInfo:
-    """A film's record besides its links."""
+    """A film's record besides its links, with each link occurrence's kind (None when the
+    record has none)."""
 
     infobox: dict[str, str]
     rotten_tomatoes: str | None
     rating: str | None
+    kinds: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,6 +234,7 @@ class FilmDataset:
     skipped: list[BadRecord]
     min_link_count: int = 1
     accepted: np.ndarray | None = None  # each film's position among the films its reader yields
+    link_kinds: str = ""  # the kind codes of the links read ("": every link)
 
     @property
     def films(self) -> Sequence[Film]:
@@ -224,7 +246,7 @@ class FilmDataset:
         if self.min_link_count <= 1:
             return (self.links.links_of(i) for i in positions)
         wanted = set(positions)
-        links = _accepted_links(Path(self.path), self.format, self.accepted)
+        links = _accepted_links(Path(self.path), self.format, self.accepted, self.link_kinds)
         return (film_links for i, film_links in enumerate(links) if i in wanted)
 
 
@@ -239,7 +261,9 @@ class _Films(collections.abc.Sequence):
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
         info, table = self._dataset.info[i], self._dataset.links
-        return Film(table.titles[i], info.infobox, table.links_of(i), info.rotten_tomatoes, info.rating)
+        # A table without the rare links has fewer links than kinds: they are read only whole.
+        kinds = info.kinds if self._dataset.min_link_count <= 1 else None
+        return Film(table.titles[i], info.infobox, table.links_of(i), info.rotten_tomatoes, info.rating, kinds)
 
 
 def detect_format(path: str | Path) -> str:
@@ -264,7 +288,7 @@ def detect_format(path: str | Path) -> str:
 
 
 def read_dataset(path: str | Path, fmt: str = "auto", *, strict: bool = False,
-                 min_link_count: int = 1) -> FilmDataset:
+                 min_link_count: int = 1, link_kinds: str = "") -> FilmDataset:
     """Read every film of a dataset.
 
     Bad records (not JSON, wrong shape, empty title, duplicate title, a title or
@@ -275,6 +299,9 @@ def read_dataset(path: str | Path, fmt: str = "auto", *, strict: bool = False,
     With `min_link_count` above 1 the link table keeps only the links in at least that
     many films (counted once a film), as the vocabulary would: links are counted by
     hash, and only the kept ones are named, in a second pass over the file.
+
+    With `link_kinds` (kind codes, common.film_record) a film keeps only its links of those
+    kinds; films whose records say no kinds keep every link.
     """
     path = Path(path)
     if not path.exists():
@@ -290,11 +317,12 @@ def read_dataset(path: str | Path, fmt: str = "auto", *, strict: bool = False,
     for position, item in enumerate(_READERS[fmt](path)):
         if isinstance(item, tuple):
             film, file, line = item
+            film = of_kinds(film, link_kinds)
             problem = _film_problem(film) or (f"duplicate title {film.title!r}" if film.title in seen else None)
             if not problem:
                 seen.add(film.title)
-                links.add(film.title, film.links)
-                info.append(FilmInfo(film.infobox, film.rotten_tomatoes, film.rating))
+                links.add(film.title, film.links, film.kinds)
+                info.append(FilmInfo(film.infobox, film.rotten_tomatoes, film.rating, film.kinds))
                 accepted.append(position)
                 continue
             item = BadRecord(file, line, problem)
@@ -306,36 +334,41 @@ def read_dataset(path: str | Path, fmt: str = "auto", *, strict: bool = False,
     del seen
     accepted = np.frombuffer(accepted, dtype=np.int64)
     if isinstance(links, _HashedTableBuilder):
-        table = _named_table(links, min_link_count, path, fmt, accepted)
+        table = _named_table(links, min_link_count, path, fmt, accepted, link_kinds)
     else:
         table = links.table()
-    return FilmDataset(str(path), fmt, _checksum(path), table, info, skipped, min_link_count, accepted)
+    return FilmDataset(str(path), fmt, _checksum(path), table, info, skipped, min_link_count, accepted, link_kinds)
 
 
 def _named_table(links: _HashedTableBuilder, min_link_count: int, path: Path, fmt: str,
-                 accepted: np.ndarray) -> LinkTable:
+                 accepted: np.ndarray, link_kinds: str) -> LinkTable:
     """The table of the links in `min_link_count` films, named by a second pass over the
     file; by a third pass, by name, in the rare case that two names share a hash."""
     first, kept, offsets, ids = links.frequent(min_link_count)
     del links.hashes
-    names = _names_of(first, kept, ids, _accepted_links(path, fmt, accepted))
+    cited = links.array()
+    names = _names_of(first, kept, ids, _accepted_links(path, fmt, accepted, link_kinds))
     if names is not None:
-        return LinkTable(links.titles, names, offsets, ids)
+        return LinkTable(links.titles, names, offsets, ids, None if cited is None else cited[kept])
     exact = _LinkTableBuilder()
-    for title, film_links in zip(links.titles, _accepted_links(path, fmt, accepted)):
+    for title, film_links in zip(links.titles, _accepted_links(path, fmt, accepted, link_kinds)):
         exact.add(title, film_links)
-    return _rare_links_dropped(exact.table(), min_link_count)
+    return _rare_links_dropped(dataclasses.replace(exact.table(), cited=cited), min_link_count)
 
 
-def _accepted_links(path: Path, fmt: str, accepted: np.ndarray) -> Iterator[list[str]]:
-    """The links of the films read from `path` at the `accepted` positions, read again."""
+def _accepted_links(path: Path, fmt: str, accepted: np.ndarray, link_kinds: str = "") -> Iterator[list[str]]:
+    """The links (of the kinds `link_kinds`, if given) of the films read from `path` at the
+    `accepted` positions, read again."""
     wanted = iter(accepted.tolist())
     next_wanted = next(wanted, -1)
     if fmt == "ndjson":  # its reader yields one item a non-blank line: parse only the accepted ones
         with _open_text(path) as f:
             for position, line in enumerate(line for line in f if line.strip()):
                 if position == next_wanted:
-                    yield _loads(line)[2]
+                    record = _loads(line)
+                    kinds = record[5] if len(record) == 6 and link_kinds else None
+                    yield record[2] if kinds is None else [
+                        link for link, kind in zip(record[2], kinds) if kind in link_kinds]
                     next_wanted = next(wanted, -1)
         return
     for position, item in enumerate(_READERS[fmt](path)):
@@ -382,16 +415,14 @@ def _read_ndjson(path: Path) -> Iterator[Located | BadRecord]:
             except ValueError as e:
                 yield BadRecord(str(path), number, f"not JSON ({e.msg})")
                 continue
-            problem = _ndjson_problem(record)
+            problem = record_problem(record)
             if problem:
                 yield BadRecord(str(path), number, problem)
                 continue
-            title, infobox, links, rotten, rating = record
-            infobox = infobox or {}
+            infobox = record[1] or {}
             if any(isinstance(v, float) for v in infobox.values()):  # orjson reads integers past 64 bits as floats
                 infobox = json.loads(line)[1]
-            infobox = {str(k): str(v) for k, v in infobox.items()}
-            yield Film(title.strip(), infobox, links, rotten, rating), str(path), number
+            yield from_record(record, {str(k): str(v) for k, v in infobox.items()}), str(path), number
 
 
 def _loads(line: str) -> object:
@@ -401,21 +432,6 @@ def _loads(line: str) -> object:
         return orjson.loads(line)
     except orjson.JSONDecodeError:
         return json.loads(line)
-
-
-def _ndjson_problem(record: object) -> str | None:
-    if not isinstance(record, list) or len(record) != 5:
-        return "expected a JSON array [title, infobox, links, rotten_tomatoes, rating]"
-    title, infobox, links, rotten, rating = record
-    if not isinstance(title, str) or not title.strip():
-        return "empty or non-string title"
-    if infobox is not None and not isinstance(infobox, dict):
-        return "infobox is not an object"
-    if not isinstance(links, list) or not all(map(isinstance, links, itertools.repeat(str))):
-        return "links is not a list of strings"
-    if not all(v is None or isinstance(v, str) for v in (rotten, rating)):
-        return "rotten_tomatoes and rating must be strings or null"
-    return None
 
 
 def _read_wikipedia(path: Path) -> Iterator[Located | BadRecord]:

@@ -60,7 +60,8 @@ def plot_run(
         f"{' (about a minute for 4,000)' if method == 'tsne' else ''}")
     points = reduce_to_2d(vectors, method, seed)
     log(f"plot: [2/3] {n_clusters} clusters (k-means), named by their links")
-    cluster, names = name_clusters(vectors, run.link_vectors, run.links, n_clusters, seed)
+    cited = None if run.movie_links is None else run.movie_links.citation_links(len(run.links))
+    cluster, names = name_clusters(vectors, run.link_vectors, run.links, n_clusters, seed, left_out=cited)
     labelled = spread_labels(points, label_order(movies), n_labels)
     title = (f"Movie map: {len(chosen):,} of {len(run.movies):,} films, placed by {_METHOD_NAMES[method]} of their vectors "
              f"(near = similar)\ncolour: cluster of similar films, named by the links that mark it; "

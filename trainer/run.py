@@ -102,15 +102,17 @@ def save_run(
     link_vectors: np.ndarray,
     records: Records,
     pairs: np.ndarray | None = None,
+    cited: np.ndarray | None = None,
 ) -> Path:
     """Write a complete run directory atomically; returns its path.
 
-    `pairs` (the vocabulary's (movie id, link id) pairs) are saved as movie_links.npz.
+    `pairs` (the vocabulary's (movie id, link id) pairs) are saved as movie_links.npz, with
+    `cited` (bool per pair: the link only in the movie's citations) when the data has link kinds.
     The manifest is saved with the checksum of every file.
     """
     path = Path(path)
     _check_shapes(movie_vectors, link_vectors, records)
-    links = None if pairs is None else movie_links_file.from_pairs(pairs, len(records.movies))
+    links = None if pairs is None else movie_links_file.from_pairs(pairs, len(records.movies), cited)
     if links is not None and (problem := links.problem(len(records.movies), len(records.links))):
         raise TrainerError(problem)
     with atomic_directory(path) as staging:

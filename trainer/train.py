@@ -23,6 +23,7 @@ from typing import Callable
 import numpy as np
 
 from movielinks.common.artifacts import Records
+from movielinks.common.film_record import kind_codes
 from movielinks.common.franchises import film_identity, franchise_groups
 from movielinks.common.records import MovieRecord, release_year
 from movielinks.trainer.checkpoint import Checkpoint, TrainingState, default_checkpoint_dir, fingerprint
@@ -56,6 +57,7 @@ class TrainConfig:
     heldout_fraction: float = 0.1
     seed: int = 0
     like_threshold: float = 4.0  # with a ratings file: a rating this high or higher is a like
+    link_kinds: str = ""  # comma-separated kinds of link to train on (common.film_record); "": every link
 
     def check(self) -> None:
         problems = [
@@ -74,6 +76,10 @@ class TrainConfig:
         for ok, message in problems:
             if not ok:
                 raise TrainerError(message)
+        try:
+            kind_codes(self.link_kinds)
+        except ValueError as e:
+            raise TrainerError(f"--link-kinds: {e}") from e
 
 
 def train(
@@ -139,7 +145,8 @@ def train(
                          _ratings_summary(taste, vocab.n_links - n_content_links, len(taste_pairs)), metrics, versions)
     records = Records([MovieRecord(title, f.infobox, a) for title, f, a in zip(vocab.movies, info, attributes)],
                       links, models)
-    save_run(out, manifest, movie_vectors, link_vectors, records, pairs)
+    save_run(out, manifest, movie_vectors, link_vectors, records, pairs,
+             None if vocab.cited is None else vocab.cited[content])
     checkpoint.remove()
     log(f"run written to {out}")
     if distribution is not None:
@@ -151,7 +158,8 @@ def _read(data: str | Path, data_format: str, strict: bool, config: TrainConfig,
           log: Callable[[str], None]) -> tuple[FilmDataset, float]:
     """The dataset, and the seconds reading it took; what was read and skipped is logged."""
     started = time.perf_counter()
-    dataset = read_dataset(data, data_format, strict=strict, min_link_count=config.min_link_count)
+    dataset = read_dataset(data, data_format, strict=strict, min_link_count=config.min_link_count,
+                           link_kinds=kind_codes(config.link_kinds))
     read_seconds = time.perf_counter() - started
     log(f"read {len(dataset.films):,} films from {dataset.path} ({dataset.format}) in {read_seconds:.1f} s")
     if dataset.skipped:

@@ -25,6 +25,8 @@ class Vocabulary:
     links: list[str]
     pairs: np.ndarray  # int32 [n_pairs, 2] of unique (movie id, link id), sorted
     dropped_movies: int  # films with no kept link: they get no vector
+    # bool [n_pairs]: the film has the link only in citations or navigation boxes; None when unknown
+    cited: np.ndarray | None = None
 
     @property
     def n_movies(self) -> int:
@@ -44,7 +46,11 @@ def build_vocabulary(table: LinkTable, min_link_count: int) -> tuple[Vocabulary,
     """
     n_films, n_names = len(table.titles), len(table.link_names)
     film_of = np.repeat(np.arange(n_films, dtype=np.int64), np.diff(table.offsets))
-    distinct = distinct_sorted(film_of * n_names + table.link_ids)  # (film, link) once, sorted by film
+    keys = film_of * n_names + table.link_ids
+    distinct = distinct_sorted(keys)  # (film, link) once, sorted by film
+    # A pair is cited when none of its occurrences is outside a citation.
+    cited = None if table.cited is None else ~np.isin(distinct, keys[~table.cited])
+    del keys
     films, names = distinct // n_names, distinct % n_names
     kept_name = np.bincount(names, minlength=n_names) >= min_link_count
     # Names are numbered in order of first appearance, so kept links keep that order.
@@ -61,5 +67,7 @@ def build_vocabulary(table: LinkTable, min_link_count: int) -> tuple[Vocabulary,
         [table.link_names[i] for i in np.flatnonzero(kept_name).tolist()],
         pairs.reshape(-1, 2),
         n_films - len(kept_films),
+        None if cited is None else cited[keep],
     )
     return vocab, kept_films
+

@@ -14,7 +14,8 @@ import pytest
 
 from movielinks.collector import wikitext
 from movielinks.collector.collect import collect, resolve_redirects
-from movielinks.collector.record import CollectorError, FilmRecord
+from movielinks.collector.record import CollectorError
+from movielinks.common.film_record import FilmRecord
 from movielinks.collector.xmldump import BAD_STREAM, MALFORMED_XML, NOT_A_FILM, OTHER_NAMESPACE, PARSER_ERROR, REDIRECT
 from tests.collector_fixtures import film_text, page, write_bz2, write_multistream, write_plain
 
@@ -80,15 +81,18 @@ def test_a_trap_dump_gives_the_films_and_only_them(tmp_path: Path) -> None:
     summary = collect(dump, tmp_path / "films.ndjson", workers=1)
     records = read_records(tmp_path / "films.ndjson")
     assert [r[0] for r in records] == ["Interstellar (film)", "Jaws (film)"]
-    title, infobox, links, rotten, rating = records[0]
+    title, infobox, links, rotten, rating, kinds = records[0]
     assert infobox == {"name": "Interstellar", "director": "Christopher Nolan",
                        "starring": "Matthew McConaughey, Anne Hathaway", "based_on": "Science by Kip Thorne",
                        "budget": "$165 million"}
     resolved = ["Christopher Nolan" if link in ("Chris Nolan", "C. Nolan") else link for link in INTERSTELLAR_LINKS]
     assert links == resolved
     assert (rotten, rating) == ("73%", "7.10/10")
+    # infobox (its <ref> a citation), prose and a caption, the category link and the category
+    assert kinds == "iiii" + "r" + "bbbbb" + "c" + "b" + "c"
     assert records[1] == ["Jaws (film)", {"director": "Steven Spielberg", "writer": "Peter Benchley, Carl Gottlieb"},
-                          ["Steven Spielberg", "Peter Benchley", "Carl Gottlieb", "Shark", "Jaws (novel)"], None, None]
+                          ["Steven Spielberg", "Peter Benchley", "Carl Gottlieb", "Shark", "Jaws (novel)"], None, None,
+                          "iiibb"]
     assert summary.pages == 12
     assert summary.films == 2
     assert summary.links == len(resolved) + 5

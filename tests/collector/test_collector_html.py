@@ -11,6 +11,7 @@ import pytest
 from movielinks.collector.collect import collect
 from movielinks.collector.htmlpages import NO_CONTENT, NO_FILM_INFOBOX, HtmlBatch, collect_batch
 from movielinks.collector.record import CollectorError
+from movielinks.common.film_record import LINK_KINDS
 
 SHARED_TARBALL = Path(__file__).resolve().parents[3] / "shared" / "data" / "oscar-movies-html.tar.gz"
 
@@ -79,6 +80,7 @@ def test_a_rendered_page_gives_its_infobox_body_links_and_ratings() -> None:
                             "starring": "Tom Skerritt, Sigourney Weaver", "gross": "$104.9 million"}
     assert film.links == ["Ridley Scott", "Tom Skerritt", "Sigourney Weaver", "Science fiction film", "Horror film",
                           "Ridley Scott", "2001: A Space Odyssey (film)"]
+    assert film.kinds == "iii" + "bbbb"
     assert (film.rotten_tomatoes, film.rating) == ("98%", "9.2/10")
 
 
@@ -89,6 +91,47 @@ def test_a_parsoid_page_reads_template_calls_as_their_wikitext() -> None:
     assert film.infobox == {"name": "Heat", "director": "Michael Mann", "starring": "Al Pacino, Robert De Niro"}
     assert film.links == ["Michael Mann (director)", "Al Pacino", "Robert De Niro", "Crime film", "Val Kilmer",
                           "Category:1995 films"]
+    assert film.kinds == "iii" + "bb" + "c"
+
+
+# A rendered page's citations: a reference list, a <cite> in the prose, the sections that list sources.
+RENDERED_CITATIONS = RENDERED.replace('<table class="navbox">', """<p>Voted best by <a href="/wiki/BBC_Radio_1Xtra">1Xtra</a>
+listeners.<sup class="reference"><a href="#cite_note-2">[2]</a></sup></p>
+<div class="mw-parser-output"><h2><span class="mw-headline" id="Legacy">Legacy</span></h2>
+<p>A sequel, <a href="/wiki/Aliens_(film)">Aliens</a>.</p>
+<h2><span class="mw-headline" id="References">References</span><span>[edit]</span></h2>
+<div class="reflist"><ol class="references"><li><cite class="citation journal"><i><a href="/wiki/Empire_(magazine)">Empire</a></i>
+(<a href="/wiki/Bauer_Media_Group">Bauer</a>)</cite></li></ol></div>
+<h2><span class="mw-headline" id="External_links">External links</span></h2>
+<ul><li><a href="/wiki/AllMovie">AllMovie</a></li></ul></div>
+<table class="navbox">""")
+
+PARSOID_CITATIONS = PARSOID.replace('<div class="navbox"', """<p>Reviewed in <sup typeof="mw:Extension/ref"
+ about="#mwt5"><a href="#cite_note-1">[1]</a></sup>.</p>
+<section data-mw-section-id="3"><h2 id="References">References</h2>
+<ol class="mw-references references"><li><span typeof="mw:Transclusion" about="#mwt6" data-mw='{"parts":[{"template":{"target":{"wt":"cite web"},"params":{"publisher":{"wt":"[[Bauer Media Group]]"}},"i":0}}]}'>Bauer</span></li></ol>
+</section>
+<section data-mw-section-id="4"><h2 id="Legacy">Legacy</h2><p><a rel="mw:WikiLink" href="./Public_Enemies">PE</a></p>
+<span typeof="mw:Transclusion" about="#mwt7" data-mw='{"parts":[{"template":{"target":{"wt":"Navbox"},"params":{"list1":{"wt":"[[Thief (film)]]"}},"i":0}}]}'>x</span>
+</section>
+<div class="navbox\"""")
+
+
+def test_a_rendered_page_tells_citations_from_prose() -> None:
+    (film,) = collect_batch(HtmlBatch(pages=(("movies/Alien_(film).html", RENDERED_CITATIONS.encode()),))).films
+    kinds = dict(zip(film.links, film.kinds))
+    assert film.links[-5:] == ["BBC Radio 1Xtra", "Aliens (film)", "Empire (magazine)", "Bauer Media Group", "AllMovie"]
+    assert film.kinds[-5:] == "bb" + "rr" + "r"
+    assert kinds["Ridley Scott"] == "b" and film.kinds.startswith("iii")
+    assert film.cited_only() == {"Empire (magazine)", "Bauer Media Group", "AllMovie"}
+
+
+def test_a_parsoid_page_tells_citations_navboxes_and_categories_from_prose() -> None:
+    (film,) = collect_batch(HtmlBatch(pages=(("Heat.html", PARSOID_CITATIONS.encode()),))).films
+    assert film.links == ["Michael Mann (director)", "Al Pacino", "Robert De Niro", "Crime film", "Val Kilmer",
+                          "Bauer Media Group", "Public Enemies", "Thief (film)", "Category:1995 films"]
+    assert film.kinds == "iii" + "bb" + "r" + "b" + "n" + "c"
+    assert film.cited_only() == {"Bauer Media Group", "Thief (film)"}
 
 
 def test_bad_and_non_film_pages_are_counted_and_named(tmp_path: Path) -> None:
@@ -133,7 +176,8 @@ def test_real_saved_pages_agree_with_the_independent_builder(tmp_path: Path) -> 
     mine = records(tmp_path / "films.ndjson")
     assert len(mine) == 25
     overlaps = []
-    for title, infobox, links, rotten, rating in mine:
+    for title, infobox, links, rotten, rating, kinds in mine:
+        assert len(kinds) == len(links) and set(kinds) <= set(LINK_KINDS)
         ref = reference[title]
         overlaps.append(len(set(links) & set(ref[2])) / len(set(links) | set(ref[2])))
         assert set(ref[1].items()) <= set(infobox.items()) or ref[1].keys() == infobox.keys()

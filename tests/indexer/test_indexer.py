@@ -19,6 +19,7 @@ import movielinks.search.neighbours
 from movielinks import search
 
 from movielinks import common
+import movielinks.common.movie_links
 import movielinks.common.npz
 import movielinks.indexer.build
 from movielinks import indexer
@@ -488,6 +489,25 @@ def test_movie_links_are_optional_and_checked(tmp_path: Path) -> None:
     assert all(np.all(np.diff(links.of(i)) > 0) for i in range(N_MOVIES))  # sorted, distinct
     assert "unknown links" in MovieLinks(links.offsets, links.link_ids + N_LINKS).problem(N_MOVIES, N_LINKS)
     assert "movies" in MovieLinks(links.offsets[:-1], links.link_ids).problem(N_MOVIES, N_LINKS)
+
+
+def test_citation_marks_travel_from_run_to_version_and_old_files_still_read(tmp_path: Path) -> None:
+    run = fixtures.make_run(tmp_path / "run", cited_links=(1, 2))
+    build_index(run, tmp_path / "index", progress=False)
+    links = indexer.root.load_current(tmp_path / "index").movie_links
+    assert np.array_equal(links.cited, np.isin(links.link_ids, (1, 2)))
+    assert links.citation_links(N_LINKS).nonzero()[0].tolist() == [1, 2]
+    assert not set(links.reasons_of(0).tolist()) & {1, 2} and links.problem(N_MOVIES, N_LINKS) is None
+    assert "pairs" in MovieLinks(links.offsets, links.link_ids, links.cited[1:]).problem(N_MOVIES, N_LINKS)
+    # A file written before the marks (offsets and link ids only) reads with nothing marked.
+    np.savez(tmp_path / "old.npz", offsets=links.offsets, link_ids=links.link_ids)
+    old = common.movie_links.load(tmp_path / "old.npz")
+    assert old.cited is None and not old.citation_links(N_LINKS).any()
+    assert np.array_equal(old.reasons_of(0), links.of(0))
+    # A pair is cited only when every one of its repeats is.
+    merged = common.movie_links.from_pairs(np.array([(0, 1), (0, 1), (0, 2), (0, 2)]), 1,
+                                           np.array([True, True, True, False]))
+    assert merged.link_ids.tolist() == [1, 2] and merged.cited.tolist() == [True, False]
 
 
 def test_mapped_arrays_are_checked_by_reading_not_by_touching_the_mapping(tmp_path: Path, monkeypatch) -> None:

@@ -194,3 +194,34 @@ def test_a_filter_that_lets_nothing_through_answers_nothing(service):
     assert service.similar_movies("Toy Story", 5, nothing)[1] == []
     assert service.link_movies("Link 0", 5, nothing)[1] == []
     assert service.recommend(["Toy Story"], [], 5, 2, movie_filter=nothing).best == []
+
+
+# The most common links of random_pairs (low ids): the ones an explanation would otherwise name most.
+CITED = (0, 1, 2, 3)
+
+
+@pytest.fixture(scope="module")
+def cited_service(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cited")
+    build_index(make_run(tmp / "run", titles=TITLES, n_movies=150, n_links=40, years=True, cited_links=CITED),
+                tmp / "index", progress=False)
+    return load_service(str(tmp / "index"))
+
+
+def test_explanations_leave_citation_only_links_out(service, cited_service):
+    cited_names = {f"Link {i}" for i in CITED}
+    links = cited_service.version.movie_links
+    assert links.citation_links(40).nonzero()[0].tolist() == list(CITED)
+    a, b = (cited_service.movie_titles.exact[t] for t in ("Toy Story", "Toy Story 2"))
+    found = cited_service.explain_similarity("Toy Story", "Toy Story 2", 40)
+    kept = np.intersect1d(links.reasons_of(a), links.reasons_of(b))
+    assert sorted(r.link for r in found.shared) == sorted(f"Link {i}" for i in kept.tolist())
+    # The same index without the marks (an index built before them) names the cited links too.
+    every = {r.link for title, _ in service.similar_movies("Toy Story", 20)[1]
+             for r in service.reasons("Toy Story", [title], 20)[0]}
+    assert every & cited_names
+    _, similar = cited_service.similar_movies("Toy Story", 20)
+    named = {r.link for rows in cited_service.reasons("Toy Story", [t for t, _ in similar], 20) for r in rows}
+    assert named and not named & cited_names
+    liked = cited_service.recommend(["Toy Story", "The Godfather"], [], 10, reasons=20)
+    assert liked.reasons and not {r.link for rows in liked.reasons.values() for r in rows} & cited_names

@@ -68,3 +68,13 @@ def test_map_clusters_are_the_trainer_plots_clusters_of_the_map_sample(catalogue
     assert (found.clusters[0].x, found.clusters[0].y) == pytest.approx(tuple(np.median(points[cluster == 0], axis=0)))
     with pytest.raises(ServiceError):
         explorer(catalogue).map_clusters(5001)
+
+
+def test_map_clusters_are_never_named_by_citation_links(catalogue, tmp_path):
+    names_before = {name for c in explorer(catalogue).map_clusters(60).clusters for name in c.name.split(", ")}
+    cited = tuple(catalogue.version.links.index(name) for name in sorted(names_before))
+    build_index(make_run(tmp_path / "run", titles=TITLES, n_movies=120, n_links=40, years=True, cited_links=cited),
+                tmp_path / "index", progress=False)
+    marked = load_service(str(tmp_path / "index"))
+    names_after = {name for c in explorer(marked).map_clusters(60).clusters for name in c.name.split(", ")}
+    assert names_after and not names_after & names_before

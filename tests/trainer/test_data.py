@@ -205,6 +205,35 @@ def test_reading_with_a_min_count_keeps_what_the_vocabulary_keeps_and_names_noth
     assert _vocabulary_of(collided) == _vocabulary_of(every)
 
 
+def test_citation_marks_survive_reading_with_a_min_count_and_colliding_hashes(tmp_path, monkeypatch):
+    import movielinks.trainer.data
+
+    from movielinks import trainer
+    from movielinks.trainer.vocab import build_vocabulary
+    records = []
+    for i in range(40):
+        links = [f"Link {(i * j) % 23}" for j in range(1, 8)] + [f"Only in {i}"]
+        records.append([f"Film {i}", {}, links, None, None, "".join("rbin"[(i + j) % 4] for j in range(len(links)))])
+    records.append(["Old (film)", {}, ["Link 1", "Link 2"], None, None])  # no kinds: its links are prose
+    path = write_ndjson(tmp_path / "f.ndjson", records)
+
+    def marks(dataset):
+        vocab, _ = build_vocabulary(dataset.links, 3)
+        return vocab.pairs.tolist(), vocab.cited.tolist()
+
+    every = marks(read_dataset(path))
+    assert any(every[1]) and not all(every[1])
+    assert marks(read_dataset(path, min_link_count=3)) == every
+    monkeypatch.setattr(trainer.data, "_link_hash", lambda name: len(name))
+    assert marks(read_dataset(path, min_link_count=3)) == every
+    # Film 0's Link 0 occurs seven times, kinds r, b, i, n, r, b, i: not citation-only.
+    table = read_dataset(path).links
+    cited_only = {name for name in set(table.links_of(0)) if all(
+        c for n, c in zip(table.links_of(0), table.cited[:table.offsets[1]]) if n == name)}
+    assert cited_only == {name for name, kind in zip(records[0][2], records[0][5]) if kind in "rn"} - {
+        name for name, kind in zip(records[0][2], records[0][5]) if kind in "bi"}
+
+
 def test_ndjson_numbers_read_as_the_standard_library_reads_them(tmp_path):
     path = tmp_path / "f.ndjson"
     path.write_text('["Big (film)", {"budget": 123456789012345678901234567890}, ["A"], null, null]\n'

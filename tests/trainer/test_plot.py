@@ -137,6 +137,27 @@ def test_clusters_are_named_by_the_links_that_mark_them() -> None:
         assert set(np.arange(120)[cluster == c] % 4) == {links.index(name)}
 
 
+def test_links_left_out_never_name_a_cluster() -> None:
+    rng = np.random.default_rng(3)
+    centres = np.linalg.qr(rng.normal(size=(16, 4)))[0].T
+    vectors = centres[np.arange(120) % 4] + 0.1 * rng.normal(size=(120, 16))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    # Each cluster has a source link nearest it (as Internet Movie Database is in the Oscars map), then its genre.
+    links = ["IMDb A", "IMDb B", "IMDb C", "IMDb D", "Western", "Animated", "Horror", "Musical"] + [
+        f"Actor {i}" for i in range(20)]
+    actors = rng.normal(size=(20, 16))
+    actors -= actors @ centres.T @ centres  # near no cluster
+    link_vectors = np.vstack([centres, 0.9 * centres + 0.1 * rng.normal(size=(4, 16)), actors])
+    link_vectors /= np.linalg.norm(link_vectors, axis=1, keepdims=True)
+    _, named = name_clusters(vectors, link_vectors, links, 4, seed=0, n_names=1)
+    assert any(name.startswith("IMDb") for name in named)
+    left_out = np.array([True] * 4 + [False] * 24)
+    cluster, names = name_clusters(vectors, link_vectors, links, 4, seed=0, n_names=1, left_out=left_out)
+    assert sorted(names) == ["Animated", "Horror", "Musical", "Western"]
+    for c, name in enumerate(names):
+        assert set(np.arange(120)[cluster == c] % 4) == {links.index(name) - 4}
+
+
 def test_plot_says_what_it_is_doing(run_dir: Path, tmp_path: Path) -> None:
     lines: list[str] = []
     out = plot_run(run_dir, tmp_path / "maps" / "map.png", method="pca", n_clusters=3, log=lines.append)

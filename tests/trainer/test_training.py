@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from movielinks.trainer import run as run_module
+from tests.conftest import clustered_films, write_ndjson
 from movielinks.trainer.checkpoint import Checkpoint
 from movielinks.trainer.errors import TrainerError
 from movielinks.trainer.run import load_run
@@ -51,6 +52,23 @@ def test_small_run_learns_clusters(small_dataset, tmp_path):
     same = similarity[cluster[:, None] == cluster[None, :]].mean()
     other = similarity[cluster[:, None] != cluster[None, :]].mean()
     assert same > other + 0.3
+
+
+def test_a_run_marks_the_pairs_whose_link_is_only_cited(tmp_path):
+    """Records with link kinds: the stray link of each film is in its references only (and
+    Link 0-0 of cluster 0 in a navbox); the run's movie links say so, pair by pair."""
+    records = [r + ["b" * (len(r[2]) - 1) + ("n" if r[2][-1] == "Link 0-0" else "r")] for r in clustered_films()]
+    data = write_ndjson(tmp_path / "films.ndjson", records)
+    run = load_run(train(data, tmp_path / "run", SMALL, progress=False, log=quiet))
+    links, movies = run.movie_links, {movie.title: i for i, movie in enumerate(run.movies)}
+    for title, _, film_links, _, _, kinds in records:
+        if title not in movies:
+            continue
+        m = movies[title]
+        ids, cited = links.of(m), links.cited[links.offsets[m]:links.offsets[m + 1]]
+        expected = {link for link, kind in zip(film_links, kinds) if kind != "b"} - {
+            link for link, kind in zip(film_links, kinds) if kind == "b"}
+        assert {run.links[j] for j, c in zip(ids.tolist(), cited) if c} == expected & {run.links[j] for j in ids}
 
 
 def test_training_is_deterministic_and_resumes_after_an_interruption(small_dataset, tmp_path, monkeypatch):

@@ -24,6 +24,15 @@ def films() -> LinkTable:
     ])
 
 
+def test_the_vocabulary_marks_the_pairs_whose_link_a_film_has_only_in_citations():
+    table = LinkTable.from_films([Film("A", {}, ["x", "y", "x", "z"], kinds="brrn"), Film("B", {}, ["y", "x"], kinds="rb"),
+                                  Film("C", {}, ["x", "y"])])
+    vocab, kept = build_vocabulary(table, min_link_count=1)
+    assert {(vocab.movies[m], vocab.links[j]) for (m, j), c in zip(vocab.pairs.tolist(), vocab.cited) if c} == {
+        ("A", "y"), ("A", "z"), ("B", "y")}
+    assert build_vocabulary(LinkTable.from_films([Film("C", {}, ["x", "y"])]), 1)[0].cited is None
+
+
 def test_vocabulary_keeps_links_in_enough_films_with_stable_ids():
     vocab, kept = build_vocabulary(films(), min_link_count=3)
     assert vocab.links == ["x", "y", "z"]  # order of first appearance; "rare" is in only 2 films

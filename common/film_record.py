@@ -1,0 +1,105 @@
+"""The film record: the collector's artifact and the trainer's ndjson input, one JSON array a line.
+
+    [page_title, infobox, outgoing_links, rotten_tomatoes_percent, rating_out_of_10]
+    [page_title, infobox, outgoing_links, rotten_tomatoes_percent, rating_out_of_10, link_kinds]
+
+The five-element record is the notebook's format and stays readable. The optional sixth
+element says where in the article each link occurs: a string as long as the link list,
+one kind code per link occurrence (LINK_KINDS), so "bbri" is two links of the prose, one
+of a citation and one of the infobox. A record without it has links of unknown kinds.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+
+INFOBOX, BODY, REFERENCE, NAVBOX, CATEGORY = "i", "b", "r", "n", "c"
+LINK_KINDS = {INFOBOX: "infobox", BODY: "body", REFERENCE: "references", NAVBOX: "navbox", CATEGORY: "categories"}
+# Where a link is no reason a person accepts: cite templates, reference lists, navigation boxes.
+CITATION_KINDS = frozenset((REFERENCE, NAVBOX))
+
+SHAPE = "expected a JSON array [title, infobox, links, rotten_tomatoes, rating(, link_kinds)]"
+
+
+@dataclasses.dataclass
+class FilmRecord:
+    """One film: its page title, infobox fields, outgoing links (repeats included, in page
+    order), Rotten Tomatoes percent ("87%"), x/10 average ("7.2/10"), and each link's kind."""
+
+    title: str
+    infobox: dict[str, str]
+    links: list[str]
+    rotten_tomatoes: str | None = None
+    rating: str | None = None
+    kinds: str | None = None  # one LINK_KINDS code per link, or None: not recorded
+
+    def to_json_line(self) -> str:
+        row = [self.title, self.infobox, self.links, self.rotten_tomatoes, self.rating]
+        if self.kinds is not None:
+            row.append(self.kinds)
+        return json.dumps(row, ensure_ascii=False) + "\n"
+
+    def cited_only(self) -> set[str]:
+        """The links that occur only in citations or navigation boxes (CITATION_KINDS) of
+        this article; empty when the kinds are not recorded."""
+        if self.kinds is None:
+            return set()
+        cited, elsewhere = set(), set()
+        for link, kind in zip(self.links, self.kinds):
+            (cited if kind in CITATION_KINDS else elsewhere).add(link)
+        return cited - elsewhere
+
+
+def kind_codes(names: str) -> str:
+    """The kind codes of comma-separated kind names ("body,infobox" -> "bi"); "" for "".
+
+    Raises ValueError naming the unknown ones."""
+    codes = {name: code for code, name in LINK_KINDS.items()}
+    wanted = [name.strip().lower() for name in names.split(",") if name.strip()]
+    unknown = [name for name in wanted if name not in codes]
+    if unknown:
+        raise ValueError(f"unknown link kinds {', '.join(unknown)}; choose from {', '.join(LINK_KINDS.values())}")
+    return "".join(codes[name] for name in wanted)
+
+
+def of_kinds(film: FilmRecord, codes: str) -> FilmRecord:
+    """The film with only its links of the kinds `codes`; a film without kinds (or `codes`
+    empty) keeps every link."""
+    if not codes or film.kinds is None:
+        return film
+    kept = [i for i, kind in enumerate(film.kinds) if kind in codes]
+    return dataclasses.replace(film, links=[film.links[i] for i in kept], kinds="".join(film.kinds[i] for i in kept))
+
+
+def record_problem(record: object) -> str | None:
+    """What is wrong with a parsed JSON line as a film record, or None."""
+    if not isinstance(record, list) or len(record) not in (5, 6):
+        return SHAPE
+    title, infobox, links, rotten, rating = record[:5]
+    if not isinstance(title, str) or not title.strip():
+        return "empty or non-string title"
+    if infobox is not None and not isinstance(infobox, dict):
+        return "infobox is not an object"
+    if not isinstance(links, list) or not all(map(isinstance, links, itertools.repeat(str))):
+        return "links is not a list of strings"
+    if not all(v is None or isinstance(v, str) for v in (rotten, rating)):
+        return "rotten_tomatoes and rating must be strings or null"
+    if len(record) == 6 and record[5] is not None:
+        kinds = record[5]
+        if not isinstance(kinds, str) or len(kinds) != len(links):
+            return f"link_kinds must be a string of one kind code per link ({len(links)} links)"
+        unknown = set(kinds) - LINK_KINDS.keys()
+        if unknown:
+            return f"unknown link kind codes {''.join(sorted(unknown))!r}; known: {''.join(LINK_KINDS)}"
+    return None
+
+
+def from_record(record: list, infobox: dict[str, str] | None = None) -> FilmRecord:
+    """The FilmRecord of a parsed line that `record_problem` accepts; `infobox` replaces the
+    line's own (already converted to strings) when given."""
+    title, raw_infobox, links, rotten, rating = record[:5]
+    if infobox is None:
+        infobox = {str(k): str(v) for k, v in (raw_infobox or {}).items()}
+    kinds = record[5] if len(record) == 6 else None
+    return FilmRecord(title.strip(), infobox, links, rotten, rating, kinds)
