@@ -1,7 +1,8 @@
 """A bounded load process for the overload tests: `python -m tests.load_client ADDRESS KIND THREADS SECONDS`.
 
 KIND is `similar` (SimilarMovies, k=10, random titles) or `recommend` (Recommend with
-RECOMMEND_LIKED random liked titles, an expensive call). Each thread calls until
+RECOMMEND_LIKED random liked titles by the svm strategy, the expensive call: a fit over
+thousands of vectors). Each thread calls until
 SECONDS have passed, backing off 20 ms after RESOURCE_EXHAUSTED as a client should;
 at the end one JSON line on stdout: {"ok": N, "codes": {"CODE": n, ...}, "seconds": S}.
 Separate processes keep the load's Python work off the measuring process's GIL.
@@ -44,7 +45,7 @@ def run(address: str, kind: str, threads: int, seconds: float, n_movies: int = 3
                                               timeout=10)
                     else:
                         liked = [names[i] for i in rng.choice(len(names), RECOMMEND_LIKED, replace=False)]
-                        service.Recommend(pb.RecommendRequest(liked=liked, k=10), timeout=30)
+                        service.Recommend(pb.RecommendRequest(liked=liked, k=10, strategy="svm"), timeout=30)
                     code = "OK"
                 except grpc.RpcError as e:
                     code = e.code().name
