@@ -44,7 +44,7 @@ _FILM_HINT_TEXT = re.compile(FILM_HINT.pattern.decode())
 _BRACES = re.compile(r"\{\{|\}\}")
 # What mwparserfromhell does not parse for links: comments and <nowiki>-like blocks.
 # A tag's attributes stop at the next "<": 20,000 "<nowiki " without a ">" each scanned the rest
-# of the page (quadratic: 6 s for 64 KB).
+# of the page (quadratic in its length).
 _UNPARSED = re.compile(r"<!--.*?(?:-->|\Z)|<(nowiki|pre|math|source|syntaxhighlight|score|timeline|templatedata|graph"
                        r"|hiero|chem|ce|categorytree|imagemap|inputbox|section|gallery)\b[^<>]*?(?:/>|>.*?(?:</\1\s*>|\Z))",
                        re.S | re.I)
@@ -64,7 +64,7 @@ _ENGLISH = Namespaces.english()
 # Wikipedia refuses an article over 2 MiB; a page's wikitext past this is reported, not parsed.
 MAX_WIKITEXT_CHARS = 2_200_000
 # mwparserfromhell's tokenizer is quadratic on unclosed nested markup ("{{a|[[b|" a thousand
-# times: 11 s for 32 KB), so it only ever sees bounded pieces: an infobox call up to this
+# times), so it only ever sees bounded pieces: an infobox call up to this
 # long, and this much of a paragraph around "Rotten Tomatoes", in at most _RATING_PARAGRAPHS.
 MAX_INFOBOX_CHARS = 64_000
 _RATING_WINDOW_CHARS = 4_000
@@ -160,7 +160,7 @@ def _film_infobox(text: str) -> tuple[nodes.Template, tuple[int, int]] | None:
 def _template_ends(text: str, start: int) -> dict[int, int]:
     """{where a {{ opens: where its call ends (after the }} closing it, nested calls included)} for
     the calls from `start` on that are closed: one pass, where scanning from each Infobox hint
-    to its end took 80 s for 200 KB of unclosed hints."""
+    to its end was quadratic in the number of unclosed hints."""
     ends, opened = {}, []
     for brace in _BRACES.finditer(text, start):
         if brace.group() == "{{":
