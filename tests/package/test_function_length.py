@@ -14,12 +14,6 @@ _spec = importlib.util.spec_from_file_location("long_functions", REPO / "scripts
 long_functions = sys.modules["long_functions"] = importlib.util.module_from_spec(_spec)  # dataclasses look it up
 _spec.loader.exec_module(long_functions)
 
-# Long functions in files their owners are changing now, left to them: (path, function).
-# Remove an entry once its function is split or gives its reason (the last test says when).
-KNOWN_EXCEPTIONS = {
-    # issue 20: main becomes a thin CLI over app.serve(config); its parser is split already.
-    ("server/cli.py", "main"),
-}
 
 
 def _unexplained() -> set[tuple[str, str]]:
@@ -28,14 +22,9 @@ def _unexplained() -> set[tuple[str, str]]:
 
 
 def test_no_function_is_over_60_lines_without_its_reason():
-    new = _unexplained() - KNOWN_EXCEPTIONS
+    new = _unexplained()
     assert not new, (f"over {long_functions.MAX_LINES} lines: split these, or say in the docstring "
                      f"\"{long_functions.REASON_MARKER} ...\": {sorted(new)}")
-
-
-def test_every_known_exception_is_still_one():
-    fixed = KNOWN_EXCEPTIONS - _unexplained()
-    assert not fixed, f"no longer long or unexplained: remove them from KNOWN_EXCEPTIONS: {sorted(fixed)}"
 
 
 def _function(name: str, lines: int, docstring: str = "") -> str:
