@@ -162,11 +162,12 @@ def neighbours_scores(liked_neighbours: tuple[np.ndarray, np.ndarray], disliked_
     return scores
 
 
-def stand_in_dislike_ids(n_movies: int, liked_ids, n_liked: int | None = None) -> np.ndarray:
-    """Movie ids standing in for dislikes when there are none: a sample of the catalogue
-    (liked movies excluded) of max(50, 10 per liked example) movies, at most 5,000, seeded
-    by the liked set so the same request always gets the same answer."""
-    liked = np.unique(np.asarray(liked_ids, dtype=np.int64))
+def stand_in_dislike_ids(n_movies: int, example_ids, n_liked: int | None = None) -> np.ndarray:
+    """The catalogue sample the svm fits the liked examples against (beside any dislikes):
+    max(50, 10 per liked example) movies, at most 5,000, the example movies (liked and
+    disliked) left out, seeded by them so the same request always gets the same answer.
+    `n_liked` counts the liked examples, links included (default: every example id)."""
+    liked = np.unique(np.asarray(example_ids, dtype=np.int64))
     n_liked = len(liked) if n_liked is None else n_liked
     wanted = min(max(MIN_STAND_IN_DISLIKES, STAND_IN_DISLIKES_PER_LIKED * n_liked), MAX_STAND_IN_DISLIKES,
                  n_movies - len(liked))

@@ -356,8 +356,7 @@ class MovieService:
     def _candidates(self, k: int, request: FilterRequest | None) -> int:
         """How many ranked movies to ask for: k, or more for a diverse list to be picked from."""
         if request is None or not request.shapes_the_list:
-            return k
-        limits.check_diversity(request.max_per_franchise, request.diversity)
+            return k  # (its settings were checked by _movie_filter, which every query calls first)
         return candidates_for(k, len(self.movie_titles.names) - 1)
 
     def _diverse(self, ranked: Ranked, k: int, request: FilterRequest | None) -> Ranked:
