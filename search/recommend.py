@@ -3,12 +3,14 @@
 Four strategies:
 
 - neighbours (default): item-based. A movie's relevance is the sum, over the liked
-  examples whose stored nearest neighbours it is among, of its cosine cubed (its
-  closeness to what was liked, close neighbours counting most), scaled to 0..1; to
+  examples whose stored nearest neighbours it is among, of its locally scaled cosine
+  cubed (its closeness to what was liked, less half the mean of the two films' local
+  scales, CSLS-style: close neighbours, for their region, counting most), scaled to 0..1; to
   it is added the person's era (how close its release year is to the years of the
   films given, liked or disliked: people watch the films of their time), weighted up
   by the film's prominence (known box office and reviews: what people of that time
-  have heard of). The list is then picked by maximal marginal relevance (weight
+  have heard of), in full only for films near a liked one (prior_reach). The list is
+  then picked by maximal marginal relevance (weight
   0.3, search.diversity), so it covers the person's several tastes. Measured on
   real people's ratings (bench/bench_recommend.py, docs/quality.md), this beats
   every other strategy, with or without dislikes; disliked films are left out and
@@ -55,6 +57,20 @@ def fit_linear_svm(features, labels: np.ndarray, weights: np.ndarray | None = No
 # round values near the best, not the best found, since the service is judged on other people.
 NEIGHBOURS_PER_EXAMPLE = 100  # each liked example's nearest movies that count for it (the stored lists hold 100)
 NEIGHBOUR_POWER = 3  # a close neighbour counts for far more than a distant one (cosine cubed)
+# Local scaling (CSLS's, at half strength): a pair's cosine is first lowered by LOCAL_SCALING x the
+# mean of the two films' local scales (each one's mean cosine to its LOCAL_SCALE_NEIGHBOURS nearest
+# films), so a film counts for a liked film where it is close for the region they sit in, not where the
+# region is merely dense. Full CSLS (1.0) scores higher on MovieLens and gives most people the same
+# few well-known films (docs/recommendations.md); a half gains most of it with lists as close as before.
+LOCAL_SCALING = 0.5
+LOCAL_SCALE_NEIGHBOURS = 10
+# The era and prominence break ties among the films near what was liked; they do not bring in films
+# from elsewhere: the prior counts in full for a film whose plain (unscaled) relevance to the liked
+# films is at least PRIOR_NEAR of the largest, in proportion below that, and PRIOR_ELSEWHERE of it for
+# a film in no liked film's neighbour list (MovieLens: without this, local scaling lets the prior give
+# most people the same few famous films of their years, whatever they liked).
+PRIOR_NEAR = 0.05
+PRIOR_ELSEWHERE = 0.3
 DISLIKED_WEIGHT = 0.2  # how much a disliked film's own neighbours are pushed down, against 1 for liked
 ERA_SPREAD_YEARS = 3.0  # the era kernel's standard deviation
 ERA_WEIGHT = 0.3
@@ -70,7 +86,8 @@ DEFAULT_STRATEGY = STRATEGIES[0]
 SCORE_MEANING = {
     "neighbours": f"closeness to the liked films' nearest neighbours (0..1, less {DISLIKED_WEIGHT:g} x that to the "
                   f"disliked films'), plus how close its release year is to the years of the films given (0..1) "
-                  f"times ({ERA_WEIGHT:g} + {PROMINENCE_WEIGHT:g} x how well known and reviewed it is, 0..1): at most "
+                  f"times ({ERA_WEIGHT:g} + {PROMINENCE_WEIGHT:g} x how well known and reviewed it is, 0..1), that "
+                  f"in full only for films near a liked one ({PRIOR_ELSEWHERE:g} of it elsewhere): at most "
                   f"{1 + ERA_WEIGHT + PROMINENCE_WEIGHT:g}, higher is better; the list is picked by maximal marginal "
                   f"relevance (weight {NEIGHBOURS_DIVERSITY:g}), so a film much like one above it may come lower "
                   f"than its score alone would place it",
@@ -120,11 +137,30 @@ def svm_direction(vectors: np.ndarray, liked_ids: np.ndarray, disliked_ids: np.n
     return fit_linear_svm(features, labels, weights)
 
 
-def neighbour_relevance(neighbour_ids: np.ndarray, neighbour_scores: np.ndarray, n_movies: int) -> np.ndarray:
-    """float32 [n_movies], 0..1: for each movie, the sum of max(0, cosine) ** NEIGHBOUR_POWER
-    over the rows (one row per example: its nearest movies, ids padded with -1) it is in,
-    divided by the largest such sum."""
-    ids, scores = np.asarray(neighbour_ids).ravel(), np.asarray(neighbour_scores, dtype=np.float64).ravel()
+def local_scales(neighbour_scores: np.ndarray) -> np.ndarray:
+    """float32 [rows]: each row's mean cosine to its LOCAL_SCALE_NEIGHBOURS nearest (rows of
+    cosines sorted best first, as stored neighbour lists and searches give them; padding
+    (-inf or NaN past the films there are) left out)."""
+    nearest = np.asarray(neighbour_scores, dtype=np.float64)[:, :LOCAL_SCALE_NEIGHBOURS]
+    nearest = np.where(np.isfinite(nearest), nearest, np.nan)
+    known = np.isfinite(nearest).any(axis=1)
+    means = np.zeros(len(nearest))
+    means[known] = np.nanmean(nearest[known], axis=1)
+    return means.astype(np.float32)
+
+
+def neighbour_relevance(neighbour_ids: np.ndarray, neighbour_scores: np.ndarray, n_movies: int,
+                        example_scales: np.ndarray | None = None, movie_scales: np.ndarray | None = None) -> np.ndarray:
+    """float32 [n_movies], 0..1: for each movie, the sum of max(0, locally scaled cosine) **
+    NEIGHBOUR_POWER over the rows (one row per example: its nearest movies, ids padded with -1)
+    it is in, divided by the largest such sum. The cosine of example x and movie y is lowered by
+    LOCAL_SCALING x (example_scales[x] + movie_scales[y]) / 2 (local_scales; None: no scaling)."""
+    ids = np.asarray(neighbour_ids)
+    scores = np.asarray(neighbour_scores, dtype=np.float64)
+    if example_scales is not None and movie_scales is not None and ids.size:
+        scales = np.asarray(movie_scales, dtype=np.float64)[np.maximum(ids, 0)]
+        scores = scores - LOCAL_SCALING * (scales + np.asarray(example_scales, dtype=np.float64)[:, None]) / 2
+    ids, scores = ids.ravel(), scores.ravel()
     found = ids >= 0
     total = np.bincount(ids[found], weights=np.maximum(scores[found], 0) ** NEIGHBOUR_POWER, minlength=n_movies)
     largest = total.max(initial=0.0)
@@ -147,19 +183,33 @@ def era_affinity(years: np.ndarray, example_years: np.ndarray) -> np.ndarray:
 
 
 def neighbours_scores(liked_neighbours: tuple[np.ndarray, np.ndarray], disliked_neighbours: tuple[np.ndarray, np.ndarray],
-                      years: np.ndarray, example_years: np.ndarray, prominence: np.ndarray) -> np.ndarray:
+                      years: np.ndarray, example_years: np.ndarray, prominence: np.ndarray,
+                      movie_scales: np.ndarray | None = None) -> np.ndarray:
     """The neighbours strategy's score of every movie, float32 [n_movies] (see the module
-    docstring): relevance to the liked examples' neighbour rows, less DISLIKED_WEIGHT x that
-    to the disliked ones', plus the era term times (ERA_WEIGHT + PROMINENCE_WEIGHT x prominence):
-    a well-known film counts for more only in the era of the films given, so a fan of 1940s
-    films is not offered this decade's box-office hits."""
+    docstring): relevance to the liked examples' neighbour rows (locally scaled with
+    `movie_scales`, each movie's local_scales, each example's own read from its row), less
+    DISLIKED_WEIGHT x that to the disliked ones', plus the prior: the era term times
+    (ERA_WEIGHT + PROMINENCE_WEIGHT x prominence), times prior_reach. A well-known film counts
+    for more only in the era of the films given, so a fan of 1940s films is not offered this
+    decade's box-office hits, and only near what they liked."""
     n_movies = len(prominence)
-    scores = neighbour_relevance(*liked_neighbours, n_movies)
+    plain = neighbour_relevance(*liked_neighbours, n_movies)
+    scores = plain
+    if movie_scales is not None:
+        scores = neighbour_relevance(*liked_neighbours, n_movies, local_scales(liked_neighbours[1]), movie_scales)
     if np.size(disliked_neighbours[0]):
-        scores -= DISLIKED_WEIGHT * neighbour_relevance(*disliked_neighbours, n_movies)
+        scales = None if movie_scales is None else local_scales(disliked_neighbours[1])
+        scores = scores - DISLIKED_WEIGHT * neighbour_relevance(*disliked_neighbours, n_movies, scales, movie_scales)
     era = era_affinity(years, example_years)
-    scores += era * (ERA_WEIGHT + PROMINENCE_WEIGHT * np.asarray(prominence, dtype=np.float32))
-    return scores
+    prior = era * (ERA_WEIGHT + PROMINENCE_WEIGHT * np.asarray(prominence, dtype=np.float32))
+    return (scores + prior * prior_reach(plain)).astype(np.float32)
+
+
+def prior_reach(relevance: np.ndarray) -> np.ndarray:
+    """float32 [n_movies]: how much of the prior a movie gets for its plain relevance (0..1) to
+    the liked films: PRIOR_ELSEWHERE at 0, rising in proportion to 1 at PRIOR_NEAR and above."""
+    near = np.minimum(np.asarray(relevance, dtype=np.float32) / PRIOR_NEAR, 1.0)
+    return (PRIOR_ELSEWHERE + (1 - PRIOR_ELSEWHERE) * near).astype(np.float32)
 
 
 def stand_in_dislike_ids(n_movies: int, example_ids, n_liked: int | None = None) -> np.ndarray:

@@ -21,7 +21,8 @@ from movielinks.server.errors import Kind, ServiceError
 from movielinks.search.filters import best_allowed, filtered_search, from_stored
 from movielinks.search.diversity import candidates_for, diversify
 from movielinks.search.recommend import (DEFAULT_STRATEGY, NEIGHBOURS_DIVERSITY, NEIGHBOURS_PER_EXAMPLE,
-                                          average_vector_query, best_scores, neighbours_scores, svm_direction)
+                                          average_vector_query, best_scores, local_scales, neighbours_scores,
+                                          svm_direction)
 
 Ranked = tuple[np.ndarray, np.ndarray]  # (ids int64 [n, k], scores float32 [n, k])
 
@@ -42,6 +43,15 @@ class Catalogue:
 
     def __init__(self, version: IndexVersion):
         self.version = version
+        self._movie_scales: np.ndarray | None = None
+
+    @property
+    def movie_scales(self) -> np.ndarray | None:
+        """Each movie's local scale (search.recommend.local_scales) from the stored neighbour
+        lists, computed on first use; None for a version without them (no local scaling)."""
+        if self._movie_scales is None and self.version.movie_neighbours is not None:
+            self._movie_scales = local_scales(self.version.movie_neighbours[1])
+        return self._movie_scales
 
     @property
     def name(self) -> str:
@@ -108,7 +118,7 @@ class Catalogue:
         if strategy == "neighbours":
             scores = neighbours_scores(self._example_neighbours(liked_ids, liked_extra),
                                        self._example_neighbours(disliked_ids, disliked_extra),
-                                       v.years, v.years[inputs], v.prominence)
+                                       v.years, v.years[inputs], v.prominence, self.movie_scales)
             found = self._ranked(scores, inputs, candidates_for(k, len(scores) - 1), worst_k, allowed, alive)
             best_ids, best = diversify(found.best_ids, found.best_scores, k, vectors, weight=NEIGHBOURS_DIVERSITY)
             return dataclasses.replace(found, best_ids=best_ids, best_scores=best)

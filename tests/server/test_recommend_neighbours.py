@@ -38,6 +38,23 @@ def test_relevance_counts_close_neighbours_most_and_scales_to_one():
     np.testing.assert_allclose(relevance, raw / raw.max(), rtol=1e-6)
 
 
+def test_local_scaling_lowers_each_cosine_by_the_two_films_local_scales():
+    ids = np.array([[2, 3, -1], [3, 1, 0]])
+    scores = np.array([[0.9, 0.5, -np.inf], [0.8, -0.2, 0.1]])
+    example_scales = recommend.local_scales(scores)
+    np.testing.assert_allclose(example_scales, [0.7, (0.8 - 0.2 + 0.1) / 3], rtol=1e-6)  # padding left out
+    movie_scales = np.array([0.2, 0.0, 0.4, 0.6, 0.0])
+    relevance = recommend.neighbour_relevance(ids, scores, 5, example_scales, movie_scales)
+    half = recommend.LOCAL_SCALING / 2
+    raw = np.zeros(5)
+    for row, scale in zip(range(2), example_scales):
+        for movie, cosine in zip(ids[row], scores[row]):
+            if movie >= 0:
+                raw[movie] += max(cosine - half * (scale + movie_scales[movie]), 0) ** recommend.NEIGHBOUR_POWER
+    np.testing.assert_allclose(relevance, raw / raw.max(), rtol=1e-5)
+    assert relevance[2] == 1.0 and relevance[1] == 0.0  # the closest pair for its region leads; a negative cosine counts 0
+
+
 def test_era_is_a_kernel_over_the_years_given():
     years = np.array([0, 1990, 1993, 2020], dtype=np.int16)
     era = recommend.era_affinity(years, np.array([1990, 0, 1996]))  # an unknown example year is ignored
@@ -56,21 +73,27 @@ def test_the_default_is_neighbours_and_ranks_as_its_score_says(service):
                                k=15, worst_k=3)
     assert result.strategy == "neighbours" and result.score_meaning == recommend.SCORE_MEANING["neighbours"]
 
-    def relevance(examples):  # each example's 100 nearest other movies, by brute force
+    every = vectors @ vectors.T  # by brute force: every pair's cosine, a film's own left out
+    np.fill_diagonal(every, -np.inf)
+    scale = -np.sort(-every, axis=1)[:, :recommend.LOCAL_SCALE_NEIGHBOURS].mean(axis=1)  # mean cosine to its 10 nearest
+
+    def relevance(examples, scaling=recommend.LOCAL_SCALING):  # each example's 100 nearest other movies
         total = np.zeros(len(vectors))
         for e in examples:
-            cosines = vectors @ vectors[e]
-            cosines[e] = -np.inf
-            nearest = np.argsort(-cosines, kind="stable")[:recommend.NEIGHBOURS_PER_EXAMPLE]
-            total[nearest] += np.maximum(cosines[nearest], 0) ** recommend.NEIGHBOUR_POWER
+            nearest = np.argsort(-every[e], kind="stable")[:recommend.NEIGHBOURS_PER_EXAMPLE]
+            scaled = every[e, nearest] - scaling * (scale[e] + scale[nearest]) / 2
+            total[nearest] += np.maximum(scaled, 0) ** recommend.NEIGHBOUR_POWER
         return total / total.max()
 
     years = np.asarray(version.years, dtype=np.float64)
     known = years[liked + disliked][years[liked + disliked] > 0]
     era = np.exp(-0.5 * ((years[:, None] - known[None, :]) / recommend.ERA_SPREAD_YEARS) ** 2).mean(axis=1)
     era[years == 0] = 0
+    # The prior counts in full near the liked films (plain relevance >= PRIOR_NEAR), PRIOR_ELSEWHERE far off.
+    reach = recommend.PRIOR_ELSEWHERE + (1 - recommend.PRIOR_ELSEWHERE) * np.minimum(
+        relevance(liked, scaling=0.0) / recommend.PRIOR_NEAR, 1)
     expected = (relevance(liked) - recommend.DISLIKED_WEIGHT * relevance(disliked)
-                + era * (recommend.ERA_WEIGHT + recommend.PROMINENCE_WEIGHT * np.asarray(version.prominence)))
+                + reach * era * (recommend.ERA_WEIGHT + recommend.PROMINENCE_WEIGHT * np.asarray(version.prominence)))
     order = [i for i in np.argsort(-expected, kind="stable") if i not in liked + disliked]
     candidates = np.array(order[:candidates_for(15, len(vectors) - 1)])
     picked, _ = diversify(candidates, expected[candidates], 15, version.movie_vectors,
@@ -78,7 +101,10 @@ def test_the_default_is_neighbours_and_ranks_as_its_score_says(service):
     assert [title for title, _ in result.best] == [version.movie_names[i] for i in picked]
     np.testing.assert_allclose([s for _, s in result.best], expected[picked], atol=1e-4)
     assert [title for title, _ in result.best] != [version.movie_names[i] for i in order[:15]]  # MMR moved some
-    assert [title for title, _ in result.worst] == [version.movie_names[i] for i in order[::-1][:3]]
+    # The worst: the lowest scores (films far from every example tie at the era term, so compare scores).
+    lowest = np.sort(expected[order])[:3]
+    np.testing.assert_allclose([s for _, s in result.worst], lowest, atol=1e-4)
+    assert all(expected[version.movie_names.index(title)] <= lowest[-1] + 1e-4 for title, _ in result.worst)
 
 
 def test_the_index_stores_each_films_prominence(service):
@@ -95,3 +121,9 @@ def test_liked_links_work_with_the_default_and_an_unknown_strategy_is_refused(se
     assert by_link.strategy == "neighbours" and len(by_link.best) == 5
     with pytest.raises(ServiceError, match="unknown strategy 'neighbors'"):
         service.recommend([version.movie_names[0]], [], 5, strategy="neighbors")
+
+
+def test_the_prior_counts_in_full_only_near_the_liked_films():
+    reach = recommend.prior_reach(np.array([0.0, recommend.PRIOR_NEAR / 2, recommend.PRIOR_NEAR, 1.0]))
+    elsewhere = recommend.PRIOR_ELSEWHERE
+    np.testing.assert_allclose(reach, [elsewhere, (1 + elsewhere) / 2, 1.0, 1.0], rtol=1e-6)
