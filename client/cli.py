@@ -2,6 +2,7 @@
 
     client query --movie "Interstellar (film)" [-k 10] [--reasons 3] [filters]
     client query --link "George Lucas"
+    client query --links "Christopher Nolan" "Science Fiction" [-k 10] [--reasons 3] [filters]
     client why "Star Wars (film)" "Alien (film)"
     client links --movie TITLE          client links --search TEXT
     client movies --link NAME [filters]
@@ -203,11 +204,15 @@ def _parser() -> argparse.ArgumentParser:
 def _query_command(commands: argparse._SubParsersAction) -> None:
     query = _command(commands, "query", "similar movies (--movie) or similar links (--link)",
                      '  client query --movie "Interstellar (film)" -k 5\n'
-                     '  client query --link "George Lucas" --json')
+                     '  client query --link "George Lucas" --json\n'
+                     '  client query --links "Christopher Nolan" "Science fiction film" "Hans Zimmer"')
     what = query.add_mutually_exclusive_group(required=True)
     what.add_argument("--movie", help="movie title (exact, any case, without \"(film)\" or a leading article, cut "
                                       "short; another spelling gets the close titles to choose from)")
     what.add_argument("--link", help="link name, exact or any case (`client links --search TEXT` finds names)")
+    what.add_argument("--links", nargs="+", metavar="LINK",
+                      help="films like a set of links (a film the index may never have seen, folded in); "
+                           "unknown links are ignored and listed")
     _k(query, "results")
     _reasons_option(query)
     _filter_options(query)
@@ -217,8 +222,10 @@ def _query_command(commands: argparse._SubParsersAction) -> None:
 def _query(movielinks: MovielinksClient, args: argparse.Namespace) -> Neighbours:
     if args.movie is not None:
         return movielinks.similar_movies(args.movie, args.k, filter=_movie_filter(args), reasons=args.reasons)
+    if args.links is not None:
+        return movielinks.similar_to_links(args.links, args.k, filter=_movie_filter(args), reasons=args.reasons)
     if _movie_filter(args) is not None or args.reasons:
-        raise ClientError("INVALID_ARGUMENT", "filters and --reasons apply to --movie, not to --link")
+        raise ClientError("INVALID_ARGUMENT", "filters and --reasons apply to --movie and --links, not to --link")
     return movielinks.similar_links(args.link, args.k)
 
 
@@ -340,6 +347,10 @@ def render(result: Any) -> str:
     if isinstance(result, Neighbours):
         movies = any(n.url for n in result.neighbours)  # only movie answers carry URLs
         heading = f"{result.query}{_facts(result.query_year, result.query_director)}   (index {result.index_version})"
+        if result.query_links:
+            heading = f"films like: {' | '.join(result.query_links)}   (index {result.index_version})"
+            if result.unknown_links:
+                heading += f"\nunknown links, ignored: {' | '.join(result.unknown_links)}"
         if not movies:
             rows = [(str(i), n.name, f"{n.score:.4f}") for i, n in enumerate(result.neighbours, 1)]
             return heading + "\n" + table(("#", "name", "cosine"), rows)

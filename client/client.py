@@ -96,6 +96,29 @@ class Neighbours:
     query_director: str = ""
     query_url: str = ""
     reasons_basis: str = ""
+    query_links: list[str] = dataclasses.field(default_factory=list)  # similar_to_links: the known links
+    unknown_links: list[str] = dataclasses.field(default_factory=list)  # similar_to_links: those ignored
+
+
+@dataclasses.dataclass(frozen=True)
+class NamedVectors:
+    """Unit vectors by name: row i of `vectors` (float32 [n, dim]) is `names[i]`'s; for films
+    given by their links, `unknown_links[i]` the links the index does not know (ignored)."""
+
+    names: list[str]
+    vectors: Any  # numpy.ndarray float32 [n, dim]
+    unknown_links: list[list[str]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Vectors:
+    """GetVectors' answer: movies, links and films given by links, each in request order."""
+
+    movies: NamedVectors
+    links: NamedVectors
+    films: NamedVectors
+    index_version: str
+    dim: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -337,11 +360,39 @@ class MovielinksClient:
                            facts=facts, **_filter(filter))
         return [_neighbours(r) for r in self._call("BatchSimilarMovies", request).results]
 
-    def explain_similarity(self, title_a: str, title_b: str, k: int = 10) -> Explanation:
-        """Why two movies are alike: their cosine and the k shared links that contribute most."""
-        r = self._call("ExplainSimilarity", _request(pb.ExplainSimilarityRequest, title_a=title_a, title_b=title_b, k=k))
+    def explain_similarity(self, title_a: str, title_b: str = "", k: int = 10, *,
+                           links_b: Sequence[str] = ()) -> Explanation:
+        """Why two movies are alike: their cosine and the k shared links that contribute most.
+        With `links_b` (and no `title_b`), B is the film those links describe (folded in)."""
+        request = _request(pb.ExplainSimilarityRequest, title_a=title_a, title_b=title_b, k=k,
+                           **({"links_b": _link_set("links_b", links_b)} if links_b else {}))
+        r = self._call("ExplainSimilarity", request)
         return Explanation(_neighbour(r.a), _neighbour(r.b), r.cosine, r.basis, _shared(r.shared_links),
                            r.shared_total, r.links_a, r.links_b, r.link_overlap_cosine, r.index_version)
+
+    def similar_to_links(self, links: Sequence[str], k: int = 10, *, filter: MovieFilter | None = None,
+                         reasons: int = 0) -> Neighbours:
+        """The k movies most similar to the film `links` describe (one the index may never have
+        seen: the server folds it in), best first; `query_links` the links it knew, `unknown_links`
+        those it ignored; with `reasons` > 0 each movie carries that many links it shares with them."""
+        request = _request(pb.SimilarToLinksRequest, links=_titles("links", links), k=k, reasons=reasons,
+                           **_filter(filter))
+        return _neighbours(self._call("SimilarToLinks", request))
+
+    def similar_to_vector(self, vector: Sequence[float], k: int = 10, *,
+                          filter: MovieFilter | None = None) -> Neighbours:
+        """The k movies most similar to a vector of the index's space (a numpy array of dim values)."""
+        request = pb.SimilarToVectorRequest(vector=_values(vector), k=k, **_filter(filter))
+        return _neighbours(self._call("SimilarToVector", request))
+
+    def get_vectors(self, titles: Sequence[str] = (), links: Sequence[str] = (),
+                    films: Sequence[Sequence[str]] = ()) -> Vectors:
+        """Unit float32 vectors of movies (titles), links and films given by their links, as numpy arrays."""
+        request = _request(pb.GetVectorsRequest, titles=_titles("titles", titles), links=_titles("links", links),
+                           films=[_link_set("films", f) for f in films])
+        r = self._call("GetVectors", request)
+        return Vectors(_named_vectors(r.movies, r.dim), _named_vectors(r.links, r.dim), _named_vectors(r.films, r.dim),
+                       r.index_version, r.dim)
 
     def similar_links(self, link: str, k: int = 10) -> Neighbours:
         """The k links most similar to `link` (itself excluded), best first."""
@@ -358,14 +409,21 @@ class MovielinksClient:
     def recommend(
         self, liked: Sequence[str], disliked: Sequence[str] = (), k: int = 10, worst_k: int = 0, *,
         strategy: str = "", liked_links: Sequence[str] = (), disliked_links: Sequence[str] = (),
-        filter: MovieFilter | None = None, reasons: int = 0,
+        filter: MovieFilter | None = None, reasons: int = 0, liked_films: Sequence[Sequence[str]] = (),
+        disliked_films: Sequence[Sequence[str]] = (), liked_vectors: Sequence[Sequence[float]] = (),
+        disliked_vectors: Sequence[Sequence[float]] = (),
     ) -> Recommendation:
-        """The k best (and worst_k worst) movies for liked against disliked movies and links, ranked by
+        """The k best (and worst_k worst) movies for liked against disliked movies and links (and films
+        given by their links, and vectors of the index's space), ranked by
         `strategy`: "" for the server's default ("neighbours"), "svm", "average_vector" or "best_score"
         (RecommendResponse.strategy says which ran, score_meaning what its scores mean)."""
         request = _request(pb.RecommendRequest, liked=_titles("liked", liked), disliked=_titles("disliked", disliked),
                            k=k, worst_k=worst_k, strategy=strategy, liked_links=_titles("liked_links", liked_links),
                            disliked_links=_titles("disliked_links", disliked_links), reasons=reasons,
+                           liked_films=[_link_set("liked_films", f) for f in liked_films],
+                           disliked_films=[_link_set("disliked_films", f) for f in disliked_films],
+                           liked_vectors=[pb.Vector(values=_values(v)) for v in liked_vectors],
+                           disliked_vectors=[pb.Vector(values=_values(v)) for v in disliked_vectors],
                            **_filter(filter))
         r = self._call("Recommend", request)
         return Recommendation(_scored(r.best), _scored(r.worst), r.index_version, r.strategy, r.score_meaning,
@@ -491,6 +549,26 @@ def _titles(name: str, titles: Sequence[str]) -> list[str]:
     return list(titles)
 
 
+def _link_set(name: str, links: Sequence[str]) -> Any:
+    return pb.LinkSet(links=_titles(name, links))
+
+
+def _values(vector: Sequence[float]) -> list[float]:
+    """A vector's values as a flat list of floats (a numpy array of any float type, or a list)."""
+    return [float(v) for v in (vector.reshape(-1) if hasattr(vector, "reshape") else vector)]
+
+
+def _named_vectors(rows, dim: int) -> NamedVectors:
+    """The rows as NamedVectors; numpy is imported here, for callers that ask for vectors (the vectors extra)."""
+    try:
+        import numpy as np
+    except ImportError:
+        raise ClientError("FAILED_PRECONDITION", "vectors come as numpy arrays, and numpy is not installed: "
+                                                 "pip install 'movielinks[vectors]'") from None
+    vectors = np.array([list(r.values) for r in rows], dtype=np.float32).reshape(len(rows), dim)
+    return NamedVectors([r.name for r in rows], vectors, [list(r.unknown_links) for r in rows])
+
+
 def _filter(movie_filter: MovieFilter | None) -> dict[str, Any]:
     return {} if movie_filter is None else {"filter": movie_filter.message()}
 
@@ -505,7 +583,8 @@ def _neighbour(n) -> Neighbour:
 
 def _neighbours(response) -> Neighbours:
     return Neighbours(response.query, [_neighbour(n) for n in response.neighbours], response.index_version,
-                      response.query_year or None, response.query_director, response.query_url, response.reasons_basis)
+                      response.query_year or None, response.query_director, response.query_url, response.reasons_basis,
+                      list(response.query_links), list(response.unknown_links))
 
 
 def _from_struct(struct) -> dict[str, Any]:

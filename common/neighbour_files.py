@@ -128,7 +128,7 @@ def _rows(movies: list[str], neighbours: list[Neighbours]):
             yield movie, rank, neighbour, score
 
 
-def _pyarrow():
+def pyarrow_modules():
     """pyarrow and pyarrow.parquet, or a ValueError saying how to get them."""
     # Imported here: pyarrow takes a noticeable time to import, and the
     # client pays that only when it writes Parquet (and installs without it).
@@ -168,7 +168,7 @@ class _JsonlSink:
 
 class _ParquetSink:
     def __init__(self, file: Any) -> None:
-        pa, pq = _pyarrow()
+        pa, pq = pyarrow_modules()
         self._pa = pa
         self._schema = pa.schema(
             [("movie", pa.string()), ("rank", pa.int32()), ("neighbour", pa.string()), ("score", pa.float32())]
@@ -206,7 +206,7 @@ def _read_jsonl(path: Path):
 
 
 def _read_parquet(path: Path):
-    _, pq = _pyarrow()
+    _, pq = pyarrow_modules()
     table = pq.read_table(path, columns=list(COLUMNS))
     yield from zip(*(table.column(name).to_pylist() for name in COLUMNS))
 

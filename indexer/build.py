@@ -260,6 +260,7 @@ def version_manifest(
         dataset=run.manifest.dataset,
         metrics=run.manifest.metrics,
         params=run.manifest.params,
+        objective=run.manifest.objective,
     )
 
 

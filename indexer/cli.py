@@ -4,6 +4,7 @@
     indexer list INDEX_ROOT
     indexer prune INDEX_ROOT --keep N
     indexer export INDEX -k 10 --out FILE        INDEX: an index root (its CURRENT) or a version dir
+    indexer export INDEX --vectors [movies|links] --out FILE.npy|FILE.parquet
 
 Expected faults (a bad run, factory, index, path or argument) print one line
 `indexer: error: ...` on stderr and exit with status 2.
@@ -19,7 +20,7 @@ from movielinks.common.signals import exit_cleanly_on_sigterm
 from movielinks.indexer.build import APPROXIMATE_FACTORY, AUTO, DEFAULT_NEIGHBOURS_K, EXACT_MAX_VECTORS, build_index
 from movielinks.indexer.calibrate import DEFAULT_TARGET_RECALL
 from movielinks.indexer.errors import IndexerError
-from movielinks.indexer.export import export_neighbours
+from movielinks.indexer.export import VECTOR_KINDS, export_neighbours, export_vectors, vector_names_path
 from movielinks.indexer.prune import prune
 from movielinks.indexer.root import CURRENT, VERSIONS, current_version_name, list_versions, load_index, version_dir, versions_dir
 from movielinks.indexer.version import IndexManifest
@@ -125,10 +126,14 @@ def _prune(args: argparse.Namespace) -> int:
 
 
 def _export_command(commands: argparse._SubParsersAction) -> None:
-    export = commands.add_parser("export", help="write every movie's k most similar movies to a file")
+    export = commands.add_parser("export", help="write every movie's k most similar movies, or the vectors, to a file")
     export.add_argument("index", metavar="INDEX", help="index root (exports its CURRENT) or a version directory")
     export.add_argument("-k", "--k", type=positive_int, default=10, help="neighbours per movie, 1..1000 (default 10)")
-    export.add_argument("--out", required=True, metavar="FILE", help="output file: .csv, .jsonl or .parquet")
+    export.add_argument("--out", required=True, metavar="FILE",
+                        help="output file: .csv, .jsonl or .parquet (neighbours); .npy or .parquet (--vectors)")
+    export.add_argument("--vectors", nargs="?", const="movies", choices=VECTOR_KINDS, metavar="movies|links",
+                        help="write the unit vectors (movies, the default, or links) instead of neighbours: .npy "
+                             "(float32, row i = id i, names in FILE.json beside it) or .parquet (name, vector)")
     export.add_argument("--batch-size", type=int, default=4096, help="movies searched at a time (default 4096)")
     export.add_argument("--quiet", action="store_true", help="no progress bar")
     export.set_defaults(command=_export)
@@ -137,6 +142,12 @@ def _export_command(commands: argparse._SubParsersAction) -> None:
 def _export(args: argparse.Namespace) -> int:
     exit_cleanly_on_sigterm()  # a stopped export leaves no temporary file behind
     version = load_index(args.index)
+    if args.vectors:
+        rows = export_vectors(version, args.vectors, args.out)
+        names = f", names in {vector_names_path(args.out)}" if Path(args.out).suffix.lower() == ".npy" else ""
+        print(f"wrote {rows} {args.vectors} vectors of dimension {version.dim} from version {version.name} "
+              f"to {args.out}{names}")
+        return 0
     rows = export_neighbours(version, args.k, args.out, batch_size=args.batch_size, progress=not args.quiet)
     print(f"wrote {rows} rows ({len(version.movies)} movies, k={args.k}) from version {version.name} to {args.out}")
     return 0

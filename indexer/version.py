@@ -5,7 +5,8 @@ which one is published):
 
     versions/<name>/
       manifest.json           IndexManifest: format, version name, created_at, source run
-                              (path, checksum), dataset, trainer metrics and params, indexes
+                              (path, checksum), dataset, trainer metrics, params and objective
+                              (learned scale and bias, for fold-in; older versions: none), indexes
                               {movies, links: IndexDescription}, files {name: sha256}
       movies.faiss            FAISS inner-product index over movie_vectors
       links.faiss             FAISS inner-product index over link_vectors
@@ -111,6 +112,9 @@ class IndexManifest:
     dataset: dict[str, Any] = dataclasses.field(default_factory=dict)
     metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
     params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # The run's objective and what it learned ({"name", "scale", "bias"}): search.foldin's
+    # Objective.from_manifest reads it; {} in versions built before runs recorded it.
+    objective: dict[str, Any] = dataclasses.field(default_factory=dict)
     format: str = INDEX_FORMAT
 
     def save(self, directory: Path) -> None:
@@ -143,8 +147,9 @@ class IndexManifest:
         checks = [
             (isinstance(self.version, str) and bool(self.version), "'version' must be a non-empty string"),
             (isinstance(self.created_at, str), "'created_at' must be a string"),
-            (all(isinstance(getattr(self, f), dict) for f in ("source_run", "files", "dataset", "metrics", "params")),
-             "'source_run', 'files', 'dataset', 'metrics' and 'params' must be objects"),
+            (all(isinstance(getattr(self, f), dict)
+                 for f in ("source_run", "files", "dataset", "metrics", "params", "objective")),
+             "'source_run', 'files', 'dataset', 'metrics', 'params' and 'objective' must be objects"),
             (all(isinstance(d.size, int) and isinstance(d.dim, int) for d in self.indexes.values()),
              "index sizes and dimensions must be integers"),
         ]

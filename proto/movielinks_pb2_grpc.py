@@ -100,6 +100,21 @@ class MovielinksStub:
                 request_serializer=movielinks_dot_v1_dot_movielinks__pb2.MovieMapRequest.SerializeToString,
                 response_deserializer=movielinks_dot_v1_dot_movielinks__pb2.MovieMapResponse.FromString,
                 _registered_method=True)
+        self.SimilarToLinks = channel.unary_unary(
+                '/movielinks.v1.Movielinks/SimilarToLinks',
+                request_serializer=movielinks_dot_v1_dot_movielinks__pb2.SimilarToLinksRequest.SerializeToString,
+                response_deserializer=movielinks_dot_v1_dot_movielinks__pb2.NeighboursResponse.FromString,
+                _registered_method=True)
+        self.SimilarToVector = channel.unary_unary(
+                '/movielinks.v1.Movielinks/SimilarToVector',
+                request_serializer=movielinks_dot_v1_dot_movielinks__pb2.SimilarToVectorRequest.SerializeToString,
+                response_deserializer=movielinks_dot_v1_dot_movielinks__pb2.NeighboursResponse.FromString,
+                _registered_method=True)
+        self.GetVectors = channel.unary_unary(
+                '/movielinks.v1.Movielinks/GetVectors',
+                request_serializer=movielinks_dot_v1_dot_movielinks__pb2.GetVectorsRequest.SerializeToString,
+                response_deserializer=movielinks_dot_v1_dot_movielinks__pb2.GetVectorsResponse.FromString,
+                _registered_method=True)
 
 
 class MovielinksServicer:
@@ -202,6 +217,29 @@ class MovielinksServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SimilarToLinks(self, request, context):
+        """Movies most similar to a film described by its links (one the index may never
+        have seen): its vector is fitted to the links with the training objective
+        (fold-in), then answered as SimilarMovies is, with the same filters and reasons.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SimilarToVector(self, request, context):
+        """Movies most similar to a caller's own vector in the index's space.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetVectors(self, request, context):
+        """Unit float32 vectors of movies, links and films described by their links.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MovielinksServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -269,6 +307,21 @@ def add_MovielinksServicer_to_server(servicer, server):
                     servicer.MovieMap,
                     request_deserializer=movielinks_dot_v1_dot_movielinks__pb2.MovieMapRequest.FromString,
                     response_serializer=movielinks_dot_v1_dot_movielinks__pb2.MovieMapResponse.SerializeToString,
+            ),
+            'SimilarToLinks': grpc.unary_unary_rpc_method_handler(
+                    servicer.SimilarToLinks,
+                    request_deserializer=movielinks_dot_v1_dot_movielinks__pb2.SimilarToLinksRequest.FromString,
+                    response_serializer=movielinks_dot_v1_dot_movielinks__pb2.NeighboursResponse.SerializeToString,
+            ),
+            'SimilarToVector': grpc.unary_unary_rpc_method_handler(
+                    servicer.SimilarToVector,
+                    request_deserializer=movielinks_dot_v1_dot_movielinks__pb2.SimilarToVectorRequest.FromString,
+                    response_serializer=movielinks_dot_v1_dot_movielinks__pb2.NeighboursResponse.SerializeToString,
+            ),
+            'GetVectors': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetVectors,
+                    request_deserializer=movielinks_dot_v1_dot_movielinks__pb2.GetVectorsRequest.FromString,
+                    response_serializer=movielinks_dot_v1_dot_movielinks__pb2.GetVectorsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -623,6 +676,87 @@ class Movielinks:
             '/movielinks.v1.Movielinks/MovieMap',
             movielinks_dot_v1_dot_movielinks__pb2.MovieMapRequest.SerializeToString,
             movielinks_dot_v1_dot_movielinks__pb2.MovieMapResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SimilarToLinks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/movielinks.v1.Movielinks/SimilarToLinks',
+            movielinks_dot_v1_dot_movielinks__pb2.SimilarToLinksRequest.SerializeToString,
+            movielinks_dot_v1_dot_movielinks__pb2.NeighboursResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SimilarToVector(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/movielinks.v1.Movielinks/SimilarToVector',
+            movielinks_dot_v1_dot_movielinks__pb2.SimilarToVectorRequest.SerializeToString,
+            movielinks_dot_v1_dot_movielinks__pb2.NeighboursResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetVectors(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/movielinks.v1.Movielinks/GetVectors',
+            movielinks_dot_v1_dot_movielinks__pb2.GetVectorsRequest.SerializeToString,
+            movielinks_dot_v1_dot_movielinks__pb2.GetVectorsResponse.FromString,
             options,
             channel_credentials,
             insecure,

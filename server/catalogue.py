@@ -94,7 +94,11 @@ class Catalogue:
 
     def link_movies(self, link_ids: np.ndarray, k: int, allowed: np.ndarray | None = None) -> Ranked:
         """The k movies nearest to each link's vector (only `allowed` ones, when given)."""
-        queries = self.version.link_vectors[np.asarray(link_ids)]
+        return self.vector_movies(self.version.link_vectors[np.asarray(link_ids)], k, allowed)
+
+    def vector_movies(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> Ranked:
+        """The k movies nearest to each unit query vector [n, dim] (only `allowed` ones, when given)."""
+        queries = np.asarray(queries, dtype=np.float32)
         if allowed is None:
             return search(self.version.movie_index, queries, k)
         return filtered_search(self.version.movie_vectors, queries, allowed, [np.empty(0, np.int64)] * len(queries), k)
@@ -102,17 +106,18 @@ class Catalogue:
     def recommend(self, liked_ids: np.ndarray, disliked_ids: np.ndarray, k: int, worst_k: int = 0, *,
                   strategy: str = DEFAULT_STRATEGY, liked_links: np.ndarray | None = None,
                   disliked_links: np.ndarray | None = None, allowed: np.ndarray | None = None,
-                  alive: Callable[[], bool] = lambda: True) -> Recommendation:
+                  alive: Callable[[], bool] = lambda: True, liked_vectors: np.ndarray | None = None,
+                  disliked_vectors: np.ndarray | None = None) -> Recommendation:
         """Every movie ranked by `strategy` (search.recommend) over the liked (+) and disliked (-)
-        movies and links; the input movies are excluded, and with `allowed` every movie it
+        movies and links (and unit vectors: films folded in, callers' own); the input movies are excluded, and with `allowed` every movie it
         leaves out. svm and average_vector without a filter search the movie index with
         their query vector (-query for the worst); neighbours, best_score, and any filtered
         query, score every movie. Once `alive()` is False, checked before each step, the work
         stops with ServiceError STOPPED."""
         v = self.version
         vectors = np.asarray(v.movie_vectors)  # not np.memmap: see search.filters.filtered_search
-        liked_extra = v.link_vectors[np.asarray(liked_links if liked_links is not None else [], dtype=np.int64)]
-        disliked_extra = v.link_vectors[np.asarray(disliked_links if disliked_links is not None else [], dtype=np.int64)]
+        liked_extra = _example_vectors(v.link_vectors, liked_links, liked_vectors)
+        disliked_extra = _example_vectors(v.link_vectors, disliked_links, disliked_vectors)
         inputs = np.concatenate([liked_ids, disliked_ids]).astype(np.int64)
         _still_wanted(alive)
         if strategy == "neighbours":
@@ -176,6 +181,14 @@ class Catalogue:
     def predict(self, movie_ids: np.ndarray, attribute: str) -> np.ndarray:
         """The attribute model's prediction for each movie (KeyError for an attribute it has no model of)."""
         return self.version.attribute_models[attribute].predict(self.version.movie_vectors[np.asarray(movie_ids)])
+
+
+def _example_vectors(link_vectors: np.ndarray, link_ids: np.ndarray | None, vectors: np.ndarray | None) -> np.ndarray:
+    """The vectors of some links, then some vectors given as they are: a recommendation's extra examples."""
+    linked = link_vectors[np.asarray(link_ids if link_ids is not None else [], dtype=np.int64)]
+    if vectors is None or not len(vectors):
+        return linked
+    return np.concatenate([linked, np.asarray(vectors, dtype=linked.dtype)])
 
 
 def _still_wanted(alive: Callable[[], bool]) -> None:

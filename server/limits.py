@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
+
 from movielinks.common.limits import MAX_NAME_CHARS, MAX_NEIGHBOURS_K
 from movielinks.server.errors import invalid
 
@@ -21,6 +23,8 @@ MAX_REASONS = 20  # shared links per result
 MAX_REASONED_RESULTS = 10_000  # titles x k of one call that asks for reasons (each is a set intersection)
 MAX_FILTER_LINKS = 20  # must_link_to links in one filter
 MAX_YEAR = 9999  # release-year bounds are 0 (none) or 1..MAX_YEAR
+MAX_FOLD_IN_LINKS = 1_000  # links of one film given by its links: an article keeps a few hundred at most
+MAX_VECTOR_VALUES = 500_000  # vectors x dim of one GetVectors answer: 2 MB of floats, under gRPC's 4 MB
 
 
 def check_k(k: int, field: str = "k", minimum: int = 1) -> None:
@@ -84,3 +88,34 @@ def check_filter(min_year: int, max_year: int, must_link_to: Sequence[str], excl
     if len(must_link_to) > MAX_FILTER_LINKS:
         raise invalid(f"filter.must_link_to has {len(must_link_to)} links; the limit is {MAX_FILTER_LINKS}")
     check_count("filter.exclude_titles", exclude_titles, minimum=0)
+
+
+def check_fold_in_links(field: str, links: Sequence[str]) -> None:
+    """A film given by its links: 1..MAX_FOLD_IN_LINKS names, each a valid string."""
+    if not links:
+        raise invalid(f"{field} needs at least 1 link")
+    if len(links) > MAX_FOLD_IN_LINKS:
+        raise invalid(f"{field} has {len(links):,} links; the limit is {MAX_FOLD_IN_LINKS:,} for one film")
+    for link in links:
+        check_string(field, link)
+
+
+def check_vector_values(n_vectors: int, dim: int) -> None:
+    if n_vectors * dim > MAX_VECTOR_VALUES:
+        raise invalid(f"{n_vectors:,} vectors x {dim} dimensions is {n_vectors * dim:,} values; the limit is "
+                      f"{MAX_VECTOR_VALUES:,} a call: ask for fewer, or use `indexer export --vectors`")
+
+
+def unit_vector(field: str, values: Sequence[float], dim: int) -> np.ndarray:
+    """A caller's vector as float32 of unit length; INVALID_ARGUMENT for a wrong length, a value
+    that is not finite, or all zeros."""
+    vector = np.asarray(values, dtype=np.float32)
+    if vector.shape != (dim,):
+        raise invalid(f"{field} has {len(vector)} values; this index version's vectors have {dim}")
+    if not np.isfinite(vector).all():
+        raise invalid(f"{field} has a value that is not a finite number (NaN or infinity) at index "
+                      f"{int(np.flatnonzero(~np.isfinite(vector))[0])}")
+    norm = float(np.linalg.norm(vector.astype(np.float64)))
+    if norm == 0.0:
+        raise invalid(f"{field} is all zeros: it has no direction to search")
+    return (vector / norm).astype(np.float32)

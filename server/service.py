@@ -20,6 +20,7 @@ from movielinks.indexer.version import IndexVersion
 from movielinks.search import explain
 from movielinks.search.diversity import candidates_for, diversify
 from movielinks.search.filters import FilterRequest, MovieFilter, allowed_movies
+from movielinks.search.foldin import Objective, fold_in, fold_in_space, link_film_counts
 from movielinks.search.neighbours import BATCH_ROWS, named
 from movielinks.search.recommend import DEFAULT_STRATEGY, SCORE_MEANING, STRATEGIES
 from movielinks.server import limits
@@ -79,6 +80,30 @@ class MoviesAnswer:
 
 
 @dataclasses.dataclass(frozen=True)
+class FoldedFilm:
+    """A film given by its links, folded in (search.foldin): its unit vector, the links the
+    index knows (names as resolved, in request order; ids sorted) and those it does not."""
+
+    vector: np.ndarray
+    links: list[str]
+    link_ids: np.ndarray
+    unknown: list[str]
+
+    @property
+    def name(self) -> str:
+        return " | ".join(self.links)
+
+
+@dataclasses.dataclass(frozen=True)
+class LinksAnswer:
+    """SimilarToLinks' answer: the film as folded in and the movies found for it, best first."""
+
+    film: FoldedFilm
+    movies: list[FoundMovie]
+    reasons_basis: str
+
+
+@dataclasses.dataclass(frozen=True)
 class Explanation:
     a: str
     b: str
@@ -113,6 +138,9 @@ class MovieService:
         self.link_names = TitleResolver(version.link_titles, "link")
         self.years = version.years
         self._titled_facts = _titled_facts(version)
+        self.fold_in_objective = Objective.from_manifest(version.manifest.objective, version.manifest.params)
+        self.fold_in_space = fold_in_space(version.link_vectors, link_film_counts(links, len(version.links)),
+                                           self.fold_in_objective)
         # Films of one franchise (common.franchises) share a label: sorted, a franchise is a run of equals.
         franchises = version.movie_titles.franchises
         self._franchise_order = np.argsort(franchises, kind="stable")
@@ -202,21 +230,106 @@ class MovieService:
         return self._reasons_against(self.version.movie_vectors[query_id], self._links_of([query_id], []),
                                      movie_ids, n)
 
-    def explain_similarity(self, title_a: str, title_b: str, k: int) -> Explanation:
-        """Why two movies are alike: their cosine and the k shared links contributing most (search.explain)."""
+    def explain_similarity(self, title_a: str, title_b: str, k: int, links_b: Sequence[str] = ()) -> Explanation:
+        """Why two movies are alike: their cosine and the k shared links contributing most (search.explain).
+        With `links_b` (and no `title_b`), B is the film those links describe, folded in."""
         limits.check_k(k)
-        a, b = self._movie_ids([title_a, title_b]).tolist()
-        if a == b:
-            raise invalid(f"both titles are {shown(self.movie_titles.names[a])}: name two different movies")
-        vectors = self.version.movie_vectors
-        links_a, links_b = self._links_of([a], []), self._links_of([b], [])
-        shared = self._shared(vectors[a], links_a, b, k)
+        if links_b and title_b:
+            raise invalid("give B as title_b or as links_b, not both")
+        if links_b:
+            a = int(self._movie_ids([title_a])[0])
+            folded = self.fold_in_films([links_b], "links_b")[0]
+            b_name, vector_b, links_of_b = folded.name, folded.vector, folded.link_ids
+        else:
+            a, b = self._movie_ids([title_a, title_b]).tolist()
+            if a == b:
+                raise invalid(f"both titles are {shown(self.movie_titles.names[a])}: name two different movies")
+            b_name, vector_b, links_of_b = self.movie_titles.names[b], self.version.movie_vectors[b], self._links_of([b], [])
+        vector_a, links_a = self.version.movie_vectors[a], self._links_of([a], [])
+        shared = self._shared(vector_a, links_a, vector_b, links_of_b, k)
         link_vectors = self.version.link_vectors
-        reasons = [Reason(self.version.links[j], float(c), float(link_vectors[j] @ vectors[a]),
-                          float(link_vectors[j] @ vectors[b])) for j, c in zip(shared.link_ids.tolist(), shared.contributions)]
-        names = self.movie_titles.names
-        return Explanation(names[a], names[b], float(vectors[a] @ vectors[b]), self.reasons_basis, reasons,
-                           shared.total, len(links_a), len(links_b), shared.overlap_cosine)
+        reasons = [Reason(self.version.links[j], float(c), float(link_vectors[j] @ vector_a),
+                          float(link_vectors[j] @ vector_b)) for j, c in zip(shared.link_ids.tolist(), shared.contributions)]
+        return Explanation(self.movie_titles.names[a], b_name, float(vector_a @ vector_b), self.reasons_basis, reasons,
+                           shared.total, len(links_a), len(links_of_b) if self.has_movie_links else 0,
+                           shared.overlap_cosine)
+
+    def fold_in_films(self, films: Sequence[Sequence[str]], field: str = "links") -> list[FoldedFilm]:
+        """Films given by their link names (exact or any case), each fitted to its known links
+        by fold-in (search.foldin), in one batch. Unknown links are reported and ignored; a film
+        with no known link is INVALID_ARGUMENT, as is one past the limits."""
+        resolved = []
+        for links in films:
+            limits.check_fold_in_links(field, links)
+            known = {}
+            for name in dict.fromkeys(links):
+                link_id = self._known_link(name)
+                if link_id is not None:
+                    known.setdefault(link_id, self.link_names.names[link_id])
+            if not known:
+                raise invalid(f"none of the {len(links)} links of {field} is a link of index version {self.name} "
+                              f"(e.g. {shown(links[0])}); SearchNames with kind LINKS finds the names it knows")
+            resolved.append((known, [name for name in dict.fromkeys(links) if self._known_link(name) is None]))
+        vectors = fold_in(self.fold_in_space, [list(known) for known, _ in resolved]).vectors
+        return [FoldedFilm(vector, list(known.values()), np.sort(np.fromiter(known, np.int64)), unknown)
+                for vector, (known, unknown) in zip(vectors, resolved)]
+
+    def similar_to_links(self, links: Sequence[str], k: int, movie_filter: FilterRequest | None = None,
+                         reasons: int = 0) -> LinksAnswer:
+        """The movies most similar to the film `links` describe (folded in), filtered, diversified and
+        with reasons as similar_movies_answer's: the links each shares with the known links given."""
+        limits.check_k(k)
+        limits.check_reasons(reasons, k)
+        found_filter = self._movie_filter(movie_filter)
+        film = self.fold_in_films([links])[0]
+        movies = self._vector_movies(film.vector, k, movie_filter, found_filter)
+        if reasons:
+            why = self._reasons_against(film.vector, film.link_ids, [m[0] for m in movies], reasons)
+        else:
+            why = [[]] * len(movies)
+        titled_facts = self._titled_facts
+        return LinksAnswer(film, [FoundMovie(*titled_facts(i), score, r) for (i, score), r in zip(movies, why)],
+                           self.reasons_basis if reasons else "")
+
+    def similar_to_vector(self, values: Sequence[float], k: int,
+                          movie_filter: FilterRequest | None = None) -> list[FoundMovie]:
+        """The movies most similar to a caller's own vector (dim finite values, not all zero)."""
+        limits.check_k(k)
+        found_filter = self._movie_filter(movie_filter)
+        vector = limits.unit_vector("vector", values, self.version.dim)
+        return [FoundMovie(*self._titled_facts(i), score, [])
+                for i, score in self._vector_movies(vector, k, movie_filter, found_filter)]
+
+    def _vector_movies(self, vector: np.ndarray, k: int, request: FilterRequest | None,
+                       found: MovieFilter | None) -> list[tuple[int, float]]:
+        """(movie id, cosine) of the k movies nearest to a unit vector that the filter lets through."""
+        allowed = None if found is None else self._allowed(found)
+        ranked = self.catalogue.vector_movies(vector[None, :], self._candidates(k, request), allowed)
+        ids, scores = self._diverse(ranked, k, request)
+        return [(i, s) for i, s in zip(ids[0].tolist(), scores[0].tolist()) if i >= 0]
+
+    def vectors(self, titles: Sequence[str], links: Sequence[str],
+                films: Sequence[Sequence[str]]) -> dict[str, list[tuple[str, np.ndarray, list[str]]]]:
+        """Unit vectors of movies, links and films given by their links: {"movies", "links", "films"},
+        each a list of (name as resolved, float32 vector, unknown links) in request order."""
+        limits.check_count("titles, links and films", [*titles, *links, *films], minimum=1)
+        limits.check_vector_values(len(titles) + len(links) + len(films), self.version.dim)
+        movie_ids = self._movie_ids(titles) if titles else np.empty(0, np.int64)
+        link_ids = [int(self._link_ids(name)[0]) for name in links]
+        folded = self.fold_in_films(films, "films") if films else []
+        version = self.version
+        return {"movies": [(self.movie_titles.names[i], np.asarray(version.movie_vectors[i]), [])
+                           for i in movie_ids.tolist()],
+                "links": [(self.link_names.names[i], np.asarray(version.link_vectors[i]), []) for i in link_ids],
+                "films": [(f.name, f.vector, f.unknown) for f in folded]}
+
+    def _known_link(self, name: str) -> int | None:
+        """The id of a link name, exact or in any case; None where the index has no such link."""
+        exact = self.link_names.exact.get(name)
+        if exact is not None:
+            return exact
+        found = self.link_names.index.ids("lower", name.strip().casefold())
+        return min(found) if found else None
 
     def similar_links(self, link: str, k: int) -> tuple[str, Neighbours]:
         ids = self._link_ids(link)
@@ -239,9 +352,11 @@ class MovieService:
     def recommend(self, liked: Sequence[str], disliked: Sequence[str], k: int, worst_k: int = 0, *,
                   strategy: str = "", liked_links: Sequence[str] = (), disliked_links: Sequence[str] = (),
                   movie_filter: FilterRequest | None = None, reasons: int = 0,
-                  alive: Callable[[], bool] = lambda: True) -> Recommendation:
+                  alive: Callable[[], bool] = lambda: True, liked_films: Sequence[Sequence[str]] = (),
+                  disliked_films: Sequence[Sequence[str]] = (), liked_vectors: Sequence[Sequence[float]] = (),
+                  disliked_vectors: Sequence[Sequence[float]] = ()) -> Recommendation:
         """Movies ranked by `strategy` (search.recommend; "" is the default, neighbours) over liked (+) and
-        disliked (-) movies and links.
+        disliked (-) movies, links, films given by their links (folded in) and callers' own vectors.
 
         `alive` is asked between the steps (titles, fit, searches): once it says False (the
         caller cancelled or passed its deadline) the work stops with ServiceError STOPPED.
@@ -249,12 +364,15 @@ class MovieService:
         strategy = strategy or DEFAULT_STRATEGY
         if strategy not in STRATEGIES:
             raise invalid(f"unknown strategy {shown(strategy)}; choose one of {', '.join(STRATEGIES)}")
-        if not liked and not liked_links:
-            raise invalid("liked needs at least 1 title (or liked_links a link)")
+        if not liked and not liked_links and not liked_films and not liked_vectors:
+            raise invalid("liked needs at least 1 title (or liked_links a link, liked_films a film, liked_vectors a vector)")
         for field, values in (("liked", liked), ("disliked", disliked), ("liked_links", liked_links),
                               ("disliked_links", disliked_links)):
             limits.check_count(field, values, minimum=0)
-        limits.check_recommend_titles(len(liked) + len(liked_links), len(disliked) + len(disliked_links))
+        limits.check_recommend_titles(len(liked) + len(liked_links) + len(liked_films) + len(liked_vectors),
+                                      len(disliked) + len(disliked_links) + len(disliked_films) + len(disliked_vectors))
+        liked_extra, liked_extra_links = self._extra_examples("liked", liked_films, liked_vectors)
+        disliked_extra, _ = self._extra_examples("disliked", disliked_films, disliked_vectors)
         limits.check_k(k)
         limits.check_k(worst_k, "worst_k", minimum=0)
         limits.check_reasons(reasons, k)
@@ -279,23 +397,39 @@ class MovieService:
                     allowed[self._franchise(movie_id)] = False
         found = self.catalogue.recommend(liked_ids, disliked_ids, self._candidates(k, movie_filter), worst_k,
                                          strategy=strategy, liked_links=liked_link_ids,
-                                         disliked_links=disliked_link_ids, allowed=allowed, alive=alive)
+                                         disliked_links=disliked_link_ids, allowed=allowed, alive=alive,
+                                         liked_vectors=liked_extra, disliked_vectors=disliked_extra)
         (best_ids,), (best_scores,) = self._diverse((found.best_ids[None, :], found.best_scores[None, :]), k, movie_filter)
         found, titles = dataclasses.replace(found, best_ids=best_ids, best_scores=best_scores), self.movie_titles.names
         best = named(found.best_ids, found.best_scores, titles)
-        why: dict[str, list[Reason]] = {}
-        if reasons:
-            vectors = self.version.movie_vectors
-            profile = np.concatenate([vectors[liked_ids], self.version.link_vectors[liked_link_ids]]).mean(axis=0)
-            profile /= max(float(np.linalg.norm(profile)), 1e-12)
-            found_ids = [i for i in found.best_ids.tolist() if i >= 0]
-            rows = self._reasons_against(profile, self._links_of(liked_ids.tolist(), liked_link_ids.tolist()),
-                                         found_ids, reasons)
-            why = {titles[i]: r for i, r in zip(found_ids, rows)}
+        found_ids = [i for i in found.best_ids.tolist() if i >= 0]
+        why = self._liked_reasons(liked_ids, liked_link_ids, liked_extra, liked_extra_links, found_ids,
+                                  reasons) if reasons else {}
         return Recommendation(best, named(found.worst_ids, found.worst_scores, titles), strategy,
                               SCORE_MEANING[strategy], [titles[i] for i in liked_resolved.tolist()],
                               [titles[i] for i in disliked_resolved.tolist()], why,
                               self.reasons_basis if reasons else "")
+
+    def _liked_reasons(self, liked_ids: np.ndarray, liked_link_ids: np.ndarray, liked_vectors: np.ndarray,
+                       liked_vector_links: list[int], found_ids: list[int], n: int) -> dict[str, list[Reason]]:
+        """For each movie found, by title, the n links it shares with the liked side (the average of
+        its vectors; its movies' links, its links, its folded films' links)."""
+        profile = np.concatenate([self.version.movie_vectors[liked_ids], self.version.link_vectors[liked_link_ids],
+                                  liked_vectors]).mean(axis=0)
+        profile /= max(float(np.linalg.norm(profile)), 1e-12)
+        links = self._links_of(liked_ids.tolist(), liked_link_ids.tolist() + liked_vector_links)
+        titles = self.movie_titles.names
+        return {titles[i]: r for i, r in zip(found_ids, self._reasons_against(profile, links, found_ids, n))}
+
+    def _extra_examples(self, side: str, films: Sequence[Sequence[str]],
+                        vectors: Sequence[Sequence[float]]) -> tuple[np.ndarray, list[int]]:
+        """A recommendation side's films given by links (folded in) and own vectors, as unit vectors
+        [n, dim], and the folded films' known link ids (what reasons may name)."""
+        folded = self.fold_in_films(films, f"{side}_films") if films else []
+        own = [limits.unit_vector(f"{side}_vectors[{i}]", v, self.version.dim) for i, v in enumerate(vectors)]
+        rows = [f.vector for f in folded] + own
+        extra = np.stack(rows) if rows else np.empty((0, self.version.dim), np.float32)
+        return extra, sorted({int(j) for f in folded for j in f.link_ids})
 
     def predict_attribute(self, title: str, attribute: str) -> Prediction:
         ids = self._movie_ids([title])
@@ -344,6 +478,9 @@ class MovieService:
             "max_reasons": limits.MAX_REASONS,
             "max_filter_links": limits.MAX_FILTER_LINKS,
             "has_movie_links": self.has_movie_links,
+            "max_fold_in_links": limits.MAX_FOLD_IN_LINKS,
+            "max_vector_values": limits.MAX_VECTOR_VALUES,
+            "fold_in_objective_recorded": self.fold_in_objective.recorded,
         }
 
     def lookup_title(self, title: str) -> tuple[str, str, list[str]]:
@@ -408,13 +545,14 @@ class MovieService:
         parts = [links.reasons_of(i).astype(np.int64) for i in movie_ids] + [np.asarray(link_ids, dtype=np.int64)]
         return np.unique(np.concatenate(parts))
 
-    def _shared(self, vector: np.ndarray, links: np.ndarray, other: int, n: int) -> explain.Shared:
+    def _shared(self, vector: np.ndarray, links: np.ndarray, other_vector: np.ndarray, other_links: np.ndarray,
+                n: int) -> explain.Shared:
+        """The n links (vector, links) shares with (other_vector, other_links) contributing most."""
         if self.has_movie_links:
-            link_vectors, other_vector = self.version.link_vectors, self.version.movie_vectors[other]
+            link_vectors = self.version.link_vectors
             return explain.shared_article_links(
-                links, self._links_of([other], []), self.idf, n,
+                links, other_links, self.idf, n,
                 lambda ids: (link_vectors[ids] @ vector) * (link_vectors[ids] @ other_vector))
-        other_vector = self.version.movie_vectors[other]
         return explain.shared_associations(self.version.link_vectors, vector, other_vector, n,
                                            explain.association_candidates(self.version.link_index, vector, other_vector))
 
@@ -423,7 +561,7 @@ class MovieService:
         link_vectors, movie_vectors, names = self.version.link_vectors, self.version.movie_vectors, self.version.links
         result = []
         for other in others:
-            shared = self._shared(vector, links, other, n)
+            shared = self._shared(vector, links, movie_vectors[other], self._links_of([other], []), n)
             chosen = link_vectors[shared.link_ids]
             result.append([Reason(names[j], float(c), float(a), float(b)) for j, c, a, b in
                            zip(shared.link_ids.tolist(), shared.contributions.tolist(), (chosen @ vector).tolist(),

@@ -124,7 +124,11 @@ class MovielinksServicer(pb_grpc.MovielinksServicer):
         result = service.recommend(list(request.liked), list(request.disliked), _k(request.k), request.worst_k,
                                    strategy=request.strategy, liked_links=list(request.liked_links),
                                    disliked_links=list(request.disliked_links), movie_filter=_filter(request),
-                                   reasons=request.reasons, alive=context.is_active)
+                                   reasons=request.reasons, alive=context.is_active,
+                                   liked_films=_link_sets(request.liked_films),
+                                   disliked_films=_link_sets(request.disliked_films),
+                                   liked_vectors=[list(v.values) for v in request.liked_vectors],
+                                   disliked_vectors=[list(v.values) for v in request.disliked_vectors])
 
         def scored(title: str, value: float) -> pb.ScoredMovie:
             facts = service.facts(title)
@@ -177,9 +181,11 @@ class MovielinksServicer(pb_grpc.MovielinksServicer):
     @unary
     def ExplainSimilarity(self, request, context):
         service = self.current()
-        found = service.explain_similarity(request.title_a, request.title_b, _k(request.k))
+        links_b = list(request.links_b.links)
+        found = service.explain_similarity(request.title_a, request.title_b, _k(request.k), links_b)
+        b = pb.Neighbour(name=found.b, score=found.cosine) if links_b else _movie(service, found.b, found.cosine)
         return pb.ExplainSimilarityResponse(
-            a=_movie(service, found.a, found.cosine), b=_movie(service, found.b, found.cosine), cosine=found.cosine,
+            a=_movie(service, found.a, found.cosine), b=b, cosine=found.cosine,
             basis=found.basis, shared_links=_reasons(found.shared), shared_total=found.shared_total,
             links_a=found.links_a, links_b=found.links_b, link_overlap_cosine=found.overlap_cosine,
             index_version=service.name,
@@ -191,6 +197,38 @@ class MovielinksServicer(pb_grpc.MovielinksServicer):
         found = explorer(service).movie_map(list(request.titles), request.sample)
         return pb.MovieMapResponse(sample=[_point(p) for p in found.sample], titles=[_point(p) for p in found.titles],
                                    explained_variance=found.explained_variance, index_version=service.name)
+
+    @unary
+    def SimilarToLinks(self, request, context):
+        service = self.current()
+        answer = service.similar_to_links(list(request.links), _k(request.k), _filter(request), request.reasons)
+        response = pb.NeighboursResponse(index_version=service.name, reasons_basis=answer.reasons_basis,
+                                         query_links=answer.film.links, unknown_links=answer.film.unknown)
+        _add_movies(response, answer.movies)
+        return response
+
+    @unary
+    def SimilarToVector(self, request, context):
+        service = self.current()
+        response = pb.NeighboursResponse(index_version=service.name)
+        _add_movies(response, service.similar_to_vector(list(request.vector), _k(request.k), _filter(request)))
+        return response
+
+    @unary
+    def GetVectors(self, request, context):
+        service = self.current()
+        found = service.vectors(list(request.titles), list(request.links), _link_sets(request.films))
+
+        def named(rows) -> list[pb.NamedVector]:
+            return [pb.NamedVector(name=name, values=vector.tolist(), unknown_links=unknown)
+                    for name, vector, unknown in rows]
+
+        return pb.GetVectorsResponse(movies=named(found["movies"]), links=named(found["links"]),
+                                     films=named(found["films"]), index_version=service.name, dim=service.version.dim)
+
+
+def _link_sets(sets) -> list[list[str]]:
+    return [list(s.links) for s in sets]
 
 
 def _k(k: int) -> int:
@@ -245,15 +283,20 @@ def _answered(answer: MoviesAnswer, version: str) -> pb.NeighboursResponse:
     query = answer.query_facts
     response = pb.NeighboursResponse(query=answer.query, query_year=query.year or 0, query_director=query.director,
                                      query_url=query.url, index_version=version, reasons_basis=answer.reasons_basis)
+    _add_movies(response, answer.movies)
+    return response
+
+
+def _add_movies(response: pb.NeighboursResponse, movies) -> None:
+    """Each FoundMovie as a Neighbour of `response`, with its facts and any reasons."""
     # add() fills each Neighbour in place: half the time of building them and copying them in.
     add = response.neighbours.add
-    for movie in answer.movies:
+    for movie in movies:
         facts = movie.facts
         neighbour = add(name=movie.title, score=movie.score, year=facts.year or 0, director=facts.director,
                         url=facts.url)
         if movie.reasons:
             neighbour.reasons.extend(_reasons(movie.reasons))
-    return response
 
 
 def _neighbours(query: str, neighbours: Neighbours, version: str) -> pb.NeighboursResponse:

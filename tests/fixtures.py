@@ -30,6 +30,7 @@ def make_run(
     movie_links: bool = True,
     useless_models: tuple[str, ...] = (),
     cited_links: tuple[int, ...] = (),
+    objective: dict | None = None,
 ) -> Path:
     """Write a run directory with clustered vectors, movie attributes and two attribute models.
 
@@ -39,6 +40,8 @@ def make_run(
     With `movie_links` each movie links to 3 to 8 links (movie_links.npz), else the
     run has no movie links (as runs written before them). The links of `cited_links` are
     marked as only in the movies' citations (every pair), the others as in their prose.
+    `objective` is what the manifest records as learned ({"name", "scale", "bias"}); none
+    by default, as runs written before it was recorded.
     """
     rng = np.random.default_rng(seed)
     names = list(titles or [])
@@ -57,7 +60,8 @@ def make_run(
     cited = np.isin(pairs[:, 1], cited_links) if movie_links and cited_links else None
     return save_run(
         path,
-        RunManifest(dataset={"n_movies": n_movies}, params={"dim": dim}, metrics={"link_auc": 0.9}),
+        RunManifest(dataset={"n_movies": n_movies}, params={"dim": dim}, metrics={"link_auc": 0.9},
+                    objective=objective or {}),
         movie_vectors=clustered_unit_vectors(rng, n_movies, dim, n_clusters),
         link_vectors=clustered_unit_vectors(rng, n_links, dim, n_clusters),
         records=Records(movies, [f"Link {i}" for i in range(n_links)], models),

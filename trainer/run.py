@@ -4,7 +4,8 @@ A run directory holds:
 
     manifest.json           RunManifest: format, dataset (path, sha256, format, counts), params,
                             vocabulary sizes, metrics, library versions, files {name: sha256},
-                            ratings (the ratings file trained with, if any: trainer.ratings)
+                            ratings (the ratings file trained with, if any: trainer.ratings),
+                            objective (its name and learned scale and bias; older runs: none)
     movie_vectors.npy       float32 [n_movies, dim], rows L2-normalised, row i = movie id i
     link_vectors.npy        float32 [n_links, dim], rows L2-normalised, row i = link id i
     movies.jsonl            one JSON object a line, in movie id order:
@@ -58,6 +59,9 @@ class RunManifest:
     # the ratings file trained with (trainer.ratings): path, sha256, format, like_threshold,
     # ratings, users_with_likes, likes, skipped_lines, skipped_examples, users_used, likes_used; {} without one
     ratings: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # the objective trained with and what it learned: {"name", "scale", "bias"} for the logistic
+    # one (search.foldin fits new films with them); {} in runs written before it was recorded
+    objective: dict[str, Any] = dataclasses.field(default_factory=dict)
     files: dict[str, str] = dataclasses.field(default_factory=dict)
     format: str = RUN_FORMAT
 
@@ -73,7 +77,7 @@ class RunManifest:
         return manifest
 
     def validate(self, directory: Path) -> None:
-        for name in ("dataset", "params", "metrics", "vocabulary", "versions", "files", "ratings"):
+        for name in ("dataset", "params", "metrics", "vocabulary", "versions", "files", "ratings", "objective"):
             if not isinstance(getattr(self, name), dict):
                 raise ArtifactError(f"{directory / MANIFEST}: {name!r} is not an object")
 

@@ -123,7 +123,7 @@ def train(
         + (f"; {vocab.n_links - n_content_links:,} people's taste links, {len(taste_pairs):,} likes" if taste else ""))
     checkpoint = _checkpoint(out, checkpoint_dir, dataset.sha256 + (f"+{taste.sha256}" if taste else ""), config,
                              resume)
-    movie_vectors, link_vectors, state, versions, distribution = _train_vectors(
+    movie_vectors, link_vectors, state, versions, distribution, learned = _train_vectors(
         vocab, _sorted_pairs(np.concatenate([train_pairs, taste_pairs]), vocab.n_links), config, checkpoint,
         resume=resume, progress=progress, log=log)
     link_vectors, links, pairs = link_vectors[:n_content_links], vocab.links[:n_content_links], vocab.pairs[content]
@@ -142,7 +142,8 @@ def train(
                                            "evaluation_seconds": time.perf_counter() - started}
     _log_evaluation(metrics, models, log)
     manifest = _manifest(dataset, config, vocab, n_content_links, len(pairs), len(train_pairs), len(heldout_pairs),
-                         _ratings_summary(taste, vocab.n_links - n_content_links, len(taste_pairs)), metrics, versions)
+                         _ratings_summary(taste, vocab.n_links - n_content_links, len(taste_pairs)), metrics, versions,
+                         learned)
     records = Records([MovieRecord(title, f.infobox, a) for title, f, a in zip(vocab.movies, info, attributes)],
                       links, models)
     save_run(out, manifest, movie_vectors, link_vectors, records, pairs,
@@ -195,9 +196,9 @@ def _with_taste(dataset: FilmDataset, ratings: str | Path | None, config: TrainC
 
 def _manifest(dataset: FilmDataset, config: TrainConfig, vocab: Vocabulary, n_links: int, n_pairs: int,
               n_train_pairs: int, n_heldout_pairs: int, ratings: dict, metrics: dict,
-              versions: dict[str, str]) -> RunManifest:
+              versions: dict[str, str], objective: dict) -> RunManifest:
     """The run's manifest: where its data came from, its parameters, vocabulary (the dataset's
-    links only), ratings file and measures."""
+    links only), ratings file, measures and learned objective."""
     return RunManifest(
         created_at=datetime.datetime.now(datetime.timezone.utc).isoformat(),
         dataset={"path": str(Path(dataset.path).resolve()), "sha256": dataset.sha256, "format": dataset.format,
@@ -209,6 +210,7 @@ def _manifest(dataset: FilmDataset, config: TrainConfig, vocab: Vocabulary, n_li
         ratings=ratings,
         metrics=metrics,
         versions=versions,
+        objective=objective,
     )
 
 
@@ -248,11 +250,12 @@ def _ratings_summary(taste: TasteLikes | None, taste_links: int, likes_used: int
 def _train_vectors(
     vocab: Vocabulary, train_pairs: np.ndarray, config: TrainConfig, checkpoint: Checkpoint,
     *, resume: bool, progress: bool, log: Callable[[str], None],
-) -> tuple[np.ndarray, np.ndarray, TrainingState, dict[str, str], object]:
+) -> tuple[np.ndarray, np.ndarray, TrainingState, dict[str, str], object, dict]:
     """Build the model, objective and optimizer, resume them if asked, run the epoch loop.
 
     Returns (unit movie vectors, unit link vectors, the final state, library versions, the
-    trainer.distributed strategy it trained with or None).
+    trainer.distributed strategy it trained with or None, the objective as the run records it:
+    `_learned_objective`).
     TensorFlow is imported here: reading and checking the data needs none of it.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -284,7 +287,17 @@ def _train_vectors(
                 progress=progress, log=log, distribution=distribution)
     versions = {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
                 "numpy": np.__version__}
-    return model.movie_vectors(), model.link_vectors(), state, versions, distribution
+    return model.movie_vectors(), model.link_vectors(), state, versions, distribution, _learned_objective(config, objective)
+
+
+def _learned_objective(config: TrainConfig, objective) -> dict:
+    """The objective's name and what it learned ({"name", "scale", "bias"} for the logistic one),
+    which fold-in (search.foldin) fits new films with."""
+    learned = {"name": config.objective}
+    for name in ("scale", "bias"):
+        if hasattr(objective, name):
+            learned[name] = float(getattr(objective, name).numpy())
+    return learned
 
 
 def _training_metrics(state: TrainingState) -> dict:

@@ -198,7 +198,8 @@ def test_results_go_to_stdout_as_a_table_or_json(monkeypatch, capsys):
         "query": "Alien (film)", "index_version": "v1",
         "neighbours": [{"name": name, "score": score, "year": None, "director": "", "url": "", "reasons": []}
                        for name, score in (("Aliens (film)", 0.5), ("Prometheus (film)", 0.25))],
-        "query_year": None, "query_director": "", "query_url": "", "reasons_basis": "",
+        "query_year": None, "query_director": "", "query_url": "", "reasons_basis": "", "query_links": [],
+        "unknown_links": [],
     }
 
 

@@ -25,7 +25,7 @@ PACKAGE_DIRS = PYPROJECT["tool"]["setuptools"]["package-dir"]  # "movielinks.ser
 # extra -> the stage folders that installing it must let run
 ROLES = {"client": ("client", "proto"), "server": ("server", "search", "indexer"), "collector": ("collector",), "train": ("trainer",)}
 # role -> extras its stages import only inside a function, for one feature (client export --out x.parquet)
-FEATURE_EXTRAS = {"client": ("parquet",)}
+FEATURE_EXTRAS = {"client": ("parquet", "vectors")}
 CLIENT_BASE = {"grpcio", "protobuf", "tqdm"}  # issue 20: the client installs with grpcio and protobuf (tqdm: pure Python)
 LOCAL_TOPS = {"movielinks", "tests", "bench"}
 

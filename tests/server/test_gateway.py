@@ -82,6 +82,10 @@ REQUESTS = {  # one request for every unary RPC, as JSON
     "SearchNames": {"text": "link 1", "kind": "LINKS", "limit": 5},
     "ExplainSimilarity": {"title_a": "Alien (film)", "title_b": "interstellar", "k": 3},
     "MovieMap": {"titles": ["Alien (film)"], "sample": 20},
+    "SimilarToLinks": {"links": ["Link 3", "link 7", "No Such Link"], "k": 4, "reasons": 2,
+                       "filter": {"exclude_titles": ["Alien (film)"]}},
+    "SimilarToVector": {"vector": [0.5, -0.25, 1.0, 0.0, 0.125, 0.75, -1.0, 0.5] * 2, "k": 3},  # dim 16
+    "GetVectors": {"titles": ["Alien (film)"], "links": ["Link 2"], "films": [{"links": ["Link 3", "Link 7"]}]},
 }
 
 

@@ -11,6 +11,7 @@ from movielinks.trainer import run as run_module
 from tests.conftest import clustered_films, write_ndjson
 from movielinks.trainer.checkpoint import Checkpoint
 from movielinks.trainer.errors import TrainerError
+from movielinks.trainer.objectives import LogisticObjective
 from movielinks.trainer.run import load_run
 from movielinks.trainer.train import TrainConfig, default_checkpoint_dir, train
 
@@ -45,6 +46,9 @@ def test_short_real_training_run_beats_chance_by_far(real_data, tmp_path):
 def test_small_run_learns_clusters(small_dataset, tmp_path):
     run = load_run(train(small_dataset, tmp_path / "run", SMALL, progress=False, log=quiet))
     assert run.manifest.metrics["link_auc"] > 0.8
+    learned = run.manifest.objective  # what fold-in (search.foldin) fits new films with
+    assert learned["name"] == "logistic" and np.isfinite([learned["scale"], learned["bias"]]).all()
+    assert learned["scale"] != pytest.approx(LogisticObjective().initial_scale)  # learned, not the initial value
     # films of one cluster (same i % 6) are closer to each other than to the others
     titles = [m.title for m in run.movies]
     cluster = np.array([int(t.split()[1]) % 6 for t in titles])

@@ -1,0 +1,167 @@
+"""The open-world calls against the real server process (`python -m movielinks.server` on a small
+built index), with the real client library, command and HTTP gateway: SimilarToLinks (fold-in),
+SimilarToVector, GetVectors, Recommend's films and vectors, ExplainSimilarity's B side by links,
+and a clear INVALID_ARGUMENT for every bad input."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+
+from movielinks.client import MovielinksClient
+from movielinks.client.client import ClientError, MovieFilter
+from movielinks.indexer.build import build_index
+from movielinks.indexer.root import load_current
+from movielinks.search.foldin import Objective, fold_in, fold_in_space, link_film_counts
+from movielinks.server.errors import ServiceError
+from movielinks.server.limits import MAX_BATCH, MAX_FOLD_IN_LINKS, MAX_VECTOR_VALUES, check_vector_values
+from tests.e2e_server import REPO, ServerProcess
+from tests.fixtures import make_run
+
+pytestmark = pytest.mark.slow  # a server process
+
+LEARNED = {"name": "logistic", "scale": 12.0, "bias": -1.5}
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """(server process, the version it serves, a connected client)."""
+    tmp = tmp_path_factory.mktemp("open_world")
+    build_index(make_run(tmp / "run", n_movies=120, n_links=40, dim=8, years=True, objective=LEARNED), tmp / "index",
+                progress=False)
+    server = ServerProcess(tmp / "index", "--http-port", "0")
+    try:
+        with MovielinksClient(server.address) as client:
+            yield server, load_current(tmp / "index"), client
+    finally:
+        server.stop()
+
+
+def expected_vector(version, link_names: list[str]) -> np.ndarray:
+    """What fold-in gives in this process for those links: the server must answer the same."""
+    space = fold_in_space(version.link_vectors, link_film_counts(version.movie_links, len(version.links)),
+                          Objective.from_manifest(version.manifest.objective, version.manifest.params))
+    return fold_in(space, [[list(version.links).index(n) for n in link_names]]).vectors[0]
+
+
+def test_similar_to_links_ranks_by_the_folded_in_vector_and_reports_unknown_links(served):
+    _, version, client = served
+    answer = client.similar_to_links(["Link 3", "link 7", "No Such Link"], k=5, reasons=2)
+    assert answer.query_links == ["Link 3", "Link 7"] and answer.unknown_links == ["No Such Link"]
+    vector = expected_vector(version, ["Link 3", "Link 7"])
+    scores = np.asarray(version.movie_vectors) @ vector
+    best = np.argsort(-scores, kind="stable")[:5]
+    assert [n.name for n in answer.neighbours] == [version.movie_names[i] for i in best]
+    np.testing.assert_allclose([n.score for n in answer.neighbours], scores[best], atol=1e-4)
+    for n in answer.neighbours:  # reasons: links each shares with the links given, known ones only
+        assert {r.link for r in n.reasons} <= {"Link 3", "Link 7"} and n.url
+    assert answer.reasons_basis == "article_links"
+
+
+def test_similar_to_links_takes_the_filters_of_similar_movies(served):
+    _, version, client = served
+    answer = client.similar_to_links(["Link 3"], k=4, filter=MovieFilter(min_year=1990))
+    assert answer.neighbours and all(n.year and n.year >= 1990 for n in answer.neighbours)
+
+
+def test_get_vectors_gives_unit_vectors_in_the_versions_space(served):
+    _, version, client = served
+    found = client.get_vectors(titles=[version.movie_names[4]], links=["link 2"], films=[["Link 3", "Link 7", "nope"]])
+    assert found.index_version == version.name and found.dim == version.dim
+    np.testing.assert_allclose(found.movies.vectors[0], version.movie_vectors[4], atol=1e-6)
+    np.testing.assert_allclose(found.links.vectors[0], version.link_vectors[2], atol=1e-6)
+    assert found.links.names == ["Link 2"] and found.films.unknown_links == [["nope"]]
+    np.testing.assert_allclose(found.films.vectors[0], expected_vector(version, ["Link 3", "Link 7"]), atol=1e-5)
+    assert found.films.vectors.dtype == np.float32 and found.films.vectors.shape == (1, version.dim)
+
+
+def test_similar_to_vector_answers_as_the_movie_itself_does(served):
+    _, version, client = served
+    vector = np.asarray(version.movie_vectors[9]) * 3.0  # any length: the server normalises it
+    answer = client.similar_to_vector(vector, k=3)
+    assert answer.neighbours[0].name == version.movie_names[9]
+    assert answer.neighbours[0].score == pytest.approx(1.0, abs=1e-4)
+
+
+def test_recommend_and_explain_take_films_given_by_links_and_vectors(served):
+    _, version, client = served
+    by_vector = client.recommend([], liked_vectors=[version.movie_vectors[9]], k=5, strategy="average_vector")
+    assert by_vector.best[0].title == version.movie_names[9]  # nothing given as a title is left out
+    by_film = client.recommend([], liked_films=[["Link 3", "Link 7"]], k=5, reasons=1)
+    assert len(by_film.best) == 5 and any(m.reasons for m in by_film.best)
+    why = client.explain_similarity(version.movie_names[0], links_b=["Link 3", "Link 7"], k=5)
+    assert why.b.name == "Link 3 | Link 7"
+    expected = float(np.asarray(version.movie_vectors[0]) @ expected_vector(version, ["Link 3", "Link 7"]))
+    assert why.cosine == pytest.approx(expected, abs=1e-4)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda c: c.similar_to_links(["nothing known", "nor this"]), "none of the 2 links of links"),
+    (lambda c: c.similar_to_links([f"Link {i}" for i in range(10_000)]), f"the limit is {MAX_FOLD_IN_LINKS:,}"),
+    (lambda c: c.similar_to_links([]), "links needs at least 1 link"),
+    (lambda c: c.similar_to_vector([float("nan")] * 8), "not a finite number"),
+    (lambda c: c.similar_to_vector([1.0] * 3), "has 3 values; this index version's vectors have 8"),
+    (lambda c: c.similar_to_vector([0.0] * 8), "all zeros"),
+    (lambda c: c.get_vectors(), "needs at least 1"),
+    (lambda c: c.recommend([], liked_vectors=[[float("inf")] * 8]), "liked_vectors[0] has a value that is not"),
+    (lambda c: c.recommend([], liked_films=[["nope"]]), "links of liked_films"),
+    (lambda c: c.explain_similarity("Movie 001, part \"1\"", "Movie 002, part \"2\"", links_b=["Link 1"]),
+     "not both"),
+])
+def test_bad_input_is_a_clear_invalid_argument(served, call, message):
+    _, _, client = served
+    with pytest.raises(ClientError) as caught:
+        call(client)
+    assert caught.value.code == "INVALID_ARGUMENT" and message in caught.value.message
+
+
+def test_get_vectors_refuses_more_names_or_values_than_one_answer_carries(served):
+    _, version, client = served
+    with pytest.raises(ClientError, match=f"the limit is {MAX_BATCH}") as caught:
+        client.get_vectors(titles=[version.movie_names[0]] * (MAX_BATCH + 1))
+    assert caught.value.code == "INVALID_ARGUMENT"
+    # at this index's 8 dimensions the batch limit comes first; at 100, 5,001 vectors pass the values' limit
+    with pytest.raises(ServiceError, match="indexer export --vectors"):
+        check_vector_values(MAX_VECTOR_VALUES // 100 + 1, 100)
+
+
+def client_cli(server, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "movielinks.client", "--server", server.address, *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_client_query_links_prints_the_films_like_the_links_and_the_unknown_ones(served):
+    server, version, client = served
+    done = client_cli(server, "query", "--links", "Link 3", "link 7", "No Such Link", "-k", "3")
+    assert done.returncode == 0, done.stderr
+    assert "films like: Link 3 | Link 7" in done.stdout and "unknown links, ignored: No Such Link" in done.stdout
+    for n in client.similar_to_links(["Link 3", "Link 7"], k=3).neighbours:
+        assert n.name in done.stdout
+    as_json = json.loads(client_cli(server, "query", "--links", "Link 3", "--json").stdout)
+    assert as_json["query_links"] == ["Link 3"]
+    refused = client_cli(server, "query", "--links", "nothing known")
+    assert refused.returncode != 0 and "none of the 1 links" in refused.stderr
+
+
+def test_the_gateway_answers_links_and_vectors_as_json(served):
+    server, version, _ = served
+
+    def post(rpc: str, body: dict):
+        request = urllib.request.Request(server.http_url + f"v1/{rpc}", json.dumps(body).encode(),
+                                         {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    answer = post("similar-to-links", {"links": ["Link 3", "Link 7"], "k": 3})
+    assert answer["query_links"] == ["Link 3", "Link 7"] and len(answer["neighbours"]) == 3
+    vectors = post("get-vectors", {"titles": [version.movie_names[4]]})
+    np.testing.assert_allclose(vectors["movies"][0]["values"], version.movie_vectors[4], atol=1e-6)
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        post("similar-to-vector", {"vector": [1.0, 2.0]})
+    error = json.loads(caught.value.read())["error"]
+    assert caught.value.code == 400 and error["status"] == "INVALID_ARGUMENT" and "has 2 values" in error["message"]
