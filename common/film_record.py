@@ -2,11 +2,15 @@
 
     [page_title, infobox, outgoing_links, rotten_tomatoes_percent, rating_out_of_10]
     [page_title, infobox, outgoing_links, rotten_tomatoes_percent, rating_out_of_10, link_kinds]
+    [page_title, infobox, outgoing_links, rotten_tomatoes_percent, rating_out_of_10, link_kinds, ids]
 
 The five-element record is the notebook's format and stays readable. The optional sixth
 element says where in the article each link occurs: a string as long as the link list,
 one kind code per link occurrence (LINK_KINDS), so "bbri" is two links of the prose, one
-of a citation and one of the infobox. A record without it has links of unknown kinds.
+of a citation and one of the infobox. A record without it has links of unknown kinds
+(null there when the seventh follows). The optional seventh is the film's ids in other
+catalogues, {"imdb": "tt0034583", "wikidata": "Q132689"} (common.external_ids), either
+key left out where the article does not name it; written only when the film has one.
 """
 from __future__ import annotations
 
@@ -14,18 +18,20 @@ import dataclasses
 import itertools
 import json
 
+from movielinks.common.external_ids import ids_problem
 INFOBOX, BODY, REFERENCE, NAVBOX, CATEGORY = "i", "b", "r", "n", "c"
 LINK_KINDS = {INFOBOX: "infobox", BODY: "body", REFERENCE: "references", NAVBOX: "navbox", CATEGORY: "categories"}
 # Where a link is no reason a person accepts: cite templates, reference lists, navigation boxes.
 CITATION_KINDS = frozenset((REFERENCE, NAVBOX))
 
-SHAPE = "expected a JSON array [title, infobox, links, rotten_tomatoes, rating(, link_kinds)]"
+SHAPE = "expected a JSON array [title, infobox, links, rotten_tomatoes, rating(, link_kinds(, ids))]"
 
 
 @dataclasses.dataclass
 class FilmRecord:
     """One film: its page title, infobox fields, outgoing links (repeats included, in page
-    order), Rotten Tomatoes percent ("87%"), x/10 average ("7.2/10"), and each link's kind."""
+    order), Rotten Tomatoes percent ("87%"), x/10 average ("7.2/10"), each link's kind, and
+    its ids in other catalogues ({"imdb": "tt0034583", "wikidata": "Q132689"}, common.external_ids)."""
 
     title: str
     infobox: dict[str, str]
@@ -33,11 +39,14 @@ class FilmRecord:
     rotten_tomatoes: str | None = None
     rating: str | None = None
     kinds: str | None = None  # one LINK_KINDS code per link, or None: not recorded
+    ids: dict[str, str] = dataclasses.field(default_factory=dict)  # scheme -> canonical id
 
     def to_json_line(self) -> str:
         row = [self.title, self.infobox, self.links, self.rotten_tomatoes, self.rating]
-        if self.kinds is not None:
+        if self.kinds is not None or self.ids:
             row.append(self.kinds)
+        if self.ids:
+            row.append(self.ids)
         return json.dumps(row, ensure_ascii=False) + "\n"
 
     def cited_only(self) -> set[str]:
@@ -74,7 +83,7 @@ def of_kinds(film: FilmRecord, codes: str) -> FilmRecord:
 
 def record_problem(record: object) -> str | None:
     """What is wrong with a parsed JSON line as a film record, or None."""
-    if not isinstance(record, list) or len(record) not in (5, 6):
+    if not isinstance(record, list) or len(record) not in (5, 6, 7):
         return SHAPE
     title, infobox, links, rotten, rating = record[:5]
     if not isinstance(title, str) or not title.strip():
@@ -85,7 +94,9 @@ def record_problem(record: object) -> str | None:
         return "links is not a list of strings"
     if not all(v is None or isinstance(v, str) for v in (rotten, rating)):
         return "rotten_tomatoes and rating must be strings or null"
-    if len(record) == 6 and record[5] is not None:
+    if len(record) == 7 and (problem := ids_problem(record[6])):
+        return problem
+    if len(record) >= 6 and record[5] is not None:
         kinds = record[5]
         if not isinstance(kinds, str) or len(kinds) != len(links):
             return f"link_kinds must be a string of one kind code per link ({len(links)} links)"
@@ -101,5 +112,5 @@ def from_record(record: list, infobox: dict[str, str] | None = None) -> FilmReco
     title, raw_infobox, links, rotten, rating = record[:5]
     if infobox is None:
         infobox = {str(k): str(v) for k, v in (raw_infobox or {}).items()}
-    kinds = record[5] if len(record) == 6 else None
-    return FilmRecord(title.strip(), infobox, links, rotten, rating, kinds)
+    kinds = record[5] if len(record) >= 6 else None
+    return FilmRecord(title.strip(), infobox, links, rotten, rating, kinds, dict(record[6]) if len(record) == 7 else {})

@@ -5,7 +5,8 @@ Three formats:
 - ``ndjson``: film records, one JSON array a line (``.ndjson.gz``: gzipped), as the
   collector writes them and common.film_record defines them: the notebook's
   ``[page_title, infobox, outgoing_links, rotten_tomatoes_percent, rating_out_of_10]``,
-  with an optional sixth element, the kind of each link (infobox, body, references...).
+  with an optional sixth element, the kind of each link (infobox, body, references...), and
+  an optional seventh, the film's IMDb and Wikidata ids.
 - ``wikipedia``: the raw ``wikipedia-movie-data`` files (a JSON array of objects with
   title, year, cast, genres, href); a directory of them or one file. Links are the
   cast and genres; the title is the page the ``href`` names, as the shared data does.
@@ -210,12 +211,13 @@ _UTF8, _SURROGATES = itertools.repeat("utf-8"), itertools.repeat("surrogatepass"
 @dataclasses.dataclass(frozen=True)
 class FilmInfo:
     """A film's record besides its links, with each link occurrence's kind (None when the
-    record has none)."""
+    record has none) and its ids in other catalogues (common.external_ids)."""
 
     infobox: dict[str, str]
     rotten_tomatoes: str | None
     rating: str | None
     kinds: str | None = None
+    ids: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -263,7 +265,7 @@ class _Films(collections.abc.Sequence):
         info, table = self._dataset.info[i], self._dataset.links
         # A table without the rare links has fewer links than kinds: they are read only whole.
         kinds = info.kinds if self._dataset.min_link_count <= 1 else None
-        return Film(table.titles[i], info.infobox, table.links_of(i), info.rotten_tomatoes, info.rating, kinds)
+        return Film(table.titles[i], info.infobox, table.links_of(i), info.rotten_tomatoes, info.rating, kinds, info.ids)
 
 
 def detect_format(path: str | Path) -> str:
@@ -322,7 +324,7 @@ def read_dataset(path: str | Path, fmt: str = "auto", *, strict: bool = False,
             if not problem:
                 seen.add(film.title)
                 links.add(film.title, film.links, film.kinds)
-                info.append(FilmInfo(film.infobox, film.rotten_tomatoes, film.rating, film.kinds))
+                info.append(FilmInfo(film.infobox, film.rotten_tomatoes, film.rating, film.kinds, film.ids))
                 accepted.append(position)
                 continue
             item = BadRecord(file, line, problem)
