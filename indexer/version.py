@@ -22,7 +22,8 @@ which one is published):
                               (records are read on demand), years int16 [n] (release year, 0 unknown),
                               prominence float32 [n] (how well known and reviewed, 0..1: the
                               neighbours recommendation's prior, common.records.prominence)
-      movie_titles.npz        optional: the movie titles' common.title_index.TitleIndex arrays
+      movie_titles.npz        optional: the movie titles' common.title_index.TitleIndex arrays, with
+                              the films' IMDb and Wikidata ids (a version without them knows none)
       link_titles.npz         optional: the link names' TitleIndex arrays
 
 The last three are derived from movies.jsonl and links.json: a version without them
@@ -166,14 +167,16 @@ class Lookups:
 
 def build_lookups(directory: Path) -> Lookups:
     """The LOOKUP_FILES' contents, from movies.jsonl and links.json (every record checked)."""
-    offsets, titles, years, prominence, films = artifacts.scan_movie_records(directory / MOVIES)
+    scanned = artifacts.scan_movie_records(directory / MOVIES)
+    titles = scanned.titles
     if len(set(titles)) != len(titles):
         raise IndexerError(f"{directory}: duplicate movie titles")
     links = artifacts.read_link_names(directory)
     if len(set(links)) != len(links):
         raise IndexerError(f"{directory}: duplicate link names")
-    franchises = franchise_groups(titles, films)
-    return Lookups(offsets, years, prominence, TitleIndex.build(titles, franchises=franchises), TitleIndex.build(links))
+    franchises = franchise_groups(titles, scanned.films)
+    movie_titles = TitleIndex.build(titles, franchises=franchises, external=scanned.ids)
+    return Lookups(scanned.offsets, scanned.years, scanned.prominence, movie_titles, TitleIndex.build(links))
 
 
 def save_lookups(directory: Path, lookups: Lookups) -> None:

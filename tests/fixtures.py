@@ -30,6 +30,7 @@ def make_run(
     movie_links: bool = True,
     useless_models: tuple[str, ...] = (),
     cited_links: tuple[int, ...] = (),
+    external_ids: dict[int, dict[str, str]] | None = None,
 ) -> Path:
     """Write a run directory with clustered vectors, movie attributes and two attribute models.
 
@@ -39,13 +40,14 @@ def make_run(
     With `movie_links` each movie links to 3 to 8 links (movie_links.npz), else the
     run has no movie links (as runs written before them). The links of `cited_links` are
     marked as only in the movies' citations (every pair), the others as in their prose.
+    `external_ids` gives movies (by id) their ids in other catalogues ({"imdb": "tt..."}).
     """
     rng = np.random.default_rng(seed)
     names = list(titles or [])
     names += [f'Movie {i:03d}, part "{i % 7}"' for i in range(len(names), n_movies)]
     movies = [
         MovieRecord(name, {"director": f"D{i % 11}", **({"released": f"May {1950 + i % 70}"} if years and i % 5 else {})},
-                    {"rotten_tomatoes": float(rng.random())} if i % 3 else {})
+                    {"rotten_tomatoes": float(rng.random())} if i % 3 else {}, (external_ids or {}).get(i, {}))
         for i, name in enumerate(names)
     ]
     models = {
