@@ -17,6 +17,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import re
+from typing import Any
 
 from movielinks.common.external_ids import ids_problem
 INFOBOX, BODY, REFERENCE, NAVBOX, CATEGORY = "i", "b", "r", "n", "c"
@@ -114,3 +116,37 @@ def from_record(record: list, infobox: dict[str, str] | None = None) -> FilmReco
         infobox = {str(k): str(v) for k, v in (raw_infobox or {}).items()}
     kinds = record[5] if len(record) >= 6 else None
     return FilmRecord(title.strip(), infobox, links, rotten, rating, kinds, dict(record[6]) if len(record) == 7 else {})
+
+
+_MONEY = re.compile(r"^\s*(?:US)?\$\s*([\d,]+(?:\.\d+)?)\s*(million|billion)?", re.IGNORECASE)
+_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+
+
+def parse_dollars(text: str | None) -> float | None:
+    """'$783.1 million' -> 783100000.0, '$1.2 billion' -> 1.2e9, '$250,000' -> 250000.0; else None."""
+    match = _MONEY.match(text or "")
+    if not match:
+        return None
+    value = float(match.group(1).replace(",", ""))
+    unit = (match.group(2) or "").lower()
+    return value * {"million": 1e6, "billion": 1e9}.get(unit, 1.0)
+
+
+def parse_percent(text: str | None) -> float | None:
+    """'87%' -> 0.87; anything else -> None."""
+    match = _PERCENT.match(text or "")
+    if not match:
+        return None
+    value = float(match.group(1)) / 100
+    return value if 0.0 <= value <= 1.0 else None
+
+
+def film_attributes(film: FilmRecord | Any) -> dict[str, float]:
+    """The numeric attributes a film carries (a FilmRecord, or anything with its infobox and
+    rotten_tomatoes): rotten_tomatoes (0..1), gross and budget (USD)."""
+    values = {
+        "rotten_tomatoes": parse_percent(film.rotten_tomatoes),
+        "gross": parse_dollars(film.infobox.get("gross")),
+        "budget": parse_dollars(film.infobox.get("budget")),
+    }
+    return {k: v for k, v in values.items() if v is not None}

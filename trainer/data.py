@@ -22,7 +22,6 @@ import gzip
 import hashlib
 import itertools
 import json
-import re
 import zlib
 from pathlib import Path
 from typing import IO, Iterable, Iterator, Sequence
@@ -32,7 +31,8 @@ import numpy as np
 import orjson
 
 from movielinks.common.files import sha256_file
-from movielinks.common.film_record import CITATION_KINDS, FilmRecord, from_record, of_kinds, record_problem
+from movielinks.common.film_record import (CITATION_KINDS, FilmRecord, film_attributes, from_record,  # noqa: F401
+                                           of_kinds, parse_dollars, parse_percent, record_problem)
 from movielinks.common.limits import name_problem, names_are_fine
 from movielinks.trainer.arrays import distinct_sorted
 from movielinks.trainer.errors import TrainerError
@@ -506,36 +506,3 @@ def _checksum(path: Path) -> str:
     for file in sorted(path.glob("*.json")):
         digest.update(file.name.encode() + b"\0" + sha256_file(file).encode())
     return digest.hexdigest()
-
-
-_MONEY = re.compile(r"^\s*(?:US)?\$\s*([\d,]+(?:\.\d+)?)\s*(million|billion)?", re.IGNORECASE)
-_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
-
-
-def parse_dollars(text: str | None) -> float | None:
-    """'$783.1 million' -> 783100000.0, '$1.2 billion' -> 1.2e9, '$250,000' -> 250000.0; else None."""
-    match = _MONEY.match(text or "")
-    if not match:
-        return None
-    value = float(match.group(1).replace(",", ""))
-    unit = (match.group(2) or "").lower()
-    return value * {"million": 1e6, "billion": 1e9}.get(unit, 1.0)
-
-
-def parse_percent(text: str | None) -> float | None:
-    """'87%' -> 0.87; anything else -> None."""
-    match = _PERCENT.match(text or "")
-    if not match:
-        return None
-    value = float(match.group(1)) / 100
-    return value if 0.0 <= value <= 1.0 else None
-
-
-def film_attributes(film: Film | FilmInfo) -> dict[str, float]:
-    """The numeric attributes a film carries: rotten_tomatoes (0..1), gross and budget (USD)."""
-    values = {
-        "rotten_tomatoes": parse_percent(film.rotten_tomatoes),
-        "gross": parse_dollars(film.infobox.get("gross")),
-        "budget": parse_dollars(film.infobox.get("budget")),
-    }
-    return {k: v for k, v in values.items() if v is not None}
