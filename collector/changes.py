@@ -11,13 +11,12 @@ output has and the newer input lacks are *removed*, written one title a line wit
 from __future__ import annotations
 
 import dataclasses
-import gzip
-import json
 from pathlib import Path
 from typing import Iterable
 
 from movielinks.collector.record import CollectorError
-from movielinks.common.film_record import FilmRecord, from_record, record_problem
+from movielinks.common.files import text_lines
+from movielinks.common.film_record import FilmRecord, read_films
 
 
 @dataclasses.dataclass
@@ -47,44 +46,11 @@ class Changes:
         return rows
 
 
-def read_titles(path: str | Path) -> list[str]:
-    """The titles of a file, one a line (blank lines and surrounding spaces ignored); raises CollectorError."""
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise CollectorError(f"{path}: cannot read the titles file ({e}); give one page title a line") from e
-    return [line.strip() for line in lines if line.strip()]
-
-
 def read_link_sets(path: str | Path) -> dict[str, frozenset[str]]:
     """{title: its distinct links} of an older output (.ndjson or .ndjson.gz); raises CollectorError
     naming the first line that is no film record, or a title it has twice."""
-    path = Path(path)
-    opener = gzip.open if path.name.endswith(".gz") else open
-    films: dict[str, frozenset[str]] = {}
-    try:
-        with opener(path, "rt", encoding="utf-8") as f:
-            for number, line in enumerate(f, 1):
-                if line.strip():
-                    film = _film(line, f"{path}:{number}")
-                    if film.title in films:
-                        raise CollectorError(f"{path}:{number}: title {film.title!r} again; the older output must "
-                                             f"hold each film once (as `collector collect` writes it)")
-                    films[film.title] = frozenset(film.links)
-    except (OSError, EOFError, UnicodeDecodeError) as e:
-        raise CollectorError(f"{path}: cannot read the older output ({e})") from e
-    return films
-
-
-def _film(line: str, where: str) -> FilmRecord:
-    try:
-        record = json.loads(line)
-    except ValueError as e:
-        raise CollectorError(f"{where}: not JSON ({e}); the older output must be a file `collector collect` wrote") from e
-    problem = record_problem(record)
-    if problem:
-        raise CollectorError(f"{where}: {problem}")
-    return from_record(record)
+    return {film.title: frozenset(film.links)
+            for film in read_films(path, CollectorError, "the older output (a file `collector collect` wrote)")}
 
 
 def select(films: Iterable[FilmRecord], *, titles: Iterable[str] | None = None,

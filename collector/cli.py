@@ -71,15 +71,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _collect(args: argparse.Namespace) -> int:
-    from movielinks.collector.changes import read_titles
     from movielinks.collector.collect import collect
+    from movielinks.common.files import text_lines
 
     if args.workers is not None and args.workers < 1:
         raise CollectorError(f"--workers {args.workers}: give 1 or more")
     summary = collect(args.input, args.out, index=args.index, workers=args.workers, scheduler=args.scheduler,
                       resolve=args.resolve, strict=args.strict, every_page=args.every_page,
                       chunk_bytes=max(1, int(args.chunk_mb * (1 << 20))),
-                      titles=read_titles(args.titles) if args.titles else None, changed_since=args.changed_since,
+                      titles=text_lines(args.titles, CollectorError, "the titles file") if args.titles else None, changed_since=args.changed_since,
                       removed_out=args.removed_out)
     if args.json:
         print(json.dumps(dataclasses.asdict(summary), indent=1))

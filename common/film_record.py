@@ -15,9 +15,11 @@ key left out where the article does not name it; written only when the film has 
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import itertools
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 from movielinks.common.external_ids import ids_problem
@@ -116,6 +118,39 @@ def from_record(record: list, infobox: dict[str, str] | None = None) -> FilmReco
         infobox = {str(k): str(v) for k, v in (raw_infobox or {}).items()}
     kinds = record[5] if len(record) >= 6 else None
     return FilmRecord(title.strip(), infobox, links, rotten, rating, kinds, dict(record[6]) if len(record) == 7 else {})
+
+
+def film_from_line(line: str) -> FilmRecord | str:
+    """The film of one ndjson line, or what is wrong with it (not JSON, or record_problem's words)."""
+    try:
+        record = json.loads(line)
+    except ValueError as e:
+        return f"not JSON ({e})"
+    return record_problem(record) or from_record(record)
+
+
+def read_films(path: str | Path, error: type[Exception], what: str) -> list[FilmRecord]:
+    """Every film of a records file (.ndjson, or .ndjson.gz), each title once. The first line that
+    is no film record, a title given twice, or an unreadable file raises `error` (the stage's own
+    type) naming the line and saying the file was `what`."""
+    path = Path(path)
+    opener = gzip.open if path.name.endswith(".gz") else open
+    films, lines = [], {}
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
+                film = film_from_line(line) if line.strip() else None
+                if isinstance(film, str):
+                    raise error(f"{path}:{number}: {film}; {what} must hold one film record a line")
+                if film is not None and film.title in lines:
+                    raise error(f"{path}:{number}: {film.title!r} again (first on line {lines[film.title]}); "
+                                f"{what} must hold each film once")
+                if film is not None:
+                    lines[film.title] = number
+                    films.append(film)
+    except (OSError, EOFError, UnicodeDecodeError) as e:
+        raise error(f"{path}: cannot read {what} ({e})") from e
+    return films
 
 
 _MONEY = re.compile(r"^\s*(?:US)?\$\s*([\d,]+(?:\.\d+)?)\s*(million|billion)?", re.IGNORECASE)

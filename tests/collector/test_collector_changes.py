@@ -58,7 +58,7 @@ def test_only_the_titles_asked_for_are_written(collections) -> None:
 
 @pytest.mark.parametrize("older_text, words", [
     ('["Alien", {}, ["A"], null, null]\nnot json\n', "older.ndjson:2: not JSON"),
-    ('["Alien", {}, ["A"], null, null]\n["Alien", {}, ["B"], null, null]\n', "older.ndjson:2: title 'Alien' again"),
+    ('["Alien", {}, ["A"], null, null]\n["Alien", {}, ["B"], null, null]\n', "older.ndjson:2: 'Alien' again (first on line 1)"),
     ('["Alien", {}, "A", null, null]\n', "older.ndjson:1: links is not a list of strings"),
 ])
 def test_a_bad_older_output_is_a_clear_error_and_nothing_is_written(collections, older_text: str, words: str) -> None:
