@@ -6,7 +6,8 @@ which one is published):
     versions/<name>/
       manifest.json           IndexManifest: format, version name, created_at, source run
                               (path, checksum), dataset, trainer metrics and params, indexes
-                              {movies, links: IndexDescription}, files {name: sha256}
+                              {movies, links: IndexDescription}, files {name: sha256}, the films
+                              folded in by `indexer update` and from which file (folded_in)
       movies.faiss            FAISS inner-product index over movie_vectors
       links.faiss             FAISS inner-product index over link_vectors
       movie_vectors.npy       float32 [n_movies, dim], unit rows, row i = movie id i
@@ -112,6 +113,11 @@ class IndexManifest:
     dataset: dict[str, Any] = dataclasses.field(default_factory=dict)
     metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
     params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # Films whose vectors were folded in by `indexer update` rather than trained (indexer.update):
+    # {"films": {title: the update that folded it in, an index of "updates"}, "updates": [{"file",
+    # "sha256", "applied_to" (the version it was applied to), "new", "changed", "removed",
+    # "unknown_links"}]}; {} for a version built from a run alone.
+    folded_in: dict[str, Any] = dataclasses.field(default_factory=dict)
     format: str = INDEX_FORMAT
 
     def save(self, directory: Path) -> None:
@@ -144,8 +150,9 @@ class IndexManifest:
         checks = [
             (isinstance(self.version, str) and bool(self.version), "'version' must be a non-empty string"),
             (isinstance(self.created_at, str), "'created_at' must be a string"),
-            (all(isinstance(getattr(self, f), dict) for f in ("source_run", "files", "dataset", "metrics", "params")),
-             "'source_run', 'files', 'dataset', 'metrics' and 'params' must be objects"),
+            (all(isinstance(getattr(self, f), dict)
+                 for f in ("source_run", "files", "dataset", "metrics", "params", "folded_in")),
+             "'source_run', 'files', 'dataset', 'metrics', 'params' and 'folded_in' must be objects"),
             (all(isinstance(d.size, int) and isinstance(d.dim, int) for d in self.indexes.values()),
              "index sizes and dimensions must be integers"),
         ]
