@@ -328,7 +328,7 @@ def _info_command(commands: argparse._SubParsersAction) -> None:
 
 def _lookup_command(commands: argparse._SubParsersAction) -> None:
     lookup = _command(commands, "lookup", "which catalogue title a name resolves to",
-                      "  client lookup godfather\n  client lookup \"the martian\"")
+                      "  client lookup godfather\n  client lookup \"the martian\"\n  client lookup imdb:tt0111161")
     lookup.add_argument("title", help="a title as you would type it")
     lookup.set_defaults(command=lambda c, a: c.lookup_title(a.title))
 
@@ -379,7 +379,9 @@ def render(result: Any) -> str:
         return "\n".join([heading, *result.names])
     if isinstance(result, TitleMatch):
         also = f"; also matched: {'; '.join(result.also_matched)}" if result.also_matched else ""
-        return f"{result.title}   ({result.match} match{also})"
+        ids = "".join(f", {scheme} {value}" for scheme, value in (("imdb", result.imdb_id),
+                                                                  ("wikidata", result.wikidata_id)) if value)
+        return f"{result.title}   ({result.match} match{ids}{also})"
     if isinstance(result, Info):
         lines = [f"{field.name}: {_text(getattr(result, field.name))}" for field in dataclasses.fields(result)
                  if field.name not in ("dataset", "metrics")]

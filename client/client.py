@@ -85,6 +85,8 @@ class Neighbour:
     director: str = ""
     url: str = ""
     reasons: list[SharedLink] = dataclasses.field(default_factory=list)
+    imdb_id: str = ""  # "tt0111161": a movie's ids in other catalogues, "" when unknown
+    wikidata_id: str = ""  # "Q172241"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +100,8 @@ class Neighbours:
     reasons_basis: str = ""
     query_links: list[str] = dataclasses.field(default_factory=list)  # similar_to_links: the known links
     unknown_links: list[str] = dataclasses.field(default_factory=list)  # similar_to_links: those ignored
+    query_imdb_id: str = ""
+    query_wikidata_id: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +133,8 @@ class ScoredMovie:
     director: str = ""
     url: str = ""
     reasons: list[SharedLink] = dataclasses.field(default_factory=list)
+    imdb_id: str = ""
+    wikidata_id: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,6 +190,8 @@ class TitleMatch:
     title: str
     match: str
     also_matched: list[str] = dataclasses.field(default_factory=list)
+    imdb_id: str = ""
+    wikidata_id: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -438,7 +446,7 @@ class MovielinksClient:
     def lookup_title(self, title: str) -> TitleMatch:
         """The catalogue title `title` resolves to, and how it matched."""
         r = self._call("LookupTitle", _request(pb.LookupTitleRequest, title=title))
-        return TitleMatch(r.title, r.match, list(r.also_matched))
+        return TitleMatch(r.title, r.match, list(r.also_matched), r.imdb_id, r.wikidata_id)
 
     def search_names(self, text: str, *, links: bool = False, limit: int = 10) -> tuple[list[str], int]:
         """(movie titles, or link names with `links`, containing `text`, prefix matches first; how many match)."""
@@ -578,13 +586,14 @@ def _shared(links) -> list[SharedLink]:
 
 
 def _neighbour(n) -> Neighbour:
-    return Neighbour(n.name, n.score, n.year or None, n.director, n.url, _shared(n.reasons))
+    return Neighbour(n.name, n.score, n.year or None, n.director, n.url, _shared(n.reasons), n.imdb_id, n.wikidata_id)
 
 
 def _neighbours(response) -> Neighbours:
     return Neighbours(response.query, [_neighbour(n) for n in response.neighbours], response.index_version,
                       response.query_year or None, response.query_director, response.query_url, response.reasons_basis,
-                      list(response.query_links), list(response.unknown_links))
+                      list(response.query_links), list(response.unknown_links),
+                      response.query_imdb_id, response.query_wikidata_id)
 
 
 def _from_struct(struct) -> dict[str, Any]:
@@ -601,7 +610,8 @@ def _from_struct(struct) -> dict[str, Any]:
 
 
 def _scored(movies) -> list[ScoredMovie]:
-    return [ScoredMovie(m.title, m.decision_value, m.year or None, m.director, m.url, _shared(m.reasons)) for m in movies]
+    return [ScoredMovie(m.title, m.decision_value, m.year or None, m.director, m.url, _shared(m.reasons), m.imdb_id,
+                        m.wikidata_id) for m in movies]
 
 
 def _read(path: str | Path | None) -> bytes | None:

@@ -2,6 +2,7 @@
 
     collector fetch WIKI DATE [--cache DIR] [--base-url URL]
     collector collect INPUT --out films.ndjson [--workers N | --scheduler ADDRESS] [--strict]
+                      [--titles FILE | --changed-since OLDER.ndjson [--removed-out FILE]]
 """
 from __future__ import annotations
 
@@ -49,6 +50,14 @@ def _parser() -> argparse.ArgumentParser:
                          help="HTML input: keep pages without a film infobox too (a collection picked by hand)")
     collect.add_argument("--chunk-mb", type=float, default=8.0,
                          help="input megabytes per unit of work (default 8)")
+    collect.add_argument("--titles", metavar="FILE",
+                         help="write only the films of these page titles (one a line)")
+    collect.add_argument("--changed-since", metavar="OLDER.ndjson",
+                         help="an older output of this command: write only the films new since it or whose links "
+                              "changed (for `indexer update`)")
+    collect.add_argument("--removed-out", metavar="FILE",
+                         help="with --changed-since: write the titles the older output has and INPUT lacks, one a "
+                              "line (for `indexer update --remove`)")
     collect.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     fetch = commands.add_parser("fetch", help="download a wiki's multistream dump and its index, verified")
@@ -63,12 +72,15 @@ def _parser() -> argparse.ArgumentParser:
 
 def _collect(args: argparse.Namespace) -> int:
     from movielinks.collector.collect import collect
+    from movielinks.common.files import text_lines
 
     if args.workers is not None and args.workers < 1:
         raise CollectorError(f"--workers {args.workers}: give 1 or more")
     summary = collect(args.input, args.out, index=args.index, workers=args.workers, scheduler=args.scheduler,
                       resolve=args.resolve, strict=args.strict, every_page=args.every_page,
-                      chunk_bytes=max(1, int(args.chunk_mb * (1 << 20))))
+                      chunk_bytes=max(1, int(args.chunk_mb * (1 << 20))),
+                      titles=text_lines(args.titles, CollectorError, "the titles file") if args.titles else None, changed_since=args.changed_since,
+                      removed_out=args.removed_out)
     if args.json:
         print(json.dumps(dataclasses.asdict(summary), indent=1))
     else:

@@ -1,8 +1,9 @@
 """`collector collect`: a dump or saved HTML pages in, one film record a line out.
 
 Plan units of work -> run them (engine.py) -> merge in input order -> resolve
-redirects (the second pass) -> write the file atomically. The output is the same
-bytes whatever the number of workers.
+redirects (the second pass) -> keep only the films asked for or changed, when asked
+(changes.py) -> write the file atomically. The output is the same bytes whatever the
+number of workers.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Iterable, Iterator
 from movielinks.common.files import atomic_file
 
 from movielinks.collector import htmlpages, xmldump
+from movielinks.collector.changes import Changes, read_link_sets, select
 from movielinks.collector.engine import run_in_order
 from movielinks.collector.record import ChunkResult, CollectorError
 from movielinks.common.film_record import FilmRecord
@@ -38,11 +40,13 @@ class Summary:
     skipped: dict[str, int] = dataclasses.field(default_factory=dict)
     problems: list[str] = dataclasses.field(default_factory=list)
     seconds: float = 0.0
+    changes: Changes | None = None  # with titles or an older output: what was written of what (collector.changes)
 
     def lines(self) -> list[str]:
         rows = [f"{self.output}: {self.films:,} films, {self.links:,} links from {self.pages:,} pages of "
                 f"{self.input} in {self.seconds:.1f} s",
                 f"redirect pages: {self.redirects:,}; links resolved through them: {self.links_resolved:,}"]
+        rows += self.changes.lines() if self.changes is not None else []
         rows += [f"skipped, {reason}: {count:,}" for reason, count in sorted(self.skipped.items())]
         rows += [f"bad input: {problem}" for problem in self.problems[:20]]
         if len(self.problems) > 20:
@@ -52,19 +56,48 @@ class Summary:
 
 def collect(source: str | Path, out: str | Path, *, index: str | Path | None = None, workers: int | None = None,
             scheduler: str | None = None, resolve: bool = True, strict: bool = False, every_page: bool = False,
-            chunk_bytes: int = xmldump.DEFAULT_CHUNK_BYTES) -> Summary:
+            chunk_bytes: int = xmldump.DEFAULT_CHUNK_BYTES, titles: list[str] | None = None,
+            changed_since: str | Path | None = None, removed_out: str | Path | None = None) -> Summary:
     """Collect every film of `source` into `out` (.ndjson or .ndjson.gz); raises CollectorError.
 
     `source` is a pages-articles dump (.xml, .xml.bz2, multistream .xml.bz2 with `index`
     or its -index.txt.bz2 beside it), a directory of saved HTML pages or a tarball of them.
     `every_page` keeps HTML pages that have no film infobox (a collection picked by hand).
     With `strict`, the first bad input raises instead of being skipped and counted.
+
+    Only some films are written with `titles` (those) or `changed_since` (an older output:
+    the films new since it or whose links changed, collector.changes); `removed_out` then
+    gets the titles the older output has and `source` lacks, one a line.
     """
     started = time.monotonic()
     source, out = Path(source), Path(out)
     _check_output_name(out)
+    if removed_out is not None and changed_since is None:
+        raise CollectorError("--removed-out needs --changed-since: the removed films are those of the older output "
+                             "that the input lacks")
+    older = read_link_sets(changed_since) if changed_since is not None else None
     results = _results(source, index and Path(index), workers, scheduler, every_page, chunk_bytes)
     summary = Summary(str(source), str(out))
+    films, redirects = _merged(results, summary, strict)
+    summary.redirects = len(redirects)
+    if resolve:
+        for film in films:
+            film.links, changed = resolve_redirects(film.links, redirects)
+            summary.links_resolved += changed
+    if titles is not None or older is not None:
+        films, summary.changes = select(films, titles=titles, older=older)
+    summary.films = len(films)
+    summary.links = sum(len(film.links) for film in films)
+    write_records(films, out)
+    if removed_out is not None:
+        _write_titles(summary.changes.removed, Path(removed_out))
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def _merged(results: Iterable[ChunkResult], summary: Summary, strict: bool) -> tuple[list[FilmRecord], dict[str, str]]:
+    """The films of every unit in input order, each title once, and every redirect; counts what
+    was read and skipped into `summary`."""
     films: list[FilmRecord] = []
     redirects: dict[str, str] = {}
     seen: set[str] = set()
@@ -82,16 +115,14 @@ def collect(source: str | Path, out: str | Path, *, index: str | Path | None = N
                 continue
             seen.add(film.title)
             films.append(film)
-    summary.redirects = len(redirects)
-    if resolve:
-        for film in films:
-            film.links, changed = resolve_redirects(film.links, redirects)
-            summary.links_resolved += changed
-    summary.films = len(films)
-    summary.links = sum(len(film.links) for film in films)
-    write_records(films, out)
-    summary.seconds = time.monotonic() - started
-    return summary
+    return films, redirects
+
+
+def _write_titles(titles: list[str], out: Path) -> None:
+    """One title a line into `out`, atomically."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(out) as raw:
+        raw.write("".join(f"{title}\n" for title in titles).encode("utf-8"))
 
 
 def _results(source: Path, index: Path | None, workers: int | None, scheduler: str | None, every_page: bool,

@@ -27,10 +27,12 @@ from typing import Iterator
 import lxml.html
 import mwparserfromhell
 
+from movielinks.collector.ids import IMDB_TEMPLATES, ids_from_rendered, imdb_from_hrefs, imdb_from_template_params
 from movielinks.collector.links import Namespaces, normalise_link, normalise_title
 from movielinks.collector.record import ChunkResult, CollectorError, Problem, ratings_from_text
 from movielinks.collector.wikitext import (DISAMBIGUATION, FILM_TEMPLATE, MAX_INFOBOX_CHARS, NOT_A_FILM,
                                           REFERENCE_SECTIONS, flatten, is_citation_template)
+from movielinks.common.external_ids import IMDB
 from movielinks.common.film_record import BODY, CATEGORY, INFOBOX, NAVBOX, REFERENCE, FilmRecord
 
 NO_CONTENT = "HTML page without article content"
@@ -193,8 +195,9 @@ def _rendered_film(name: str, document, namespaces: Namespaces,
                 kinds.append(CATEGORY if link.startswith(f"{namespaces.category}:") else kind)
     for dropped in content.xpath(".//style | .//script"):
         dropped.drop_tree()
+    ids = ids_from_rendered(document, content)  # before the text is read: no <style> or <script> holds one
     rotten, rating = ratings_from_text(" ".join(content.text_content().split()))
-    return FilmRecord(_title_from_file_name(name), infobox or {}, links, rotten, rating, "".join(kinds))
+    return FilmRecord(_title_from_file_name(name), infobox or {}, links, rotten, rating, "".join(kinds), ids)
 
 
 def _title_from_file_name(name: str) -> str:
@@ -280,7 +283,8 @@ def _parsoid_film(name: str, document, namespaces: Namespaces) -> FilmRecord | P
     for dropped in body.xpath(".//style | .//script"):
         dropped.drop_tree()
     rotten, rating = ratings_from_text(" ".join(body.text_content().split()))
-    return FilmRecord(_parsoid_title(name, document), walk.infobox, walk.links, rotten, rating, "".join(walk.kinds))
+    return FilmRecord(_parsoid_title(name, document), walk.infobox, walk.links, rotten, rating, "".join(walk.kinds),
+                      {IMDB: walk.imdb} if walk.imdb else {})
 
 
 def _parsoid_title(name: str, document) -> str:
@@ -294,7 +298,8 @@ def _parsoid_title(name: str, document) -> str:
 
 class _ParsoidWalk:
     """Links in page order, each with its kind; a template call contributes the links of its
-    wikitext arguments, not of its output."""
+    wikitext arguments, not of its output. The film's IMDb id is the first `{{IMDb title}}`
+    call's outside citations (collector.ids)."""
 
     def __init__(self, namespaces: Namespaces) -> None:
         self.namespaces = namespaces
@@ -302,28 +307,31 @@ class _ParsoidWalk:
         self.kinds: list[str] = []
         self.infobox: dict[str, str] | None = None
         self.disambiguation = False
+        self.imdb: str | None = None
         self._seen_about: set[str] = set()
 
-    def visit(self, element, kind: str = BODY) -> None:
+    def visit(self, element, kind: str = BODY, cited: bool = False) -> None:
+        """Read `element` and what is under it; `cited`: it lies in a citation (a <ref>, a <cite>)."""
         if not isinstance(element.tag, str):
             return  # comments, processing instructions
         about = element.get("about")
         if about and about in self._seen_about:
             return  # a later node of a template call already read
         typeof = element.get("typeof") or ""
-        if (element.tag == "cite" or "mw:Extension/ref" in typeof
-                or set((element.get("class") or "").split()) & _REFERENCE_CLASSES or _is_reference_section(element)):
+        cited = cited or (element.tag == "cite" or "mw:Extension/ref" in typeof
+                          or bool(set((element.get("class") or "").split()) & _REFERENCE_CLASSES))
+        if cited or _is_reference_section(element):
             kind = REFERENCE
         if "mw:Transclusion" in typeof:
             if about:
                 self._seen_about.add(about)
-            self._template_call(element.get("data-mw") or "{}", kind)
+            self._template_call(element, kind, cited)
             return
         rel = element.get("rel") or ""
         if (element.tag == "a" and "mw:WikiLink" in rel) or (element.tag == "link" and "mw:PageProp/Category" in rel):
             self._add(element.get("href") or "", kind)
         for child in element:
-            self.visit(child, kind)
+            self.visit(child, kind, cited)
 
     def _add(self, target: str, kind: str) -> None:
         link = normalise_link(target.removeprefix("./"), self.namespaces)
@@ -331,8 +339,8 @@ class _ParsoidWalk:
             self.links.append(link)
             self.kinds.append(CATEGORY if link.startswith(f"{self.namespaces.category}:") else kind)
 
-    def _template_call(self, data_mw: str, kind: str) -> None:
-        for part in json.loads(data_mw).get("parts", []):
+    def _template_call(self, element, kind: str, cited: bool) -> None:
+        for part in json.loads(element.get("data-mw") or "{}").get("parts", []):
             template = part.get("template") if isinstance(part, dict) else None
             if not template:
                 continue
@@ -345,6 +353,8 @@ class _ParsoidWalk:
                                 ((key, flatten(mwparserfromhell.parse(wt))) for key, wt in params.items()) if text}
             elif target.startswith("Disambiguation") or target == "Disambig":
                 self.disambiguation = True
+            elif target.lower() in IMDB_TEMPLATES and not cited and self.imdb is None:
+                self.imdb = imdb_from_template_params(params) or imdb_from_hrefs(element)
             for wt in params.values():
                 for wikilink in mwparserfromhell.parse(wt).filter_wikilinks():
                     self._add(str(wikilink.title), _template_kind(target, kind))

@@ -17,8 +17,10 @@ import mwparserfromhell
 from mwparserfromhell import nodes
 from mwparserfromhell.wikicode import Wikicode
 
+from movielinks.collector.ids import imdb_from_wikitext
 from movielinks.collector.links import Namespaces, normalise_link, normalise_title
 from movielinks.collector.record import ratings_from_text
+from movielinks.common.external_ids import IMDB
 from movielinks.common.film_record import BODY, CATEGORY, INFOBOX, NAVBOX, REFERENCE, FilmRecord
 
 FILM_TEMPLATE = "Infobox film"
@@ -99,7 +101,9 @@ def film_from_wikitext(title: str, wikitext: str, namespaces: Namespaces) -> Fil
             links.append(link)
             kinds.append(CATEGORY if link.startswith(f"{namespaces.category}:") else chr(kind_at[match.start()]))
     rotten, rating = _ratings(text)
-    return FilmRecord(title, template_properties(infobox), links, rotten, rating, "".join(kinds))
+    imdb = imdb_from_wikitext(text, [ref.span() for ref in _REF_TAGS.finditer(text)])
+    return FilmRecord(title, template_properties(infobox), links, rotten, rating, "".join(kinds),
+                      {IMDB: imdb} if imdb else {})
 
 
 def _kinds_by_position(text: str, infobox_span: tuple[int, int]) -> bytearray:

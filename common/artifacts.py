@@ -18,10 +18,11 @@ import mmap
 import os
 import stat
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, NamedTuple
 
 import numpy as np
 
+from movielinks.common.external_ids import ids_problem
 from movielinks.common.files import sha256_file
 from movielinks.common.franchises import film_identity
 from movielinks.common.records import AttributeModel, MovieRecord, prominence, release_year
@@ -166,9 +167,17 @@ def write_records(directory: Path, records: Records) -> None:
     """Write movies.jsonl, links.json and attribute_models.json into `directory`."""
     with open(directory / MOVIES, "w", encoding="utf-8") as f:
         for movie in records.movies:
-            f.write(json.dumps(dataclasses.asdict(movie), ensure_ascii=False) + "\n")
+            f.write(movie_line(movie))
     write_json(directory / LINKS, records.links)
     write_json(directory / ATTRIBUTE_MODELS, {k: dataclasses.asdict(m) for k, m in records.attribute_models.items()})
+
+
+def movie_line(movie: MovieRecord) -> str:
+    """One line of movies.jsonl; `ids` only when the movie has some (older lines have none)."""
+    fields = dataclasses.asdict(movie)
+    if not fields["ids"]:
+        del fields["ids"]
+    return json.dumps(fields, ensure_ascii=False) + "\n"
 
 
 def read_records(directory: Path) -> Records:
@@ -231,16 +240,25 @@ def movie_record(line: bytes | str) -> MovieRecord:
     if record is None or not isinstance(record.title, str) or not isinstance(record.infobox, dict) \
             or not isinstance(record.attributes, dict):
         raise ValueError("a movie record's title is not a string or its infobox or attributes not an object")
+    if problem := ids_problem(record.ids):
+        raise ValueError(f"a movie record's {problem}")
     return record
 
 
-def scan_movie_records(path: Path) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray, list[str | None]]:
-    """Read movies.jsonl once: (line offsets int64 [n + 1], titles, release years int16 [n], 0 unknown,
-    prominence float32 [n] (common.records.prominence), each record's film identity:
-    common.franchises.film_identity).
+class ScannedRecords(NamedTuple):
+    """What scan_movie_records reads of every movie."""
 
-    Every record is checked (movie_record); ArtifactError names the first bad line."""
-    offsets, titles, years, known, films = [0], [], [], [], []
+    offsets: np.ndarray  # int64 [n + 1]: where each movie's line starts, and the file's end
+    titles: list[str]
+    years: np.ndarray  # int16 [n], release year, 0 unknown
+    prominence: np.ndarray  # float32 [n], common.records.prominence
+    films: list[str | None]  # each record's film identity (common.franchises.film_identity)
+    ids: list[dict[str, str]]  # each movie's ids in other catalogues (common.external_ids)
+
+
+def scan_movie_records(path: Path) -> ScannedRecords:
+    """Read movies.jsonl once, every record checked (movie_record); ArtifactError names the first bad line."""
+    offsets, titles, years, known, films, ids = [0], [], [], [], [], []
     try:
         with open(path, "rb") as f:
             for number, line in enumerate(f, 1):
@@ -253,10 +271,11 @@ def scan_movie_records(path: Path) -> tuple[np.ndarray, list[str], np.ndarray, n
                     years.append(release_year(record.infobox) or 0)
                     known.append(prominence(record.attributes))
                     films.append(film_identity(record.infobox))
+                    ids.append(record.ids)
                     offsets.append(offsets[-1] + len(line))
                 else:  # a blank line belongs to the record before it (or to none before the first)
                     offsets[-1] += len(line)
     except OSError as e:
         raise ArtifactError(f"{path}: cannot read: {e}") from e
-    return (np.array(offsets, dtype=np.int64), titles, np.array(years, dtype=np.int16),
-            np.array(known, dtype=np.float32), films)
+    return ScannedRecords(np.array(offsets, dtype=np.int64), titles, np.array(years, dtype=np.int16),
+                          np.array(known, dtype=np.float32), films, ids)

@@ -135,3 +135,14 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def text_lines(path: str | os.PathLike, error: type[Exception], what: str) -> list[str]:
+    """The non-blank lines of a UTF-8 text file (a list of titles), stripped, each once, in order.
+
+    An unreadable file raises `error` (the stage's own type) saying it was `what`."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise error(f"{path}: cannot read {what} ({e}); give one page title a line") from e
+    return list(dict.fromkeys(line.strip() for line in lines if line.strip()))

@@ -2,30 +2,40 @@
 
     [page_title, infobox, outgoing_links, rotten_tomatoes_percent, rating_out_of_10]
     [page_title, infobox, outgoing_links, rotten_tomatoes_percent, rating_out_of_10, link_kinds]
+    [page_title, infobox, outgoing_links, rotten_tomatoes_percent, rating_out_of_10, link_kinds, ids]
 
 The five-element record is the notebook's format and stays readable. The optional sixth
 element says where in the article each link occurs: a string as long as the link list,
 one kind code per link occurrence (LINK_KINDS), so "bbri" is two links of the prose, one
-of a citation and one of the infobox. A record without it has links of unknown kinds.
+of a citation and one of the infobox. A record without it has links of unknown kinds
+(null there when the seventh follows). The optional seventh is the film's ids in other
+catalogues, {"imdb": "tt0034583", "wikidata": "Q132689"} (common.external_ids), either
+key left out where the article does not name it; written only when the film has one.
 """
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import itertools
 import json
+import re
+from pathlib import Path
+from typing import Any
 
+from movielinks.common.external_ids import ids_problem
 INFOBOX, BODY, REFERENCE, NAVBOX, CATEGORY = "i", "b", "r", "n", "c"
 LINK_KINDS = {INFOBOX: "infobox", BODY: "body", REFERENCE: "references", NAVBOX: "navbox", CATEGORY: "categories"}
 # Where a link is no reason a person accepts: cite templates, reference lists, navigation boxes.
 CITATION_KINDS = frozenset((REFERENCE, NAVBOX))
 
-SHAPE = "expected a JSON array [title, infobox, links, rotten_tomatoes, rating(, link_kinds)]"
+SHAPE = "expected a JSON array [title, infobox, links, rotten_tomatoes, rating(, link_kinds(, ids))]"
 
 
 @dataclasses.dataclass
 class FilmRecord:
     """One film: its page title, infobox fields, outgoing links (repeats included, in page
-    order), Rotten Tomatoes percent ("87%"), x/10 average ("7.2/10"), and each link's kind."""
+    order), Rotten Tomatoes percent ("87%"), x/10 average ("7.2/10"), each link's kind, and
+    its ids in other catalogues ({"imdb": "tt0034583", "wikidata": "Q132689"}, common.external_ids)."""
 
     title: str
     infobox: dict[str, str]
@@ -33,11 +43,14 @@ class FilmRecord:
     rotten_tomatoes: str | None = None
     rating: str | None = None
     kinds: str | None = None  # one LINK_KINDS code per link, or None: not recorded
+    ids: dict[str, str] = dataclasses.field(default_factory=dict)  # scheme -> canonical id
 
     def to_json_line(self) -> str:
         row = [self.title, self.infobox, self.links, self.rotten_tomatoes, self.rating]
-        if self.kinds is not None:
+        if self.kinds is not None or self.ids:
             row.append(self.kinds)
+        if self.ids:
+            row.append(self.ids)
         return json.dumps(row, ensure_ascii=False) + "\n"
 
     def cited_only(self) -> set[str]:
@@ -74,7 +87,7 @@ def of_kinds(film: FilmRecord, codes: str) -> FilmRecord:
 
 def record_problem(record: object) -> str | None:
     """What is wrong with a parsed JSON line as a film record, or None."""
-    if not isinstance(record, list) or len(record) not in (5, 6):
+    if not isinstance(record, list) or len(record) not in (5, 6, 7):
         return SHAPE
     title, infobox, links, rotten, rating = record[:5]
     if not isinstance(title, str) or not title.strip():
@@ -85,7 +98,9 @@ def record_problem(record: object) -> str | None:
         return "links is not a list of strings"
     if not all(v is None or isinstance(v, str) for v in (rotten, rating)):
         return "rotten_tomatoes and rating must be strings or null"
-    if len(record) == 6 and record[5] is not None:
+    if len(record) == 7 and (problem := ids_problem(record[6])):
+        return problem
+    if len(record) >= 6 and record[5] is not None:
         kinds = record[5]
         if not isinstance(kinds, str) or len(kinds) != len(links):
             return f"link_kinds must be a string of one kind code per link ({len(links)} links)"
@@ -101,5 +116,72 @@ def from_record(record: list, infobox: dict[str, str] | None = None) -> FilmReco
     title, raw_infobox, links, rotten, rating = record[:5]
     if infobox is None:
         infobox = {str(k): str(v) for k, v in (raw_infobox or {}).items()}
-    kinds = record[5] if len(record) == 6 else None
-    return FilmRecord(title.strip(), infobox, links, rotten, rating, kinds)
+    kinds = record[5] if len(record) >= 6 else None
+    return FilmRecord(title.strip(), infobox, links, rotten, rating, kinds, dict(record[6]) if len(record) == 7 else {})
+
+
+def film_from_line(line: str) -> FilmRecord | str:
+    """The film of one ndjson line, or what is wrong with it (not JSON, or record_problem's words)."""
+    try:
+        record = json.loads(line)
+    except ValueError as e:
+        return f"not JSON ({e})"
+    return record_problem(record) or from_record(record)
+
+
+def read_films(path: str | Path, error: type[Exception], what: str) -> list[FilmRecord]:
+    """Every film of a records file (.ndjson, or .ndjson.gz), each title once. The first line that
+    is no film record, a title given twice, or an unreadable file raises `error` (the stage's own
+    type) naming the line and saying the file was `what`."""
+    path = Path(path)
+    opener = gzip.open if path.name.endswith(".gz") else open
+    films, lines = [], {}
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
+                film = film_from_line(line) if line.strip() else None
+                if isinstance(film, str):
+                    raise error(f"{path}:{number}: {film}; {what} must hold one film record a line")
+                if film is not None and film.title in lines:
+                    raise error(f"{path}:{number}: {film.title!r} again (first on line {lines[film.title]}); "
+                                f"{what} must hold each film once")
+                if film is not None:
+                    lines[film.title] = number
+                    films.append(film)
+    except (OSError, EOFError, UnicodeDecodeError) as e:
+        raise error(f"{path}: cannot read {what} ({e})") from e
+    return films
+
+
+_MONEY = re.compile(r"^\s*(?:US)?\$\s*([\d,]+(?:\.\d+)?)\s*(million|billion)?", re.IGNORECASE)
+_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+
+
+def parse_dollars(text: str | None) -> float | None:
+    """'$783.1 million' -> 783100000.0, '$1.2 billion' -> 1.2e9, '$250,000' -> 250000.0; else None."""
+    match = _MONEY.match(text or "")
+    if not match:
+        return None
+    value = float(match.group(1).replace(",", ""))
+    unit = (match.group(2) or "").lower()
+    return value * {"million": 1e6, "billion": 1e9}.get(unit, 1.0)
+
+
+def parse_percent(text: str | None) -> float | None:
+    """'87%' -> 0.87; anything else -> None."""
+    match = _PERCENT.match(text or "")
+    if not match:
+        return None
+    value = float(match.group(1)) / 100
+    return value if 0.0 <= value <= 1.0 else None
+
+
+def film_attributes(film: FilmRecord | Any) -> dict[str, float]:
+    """The numeric attributes a film carries (a FilmRecord, or anything with its infobox and
+    rotten_tomatoes): rotten_tomatoes (0..1), gross and budget (USD)."""
+    values = {
+        "rotten_tomatoes": parse_percent(film.rotten_tomatoes),
+        "gross": parse_dollars(film.infobox.get("gross")),
+        "budget": parse_dollars(film.infobox.get("budget")),
+    }
+    return {k: v for k, v in values.items() if v is not None}

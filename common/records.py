@@ -17,12 +17,15 @@ class MovieRecord:
     """What later stages need to know about a movie besides its vector.
 
     `attributes` holds the parsed numeric values the data has for the movie:
-    rotten_tomatoes in 0..1, gross and budget in dollars.
+    rotten_tomatoes in 0..1, gross and budget in dollars. `ids` are its ids in other
+    catalogues, {"imdb": "tt0034583", "wikidata": "Q132689"} (common.external_ids), where
+    its article names them.
     """
 
     title: str
     infobox: dict[str, str]
     attributes: dict[str, float]
+    ids: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,7 +5,8 @@ and each way of matching a name (case-insensitive, without its qualifier, normal
 is a sorted array of 64-bit keyed hashes with the ids in the same order. A lookup
 hashes the query's key, finds its run of equal hashes with a binary search and
 checks each candidate's own key, so a hash collision can never resolve a wrong
-title. Prefix and close-spelling searches walk id orders sorted by the folded
+title. A film's ids in other catalogues (common.external_ids: "imdb:tt0111161") are
+sorted arrays of their numbers with the ids in the same order, one pair a scheme. Prefix and close-spelling searches walk id orders sorted by the folded
 names (and by the folded names reversed), decoding only the names they visit.
 
 The indexer writes these arrays into an index version (indexer.version); the server
@@ -20,6 +21,8 @@ import unicodedata
 from typing import Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
+
+from movielinks.common.external_ids import SCHEMES, id_number
 
 _QUALIFIER = re.compile(r"\s*\([^()]*\)\s*$")
 _ARTICLE = re.compile(r"^(the|a|an)\s+")
@@ -148,9 +151,11 @@ class TitleIndex:
         self.franchises = arrays.get("franchise")
 
     @classmethod
-    def build(cls, names: Sequence[str], *, franchises: Sequence[np.ndarray] | None = None) -> TitleIndex:
+    def build(cls, names: Sequence[str], *, franchises: Sequence[np.ndarray] | None = None,
+              external: Sequence[dict[str, str]] | None = None) -> TitleIndex:
         """The index of `names` (ids are positions); with `franchises` (the ids of each franchise,
-        common.franchises.franchise_groups) each name's franchise label too."""
+        common.franchises.franchise_groups) each name's franchise label too, and with `external`
+        (each name's {scheme: id}, common.external_ids) the ids it is also known by."""
         table = NameTable.from_names(names)
         arrays = {"blob": table.blob, "offsets": table.offsets}
         n = len(names)
@@ -169,6 +174,8 @@ class TitleIndex:
             arrays["franchise"] = np.full(n, NO_FRANCHISE, dtype=np.uint64)
             for label, ids in enumerate(franchises, 1):
                 arrays["franchise"][ids] = label
+        if external is not None:
+            arrays |= _external_arrays(external)
         return cls(arrays)
 
     def __len__(self) -> int:
@@ -189,6 +196,19 @@ class TitleIndex:
     def order(self, kind: str) -> np.ndarray:
         return self.arrays[f"{kind}_order"]
 
+    def knows(self, scheme: str) -> int:
+        """How many names have an id of `scheme` (common.external_ids.SCHEMES); 0 for an index built without."""
+        return len(self.arrays.get(f"{scheme}_numbers", ()))
+
+    def with_external_id(self, scheme: str, number: int) -> list[int]:
+        """Ids (ascending) of the names known by id `number` of `scheme` (common.external_ids.id_number)."""
+        numbers = self.arrays.get(f"{scheme}_numbers")
+        if numbers is None:
+            return []
+        wanted = np.uint64(number)
+        start, end = numbers.searchsorted(wanted, "left"), numbers.searchsorted(wanted, "right")
+        return sorted(self.arrays[f"{scheme}_ids"][start:end].tolist())
+
     def problem(self) -> str | None:
         """What is inconsistent in the arrays (sizes, id ranges), or None."""
         n = len(self.names)
@@ -203,4 +223,21 @@ class TitleIndex:
                 return f"the title index's {kind} order does not cover every name"
         if self.franchises is not None and len(self.franchises) != n:
             return "the title index's franchises do not cover every name"
+        for scheme in SCHEMES:
+            numbers, ids = self.arrays.get(f"{scheme}_numbers"), self.arrays.get(f"{scheme}_ids")
+            if (numbers is None) != (ids is None) or (ids is not None and (
+                    len(numbers) != len(ids) or (len(ids) and (int(ids.min()) < 0 or int(ids.max()) >= n)))):
+                return f"the title index's {scheme} ids do not match its names"
         return None
+
+
+def _external_arrays(external: Sequence[dict[str, str]]) -> dict[str, np.ndarray]:
+    """{scheme}_numbers (uint64, sorted) and {scheme}_ids (int32, the name of each) for every
+    scheme; a name without an id of a scheme is in neither."""
+    arrays = {}
+    for scheme in SCHEMES:
+        pairs = [(id_number(scheme, ids[scheme]), i) for i, ids in enumerate(external) if scheme in ids]
+        pairs = sorted((number, i) for number, i in pairs if number is not None)
+        arrays[f"{scheme}_numbers"] = np.array([number for number, _ in pairs], dtype=np.uint64)
+        arrays[f"{scheme}_ids"] = np.array([i for _, i in pairs], dtype=np.int32)
+    return arrays

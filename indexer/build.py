@@ -112,11 +112,11 @@ def build_index(
         "links": make_index(run.link_vectors, factories["links"], what="links", progress=progress),
     }
     calibrations = {
-        "movies": _calibrate(indexes["movies"], run.movie_vectors, run.link_vectors, target_recall, "movies", progress),
-        "links": _calibrate(indexes["links"], run.link_vectors, run.movie_vectors, target_recall, "links", progress),
+        "movies": calibrate_index(indexes["movies"], run.movie_vectors, run.link_vectors, target_recall, "movies", progress),
+        "links": calibrate_index(indexes["links"], run.link_vectors, run.movie_vectors, target_recall, "links", progress),
     }
     index_root = Path(index_root)
-    created_at, final = _unique_version_dir(index_root, run.checksum)
+    created_at, final = unique_version_dir(index_root, run.checksum)
     with atomic_directory(final) as staging:
         _write_version_files(staging, run, indexes, neighbours_k, progress)
         version_manifest(
@@ -130,7 +130,7 @@ def build_index(
     return final.name
 
 
-def _calibrate(index: faiss.Index, vectors: np.ndarray, other: np.ndarray, target: float, what: str,
+def calibrate_index(index: faiss.Index, vectors: np.ndarray, other: np.ndarray, target: float, what: str,
                progress: bool) -> Calibration:
     """`calibrate` (asked by its own rows and the other kind's), saying on stderr (with progress)
     what it chose, and always when it fell short."""
@@ -152,7 +152,7 @@ def _write_version_files(
         try:
             faiss.write_index(indexes[what], str(staging / name))
         except RuntimeError as e:
-            raise IndexerError(f"{staging.parent}: cannot write {name}: {_faiss_reason(e)}") from e
+            raise IndexerError(f"{staging.parent}: cannot write {name}: {faiss_reason(e)}") from e
     for name, run_name in _RUN_FILE.items():
         shutil.copyfile(run.path / run_name, staging / name)
     if run.movie_links is not None:  # optional: runs before it have none
@@ -186,7 +186,7 @@ def make_index(vectors: np.ndarray, factory: str, *, what: str, progress: bool =
     try:
         index = faiss.index_factory(vectors.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as e:
-        raise IndexerError(f"invalid index factory {factory!r}: {_faiss_reason(e)}; {_FACTORY_HINT}") from e
+        raise IndexerError(f"invalid index factory {factory!r}: {faiss_reason(e)}; {_FACTORY_HINT}") from e
     if index.metric_type != faiss.METRIC_INNER_PRODUCT:
         raise IndexerError(f"index factory {factory!r} does not support inner product; {_FACTORY_HINT}")
     for name, value in build_params(index).items():
@@ -204,7 +204,7 @@ def make_index(vectors: np.ndarray, factory: str, *, what: str, progress: bool =
         except RuntimeError as e:
             raise IndexerError(
                 f"index factory {factory!r}: training on {len(vectors)} {what} vectors failed: "
-                f"{_faiss_reason(e)}; use a smaller index (fewer lists or codes) or 'Flat'"
+                f"{faiss_reason(e)}; use a smaller index (fewer lists or codes) or 'Flat'"
             ) from e
     try:
         with tqdm(total=len(vectors), desc=f"indexing {what}", unit="vectors", disable=not progress or None) as bar:
@@ -214,7 +214,7 @@ def make_index(vectors: np.ndarray, factory: str, *, what: str, progress: bool =
                 bar.update(len(chunk))
     except RuntimeError as e:
         raise IndexerError(
-            f"index factory {factory!r}: adding {what} vectors failed: {_faiss_reason(e)}; {_FACTORY_HINT}"
+            f"index factory {factory!r}: adding {what} vectors failed: {faiss_reason(e)}; {_FACTORY_HINT}"
         ) from e
     return index
 
@@ -246,16 +246,7 @@ def version_manifest(
         version=name,
         created_at=created_at.isoformat(timespec="microseconds"),
         source_run={"path": str(run.path.resolve()), "checksum": run.checksum},
-        indexes={
-            what: IndexDescription(
-                type=type(faiss.downcast_index(index)).__name__, factory=factories[what], size=int(index.ntotal),
-                dim=int(index.d), search_params=calibrations[what].params, build_params=build_params(index),
-                recall_at_10=calibrations[what].recall_at_10 if calibrations[what].params else None,
-                cross_recall_at_10=calibrations[what].cross_recall_at_10 if calibrations[what].params else None,
-                recall_queries=calibrations[what].queries,
-            )
-            for what, index in indexes.items()
-        },
+        indexes={what: describe_index(index, factories[what], calibrations[what]) for what, index in indexes.items()},
         files=files,
         dataset=run.manifest.dataset,
         metrics=run.manifest.metrics,
@@ -264,7 +255,18 @@ def version_manifest(
     )
 
 
-def _unique_version_dir(index_root: Path, source_checksum: str) -> tuple[datetime.datetime, Path]:
+def describe_index(index: faiss.Index, factory: str, calibration: Calibration) -> IndexDescription:
+    """The manifest's description of an index built from `factory` and calibrated so."""
+    return IndexDescription(
+        type=type(faiss.downcast_index(index)).__name__, factory=factory, size=int(index.ntotal), dim=int(index.d),
+        search_params=calibration.params, build_params=build_params(index),
+        recall_at_10=calibration.recall_at_10 if calibration.params else None,
+        cross_recall_at_10=calibration.cross_recall_at_10 if calibration.params else None,
+        recall_queries=calibration.queries,
+    )
+
+
+def unique_version_dir(index_root: Path, source_checksum: str) -> tuple[datetime.datetime, Path]:
     """A creation time and a version directory that does not exist yet (time moves on until it is free)."""
     while True:
         created_at = datetime.datetime.now(datetime.timezone.utc)
@@ -289,7 +291,7 @@ def _nlist(index: faiss.Index) -> int | None:
     return None if ivf is None else int(ivf.nlist)
 
 
-def _faiss_reason(error: RuntimeError) -> str:
+def faiss_reason(error: RuntimeError) -> str:
     """The human part of a FAISS exception, without the C++ signature and source location."""
     text = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
     match = re.search(r" at \S+:\d+: (.*)$", text)

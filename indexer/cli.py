@@ -1,6 +1,7 @@
-"""The `indexer` command: build, list, prune and export index versions.
+"""The `indexer` command: build, update, list, prune and export index versions.
 
     indexer build RUN --out INDEX_ROOT [--factory auto] [--neighbours-k 100] [--target-recall 0.95]
+    indexer update INDEX_ROOT --data new_or_changed.ndjson [--remove TITLES_FILE] [--target-recall 0.95]
     indexer list INDEX_ROOT
     indexer prune INDEX_ROOT --keep N
     indexer export INDEX -k 10 --out FILE        INDEX: an index root (its CURRENT) or a version dir
@@ -70,6 +71,33 @@ def _build(args: argparse.Namespace) -> int:
                 measured += f", {d.cross_recall_at_10:.3f} asked by {'links' if what == 'movies' else 'movies'}"
         print(f"  {what + ':':<7} {d.size} x {d.dim} ({d.type}, factory {d.factory!r}{measured})")
     print(f"published: {Path(args.out) / CURRENT} -> {version_dir(args.out, name)}")
+    return 0
+
+
+def _update_command(commands: argparse._SubParsersAction) -> None:
+    update = commands.add_parser("update", help="fold new and changed films into the CURRENT version, drop removed "
+                                                "ones, publish the result as a new version")
+    update.add_argument("index_root", metavar="INDEX_ROOT", help="index root (`indexer build --out`)")
+    update.add_argument("--data", required=True, metavar="FILE",
+                        help="film records (.ndjson) of the films new or whose links changed "
+                             "(`collector collect --changed-since` writes them)")
+    update.add_argument("--remove", metavar="TITLES_FILE", help="titles to drop, one a line (`collector collect "
+                                                                "--removed-out` writes them)")
+    update.add_argument("--target-recall", type=float, default=DEFAULT_TARGET_RECALL, metavar="R",
+                        help=f"approximate indexes: the search setting's recall target (default {DEFAULT_TARGET_RECALL})")
+    update.add_argument("--quiet", action="store_true", help="no progress bars")
+    update.set_defaults(command=_update)
+
+
+def _update(args: argparse.Namespace) -> int:
+    from movielinks.indexer.update import update_index
+
+    done = update_index(args.index_root, args.data, remove=args.remove, target_recall=args.target_recall,
+                        progress=not args.quiet)
+    print(f"updated index version {done.base} -> {done.version} in {done.seconds:.1f} s: {done.new} films new, "
+          f"{done.changed} changed (folded in), {done.removed} removed; {done.movies} movies; "
+          f"{done.unknown_links} link occurrences unknown to the version, ignored")
+    print(f"published: {Path(args.index_root) / CURRENT} -> {version_dir(args.index_root, done.version)}")
     return 0
 
 
@@ -154,9 +182,9 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = command_parser("indexer", "Build, publish and export FAISS index versions.")
+    parser = command_parser("indexer", "Build, update, publish and export FAISS index versions.")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
-    for add_command in (_build_command, _list_command, _prune_command, _export_command):
+    for add_command in (_build_command, _update_command, _list_command, _prune_command, _export_command):
         add_command(commands)
     return parser
 

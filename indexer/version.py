@@ -7,7 +7,8 @@ which one is published):
       manifest.json           IndexManifest: format, version name, created_at, source run
                               (path, checksum), dataset, trainer metrics, params and objective
                               (learned scale and bias, for fold-in; older versions: none), indexes
-                              {movies, links: IndexDescription}, files {name: sha256}
+                              {movies, links: IndexDescription}, files {name: sha256}, the films
+                              folded in by `indexer update` and from which file (folded_in)
       movies.faiss            FAISS inner-product index over movie_vectors
       links.faiss             FAISS inner-product index over link_vectors
       movie_vectors.npy       float32 [n_movies, dim], unit rows, row i = movie id i
@@ -23,7 +24,8 @@ which one is published):
                               (records are read on demand), years int16 [n] (release year, 0 unknown),
                               prominence float32 [n] (how well known and reviewed, 0..1: the
                               neighbours recommendation's prior, common.records.prominence)
-      movie_titles.npz        optional: the movie titles' common.title_index.TitleIndex arrays
+      movie_titles.npz        optional: the movie titles' common.title_index.TitleIndex arrays, with
+                              the films' IMDb and Wikidata ids (a version without them knows none)
       link_titles.npz         optional: the link names' TitleIndex arrays
 
 The last three are derived from movies.jsonl and links.json: a version without them
@@ -115,6 +117,11 @@ class IndexManifest:
     # The run's objective and what it learned ({"name", "scale", "bias"}): search.foldin's
     # Objective.from_manifest reads it; {} in versions built before runs recorded it.
     objective: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # Films whose vectors were folded in by `indexer update` rather than trained (indexer.update):
+    # {"films": {title: the update that folded it in, an index of "updates"}, "updates": [{"file",
+    # "sha256", "applied_to" (the version it was applied to), "new", "changed", "removed",
+    # "unknown_links"}]}; {} for a version built from a run alone.
+    folded_in: dict[str, Any] = dataclasses.field(default_factory=dict)
     format: str = INDEX_FORMAT
 
     def save(self, directory: Path) -> None:
@@ -148,8 +155,8 @@ class IndexManifest:
             (isinstance(self.version, str) and bool(self.version), "'version' must be a non-empty string"),
             (isinstance(self.created_at, str), "'created_at' must be a string"),
             (all(isinstance(getattr(self, f), dict)
-                 for f in ("source_run", "files", "dataset", "metrics", "params", "objective")),
-             "'source_run', 'files', 'dataset', 'metrics', 'params' and 'objective' must be objects"),
+                 for f in ("source_run", "files", "dataset", "metrics", "params", "objective", "folded_in")),
+             "'source_run', 'files', 'dataset', 'metrics', 'params', 'objective' and 'folded_in' must be objects"),
             (all(isinstance(d.size, int) and isinstance(d.dim, int) for d in self.indexes.values()),
              "index sizes and dimensions must be integers"),
         ]
@@ -171,14 +178,16 @@ class Lookups:
 
 def build_lookups(directory: Path) -> Lookups:
     """The LOOKUP_FILES' contents, from movies.jsonl and links.json (every record checked)."""
-    offsets, titles, years, prominence, films = artifacts.scan_movie_records(directory / MOVIES)
+    scanned = artifacts.scan_movie_records(directory / MOVIES)
+    titles = scanned.titles
     if len(set(titles)) != len(titles):
         raise IndexerError(f"{directory}: duplicate movie titles")
     links = artifacts.read_link_names(directory)
     if len(set(links)) != len(links):
         raise IndexerError(f"{directory}: duplicate link names")
-    franchises = franchise_groups(titles, films)
-    return Lookups(offsets, years, prominence, TitleIndex.build(titles, franchises=franchises), TitleIndex.build(links))
+    franchises = franchise_groups(titles, scanned.films)
+    movie_titles = TitleIndex.build(titles, franchises=franchises, external=scanned.ids)
+    return Lookups(scanned.offsets, scanned.years, scanned.prominence, movie_titles, TitleIndex.build(links))
 
 
 def save_lookups(directory: Path, lookups: Lookups) -> None:

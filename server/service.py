@@ -15,6 +15,7 @@ from urllib.parse import quote
 import numpy as np
 
 from movielinks.common.answers import Neighbours, Prediction
+from movielinks.common.external_ids import IMDB, WIKIDATA
 from movielinks.common.title_index import NO_FRANCHISE
 from movielinks.indexer.version import IndexVersion
 from movielinks.search import explain
@@ -48,6 +49,8 @@ class MovieFacts:
     year: int | None
     director: str  # as the infobox names it; "" when unknown
     url: str
+    imdb_id: str = ""  # "tt0111161"; "" when its article names none (common.external_ids)
+    wikidata_id: str = ""  # "Q172241"; "" when unknown
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,7 +216,7 @@ class MovieService:
         return ids, self._diverse(ranked, k, movie_filter)
 
     def facts(self, title: str) -> MovieFacts:
-        """Year, director and Wikipedia URL of a catalogue title (exact)."""
+        """Year, director, Wikipedia URL and ids of a catalogue title (exact)."""
         return self._titled_facts(self.movie_titles.exact[title])[1]
 
     @property
@@ -598,10 +601,11 @@ def _titled_facts(version: IndexVersion) -> Callable[[int], tuple[str, MovieFact
 
     @functools.lru_cache(maxsize=FACTS_KEPT)
     def titled_facts(movie_id: int) -> tuple[str, MovieFacts]:
-        title = names[movie_id]
-        director = movies[movie_id].infobox.get("director", "")
+        title, record = names[movie_id], movies[movie_id]
+        director = record.infobox.get("director", "")
         director = director.strip()[:MAX_DIRECTOR_CHARS] if isinstance(director, str) else ""
-        return title, MovieFacts(int(years[movie_id]) or None, director, wikipedia_url(title))
+        return title, MovieFacts(int(years[movie_id]) or None, director, wikipedia_url(title),
+                                 record.ids.get(IMDB, ""), record.ids.get(WIKIDATA, ""))
 
     return titled_facts
 

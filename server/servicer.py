@@ -133,7 +133,8 @@ class MovielinksServicer(pb_grpc.MovielinksServicer):
         def scored(title: str, value: float) -> pb.ScoredMovie:
             facts = service.facts(title)
             return pb.ScoredMovie(title=title, decision_value=value, year=facts.year or 0, director=facts.director,
-                                  url=facts.url, reasons=_reasons(result.reasons.get(title, [])))
+                                  url=facts.url, reasons=_reasons(result.reasons.get(title, [])),
+                                  imdb_id=facts.imdb_id, wikidata_id=facts.wikidata_id)
 
         return pb.RecommendResponse(
             best=[scored(t, v) for t, v in result.best], worst=[scored(t, v) for t, v in result.worst],
@@ -160,8 +161,11 @@ class MovielinksServicer(pb_grpc.MovielinksServicer):
 
     @unary
     def LookupTitle(self, request, context):
-        title, match, others = self.current().lookup_title(request.title)
-        return pb.LookupTitleResponse(title=title, match=match, also_matched=others)
+        service = self.current()
+        title, match, others = service.lookup_title(request.title)
+        facts = service.facts(title)
+        return pb.LookupTitleResponse(title=title, match=match, also_matched=others, imdb_id=facts.imdb_id,
+                                      wikidata_id=facts.wikidata_id)
 
     @unary
     def GetInfo(self, request, context):
@@ -263,7 +267,7 @@ def _reasons(reasons: list[Reason]) -> list[pb.SharedLink]:
 def _movie(service: MovieService, title: str, score: float, reasons: list[Reason] = ()) -> pb.Neighbour:
     facts = service.facts(title)
     return pb.Neighbour(name=title, score=score, year=facts.year or 0, director=facts.director, url=facts.url,
-                        reasons=_reasons(list(reasons)))
+                        reasons=_reasons(list(reasons)), imdb_id=facts.imdb_id, wikidata_id=facts.wikidata_id)
 
 
 def _movies(service: MovieService, query: str | None, found: Neighbours, reasons: int) -> pb.NeighboursResponse:
@@ -276,13 +280,15 @@ def _movies(service: MovieService, query: str | None, found: Neighbours, reasons
         facts = service.facts(query)
         response.query, response.query_year, response.query_director, response.query_url = (
             query, facts.year or 0, facts.director, facts.url)
+        response.query_imdb_id, response.query_wikidata_id = facts.imdb_id, facts.wikidata_id
     return response
 
 
 def _answered(answer: MoviesAnswer, version: str) -> pb.NeighboursResponse:
     query = answer.query_facts
     response = pb.NeighboursResponse(query=answer.query, query_year=query.year or 0, query_director=query.director,
-                                     query_url=query.url, index_version=version, reasons_basis=answer.reasons_basis)
+                                     query_url=query.url, index_version=version, reasons_basis=answer.reasons_basis,
+                                     query_imdb_id=query.imdb_id, query_wikidata_id=query.wikidata_id)
     _add_movies(response, answer.movies)
     return response
 
@@ -294,7 +300,7 @@ def _add_movies(response: pb.NeighboursResponse, movies) -> None:
     for movie in movies:
         facts = movie.facts
         neighbour = add(name=movie.title, score=movie.score, year=facts.year or 0, director=facts.director,
-                        url=facts.url)
+                        url=facts.url, imdb_id=facts.imdb_id, wikidata_id=facts.wikidata_id)
         if movie.reasons:
             neighbour.reasons.extend(_reasons(movie.reasons))
 

@@ -10,6 +10,11 @@ article, accents and punctuation ("Godfather" -> "The Godfather", "Amelie" ->
 films), the one with the most kept links wins (the film people mean is the one its
 article says most about); a tie stays ambiguous.
 
+A film may also be named by its id in another catalogue, "imdb:tt0111161" or
+"wikidata:Q172241" (common.external_ids), where the index version knows it (the
+collector keeps the ids the articles name); two films known by one id (two saved
+spellings of one article) are told apart by their kept links, as titles are.
+
 Any other close spelling, and whole words that begin one name, are asked about
 (NOT_FOUND listing the close titles), never answered. `python -m bench.title_resolution`
 measured why, with 800 titles of vega-movies (IMDb spellings) against the 36k catalogue:
@@ -29,6 +34,7 @@ from typing import Sequence
 import numpy as np
 from rapidfuzz import fuzz, process
 
+from movielinks.common.external_ids import EXAMPLES, id_number, id_text, parse_query
 from movielinks.common.title_index import TitleIndex, fold, normalised  # noqa: F401 (re-exported)
 from movielinks.common.title_index import key as title_key
 from movielinks.server.errors import invalid, not_found
@@ -102,7 +108,7 @@ class TitleResolver:
         self._all_spellings: tuple[list[str], list[list[int]]] | None = None
 
     def resolve(self, query: str, *, fuzzy: bool = True, close: bool = True) -> tuple[int, str]:
-        """(id, how it matched: exact | case_insensitive | qualifier | normalised | prefix | close).
+        """(id, how it matched: exact | imdb | wikidata | case_insensitive | qualifier | normalised | prefix | close).
 
         Raises ServiceError NOT_FOUND naming up to five close names. Close matching
         scans every name (tens of ms on a large catalogue): with `close` False a query
@@ -116,6 +122,9 @@ class TitleResolver:
         exact = self.exact.get(query)
         if exact is not None:
             return exact, "exact", []
+        external = parse_query(query) if self.what == "movie" else None
+        if external is not None:
+            return self._by_external_id(query, *external)
         folded = query.strip().casefold()
         candidates = self.index.ids("lower", folded)
         steps = [("case_insensitive", candidates)]
@@ -148,6 +157,26 @@ class TitleResolver:
             if clear and loose_name(query) == loose_name(self.names[close[0][0]]):
                 return close[0][0], "close", []
         raise not_found(self._unknown_message(query, folded, candidates))
+
+    def _by_external_id(self, query: str, scheme: str, value: str) -> tuple[int, str, list[int]]:
+        """lookup of "imdb:tt0111161" or "wikidata:Q172241": INVALID_ARGUMENT for no such id,
+        NOT_FOUND for one no film of the version has."""
+        number = id_number(scheme, value)
+        if number is None:
+            raise invalid(f"{shown(query)} is no {scheme} id; write one as {EXAMPLES[scheme]}")
+        found = self.index.with_external_id(scheme, number)
+        if not found:
+            known = self.index.knows(scheme)
+            why = (f"{known:,} of its {len(self.names):,} movies have one" if known else
+                   "its films' records named none: the collector keeps the ids the articles name; train and index "
+                   "such records")
+            raise not_found(f"no movie with {scheme} id {id_text(scheme, number)} in this index version ({why})")
+        chosen = self._most_linked(found)
+        if chosen is None:
+            options = "; ".join(self.names[i] for i in found[:MAX_SUGGESTIONS])
+            raise not_found(f"{scheme} id {id_text(scheme, number)} names several movies alike; use the exact "
+                            f"title: {options}")
+        return chosen, scheme, [i for i in self._by_weight(found) if i != chosen][:MAX_SUGGESTIONS]
 
     def matching(self, query: str) -> list[int]:
         """Ids whose name is `query` up to case, qualifier, leading article, accents and punctuation

@@ -31,6 +31,7 @@ def make_run(
     useless_models: tuple[str, ...] = (),
     cited_links: tuple[int, ...] = (),
     objective: dict | None = None,
+    external_ids: dict[int, dict[str, str]] | None = None,
 ) -> Path:
     """Write a run directory with clustered vectors, movie attributes and two attribute models.
 
@@ -42,13 +43,14 @@ def make_run(
     marked as only in the movies' citations (every pair), the others as in their prose.
     `objective` is what the manifest records as learned ({"name", "scale", "bias"}); none
     by default, as runs written before it was recorded.
+    `external_ids` gives movies (by id) their ids in other catalogues ({"imdb": "tt..."}).
     """
     rng = np.random.default_rng(seed)
     names = list(titles or [])
     names += [f'Movie {i:03d}, part "{i % 7}"' for i in range(len(names), n_movies)]
     movies = [
         MovieRecord(name, {"director": f"D{i % 11}", **({"released": f"May {1950 + i % 70}"} if years and i % 5 else {})},
-                    {"rotten_tomatoes": float(rng.random())} if i % 3 else {})
+                    {"rotten_tomatoes": float(rng.random())} if i % 3 else {}, (external_ids or {}).get(i, {}))
         for i, name in enumerate(names)
     ]
     models = {

@@ -5,7 +5,8 @@ Three formats:
 - ``ndjson``: film records, one JSON array a line (``.ndjson.gz``: gzipped), as the
   collector writes them and common.film_record defines them: the notebook's
   ``[page_title, infobox, outgoing_links, rotten_tomatoes_percent, rating_out_of_10]``,
-  with an optional sixth element, the kind of each link (infobox, body, references...).
+  with an optional sixth element, the kind of each link (infobox, body, references...), and
+  an optional seventh, the film's IMDb and Wikidata ids.
 - ``wikipedia``: the raw ``wikipedia-movie-data`` files (a JSON array of objects with
   title, year, cast, genres, href); a directory of them or one file. Links are the
   cast and genres; the title is the page the ``href`` names, as the shared data does.
@@ -21,7 +22,6 @@ import gzip
 import hashlib
 import itertools
 import json
-import re
 import zlib
 from pathlib import Path
 from typing import IO, Iterable, Iterator, Sequence
@@ -31,7 +31,8 @@ import numpy as np
 import orjson
 
 from movielinks.common.files import sha256_file
-from movielinks.common.film_record import CITATION_KINDS, FilmRecord, from_record, of_kinds, record_problem
+from movielinks.common.film_record import (CITATION_KINDS, FilmRecord, film_attributes, from_record,  # noqa: F401
+                                           of_kinds, parse_dollars, parse_percent, record_problem)
 from movielinks.common.limits import name_problem, names_are_fine
 from movielinks.trainer.arrays import distinct_sorted
 from movielinks.trainer.errors import TrainerError
@@ -210,12 +211,13 @@ _UTF8, _SURROGATES = itertools.repeat("utf-8"), itertools.repeat("surrogatepass"
 @dataclasses.dataclass(frozen=True)
 class FilmInfo:
     """A film's record besides its links, with each link occurrence's kind (None when the
-    record has none)."""
+    record has none) and its ids in other catalogues (common.external_ids)."""
 
     infobox: dict[str, str]
     rotten_tomatoes: str | None
     rating: str | None
     kinds: str | None = None
+    ids: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -263,7 +265,7 @@ class _Films(collections.abc.Sequence):
         info, table = self._dataset.info[i], self._dataset.links
         # A table without the rare links has fewer links than kinds: they are read only whole.
         kinds = info.kinds if self._dataset.min_link_count <= 1 else None
-        return Film(table.titles[i], info.infobox, table.links_of(i), info.rotten_tomatoes, info.rating, kinds)
+        return Film(table.titles[i], info.infobox, table.links_of(i), info.rotten_tomatoes, info.rating, kinds, info.ids)
 
 
 def detect_format(path: str | Path) -> str:
@@ -322,7 +324,7 @@ def read_dataset(path: str | Path, fmt: str = "auto", *, strict: bool = False,
             if not problem:
                 seen.add(film.title)
                 links.add(film.title, film.links, film.kinds)
-                info.append(FilmInfo(film.infobox, film.rotten_tomatoes, film.rating, film.kinds))
+                info.append(FilmInfo(film.infobox, film.rotten_tomatoes, film.rating, film.kinds, film.ids))
                 accepted.append(position)
                 continue
             item = BadRecord(file, line, problem)
@@ -504,36 +506,3 @@ def _checksum(path: Path) -> str:
     for file in sorted(path.glob("*.json")):
         digest.update(file.name.encode() + b"\0" + sha256_file(file).encode())
     return digest.hexdigest()
-
-
-_MONEY = re.compile(r"^\s*(?:US)?\$\s*([\d,]+(?:\.\d+)?)\s*(million|billion)?", re.IGNORECASE)
-_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
-
-
-def parse_dollars(text: str | None) -> float | None:
-    """'$783.1 million' -> 783100000.0, '$1.2 billion' -> 1.2e9, '$250,000' -> 250000.0; else None."""
-    match = _MONEY.match(text or "")
-    if not match:
-        return None
-    value = float(match.group(1).replace(",", ""))
-    unit = (match.group(2) or "").lower()
-    return value * {"million": 1e6, "billion": 1e9}.get(unit, 1.0)
-
-
-def parse_percent(text: str | None) -> float | None:
-    """'87%' -> 0.87; anything else -> None."""
-    match = _PERCENT.match(text or "")
-    if not match:
-        return None
-    value = float(match.group(1)) / 100
-    return value if 0.0 <= value <= 1.0 else None
-
-
-def film_attributes(film: Film | FilmInfo) -> dict[str, float]:
-    """The numeric attributes a film carries: rotten_tomatoes (0..1), gross and budget (USD)."""
-    values = {
-        "rotten_tomatoes": parse_percent(film.rotten_tomatoes),
-        "gross": parse_dollars(film.infobox.get("gross")),
-        "budget": parse_dollars(film.infobox.get("budget")),
-    }
-    return {k: v for k, v in values.items() if v is not None}

@@ -144,7 +144,7 @@ def train(
     manifest = _manifest(dataset, config, vocab, n_content_links, len(pairs), len(train_pairs), len(heldout_pairs),
                          _ratings_summary(taste, vocab.n_links - n_content_links, len(taste_pairs)), metrics, versions,
                          learned)
-    records = Records([MovieRecord(title, f.infobox, a) for title, f, a in zip(vocab.movies, info, attributes)],
+    records = Records([MovieRecord(title, f.infobox, a, f.ids) for title, f, a in zip(vocab.movies, info, attributes)],
                       links, models)
     save_run(out, manifest, movie_vectors, link_vectors, records, pairs,
              None if vocab.cited is None else vocab.cited[content])

@@ -196,10 +196,11 @@ def test_results_go_to_stdout_as_a_table_or_json(monkeypatch, capsys):
     assert main(["--json", "query", "--movie", "alien"]) == 0
     assert json.loads(capsys.readouterr().out) == {
         "query": "Alien (film)", "index_version": "v1",
-        "neighbours": [{"name": name, "score": score, "year": None, "director": "", "url": "", "reasons": []}
+        "neighbours": [{"name": name, "score": score, "year": None, "director": "", "url": "", "reasons": [],
+                        "imdb_id": "", "wikidata_id": ""}
                        for name, score in (("Aliens (film)", 0.5), ("Prometheus (film)", 0.25))],
         "query_year": None, "query_director": "", "query_url": "", "reasons_basis": "", "query_links": [],
-        "unknown_links": [],
+        "unknown_links": [], "query_imdb_id": "", "query_wikidata_id": "",
     }
 
 

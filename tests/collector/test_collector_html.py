@@ -176,7 +176,7 @@ def test_real_saved_pages_agree_with_the_independent_builder(tmp_path: Path) -> 
     mine = records(tmp_path / "films.ndjson")
     assert len(mine) == 25
     overlaps = []
-    for title, infobox, links, rotten, rating, kinds in mine:
+    for title, infobox, links, rotten, rating, kinds, *ids in mine:
         assert len(kinds) == len(links) and set(kinds) <= set(LINK_KINDS)
         ref = reference[title]
         overlaps.append(len(set(links) & set(ref[2])) / len(set(links) | set(ref[2])))

@@ -1,4 +1,4 @@
-"""The collector's output is the trainer's input: every film, link and link kind arrives,
+"""The collector's output is the trainer's input: every film, link, link kind and id arrives,
 from a wikitext dump and from saved HTML pages, and the notebook's five-element records still read."""
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from movielinks.common.film_record import FilmRecord, kind_codes
 from movielinks.trainer.data import read_dataset
 from tests.collector.test_collector_dump import trap_pages
 from tests.collector.test_collector_html import PARSOID_CITATIONS, RENDERED_CITATIONS, make_tarball
+from tests.collector.test_collector_ids import PARSOID_IDS, RENDERED_IDS
 from tests.collector_fixtures import write_plain
 
 
@@ -31,6 +32,7 @@ def assert_every_film_arrives(out: Path) -> list[FilmRecord]:
         assert (read.infobox, read.links, read.rotten_tomatoes, read.rating) == (
             wrote.infobox, wrote.links, wrote.rotten_tomatoes, wrote.rating)
         assert read.kinds == wrote.kinds and len(read.kinds) == len(read.links)
+        assert read.ids == wrote.ids
     return written
 
 
@@ -48,6 +50,15 @@ def test_collected_html_pages_read_back_whole(tmp_path: Path) -> None:
     written = assert_every_film_arrives(tmp_path / "films.ndjson.gz")
     assert {film.title for film in written} == {"Alien (film)", "Heat (1995 film)"}
     assert all("r" in film.kinds for film in written)
+
+
+def test_the_films_ids_reach_the_trainer(tmp_path: Path) -> None:
+    tarball = make_tarball(tmp_path / "pages.tar.gz", {"movies/Alien_(film).html": RENDERED_IDS,
+                                                       "movies/Heat.html": PARSOID_IDS})
+    collect(tarball, tmp_path / "films.ndjson", workers=1)
+    written = assert_every_film_arrives(tmp_path / "films.ndjson")
+    assert {film.title: film.ids for film in written} == {
+        "Alien (film)": {"imdb": "tt0078748", "wikidata": "Q103569"}, "Heat (1995 film)": {"imdb": "tt0113277"}}
 
 
 def test_five_element_records_read_with_unknown_kinds(tmp_path: Path) -> None:
