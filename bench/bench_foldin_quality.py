@@ -2,7 +2,7 @@
 
     python -m bench.bench_foldin_quality                                    # the 36k-film file, 10% held out
     python -m bench.bench_foldin_quality --data ../shared/data/wp_movies_oscars.ndjson --settings "--epochs 5"
-    python -m bench.bench_foldin_quality --speed-only --speed-index /work/rec/index2   # 10,000 films on the 36k index
+    python -m bench.bench_foldin_quality --speed-only --speed-index work/index    # 10,000 films on the 36k index (make demo builds it)
 
 Quality: a seeded slice of the films (`--holdout`, 10%) is held out of training entirely;
 one run trains on the rest and its index gets the held-out films by `indexer update`
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--holdout", type=float, default=0.1, help="share of the films held out (default 0.1)")
     parser.add_argument("--settings", default="", help="`trainer train` options for both runs, e.g. \"--epochs 5\"")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--speed-index", type=Path, default=Path("/work/rec/index2"),
+    parser.add_argument("--speed-index", type=Path, default=Path("work/index"),
                         help="index root whose CURRENT the speed run updates (a copy of it)")
     parser.add_argument("--speed-films", type=int, default=10_000, help="films folded in for the timing (0: none)")
     parser.add_argument("--speed-only", action="store_true", help="only the timing")
