@@ -15,8 +15,9 @@ ROWS_PER_PRODUCT = 256  # queries scored in one matrix product: 256 x 36k floats
 
 
 @dataclasses.dataclass(frozen=True)
-class MovieFilter:
-    """A filter with its names resolved to ids (server.service does that)."""
+class ResolvedFilter:
+    """A filter with its names resolved to ids (server.service does that from a FilterRequest; the
+    proto's and the client's MovieFilter hold names)."""
 
     min_year: int = 0  # 0: no bound
     max_year: int = 0
@@ -26,10 +27,10 @@ class MovieFilter:
 
     @property
     def empty(self) -> bool:
-        return self == MovieFilter()
+        return self == ResolvedFilter()
 
 
-def allowed_movies(f: MovieFilter, years: np.ndarray, movies_of_link) -> np.ndarray:
+def allowed_movies(f: ResolvedFilter, years: np.ndarray, movies_of_link) -> np.ndarray:
     """bool [n_movies]: the movies `f` lets through, but for the franchise (which depends on the query).
 
     `years` is int [n_movies] with 0 for unknown; `movies_of_link(link_id)` the ids of the
@@ -133,7 +134,7 @@ def _positions(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class FilterRequest:
-    """A filter as a request states it, with names (server.service resolves them into a MovieFilter)."""
+    """A filter as a request states it, with names (server.service resolves them into a ResolvedFilter)."""
 
     min_year: int = 0
     max_year: int = 0

@@ -20,7 +20,7 @@ from movielinks.common.title_index import NO_FRANCHISE
 from movielinks.indexer.version import IndexVersion
 from movielinks.search import explain
 from movielinks.search.diversity import candidates_for, diversify
-from movielinks.search.filters import FilterRequest, MovieFilter, allowed_movies
+from movielinks.search.filters import FilterRequest, ResolvedFilter, allowed_movies
 from movielinks.search.foldin import Objective, fold_in, fold_in_space, link_film_counts
 from movielinks.search.neighbours import BATCH_ROWS, named
 from movielinks.search.recommend import DEFAULT_STRATEGY, SCORE_MEANING, STRATEGIES
@@ -304,7 +304,7 @@ class MovieService:
                 for i, score in self._vector_movies(vector, k, movie_filter, found_filter)]
 
     def _vector_movies(self, vector: np.ndarray, k: int, request: FilterRequest | None,
-                       found: MovieFilter | None) -> list[tuple[int, float]]:
+                       found: ResolvedFilter | None) -> list[tuple[int, float]]:
         """(movie id, cosine) of the k movies nearest to a unit vector that the filter lets through."""
         allowed = None if found is None else self._allowed(found)
         ranked = self.catalogue.vector_movies(vector[None, :], self._candidates(k, request), allowed)
@@ -508,7 +508,7 @@ class MovieService:
                 for ids, scores in zip(*ranked)]
         return np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows])
 
-    def _movie_filter(self, request: FilterRequest | None) -> MovieFilter | None:
+    def _movie_filter(self, request: FilterRequest | None) -> ResolvedFilter | None:
         """The filter with its names resolved, or None when it lets every movie through
         (its diversity settings are not a filter: `_diverse` applies them)."""
         if request is not None:
@@ -522,9 +522,9 @@ class MovieService:
                           "(`indexer build`) from a run trained since runs carry movie_links.npz")
         links = tuple(int(self._link_ids(name)[0]) for name in request.must_link_to)
         excluded = tuple(self._movie_ids(request.exclude_titles).tolist()) if request.exclude_titles else ()
-        return MovieFilter(request.min_year, request.max_year, links, excluded, request.exclude_franchise)
+        return ResolvedFilter(request.min_year, request.max_year, links, excluded, request.exclude_franchise)
 
-    def _allowed(self, movie_filter: MovieFilter) -> np.ndarray:
+    def _allowed(self, movie_filter: ResolvedFilter) -> np.ndarray:
         return allowed_movies(movie_filter, self.years, self._movies_of_link)
 
     def _movies_of_link(self, link_id: int) -> np.ndarray:
