@@ -4,9 +4,12 @@
     client query --link "George Lucas"
     client query --links "Christopher Nolan" "Science Fiction" [-k 10] [--reasons 3] [filters]
     client why "Star Wars (film)" "Alien (film)"
+    client why "Inception" --links-b "Christopher Nolan" "Leonardo DiCaprio"
     client links --movie TITLE          client links --search TEXT
     client movies --link NAME [filters]
     client recommend --like A --like B --dislike C [--like-link "George Lucas"] [--strategy svm] [-k 10] [--worst 5]
+    client recommend --like-film "Christopher Nolan" "Hans Zimmer" [--dislike-film LINK ...]
+    client vectors "Alien (film)" [--links "George Lucas"] [--film LINK LINK ...] [--out vectors.npy]
     filters: --from-year Y --to-year Y --must-link NAME --exclude TITLE --exclude-franchise
     client predict --movie TITLE --attribute rotten_tomatoes
     client export -k 10 --out neighbours.parquet [--quiet]
@@ -23,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from movielinks.client.client import (SERVER_ENV, TOKEN_ENV, ClientError, Explanation, Info, MovieFilter, MovielinksClient,
-                           Neighbour, Neighbours, Prediction, Recommendation, SharedLink, TitleMatch)
+                           Neighbour, Neighbours, Prediction, Recommendation, SharedLink, TitleMatch, Vectors)
 from movielinks.common.commands import closed_pipe_is_a_normal_end, command_parser, positive_int
 from movielinks.common.answers import no_better_than_mean
 from movielinks.common.signals import exit_cleanly_on_sigterm
@@ -52,6 +55,20 @@ class NameList:
     total: int
 
 
+VECTOR_SUFFIXES = (".npy", ".json")  # what `client vectors --out` writes
+
+
+@dataclasses.dataclass(frozen=True)
+class VectorsWritten:
+    """What `client vectors --out` wrote: `rows` vectors of `dim` values to `out` (and `names`)."""
+
+    out: str
+    names: str
+    rows: int
+    dim: int
+    index_version: str
+
+
 @dataclasses.dataclass(frozen=True)
 class Exported:
     """What `client export` wrote."""
@@ -67,8 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "command"):  # `client` alone: what it can do
         parser.print_help()
         return 0
-    if args.command is _recommend and not args.like and not args.like_link:
-        parser.error("recommend needs at least one --like TITLE or --like-link LINK")
+    _check_usage(parser, args)
     try:
         token = _token(args.token_file)
         with MovielinksClient(args.server, timeout_s=args.timeout, tls_ca=args.tls_ca, tls_cert=args.tls_cert,
@@ -88,6 +104,26 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     print(json.dumps(_plain(result), ensure_ascii=False, indent=1) if args.json else render(result))
     return 0
+
+
+def _check_usage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """What argparse cannot say about a command's arguments, said (as the command's usage error) before any call."""
+    command = getattr(args, "command", None)
+    if command is _recommend and not (args.like or args.like_link or args.like_film):
+        _subparser(parser, "recommend").error(
+            "recommend needs at least one --like TITLE, --like-link LINK or --like-film LINK [LINK ...]")
+    if command is _why and (args.title_b is None) == (args.links_b is None):
+        _subparser(parser, "why").error("why needs B as a title or as --links-b LINK [LINK ...], one of them")
+    if command is _vectors:
+        if not (args.titles or args.links or args.film):
+            _subparser(parser, "vectors").error("vectors needs at least one TITLE, --links LINK or --film LINK [LINK ...]")
+        if args.out is not None and Path(args.out).suffix.lower() not in VECTOR_SUFFIXES:
+            _subparser(parser, "vectors").error(
+                f"--out {args.out}: the suffix picks the format, one of {', '.join(VECTOR_SUFFIXES)}")
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
 
 
 def _error(message: str) -> None:
@@ -177,7 +213,9 @@ def _resolved(args: argparse.Namespace, result: Any) -> list[tuple[str, str]]:
     if isinstance(result, Recommendation):
         return list(zip(args.like or [], result.liked_resolved)) + list(zip(args.dislike, result.disliked_resolved))
     if isinstance(result, Explanation):
-        return [(args.title_a, result.a.name), (args.title_b, result.b.name)]
+        return [(args.title_a, result.a.name)] + ([(args.title_b, result.b.name)] if args.title_b is not None else [])
+    if isinstance(result, Vectors):
+        return list(zip(args.titles, result.movies.names))
     return []
 
 
@@ -192,7 +230,7 @@ def _parser() -> argparse.ArgumentParser:
     _global_options(parser, defaults=True)
     commands = parser.add_subparsers(metavar="COMMAND", parser_class=_Parser)
     for add_command in (_query_command, _why_command, _links_command, _movies_command, _recommend_command,
-                        _predict_command, _export_command, _info_command, _lookup_command):
+                        _vectors_command, _predict_command, _export_command, _info_command, _lookup_command):
         add_command(commands)
     # Last in each command's --help, after the command's own options: a reader looks for those first.
     for command in commands.choices.values():
@@ -233,11 +271,19 @@ def _why_command(commands: argparse._SubParsersAction) -> None:
     why = _command(commands, "why", "why two movies are alike: the links both articles have, largest contribution "
                                     "first, and the cosine of their vectors",
                    '  client why "Star Wars (film)" "Alien (film)"\n'
-                   '  client why Godfather "The Godfather Part II" -k 5 --json')
+                   '  client why Godfather "The Godfather Part II" -k 5 --json\n'
+                   '  client why Inception --links-b "Christopher Nolan" "Leonardo DiCaprio"   # B: a film by its links')
     why.add_argument("title_a", metavar="A", help="a movie title")
-    why.add_argument("title_b", metavar="B", help="another movie title")
+    why.add_argument("title_b", metavar="B", nargs="?", help="another movie title (or --links-b instead)")
+    why.add_argument("--links-b", nargs="+", metavar="LINK",
+                     help="B as the film these links describe (one the index may never have seen, folded in); "
+                          "unknown links are ignored, none known is an error")
     _k(why, "shared links")
-    why.set_defaults(command=lambda c, a: c.explain_similarity(a.title_a, a.title_b, a.k))
+    why.set_defaults(command=_why)
+
+
+def _why(movielinks: MovielinksClient, args: argparse.Namespace) -> Explanation:
+    return movielinks.explain_similarity(args.title_a, args.title_b or "", args.k, links_b=args.links_b or ())
 
 
 def _links_command(commands: argparse._SubParsersAction) -> None:
@@ -268,13 +314,20 @@ def _recommend_command(commands: argparse._SubParsersAction) -> None:
                                                 "default)",
                          '  client recommend --like "Star Wars (film)" --like "Alien (film)" --dislike "Get Hard"\n'
                          '  client recommend --like-link "George Lucas" --strategy best_score --reasons 3\n'
-                         '  client recommend --like "Heat (1995 film)" --worst 5 --from-year 1990')
+                         '  client recommend --like "Heat (1995 film)" --worst 5 --from-year 1990\n'
+                         '  client recommend --like-film "Christopher Nolan" "Hans Zimmer" --like-film "Ridley Scott" '
+                         '--dislike "Get Hard"')
     recommend.add_argument("--like", action="append", default=[], metavar="TITLE", help="a liked title (repeat)")
     recommend.add_argument("--dislike", action="append", default=[], metavar="TITLE",
                            help="a disliked title (repeat)")
     recommend.add_argument("--like-link", action="append", default=[], metavar="LINK",
                            help='a liked link, e.g. "George Lucas" (repeat)')
     recommend.add_argument("--dislike-link", action="append", default=[], metavar="LINK", help="a disliked link (repeat)")
+    recommend.add_argument("--like-film", action="append", nargs="+", default=[], metavar="LINK",
+                           help="a liked film given by its links (one the index may never have seen, folded in); "
+                                "repeat the option for another film; unknown links are ignored")
+    recommend.add_argument("--dislike-film", action="append", nargs="+", default=[], metavar="LINK",
+                           help="a disliked film given by its links (repeat for another film)")
     recommend.add_argument("--strategy", default="",
                            help="neighbours (the server's default: the liked films' nearest neighbours, with the era "
                                 "and how well known a film is), svm (a linear SVM's decision value), average_vector "
@@ -289,7 +342,55 @@ def _recommend_command(commands: argparse._SubParsersAction) -> None:
 def _recommend(movielinks: MovielinksClient, args: argparse.Namespace) -> Recommendation:
     return movielinks.recommend(args.like, args.dislike, args.k, args.worst, strategy=args.strategy,
                                 liked_links=args.like_link, disliked_links=args.dislike_link,
+                                liked_films=args.like_film, disliked_films=args.dislike_film,
                                 filter=_movie_filter(args), reasons=args.reasons)
+
+
+def _vectors_command(commands: argparse._SubParsersAction) -> None:
+    vectors = _command(commands, "vectors", "the unit vectors of movies, links and films given by their links, in "
+                                            "the served index's space (needs numpy: pip install 'movielinks[vectors]')",
+                       '  client vectors "Interstellar (film)" "Alien (film)" --json\n'
+                       '  client vectors --links "George Lucas" "Science Fiction" --out links.npy   # names in links.json\n'
+                       '  client vectors --film "Christopher Nolan" "Hans Zimmer" --film "Ridley Scott" --out films.json')
+    vectors.add_argument("titles", nargs="*", metavar="TITLE", help="movie titles (resolved as `client lookup` does)")
+    vectors.add_argument("--links", nargs="+", default=[], metavar="LINK", help="link names, exact or any case")
+    vectors.add_argument("--film", action="append", nargs="+", default=[], metavar="LINK",
+                         help="a film given by its links, folded in (repeat the option for another film); unknown "
+                              "links are ignored and listed")
+    vectors.add_argument("--out", metavar="FILE",
+                         help="write them to FILE instead of stdout: .npy (float32, movies then links then films, "
+                              "names and version in FILE.json beside it, as `indexer export --vectors` writes) or "
+                              ".json (what --json prints)")
+    vectors.set_defaults(command=_vectors)
+
+
+def _vectors(movielinks: MovielinksClient, args: argparse.Namespace) -> Vectors | VectorsWritten:
+    found = movielinks.get_vectors(args.titles, args.links, args.film)
+    return found if args.out is None else write_vectors(found, args.out)
+
+
+def write_vectors(found: Vectors, out: str) -> VectorsWritten:
+    """`found` to `out`: .npy (rows: movies, links, films; FILE.json: version, dim, names, kinds,
+    unknown links) or .json (the --json form)."""
+    import numpy as np  # get_vectors has already needed it
+
+    path = Path(out)
+    parts = [("movie", found.movies), ("link", found.links), ("film", found.films)]
+    if path.suffix.lower() == ".json":
+        path.write_text(json.dumps(_vectors_plain(found), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        names = str(path)
+    else:
+        rows = np.concatenate([p.vectors for _, p in parts]).astype("<f4")
+        names_path = path.with_suffix(".json")
+        with open(path, "wb") as f:  # np.save(path) would add .npy to a name ending in .NPY
+            np.save(f, rows)
+        names_path.write_text(json.dumps({
+            "version": found.index_version, "dim": found.dim,
+            "names": [n for _, p in parts for n in p.names], "kinds": [k for k, p in parts for _ in p.names],
+            "unknown_links": [u for _, p in parts for u in p.unknown_links]}, ensure_ascii=False), encoding="utf-8")
+        names = str(names_path)
+    total = sum(len(p.names) for _, p in parts)
+    return VectorsWritten(str(path), names, total, found.dim, found.index_version)
 
 
 def _predict_command(commands: argparse._SubParsersAction) -> None:
@@ -390,6 +491,12 @@ def render(result: Any) -> str:
         return "\n".join(lines + [f"dataset: {json.dumps(result.dataset)}", f"metrics: {json.dumps(metrics)}"])
     if isinstance(result, Exported):
         return f"wrote {result.rows} rows to {result.out}"
+    if isinstance(result, Vectors):
+        return _vectors_text(result)
+    if isinstance(result, VectorsWritten):
+        beside = f" (names in {result.names})" if result.names != result.out else ""
+        return (f"wrote {result.rows} vectors of {result.dim} values (index {result.index_version}) to "
+                f"{result.out}{beside}")
     raise TypeError(f"no text form for {type(result).__name__}")
 
 
@@ -452,7 +559,7 @@ def _scored_table(heading: str, movies: list, basis: str) -> str:
 
 def _explanation(e: Explanation) -> str:
     def movie(n: Neighbour) -> str:
-        return f"{n.name}{_facts(n.year, n.director)}  {n.url}"
+        return f"{n.name}{_facts(n.year, n.director)}" + (f"  {n.url}" if n.url else "")  # B by links has none
     lines = [f"A: {movie(e.a)}", f"B: {movie(e.b)}", f"cosine of the two movie vectors: {e.cosine:.4f}"]
     if e.basis == "article_links":
         lines.append(f"the articles share {e.shared_total} of their kept links (A {e.links_a}, B {e.links_b}); "
@@ -470,7 +577,29 @@ def _text(value: Any) -> str:
     return (", ".join(map(str, value)) or "none") if isinstance(value, list) else str(value)
 
 
+def _vectors_text(found: Vectors) -> str:
+    """Each vector as a line: what it is, its name, its values (6 decimals); unknown links under a film."""
+    lines = [f"{found.dim} dimensions, unit vectors   (index {found.index_version})"]
+    for kind, part in (("movie", found.movies), ("link", found.links), ("film", found.films)):
+        for name, vector, unknown in zip(part.names, part.vectors, part.unknown_links):
+            lines.append(f"{kind}: {name}\n  " + " ".join(f"{float(v):.6f}" for v in vector))
+            if unknown:
+                lines.append(f"  unknown links, ignored: {' | '.join(unknown)}")
+    return "\n".join(lines)
+
+
+def _vectors_plain(found: Vectors) -> dict:
+    """Vectors as JSON: {index_version, dim, movies: [{name, vector, unknown_links}], links, films}."""
+    def rows(part) -> list[dict]:
+        return [{"name": name, "vector": [float(v) for v in vector], "unknown_links": unknown}
+                for name, vector, unknown in zip(part.names, part.vectors, part.unknown_links)]
+    return {"index_version": found.index_version, "dim": found.dim, "movies": rows(found.movies),
+            "links": rows(found.links), "films": rows(found.films)}
+
+
 def _plain(result: Any) -> Any:
+    if isinstance(result, Vectors):
+        return _vectors_plain(result)
     return dataclasses.asdict(result) if dataclasses.is_dataclass(result) else result
 
 

@@ -13,9 +13,7 @@ const state = {
   liked: new Set(),
   disliked: new Set(),
   years: new Map(),        // title -> year, from every answer that had one
-  suggestions: [],
-  active: -1,              // index of the highlighted suggestion
-  searchSeq: 0, selectSeq: 0, recommendSeq: 0,
+  selectSeq: 0, recommendSeq: 0,
 };
 
 const $ = (id) => document.getElementById(id);
@@ -73,78 +71,78 @@ function yearText(year) { return year ? String(year) : "year unknown"; }
 
 // --- search with autocomplete --------------------------------------------------------------------
 
-let searchTimer = 0;
-
-function onSearchInput() {
-  clearTimeout(searchTimer);
-  const text = $("search").value;
-  if (!text.trim()) { closeSuggestions(); return; }
-  searchTimer = setTimeout(() => suggest(text), 120);
+// A text box whose suggestions are SearchNames' names of `kind` ("MOVIES" or "LINKS"), in `list`. Enter
+// takes what was typed (the server resolves it); arrow keys and Enter, or a click, take a suggestion.
+function combobox({ input, list, kind, noun, idPrefix, onPick, counts = true }) {
+  const box = { names: [], active: -1, seq: 0, timer: 0 };
+  const close = () => {
+    list.hidden = true;
+    input.setAttribute("aria-expanded", "false");
+    input.removeAttribute("aria-activedescendant");
+    box.active = -1;
+  };
+  const pick = (name) => {
+    clearTimeout(box.timer);
+    box.seq++;  // a suggestion list still on its way is no longer wanted
+    close();
+    onPick(name);
+  };
+  const show = (names, total) => {
+    box.names = names;
+    box.active = -1;
+    list.replaceChildren(...names.map((name, i) => el("li", {
+      id: `${idPrefix}-${i}`, role: "option", "aria-selected": "false",
+      onmousedown: (event) => { event.preventDefault(); pick(name); },
+    }, name)));
+    const open = names.length > 0;
+    list.hidden = !open;
+    input.setAttribute("aria-expanded", String(open));
+    input.removeAttribute("aria-activedescendant");
+    if (counts) status(open ? `${total} ${noun}${total === 1 ? "" : "s"} match; ${names.length} shown` : `no ${noun} matches`);
+  };
+  const suggest = async (text) => {
+    const seq = ++box.seq;
+    try {
+      const answer = await api("search-names", { text, kind, limit: SUGGESTIONS });
+      if (seq === box.seq) show(answer.names, answer.total);  // else a later keystroke has its own answer coming
+    } catch (error) {
+      if (seq === box.seq) { close(); status(error.message, true); }
+    }
+  };
+  const move = (step) => {
+    const n = box.names.length;
+    if (!n || list.hidden) return;
+    box.active = (box.active + step + n) % n;
+    [...list.children].forEach((item, i) => item.setAttribute("aria-selected", String(i === box.active)));
+    const item = $(`${idPrefix}-${box.active}`);
+    input.setAttribute("aria-activedescendant", item.id);
+    item.scrollIntoView({ block: "nearest" });
+  };
+  input.addEventListener("input", () => {
+    clearTimeout(box.timer);
+    const text = input.value;
+    if (!text.trim()) { close(); return; }
+    box.timer = setTimeout(() => suggest(text), 120);
+  });
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "ArrowDown") { event.preventDefault(); move(1); }
+    else if (event.key === "ArrowUp") { event.preventDefault(); move(-1); }
+    else if (event.key === "Escape") { close(); }
+    else if (event.key === "Enter") {
+      event.preventDefault();
+      // A highlighted suggestion is a choice; otherwise the typed text is resolved as the server resolves
+      // it ("godfather": The Godfather), not replaced by the first suggestion.
+      const chosen = !list.hidden && box.active >= 0 ? box.names[box.active] : input.value;
+      if (chosen.trim()) pick(chosen);
+    }
+  });
+  input.addEventListener("blur", () => setTimeout(close, 150));
+  return { pick };
 }
 
-async function suggest(text) {
-  const seq = ++state.searchSeq;
-  try {
-    const answer = await api("search-names", { text, kind: "MOVIES", limit: SUGGESTIONS });
-    if (seq !== state.searchSeq) return;  // a later keystroke has its own answer coming
-    showSuggestions(answer.names, answer.total);
-  } catch (error) {
-    if (seq === state.searchSeq) { closeSuggestions(); status(error.message, true); }
-  }
-}
+let movieBox = null;
 
-function showSuggestions(names, total) {
-  const list = $("suggestions");
-  state.suggestions = names;
-  state.active = -1;
-  list.replaceChildren(...names.map((name, i) => el("li", {
-    id: `suggestion-${i}`, role: "option", "aria-selected": "false",
-    onmousedown: (event) => { event.preventDefault(); pick(name); },
-  }, name)));
-  const open = names.length > 0;
-  list.hidden = !open;
-  $("search").setAttribute("aria-expanded", String(open));
-  $("search").removeAttribute("aria-activedescendant");
-  status(open ? `${total} title${total === 1 ? "" : "s"} match; ${names.length} shown` : "no title matches");
-}
-
-function closeSuggestions() {
-  $("suggestions").hidden = true;
-  $("search").setAttribute("aria-expanded", "false");
-  $("search").removeAttribute("aria-activedescendant");
-  state.active = -1;
-}
-
-function moveActive(step) {
-  const n = state.suggestions.length;
-  if (!n || $("suggestions").hidden) return;
-  state.active = (state.active + step + n) % n;
-  [...$("suggestions").children].forEach((item, i) => item.setAttribute("aria-selected", String(i === state.active)));
-  const item = $(`suggestion-${state.active}`);
-  $("search").setAttribute("aria-activedescendant", item.id);
-  item.scrollIntoView({ block: "nearest" });
-}
-
-function onSearchKey(event) {
-  if (event.key === "ArrowDown") { event.preventDefault(); moveActive(1); }
-  else if (event.key === "ArrowUp") { event.preventDefault(); moveActive(-1); }
-  else if (event.key === "Escape") { closeSuggestions(); }
-  else if (event.key === "Enter") {
-    event.preventDefault();
-    // A highlighted suggestion is a choice; otherwise the typed text is resolved as LookupTitle
-    // resolves it ("godfather": The Godfather), not replaced by the first suggestion.
-    const open = !$("suggestions").hidden && state.active >= 0;
-    const chosen = open ? state.suggestions[state.active] : $("search").value;
-    if (chosen.trim()) pick(chosen);
-  }
-}
-
-function pick(title) {
-  clearTimeout(searchTimer);
-  state.searchSeq++;  // a suggestion list still on its way is no longer wanted
-  closeSuggestions();
-  select(title);
-}
+function pick(title) { movieBox.pick(title); }
 
 // --- the selected movie and its neighbours -------------------------------------------------------
 
@@ -154,9 +152,7 @@ async function select(title) {
   try {
     const found = await api("similar-movies", { title, k: NEIGHBOURS_K, reasons: SHARED_LINKS });
     if (seq !== state.selectSeq) return;
-    const answer = { ...found, neighbours: (found.neighbours || []).map((n) => ({
-      title: n.name, score: n.score, year: n.year, director: n.director, url: n.url,
-      shared_links: (n.reasons || []).map((r) => ({ name: r.link, score: r.contribution })) })) };
+    const answer = { ...found, neighbours: shownMovies(found) };
     state.selected = answer.query;
     state.neighbours = answer.neighbours;
     state.years.set(answer.query, answer.query_year);
@@ -204,13 +200,9 @@ function tickPair(title) {
   return [el("label", { class: "tick like" }, like, " like"), el("label", { class: "tick dislike" }, dislike, " dislike")];
 }
 
-function renderNeighbours(answer) {
-  $("neighbours-empty").hidden = true;
-  $("selected").hidden = false;
-  $("selected-title").textContent = `${answer.query} · ${yearText(answer.query_year)}`;
-  const [like, dislike] = tickPair(answer.query);
-  $("selected").replaceChildren($("selected-title"), like, dislike);
-  $("neighbours").replaceChildren(...answer.neighbours.map((n, i) => el("li", { "data-title": n.title },
+// A movie of an answer as a list item: rank, title (click: select it), year, cosine, shared links, like/dislike.
+function movieItem(n, i, basis) {
+  return el("li", { "data-title": n.title },
     el("div", { class: "row" },
       el("span", { class: "rank" }, `${i + 1}.`),
       el("button", { class: "title", type: "button", onclick: () => select(n.title) }, n.title),
@@ -218,12 +210,116 @@ function renderNeighbours(answer) {
       el("span", { class: "score", title: "cosine similarity" },
         el("span", { class: "bar", style: `width:${Math.max(2, Math.round(60 * Math.max(0, n.score)))}px` }),
         `cosine ${n.score.toFixed(3)}`)),
-    el("div", { class: "shared" }, el("span", { class: "label" }, "shared links:"),
-      ...n.shared_links.map((l) => el("span", { class: "chip", title: answer.reasons_basis === "article_links"
+    // No "shared links:" label over nothing: a film can be near without sharing any.
+    ...(n.shared_links.length ? [el("div", { class: "shared" }, el("span", { class: "label" }, "shared links:"),
+      ...n.shared_links.map((l) => el("span", { class: "chip", title: basis === "article_links"
         ? `both articles link here; its share of their link-overlap cosine: ${l.score.toFixed(3)}`
-        : `the smaller cosine of the two movies to this link: ${l.score.toFixed(3)}` }, l.name))),
-    el("div", { class: "ticks" }, ...tickPair(n.title)))));
+        : `the smaller cosine of the two movies to this link: ${l.score.toFixed(3)}` }, l.name)))] : []),
+    el("div", { class: "ticks" }, ...tickPair(n.title)));
 }
+
+// An answer's movies as the explorer shows them (title, score, year, director, url, shared_links).
+function shownMovies(found) {
+  return (found.neighbours || []).map((n) => ({
+    title: n.name, score: n.score, year: n.year, director: n.director, url: n.url,
+    shared_links: (n.reasons || []).map((r) => ({ name: r.link, score: r.contribution })) }));
+}
+
+function renderNeighbours(answer) {
+  $("neighbours-empty").hidden = true;
+  $("selected").hidden = false;
+  $("selected-title").textContent = `${answer.query} · ${yearText(answer.query_year)}`;
+  const [like, dislike] = tickPair(answer.query);
+  $("selected").replaceChildren($("selected-title"), like, dislike);
+  $("neighbours").replaceChildren(...answer.neighbours.map((n, i) => movieItem(n, i, answer.reasons_basis)));
+}
+
+// --- films like a set of links (SimilarToLinks: a film the index may never have seen, folded in) ---
+
+const linkFilms = { links: [], unknown: new Set(), seq: 0 };
+
+function addLink(name) {
+  const typed = name.trim();
+  $("link-search").value = "";
+  if (!typed || linkFilms.links.some((l) => l.toLowerCase() === typed.toLowerCase())) return;
+  linkFilms.links.push(typed);
+  filmsLikeLinks();
+}
+
+function removeLink(name) {
+  linkFilms.links = linkFilms.links.filter((l) => l !== name);
+  filmsLikeLinks();
+}
+
+function renderLinkSet() {
+  $("link-set").replaceChildren(...linkFilms.links.map((name) => {
+    const ignored = linkFilms.unknown.has(name);
+    return el("li", { class: ignored ? "chip unknown" : "chip", "data-link": name,
+      title: ignored ? "not a link of this index: ignored" : "a link of the film" }, el("span", { class: "name" }, name),
+      el("button", { type: "button", "aria-label": `remove ${name}`, onclick: () => removeLink(name) }, "×"));
+  }));
+}
+
+function linksMessage(text, kind = "") {
+  $("links-message").textContent = text;
+  $("links-message").className = kind;
+}
+
+function clearLinkFilms() {
+  $("link-films").replaceChildren();
+  $("links-meaning").hidden = true;
+  $("links-ignored").hidden = true;
+}
+
+async function filmsLikeLinks() {
+  const seq = ++linkFilms.seq;
+  linkFilms.unknown = new Set([...linkFilms.unknown].filter((l) => linkFilms.links.includes(l)));
+  renderLinkSet();
+  if (!linkFilms.links.length) {
+    clearLinkFilms();
+    linksMessage(LINKS_HINT, "muted");
+    return;
+  }
+  try {
+    const answer = await api("similar-to-links", { links: linkFilms.links, k: NEIGHBOURS_K, reasons: SHARED_LINKS });
+    if (seq !== linkFilms.seq) return;
+    showLinkFilms(answer);
+  } catch (error) {
+    if (seq !== linkFilms.seq) return;
+    clearLinkFilms();  // the answer on screen is for the links shown, or there is none
+    // INVALID_ARGUMENT "none of the N links of links is a link of index version ...": said for people.
+    if (error.status === 400 && error.message.startsWith("none of the")) {
+      linkFilms.unknown = new Set(linkFilms.links);
+      renderLinkSet();
+      linksMessage(`None of ${linkFilms.links.length === 1 ? "this link is" : `these ${linkFilms.links.length} links is`} ` +
+        "known to the index, so there is no film to compare. Pick names from the suggestions.", "error");
+    } else {
+      linksMessage(error.message, "error");
+    }
+  }
+}
+
+function showLinkFilms(answer) {
+  const movies = shownMovies(answer);
+  // The links as the index spells them ("link 7": Link 7); those it does not know stay as typed.
+  const unknown = new Set(answer.unknown_links || []);
+  const known = [...(answer.query_links || [])];
+  linkFilms.links = linkFilms.links.map((name) => unknown.has(name) ? name : known.shift() || name);
+  linkFilms.unknown = unknown;
+  renderLinkSet();
+  for (const n of movies) state.years.set(n.title, n.year);
+  $("link-films").replaceChildren(...movies.map((n, i) => movieItem(n, i, answer.reasons_basis)));
+  $("links-meaning").hidden = false;
+  $("links-ignored").hidden = !unknown.size;
+  $("links-ignored").textContent = unknown.size
+    ? `Ignored, not links of this index: ${[...unknown].join(", ")}` : "";
+  const n = answer.query_links.length;
+  linksMessage(`${movies.length} films nearest to a film linking to ${n === 1 ? "this link" : `these ${n} links`} ` +
+    `(index ${answer.index_version})`, "muted");
+}
+
+const LINKS_HINT = "Add a few links (a director, a genre, a composer) to see the films nearest to a film with " +
+  "those links: one the index may never have seen, fitted to them as the model was trained.";
 
 // --- likes, dislikes and recommendations ---------------------------------------------------------
 
@@ -407,9 +503,10 @@ function onMapHover(event) {
 // --- start ---------------------------------------------------------------------------------------
 
 async function start() {
-  $("search").addEventListener("input", onSearchInput);
-  $("search").addEventListener("keydown", onSearchKey);
-  $("search").addEventListener("blur", () => setTimeout(closeSuggestions, 150));
+  movieBox = combobox({ input: $("search"), list: $("suggestions"), kind: "MOVIES", noun: "title",
+    idPrefix: "suggestion", onPick: select });
+  combobox({ input: $("link-search"), list: $("link-suggestions"), kind: "LINKS", noun: "link",
+    idPrefix: "link-suggestion", onPick: addLink, counts: false });  // the page's status line is the movie's
   $("token").value = sessionStorage.getItem("movielinks-token") || "";
   $("token").addEventListener("change", () => sessionStorage.setItem("movielinks-token", $("token").value.trim()));
   new IntersectionObserver((entries) => {

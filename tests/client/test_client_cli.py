@@ -105,7 +105,8 @@ def test_no_command_prints_the_help(capsys):
     assert out.startswith("usage: client") and "recommend" in out and "Exit codes" in out
 
 
-@pytest.mark.parametrize("command", ["query", "links", "movies", "recommend", "predict", "export", "info", "lookup"])
+@pytest.mark.parametrize("command", ["query", "why", "links", "movies", "recommend", "vectors", "predict", "export", "info",
+                                     "lookup"])
 def test_every_command_has_help_with_examples(command, capsys):
     with pytest.raises(SystemExit) as exited:
         main([command, "--help"])
@@ -133,6 +134,17 @@ def test_arguments():
     assert _parser().parse_args(["query", "--link", "George Lucas"]).timeout > 0
 
 
+def test_films_given_by_links_are_one_option_each():
+    args = _parser().parse_args(["recommend", "--like-film", "Christopher Nolan", "Hans Zimmer", "--like-film",
+                                 "Ridley Scott", "--dislike-film", "Adam Sandler", "--like", "Alien (film)"])
+    assert args.like_film == [["Christopher Nolan", "Hans Zimmer"], ["Ridley Scott"]]
+    assert args.dislike_film == [["Adam Sandler"]] and args.like == ["Alien (film)"]
+    args = _parser().parse_args(["vectors", "Alien (film)", "Up", "--links", "L1", "L2", "--film", "A", "B", "--film", "C"])
+    assert (args.titles, args.links, args.film) == (["Alien (film)", "Up"], ["L1", "L2"], [["A", "B"], ["C"]])
+    args = _parser().parse_args(["why", "Inception", "--links-b", "Christopher Nolan", "Hans Zimmer"])
+    assert (args.title_a, args.title_b, args.links_b) == ("Inception", None, ["Christopher Nolan", "Hans Zimmer"])
+
+
 @pytest.mark.parametrize("argv, complaint", [
     (["query", "--movie", "A", "--link", "B"], "not allowed with argument"),  # one or the other
     (["recommend"], "--like"),  # at least one liked title
@@ -141,6 +153,13 @@ def test_arguments():
     (["query", "--movie", "A", "-k", "ten"], "'ten' is not a whole number"),
     (["links", "--search", "fic", "-k", "0"], "0 is not 1 or more"),
     (["links", "--movie", "A", "--search", "fic"], "not allowed with argument"),
+    (["recommend", "--dislike-film", "L"], "--like-film LINK"),  # a disliked film alone: nothing liked
+    (["recommend", "--like-film"], "expected at least one argument"),
+    (["why", "A"], "B as a title or as --links-b"),
+    (["why", "A", "B", "--links-b", "L"], "B as a title or as --links-b"),
+    (["why", "A", "--links-b"], "expected at least one argument"),
+    (["vectors"], "at least one TITLE, --links LINK or --film"),
+    (["vectors", "A", "--out", "v.csv"], "one of .npy, .json"),
 ])
 def test_bad_usage_is_one_line_and_exit_code_2(argv, complaint, capsys):
     with pytest.raises(SystemExit) as exited:

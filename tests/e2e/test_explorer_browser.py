@@ -295,3 +295,93 @@ def test_the_map_is_labelled_with_clusters_named_by_their_links(served, browser)
     assert len(classes) == 400 and all(any(f" c{c}" in k for c in range(8)) for k in classes)
     page.locator("#map-wrap").screenshot(path=SCREENSHOTS / "map-clusters.png")
     assert not page.errors, page.errors
+
+
+def add_link(page: Page, text: str) -> None:
+    """Type a link name and press Enter with no suggestion highlighted, once the suggestions have come."""
+    page.locator("#link-search").fill(text)
+    page.locator("#link-search").press("Enter")
+
+
+def test_films_like_a_set_of_links(served, browser):
+    """Long because it is one person's session in the panel: each step starts from what the one before showed."""
+    server, client = served
+    page = open_page(browser, server.http_url, viewport={"width": 1280, "height": 1000})
+    expect(page.locator("#about")).to_contain_text("400 movies")
+    expect(page.locator("#links-message")).to_contain_text("Add a few links")
+
+    # Keyboard only: the suggestions are link names (SearchNames kind LINKS); arrow down, Enter.
+    page.locator("#link-search").focus()
+    page.keyboard.type("link 1")
+    expect(page.locator("#link-suggestions li").first).to_have_text("Link 1")
+    assert all(name.startswith("Link ") for name in page.locator("#link-suggestions li").all_inner_texts())
+    page.keyboard.press("ArrowDown")
+    expect(page.locator("#link-search")).to_have_attribute("aria-activedescendant", "link-suggestion-0")
+    page.keyboard.press("Enter")
+    expect(page.locator("#link-set li")).to_have_count(1)
+    expect(page.locator("#link-search")).to_have_value("")
+    expect(page.locator("#link-films li")).to_have_count(10)
+    # Typed, not picked: "link 7" is shown as the index spells it; an unknown name is kept, struck out and said.
+    add_link(page, "link 7")
+    add_link(page, "No Such Link")
+    want = client.similar_to_links(["Link 1", "Link 7", "No Such Link"], k=10, reasons=4)
+    assert want.unknown_links == ["No Such Link"] and want.neighbours
+    expect(page.locator("#links-ignored")).to_have_text("Ignored, not links of this index: No Such Link")
+    expect(page.locator("#link-set li.unknown")).to_have_count(1)
+    assert page.locator("#link-set li").evaluate_all("items => items.map(i => i.dataset.link)") == \
+        ["Link 1", "Link 7", "No Such Link"]
+    page.wait_for_function("want => [...document.querySelectorAll('#link-films li')].map(li => li.dataset.title)"
+                           ".join('\\n') === want", arg="\n".join(n.name for n in want.neighbours))
+    # As a film's answer shows them: year, cosine, the shared links (here: links of the set the film has too).
+    items = page.locator("#link-films li")
+    assert items.locator(".year").all_inner_texts() == [str(n.year) if n.year else "year unknown" for n in want.neighbours]
+    assert items.locator(".score").all_inner_texts() == [f"cosine {n.score:.3f}" for n in want.neighbours]
+    chips = [item.locator(".shared .chip").all_inner_texts() for item in items.all()]
+    assert chips == [[r.link for r in n.reasons] for n in want.neighbours] and any(chips)
+    assert items.locator(".shared").count() == sum(1 for n in want.neighbours if n.reasons)  # no label over nothing
+    expect(page.locator("#links-meaning")).to_be_visible()
+    expect(page.locator("#links-message")).to_contain_text("10 films nearest to a film linking to these 2 links")
+    page.screenshot(path=SCREENSHOTS / "desktop-links.png", full_page=True)
+
+    # A name is text, never markup.
+    add_link(page, "<img src=x onerror=\"window.pwned=1\">")
+    expect(page.locator("#link-set li")).to_have_count(4)
+    expect(page.locator("#link-set li").last).to_contain_text("<img src=x")
+    assert page.locator("#links-panel img").count() == 0 and not page.evaluate("window.pwned")
+    expect(page.locator("#link-set li.unknown")).to_have_count(2)
+
+    # Clicking a film selects it, as anywhere else.
+    first = want.neighbours[0].name
+    page.locator("#link-films li button.title").first.click()
+    expect(page.locator("#selected-title")).to_contain_text(first)
+
+    # No known link left: said, and the previous answer goes.
+    page.get_by_label("remove Link 1", exact=True).click()
+    page.get_by_label("remove Link 7", exact=True).click()
+    expect(page.locator("#links-message")).to_have_text(
+        "None of these 2 links is known to the index, so there is no film to compare. Pick names from the suggestions.")
+    expect(page.locator("#links-message")).to_have_class("error")
+    expect(page.locator("#link-films li")).to_have_count(0)
+    expect(page.locator("#links-meaning")).to_be_hidden()
+    page.screenshot(path=SCREENSHOTS / "desktop-links-none-known.png", full_page=True)
+    for left in (1, 0):  # each removal draws the set again
+        page.locator("#link-set li button").first.click()
+        expect(page.locator("#link-set li")).to_have_count(left)
+    expect(page.locator("#links-message")).to_contain_text("Add a few links")
+    assert not page.errors, page.errors
+
+
+def test_films_like_links_at_phone_width(served, browser):
+    server, client = served
+    page = open_page(browser, f"{server.http_url}#movie=The%20Martian%20(film)",
+                     viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True, has_touch=True)
+    expect(page.locator("#neighbours li")).to_have_count(10)
+    for name in ("Link 2", "Link 30", "Nothing Like It At All, Really Nothing"):
+        add_link(page, name)
+    expect(page.locator("#link-films li")).to_have_count(10)
+    expect(page.locator("#links-ignored")).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    # After the map: the recommendations stay right under the neighbours whose boxes drive them.
+    assert page.locator("#links-heading").bounding_box()["y"] > page.locator("#map-heading").bounding_box()["y"]
+    page.locator("#links-panel").screenshot(path=SCREENSHOTS / "phone-links.png")
+    assert not page.errors, page.errors

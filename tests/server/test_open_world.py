@@ -165,3 +165,63 @@ def test_the_gateway_answers_links_and_vectors_as_json(served):
         post("similar-to-vector", {"vector": [1.0, 2.0]})
     error = json.loads(caught.value.read())["error"]
     assert caught.value.code == 400 and error["status"] == "INVALID_ARGUMENT" and "has 2 values" in error["message"]
+
+
+def test_client_vectors_prints_writes_and_refuses_as_documented(served, tmp_path):
+    server, version, client = served
+    title = version.movie_names[4]
+    args = ("vectors", title, "--links", "link 2", "--film", "Link 3", "Link 7", "nope", "--film", "Link 5")
+    as_json = json.loads(client_cli(server, *args, "--json").stdout)
+    assert (as_json["index_version"], as_json["dim"]) == (version.name, version.dim)
+    np.testing.assert_allclose(as_json["movies"][0]["vector"], version.movie_vectors[4], atol=1e-6)
+    assert as_json["links"][0]["name"] == "Link 2" and as_json["films"][0]["unknown_links"] == ["nope"]
+    np.testing.assert_allclose(as_json["films"][0]["vector"], expected_vector(version, ["Link 3", "Link 7"]), atol=1e-5)
+    text = client_cli(server, *args)
+    assert text.returncode == 0, text.stderr
+    assert f"movie: {title}\n" in text.stdout and "link: Link 2\n" in text.stdout
+    assert "film: Link 3 | Link 7\n" in text.stdout and "unknown links, ignored: nope" in text.stdout
+    written = client_cli(server, *args, "--out", str(tmp_path / "v.npy"))
+    assert written.returncode == 0 and f"wrote 4 vectors of {version.dim} values" in written.stdout
+    rows, about = np.load(tmp_path / "v.npy"), json.loads((tmp_path / "v.json").read_text())
+    assert rows.dtype == np.float32 and rows.shape == (4, version.dim) and about["version"] == version.name
+    assert about["names"] == [title, "Link 2", "Link 3 | Link 7", "Link 5"]
+    assert about["kinds"] == ["movie", "link", "film", "film"]
+    np.testing.assert_allclose(rows[1], version.link_vectors[2], atol=1e-6)
+    assert client_cli(server, *args, "--out", str(tmp_path / "w.json")).returncode == 0
+    assert json.loads((tmp_path / "w.json").read_text()) == as_json
+    refused = client_cli(server, "vectors", "--film", "nothing known")
+    assert refused.returncode == 2 and "none of the 1 links of films" in refused.stderr
+    unknown = client_cli(server, "vectors", "Zzyzx Qwerty")
+    assert unknown.returncode == 1 and "unknown movie 'Zzyzx Qwerty'" in unknown.stderr
+
+
+def test_client_recommend_takes_films_given_by_their_links(served):
+    server, version, client = served
+    args = ("recommend", "--like-film", "Link 3", "Link 7", "--dislike-film", "Link 11", "-k", "5")
+    want = client.recommend([], liked_films=[["Link 3", "Link 7"]], disliked_films=[["Link 11"]], k=5)
+    as_json = json.loads(client_cli(server, *args, "--json").stdout)
+    assert [m["title"] for m in as_json["best"]] == [m.title for m in want.best] and len(want.best) == 5
+    text = client_cli(server, *args, "--like", version.movie_names[0])
+    mixed = client.recommend([version.movie_names[0]], liked_films=[["Link 3", "Link 7"]],
+                             disliked_films=[["Link 11"]], k=5)
+    assert text.returncode == 0, text.stderr
+    assert [line.split("  ")[1].strip() for line in text.stdout.splitlines()[2:] if line[:1].isdigit()] == \
+        [m.title for m in mixed.best]
+    refused = client_cli(server, "recommend", "--like-film", "nothing known", "nor this")
+    assert refused.returncode == 2 and "none of the 2 links of liked_films" in refused.stderr
+
+
+def test_client_why_takes_b_as_a_film_given_by_its_links(served):
+    server, version, client = served
+    title = version.movie_names[0]
+    want = client.explain_similarity(title, links_b=["Link 3", "Link 7"], k=5)
+    text = client_cli(server, "why", title, "--links-b", "Link 3", "link 7", "-k", "5")
+    assert text.returncode == 0, text.stderr
+    assert "B: Link 3 | Link 7" in text.stdout and f"cosine of the two movie vectors: {want.cosine:.4f}" in text.stdout
+    as_json = json.loads(client_cli(server, "why", title, "--links-b", "Link 3", "Link 7", "-k", "5", "--json").stdout)
+    assert as_json["b"]["name"] == "Link 3 | Link 7" and as_json["cosine"] == pytest.approx(want.cosine, abs=1e-6)
+    assert [s["link"] for s in as_json["shared_links"]] == [s.link for s in want.shared_links]
+    refused = client_cli(server, "why", title, "--links-b", "nothing known")
+    assert refused.returncode == 2 and "none of the 1 links of links_b" in refused.stderr
+    both = client_cli(server, "why", title, version.movie_names[1], "--links-b", "Link 3")
+    assert both.returncode == 2 and "one of them" in both.stderr
