@@ -70,7 +70,7 @@ LOCAL_SCALE_NEIGHBOURS = 10
 # a film in no liked film's neighbour list (MovieLens: without this, local scaling lets the prior give
 # most people the same few famous films of their years, whatever they liked).
 PRIOR_NEAR = 0.05
-PRIOR_ELSEWHERE = 0.3
+PRIOR_ELSEWHERE = 0.8
 DISLIKED_WEIGHT = 0.2  # how much a disliked film's own neighbours are pushed down, against 1 for liked
 ERA_SPREAD_YEARS = 3.0  # the era kernel's standard deviation
 ERA_WEIGHT = 0.3
