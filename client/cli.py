@@ -28,6 +28,7 @@ from typing import Any
 from movielinks.client.client import (SERVER_ENV, TOKEN_ENV, ClientError, Explanation, Info, MovieFilter, MovielinksClient,
                            Neighbour, Neighbours, Prediction, Recommendation, SharedLink, TitleMatch, Vectors)
 from movielinks.common.commands import closed_pipe_is_a_normal_end, command_parser, positive_int
+from movielinks.common.files import atomic_file, atomic_write_bytes
 from movielinks.common.answers import no_better_than_mean
 from movielinks.common.signals import exit_cleanly_on_sigterm
 
@@ -374,20 +375,22 @@ def write_vectors(found: Vectors, out: str) -> VectorsWritten:
     unknown links) or .json (the --json form)."""
     import numpy as np  # get_vectors has already needed it
 
+    # Each file is written beside itself and renamed into place (common.files.atomic_file), as `indexer
+    # export --vectors` does: a failed write (a full disk, Ctrl-C) leaves the old file or none, never half of one.
     path = Path(out)
     parts = [("movie", found.movies), ("link", found.links), ("film", found.films)]
     if path.suffix.lower() == ".json":
-        path.write_text(json.dumps(_vectors_plain(found), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        atomic_write_bytes(path, (json.dumps(_vectors_plain(found), ensure_ascii=False, indent=1) + "\n").encode())
         names = str(path)
     else:
         rows = np.concatenate([p.vectors for _, p in parts]).astype("<f4")
         names_path = path.with_suffix(".json")
-        with open(path, "wb") as f:  # np.save(path) would add .npy to a name ending in .NPY
+        with atomic_file(path) as f:  # np.save(path) would add .npy to a name ending in .NPY
             np.save(f, rows)
-        names_path.write_text(json.dumps({
+        atomic_write_bytes(names_path, json.dumps({
             "version": found.index_version, "dim": found.dim,
             "names": [n for _, p in parts for n in p.names], "kinds": [k for k, p in parts for _ in p.names],
-            "unknown_links": [u for _, p in parts for u in p.unknown_links]}, ensure_ascii=False), encoding="utf-8")
+            "unknown_links": [u for _, p in parts for u in p.unknown_links]}, ensure_ascii=False).encode())
         names = str(names_path)
     total = sum(len(p.names) for _, p in parts)
     return VectorsWritten(str(path), names, total, found.dim, found.index_version)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -319,3 +320,34 @@ def test_calls_that_find_no_server_are_retried_by_grpcs_policy():
     finally:
         stand_in.stop(None)
     assert attempts == {"SimilarMovies": 3, "LookupTitle": 1} and caught.value.code == "NOT_FOUND"
+
+
+def test_vectors_out_replaces_the_files_whole_or_leaves_them_as_they_were(tmp_path, monkeypatch):
+    np = pytest.importorskip("numpy")
+    from movielinks.client.cli import write_vectors
+    from movielinks.client.client import NamedVectors, Vectors
+
+    none = NamedVectors([], np.zeros((0, 3), np.float32), [])
+    found = Vectors(NamedVectors(["Alien (film)"], np.ones((1, 3), np.float32), [[]]), none, none, "v1", 3)
+    for name in ("v.npy", "w.json"):
+        (tmp_path / name).write_bytes(b"old")
+
+    def fails_halfway(f, rows):
+        f.write(b"\x93NUMPY half")
+        raise OSError(28, "No space left on device")
+
+    def disk_full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "save", fails_halfway)  # .npy: half the array written, then the error
+    with pytest.raises(OSError, match="No space left"):
+        write_vectors(found, str(tmp_path / "v.npy"))
+    monkeypatch.setattr(os, "fsync", disk_full)  # .json: all of it written, but it never reaches the disk
+    with pytest.raises(OSError, match="No space left"):
+        write_vectors(found, str(tmp_path / "w.json"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.npy", "w.json"]  # no temporary file left beside them
+    assert (tmp_path / "v.npy").read_bytes() == b"old" and (tmp_path / "w.json").read_bytes() == b"old"
+    monkeypatch.undo()
+    assert write_vectors(found, str(tmp_path / "v.npy")).rows == 1
+    assert np.load(tmp_path / "v.npy").tolist() == [[1.0, 1.0, 1.0]]
+    assert json.loads((tmp_path / "v.json").read_text())["names"] == ["Alien (film)"]
