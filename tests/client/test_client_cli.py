@@ -161,6 +161,9 @@ def test_films_given_by_links_are_one_option_each():
     (["why", "A", "--links-b"], "expected at least one argument"),
     (["vectors"], "at least one TITLE, --links LINK or --film"),
     (["vectors", "A", "--out", "v.csv"], "one of .npy, .json"),
+    (["query", "--vector", "/nowhere/v.npy"], "argument --vector: /nowhere/v.npy: No such file or directory"),
+    (["query", "--vector", "v.csv"], "a vector file is .npy (one vector) or .json"),
+    (["recommend", "--like-vector", "/nowhere/v.json"], "argument --like-vector: /nowhere/v.json: No such file"),
 ])
 def test_bad_usage_is_one_line_and_exit_code_2(argv, complaint, capsys):
     with pytest.raises(SystemExit) as exited:
@@ -320,6 +323,17 @@ def test_calls_that_find_no_server_are_retried_by_grpcs_policy():
     finally:
         stand_in.stop(None)
     assert attempts == {"SimilarMovies": 3, "LookupTitle": 1} and caught.value.code == "NOT_FOUND"
+
+
+def test_a_liked_vector_counts_as_liked_and_a_vector_cannot_give_reasons(tmp_path, capsys):
+    vector = tmp_path / "v.json"
+    vector.write_text("[0.5, -0.25, 1]")
+    assert _parser().parse_args(["recommend", "--like-vector", str(vector)]).like_vector[0].values == [0.5, -0.25, 1.0]
+    with pytest.raises(SystemExit) as exited:
+        main(["recommend", "--dislike-vector", str(vector)])  # a disliked vector alone: nothing liked
+    assert exited.value.code == 2 and "--like-vector FILE" in capsys.readouterr().err
+    assert main(["--server", NOBODY, "query", "--vector", str(vector), "--reasons", "2"]) == 2
+    assert "--vector has no links" in capsys.readouterr().err
 
 
 def test_vectors_out_replaces_the_files_whole_or_leaves_them_as_they_were(tmp_path, monkeypatch):
