@@ -12,11 +12,13 @@ saves the whole page. The server is stopped at the end.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from playwright.sync_api import expect, sync_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # `python scripts/explorer_screenshot.py` puts scripts/ on the path, not the checkout
 
 from tests.e2e_server import running_server  # noqa: E402
 from tests.e2e.test_explorer_browser import CHROMIUM, CHROMIUM_FLAGS, WAIT_MS  # noqa: E402
