@@ -3,12 +3,14 @@
     client query --movie "Interstellar (film)" [-k 10] [--reasons 3] [filters]
     client query --link "George Lucas"
     client query --links "Christopher Nolan" "Science Fiction" [-k 10] [--reasons 3] [filters]
+    client query --vector v.npy [-k 10] [filters]      (a .npy of one vector, or a .json list of numbers)
     client why "Star Wars (film)" "Alien (film)"
     client why "Inception" --links-b "Christopher Nolan" "Leonardo DiCaprio"
     client links --movie TITLE          client links --search TEXT
     client movies --link NAME [filters]
     client recommend --like A --like B --dislike C [--like-link "George Lucas"] [--strategy svm] [-k 10] [--worst 5]
     client recommend --like-film "Christopher Nolan" "Hans Zimmer" [--dislike-film LINK ...]
+    client recommend --like-vector mine.npy [--dislike-vector theirs.json ...]
     client vectors "Alien (film)" [--links "George Lucas"] [--film LINK LINK ...] [--out vectors.npy]
     filters: --from-year Y --to-year Y --must-link NAME --exclude TITLE --exclude-franchise
     client predict --movie TITLE --attribute rotten_tomatoes
@@ -28,6 +30,8 @@ from typing import Any
 from movielinks.client.client import (SERVER_ENV, TOKEN_ENV, ClientError, Explanation, Info, MovieFilter, MovielinksClient,
                            Neighbour, Neighbours, Prediction, Recommendation, SharedLink, TitleMatch, Vectors)
 from movielinks.common.commands import closed_pipe_is_a_normal_end, command_parser, positive_int
+from movielinks.client.vector_files import VectorFileError, read_vector
+from movielinks.common.files import atomic_file, atomic_write_bytes
 from movielinks.common.answers import no_better_than_mean
 from movielinks.common.signals import exit_cleanly_on_sigterm
 
@@ -109,9 +113,9 @@ def main(argv: list[str] | None = None) -> int:
 def _check_usage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """What argparse cannot say about a command's arguments, said (as the command's usage error) before any call."""
     command = getattr(args, "command", None)
-    if command is _recommend and not (args.like or args.like_link or args.like_film):
-        _subparser(parser, "recommend").error(
-            "recommend needs at least one --like TITLE, --like-link LINK or --like-film LINK [LINK ...]")
+    if command is _recommend and not (args.like or args.like_link or args.like_film or args.like_vector):
+        _subparser(parser, "recommend").error("recommend needs at least one --like TITLE, --like-link LINK, "
+                                              "--like-film LINK [LINK ...] or --like-vector FILE")
     if command is _why and (args.title_b is None) == (args.links_b is None):
         _subparser(parser, "why").error("why needs B as a title or as --links-b LINK [LINK ...], one of them")
     if command is _vectors:
@@ -120,6 +124,33 @@ def _check_usage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
         if args.out is not None and Path(args.out).suffix.lower() not in VECTOR_SUFFIXES:
             _subparser(parser, "vectors").error(
                 f"--out {args.out}: the suffix picks the format, one of {', '.join(VECTOR_SUFFIXES)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class VectorFile:
+    """A vector given as a file on the command line: its path and its values."""
+
+    path: str
+    values: list[float]
+
+
+def _vector_file(path: str) -> VectorFile:
+    """argparse's type for --vector, --like-vector and --dislike-vector: the file read and checked
+    (client.vector_files), any problem a one-line usage error naming the file."""
+    try:
+        return VectorFile(path, read_vector(path))
+    except VectorFileError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _vector_files_named(error: ClientError, files: dict[str, str]) -> ClientError:
+    """The server's error with each request field that held a file's vector (`vector`,
+    `liked_vectors[1]`) named as the option and file it came from."""
+    message = error.message
+    for field, option in files.items():
+        if message.startswith(field + " "):
+            message = option + message[len(field):]
+    return ClientError(error.code, message)
 
 
 def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
@@ -243,7 +274,8 @@ def _query_command(commands: argparse._SubParsersAction) -> None:
     query = _command(commands, "query", "similar movies (--movie) or similar links (--link)",
                      '  client query --movie "Interstellar (film)" -k 5\n'
                      '  client query --link "George Lucas" --json\n'
-                     '  client query --links "Christopher Nolan" "Science fiction film" "Hans Zimmer"')
+                     '  client query --links "Christopher Nolan" "Science fiction film" "Hans Zimmer"\n'
+                     '  client query --vector mine.npy --from-year 2000   # or a .json list of numbers')
     what = query.add_mutually_exclusive_group(required=True)
     what.add_argument("--movie", help="movie title (exact, any case, without \"(film)\" or a leading article, cut "
                                       "short; another spelling gets the close titles to choose from)")
@@ -251,6 +283,10 @@ def _query_command(commands: argparse._SubParsersAction) -> None:
     what.add_argument("--links", nargs="+", metavar="LINK",
                       help="films like a set of links (a film the index may never have seen, folded in); "
                            "unknown links are ignored and listed")
+    what.add_argument("--vector", type=_vector_file, metavar="FILE",
+                      help="films like a vector of the index's space: a .npy of one vector (as `client vectors "
+                           "NAME --out FILE.npy` writes) or a .json list of numbers, of the served version's "
+                           "dimensions (any length: the server normalises it)")
     _k(query, "results")
     _reasons_option(query)
     _filter_options(query)
@@ -262,8 +298,17 @@ def _query(movielinks: MovielinksClient, args: argparse.Namespace) -> Neighbours
         return movielinks.similar_movies(args.movie, args.k, filter=_movie_filter(args), reasons=args.reasons)
     if args.links is not None:
         return movielinks.similar_to_links(args.links, args.k, filter=_movie_filter(args), reasons=args.reasons)
+    if args.vector is not None:
+        if args.reasons or getattr(args, "exclude_franchise", False):
+            raise ClientError("INVALID_ARGUMENT", "--reasons and --exclude-franchise need a film: --vector has no links "
+                                                  "and no franchise")
+        try:
+            return movielinks.similar_to_vector(args.vector.values, args.k, filter=_movie_filter(args))
+        except ClientError as e:
+            raise _vector_files_named(e, {"vector": f"--vector {args.vector.path}"}) from None
     if _movie_filter(args) is not None or args.reasons:
-        raise ClientError("INVALID_ARGUMENT", "filters and --reasons apply to --movie and --links, not to --link")
+        raise ClientError("INVALID_ARGUMENT", "filters and --reasons apply to --movie, --links and --vector, not to "
+                                              "--link")
     return movielinks.similar_links(args.link, args.k)
 
 
@@ -316,7 +361,8 @@ def _recommend_command(commands: argparse._SubParsersAction) -> None:
                          '  client recommend --like-link "George Lucas" --strategy best_score --reasons 3\n'
                          '  client recommend --like "Heat (1995 film)" --worst 5 --from-year 1990\n'
                          '  client recommend --like-film "Christopher Nolan" "Hans Zimmer" --like-film "Ridley Scott" '
-                         '--dislike "Get Hard"')
+                         '--dislike "Get Hard"\n'
+                         '  client recommend --like-vector mine.npy --dislike-vector theirs.json --like Jaws')
     recommend.add_argument("--like", action="append", default=[], metavar="TITLE", help="a liked title (repeat)")
     recommend.add_argument("--dislike", action="append", default=[], metavar="TITLE",
                            help="a disliked title (repeat)")
@@ -328,6 +374,11 @@ def _recommend_command(commands: argparse._SubParsersAction) -> None:
                                 "repeat the option for another film; unknown links are ignored")
     recommend.add_argument("--dislike-film", action="append", nargs="+", default=[], metavar="LINK",
                            help="a disliked film given by its links (repeat for another film)")
+    recommend.add_argument("--like-vector", action="append", type=_vector_file, default=[], metavar="FILE",
+                           help="a liked vector of the index's space: a .npy of one vector or a .json list of "
+                                "numbers, as for `query --vector` (repeat)")
+    recommend.add_argument("--dislike-vector", action="append", type=_vector_file, default=[], metavar="FILE",
+                           help="a disliked vector, in a file as for --like-vector (repeat)")
     recommend.add_argument("--strategy", default="",
                            help="neighbours (the server's default: the liked films' nearest neighbours, with the era "
                                 "and how well known a film is), svm (a linear SVM's decision value), average_vector "
@@ -340,10 +391,18 @@ def _recommend_command(commands: argparse._SubParsersAction) -> None:
 
 
 def _recommend(movielinks: MovielinksClient, args: argparse.Namespace) -> Recommendation:
-    return movielinks.recommend(args.like, args.dislike, args.k, args.worst, strategy=args.strategy,
-                                liked_links=args.like_link, disliked_links=args.dislike_link,
-                                liked_films=args.like_film, disliked_films=args.dislike_film,
-                                filter=_movie_filter(args), reasons=args.reasons)
+    try:
+        return movielinks.recommend(args.like, args.dislike, args.k, args.worst, strategy=args.strategy,
+                                    liked_links=args.like_link, disliked_links=args.dislike_link,
+                                    liked_films=args.like_film, disliked_films=args.dislike_film,
+                                    liked_vectors=[v.values for v in args.like_vector],
+                                    disliked_vectors=[v.values for v in args.dislike_vector],
+                                    filter=_movie_filter(args), reasons=args.reasons)
+    except ClientError as e:
+        files = {f"{field}[{i}]": f"{option} {v.path}" for field, option, given in (
+            ("liked_vectors", "--like-vector", args.like_vector), ("disliked_vectors", "--dislike-vector",
+                                                                     args.dislike_vector)) for i, v in enumerate(given)}
+        raise _vector_files_named(e, files) from None
 
 
 def _vectors_command(commands: argparse._SubParsersAction) -> None:
@@ -374,20 +433,22 @@ def write_vectors(found: Vectors, out: str) -> VectorsWritten:
     unknown links) or .json (the --json form)."""
     import numpy as np  # get_vectors has already needed it
 
+    # Each file is written beside itself and renamed into place (common.files.atomic_file), as `indexer
+    # export --vectors` does: a failed write (a full disk, Ctrl-C) leaves the old file or none, never half of one.
     path = Path(out)
     parts = [("movie", found.movies), ("link", found.links), ("film", found.films)]
     if path.suffix.lower() == ".json":
-        path.write_text(json.dumps(_vectors_plain(found), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        atomic_write_bytes(path, (json.dumps(_vectors_plain(found), ensure_ascii=False, indent=1) + "\n").encode())
         names = str(path)
     else:
         rows = np.concatenate([p.vectors for _, p in parts]).astype("<f4")
         names_path = path.with_suffix(".json")
-        with open(path, "wb") as f:  # np.save(path) would add .npy to a name ending in .NPY
+        with atomic_file(path) as f:  # np.save(path) would add .npy to a name ending in .NPY
             np.save(f, rows)
-        names_path.write_text(json.dumps({
+        atomic_write_bytes(names_path, json.dumps({
             "version": found.index_version, "dim": found.dim,
             "names": [n for _, p in parts for n in p.names], "kinds": [k for k, p in parts for _ in p.names],
-            "unknown_links": [u for _, p in parts for u in p.unknown_links]}, ensure_ascii=False), encoding="utf-8")
+            "unknown_links": [u for _, p in parts for u in p.unknown_links]}, ensure_ascii=False).encode())
         names = str(names_path)
     total = sum(len(p.names) for _, p in parts)
     return VectorsWritten(str(path), names, total, found.dim, found.index_version)
@@ -452,6 +513,8 @@ def render(result: Any) -> str:
             heading = f"films like: {' | '.join(result.query_links)}   (index {result.index_version})"
             if result.unknown_links:
                 heading += f"\nunknown links, ignored: {' | '.join(result.unknown_links)}"
+        elif not result.query:  # similar_to_vector: the caller's own vector
+            heading = f"films like the vector given   (index {result.index_version})"
         if not movies:
             rows = [(str(i), n.name, f"{n.score:.4f}") for i, n in enumerate(result.neighbours, 1)]
             return heading + "\n" + table(("#", "name", "cosine"), rows)

@@ -407,8 +407,9 @@ async function mapClusters(indexVersion) {
   return clusters;
 }
 
-function clusterLabels(named, place) {
-  const taken = [];
+// `avoid`: boxes ({x: centre, y: baseline, width, height}) the labels must not cover (the selected film's label).
+function clusterLabels(named, place, avoid = []) {
+  const taken = [...avoid];
   const labels = [];
   for (const [c, cluster] of named.clusters.entries()) {
     let [x, y] = place(cluster);
@@ -416,9 +417,9 @@ function clusterLabels(named, place) {
     x = Math.min(Math.max(x, width / 2 + 1), 99 - width / 2);
     // Centres of clusters can sit close on two components: a label that would cover another moves down.
     for (let tries = 0; tries < 8 && taken.some((t) => Math.abs(t.x - x) < (t.width + width) / 2
-      && Math.abs(t.y - y) < height); tries++) y += height;
+      && Math.abs(t.y - y) < (t.height + height) / 2); tries++) y += height;
     y = Math.min(Math.max(y, 3), 98);
-    taken.push({ x, y, width });
+    taken.push({ x, y, width, height });
     const label = svg("text", { x: x.toFixed(2), y: y.toFixed(2), class: `cluster-label c${c}`, "text-anchor": "middle" });
     label.textContent = cluster.name;
     labels.push(label);
@@ -471,11 +472,15 @@ async function drawMap() {
     dot.append(tip);
     dots.push(dot);
   }
-  const labels = named ? clusterLabels(named, place) : [];
   const chosen = answer.titles.find((p) => p.title === state.selected);
+  const [cx, cy] = chosen ? place(chosen) : [0, 0];
+  const [lx, ly] = [Math.min(cx + 2.5, 70), cy - 2.5];  // the selected film's label, left-aligned there
+  // Its letters are about 1.8 units wide, its line box (3.2px bold, white outline) 6.4 high: the cluster labels keep clear.
+  const avoid = chosen ? [{ x: lx + 0.9 * chosen.title.length, y: ly, width: 1.8 * chosen.title.length, height: 6.4 }]
+    : [];
+  const labels = named ? clusterLabels(named, place, avoid) : [];
   if (chosen) {
-    const [cx, cy] = place(chosen);
-    const label = svg("text", { x: Math.min(cx + 2.5, 70).toFixed(2), y: (cy - 2.5).toFixed(2), id: "map-selected-label" });
+    const label = svg("text", { x: lx.toFixed(2), y: ly.toFixed(2), id: "map-selected-label" });
     label.textContent = chosen.title;
     labels.push(label);
   }

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -160,6 +161,9 @@ def test_films_given_by_links_are_one_option_each():
     (["why", "A", "--links-b"], "expected at least one argument"),
     (["vectors"], "at least one TITLE, --links LINK or --film"),
     (["vectors", "A", "--out", "v.csv"], "one of .npy, .json"),
+    (["query", "--vector", "/nowhere/v.npy"], "argument --vector: /nowhere/v.npy: No such file or directory"),
+    (["query", "--vector", "v.csv"], "a vector file is .npy (one vector) or .json"),
+    (["recommend", "--like-vector", "/nowhere/v.json"], "argument --like-vector: /nowhere/v.json: No such file"),
 ])
 def test_bad_usage_is_one_line_and_exit_code_2(argv, complaint, capsys):
     with pytest.raises(SystemExit) as exited:
@@ -319,3 +323,45 @@ def test_calls_that_find_no_server_are_retried_by_grpcs_policy():
     finally:
         stand_in.stop(None)
     assert attempts == {"SimilarMovies": 3, "LookupTitle": 1} and caught.value.code == "NOT_FOUND"
+
+
+def test_a_liked_vector_counts_as_liked_and_a_vector_cannot_give_reasons(tmp_path, capsys):
+    vector = tmp_path / "v.json"
+    vector.write_text("[0.5, -0.25, 1]")
+    assert _parser().parse_args(["recommend", "--like-vector", str(vector)]).like_vector[0].values == [0.5, -0.25, 1.0]
+    with pytest.raises(SystemExit) as exited:
+        main(["recommend", "--dislike-vector", str(vector)])  # a disliked vector alone: nothing liked
+    assert exited.value.code == 2 and "--like-vector FILE" in capsys.readouterr().err
+    assert main(["--server", NOBODY, "query", "--vector", str(vector), "--reasons", "2"]) == 2
+    assert "--vector has no links" in capsys.readouterr().err
+
+
+def test_vectors_out_replaces_the_files_whole_or_leaves_them_as_they_were(tmp_path, monkeypatch):
+    np = pytest.importorskip("numpy")
+    from movielinks.client.cli import write_vectors
+    from movielinks.client.client import NamedVectors, Vectors
+
+    none = NamedVectors([], np.zeros((0, 3), np.float32), [])
+    found = Vectors(NamedVectors(["Alien (film)"], np.ones((1, 3), np.float32), [[]]), none, none, "v1", 3)
+    for name in ("v.npy", "w.json"):
+        (tmp_path / name).write_bytes(b"old")
+
+    def fails_halfway(f, rows):
+        f.write(b"\x93NUMPY half")
+        raise OSError(28, "No space left on device")
+
+    def disk_full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "save", fails_halfway)  # .npy: half the array written, then the error
+    with pytest.raises(OSError, match="No space left"):
+        write_vectors(found, str(tmp_path / "v.npy"))
+    monkeypatch.setattr(os, "fsync", disk_full)  # .json: all of it written, but it never reaches the disk
+    with pytest.raises(OSError, match="No space left"):
+        write_vectors(found, str(tmp_path / "w.json"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.npy", "w.json"]  # no temporary file left beside them
+    assert (tmp_path / "v.npy").read_bytes() == b"old" and (tmp_path / "w.json").read_bytes() == b"old"
+    monkeypatch.undo()
+    assert write_vectors(found, str(tmp_path / "v.npy")).rows == 1
+    assert np.load(tmp_path / "v.npy").tolist() == [[1.0, 1.0, 1.0]]
+    assert json.loads((tmp_path / "v.json").read_text())["names"] == ["Alien (film)"]

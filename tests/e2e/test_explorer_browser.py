@@ -297,6 +297,32 @@ def test_the_map_is_labelled_with_clusters_named_by_their_links(served, browser)
     assert not page.errors, page.errors
 
 
+def test_the_cluster_labels_keep_clear_of_the_selected_films_label(served, browser):
+    """The film picked is the one under a cluster's label: its own label, up and right of its dot,
+    would cover that label if the cluster labels did not move clear of it."""
+    server, _ = served
+    page = open_page(browser, server.http_url, viewport={"width": 1280, "height": 1000})
+    expect(page.locator("#map text.cluster-label")).to_have_count(8)
+    for label in page.locator("#map text.cluster-label").all()[:3]:
+        box = label.bounding_box()
+        nearest = page.evaluate("([x, y]) => { const dots = [...document.querySelectorAll('#map circle.bg')];"
+                                " const d = (c) => { const b = c.getBoundingClientRect();"
+                                " return (b.x + b.width / 2 - x) ** 2 + (b.y + b.height / 2 - y) ** 2; };"
+                                " return dots.indexOf(dots.reduce((a, b) => d(a) <= d(b) ? a : b)); }",
+                                [box["x"] + 4, box["y"] + box["height"] + 6])
+        dot = page.locator("#map circle.bg").nth(nearest)
+        under = dot.get_attribute("data-title")
+        dot.click(force=True)
+        expect(page.locator("#map-selected-label")).to_have_text(under)
+        selected = page.locator("#map-selected-label").bounding_box()
+        for other in page.locator("#map text.cluster-label").all():
+            at = other.bounding_box()
+            assert not (at["x"] < selected["x"] + selected["width"] and selected["x"] < at["x"] + at["width"]
+                        and at["y"] < selected["y"] + selected["height"] and selected["y"] < at["y"] + at["height"]), \
+                (under, other.text_content())
+    assert not page.errors, page.errors
+
+
 def add_link(page: Page, text: str) -> None:
     """Type a link name and press Enter with no suggestion highlighted, once the suggestions have come."""
     page.locator("#link-search").fill(text)

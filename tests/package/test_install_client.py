@@ -99,3 +99,19 @@ def test_a_parquet_export_without_pyarrow_says_which_extra_to_install(client_ven
                      str(tmp_path / "n.csv"), "--quiet"], client_venv, 60)
     assert exported.stdout.startswith(f"wrote {N_MOVIES * 2} rows")
     assert (tmp_path / "n.csv").read_text(encoding="utf-8").count("\n") == 1 + N_MOVIES * 2  # the header, then the rows
+
+
+def test_a_vector_file_needs_numpy_only_when_it_is_npy(client_venv, server, tmp_path):
+    """`client query --vector` reads a .json list without numpy; a .npy says which extra reads it."""
+    with MovielinksClient(server.address) as client:
+        vector = client.get_vectors(titles=[TITLE]).movies.vectors[0]  # this process has numpy
+        expected = client.similar_to_vector(vector, k=3)
+    (tmp_path / "v.json").write_text(json.dumps([float(v) for v in vector]))
+    answered = _run([str(client_venv / "client"), "--server", server.address, "--json", "query", "--vector",
+                     str(tmp_path / "v.json"), "-k", "3"], client_venv, 60)
+    assert [n["name"] for n in json.loads(answered.stdout)["neighbours"]] == [n.name for n in expected.neighbours]
+    (tmp_path / "v.npy").write_bytes(b"\x93NUMPY")
+    refused = subprocess.run([str(client_venv / "client"), "--server", server.address, "query", "--vector",
+                              str(tmp_path / "v.npy")], cwd=client_venv, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and len(refused.stderr.splitlines()) == 1, refused.stderr
+    assert "reading .npy needs numpy (pip install 'movielinks[vectors]')" in refused.stderr

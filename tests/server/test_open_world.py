@@ -225,3 +225,77 @@ def test_client_why_takes_b_as_a_film_given_by_its_links(served):
     assert refused.returncode == 2 and "none of the 1 links of links_b" in refused.stderr
     both = client_cli(server, "why", title, version.movie_names[1], "--links-b", "Link 3")
     assert both.returncode == 2 and "one of them" in both.stderr
+
+
+def test_client_query_vector_takes_a_npy_or_a_json_list_and_answers_as_the_library(served, tmp_path):
+    server, version, client = served
+    title = version.movie_names[9]
+    # the round trip a caller makes: one film's vector out (.npy, shape (1, dim)), films like it back
+    assert client_cli(server, "vectors", title, "--out", str(tmp_path / "one.npy")).returncode == 0
+    (tmp_path / "mine.json").write_text(json.dumps([3.0 * float(v) for v in version.movie_vectors[9]]))
+    want = client.similar_to_vector(version.movie_vectors[9], k=4, filter=MovieFilter(min_year=1990))
+    for name in ("one.npy", "mine.json"):
+        done = client_cli(server, "query", "--vector", str(tmp_path / name), "-k", "4", "--from-year", "1990", "--json")
+        assert done.returncode == 0, done.stderr
+        assert [n["name"] for n in json.loads(done.stdout)["neighbours"]] == [n.name for n in want.neighbours]
+    text = client_cli(server, "query", "--vector", str(tmp_path / "mine.json"), "-k", "3")
+    assert text.returncode == 0 and text.stdout.startswith(f"films like the vector given   (index {version.name})")
+    assert title in text.stdout.splitlines()[2]  # the film itself first, at cosine 1
+
+
+def test_client_recommend_takes_liked_and_disliked_vectors_from_files(served, tmp_path):
+    server, version, client = served
+    np.save(tmp_path / "liked.npy", np.asarray(version.movie_vectors[9], dtype=np.float32))
+    (tmp_path / "disliked.json").write_text(json.dumps([float(v) for v in version.movie_vectors[20]]))
+    want = client.recommend([version.movie_names[0]], liked_vectors=[version.movie_vectors[9]],
+                            disliked_vectors=[version.movie_vectors[20]], k=5, strategy="average_vector")
+    done = client_cli(server, "recommend", "--like-vector", str(tmp_path / "liked.npy"), "--dislike-vector",
+                      str(tmp_path / "disliked.json"), "--like", version.movie_names[0], "-k", "5",
+                      "--strategy", "average_vector", "--json")
+    assert done.returncode == 0, done.stderr
+    assert [m["title"] for m in json.loads(done.stdout)["best"]] == [m.title for m in want.best]
+    only = client_cli(server, "recommend", "--like-vector", str(tmp_path / "liked.npy"), "-k", "3")
+    assert only.returncode == 0 and len(client.recommend([], liked_vectors=[version.movie_vectors[9]], k=3).best) == 3
+
+
+@pytest.mark.parametrize("command", ["query", "recommend"])
+def test_a_vector_file_of_the_wrong_length_is_named_in_the_servers_error(served, tmp_path, command):
+    server, version, _ = served
+    short = tmp_path / "short.json"
+    short.write_text("[0.5, 0.25, 1]")
+    args = ("query", "--vector", str(short)) if command == "query" else (
+        "recommend", "--like", version.movie_names[0], "--like-vector", str(tmp_path / "ok.json"),
+        "--like-vector", str(short))
+    (tmp_path / "ok.json").write_text(json.dumps([1.0] * version.dim))
+    done = client_cli(server, *args)
+    option = "--vector" if command == "query" else "--like-vector"
+    assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
+    assert f"{option} {short} has 3 values; this index version's vectors have {version.dim}" in done.stderr
+
+
+@pytest.mark.parametrize("content, says", [
+    (None, "No such file or directory"),
+    ("[0.1, NaN, 0.3]", "value 1 is NaN"),
+    ("[0.1, Infinity]", "value 1 is infinite"),
+    ('{"vector": [0.1]}', "not a vector: give a JSON list of numbers"),
+    ('[[0.1, 0.2], [0.3, 0.4]]', "not a vector: give a JSON list of numbers"),
+    ("[]", "the vector has no values"),
+    ("[0.1, 0.2", "not JSON"),
+    (np.zeros((2, 8), dtype=np.float32), "its shape is (2, 8)"),
+    (np.array([float("nan")] * 8), "value 0 is NaN"),
+    (np.array(["a", "b"]), "not a vector of numbers"),
+    (b"not numpy", "not a .npy file"),
+])
+def test_a_bad_vector_file_is_a_one_line_usage_error_before_any_call(served, tmp_path, content, says):
+    server, _, _ = served
+    path = tmp_path / ("v.npy" if isinstance(content, (np.ndarray, bytes)) else "v.json")
+    if isinstance(content, np.ndarray):
+        np.save(path, content)
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content)
+    for args in (("query", "--vector", str(path)), ("recommend", "--like", "x", "--dislike-vector", str(path))):
+        done = client_cli(server, *args)
+        assert done.returncode == 2 and done.stdout == "", done
+        assert done.stderr.count("\n") == 1 and f"{path}: " in done.stderr and says in done.stderr, done.stderr
