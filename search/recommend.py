@@ -233,8 +233,7 @@ def load_svm() -> None:
     """Import scikit-learn's SVM now.
 
     Importing sklearn takes most of a second, more than the rest of the server's
-    start together, so it is not imported with this module: the server calls this
-    before its port opens (an import in a thread beside the calls slows every call
-    answered meanwhile: it holds the GIL), and fit_svm imports it on first use otherwise.
+    start together, so it is not imported at start: the server calls this in the
+    background once it is serving, and fit_svm imports it on first use otherwise.
     """
     importlib.import_module("sklearn.svm")

@@ -3,8 +3,8 @@ is set, then shuts down within the grace period, and returns the exit code.
 
 What it runs: the gRPC server (metrics, token, malformed-request and admission
 interceptors), the optional HTTP gateway on a private Unix socket, the optional
-Prometheus port and the reload watcher that follows CURRENT; scikit-learn is imported before
-the port opens. `server/cli.py` is the command over it (flags, logging, signals); tests
+Prometheus port, the reload watcher that follows CURRENT, and the background import of
+scikit-learn. `server/cli.py` is the command over it (flags, logging, signals); tests
 call it directly.
 """
 from __future__ import annotations
@@ -118,10 +118,6 @@ def serve(config: ServeConfig, stop: threading.Event, on_ready: Callable[[Servin
         interceptors = [MetricsInterceptor(metrics), *([TokenInterceptor(token)] if token else []),
                         MalformedRequestInterceptor(), AdmissionInterceptor(stream_slots, heavy_slots)]
         holder = ServiceHolder(load_service(config.index))
-        # Before the port opens, not in a thread beside the first calls: an import holds the GIL
-        # for a second or more, and calls answered meanwhile (SimilarToLinks's fold-in gives it up
-        # hundreds of times a call) took 2x at the median and 5 to 10x at p99.
-        load_svm()
         # The gateway reaches the service through a socket only this user can open.
         local = f"unix:{gateway_dir / 'grpc.sock'}" if gateway_dir else None
         running = start(holder, config.host, config.port, max_workers=config.workers,
@@ -137,6 +133,9 @@ def serve(config: ServeConfig, stop: threading.Event, on_ready: Callable[[Servin
     _log_start(config, holder.current(), running.port, metrics_port, gateway, credentials, token,
                time.monotonic() - started)
     metrics.serving(holder.current())
+    # Serving already; the first Recommend then finds scikit-learn imported.
+    svm_loader = threading.Thread(target=load_svm, name="load-svm")
+    svm_loader.start()
     watcher = _watcher(config.index, holder, metrics)
     threading.Thread(target=watcher.run, args=(stop, config.reload_interval), name="reload", daemon=True).start()
     on_ready(Serving(running.port, gateway.port if gateway else 0, metrics_port or 0, watcher))
@@ -153,6 +152,7 @@ def serve(config: ServeConfig, stop: threading.Event, on_ready: Callable[[Servin
     if gateway:
         gateway.stop(timeout_s=max(0.0, exit_by - time.monotonic()))
         shutil.rmtree(gateway_dir, ignore_errors=True)
+    svm_loader.join(max(0.0, exit_by - time.monotonic()))  # an import cut off at exit fails with a traceback
     _log_answered(metrics)
     return 0
 

@@ -1,8 +1,6 @@
 """`serve(config, stop)`: the server process as a library call, in this process."""
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import urllib.request
 
@@ -11,7 +9,6 @@ import pytest
 from movielinks.client import MovielinksClient
 from movielinks.indexer.build import build_index
 from movielinks.server.serve import ServeConfig, Serving, serve
-from tests.e2e_server import REPO
 from tests.fixtures import make_run
 
 
@@ -57,20 +54,3 @@ def test_a_missing_index_is_one_line_and_exit_2(tmp_path, capsys):
     assert serve(ServeConfig(str(tmp_path / "nowhere"), port=0), threading.Event()) == 2
     err = capsys.readouterr().err
     assert err.startswith("server: error: ") and err.count("\n") == 1
-
-
-def test_scikit_learn_is_imported_before_the_server_is_ready(index_root):
-    """Not in a thread beside the first calls: an import holds the GIL, and the calls answered
-    meanwhile took twice as long at the median and up to ten times at p99. A fresh process, so
-    that no other test has imported it already."""
-    script = ("import sys, threading\n"
-              "from movielinks.server.serve import ServeConfig, serve\n"
-              "stop, seen = threading.Event(), []\n"
-              "def ready(serving):\n"
-              "    seen.append(('sklearn.svm' in sys.modules, sorted(t.name for t in threading.enumerate())))\n"
-              "    stop.set()\n"
-              f"code = serve(ServeConfig({str(index_root)!r}, port=0, grace=0.5, reload_interval=0), stop, ready)\n"
-              "print(code, seen[0][0], 'load-svm' in seen[0][1])\n")
-    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["0", "True", "False"], done.stdout
