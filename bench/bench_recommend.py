@@ -61,7 +61,7 @@ def rankers(version, with_als: bool, people: list[Person], ratings) -> dict[str,
     """Every strategy the server offers, then the baselines."""
     catalogue = Catalogue(version)
     found: dict[str, Ranker] = {
-        name: (lambda liked, disliked, s=name: catalogue.recommend(liked, disliked, TOP, strategy=s).best_ids)
+        name: (lambda liked, disliked, s=name: catalogue.recommend(liked, disliked, TOP, strategy=s)[0][0])
         for name in STRATEGIES}
     for weight, cap in ((0.5, 0), (0.0, 2)):
         found[f"{DEFAULT_STRATEGY}, then diversity {weight:g}, at most {cap or 'any'} a franchise"] = diverse_ranker(
@@ -84,8 +84,9 @@ def diverse_ranker(catalogue: Catalogue, weight: float, max_per_franchise: int) 
     version = catalogue.version
 
     def rank(liked: np.ndarray, disliked: np.ndarray) -> np.ndarray:
-        found = catalogue.recommend(liked, disliked, candidates_for(TOP, len(version.movie_vectors) - 1))
-        return diversify(found.best_ids, found.best_scores, TOP, version.movie_vectors, weight=weight,
+        (best_ids, best_scores), _ = catalogue.recommend(liked, disliked,
+                                                         candidates_for(TOP, len(version.movie_vectors) - 1))
+        return diversify(best_ids, best_scores, TOP, version.movie_vectors, weight=weight,
                          groups=version.movie_titles.franchises, max_per_group=max_per_franchise)[0]
     return rank
 

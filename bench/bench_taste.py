@@ -88,8 +88,8 @@ def strategy_scores(version, people, id_of, strategy: str, with_dislikes: bool,
     rows = []
     for person in people:
         disliked = id_of[person.disliked] if with_dislikes else np.zeros(0, dtype=np.int64)
-        found = catalogue.recommend(id_of[person.liked], disliked, 100, strategy=strategy, allowed=allowed)
-        rows.append(scores_of(np.asarray(found.best_ids), id_of[person.held_out]))
+        (best_ids, _), _ = catalogue.recommend(id_of[person.liked], disliked, 100, strategy=strategy, allowed=allowed)
+        rows.append(scores_of(np.asarray(best_ids), id_of[person.held_out]))
     return {m: float(np.mean([r[m] for r in rows])) for m in MEASURES}
 
 

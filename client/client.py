@@ -139,6 +139,14 @@ class ScoredMovie:
 
 @dataclasses.dataclass(frozen=True)
 class Recommendation:
+    """Recommend's answer as the client library's callers get it.
+
+    The server has its own Recommendation (server.service) and the wire has the proto's
+    RecommendResponse; this one is neither on purpose: it is this library's public API,
+    built from the response alone, so a caller installs grpcio and protobuf without the
+    server's dependencies, and a change inside the server does not change what callers see.
+    """
+
     best: list[ScoredMovie]
     worst: list[ScoredMovie]
     index_version: str

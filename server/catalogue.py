@@ -10,14 +10,13 @@ even if the server swaps in another meanwhile.
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Callable, Iterator
 
 import numpy as np
 
 from movielinks.search.neighbours import all_similar_rows, search, similar_rows
 from movielinks.indexer.version import IndexVersion
-from movielinks.server.errors import Kind, ServiceError
+from movielinks.server.errors import check_alive
 from movielinks.search.filters import best_allowed, filtered_search, from_stored
 from movielinks.search.diversity import candidates_for, diversify
 from movielinks.search.recommend import (DEFAULT_STRATEGY, NEIGHBOURS_DIVERSITY, NEIGHBOURS_PER_EXAMPLE,
@@ -25,17 +24,9 @@ from movielinks.search.recommend import (DEFAULT_STRATEGY, NEIGHBOURS_DIVERSITY,
                                           svm_direction)
 
 Ranked = tuple[np.ndarray, np.ndarray]  # (ids int64 [n, k], scores float32 [n, k])
-
-
-@dataclasses.dataclass(frozen=True)
-class Recommendation:
-    """Movies ranked by the strategy's score (the SVM's decision value w.x + b by default):
-    `best` highest first, `worst` lowest first."""
-
-    best_ids: np.ndarray
-    best_scores: np.ndarray
-    worst_ids: np.ndarray
-    worst_scores: np.ndarray
+# recommend's answer: (best, worst), each (ids int64 [k], scores float32 [k]) ranked by the
+# strategy's score, best highest first, worst lowest first (server.service names and completes it).
+BestAndWorst = tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 class Catalogue:
@@ -107,7 +98,7 @@ class Catalogue:
                   strategy: str = DEFAULT_STRATEGY, liked_links: np.ndarray | None = None,
                   disliked_links: np.ndarray | None = None, allowed: np.ndarray | None = None,
                   alive: Callable[[], bool] = lambda: True, liked_vectors: np.ndarray | None = None,
-                  disliked_vectors: np.ndarray | None = None) -> Recommendation:
+                  disliked_vectors: np.ndarray | None = None) -> BestAndWorst:
         """Every movie ranked by `strategy` (search.recommend) over the liked (+) and disliked (-)
         movies and links (and unit vectors: films folded in, callers' own); the input movies are excluded, and with `allowed` every movie it
         leaves out. svm and average_vector without a filter search the movie index with
@@ -119,14 +110,14 @@ class Catalogue:
         liked_extra = _example_vectors(v.link_vectors, liked_links, liked_vectors)
         disliked_extra = _example_vectors(v.link_vectors, disliked_links, disliked_vectors)
         inputs = np.concatenate([liked_ids, disliked_ids]).astype(np.int64)
-        _still_wanted(alive)
+        check_alive(alive, "Recommend")
         if strategy == "neighbours":
             scores = neighbours_scores(self._example_neighbours(liked_ids, liked_extra),
                                        self._example_neighbours(disliked_ids, disliked_extra),
                                        v.years, v.years[inputs], v.prominence, self.movie_scales)
-            found = self._ranked(scores, inputs, candidates_for(k, len(scores) - 1), worst_k, allowed, alive)
-            best_ids, best = diversify(found.best_ids, found.best_scores, k, vectors, weight=NEIGHBOURS_DIVERSITY)
-            return dataclasses.replace(found, best_ids=best_ids, best_scores=best)
+            (best_ids, best), worst = self._ranked(scores, inputs, candidates_for(k, len(scores) - 1), worst_k,
+                                                   allowed, alive)
+            return diversify(best_ids, best, k, vectors, weight=NEIGHBOURS_DIVERSITY), worst
         if strategy == "best_score":
             positives = np.concatenate([vectors[liked_ids], liked_extra])
             negatives = np.concatenate([vectors[disliked_ids], disliked_extra])
@@ -138,17 +129,17 @@ class Catalogue:
         else:
             w, b = svm_direction(vectors, liked_ids, disliked_ids, liked_extra, disliked_extra)
             query = w.astype(np.float32)
-        _still_wanted(alive)
+        check_alive(alive, "Recommend")
         if allowed is not None:
             return self._ranked(vectors @ query + np.float32(b), inputs, k, worst_k, allowed, alive)
         exclude = [set(inputs.tolist())]
         best_ids, best_scores_ = search(v.movie_index, query[None, :], k, exclude)
         worst_ids, worst_scores = np.empty((1, 0), np.int64), np.empty((1, 0), np.float32)
         if worst_k:
-            _still_wanted(alive)
+            check_alive(alive, "Recommend")
             worst_ids, worst_scores = search(v.movie_index, -query[None, :], worst_k, exclude)
             worst_scores = b - worst_scores
-        return Recommendation(best_ids[0], best_scores_[0] + b, worst_ids[0], worst_scores[0])
+        return (best_ids[0], best_scores_[0] + b), (worst_ids[0], worst_scores[0])
 
     def _example_neighbours(self, movie_ids: np.ndarray, link_vectors: np.ndarray) -> Ranked:
         """The NEIGHBOURS_PER_EXAMPLE nearest movies of each example movie (stored lists where
@@ -166,17 +157,17 @@ class Catalogue:
 
     @staticmethod
     def _ranked(scores: np.ndarray, inputs: np.ndarray, k: int, worst_k: int, allowed: np.ndarray | None,
-                alive: Callable[[], bool]) -> Recommendation:
-        """A Recommendation from every movie's score, inputs and disallowed movies left out."""
+                alive: Callable[[], bool]) -> BestAndWorst:
+        """The best and worst movies by every movie's score, inputs and disallowed movies left out."""
         allowed = np.ones(len(scores), dtype=bool) if allowed is None else allowed
         scores = scores.astype(np.float32)[None, :]
         best_ids, best = best_allowed(scores, allowed, [inputs], k)
         worst_ids, worst = np.empty((1, 0), np.int64), np.empty((1, 0), np.float32)
         if worst_k:
-            _still_wanted(alive)
+            check_alive(alive, "Recommend")
             worst_ids, worst = best_allowed(-scores, allowed, [inputs], worst_k)
             worst = -worst
-        return Recommendation(best_ids[0], best[0], worst_ids[0], worst[0])
+        return (best_ids[0], best[0]), (worst_ids[0], worst[0])
 
     def predict(self, movie_ids: np.ndarray, attribute: str) -> np.ndarray:
         """The attribute model's prediction for each movie (KeyError for an attribute it has no model of)."""
@@ -190,7 +181,3 @@ def _example_vectors(link_vectors: np.ndarray, link_ids: np.ndarray | None, vect
         return linked
     return np.concatenate([linked, np.asarray(vectors, dtype=linked.dtype)])
 
-
-def _still_wanted(alive: Callable[[], bool]) -> None:
-    if not alive():
-        raise ServiceError(Kind.STOPPED, "Recommend stopped: the call was cancelled or passed its deadline")

@@ -3,6 +3,7 @@ and once to the command's exit code (server.cli)."""
 from __future__ import annotations
 
 import enum
+from typing import Callable
 
 
 class Kind(enum.Enum):
@@ -34,3 +35,9 @@ def not_found(message: str) -> ServiceError:
 
 def cannot_start(message: str) -> ServiceError:
     return ServiceError(Kind.CANNOT_START, message)
+
+
+def check_alive(alive: Callable[[], bool], call: str) -> None:
+    """ServiceError STOPPED once `alive()` says the caller is gone (cancelled, or past its deadline)."""
+    if not alive():
+        raise ServiceError(Kind.STOPPED, f"{call} stopped: the call was cancelled or passed its deadline")

@@ -2,8 +2,10 @@
 
 A thin layer over the id-based server.catalogue: it checks each request against
 server.limits, resolves titles and link names to ids (server.titles), asks the
-catalogue, and names the results. No gRPC here (the servicer maps requests and
-errors). Immutable, like the catalogue: the server swaps whole services.
+catalogue, and answers each query with one complete result (MoviesAnswer,
+Recommendation, Explanation: every movie with its facts and any reasons, worked out
+by id, so no title is looked up again). No gRPC here: the servicer maps requests,
+these answers and errors. Immutable, like the catalogue: the server swaps whole services.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from movielinks.search.neighbours import BATCH_ROWS, named
 from movielinks.search.recommend import DEFAULT_STRATEGY, SCORE_MEANING, STRATEGIES
 from movielinks.server import limits
 from movielinks.server.catalogue import Catalogue, Ranked
-from movielinks.server.errors import Kind, ServiceError, invalid, not_found
+from movielinks.server.errors import Kind, ServiceError, check_alive, invalid, not_found
 from movielinks.server.titles import TitleResolver, shown
 
 WIKIPEDIA = "https://en.wikipedia.org/wiki/"
@@ -35,6 +37,7 @@ MAX_DIRECTOR_CHARS = 200
 # and not once per answer that shows it; bounded (about 450 bytes a movie: 15 MB at most),
 # as a million-movie version would otherwise keep every one it ever showed.
 FACTS_KEPT = 1 << 15
+ANSWERS_BETWEEN_CHECKS = 256  # a batch's answers worked out between two checks that the caller still waits
 
 
 def wikipedia_url(title: str) -> str:
@@ -44,7 +47,7 @@ def wikipedia_url(title: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class MovieFacts:
-    """What a person needs to recognise a film."""
+    """What a person needs to recognise a film (a link, as LinkMovies' query, has its url alone)."""
 
     year: int | None
     director: str  # as the infobox names it; "" when unknown
@@ -67,19 +70,33 @@ class FoundMovie(NamedTuple):
     """One movie of an answer, with what a person needs to recognise it."""
 
     title: str
-    facts: MovieFacts
+    facts: MovieFacts | None  # None only in a batch asked for names and scores alone
     score: float
     reasons: list[Reason]  # the links it shares with the query; empty unless asked for
 
 
+class TitleLookup(NamedTuple):
+    """LookupTitle's answer."""
+
+    title: str  # as the catalogue has it
+    match: str  # how it matched (server.titles)
+    also_matched: list[str]  # other titles that matched as well and lost on links
+    facts: MovieFacts
+
+
 @dataclasses.dataclass(frozen=True)
 class MoviesAnswer:
-    """A query movie and the movies found for it, best first, each complete."""
+    """A query (a movie; LinkMovies: a link) and the movies found for it, best first, each complete."""
 
     query: str
-    query_facts: MovieFacts
+    query_facts: MovieFacts | None  # None only in a batch asked for names and scores alone
     movies: list[FoundMovie]
     reasons_basis: str  # explain.ARTICLE_LINKS or explain.MODEL_ASSOCIATIONS; "" without reasons
+
+    @property
+    def neighbours(self) -> Neighbours:
+        """The movies as (title, score) pairs."""
+        return [(movie.title, movie.score) for movie in self.movies]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,7 +126,9 @@ class LinksAnswer:
 @dataclasses.dataclass(frozen=True)
 class Explanation:
     a: str
-    b: str
+    b: str  # a folded-in B: its known links, " | "-joined
+    a_facts: MovieFacts
+    b_facts: MovieFacts | None  # None for a B folded in from links
     cosine: float
     basis: str  # explain.ARTICLE_LINKS or explain.MODEL_ASSOCIATIONS
     shared: list[Reason]
@@ -121,13 +140,15 @@ class Explanation:
 
 @dataclasses.dataclass(frozen=True)
 class Recommendation:
-    best: Neighbours  # (title, score), highest first
-    worst: Neighbours  # lowest first
+    """Recommend's answer: movies scored by the strategy (FoundMovie.score), each with its facts;
+    the best with the links each shares with the liked side when reasons were asked for."""
+
+    best: list[FoundMovie]  # highest score first
+    worst: list[FoundMovie]  # lowest first
     strategy: str = DEFAULT_STRATEGY
     score_meaning: str = SCORE_MEANING[DEFAULT_STRATEGY]
     liked: list[str] = dataclasses.field(default_factory=list)  # resolved, in request order
     disliked: list[str] = dataclasses.field(default_factory=list)
-    reasons: dict[str, list[Reason]] = dataclasses.field(default_factory=dict)  # per best title, when asked
     reasons_basis: str = ""
 
 
@@ -174,32 +195,50 @@ class MovieService:
         return self.version.movie_links is not None
 
     def similar_movies(self, title: str, k: int, movie_filter: FilterRequest | None = None,
-                       reasons: int = 0) -> tuple[str, Neighbours]:
-        return self.similar_movies_batch([title], k, movie_filter, reasons)[0]
-
-    def similar_movies_answer(self, title: str, k: int, movie_filter: FilterRequest | None = None,
-                              reasons: int = 0) -> MoviesAnswer:
-        """similar_movies with each movie's facts and, when `reasons` > 0, that many links each
-        found movie shares with the query: everything a SimilarMovies answer shows, worked out by
-        id (no title is looked up again, no record parsed twice)."""
+                       reasons: int = 0) -> MoviesAnswer:
+        """The k movies most similar to `title` that `movie_filter` lets through, each with its
+        facts and, when `reasons` > 0, that many links it shares with the query."""
         query_ids, (ids, scores) = self._similar_movie_ids([title], k, movie_filter, reasons)
-        query_id = int(query_ids[0])
-        found = [(i, s) for i, s in zip(ids[0].tolist(), scores[0].tolist()) if i >= 0]
-        why = self._reasons_of(query_id, [i for i, _ in found], reasons) if reasons else [[]] * len(found)
-        titled_facts = self._titled_facts
-        movies = [FoundMovie(*titled_facts(i), s, r) for (i, s), r in zip(found, why)]
-        return MoviesAnswer(*titled_facts(query_id), movies, self.reasons_basis if reasons else "")
+        return self._answer(int(query_ids[0]), ids[0], scores[0], reasons)
 
     def similar_movies_batch(self, titles: Sequence[str], k: int, movie_filter: FilterRequest | None = None,
-                             reasons: int = 0) -> list[tuple[str, Neighbours]]:
-        """Each title's k most similar movies that `movie_filter` lets through. `reasons` is
-        only checked here (the caller asks `reasons` for them, result by result)."""
-        ids, ranked = self._similar_movie_ids(titles, k, movie_filter, reasons)
-        return self._named_rows(ids, ranked, self.movie_titles, self.movie_titles)
+                             reasons: int = 0, facts: bool = False,
+                             alive: Callable[[], bool] = lambda: True) -> list[MoviesAnswer]:
+        """similar_movies for each title, in one search. Without `facts` and `reasons` each answer
+        has names and scores alone (query_facts and every movie's facts None): a large batch's
+        lean form. `alive` is asked every ANSWERS_BETWEEN_CHECKS answers; once it says False the
+        work stops with ServiceError STOPPED."""
+        query_ids, (ids, scores) = self._similar_movie_ids(titles, k, movie_filter, reasons)
+        if not facts and not reasons:
+            names = self.movie_titles.names
+            return [MoviesAnswer(names[q], None, [FoundMovie(names[i], None, s, []) for i, s in
+                                                  zip(row_ids.tolist(), row_scores.tolist()) if i >= 0], "")
+                    for q, row_ids, row_scores in zip(query_ids.tolist(), ids, scores)]
+        answers = []
+        for row, query_id in enumerate(query_ids.tolist()):
+            if row % ANSWERS_BETWEEN_CHECKS == 0:
+                check_alive(alive, "BatchSimilarMovies")
+            answers.append(self._answer(query_id, ids[row], scores[row], reasons))
+        return answers
+
+    def _answer(self, query_id: int, ids: np.ndarray, scores: np.ndarray, reasons: int) -> MoviesAnswer:
+        """A movie's answer from its ranked row, with `reasons` links each found movie shares with it."""
+        why = (lambda found: self._reasons_of(query_id, found, reasons)) if reasons else None
+        return MoviesAnswer(*self._titled_facts(query_id), self._found(ids, scores, why),
+                            self.reasons_basis if reasons else "")
+
+    def _found(self, ids: np.ndarray, scores: np.ndarray,
+               why: Callable[[list[int]], list[list[Reason]]] | None = None) -> list[FoundMovie]:
+        """One ranked row (padding dropped) as FoundMovies with their facts; `why(ids)`, when
+        given, says each one's reasons."""
+        found = [(i, s) for i, s in zip(ids.tolist(), scores.tolist()) if i >= 0]
+        reasons = why([i for i, _ in found]) if why is not None else [[]] * len(found)
+        titled_facts = self._titled_facts
+        return [FoundMovie(*titled_facts(i), s, r) for (i, s), r in zip(found, reasons)]
 
     def _similar_movie_ids(self, titles: Sequence[str], k: int, movie_filter: FilterRequest | None,
                            reasons: int) -> tuple[np.ndarray, Ranked]:
-        """(the titles' ids, each one's ranked similar movies): similar_movies_batch by id."""
+        """(the titles' ids, each one's ranked similar movies): similar_movies_batch's search, by id."""
         limits.check_count("titles", titles, minimum=1)
         limits.check_k(k)
         limits.check_batch_neighbours(len(titles), k)
@@ -215,18 +254,9 @@ class MovieService:
             ranked = self.catalogue.similar_movies(ids, wanted, allowed, excluded)
         return ids, self._diverse(ranked, k, movie_filter)
 
-    def facts(self, title: str) -> MovieFacts:
-        """Year, director, Wikipedia URL and ids of a catalogue title (exact)."""
-        return self._titled_facts(self.movie_titles.exact[title])[1]
-
     @property
     def reasons_basis(self) -> str:
         return explain.ARTICLE_LINKS if self.has_movie_links else explain.MODEL_ASSOCIATIONS
-
-    def reasons(self, query: str, titles: Sequence[str], n: int) -> list[list[Reason]]:
-        """For each of `titles` (exact catalogue titles), the n links it shares with the movie `query`."""
-        exact = self.movie_titles.exact
-        return self._reasons_of(exact[query], [exact[t] for t in titles], n)
 
     def _reasons_of(self, query_id: int, movie_ids: Sequence[int], n: int) -> list[list[Reason]]:
         """reasons by id."""
@@ -242,20 +272,21 @@ class MovieService:
         if links_b:
             a = int(self._movie_ids([title_a])[0])
             folded = self.fold_in_films([links_b], "links_b")[0]
-            b_name, vector_b, links_of_b = folded.name, folded.vector, folded.link_ids
+            (b_name, b_facts), vector_b, links_of_b = (folded.name, None), folded.vector, folded.link_ids
         else:
             a, b = self._movie_ids([title_a, title_b]).tolist()
             if a == b:
                 raise invalid(f"both titles are {shown(self.movie_titles.names[a])}: name two different movies")
-            b_name, vector_b, links_of_b = self.movie_titles.names[b], self.version.movie_vectors[b], self._links_of([b], [])
+            (b_name, b_facts), vector_b, links_of_b = (self._titled_facts(b), self.version.movie_vectors[b],
+                                                       self._links_of([b], []))
         vector_a, links_a = self.version.movie_vectors[a], self._links_of([a], [])
         shared = self._shared(vector_a, links_a, vector_b, links_of_b, k)
         link_vectors = self.version.link_vectors
         reasons = [Reason(self.version.links[j], float(c), float(link_vectors[j] @ vector_a),
                           float(link_vectors[j] @ vector_b)) for j, c in zip(shared.link_ids.tolist(), shared.contributions)]
-        return Explanation(self.movie_titles.names[a], b_name, float(vector_a @ vector_b), self.reasons_basis, reasons,
-                           shared.total, len(links_a), len(links_of_b) if self.has_movie_links else 0,
-                           shared.overlap_cosine)
+        a_name, a_facts = self._titled_facts(a)
+        return Explanation(a_name, b_name, a_facts, b_facts, float(vector_a @ vector_b), self.reasons_basis, reasons, shared.total, len(links_a),
+                           len(links_of_b) if self.has_movie_links else 0, shared.overlap_cosine)
 
     def fold_in_films(self, films: Sequence[Sequence[str]], field: str = "links") -> list[FoldedFilm]:
         """Films given by their link names (exact or any case), each fitted to its known links
@@ -285,13 +316,8 @@ class MovieService:
         limits.check_reasons(reasons, k)
         found_filter = self._movie_filter(movie_filter)
         film = self.fold_in_films([links])[0]
-        movies = self._vector_movies(film.vector, k, movie_filter, found_filter)
-        if reasons:
-            why = self._reasons_against(film.vector, film.link_ids, [m[0] for m in movies], reasons)
-        else:
-            why = [[]] * len(movies)
-        titled_facts = self._titled_facts
-        return LinksAnswer(film, [FoundMovie(*titled_facts(i), score, r) for (i, score), r in zip(movies, why)],
+        why = (lambda found: self._reasons_against(film.vector, film.link_ids, found, reasons)) if reasons else None
+        return LinksAnswer(film, self._found(*self._vector_movies(film.vector, k, movie_filter, found_filter), why),
                            self.reasons_basis if reasons else "")
 
     def similar_to_vector(self, values: Sequence[float], k: int,
@@ -300,16 +326,15 @@ class MovieService:
         limits.check_k(k)
         found_filter = self._movie_filter(movie_filter)
         vector = limits.unit_vector("vector", values, self.version.dim)
-        return [FoundMovie(*self._titled_facts(i), score, [])
-                for i, score in self._vector_movies(vector, k, movie_filter, found_filter)]
+        return self._found(*self._vector_movies(vector, k, movie_filter, found_filter))
 
     def _vector_movies(self, vector: np.ndarray, k: int, request: FilterRequest | None,
-                       found: ResolvedFilter | None) -> list[tuple[int, float]]:
-        """(movie id, cosine) of the k movies nearest to a unit vector that the filter lets through."""
+                       found: ResolvedFilter | None) -> Ranked:
+        """(ids, cosines) [k] of the movies nearest to a unit vector that the filter lets through."""
         allowed = None if found is None else self._allowed(found)
         ranked = self.catalogue.vector_movies(vector[None, :], self._candidates(k, request), allowed)
         ids, scores = self._diverse(ranked, k, request)
-        return [(i, s) for i, s in zip(ids[0].tolist(), scores[0].tolist()) if i >= 0]
+        return ids[0], scores[0]
 
     def vectors(self, titles: Sequence[str], links: Sequence[str],
                 films: Sequence[Sequence[str]]) -> dict[str, list[tuple[str, np.ndarray, list[str]]]]:
@@ -344,13 +369,16 @@ class MovieService:
         limits.check_k(k)
         return self._named_rows(ids, self.catalogue.movie_links(ids, k), self.movie_titles, self.link_names)[0]
 
-    def link_movies(self, link: str, k: int, movie_filter: FilterRequest | None = None) -> tuple[str, Neighbours]:
+    def link_movies(self, link: str, k: int, movie_filter: FilterRequest | None = None) -> MoviesAnswer:
+        """The k movies nearest to a link's vector that `movie_filter` lets through, each with its facts."""
         ids = self._link_ids(link)
         limits.check_k(k)
         found = self._movie_filter(movie_filter)
         allowed = None if found is None else self._allowed(found)
         ranked = self.catalogue.link_movies(ids, self._candidates(k, movie_filter), allowed)
-        return self._named_rows(ids, self._diverse(ranked, k, movie_filter), self.link_names, self.movie_titles)[0]
+        (movie_ids,), (scores,) = self._diverse(ranked, k, movie_filter)
+        name = self.link_names.names[int(ids[0])]
+        return MoviesAnswer(name, MovieFacts(None, "", wikipedia_url(name)), self._found(movie_ids, scores), "")
 
     def recommend(self, liked: Sequence[str], disliked: Sequence[str], k: int, worst_k: int = 0, *,
                   strategy: str = "", liked_links: Sequence[str] = (), disliked_links: Sequence[str] = (),
@@ -398,31 +426,29 @@ class MovieService:
             if found_filter.exclude_franchise:
                 for movie_id in liked_ids.tolist():
                     allowed[self._franchise(movie_id)] = False
-        found = self.catalogue.recommend(liked_ids, disliked_ids, self._candidates(k, movie_filter), worst_k,
-                                         strategy=strategy, liked_links=liked_link_ids,
-                                         disliked_links=disliked_link_ids, allowed=allowed, alive=alive,
-                                         liked_vectors=liked_extra, disliked_vectors=disliked_extra)
-        (best_ids,), (best_scores,) = self._diverse((found.best_ids[None, :], found.best_scores[None, :]), k, movie_filter)
-        found, titles = dataclasses.replace(found, best_ids=best_ids, best_scores=best_scores), self.movie_titles.names
-        best = named(found.best_ids, found.best_scores, titles)
-        found_ids = [i for i in found.best_ids.tolist() if i >= 0]
-        why = self._liked_reasons(liked_ids, liked_link_ids, liked_extra, liked_extra_links, found_ids,
-                                  reasons) if reasons else {}
-        return Recommendation(best, named(found.worst_ids, found.worst_scores, titles), strategy,
+        best, (worst_ids, worst_scores) = self.catalogue.recommend(
+            liked_ids, disliked_ids, self._candidates(k, movie_filter), worst_k, strategy=strategy,
+            liked_links=liked_link_ids, disliked_links=disliked_link_ids, allowed=allowed, alive=alive,
+            liked_vectors=liked_extra, disliked_vectors=disliked_extra)
+        (best_ids,), (best_scores,) = self._diverse((best[0][None, :], best[1][None, :]), k, movie_filter)
+        why = None
+        if reasons:
+            why = functools.partial(self._liked_reasons, liked_ids, liked_link_ids, liked_extra, liked_extra_links,
+                                    n=reasons)
+        titles = self.movie_titles.names
+        return Recommendation(self._found(best_ids, best_scores, why), self._found(worst_ids, worst_scores), strategy,
                               SCORE_MEANING[strategy], [titles[i] for i in liked_resolved.tolist()],
-                              [titles[i] for i in disliked_resolved.tolist()], why,
-                              self.reasons_basis if reasons else "")
+                              [titles[i] for i in disliked_resolved.tolist()], self.reasons_basis if reasons else "")
 
     def _liked_reasons(self, liked_ids: np.ndarray, liked_link_ids: np.ndarray, liked_vectors: np.ndarray,
-                       liked_vector_links: list[int], found_ids: list[int], n: int) -> dict[str, list[Reason]]:
-        """For each movie found, by title, the n links it shares with the liked side (the average of
-        its vectors; its movies' links, its links, its folded films' links)."""
+                       liked_vector_links: list[int], found_ids: list[int], n: int) -> list[list[Reason]]:
+        """For each movie found, the n links it shares with the liked side (the average of its
+        vectors; its movies' links, its links, its folded films' links)."""
         profile = np.concatenate([self.version.movie_vectors[liked_ids], self.version.link_vectors[liked_link_ids],
                                   liked_vectors]).mean(axis=0)
         profile /= max(float(np.linalg.norm(profile)), 1e-12)
         links = self._links_of(liked_ids.tolist(), liked_link_ids.tolist() + liked_vector_links)
-        titles = self.movie_titles.names
-        return {titles[i]: r for i, r in zip(found_ids, self._reasons_against(profile, links, found_ids, n))}
+        return self._reasons_against(profile, links, found_ids, n)
 
     def _extra_examples(self, side: str, films: Sequence[Sequence[str]],
                         vectors: Sequence[Sequence[float]]) -> tuple[np.ndarray, list[int]]:
@@ -486,12 +512,13 @@ class MovieService:
             "fold_in_objective_recorded": self.fold_in_objective.recorded,
         }
 
-    def lookup_title(self, title: str) -> tuple[str, str, list[str]]:
-        """(catalogue title, how it matched, other titles that matched as well and lost on links)."""
+    def lookup_title(self, title: str) -> TitleLookup:
+        """The catalogue title a title names, how it matched, the others that matched as well
+        and lost on links, and its facts."""
         limits.check_string("title", title)
         movie_id, match, others = self.movie_titles.lookup(title)
         names = self.movie_titles.names
-        return names[movie_id], match, [names[i] for i in others]
+        return TitleLookup(names[movie_id], match, [names[i] for i in others], self._titled_facts(movie_id)[1])
 
     def _candidates(self, k: int, request: FilterRequest | None) -> int:
         """How many ranked movies to ask for: k, or more for a diverse list to be picked from."""
@@ -589,6 +616,8 @@ class MovieService:
     def _named_rows(
         query_ids: np.ndarray, ranked: Ranked, queries: TitleResolver, results: TitleResolver
     ) -> list[tuple[str, Neighbours]]:
+        """Queries and results by name, for the answers that are names and scores alone (similar
+        links, a movie's links, the export)."""
         ids, scores = ranked
         return [(queries.names[q], named(i, s, results.names)) for q, i, s in zip(query_ids.tolist(), ids, scores)]
 

@@ -1,5 +1,6 @@
-"""The gRPC servicer: each method turns a request into one MovieService call and the
-result into a response. ServiceError is mapped to a gRPC status here, once."""
+"""The gRPC servicer: each method turns a request into one MovieService call and its
+complete answer into a response, mapping only (no titles looked up, no facts or reasons
+worked out here). ServiceError is mapped to a gRPC status here, once."""
 from __future__ import annotations
 
 import dataclasses
@@ -19,7 +20,7 @@ from movielinks.server.explore import explorer
 from movielinks.search.filters import FilterRequest
 from movielinks.server.limits import DEFAULT_K
 from movielinks.server.security import without_local_paths
-from movielinks.server.service import MovieService, MoviesAnswer, Reason, wikipedia_url
+from movielinks.server.service import FoundMovie, MovieFacts, MovieService, MoviesAnswer, Reason, wikipedia_url
 
 log = logging.getLogger("movielinks.server")
 
@@ -77,21 +78,21 @@ class MovielinksServicer(pb_grpc.MovielinksServicer):
     @unary
     def SimilarMovies(self, request, context):
         service = self.current()
-        answer = service.similar_movies_answer(request.title, _k(request.k), _filter(request), request.reasons)
+        answer = service.similar_movies(request.title, _k(request.k), _filter(request), request.reasons)
         return _answered(answer, service.name)
 
     @unary
     def BatchSimilarMovies(self, request, context):
         service = self.current()
-        results = service.similar_movies_batch(list(request.titles), _k(request.k), _filter(request), request.reasons)
+        answers = service.similar_movies_batch(list(request.titles), _k(request.k), _filter(request), request.reasons,
+                                               request.facts, context.is_active)
         response = pb.BatchNeighboursResponse(index_version=service.name)
         # Up to 10,000 x 1,000 neighbours to convert: stop when nobody waits for them.
-        for start in range(0, len(results), _RESPONSE_CHUNK):
+        for start in range(0, len(answers), _RESPONSE_CHUNK):
             if not context.is_active():  # cancelled, or past its deadline
                 return response
-            chunk = results[start:start + _RESPONSE_CHUNK]
-            response.results.extend(_movies(service, q, n, request.reasons) if request.facts or request.reasons
-                                    else _neighbours(q, n, service.name) for q, n in chunk)
+            response.results.extend(_neighbours(a.query, a.neighbours, service.name) if a.query_facts is None
+                                    else _answered(a, service.name) for a in answers[start:start + _RESPONSE_CHUNK])
         size = response.ByteSize()
         if size > MAX_RESPONSE_BYTES:  # long titles: the titles x k limit alone does not bound the bytes
             raise ServiceError(Kind.RESOURCE_EXHAUSTED, f"the answer would be {size:,} bytes; the limit is "
@@ -112,11 +113,7 @@ class MovielinksServicer(pb_grpc.MovielinksServicer):
     @unary
     def LinkMovies(self, request, context):
         service = self.current()
-        query, found = service.link_movies(request.link, _k(request.k), _filter(request))
-        response = _movies(service, None, found, 0)
-        response.query = query
-        response.query_url = wikipedia_url(query)
-        return response
+        return _answered(service.link_movies(request.link, _k(request.k), _filter(request)), service.name)
 
     @unary
     def Recommend(self, request, context):
@@ -129,15 +126,8 @@ class MovielinksServicer(pb_grpc.MovielinksServicer):
                                    disliked_films=_link_sets(request.disliked_films),
                                    liked_vectors=[list(v.values) for v in request.liked_vectors],
                                    disliked_vectors=[list(v.values) for v in request.disliked_vectors])
-
-        def scored(title: str, value: float) -> pb.ScoredMovie:
-            facts = service.facts(title)
-            return pb.ScoredMovie(title=title, decision_value=value, year=facts.year or 0, director=facts.director,
-                                  url=facts.url, reasons=_reasons(result.reasons.get(title, [])),
-                                  imdb_id=facts.imdb_id, wikidata_id=facts.wikidata_id)
-
         return pb.RecommendResponse(
-            best=[scored(t, v) for t, v in result.best], worst=[scored(t, v) for t, v in result.worst],
+            best=_scored(result.best), worst=_scored(result.worst),
             index_version=service.name, strategy=result.strategy, score_meaning=result.score_meaning,
             liked_resolved=result.liked, disliked_resolved=result.disliked, reasons_basis=result.reasons_basis,
         )
@@ -161,11 +151,9 @@ class MovielinksServicer(pb_grpc.MovielinksServicer):
 
     @unary
     def LookupTitle(self, request, context):
-        service = self.current()
-        title, match, others = service.lookup_title(request.title)
-        facts = service.facts(title)
-        return pb.LookupTitleResponse(title=title, match=match, also_matched=others, imdb_id=facts.imdb_id,
-                                      wikidata_id=facts.wikidata_id)
+        found = self.current().lookup_title(request.title)
+        return pb.LookupTitleResponse(title=found.title, match=found.match, also_matched=found.also_matched,
+                                      imdb_id=found.facts.imdb_id, wikidata_id=found.facts.wikidata_id)
 
     @unary
     def GetInfo(self, request, context):
@@ -187,9 +175,10 @@ class MovielinksServicer(pb_grpc.MovielinksServicer):
         service = self.current()
         links_b = list(request.links_b.links)
         found = service.explain_similarity(request.title_a, request.title_b, _k(request.k), links_b)
-        b = pb.Neighbour(name=found.b, score=found.cosine) if links_b else _movie(service, found.b, found.cosine)
+        b = (pb.Neighbour(name=found.b, score=found.cosine) if found.b_facts is None
+             else _movie(found.b, found.b_facts, found.cosine))
         return pb.ExplainSimilarityResponse(
-            a=_movie(service, found.a, found.cosine), b=b, cosine=found.cosine,
+            a=_movie(found.a, found.a_facts, found.cosine), b=b, cosine=found.cosine,
             basis=found.basis, shared_links=_reasons(found.shared), shared_total=found.shared_total,
             links_a=found.links_a, links_b=found.links_b, link_overlap_cosine=found.overlap_cosine,
             index_version=service.name,
@@ -264,27 +253,20 @@ def _reasons(reasons: list[Reason]) -> list[pb.SharedLink]:
                           url=wikipedia_url(r.link)) for r in reasons]
 
 
-def _movie(service: MovieService, title: str, score: float, reasons: list[Reason] = ()) -> pb.Neighbour:
-    facts = service.facts(title)
+def _movie(title: str, facts: MovieFacts, score: float) -> pb.Neighbour:
     return pb.Neighbour(name=title, score=score, year=facts.year or 0, director=facts.director, url=facts.url,
-                        reasons=_reasons(list(reasons)), imdb_id=facts.imdb_id, wikidata_id=facts.wikidata_id)
+                        imdb_id=facts.imdb_id, wikidata_id=facts.wikidata_id)
 
 
-def _movies(service: MovieService, query: str | None, found: Neighbours, reasons: int) -> pb.NeighboursResponse:
-    """A NeighboursResponse of movies, each with its facts (and its reasons when asked for);
-    `query` a movie title (None: the caller fills the query in)."""
-    why = service.reasons(query, [t for t, _ in found], reasons) if reasons and query is not None else [[]] * len(found)
-    response = pb.NeighboursResponse(neighbours=[_movie(service, t, s, r) for (t, s), r in zip(found, why)],
-                                     index_version=service.name, reasons_basis=service.reasons_basis if reasons else "")
-    if query is not None:
-        facts = service.facts(query)
-        response.query, response.query_year, response.query_director, response.query_url = (
-            query, facts.year or 0, facts.director, facts.url)
-        response.query_imdb_id, response.query_wikidata_id = facts.imdb_id, facts.wikidata_id
-    return response
+def _scored(movies: list[FoundMovie]) -> list[pb.ScoredMovie]:
+    """A Recommendation's movies, each with its facts and any reasons."""
+    return [pb.ScoredMovie(title=m.title, decision_value=m.score, year=m.facts.year or 0, director=m.facts.director,
+                           url=m.facts.url, reasons=_reasons(m.reasons), imdb_id=m.facts.imdb_id,
+                           wikidata_id=m.facts.wikidata_id) for m in movies]
 
 
 def _answered(answer: MoviesAnswer, version: str) -> pb.NeighboursResponse:
+    """A complete answer (every movie with its facts) as a NeighboursResponse."""
     query = answer.query_facts
     response = pb.NeighboursResponse(query=answer.query, query_year=query.year or 0, query_director=query.director,
                                      query_url=query.url, index_version=version, reasons_basis=answer.reasons_basis,

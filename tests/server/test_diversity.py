@@ -54,8 +54,8 @@ def test_served_lists_hold_the_cap_and_mmr_changes_them(service):
     def labels(answer):
         return [label for label in (int(franchises[names.index(t)]) for t, _ in answer) if label]
 
-    for call in (lambda f: service.similar_movies("Saga", 10, f)[1],
-                 lambda f: service.recommend(["Saga", "Epic"], [], 10, movie_filter=f).best):
+    for call in (lambda f: service.similar_movies("Saga", 10, f).neighbours,
+                 lambda f: [(m.title, m.score) for m in service.recommend(["Saga", "Epic"], [], 10, movie_filter=f).best]):
         assert len(labels(call(None))) > len(set(labels(call(None))))  # uncapped: several of one franchise
         capped = call(FilterRequest(max_per_franchise=1))
         assert len(capped) == 10 and len(labels(capped)) == len(set(labels(capped)))

@@ -381,7 +381,8 @@ def test_query_strings_to_the_gateway_are_answered(served, gateway, path, query)
 
 def test_server_still_answers_correctly_afterwards(served, stub, channel):
     """Runs last in this file: after everything above, the same process answers as the catalogue does."""
-    expected_query, expected = load_service(str(served.index_root)).similar_movies("Interstellar (film)", 10)
+    answer = load_service(str(served.index_root)).similar_movies("Interstellar (film)", 10)
+    expected_query, expected = answer.query, answer.neighbours
     response = stub.SimilarMovies(pb.SimilarMoviesRequest(title="interstellar", k=10), timeout=CALL_TIMEOUT_S)
     assert response.query == expected_query == "Interstellar (film)"
     assert [n.name for n in response.neighbours] == [name for name, _ in expected]

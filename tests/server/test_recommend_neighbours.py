@@ -98,13 +98,13 @@ def test_the_default_is_neighbours_and_ranks_as_its_score_says(service):
     candidates = np.array(order[:candidates_for(15, len(vectors) - 1)])
     picked, _ = diversify(candidates, expected[candidates], 15, version.movie_vectors,
                           weight=recommend.NEIGHBOURS_DIVERSITY)  # the list is picked by MMR (test_diversity)
-    assert [title for title, _ in result.best] == [version.movie_names[i] for i in picked]
-    np.testing.assert_allclose([s for _, s in result.best], expected[picked], atol=1e-4)
-    assert [title for title, _ in result.best] != [version.movie_names[i] for i in order[:15]]  # MMR moved some
+    assert [m.title for m in result.best] == [version.movie_names[i] for i in picked]
+    np.testing.assert_allclose([m.score for m in result.best], expected[picked], atol=1e-4)
+    assert [m.title for m in result.best] != [version.movie_names[i] for i in order[:15]]  # MMR moved some
     # The worst: the lowest scores (films far from every example tie at the era term, so compare scores).
     lowest = np.sort(expected[order])[:3]
-    np.testing.assert_allclose([s for _, s in result.worst], lowest, atol=1e-4)
-    assert all(expected[version.movie_names.index(title)] <= lowest[-1] + 1e-4 for title, _ in result.worst)
+    np.testing.assert_allclose([m.score for m in result.worst], lowest, atol=1e-4)
+    assert all(expected[version.movie_names.index(title)] <= lowest[-1] + 1e-4 for title in (m.title for m in result.worst))
 
 
 def test_the_index_stores_each_films_prominence(service):

@@ -134,9 +134,9 @@ class SpyCatalogue:
         self._catalogue = catalogue
         self.similar_movies_calls = 0
 
-    def similar_movies_answer(self, title: str, k: int, *args):
+    def similar_movies(self, title: str, k: int, *args):
         self.similar_movies_calls += 1
-        return self._catalogue.similar_movies_answer(title, k, *args)
+        return self._catalogue.similar_movies(title, k, *args)
 
     def __getattr__(self, name):
         return getattr(self._catalogue, name)

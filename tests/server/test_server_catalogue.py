@@ -59,15 +59,16 @@ def test_unknown_title_names_close_titles(catalogue):
 
 def test_similar_movies_exclude_the_query_and_match_exact_search(catalogue):
     vectors = catalogue.version.movie_vectors
-    query, neighbours = catalogue.similar_movies("Interstellar (film)", 10)
+    answer = catalogue.similar_movies("Interstellar (film)", 10)
+    query, neighbours = answer.query, answer.neighbours
     assert query == "Interstellar (film)"
     assert len(neighbours) == 10 and query not in [n for n, _ in neighbours]
     expected = np.argsort(-(vectors @ vectors[0]))[1:11]
     assert [n for n, _ in neighbours] == [catalogue.version.movies[i].title for i in expected]
     scores = [s for _, s in neighbours]
     assert scores == sorted(scores, reverse=True)
-    batch = catalogue.similar_movies_batch(["Interstellar (film)", "alien (film)"], 10)
-    assert batch[0] == (query, neighbours)
+    batch = catalogue.similar_movies_batch(["Interstellar (film)", "alien (film)"], 10, facts=True)
+    assert batch[0] == answer
     assert batch[1] == catalogue.similar_movies("Alien (film)", 10)
 
 
@@ -77,7 +78,7 @@ def test_links_and_movies_for_links(catalogue):
     _, links = catalogue.movie_links("Alien (film)", 7)
     expected = np.argsort(-(catalogue.version.link_vectors @ catalogue.version.movie_vectors[4]))[:7]
     assert [n for n, _ in links] == [catalogue.version.links[i] for i in expected]
-    _, movies = catalogue.link_movies("Link 3", 4)
+    movies = catalogue.link_movies("Link 3", 4).movies
     assert len(movies) == 4
     assert error_kind(lambda: catalogue.similar_links("Link 99999", 5)) is Kind.NOT_FOUND
 
@@ -96,10 +97,10 @@ def test_recommend_order_is_the_svm_decision_function(catalogue):
                                           sample_weight=weights)
     decision = svm.decision_function(vectors)
     order = [i for i in np.argsort(-decision) if catalogue.version.movies[i].title not in liked + disliked]
-    assert [t for t, _ in result.best] == [catalogue.version.movies[i].title for i in order[:20]]
-    np.testing.assert_allclose([v for _, v in result.best], decision[order[:20]], atol=1e-4)
-    assert [t for t, _ in result.worst] == [catalogue.version.movies[i].title for i in order[::-1][:5]]
-    assert not {t for t, _ in result.best + result.worst} & set(liked + disliked)
+    assert [m.title for m in result.best] == [catalogue.version.movies[i].title for i in order[:20]]
+    np.testing.assert_allclose([m.score for m in result.best], decision[order[:20]], atol=1e-4)
+    assert [m.title for m in result.worst] == [catalogue.version.movies[i].title for i in order[::-1][:5]]
+    assert not {m.title for m in result.best + result.worst} & set(liked + disliked)
 
 
 def test_recommend_without_dislikes_is_deterministic(catalogue):
@@ -123,7 +124,8 @@ def test_export_covers_every_movie_in_order(catalogue):
     chunks = list(catalogue.export_neighbours(3, chunk_size=64))
     rows = [row for chunk in chunks for row in chunk]
     assert [q for q, _ in rows] == [m.title for m in catalogue.version.movies]
-    assert len(chunks) == 4 and rows[0] == catalogue.similar_movies(rows[0][0], 3)
+    first = catalogue.similar_movies(rows[0][0], 3)
+    assert len(chunks) == 4 and rows[0] == (first.query, first.neighbours)
 
 
 @pytest.mark.parametrize("call", [
@@ -151,7 +153,7 @@ def test_misspelt_titles_cost_a_bounded_amount_of_work(catalogue, monkeypatch):
 
     started = time.perf_counter()
     batch = catalogue.similar_movies_batch(["Inter-stellar (film)"] * 5000, 1)  # resolved once, not 5000 times
-    assert time.perf_counter() - started < 5 and batch[0][0] == "Interstellar (film)"
+    assert time.perf_counter() - started < 5 and batch[0].query == "Interstellar (film)"
     monkeypatch.setattr("movielinks.server.limits.MAX_CLOSE_MATCHES", 1)
     assert len(catalogue.similar_movies_batch(["Inter-stellar (film)", "Alien (film)"], 1)) == 2
     with pytest.raises(ServiceError, match="close") as caught:

@@ -88,18 +88,18 @@ def test_explain_similarity_names_links_both_films_have(service):
 
 
 def test_facts_are_year_director_and_url(service):
-    facts = service.facts("Toy Story 2")
+    facts = service.lookup_title("Toy Story 2").facts
     movie = service.version.movies[1]
     assert facts.year == release_year(movie.infobox) and facts.director == movie.infobox["director"]
     assert facts.url == "https://en.wikipedia.org/wiki/Toy_Story_2"
-    assert service.facts("Toy Story").year is None  # the fixture gives each fifth movie no year
+    assert service.lookup_title("Toy Story").facts.year is None  # the fixture gives each fifth movie no year
 
 
 def test_title_resolution_ignores_articles_and_accents_and_prefers_the_most_linked(service):
     assert service.lookup_title("Godfather")[:2] == ("The Godfather", "normalised")
     assert service.lookup_title("amelie")[:2] == ("Amélie", "normalised")
     counts = service.version.movie_links.counts()
-    title, match, others = service.lookup_title("Titanic")
+    title, match, others, _ = service.lookup_title("Titanic")
     ids = [TITLES.index("Titanic (1997 film)"), TITLES.index("Titanic (1953 film)")]
     if counts[ids[0]] != counts[ids[1]]:
         assert title == TITLES[ids[int(np.argmax(counts[ids]))]] and match == "qualifier" and len(others) == 1
@@ -121,7 +121,7 @@ def test_franchises_are_the_shared_rule_s(service):
 
 
 def filtered_ids(service, found):
-    return [service.movie_titles.exact[t] for t, _ in found]
+    return [service.movie_titles.exact[m.title] for m in found]
 
 
 def test_filters_hold_and_keep_the_cosine_order(service):
@@ -130,20 +130,19 @@ def test_filters_hold_and_keep_the_cosine_order(service):
     linking = set(service._movies_of_link(link).tolist())
     f = FilterRequest(min_year=1960, max_year=2000, must_link_to=("link 0",), exclude_titles=("Toy Story 3",),
                       exclude_franchise=True)
-    query, found = service.similar_movies("Toy Story", 20, f)
-    ids = filtered_ids(service, found)
+    ids = filtered_ids(service, service.similar_movies("Toy Story", 20, f).movies)
     assert ids and all(1960 <= years[i] <= 2000 and i in linking for i in ids)
     assert not {0, 1, 2} & set(ids)
     vectors = service.version.movie_vectors
     allowed = [i for i in range(len(years)) if 1960 <= years[i] <= 2000 and i in linking and i not in (0, 1, 2)]
     expected = sorted(allowed, key=lambda i: -float(vectors[0] @ vectors[i]))[:20]
     assert ids == expected
-    unfiltered = filtered_ids(service, service.similar_movies("Toy Story", 149)[1])
+    unfiltered = filtered_ids(service, service.similar_movies("Toy Story", 149).movies)
     assert {1, 2} <= set(unfiltered[:149])
-    _, by_link = service.link_movies("Link 0", 5, FilterRequest(max_year=1970))
+    by_link = service.link_movies("Link 0", 5, FilterRequest(max_year=1970)).movies
     assert all(0 < years[i] <= 1970 for i in filtered_ids(service, by_link))
     batch = service.similar_movies_batch(["Toy Story", "Godfather"], 5, FilterRequest(exclude_franchise=True))
-    assert "The Godfather Part II" not in [t for t, _ in batch[1][1]]
+    assert "The Godfather Part II" not in [t for t, _ in batch[1].neighbours]
 
 
 @pytest.mark.parametrize("bad", [
@@ -169,7 +168,7 @@ def test_strategies_rank_by_their_documented_scores(service):
     cosines = vectors @ (query / np.linalg.norm(query))
     expected = [i for i in np.argsort(-cosines, kind="stable") if i not in ids.values()][:5]
     assert filtered_ids(service, average.best) == expected
-    assert [s for _, s in average.best] == pytest.approx(cosines[expected].tolist(), abs=1e-5)
+    assert [m.score for m in average.best] == pytest.approx(cosines[expected].tolist(), abs=1e-5)
     with pytest.raises(ServiceError, match="strategy"):
         service.recommend(liked, [], 5, strategy="magic")
 
@@ -180,9 +179,9 @@ def test_a_liked_link_and_reasons(service):
     cosines = service.version.movie_vectors @ link_vector
     assert filtered_ids(service, found.best) == np.argsort(-cosines, kind="stable")[:5].tolist()
     links = service.version.movie_links
-    for title, reasons in found.reasons.items():
-        own = set(links.of(service.movie_titles.exact[title]).tolist())
-        assert all(service.version.links.index(r.link) in own for r in reasons)  # shared with the liked side
+    for movie in found.best:
+        own = set(links.of(service.movie_titles.exact[movie.title]).tolist())
+        assert all(service.version.links.index(r.link) in own for r in movie.reasons)  # shared with the liked side
     with pytest.raises(ServiceError, match="reasons"):
         service.recommend(["Toy Story"], [], 5, reasons=21)
     with pytest.raises(ServiceError, match="liked"):
@@ -191,8 +190,8 @@ def test_a_liked_link_and_reasons(service):
 
 def test_a_filter_that_lets_nothing_through_answers_nothing(service):
     nothing = FilterRequest(max_year=1)  # no film is that old
-    assert service.similar_movies("Toy Story", 5, nothing)[1] == []
-    assert service.link_movies("Link 0", 5, nothing)[1] == []
+    assert service.similar_movies("Toy Story", 5, nothing).movies == []
+    assert service.link_movies("Link 0", 5, nothing).movies == []
     assert service.recommend(["Toy Story"], [], 5, 2, movie_filter=nothing).best == []
 
 
@@ -217,11 +216,10 @@ def test_explanations_leave_citation_only_links_out(service, cited_service):
     kept = np.intersect1d(links.reasons_of(a), links.reasons_of(b))
     assert sorted(r.link for r in found.shared) == sorted(f"Link {i}" for i in kept.tolist())
     # The same index without the marks (an index built before them) names the cited links too.
-    every = {r.link for title, _ in service.similar_movies("Toy Story", 20)[1]
-             for r in service.reasons("Toy Story", [title], 20)[0]}
+    every = {r.link for movie in service.similar_movies("Toy Story", 20, reasons=20).movies for r in movie.reasons}
     assert every & cited_names
-    _, similar = cited_service.similar_movies("Toy Story", 20)
-    named = {r.link for rows in cited_service.reasons("Toy Story", [t for t, _ in similar], 20) for r in rows}
+    similar = cited_service.similar_movies("Toy Story", 20, reasons=20).movies
+    named = {r.link for movie in similar for r in movie.reasons}
     assert named and not named & cited_names
     liked = cited_service.recommend(["Toy Story", "The Godfather"], [], 10, reasons=20)
-    assert liked.reasons and not {r.link for rows in liked.reasons.values() for r in rows} & cited_names
+    assert any(m.reasons for m in liked.best) and not {r.link for m in liked.best for r in m.reasons} & cited_names

@@ -52,7 +52,8 @@ def status_of(call) -> grpc.RpcError:
 def test_similar_movies_answers_what_the_catalogue_does(served):
     holder, stub, _ = served
     reply = stub.SimilarMovies(pb.SimilarMoviesRequest(title="interstellar", k=5), timeout=TIMEOUT_S)
-    query, expected = holder.current().similar_movies("Interstellar (film)", 5)
+    answer = holder.current().similar_movies("Interstellar (film)", 5)
+    query, expected = answer.query, answer.neighbours
     assert reply.query == query == "Interstellar (film)"
     assert [(n.name, pytest.approx(n.score, abs=1e-6)) for n in reply.neighbours] == expected
     assert query not in [n.name for n in reply.neighbours]
@@ -68,8 +69,8 @@ def test_recommend_and_predict(served):
     liked, disliked = ["Interstellar (film)", "Aliens (film)"], ["Alien (film)"]
     reply = stub.Recommend(pb.RecommendRequest(liked=liked, disliked=disliked, k=4, worst_k=2), timeout=TIMEOUT_S)
     expected = holder.current().recommend(liked, disliked, 4, 2)
-    assert [m.title for m in reply.best] == [t for t, _ in expected.best]
-    assert [m.title for m in reply.worst] == [t for t, _ in expected.worst]
+    assert [m.title for m in reply.best] == [m.title for m in expected.best]
+    assert [m.title for m in reply.worst] == [m.title for m in expected.worst]
     assert reply.best[0].decision_value >= reply.best[-1].decision_value > reply.worst[0].decision_value
     prediction = stub.PredictAttribute(pb.PredictAttributeRequest(title="Aliens (film)", attribute="rotten_tomatoes"),
                                        timeout=TIMEOUT_S)
