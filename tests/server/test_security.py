@@ -433,7 +433,8 @@ def test_the_http_gateway_speaks_https_with_the_same_files_and_needs_the_same_to
         with pytest.raises((urllib.error.URLError, ConnectionError)):
             get(trusted)
         trusted.load_cert_chain(str(tmp_path / "client.pem"), str(tmp_path / "client.key"))
-        assert get(trusted) == {"title": "Interstellar (film)", "match": "qualifier", "also_matched": []}
+        assert get(trusted) == {"title": "Interstellar (film)", "match": "qualifier", "also_matched": [], "imdb_id": "",
+                                "wikidata_id": ""}
         with pytest.raises(urllib.error.HTTPError) as refused:
             get(trusted, token=None)
         assert refused.value.code == 401
