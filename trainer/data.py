@@ -368,7 +368,7 @@ def _accepted_links(path: Path, fmt: str, accepted: np.ndarray, link_kinds: str 
             for position, line in enumerate(line for line in f if line.strip()):
                 if position == next_wanted:
                     record = _loads(line)
-                    kinds = record[5] if len(record) == 6 and link_kinds else None
+                    kinds = record[5] if len(record) >= 6 and link_kinds else None  # a seventh element is ids
                     yield record[2] if kinds is None else [
                         link for link, kind in zip(record[2], kinds) if kind in link_kinds]
                     next_wanted = next(wanted, -1)
