@@ -144,7 +144,8 @@ def train(
     started = time.perf_counter()
     metrics, models = evaluate_run(movie_vectors, link_vectors, train_pairs, heldout_pairs, attributes, config.seed,
                                    franchises=franchise_groups(vocab.movies, [film_identity(f.infobox) for f in info]),
-                                   genres=dataset_genres([f.infobox for f in info], dataset.all_links(kept.tolist())))
+                                   genres=dataset_genres([f.infobox for f in info], dataset.all_links(kept.tolist())),
+                                   heldout_cited=_of_pairs(vocab, vocab.cited, heldout_pairs))
     metrics |= _training_metrics(state) | {"read_seconds": read_seconds,
                                            "evaluation_seconds": time.perf_counter() - started}
     _log_evaluation(metrics, models, log)

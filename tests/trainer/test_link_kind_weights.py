@@ -1,6 +1,9 @@
-"""--link-kind-weights: parsing, each pair's weight (its best-weighted kind), weighted epochs
-and the run's manifest."""
+"""--link-kind-weights: parsing, each pair's weight (its best-weighted kind), weighted epochs,
+the run's manifest and the evaluation of the pairs that are not citation-only."""
 from __future__ import annotations
+
+import json
+import math
 
 import numpy as np
 import pytest
@@ -72,7 +75,7 @@ def test_pairs_of_weight_0_are_never_positives_nor_negatives():
 
 
 @pytest.mark.tf
-def test_a_weighted_run_records_its_weights(tmp_path, capsys):
+def test_a_weighted_run_records_its_weights_and_measures_the_uncited_pairs(tmp_path, capsys):
     """Each film's last link is in its references only; weighing references 0 trains on none
     of them, and the manifest says which weights ran and what they left."""
     records = [r + ["b" * (len(r[2]) - 1) + "r"] for r in clustered_films()]
@@ -86,6 +89,9 @@ def test_a_weighted_run_records_its_weights(tmp_path, capsys):
     cited = int(run.movie_links.cited.sum())
     assert 0 < vocabulary["train_pairs_weight_zero"] <= cited
     assert vocabulary["train_pairs_weight_sum"] == vocabulary["train_pairs"] - vocabulary["train_pairs_weight_zero"]
+    assert 0 < metrics["uncited"]["heldout_pairs"] < metrics["heldout_pairs"]
+    assert 0 <= metrics["uncited"]["link_auc"] <= 1 and not math.isnan(metrics["uncited"]["recall_at_10"])
+    json.dumps(metrics, allow_nan=False)
     # Every pair at 0 is refused before training, in one line.
     assert main(["train", "--data", str(data), "--out", str(tmp_path / "none"), "--min-link-count", "2",
                  "--link-kind-weights", "body=0,references=0"]) == 2
