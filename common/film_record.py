@@ -18,6 +18,7 @@ import dataclasses
 import gzip
 import itertools
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,9 @@ INFOBOX, BODY, REFERENCE, NAVBOX, CATEGORY = "i", "b", "r", "n", "c"
 LINK_KINDS = {INFOBOX: "infobox", BODY: "body", REFERENCE: "references", NAVBOX: "navbox", CATEGORY: "categories"}
 # Where a link is no reason a person accepts: cite templates, reference lists, navigation boxes.
 CITATION_KINDS = frozenset((REFERENCE, NAVBOX))
+# One bit a kind, so that a (film, link) pair's kinds, over all its occurrences, are one byte; 0: not recorded.
+KIND_BITS = {code: 1 << n for n, code in enumerate(LINK_KINDS)}
+CITATION_BITS = sum(KIND_BITS[code] for code in CITATION_KINDS)
 
 SHAPE = "expected a JSON array [title, infobox, links, rotten_tomatoes, rating(, link_kinds(, ids))]"
 
@@ -74,6 +78,37 @@ def kind_codes(names: str) -> str:
     if unknown:
         raise ValueError(f"unknown link kinds {', '.join(unknown)}; choose from {', '.join(LINK_KINDS.values())}")
     return "".join(codes[name] for name in wanted)
+
+
+def kind_weights(spec: str) -> dict[str, float]:
+    """Each kind code's training weight from "infobox=1,body=1,references=0.2" ({} for "");
+    a kind not named weighs 1.
+
+    Raises ValueError for an unknown kind, a kind named twice, a weight that is not a finite
+    number >= 0, or every kind at 0 (nothing left to train on)."""
+    codes = {name: code for code, name in LINK_KINDS.items()}
+    weights: dict[str, float] = {}
+    for item in (part.strip() for part in spec.split(",")):
+        if not item:
+            continue
+        name, equals, value = (part.strip() for part in item.partition("="))
+        if not equals:
+            raise ValueError(f"expected KIND=WEIGHT, got {item!r}")
+        if name.lower() not in codes:
+            raise ValueError(f"unknown link kind {name!r}; choose from {', '.join(LINK_KINDS.values())}")
+        code = codes[name.lower()]
+        if code in weights:
+            raise ValueError(f"{name} is given twice")
+        try:
+            weight = float(value)
+        except ValueError:
+            raise ValueError(f"{name}'s weight {value!r} is not a number") from None
+        if not math.isfinite(weight) or weight < 0:
+            raise ValueError(f"{name}'s weight must be a finite number >= 0, got {value}")
+        weights[code] = weight
+    if weights and not any(weights.get(code, 1.0) for code in LINK_KINDS):
+        raise ValueError("every kind weighs 0: nothing would be trained on")
+    return weights
 
 
 def of_kinds(film: FilmRecord, codes: str) -> FilmRecord:

@@ -93,6 +93,11 @@ def _train_command(commands: argparse._SubParsersAction) -> None:
                        help="train only on links of these kinds, comma-separated: infobox, body, references, navbox, "
                             "categories (records with link kinds, as the collector writes; others keep every link); "
                             "empty: every link")
+    train.add_argument("--link-kind-weights", default=defaults.link_kind_weights, metavar="KIND=W,...",
+                       help="weigh each (film, link) pair's training loss by the best-weighted kind the film has the "
+                            "link as, e.g. 'references=0.3,navbox=0.5' (kinds as --link-kinds; unnamed kinds weigh "
+                            "1; 0 trains not on the pair, which still is never drawn as a negative; a pair weighing "
+                            "w is drawn w times an epoch on average); empty: every pair weighs 1")
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -31,8 +31,8 @@ import numpy as np
 import orjson
 
 from movielinks.common.files import sha256_file
-from movielinks.common.film_record import (CITATION_KINDS, FilmRecord, film_attributes, from_record,  # noqa: F401
-                                           of_kinds, parse_dollars, parse_percent, record_problem)
+from movielinks.common.film_record import (CITATION_BITS, KIND_BITS, FilmRecord, film_attributes,  # noqa: F401
+                                           from_record, of_kinds, parse_dollars, parse_percent, record_problem)
 from movielinks.common.limits import name_problem, names_are_fine
 from movielinks.trainer.arrays import distinct_sorted
 from movielinks.trainer.errors import TrainerError
@@ -64,15 +64,21 @@ class LinkTable:
     Film i's links are `link_names[link_ids[offsets[i]:offsets[i + 1]]]`, repeats
     included; `link_names` are the distinct names in order of first appearance. A table
     read with a minimum count holds only the links in that many films (see read_dataset).
-    `cited` marks the occurrences in a citation or navigation box (common.film_record's
-    CITATION_KINDS); None when no record says its links' kinds.
+    `kinds` holds each occurrence's kind as its bit (common.film_record's KIND_BITS; 0 for a
+    record without kinds); None when no record says its links' kinds.
     """
 
     titles: list[str]
     link_names: list[str]
     offsets: np.ndarray  # int64 [n_films + 1]
     link_ids: np.ndarray  # int32 [n_occurrences]
-    cited: np.ndarray | None = None  # bool [n_occurrences]
+    kinds: np.ndarray | None = None  # uint8 [n_occurrences]
+
+    @property
+    def cited(self) -> np.ndarray | None:
+        """bool [n_occurrences]: the occurrence is in a citation or navigation box
+        (common.film_record's CITATION_KINDS); None when no record says its links' kinds."""
+        return None if self.kinds is None else (self.kinds & CITATION_BITS) != 0
 
     @classmethod
     def from_films(cls, films: Sequence[Film]) -> LinkTable:
@@ -85,22 +91,26 @@ class LinkTable:
         return [self.link_names[j] for j in self.link_ids[self.offsets[i] : self.offsets[i + 1]].tolist()]
 
 
-class _CitedOccurrences:
-    """Whether each link occurrence is in a citation, one byte each, kept only once a record has kinds."""
+# str.translate's table from a kind code to its bit, as a character: one C call a record.
+_KIND_BIT_CHARS = {ord(code): chr(bit) for code, bit in KIND_BITS.items()}
+
+
+class _KindOccurrences:
+    """Each link occurrence's kind bit, one byte each, kept only once a record has kinds."""
 
     def __init__(self) -> None:
-        self.cited = array.array("b")
+        self.kinds = bytearray()
         self.known = False
 
     def add_kinds(self, n_links: int, kinds: str | None) -> None:
         self.known = self.known or kinds is not None
-        self.cited.extend([kind in CITATION_KINDS for kind in kinds] if kinds is not None else bytes(n_links))
+        self.kinds += kinds.translate(_KIND_BIT_CHARS).encode("latin-1") if kinds is not None else bytes(n_links)
 
     def array(self) -> np.ndarray | None:
-        return np.frombuffer(self.cited, dtype=np.int8).astype(bool) if self.known else None
+        return np.frombuffer(self.kinds, dtype=np.uint8) if self.known else None
 
 
-class _LinkTableBuilder(_CitedOccurrences):
+class _LinkTableBuilder(_KindOccurrences):
     def __init__(self) -> None:
         super().__init__()
         self.titles: list[str] = []
@@ -128,7 +138,7 @@ class _LinkTableBuilder(_CitedOccurrences):
 _link_hash = hash
 
 
-class _HashedTableBuilder(_CitedOccurrences):
+class _HashedTableBuilder(_KindOccurrences):
     """A LinkTable's films and offsets, with a 64-bit hash per link occurrence instead of
     a name: a million films' millions of once-seen names never become Python strings."""
 
@@ -178,8 +188,8 @@ def _frequent_links(offsets: np.ndarray, ids: np.ndarray, n_names: int, min_link
 def _rare_links_dropped(table: LinkTable, min_link_count: int) -> LinkTable:
     """`table` with only the links in at least `min_link_count` films."""
     kept, offsets, ids = _frequent_links(table.offsets, table.link_ids, len(table.link_names), min_link_count)
-    cited = None if table.cited is None else table.cited[kept[table.link_ids]]
-    return LinkTable(table.titles, [table.link_names[i] for i in np.flatnonzero(kept).tolist()], offsets, ids, cited)
+    kinds = None if table.kinds is None else table.kinds[kept[table.link_ids]]
+    return LinkTable(table.titles, [table.link_names[i] for i in np.flatnonzero(kept).tolist()], offsets, ids, kinds)
 
 
 def _names_of(first: np.ndarray, kept: np.ndarray, ids: np.ndarray, films_links: Iterable[Sequence[str]]
@@ -348,14 +358,14 @@ def _named_table(links: _HashedTableBuilder, min_link_count: int, path: Path, fm
     file; by a third pass, by name, in the rare case that two names share a hash."""
     first, kept, offsets, ids = links.frequent(min_link_count)
     del links.hashes
-    cited = links.array()
+    kinds = links.array()
     names = _names_of(first, kept, ids, _accepted_links(path, fmt, accepted, link_kinds))
     if names is not None:
-        return LinkTable(links.titles, names, offsets, ids, None if cited is None else cited[kept])
+        return LinkTable(links.titles, names, offsets, ids, None if kinds is None else kinds[kept])
     exact = _LinkTableBuilder()
     for title, film_links in zip(links.titles, _accepted_links(path, fmt, accepted, link_kinds)):
         exact.add(title, film_links)
-    return _rare_links_dropped(dataclasses.replace(exact.table(), cited=cited), min_link_count)
+    return _rare_links_dropped(dataclasses.replace(exact.table(), kinds=kinds), min_link_count)
 
 
 def _accepted_links(path: Path, fmt: str, accepted: np.ndarray, link_kinds: str = "") -> Iterator[list[str]]:
@@ -368,7 +378,7 @@ def _accepted_links(path: Path, fmt: str, accepted: np.ndarray, link_kinds: str 
             for position, line in enumerate(line for line in f if line.strip()):
                 if position == next_wanted:
                     record = _loads(line)
-                    kinds = record[5] if len(record) == 6 and link_kinds else None
+                    kinds = record[5] if len(record) >= 6 and link_kinds else None  # a seventh element is ids
                     yield record[2] if kinds is None else [
                         link for link, kind in zip(record[2], kinds) if kind in link_kinds]
                     next_wanted = next(wanted, -1)

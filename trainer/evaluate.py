@@ -54,12 +54,15 @@ def evaluate_run(
     *,
     franchises: Sequence[np.ndarray] = (),
     genres: Sequence[frozenset[str]] | None = None,
+    heldout_cited: np.ndarray | None = None,
 ) -> tuple[dict, dict[str, AttributeModel]]:
     """Every held-out measure of a trained run: (metrics for the manifest, attribute models).
 
     `franchises` are arrays of movie ids (common.franchises.franchise_groups), `genres` each
-    movie's genres or None where the dataset has none. A new measure is added here; the
-    training loop does not change.
+    movie's genres or None where the dataset has none. With `heldout_cited` (bool per held-out
+    pair: the film has the link only in citations or navigation boxes) link prediction is
+    measured again on the other held-out pairs ("uncited"), the links a person reads as reasons.
+    A new measure is added here; the training loop does not change.
     """
     all_pairs = np.concatenate([train_pairs, heldout_pairs])
     metrics = {
@@ -67,6 +70,12 @@ def evaluate_run(
         "recall_at_10": recall_at_k(movie_vectors, link_vectors, heldout_pairs, train_pairs, 10, seed=seed),
         "heldout_pairs": int(len(heldout_pairs)),
     }
+    if heldout_cited is not None and not heldout_cited.all():
+        uncited = heldout_pairs[~heldout_cited]
+        metrics["uncited"] = {"link_auc": link_auc(movie_vectors, link_vectors, uncited, all_pairs, seed),
+                              "recall_at_10": recall_at_k(movie_vectors, link_vectors, uncited, train_pairs, 10,
+                                                          seed=seed),
+                              "heldout_pairs": int(len(uncited))}
     models = fit_attribute_models(movie_vectors, attributes, seed)
     metrics["attributes"] = {
         name: {"heldout_mse": m.heldout_mse, "baseline_mse": m.baseline_mse, "films": m.n_train + m.n_test}
@@ -289,6 +298,7 @@ def format_table(metrics: Mapping, models: Mapping[str, AttributeModel]) -> str:
         "evaluation (held-out)",
         f"  link prediction ROC AUC   {metrics['link_auc']:.4f}   ({metrics['heldout_pairs']:,} held-out pairs vs as many random pairs)",
         f"  link recall@10            {metrics['recall_at_10']:.4f}",
+        *_uncited_lines(metrics.get("uncited")),
         "",
         f"  {'attribute':<16} {'films':>6} {'held-out MSE':>14} {'mean-baseline MSE':>18} {'ratio':>6}",
     ]
@@ -309,6 +319,14 @@ def format_table(metrics: Mapping, models: Mapping[str, AttributeModel]) -> str:
         ):
             lines.append(f"  {label:<34} {_figure(quality['learned'][key]):>8} {_figure(quality['tfidf'][key]):>11}   ({count})")
     return "\n".join(lines)
+
+
+def _uncited_lines(uncited: Mapping | None) -> list[str]:
+    """The table's lines for the held-out pairs that are not citation-only, if measured."""
+    if not uncited:
+        return []
+    return [f"  ... not citation-only: AUC {_figure(uncited['link_auc'])}, recall@10 {_figure(uncited['recall_at_10'])}"
+            f"   ({uncited['heldout_pairs']:,} held-out pairs)"]
 
 
 def _figure(value: float | None) -> str:

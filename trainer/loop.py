@@ -30,6 +30,7 @@ class LoopSettings:
     batch_positives: int
     seed: int
     negative_power: float = 0.0  # links drawn as negatives by popularity ** power (0: uniform)
+    pair_weights: np.ndarray | None = None  # float [n_train_pairs]: each pair's training weight (None: all 1)
 
 
 def fit(
@@ -66,13 +67,14 @@ def fit(
         return epoch_batches(
             train_pairs, true_keys, n_movies, n_links, negative_ratio=settings.negatives_per_positive,
             positives_per_batch=settings.batch_positives, rng=np.random.default_rng([settings.seed, epoch]),
-            link_cdf=link_cdf,
+            link_cdf=link_cdf, pair_weights=settings.pair_weights,
         )
 
     # Keras's bar redraws one line with carriage returns: on a terminal only; into a file or a
     # pipe, one summary line an epoch instead.
     progress = progress and sys.stdout.isatty()
-    steps = -(-len(train_pairs) // settings.batch_positives)
+    positives = len(train_pairs) if settings.pair_weights is None else round(float(settings.pair_weights.sum()))
+    steps = -(-positives // settings.batch_positives)  # the bar's length; weighted epochs vary a little
     epochs = range(state.epoch, settings.epochs)
     with prefetched(((epoch, batches(epoch)) for epoch in epochs), PREFETCH_BATCHES) as sampled:
         for epoch in epochs:

@@ -113,9 +113,9 @@ def with_taste_links(table: LinkTable, taste: TasteLikes) -> LinkTable:
     ids = np.concatenate([table.link_ids.astype(np.int64), taste_ids])
     order = np.argsort(film_of, kind="stable")  # each film's own links first, in their order, then its people
     offsets = np.concatenate([[0], np.cumsum(np.bincount(film_of, minlength=n_films))]).astype(np.int64)
-    cited = None if table.cited is None else np.concatenate([table.cited, np.zeros(len(taste_ids), bool)])[order]
+    kinds = None if table.kinds is None else np.concatenate([table.kinds, np.zeros(len(taste_ids), np.uint8)])[order]
     return LinkTable(table.titles, list(table.link_names) + [TASTE_LINK_PREFIX + u for u in users], offsets,
-                     ids[order].astype(np.int32), cited)
+                     ids[order].astype(np.int32), kinds)
 
 
 def is_taste_link(name: str) -> bool:

@@ -146,11 +146,16 @@ def epoch_batches(
     positives_per_batch: int,
     rng: np.random.Generator,
     link_cdf: np.ndarray | None = None,
+    pair_weights: np.ndarray | None = None,
 ) -> Iterator[Batch]:
     """One epoch: every training pair once, in a random order, each with exactly
     `negative_ratio` (>= 1) random negative pairs, none in `true_keys` (sorted).
     Negative movies are uniform; negative links uniform too, or drawn by `link_cdf`
     (float64 [n_links], the cumulative distribution `popularity_cdf` gives).
+
+    With `pair_weights` (float [len(train_pairs)], >= 0: trainer.vocab's pair_weights) a
+    pair is trained on floor(w) times in the epoch and once more with probability w - floor(w):
+    its expected share of the epoch's loss is w times an unweighted pair's (weight 0: never).
 
     A generator: negatives are drawn CHUNK_BATCHES batches at a time, so memory is
     the order of the pairs plus a few batches, whatever the epoch's size. Raises
@@ -161,6 +166,8 @@ def epoch_batches(
     if every_pair_is_true(true_keys, n_movies, n_links):
         raise ValueError("every (movie, link) pair is a true pair: there is nothing to sample negatives from")
     order = rng.permutation(len(train_pairs))
+    if pair_weights is not None:
+        order = weighted_order(rng, order, pair_weights)
     chunk = positives_per_batch * CHUNK_BATCHES
     for start in range(0, len(order), chunk):
         positives = train_pairs[order[start : start + chunk]]
@@ -171,6 +178,15 @@ def epoch_batches(
             movies, links = positives[part, 0], positives[part, 1]
             yield Batch(movies, links, grid_movies[part], grid_links[part], negative_index[part],
                         batch_rows(movies, grid_movies[part], links, grid_links[part], n_movies, n_links))
+
+
+def weighted_order(rng: np.random.Generator, order: np.ndarray, pair_weights: np.ndarray) -> np.ndarray:
+    """`order` (a permutation of the pairs) with pair i repeated floor(w) times and once more
+    with probability w - floor(w), w = pair_weights[i]; repeats stay adjacent."""
+    weights = pair_weights[order]
+    whole = np.floor(weights)
+    times = whole.astype(np.int64) + (rng.random(len(order)) < weights - whole)
+    return np.repeat(order, times)
 
 
 def popularity_cdf(train_pairs: np.ndarray, n_links: int, power: float) -> np.ndarray | None:

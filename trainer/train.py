@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 
 from movielinks.common.artifacts import Records
-from movielinks.common.film_record import kind_codes
+from movielinks.common.film_record import LINK_KINDS, kind_codes, kind_weights
 from movielinks.common.franchises import film_identity, franchise_groups
 from movielinks.common.records import MovieRecord, release_year
 from movielinks.trainer.checkpoint import Checkpoint, TrainingState, default_checkpoint_dir, fingerprint
@@ -35,7 +35,7 @@ from movielinks.trainer.loop import LoopSettings, fit
 from movielinks.trainer.ratings import (HIGHEST_RATING, LOWEST_RATING, TasteLikes, is_taste_link, read_ratings,
                                         with_taste_links)
 from movielinks.trainer.run import RunManifest, save_run
-from movielinks.trainer.sampler import every_pair_is_true, split_pairs
+from movielinks.trainer.sampler import every_pair_is_true, pair_keys, split_pairs
 from movielinks.trainer.vocab import Vocabulary, build_vocabulary
 
 OBJECTIVE_NAMES = ("logistic", "mse")  # keys of trainer.objectives.OBJECTIVES, without importing TensorFlow
@@ -58,6 +58,8 @@ class TrainConfig:
     seed: int = 0
     like_threshold: float = 4.0  # with a ratings file: a rating this high or higher is a like
     link_kinds: str = ""  # comma-separated kinds of link to train on (common.film_record); "": every link
+    # "infobox=1,references=0.2": a pair weighs as the best-weighted kind it has (unnamed kinds 1; 0 drops it)
+    link_kind_weights: str = ""
 
     def check(self) -> None:
         problems = [
@@ -80,6 +82,10 @@ class TrainConfig:
             kind_codes(self.link_kinds)
         except ValueError as e:
             raise TrainerError(f"--link-kinds: {e}") from e
+        try:
+            kind_weights(self.link_kind_weights)
+        except ValueError as e:
+            raise TrainerError(f"--link-kind-weights: {e}") from e
 
 
 def train(
@@ -123,9 +129,10 @@ def train(
         + (f"; {vocab.n_links - n_content_links:,} people's taste links, {len(taste_pairs):,} likes" if taste else ""))
     checkpoint = _checkpoint(out, checkpoint_dir, dataset.sha256 + (f"+{taste.sha256}" if taste else ""), config,
                              resume)
+    trained = _sorted_pairs(np.concatenate([train_pairs, taste_pairs]), vocab.n_links)
+    weights = _train_weights(vocab, trained, config, log)
     movie_vectors, link_vectors, state, versions, distribution, learned = _train_vectors(
-        vocab, _sorted_pairs(np.concatenate([train_pairs, taste_pairs]), vocab.n_links), config, checkpoint,
-        resume=resume, progress=progress, log=log)
+        vocab, trained, weights, config, checkpoint, resume=resume, progress=progress, log=log)
     link_vectors, links, pairs = link_vectors[:n_content_links], vocab.links[:n_content_links], vocab.pairs[content]
     if distribution is not None and not distribution.is_chief:  # a mirrored worker: the chief writes the run
         log(f"trained; the cluster's chief writes the run to {out}")
@@ -137,13 +144,15 @@ def train(
     started = time.perf_counter()
     metrics, models = evaluate_run(movie_vectors, link_vectors, train_pairs, heldout_pairs, attributes, config.seed,
                                    franchises=franchise_groups(vocab.movies, [film_identity(f.infobox) for f in info]),
-                                   genres=dataset_genres([f.infobox for f in info], dataset.all_links(kept.tolist())))
+                                   genres=dataset_genres([f.infobox for f in info], dataset.all_links(kept.tolist())),
+                                   heldout_cited=_of_pairs(vocab, vocab.cited, heldout_pairs))
     metrics |= _training_metrics(state) | {"read_seconds": read_seconds,
                                            "evaluation_seconds": time.perf_counter() - started}
     _log_evaluation(metrics, models, log)
     manifest = _manifest(dataset, config, vocab, n_content_links, len(pairs), len(train_pairs), len(heldout_pairs),
                          _ratings_summary(taste, vocab.n_links - n_content_links, len(taste_pairs)), metrics, versions,
                          learned)
+    manifest.vocabulary.update(_weights_summary(config, weights))
     records = Records([MovieRecord(title, f.infobox, a, f.ids) for title, f, a in zip(vocab.movies, info, attributes)],
                       links, models)
     save_run(out, manifest, movie_vectors, link_vectors, records, pairs,
@@ -247,12 +256,52 @@ def _ratings_summary(taste: TasteLikes | None, taste_links: int, likes_used: int
     return taste.summary() | {"users_used": taste_links, "likes_used": likes_used}
 
 
+def _of_pairs(vocab: Vocabulary, values: np.ndarray | None, pairs: np.ndarray) -> np.ndarray | None:
+    """`values` (one a vocabulary pair) of `pairs`, each one of the vocabulary's; None for None."""
+    if values is None:
+        return None
+    return values[np.searchsorted(pair_keys(vocab.pairs, vocab.n_links), pair_keys(pairs, vocab.n_links))]
+
+
+def _train_weights(vocab: Vocabulary, train_pairs: np.ndarray, config: TrainConfig,
+                   log: Callable[[str], None]) -> np.ndarray | None:
+    """Each training pair's weight by --link-kind-weights (Vocabulary.pair_weights), or None
+    when every pair weighs 1; what the weights do is logged."""
+    weights = kind_weights(config.link_kind_weights)
+    pair_weights = _of_pairs(vocab, vocab.pair_weights(weights), train_pairs)
+    if weights and vocab.kinds is None:
+        log("--link-kind-weights: the dataset records no link kinds, so every pair weighs 1")
+    if pair_weights is not None and not pair_weights.any():
+        raise TrainerError(f"--link-kind-weights {config.link_kind_weights!r} weighs every training pair 0: "
+                           "nothing would be trained on")
+    if pair_weights is not None:
+        log(f"link kind weights {_weights_text(weights)}: {len(pair_weights):,} training pairs weigh "
+            f"{pair_weights.sum():,.0f} in all, {int((pair_weights == 0).sum()):,} of them 0 (not trained on)")
+    return pair_weights
+
+
+def _weights_text(weights: dict[str, float]) -> str:
+    return ", ".join(f"{name} {weights.get(code, 1.0):g}" for code, name in LINK_KINDS.items())
+
+
+def _weights_summary(config: TrainConfig, pair_weights: np.ndarray | None) -> dict:
+    """What --link-kind-weights did, as the manifest's vocabulary records it ({} without it)."""
+    weights = kind_weights(config.link_kind_weights)
+    if not weights:
+        return {}
+    return {"link_kind_weights": {name: weights.get(code, 1.0) for code, name in LINK_KINDS.items()},
+            "train_pairs_weight_sum": None if pair_weights is None else float(pair_weights.sum()),
+            "train_pairs_weight_zero": 0 if pair_weights is None else int((pair_weights == 0).sum())}
+
+
 def _train_vectors(
-    vocab: Vocabulary, train_pairs: np.ndarray, config: TrainConfig, checkpoint: Checkpoint,
+    vocab: Vocabulary, train_pairs: np.ndarray, pair_weights: np.ndarray | None, config: TrainConfig,
+    checkpoint: Checkpoint,
     *, resume: bool, progress: bool, log: Callable[[str], None],
 ) -> tuple[np.ndarray, np.ndarray, TrainingState, dict[str, str], object, dict]:
     """Build the model, objective and optimizer, resume them if asked, run the epoch loop.
 
+    `pair_weights` (one a training pair, or None: all 1) weigh the pairs (trainer.sampler.epoch_batches).
     Returns (unit movie vectors, unit link vectors, the final state, library versions, the
     trainer.distributed strategy it trained with or None, the objective as the run records it:
     `_learned_objective`).
@@ -282,7 +331,7 @@ def _train_vectors(
         state = checkpoint.restore(model, objective, optimizer)
         log(f"resuming from {checkpoint.directory} after epoch {state.epoch}")
     settings = LoopSettings(config.epochs, config.negatives_per_positive, config.batch_positives, config.seed,
-                            config.negative_power)
+                            config.negative_power, pair_weights)
     state = fit(model, objective, optimizer, train_pairs, vocab.n_movies, vocab.n_links, settings, state, checkpoint,
                 progress=progress, log=log, distribution=distribution)
     versions = {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,

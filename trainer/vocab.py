@@ -9,6 +9,7 @@ import dataclasses
 
 import numpy as np
 
+from movielinks.common.film_record import CITATION_BITS, KIND_BITS
 from movielinks.trainer.arrays import distinct_sorted
 from movielinks.trainer.data import LinkTable
 
@@ -25,8 +26,27 @@ class Vocabulary:
     links: list[str]
     pairs: np.ndarray  # int32 [n_pairs, 2] of unique (movie id, link id), sorted
     dropped_movies: int  # films with no kept link: they get no vector
-    # bool [n_pairs]: the film has the link only in citations or navigation boxes; None when unknown
-    cited: np.ndarray | None = None
+    # uint8 [n_pairs]: the KIND_BITS of every kind the film has the link as (0: not recorded); None when unknown
+    kinds: np.ndarray | None = None
+
+    @property
+    def cited(self) -> np.ndarray | None:
+        """bool [n_pairs]: the film has the link only in citations or navigation boxes; None when unknown."""
+        if self.kinds is None:
+            return None
+        return (self.kinds != 0) & ((self.kinds & ~np.uint8(CITATION_BITS)) == 0)
+
+    def pair_weights(self, weights: dict[str, float]) -> np.ndarray | None:
+        """float64 [n_pairs]: each pair's training weight, that of the best-weighted kind it has
+        (`weights`: kind code -> weight, common.film_record.kind_weights; a kind not named and a
+        pair of unknown kinds weigh 1); None when every pair weighs 1."""
+        if self.kinds is None or not any(w != 1.0 for w in weights.values()):
+            return None
+        by_bits = np.zeros(256)
+        for bits in range(1, 256):
+            by_bits[bits] = max((weights.get(code, 1.0) for code, bit in KIND_BITS.items() if bits & bit), default=1.0)
+        by_bits[0] = 1.0
+        return by_bits[self.kinds]
 
     @property
     def n_movies(self) -> int:
@@ -48,8 +68,7 @@ def build_vocabulary(table: LinkTable, min_link_count: int) -> tuple[Vocabulary,
     film_of = np.repeat(np.arange(n_films, dtype=np.int64), np.diff(table.offsets))
     keys = film_of * n_names + table.link_ids
     distinct = distinct_sorted(keys)  # (film, link) once, sorted by film
-    # A pair is cited when none of its occurrences is outside a citation.
-    cited = None if table.cited is None else ~np.isin(distinct, keys[~table.cited])
+    kinds = None if table.kinds is None else _pair_kinds(keys, table.kinds, distinct)
     del keys
     films, names = distinct // n_names, distinct % n_names
     kept_name = np.bincount(names, minlength=n_names) >= min_link_count
@@ -67,7 +86,15 @@ def build_vocabulary(table: LinkTable, min_link_count: int) -> tuple[Vocabulary,
         [table.link_names[i] for i in np.flatnonzero(kept_name).tolist()],
         pairs.reshape(-1, 2),
         n_films - len(kept_films),
-        None if cited is None else cited[keep],
+        None if kinds is None else kinds[keep],
     )
     return vocab, kept_films
+
+
+def _pair_kinds(keys: np.ndarray, kinds: np.ndarray, distinct: np.ndarray) -> np.ndarray:
+    """uint8 [len(distinct)]: the OR of the kind bits of each distinct key's occurrences."""
+    # (key, bits) once each, sorted: a key's rows are adjacent, so one reduceat ORs them.
+    both = distinct_sorted(keys * 256 + kinds)
+    starts = np.flatnonzero(np.concatenate([[True], both[1:] // 256 != both[:-1] // 256]))
+    return np.bitwise_or.reduceat((both % 256).astype(np.uint8), starts) if len(both) else np.zeros(0, np.uint8)
 

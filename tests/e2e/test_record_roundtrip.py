@@ -78,7 +78,9 @@ def test_five_element_records_read_with_unknown_kinds(tmp_path: Path) -> None:
 
 def test_the_trainer_reads_only_the_link_kinds_asked_for(tmp_path: Path) -> None:
     path = tmp_path / "kinds.ndjson"
-    path.write_text("".join(f'["Film {i}", {{}}, ["Director", "Actor {i % 2}", "IMDb", "Drama"], null, null, "ibrc"]\n'
+    # Films 1 and 3 carry ids, a seventh element, as the collector writes films with an IMDb id.
+    path.write_text("".join(f'["Film {i}", {{}}, ["Director", "Actor {i % 2}", "IMDb", "Drama"], null, null, "ibrc"'
+                            + (', {"imdb": "tt000000%d"}' % i if i % 2 else "") + "]\n"
                             for i in range(4)) + '["Old", {}, ["Director", "IMDb"], null, null]\n', encoding="utf-8")
     # The old record keeps its IMDb link, the only one left once the others' citations are gone: rare at 2.
     for min_link_count, old in ((1, ["Director", "IMDb"]), (2, ["Director"])):
