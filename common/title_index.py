@@ -107,6 +107,10 @@ class NameTable(ById[str]):
     def __init__(self, blob: np.ndarray, offsets: np.ndarray):
         self.blob, self.offsets = blob, offsets
         self._bytes = memoryview(blob)
+        # Offsets as Python ints when indexed (a memoryview's items are; numpy's are numpy scalars, several
+        # times slower to slice with), without a Python object per name.
+        self._bounds = memoryview(np.ascontiguousarray(offsets, dtype=np.int64)).cast("B").cast("q")
+        self._count = len(offsets) - 1
 
     @classmethod
     def from_names(cls, names: Iterable[str]) -> NameTable:
@@ -116,7 +120,14 @@ class NameTable(ById[str]):
         return cls(np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets)
 
     def _item(self, i: int) -> str:
-        return bytes(self._bytes[self.offsets[i]:self.offsets[i + 1]]).decode("utf-8", "surrogatepass")
+        bounds = self._bounds
+        return str(self._bytes[bounds[i]:bounds[i + 1]], "utf-8", "surrogatepass")
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if type(i) is int and 0 <= i < self._count:  # the common case first: one answer names thousands
+            bounds = self._bounds
+            return str(self._bytes[bounds[i]:bounds[i + 1]], "utf-8", "surrogatepass")
+        return super().__getitem__(i)
 
 
 class _SortedKeys(Sequence[str]):

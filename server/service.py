@@ -70,7 +70,7 @@ class FoundMovie(NamedTuple):
     """One movie of an answer, with what a person needs to recognise it."""
 
     title: str
-    facts: MovieFacts | None  # None only in a batch asked for names and scores alone
+    facts: MovieFacts
     score: float
     reasons: list[Reason]  # the links it shares with the query; empty unless asked for
 
@@ -89,7 +89,7 @@ class MoviesAnswer:
     """A query (a movie; LinkMovies: a link) and the movies found for it, best first, each complete."""
 
     query: str
-    query_facts: MovieFacts | None  # None only in a batch asked for names and scores alone
+    query_facts: MovieFacts
     movies: list[FoundMovie]
     reasons_basis: str  # explain.ARTICLE_LINKS or explain.MODEL_ASSOCIATIONS; "" without reasons
 
@@ -202,24 +202,24 @@ class MovieService:
         return self._answer(int(query_ids[0]), ids[0], scores[0], reasons)
 
     def similar_movies_batch(self, titles: Sequence[str], k: int, movie_filter: FilterRequest | None = None,
-                             reasons: int = 0, facts: bool = False,
-                             alive: Callable[[], bool] = lambda: True) -> list[MoviesAnswer]:
-        """similar_movies for each title, in one search. Without `facts` and `reasons` each answer
-        has names and scores alone (query_facts and every movie's facts None): a large batch's
-        lean form. `alive` is asked every ANSWERS_BETWEEN_CHECKS answers; once it says False the
-        work stops with ServiceError STOPPED."""
+                             reasons: int = 0, alive: Callable[[], bool] = lambda: True) -> list[MoviesAnswer]:
+        """similar_movies for each title, in one search, each answer complete (facts, and `reasons`
+        links a movie). `alive` is asked every ANSWERS_BETWEEN_CHECKS answers; once it says False
+        the work stops with ServiceError STOPPED."""
         query_ids, (ids, scores) = self._similar_movie_ids(titles, k, movie_filter, reasons)
-        if not facts and not reasons:
-            names = self.movie_titles.names
-            return [MoviesAnswer(names[q], None, [FoundMovie(names[i], None, s, []) for i, s in
-                                                  zip(row_ids.tolist(), row_scores.tolist()) if i >= 0], "")
-                    for q, row_ids, row_scores in zip(query_ids.tolist(), ids, scores)]
         answers = []
         for row, query_id in enumerate(query_ids.tolist()):
             if row % ANSWERS_BETWEEN_CHECKS == 0:
                 check_alive(alive, "BatchSimilarMovies")
             answers.append(self._answer(query_id, ids[row], scores[row], reasons))
         return answers
+
+    def similar_movies_batch_names(self, titles: Sequence[str], k: int,
+                                   movie_filter: FilterRequest | None = None) -> list[tuple[str, Neighbours]]:
+        """A large batch's lean form: each title (as resolved) with its similar movies' names and
+        scores alone, no facts (a record read per movie) and no object per movie beyond the pair."""
+        query_ids, ranked = self._similar_movie_ids(titles, k, movie_filter, 0)
+        return self._named_rows(query_ids, ranked, self.movie_titles, self.movie_titles)
 
     def _answer(self, query_id: int, ids: np.ndarray, scores: np.ndarray, reasons: int) -> MoviesAnswer:
         """A movie's answer from its ranked row, with `reasons` links each found movie shares with it."""

@@ -84,15 +84,19 @@ class MovielinksServicer(pb_grpc.MovielinksServicer):
     @unary
     def BatchSimilarMovies(self, request, context):
         service = self.current()
-        answers = service.similar_movies_batch(list(request.titles), _k(request.k), _filter(request), request.reasons,
-                                               request.facts, context.is_active)
+        titles, k, movie_filter = list(request.titles), _k(request.k), _filter(request)
+        if request.facts or request.reasons:
+            results = service.similar_movies_batch(titles, k, movie_filter, request.reasons, context.is_active)
+            convert = functools.partial(_answered, version=service.name)
+        else:  # names and scores alone: the lean form a large batch is asked in
+            results = service.similar_movies_batch_names(titles, k, movie_filter)
+            convert = lambda row: _neighbours(*row, service.name)  # noqa: E731
         response = pb.BatchNeighboursResponse(index_version=service.name)
         # Up to 10,000 x 1,000 neighbours to convert: stop when nobody waits for them.
-        for start in range(0, len(answers), _RESPONSE_CHUNK):
+        for start in range(0, len(results), _RESPONSE_CHUNK):
             if not context.is_active():  # cancelled, or past its deadline
                 return response
-            response.results.extend(_neighbours(a.query, a.neighbours, service.name) if a.query_facts is None
-                                    else _answered(a, service.name) for a in answers[start:start + _RESPONSE_CHUNK])
+            response.results.extend(map(convert, results[start:start + _RESPONSE_CHUNK]))
         size = response.ByteSize()
         if size > MAX_RESPONSE_BYTES:  # long titles: the titles x k limit alone does not bound the bytes
             raise ServiceError(Kind.RESOURCE_EXHAUSTED, f"the answer would be {size:,} bytes; the limit is "

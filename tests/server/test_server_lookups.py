@@ -165,3 +165,13 @@ def test_lookup_files_derived_from_other_records_are_built_again(tmp_path, caplo
     assert version.movie_names[1] == "Aliens (film)" and version.movies[1].title == "Aliens (film)"
     assert TitleResolver(version.movie_titles).resolve("aliens") == (1, "qualifier")
     assert any("derived from other records than its own" in r.getMessage() for r in caplog.records)
+
+
+def test_a_name_table_reads_names_by_any_kind_of_index():
+    names = ["Amélie", "", "Alien (film)", "Léon: The Professional"]
+    table = title_index.NameTable.from_names(names)
+    assert [table[i] for i in range(4)] == names and list(table) == names and len(table) == 4
+    assert table[np.int64(2)] == "Alien (film)" and table[-1] == names[-1] and table[1:3] == names[1:3]
+    for outside in (4, -5, np.int32(9)):
+        with pytest.raises(IndexError, match="out of range"):
+            table[outside]
