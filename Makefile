@@ -38,7 +38,7 @@ $(CHROMIUM):
 test: $(VENV)/.installed $(CHROMIUM)
 	$(VENV)/bin/python -m pytest
 
-# The edit-test loop (about a minute and a half on 2 cores): no TensorFlow, no real data
+# The edit-test loop (under a minute on 2 cores): no TensorFlow, no real data
 # (the tests marked tf, real_data or slow are left out; the markers: pyproject.toml).
 test-fast: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest -m "not tf and not real_data and not slow"

@@ -16,6 +16,7 @@ import signal
 import tarfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -25,6 +26,8 @@ from tests.collector_fixtures import FOOTER, HEADER, film_text, page, write_mult
 from tests.collector.test_collector_html import PARSOID, RENDERED
 
 CASE_LIMIT_S = 10
+pytestmark = pytest.mark.slow  # thousands of generated inputs
+
 FUZZ = settings(deadline=None, database=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.function_scoped_fixture])

@@ -54,6 +54,7 @@ def get_info(base: str) -> int:
         return answer.status
 
 
+@pytest.mark.slow  # waits out the server's HTTP read timeouts: about 14 s
 def test_a_slowloris_storm_leaves_grpc_health_and_http_working(index_root):
     server = ServerProcess(index_root, "--http-port", "0", "--http-head-timeout", str(HEAD_TIMEOUT_S),
                            "--reload-interval", "0.2", descriptors=DESCRIPTORS)
@@ -96,6 +97,7 @@ def _answers(base: str) -> bool:
         return False
 
 
+@pytest.mark.slow  # waits out the server's HTTP read timeouts: about 14 s
 def test_an_http_export_never_read_gives_its_stream_slot_back(tmp_path):
     build_index(make_run(tmp_path / "run", titles=TITLES, n_movies=3000, n_links=40, dim=8), tmp_path / "index",
                 progress=False)
