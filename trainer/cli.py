@@ -52,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _train_command(commands: argparse._SubParsersAction) -> None:
     from movielinks.trainer.data import FORMATS
-    from movielinks.trainer.train import OBJECTIVE_NAMES, TrainConfig
+    from movielinks.trainer.train import OBJECTIVE_NAMES, OPTIMIZER_NAMES, TrainConfig
 
     defaults = TrainConfig()
     train = commands.add_parser("train", help="train on a dataset and write a run directory", epilog=EPILOG,
@@ -80,7 +80,10 @@ def _train_command(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--epochs", type=int, default=defaults.epochs, help="passes over the training pairs")
     train.add_argument("--batch-positives", type=int, default=defaults.batch_positives, help="positive pairs per step")
     train.add_argument("--learning-rate", type=float, default=defaults.learning_rate,
-                       help="learning rate of the row-wise Adam")
+                       help="learning rate of the tables' optimizer")
+    train.add_argument("--optimizer", default=defaults.optimizer, choices=OPTIMIZER_NAMES,
+                       help="the tables' optimizer: adam (row-wise, two moments a weight) or rowwise-adagrad (one "
+                            "number a row: a third of the row traffic; its learning rate wants to be larger)")
     train.add_argument("--objective", default=defaults.objective, choices=OBJECTIVE_NAMES,
                        help="loss: logistic (class-balanced) or mse (the notebook's)")
     train.add_argument("--negative-power", type=float, default=defaults.negative_power,

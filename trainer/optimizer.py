@@ -1,10 +1,15 @@
-"""Row-wise Adam: an update touches only the table rows a batch read.
+"""Row-wise optimizers: an update touches only the table rows a batch read.
 
 Keras's optimizers update every row of an embedding table at every step (their
 moment estimates decay everywhere), so a step's cost grows with the tables. Here
 the tables' moments and weights are read and written only at the rows of the batch,
 as TF Addons' LazyAdam and PyTorch's SparseAdam do; the objective's few scalars get
 plain Adam. Bias correction follows the global step.
+
+RowwiseAdagrad (PyTorch-BigGraph's and DLRM's optimizer for large tables) keeps one
+number a table row, the running sum of the row's mean squared gradient, where Adam
+keeps two moments the size of the table: a third of the row traffic of a step, and
+a table's worth of memory instead of three.
 """
 from __future__ import annotations
 
@@ -44,3 +49,33 @@ class RowwiseAdam:
             m_slot.assign(self.beta_1 * m_slot + (1.0 - self.beta_1) * gradient)
             v_slot.assign(self.beta_2 * v_slot + (1.0 - self.beta_2) * tf.square(gradient))
             variable.assign_sub(step * m_slot / (tf.sqrt(v_slot) + self.epsilon))
+
+
+class RowwiseAdagrad:
+    """Adagrad over embedding tables with one accumulator a row (the mean of the row's squared
+    gradient, summed over steps), plain Adam for the small dense variables; `variables` are
+    checkpointed. Same `apply` as RowwiseAdam."""
+
+    def __init__(self, learning_rate: float, tables: list[tf.Variable], dense: list[tf.Variable],
+                 dense_learning_rate: float = 0.005, initial_accumulator: float = 0.0, epsilon: float = 1e-10):
+        self.learning_rate, self.epsilon = learning_rate, epsilon
+        self._accumulators = {id(t): tf.Variable(tf.fill([tf.shape(t)[0]], initial_accumulator), trainable=False,
+                                                 name=f"{t.name.split(':')[0]}_rowwise_sum")
+                              for t in tables}
+        self._dense = RowwiseAdam(dense_learning_rate, tables=[], dense=dense)
+        self.iterations = self._dense.iterations
+        self.variables = [*self._dense.variables, *self._accumulators.values()]
+
+    def apply(self, table_updates, dense_updates) -> None:
+        """`table_updates`: (table, rows [U], gradient of those rows [U, d]) with rows distinct but for
+        padding with the spare row; `dense_updates`: (variable, gradient)."""
+        for table, rows, gradient in table_updates:
+            accumulator = self._accumulators[id(table)]
+            summed = tf.gather(accumulator, rows) + tf.reduce_mean(tf.square(gradient), axis=1)
+            accumulator.scatter_update(tf.IndexedSlices(summed, rows))
+            step = self.learning_rate / (tf.sqrt(summed) + self.epsilon)
+            table.scatter_update(tf.IndexedSlices(tf.gather(table, rows) - step[:, None] * gradient, rows))
+        self._dense.apply([], dense_updates)
+
+
+OPTIMIZERS = {"adam": RowwiseAdam, "rowwise-adagrad": RowwiseAdagrad}

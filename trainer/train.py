@@ -39,6 +39,7 @@ from movielinks.trainer.sampler import every_pair_is_true, pair_keys, split_pair
 from movielinks.trainer.vocab import Vocabulary, build_vocabulary
 
 OBJECTIVE_NAMES = ("logistic", "mse")  # keys of trainer.objectives.OBJECTIVES, without importing TensorFlow
+OPTIMIZER_NAMES = ("adam", "rowwise-adagrad")  # keys of trainer.optimizer.OPTIMIZERS, without importing TensorFlow
 __all__ = ["TrainConfig", "train", "default_checkpoint_dir"]
 
 
@@ -53,6 +54,7 @@ class TrainConfig:
     batch_positives: int = 4096  # positive pairs per step; a step has (1 + negatives) times as many samples
     learning_rate: float = 0.005  # chosen by the held-out sweep in docs/scale.md
     objective: str = "logistic"
+    optimizer: str = "adam"  # the tables' optimizer: row-wise Adam, or row-wise Adagrad (one number a row)
     negative_power: float = 0.5  # negative links drawn by (films linking to them) ** power; 0 is uniform
     heldout_fraction: float = 0.1
     seed: int = 0
@@ -74,6 +76,7 @@ class TrainConfig:
             (LOWEST_RATING <= self.like_threshold <= HIGHEST_RATING,
              f"--like-threshold must be in [{LOWEST_RATING}, {HIGHEST_RATING}], got {self.like_threshold}"),
             (self.objective in OBJECTIVE_NAMES, f"unknown --objective {self.objective!r}; choose one of {', '.join(OBJECTIVE_NAMES)}"),
+            (self.optimizer in OPTIMIZER_NAMES, f"unknown --optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZER_NAMES)}"),
         ]
         for ok, message in problems:
             if not ok:
@@ -314,7 +317,7 @@ def _train_vectors(
     from movielinks.trainer.distributed import training_distribution
     from movielinks.trainer.model import LinkEmbeddingModel
     from movielinks.trainer.objectives import OBJECTIVES
-    from movielinks.trainer.optimizer import RowwiseAdam
+    from movielinks.trainer.optimizer import OPTIMIZERS
 
     distribution = training_distribution()  # None: this process trains alone
     keras.utils.set_random_seed(config.seed)
@@ -324,8 +327,9 @@ def _train_vectors(
         model = LinkEmbeddingModel(vocab.n_movies, vocab.n_links, config.dim, config.seed)
         objective = OBJECTIVES[config.objective]()
         objective.build(None)
-        optimizer = RowwiseAdam(config.learning_rate, tables=[model.movie_table.value, model.link_table.value],
-                                dense=[v.value for v in objective.trainable_variables])
+        tables = [model.movie_table.value, model.link_table.value]
+        optimizer = OPTIMIZERS[config.optimizer](config.learning_rate, tables=tables,
+                                                 dense=[v.value for v in objective.trainable_variables])
     state = TrainingState()
     if resume:
         state = checkpoint.restore(model, objective, optimizer)

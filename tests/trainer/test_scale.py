@@ -80,6 +80,38 @@ def test_rowwise_adam_updates_only_the_rows_of_the_batch_as_adam_does():
 
 
 @pytest.mark.tf
+def test_rowwise_adagrad_keeps_one_number_a_row_and_updates_only_the_batchs_rows():
+    import tensorflow as tf
+
+    from movielinks.trainer.optimizer import RowwiseAdagrad
+
+    rng = np.random.default_rng(0)
+    start = rng.normal(size=(6, 3)).astype(np.float32)
+    table = tf.Variable(start.copy())
+    optimizer = RowwiseAdagrad(0.1, tables=[table], dense=[])
+    assert sum(int(np.prod(v.shape)) for v in optimizer.variables if v.dtype == tf.float32) == 6  # a number a row
+    rows = tf.constant([1, 4], dtype=tf.int32)
+    gradient = rng.normal(size=(2, 3)).astype(np.float32)
+    expected, summed = start[[1, 4]].astype(np.float64), np.zeros(2)
+    for _ in range(3):
+        optimizer.apply([(table, rows, tf.constant(gradient))], [])
+        summed += (gradient.astype(np.float64) ** 2).mean(axis=1)
+        expected -= 0.1 / np.sqrt(summed)[:, None] * gradient
+    after = table.numpy()
+    untouched = [0, 2, 3, 5]
+    np.testing.assert_array_equal(after[untouched], start[untouched])
+    np.testing.assert_allclose(after[[1, 4]], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_an_unknown_optimizer_is_refused_with_the_choices():
+    from movielinks.trainer.errors import TrainerError
+    from movielinks.trainer.train import TrainConfig
+
+    with pytest.raises(TrainerError, match="unknown --optimizer 'sgd'; choose one of adam, rowwise-adagrad"):
+        TrainConfig(optimizer="sgd").check()
+
+
+@pytest.mark.tf
 def test_the_training_step_reads_the_tables_only_at_the_batchs_rows():
     # Issue 9: once a table had a sparse update, each whole read of it (a Keras variable passed to
     # tf.gather) copied the table: 1M x 1M tables trained 3.4 times slower than 20k x 50k ones.
