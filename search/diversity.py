@@ -11,16 +11,23 @@ from __future__ import annotations
 
 import numpy as np
 
+from movielinks.common.limits import MAX_NEIGHBOURS_K
+
 # How many candidates a diverse answer of k is picked from: enough for a franchise cap or
 # MMR to find others, few enough to stay a small matrix product.
 CANDIDATES_PER_RESULT = 5
 MIN_CANDIDATES = 50
+# At most this many, whatever k: MMR holds the candidates' cosines, candidates x candidates. A list
+# already widened for a request's diversity (5 x the largest k) and then picked by the neighbours strategy's
+# own MMR was widened again to 25,000 candidates: 2.5 GB of cosines for one Recommend.
+MAX_CANDIDATES = CANDIDATES_PER_RESULT * MAX_NEIGHBOURS_K
 NO_GROUP = 0  # the group label of a film in none (common.title_index.NO_FRANCHISE)
 
 
 def candidates_for(k: int, n_movies: int) -> int:
-    """How many ranked candidates to ask for to pick a diverse k."""
-    return max(k, min(n_movies, max(CANDIDATES_PER_RESULT * k, MIN_CANDIDATES)))
+    """How many ranked candidates to ask for to pick a diverse k: 5 a result (at least 50), at most
+    MAX_CANDIDATES unless k itself is more."""
+    return max(k, min(n_movies, max(CANDIDATES_PER_RESULT * k, MIN_CANDIDATES), MAX_CANDIDATES))
 
 
 def diversify(ids: np.ndarray, scores: np.ndarray, k: int, vectors: np.ndarray, *, weight: float = 0.0,

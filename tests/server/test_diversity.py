@@ -6,7 +6,7 @@ import pytest
 
 from movielinks.indexer.build import build_index
 from movielinks.indexer.root import load_current
-from movielinks.search.diversity import diversify
+from movielinks.search.diversity import MAX_CANDIDATES, candidates_for, diversify
 from movielinks.search.filters import FilterRequest
 from movielinks.server.errors import Kind, ServiceError
 from movielinks.server.service import MovieService
@@ -74,3 +74,9 @@ def test_bad_diversity_settings_are_refused_naming_the_bound(service, movie_filt
         with pytest.raises(ServiceError, match=words) as refused:
             call()
         assert refused.value.kind is Kind.INVALID_ARGUMENT
+
+
+def test_the_candidates_a_diverse_list_is_picked_from_are_bounded():
+    assert candidates_for(10, 36_000) == 50 and candidates_for(200, 36_000) == 1_000
+    assert candidates_for(1_000, 36_000) == MAX_CANDIDATES == candidates_for(5_000, 36_000)  # widened once, not twice
+    assert candidates_for(6_000, 36_000) == 6_000 and candidates_for(10, 30) == 30  # never fewer than k, more than there are

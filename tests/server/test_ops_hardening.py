@@ -355,6 +355,8 @@ def test_amplifying_requests_are_refused_at_once_and_memory_stays_flat(index_roo
     at_the_limit = [  # the largest requests allowed: answered, at a bounded cost
         ("BatchSimilarMovies", pb.BatchSimilarMoviesRequest(titles=names[:MAX_BATCH_NEIGHBOURS // MAX_K], k=MAX_K)),
         ("Recommend", pb.RecommendRequest(liked=names[:MAX_RECOMMEND_TITLES], k=MAX_K, worst_k=MAX_K)),
+        # A diverse list of the largest k, picked once by the strategy's MMR and once for the filter.
+        ("Recommend", pb.RecommendRequest(liked=names[:2], k=MAX_K, filter=pb.MovieFilter(diversity=0.5))),
     ]
     with running_server(index_root) as server, grpc.insecure_channel(
             server.address, options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)]) as channel:
