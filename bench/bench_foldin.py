@@ -19,7 +19,7 @@ import numpy as np
 
 from bench.bench_server import measure_echo, percentiles, start_server
 from movielinks.indexer.root import load_index
-from movielinks.search.foldin import Objective, fold_in, fold_in_space, link_film_counts
+from movielinks.search.foldin import fold_in, version_space
 
 
 def sample_films(index: str, films: int, seed: int = 0) -> tuple[list[np.ndarray], list[list[str]], object]:
@@ -35,8 +35,7 @@ def sample_films(index: str, films: int, seed: int = 0) -> tuple[list[np.ndarray
 
 def measure_in_process(version, films: list[np.ndarray]) -> dict[str, float]:
     """One fold-in a call, every film once after one warm-up call."""
-    space = fold_in_space(version.link_vectors, link_film_counts(version.movie_links, len(version.links)),
-                          Objective.from_manifest(version.manifest.objective, version.manifest.params))
+    space = version_space(version)
     fold_in(space, [films[0]])
     latencies = []
     for film in films:

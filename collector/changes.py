@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Iterable
 
 from movielinks.collector.record import CollectorError
-from movielinks.common.files import text_lines
 from movielinks.common.film_record import FilmRecord, read_films
 
 

@@ -45,7 +45,7 @@ from movielinks.indexer.errors import IndexerError
 from movielinks.indexer.root import load_current, publish
 from movielinks.indexer.stored_neighbours import refreshed_neighbours
 from movielinks.indexer.version import IndexVersion
-from movielinks.search.foldin import Objective, fold_in, fold_in_space, link_film_counts
+from movielinks.search.foldin import fold_in, version_space
 
 # Films folded in at a time: the progress bar moves, memory stays flat.
 _FOLD_CHUNK = 1024
@@ -184,8 +184,7 @@ def film_link_ids(base: IndexVersion, films: list[FilmRecord]) -> tuple[list[np.
 
 def fold_films(base: IndexVersion, link_ids: list[np.ndarray], progress: bool) -> np.ndarray:
     """Each film's folded-in unit vector (search.foldin), float32 [n_films, dim]."""
-    objective = Objective.from_manifest(base.manifest.objective, base.manifest.params)
-    space = fold_in_space(base.link_vectors, link_film_counts(base.movie_links, len(base.links)), objective)
+    space = version_space(base)
     vectors = np.empty((len(link_ids), base.dim), dtype=np.float32)
     with tqdm(total=len(link_ids), unit="film", desc="folding in", disable=not progress or None) as bar:
         for start in range(0, len(link_ids), _FOLD_CHUNK):

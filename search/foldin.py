@@ -10,8 +10,7 @@ by projected gradient on the unit sphere with momentum, from the normalised aver
 its link vectors. Unlike the plain average it pushes the film away from what popular
 links have in common and weighs each link by how badly it is fitted, as training did.
 
-    space = fold_in_space(version.link_vectors, link_film_counts(version.movie_links, n_links),
-                          Objective.from_manifest(version.manifest.objective, version.manifest.params))
+    space = version_space(version)    # an index version's links, counts and recorded objective
     folded = fold_in(space, [[12, 40, 977], [5, 6]])   # link ids of two films
     folded.vectors        # float32 [2, dim], unit rows (a zero row where no link was known)
 
@@ -136,6 +135,13 @@ def fold_in_space(link_vectors: np.ndarray, film_counts: np.ndarray, objective: 
     draws = np.random.default_rng([seed, 0xF01D]).random(negatives) * cdf[-1]
     ids = np.searchsorted(cdf, draws, side="right").clip(max=len(cdf) - 1).astype(np.int64)
     return FoldInSpace(link_vectors, objective, ids, np.ascontiguousarray(link_vectors[ids], dtype=np.float32))
+
+
+def version_space(version: Any) -> FoldInSpace:
+    """The space of an index version (indexer.version.IndexVersion): its link vectors, how many of
+    its films link to each, and the objective its manifest records (or the documented default)."""
+    return fold_in_space(version.link_vectors, link_film_counts(version.movie_links, len(version.links)),
+                         Objective.from_manifest(version.manifest.objective, version.manifest.params))
 
 
 def fold_in(space: FoldInSpace, films: Sequence[Sequence[int]], *, steps: int = DEFAULT_STEPS) -> FoldedIn:

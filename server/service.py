@@ -23,7 +23,7 @@ from movielinks.indexer.version import IndexVersion
 from movielinks.search import explain
 from movielinks.search.diversity import candidates_for, diversify
 from movielinks.search.filters import FilterRequest, ResolvedFilter, allowed_movies
-from movielinks.search.foldin import Objective, fold_in, fold_in_space, link_film_counts
+from movielinks.search.foldin import fold_in, version_space
 from movielinks.search.neighbours import BATCH_ROWS, named
 from movielinks.search.recommend import DEFAULT_STRATEGY, SCORE_MEANING, STRATEGIES
 from movielinks.server import limits
@@ -162,9 +162,7 @@ class MovieService:
         self.link_names = TitleResolver(version.link_titles, "link")
         self.years = version.years
         self._titled_facts = _titled_facts(version)
-        self.fold_in_objective = Objective.from_manifest(version.manifest.objective, version.manifest.params)
-        self.fold_in_space = fold_in_space(version.link_vectors, link_film_counts(links, len(version.links)),
-                                           self.fold_in_objective)
+        self.fold_in_space = version_space(version)
         # Films of one franchise (common.franchises) share a label: sorted, a franchise is a run of equals.
         franchises = version.movie_titles.franchises
         self._franchise_order = np.argsort(franchises, kind="stable")
@@ -295,15 +293,17 @@ class MovieService:
         resolved = []
         for links in films:
             limits.check_fold_in_links(field, links)
-            known = {}
+            known, unknown = {}, []
             for name in dict.fromkeys(links):
                 link_id = self._known_link(name)
-                if link_id is not None:
+                if link_id is None:
+                    unknown.append(name)
+                else:
                     known.setdefault(link_id, self.link_names.names[link_id])
             if not known:
                 raise invalid(f"none of the {len(links)} links of {field} is a link of index version {self.name} "
                               f"(e.g. {shown(links[0])}); SearchNames with kind LINKS finds the names it knows")
-            resolved.append((known, [name for name in dict.fromkeys(links) if self._known_link(name) is None]))
+            resolved.append((known, unknown))
         vectors = fold_in(self.fold_in_space, [list(known) for known, _ in resolved]).vectors
         return [FoldedFilm(vector, list(known.values()), np.sort(np.fromiter(known, np.int64)), unknown)
                 for vector, (known, unknown) in zip(vectors, resolved)]
@@ -509,7 +509,7 @@ class MovieService:
             "has_movie_links": self.has_movie_links,
             "max_fold_in_links": limits.MAX_FOLD_IN_LINKS,
             "max_vector_values": limits.MAX_VECTOR_VALUES,
-            "fold_in_objective_recorded": self.fold_in_objective.recorded,
+            "fold_in_objective_recorded": self.fold_in_space.objective.recorded,
         }
 
     def lookup_title(self, title: str) -> TitleLookup:

@@ -28,7 +28,6 @@ version holds and the server memory-maps, no Python object per name.
 from __future__ import annotations
 
 import bisect
-import re
 from typing import Sequence
 
 import numpy as np
