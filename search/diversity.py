@@ -43,7 +43,9 @@ def diversify(ids: np.ndarray, scores: np.ndarray, k: int, vectors: np.ndarray, 
     if len(ids):
         spread = float(scores.max() - scores.min())
         relevance = (scores - scores.min()) / spread if spread > 0 else np.ones(len(scores), np.float32)
-        cosines = np.asarray(vectors[ids], dtype=np.float32) @ np.asarray(vectors[ids], dtype=np.float32).T if weight else None
+        # The candidates' vectors, not their cosines to each other: each pick adds one row of those
+        # (candidates x dim of memory, not candidates x candidates; k rows computed, not every one).
+        candidates = np.asarray(vectors[ids], dtype=np.float32) if weight else None
         closest = np.full(len(ids), -np.inf, dtype=np.float32)  # each candidate's largest cosine to the picks
         open_ = np.ones(len(ids), dtype=bool)
         counts: dict[int, int] = {}
@@ -61,8 +63,8 @@ def diversify(ids: np.ndarray, scores: np.ndarray, k: int, vectors: np.ndarray, 
                     continue
                 counts[label] = counts.get(label, 0) + 1
             picked.append(best)
-            if cosines is not None:
-                np.maximum(closest, cosines[best], out=closest)
+            if candidates is not None:
+                np.maximum(closest, candidates @ candidates[best], out=closest)
     out_ids = np.full(k, -1, dtype=np.int64)
     out_scores = np.full(k, -np.inf, dtype=np.float32)
     out_ids[:len(picked)], out_scores[:len(picked)] = ids[picked], scores[picked]

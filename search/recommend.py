@@ -141,7 +141,7 @@ def local_scales(neighbour_scores: np.ndarray) -> np.ndarray:
     """float32 [rows]: each row's mean cosine to its LOCAL_SCALE_NEIGHBOURS nearest (rows of
     cosines sorted best first, as stored neighbour lists and searches give them; padding
     (-inf or NaN past the films there are) left out)."""
-    nearest = np.asarray(neighbour_scores, dtype=np.float64)[:, :LOCAL_SCALE_NEIGHBOURS]
+    nearest = np.asarray(neighbour_scores[:, :LOCAL_SCALE_NEIGHBOURS], dtype=np.float64)  # slice first: a memory map
     nearest = np.where(np.isfinite(nearest), nearest, np.nan)
     known = np.isfinite(nearest).any(axis=1)
     means = np.zeros(len(nearest))
