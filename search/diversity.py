@@ -17,9 +17,9 @@ from movielinks.common.limits import MAX_NEIGHBOURS_K
 # MMR to find others, few enough to stay a small matrix product.
 CANDIDATES_PER_RESULT = 5
 MIN_CANDIDATES = 50
-# At most this many, whatever k: MMR holds the candidates' cosines, candidates x candidates. A list
-# already widened for a request's diversity (5 x the largest k) and then picked by the neighbours strategy's
-# own MMR was widened again to 25,000 candidates: 2.5 GB of cosines for one Recommend.
+# At most this many, whatever k: MMR's work is candidates x picks. A list already widened for a
+# request's diversity (5 x the largest k) and then picked by the neighbours strategy's own MMR was
+# widened again, to 25,000 candidates for one Recommend.
 MAX_CANDIDATES = CANDIDATES_PER_RESULT * MAX_NEIGHBOURS_K
 NO_GROUP = 0  # the group label of a film in none (common.title_index.NO_FRANCHISE)
 
