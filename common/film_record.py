@@ -21,7 +21,7 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from movielinks.common.external_ids import ids_problem
 INFOBOX, BODY, REFERENCE, NAVBOX, CATEGORY = "i", "b", "r", "n", "c"
@@ -164,15 +164,22 @@ def film_from_line(line: str) -> FilmRecord | str:
     return record_problem(record) or from_record(record)
 
 
+def open_text(path: Path) -> IO[str]:
+    """A records file as text, gunzipped if its name ends in .gz (any case); a UTF-8 byte order mark
+    is not data, and bytes that are not UTF-8 are replaced, as every stage reads them."""
+    if path.suffix.lower() == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8-sig", errors="replace")
+    return open(path, encoding="utf-8-sig", errors="replace")
+
+
 def read_films(path: str | Path, error: type[Exception], what: str) -> list[FilmRecord]:
     """Every film of a records file (.ndjson, or .ndjson.gz), each title once. The first line that
     is no film record, a title given twice, or an unreadable file raises `error` (the stage's own
     type) naming the line and saying the file was `what`."""
     path = Path(path)
-    opener = gzip.open if path.name.endswith(".gz") else open
     films, lines = [], {}
     try:
-        with opener(path, "rt", encoding="utf-8") as f:
+        with open_text(path) as f:
             for number, line in enumerate(f, 1):
                 film = film_from_line(line) if line.strip() else None
                 if isinstance(film, str):

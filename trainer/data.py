@@ -18,13 +18,12 @@ from __future__ import annotations
 import array
 import collections.abc
 import dataclasses
-import gzip
 import hashlib
 import itertools
 import json
 import zlib
 from pathlib import Path
-from typing import IO, Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 from urllib.parse import unquote
 
 import numpy as np
@@ -32,7 +31,8 @@ import orjson
 
 from movielinks.common.files import sha256_file
 from movielinks.common.film_record import (CITATION_BITS, KIND_BITS, FilmRecord, film_attributes,  # noqa: F401
-                                           from_record, of_kinds, parse_dollars, parse_percent, record_problem)
+                                           from_record, of_kinds, open_text, parse_dollars, parse_percent,
+                                           record_problem)
 from movielinks.common.limits import name_problem, names_are_fine
 from movielinks.trainer.arrays import distinct_sorted
 from movielinks.trainer.errors import TrainerError
@@ -290,7 +290,7 @@ def detect_format(path: str | Path) -> str:
         return "wikipedia"
     if suffix in (".tsv", ".edges"):
         return "edges"
-    with _open_text(path) as f:
+    with open_text(path) as f:
         first = next((line for line in f if line.strip()), "")
     if first.lstrip().startswith("["):
         return "ndjson"
@@ -374,7 +374,7 @@ def _accepted_links(path: Path, fmt: str, accepted: np.ndarray, link_kinds: str 
     wanted = iter(accepted.tolist())
     next_wanted = next(wanted, -1)
     if fmt == "ndjson":  # its reader yields one item a non-blank line: parse only the accepted ones
-        with _open_text(path) as f:
+        with open_text(path) as f:
             for position, line in enumerate(line for line in f if line.strip()):
                 if position == next_wanted:
                     record = _loads(line)
@@ -410,15 +410,8 @@ def _cut(name: str, limit: int = 80) -> str:
 Located = tuple[Film, str, int]
 
 
-def _open_text(path: Path) -> IO[str]:
-    """A dataset file as text, gunzipped if its name ends in .gz; a UTF-8 byte order mark is not data."""
-    if path.suffix.lower() == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8-sig", errors="replace")
-    return open(path, encoding="utf-8-sig", errors="replace")
-
-
 def _read_ndjson(path: Path) -> Iterator[Located | BadRecord]:
-    with _open_text(path) as f:
+    with open_text(path) as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
                 continue

@@ -73,3 +73,19 @@ def test_removed_titles_need_an_older_output(collections) -> None:
     tmp, _, newer = collections
     done = collector(newer, "--out", tmp / "changed.ndjson", "--removed-out", tmp / "removed.txt")
     assert done.returncode == 1 and "--removed-out needs --changed-since" in done.stderr
+
+
+def test_a_records_file_reads_as_the_trainer_reads_it_byte_order_mark_and_gz_in_any_case(tmp_path):
+    import gzip
+
+    from movielinks.collector.record import CollectorError
+    from movielinks.common.film_record import read_films
+
+    line = json.dumps(["Alien (film)", {"released": "1979"}, ["Ridley Scott"], None, None]) + "\n"
+    with_mark = tmp_path / "films.ndjson"
+    with_mark.write_bytes(b"\xef\xbb\xbf" + line.encode())
+    packed = tmp_path / "FILMS.NDJSON.GZ"
+    packed.write_bytes(gzip.compress(line.encode()))
+    for path in (with_mark, packed):
+        assert [(f.title, f.links) for f in read_films(path, CollectorError, "the older output")] == [
+            ("Alien (film)", ["Ridley Scott"])]
