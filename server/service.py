@@ -402,8 +402,6 @@ class MovieService:
             limits.check_count(field, values, minimum=0)
         limits.check_recommend_titles(len(liked) + len(liked_links) + len(liked_films) + len(liked_vectors),
                                       len(disliked) + len(disliked_links) + len(disliked_films) + len(disliked_vectors))
-        liked_extra, liked_extra_links = self._extra_examples("liked", liked_films, liked_vectors)
-        disliked_extra, _ = self._extra_examples("disliked", disliked_films, disliked_vectors)
         limits.check_k(k)
         limits.check_k(worst_k, "worst_k", minimum=0)
         limits.check_reasons(reasons, k)
@@ -420,6 +418,9 @@ class MovieService:
                               + ", ".join(shown(names[i]) for i in both[:5]))
         if len(liked_ids) + len(disliked_ids) >= len(self.movie_titles.names):
             raise invalid("every movie is liked or disliked: nothing is left to recommend")
+        # Fold-in is the costly part of reading a request: after every cheaper check has passed.
+        liked_extra, liked_extra_links = self._extra_examples("liked", liked_films, liked_vectors)
+        disliked_extra, _ = self._extra_examples("disliked", disliked_films, disliked_vectors)
         allowed = None
         if found_filter is not None:
             allowed = self._allowed(found_filter)
