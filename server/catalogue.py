@@ -83,10 +83,6 @@ class Catalogue:
         """The k links nearest to each movie's vector: what characterises it."""
         return search(self.version.link_index, self.version.movie_vectors[np.asarray(movie_ids)], k)
 
-    def link_movies(self, link_ids: np.ndarray, k: int, allowed: np.ndarray | None = None) -> Ranked:
-        """The k movies nearest to each link's vector (only `allowed` ones, when given)."""
-        return self.vector_movies(self.version.link_vectors[np.asarray(link_ids)], k, allowed)
-
     def vector_movies(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> Ranked:
         """The k movies nearest to each unit query vector [n, dim] (only `allowed` ones, when given)."""
         queries = np.asarray(queries, dtype=np.float32)

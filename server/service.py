@@ -374,9 +374,7 @@ class MovieService:
         ids = self._link_ids(link)
         limits.check_k(k)
         found = self._movie_filter(movie_filter)
-        allowed = None if found is None else self._allowed(found)
-        ranked = self.catalogue.link_movies(ids, self._candidates(k, movie_filter), allowed)
-        (movie_ids,), (scores,) = self._diverse(ranked, k, movie_filter)
+        movie_ids, scores = self._vector_movies(self.version.link_vectors[int(ids[0])], k, movie_filter, found)
         name = self.link_names.names[int(ids[0])]
         return MoviesAnswer(name, MovieFacts(None, "", wikipedia_url(name)), self._found(movie_ids, scores), "")
 
