@@ -30,7 +30,7 @@ from typing import Any
 from movielinks.client.client import (SERVER_ENV, TOKEN_ENV, ClientError, Explanation, Info, MovieFilter, MovielinksClient,
                            Neighbour, Neighbours, Prediction, Recommendation, SharedLink, TitleMatch, Vectors)
 from movielinks.common.commands import closed_pipe_is_a_normal_end, command_parser, positive_int
-from movielinks.client.vector_files import VectorFileError, read_vector
+from movielinks.client.vector_files import VECTOR_FILE_SUFFIXES, VectorFileError, read_vector
 from movielinks.common.files import atomic_file, atomic_write_bytes
 from movielinks.common.answers import no_better_than_mean
 from movielinks.common.signals import exit_cleanly_on_sigterm
@@ -57,9 +57,6 @@ class NameList:
     kind: str
     names: list[str]
     total: int
-
-
-VECTOR_SUFFIXES = (".npy", ".json")  # what `client vectors --out` writes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,9 +118,9 @@ def _check_usage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
     if command is _vectors:
         if not (args.titles or args.links or args.film):
             _subparser(parser, "vectors").error("vectors needs at least one TITLE, --links LINK or --film LINK [LINK ...]")
-        if args.out is not None and Path(args.out).suffix.lower() not in VECTOR_SUFFIXES:
+        if args.out is not None and Path(args.out).suffix.lower() not in VECTOR_FILE_SUFFIXES:
             _subparser(parser, "vectors").error(
-                f"--out {args.out}: the suffix picks the format, one of {', '.join(VECTOR_SUFFIXES)}")
+                f"--out {args.out}: the suffix picks the format, one of {', '.join(VECTOR_FILE_SUFFIXES)}")
 
 
 @dataclasses.dataclass(frozen=True)

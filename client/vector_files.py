@@ -12,7 +12,7 @@ import json
 import math
 from pathlib import Path
 
-VECTOR_FILE_SUFFIXES = (".npy", ".json")
+VECTOR_FILE_SUFFIXES = (".npy", ".json")  # what a vector file is read from, and `client vectors --out` writes
 # Far beyond any index's dimensions; a bigger file is not a vector (and would not fit in one request).
 MAX_VECTOR_FILE_VALUES = 100_000
 NPY_MAGIC = b"\x93NUMPY"
