@@ -98,14 +98,15 @@ def update_index(index_root: str | Path, data: str | Path, *, remove: str | Path
     plan = _plan(base, films, removed)
     link_ids, unknown = film_link_ids(base, films)
     vectors = _catalogue_vectors(base, plan, fold_films(base, link_ids, progress))
-    created_at, final = unique_version_dir(Path(index_root), sha256_file(data))
+    digest = sha256_file(data)
+    created_at, final = unique_version_dir(Path(index_root), digest)
     with atomic_directory(final) as staging:
         _write_movies(staging, base, plan, films)
         _write_movie_links(staging, base, plan, films, link_ids)
         movie_index = _movie_index(base, plan, vectors, progress)
         calibration = calibrate_index(movie_index, vectors, base.link_vectors, target_recall, "movies", progress)
         _write_index_files(staging, base, plan, movie_index, vectors, progress)
-        folded_in = _folded_in(base, data, films, plan, unknown)
+        folded_in = _folded_in(base, data, digest, created_at, films, plan, unknown)
         dataclasses.replace(
             base.manifest, version=final.name, created_at=created_at.isoformat(timespec="microseconds"),
             indexes={"movies": describe_index(movie_index, base.manifest.indexes["movies"].factory, calibration),
@@ -274,14 +275,16 @@ def _write_index_files(staging: Path, base: IndexVersion, plan: _Plan, movie_ind
     np.savez(staging / version.MOVIE_NEIGHBOURS, ids=ids, scores=scores)
 
 
-def _folded_in(base: IndexVersion, data: Path, films: list[FilmRecord], plan: _Plan, unknown: int) -> dict:
-    """The manifest's record of the films folded in: the base's, less those removed or replaced, and this update's."""
+def _folded_in(base: IndexVersion, data: Path, digest: str, created_at: datetime.datetime, films: list[FilmRecord],
+               plan: _Plan, unknown: int) -> dict:
+    """The manifest's record of the films folded in: the base's, less those removed or replaced, and this
+    update's (the file, its SHA-256 `digest`, the new version's `created_at`)."""
     earlier = base.manifest.folded_in or {}
     updates = list(earlier.get("updates", []))
     gone = set(plan.removed) | {film.title for film in films}
     titles = {title: at for title, at in earlier.get("films", {}).items() if title not in gone}
-    updates.append({"file": str(data.resolve()), "sha256": sha256_file(data), "applied_to": base.name,
-                    "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    updates.append({"file": str(data.resolve()), "sha256": digest, "applied_to": base.name,
+                    "at": created_at.isoformat(timespec="seconds"),
                     "new": len(films) - plan.changed, "changed": plan.changed, "removed": len(plan.removed),
                     "unknown_links": unknown})
     titles.update({film.title: len(updates) - 1 for film in films})
