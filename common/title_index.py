@@ -200,6 +200,10 @@ class TitleIndex:
         found = self.arrays[f"{kind}_ids"][start:end].tolist()
         return sorted(i for i in found if key(kind, self.names[i]) == wanted)
 
+    def exact(self, name: str) -> int | None:
+        """The id of exactly `name` (the lowest, were it there twice), or None."""
+        return next((i for i in self.ids("lower", name.casefold()) if self.names[i] == name), None)
+
     def sorted_keys(self, kind: str) -> _SortedKeys:
         """The keys in one of ORDERS, as a sequence `bisect` can search; `order(kind)[j]` is the id at j."""
         return _SortedKeys(self.names, self.arrays[f"{kind}_order"], kind)

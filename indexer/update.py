@@ -36,7 +36,6 @@ from movielinks.common.files import atomic_directory, sha256_file, text_lines
 from movielinks.common.film_record import FilmRecord, film_attributes, read_films
 from movielinks.common.limits import name_problem
 from movielinks.common.records import MovieRecord
-from movielinks.common.title_index import TitleIndex
 from movielinks.indexer import version
 from movielinks.indexer.build import (all_movie_neighbours, build_params, calibrate_index, describe_index,
                                       faiss_reason, make_index, unique_version_dir)
@@ -137,11 +136,6 @@ def read_update_films(path: Path) -> list[FilmRecord]:
     return films
 
 
-def exact_id(titles: TitleIndex, title: str) -> int | None:
-    """The id of exactly `title` in a title index, or None."""
-    return next((i for i in titles.ids("lower", title.casefold()) if titles.names[i] == title), None)
-
-
 def _plan(base: IndexVersion, films: list[FilmRecord], removed: list[str]) -> _Plan:
     """Which base movies stay, and each update film's new id; IndexerError for a title to remove
     that the version lacks or that the update file also holds."""
@@ -149,7 +143,7 @@ def _plan(base: IndexVersion, films: list[FilmRecord], removed: list[str]) -> _P
     if both:
         raise IndexerError(f"{len(both)} films are both in the update file and to remove: "
                            f"{'; '.join(map(repr, both[:_NAMED]))}; nothing was published")
-    removed_ids = [exact_id(base.movie_titles, title) for title in removed]
+    removed_ids = [base.movie_titles.exact(title) for title in removed]
     unknown = [title for title, i in zip(removed, removed_ids) if i is None]
     if unknown:
         raise IndexerError(f"{len(unknown)} titles to remove are no movie of version {base.name}: "
@@ -158,7 +152,7 @@ def _plan(base: IndexVersion, films: list[FilmRecord], removed: list[str]) -> _P
     remap[removed_ids] = -1
     kept = np.flatnonzero(remap == 0)
     remap[kept] = np.arange(len(kept))
-    base_ids = [exact_id(base.movie_titles, film.title) for film in films]
+    base_ids = [base.movie_titles.exact(film.title) for film in films]
     changed = sum(i is not None for i in base_ids)
     appended = iter(range(len(kept), len(kept) + len(films) - changed))
     rows = np.array([remap[i] if i is not None else next(appended) for i in base_ids], dtype=np.int64)

@@ -80,8 +80,8 @@ class _ExactIds:
         self.index = index
 
     def get(self, name: str, default: int | None = None) -> int | None:
-        found = [i for i in self.index.ids("lower", name.casefold()) if self.index.names[i] == name]
-        return found[0] if found else default
+        found = self.index.exact(name)
+        return default if found is None else found
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.get(name) is not None
