@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from movielinks.common.external_ids import ids_problem
+from movielinks.common.limits import name_problem, names_are_fine
 INFOBOX, BODY, REFERENCE, NAVBOX, CATEGORY = "i", "b", "r", "n", "c"
 LINK_KINDS = {INFOBOX: "infobox", BODY: "body", REFERENCE: "references", NAVBOX: "navbox", CATEGORY: "categories"}
 # Where a link is no reason a person accepts: cite templates, reference lists, navigation boxes.
@@ -162,6 +163,25 @@ def film_from_line(line: str) -> FilmRecord | str:
     except ValueError as e:
         return f"not JSON ({e})"
     return record_problem(record) or from_record(record)
+
+
+def film_problem(film: FilmRecord) -> str | None:
+    """What makes a film's title or one of its links no name a stage may keep (common.limits
+    name_problem), naming it; None for a good film (checked in bulk first: most are)."""
+    if names_are_fine(film.links) and names_are_fine((film.title,)):
+        return None
+    return named_problem("title", film.title) or next(
+        (f"{problem} (in {_cut(film.title)})" for link in film.links if (problem := named_problem("link", link))), None)
+
+
+def named_problem(what: str, name: str) -> str | None:
+    """`what` and the name, cut, followed by what is wrong with it (common.limits.name_problem); None if nothing."""
+    problem = name_problem(name)
+    return f"{what} {_cut(name)} {problem}" if problem else None
+
+
+def _cut(name: str, limit: int = 80) -> str:
+    return repr(name if len(name) <= limit else name[:limit] + "…")
 
 
 def open_text(path: Path) -> IO[str]:

@@ -33,8 +33,7 @@ from tqdm import tqdm
 from movielinks.common import movie_links as movie_links_file
 from movielinks.common.artifacts import file_checksums, movie_line
 from movielinks.common.files import atomic_directory, sha256_file, text_lines
-from movielinks.common.film_record import FilmRecord, film_attributes, read_films
-from movielinks.common.limits import name_problem
+from movielinks.common.film_record import FilmRecord, film_attributes, film_problem, read_films
 from movielinks.common.records import MovieRecord
 from movielinks.indexer import version
 from movielinks.indexer.build import (all_movie_neighbours, build_params, calibrate_index, describe_index,
@@ -128,9 +127,7 @@ def read_update_films(path: Path) -> list[FilmRecord]:
         raise IndexerError(f"{path}: no films; an update file holds one film record a line (`collector collect "
                            f"--changed-since` writes one)")
     for film in films:
-        problem = next((f"{what} {name[:80]!r} {found}" for what, name in
-                        [("title", film.title), *(("link", link) for link in film.links)]
-                        if (found := name_problem(name))), None)
+        problem = film_problem(film)
         if problem is not None:
             raise IndexerError(f"{path}: film {film.title[:80]!r}: {problem}; nothing was published")
     return films

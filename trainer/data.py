@@ -31,9 +31,8 @@ import orjson
 
 from movielinks.common.files import sha256_file
 from movielinks.common.film_record import (CITATION_BITS, KIND_BITS, FilmRecord, film_attributes,  # noqa: F401
-                                           from_record, of_kinds, open_text, parse_dollars, parse_percent,
-                                           record_problem)
-from movielinks.common.limits import name_problem, names_are_fine
+                                           film_problem, from_record, named_problem, of_kinds, open_text,
+                                           parse_dollars, parse_percent, record_problem)
 from movielinks.trainer.arrays import distinct_sorted
 from movielinks.trainer.errors import TrainerError
 
@@ -330,7 +329,7 @@ def read_dataset(path: str | Path, fmt: str = "auto", *, strict: bool = False,
         if isinstance(item, tuple):
             film, file, line = item
             film = of_kinds(film, link_kinds)
-            problem = _film_problem(film) or (f"duplicate title {film.title!r}" if film.title in seen else None)
+            problem = film_problem(film) or (f"duplicate title {film.title!r}" if film.title in seen else None)
             if not problem:
                 seen.add(film.title)
                 links.add(film.title, film.links, film.kinds)
@@ -387,22 +386,6 @@ def _accepted_links(path: Path, fmt: str, accepted: np.ndarray, link_kinds: str 
         if position == next_wanted:
             yield item[0].links
             next_wanted = next(wanted, -1)
-
-
-def _film_problem(film: Film) -> str | None:
-    if names_are_fine(film.links) and names_are_fine((film.title,)):
-        return None
-    return _name_problem("title", film.title) or next(
-        (f"{problem} (in {_cut(film.title)})" for link in film.links if (problem := _name_problem("link", link))), None)
-
-
-def _name_problem(what: str, name: str) -> str | None:
-    problem = name_problem(name)
-    return f"{what} {_cut(name)} {problem}" if problem else None
-
-
-def _cut(name: str, limit: int = 80) -> str:
-    return repr(name if len(name) <= limit else name[:limit] + "…")
 
 
 # A reader yields each good film with where it came from (file, 1-based line or
@@ -488,7 +471,7 @@ def _read_edges(path: Path) -> Iterator[Located | BadRecord]:
                 yield BadRecord(str(path), number, "expected 'movie<TAB>link' with both non-empty")
                 continue
             movie, link = fields[0].strip(), fields[1].strip()
-            problem = _name_problem("movie", movie) or _name_problem("link", link)
+            problem = named_problem("movie", movie) or named_problem("link", link)
             if problem:  # only this line: the movie's other links stay
                 yield BadRecord(str(path), number, problem)
                 continue
