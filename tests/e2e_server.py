@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import queue
 import re
 import signal
@@ -14,6 +15,16 @@ from pathlib import Path
 from typing import Iterator
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def client_cli(*args: str, server: str | None = None) -> subprocess.CompletedProcess:
+    """`python -m movielinks.client ARGS`, as a user runs it; `server` (if given) goes in through
+    $MOVIELINKS_SERVER, as a user would set it, and none is inherited from the test's environment."""
+    env = {k: v for k, v in os.environ.items() if k != "MOVIELINKS_SERVER"}
+    if server:
+        env["MOVIELINKS_SERVER"] = server
+    return subprocess.run([sys.executable, "-m", "movielinks.client", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=60)
 
 
 class ServerProcess:

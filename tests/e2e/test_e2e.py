@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from sklearn.svm import SVC
 from movielinks.client import ClientError, MovielinksClient
 from movielinks.common.neighbour_files import read_neighbour_file
 from movielinks.search.recommend import SVM_DISLIKED_WEIGHT, stand_in_dislike_ids
-from tests.e2e_server import REPO, ServerProcess, build_index_cli
+from tests.e2e_server import REPO, ServerProcess, build_index_cli, client_cli
 from tests.fixtures import make_run
 from movielinks.trainer.run import load_run
 
@@ -217,15 +216,6 @@ def test_an_export_stopped_early_leaves_the_server_serving(service):
     assert first.query == run.movies[0].title and len(first.neighbours) == 3
     again = client.similar_movies(run.movies[0].title, k=3)
     assert [(n.name, n.score) for n in again.neighbours] == [(n.name, n.score) for n in first.neighbours]
-
-
-def client_cli(*args: str, server: str | None = None) -> subprocess.CompletedProcess:
-    """`python -m client ARGS`; `server` goes in through MOVIELINKS_SERVER, as a user would set it."""
-    env = {k: v for k, v in os.environ.items() if k != "MOVIELINKS_SERVER"}
-    if server:
-        env["MOVIELINKS_SERVER"] = server
-    return subprocess.run([sys.executable, "-m", "movielinks.client", *args], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=60)
 
 
 def test_client_command(service):

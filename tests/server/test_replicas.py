@@ -4,10 +4,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import json
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -24,7 +21,7 @@ from movielinks.proto import SERVICE_NAME
 from movielinks.server.app import load_service, start
 from movielinks.server.security import server_credentials
 from movielinks.server.versions import ServiceHolder
-from tests.e2e_server import REPO, ServerProcess
+from tests.e2e_server import ServerProcess, client_cli
 from tests.ops_support import TITLES, sample, scrape, wait_for
 from tests.server.test_security import make_ca, make_leaf
 from tests.fixtures import make_run
@@ -187,15 +184,6 @@ def test_a_dns_name_is_a_target(replicas):
     with MovielinksClient(f"dns:///localhost:{server.port}", timeout_s=10) as movielinks:
         assert movielinks.similar_movies(TITLES[2], k=3).query == TITLES[2]
     assert counter.calls["SimilarMovies"] == 1
-
-
-def client_cli(*args: str, server: str | None = None) -> subprocess.CompletedProcess:
-    """`python -m client ARGS`, the server (if given) in $MOVIELINKS_SERVER."""
-    env = {k: v for k, v in os.environ.items() if k != "MOVIELINKS_SERVER"}
-    if server:
-        env["MOVIELINKS_SERVER"] = server
-    return subprocess.run([sys.executable, "-m", "movielinks.client", *args], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=60)
 
 
 class Load:
