@@ -4,17 +4,19 @@ Four strategies:
 
 - neighbours (default): item-based. A movie's relevance is the sum, over the liked
   examples whose stored nearest neighbours it is among, of its locally scaled cosine
-  cubed (its closeness to what was liked, less half the mean of the two films' local
+  to the fourth power (its closeness to what was liked, less half the mean of the two films' local
   scales, CSLS-style: close neighbours, for their region, counting most), scaled to 0..1; to
   it is added the person's era (how close its release year is to the years of the
-  films given, liked or disliked: people watch the films of their time), weighted up
+  liked films, a kernel density whose width fits the person: people watch the films
+  of their time), weighted up
   by the film's prominence (known box office and reviews: what people of that time
   have heard of), in full only for films near a liked one (prior_reach). The list is
   then picked by maximal marginal relevance (weight
   0.3, search.diversity), so it covers the person's several tastes. Measured on
   real people's ratings (bench/bench_recommend.py, docs/quality.md), this beats
   every other strategy, with or without dislikes; disliked films are left out and
-  count towards the era, and their own neighbours are pushed down a little.
+  their own neighbours are pushed down a little (they say the era only when no liked
+  film's year is known).
 - svm (the notebook's): a linear SVM on liked (+1) vectors against a seeded sample
   of the catalogue, with disliked vectors as extra, lighter negatives. People
   dislike films they chose to watch, close to the ones they like: fitted on likes
@@ -56,7 +58,7 @@ def fit_linear_svm(features, labels: np.ndarray, weights: np.ndarray | None = No
 # The neighbours strategy. Its weights were chosen on MovieLens 100K people (bench/bench_recommend.py):
 # round values near the best, not the best found, since the service is judged on other people.
 NEIGHBOURS_PER_EXAMPLE = 100  # each liked example's nearest movies that count for it (the stored lists hold 100)
-NEIGHBOUR_POWER = 3  # a close neighbour counts for far more than a distant one (cosine cubed)
+NEIGHBOUR_POWER = 4  # a close neighbour counts for far more than a distant one (the scaled cosine ** 4)
 # Local scaling (CSLS's, at half strength): a pair's cosine is first lowered by LOCAL_SCALING x the
 # mean of the two films' local scales (each one's mean cosine to its LOCAL_SCALE_NEIGHBOURS nearest
 # films), so a film counts for a liked film where it is close for the region they sit in, not where the
@@ -72,7 +74,14 @@ LOCAL_SCALE_NEIGHBOURS = 10
 PRIOR_NEAR = 0.05
 PRIOR_ELSEWHERE = 0.8
 DISLIKED_WEIGHT = 0.2  # how much a disliked film's own neighbours are pushed down, against 1 for liked
-ERA_SPREAD_YEARS = 3.0  # the era kernel's standard deviation
+# The era: a kernel density of the release years of the liked films (of the disliked ones when no
+# liked film's year is known), its bandwidth chosen for each person by Silverman's rule of thumb
+# (era_spread): narrow for one whose films come from a few years, wide for one whose films span decades.
+# A few films say little about how widely a person's years spread, so the rule's bandwidth is
+# shrunk towards ERA_SPREAD_YEARS as if that had been measured on ERA_SPREAD_PRIOR_FILMS more films.
+ERA_SPREAD_YEARS = 3.0
+ERA_SPREAD_PRIOR_FILMS = 3
+ERA_SPREAD_RANGE = (1.5, 10.0)  # the rule's bandwidth kept within this many years
 ERA_WEIGHT = 0.3
 PROMINENCE_WEIGHT = 1.2  # times the era term: what people of that time have heard of
 # The list is then picked by maximal marginal relevance (search.diversity) with this weight: a
@@ -85,7 +94,7 @@ STRATEGIES = ("neighbours", "svm", "average_vector", "best_score")
 DEFAULT_STRATEGY = STRATEGIES[0]
 SCORE_MEANING = {
     "neighbours": f"closeness to the liked films' nearest neighbours (0..1, less {DISLIKED_WEIGHT:g} x that to the "
-                  f"disliked films'), plus how close its release year is to the years of the films given (0..1) "
+                  f"disliked films'), plus how close its release year is to the years of the liked films (0..1) "
                   f"times ({ERA_WEIGHT:g} + {PROMINENCE_WEIGHT:g} x how well known and reviewed it is, 0..1), that "
                   f"in full only for films near a liked one ({PRIOR_ELSEWHERE:g} of it elsewhere): at most "
                   f"{1 + ERA_WEIGHT + PROMINENCE_WEIGHT:g}, higher is better; the list is picked by maximal marginal "
@@ -167,17 +176,43 @@ def neighbour_relevance(neighbour_ids: np.ndarray, neighbour_scores: np.ndarray,
     return (total / largest if largest > 0 else total).astype(np.float32)
 
 
+def era_years(years: np.ndarray, liked_ids: np.ndarray, disliked_ids: np.ndarray) -> np.ndarray:
+    """The release years the era is estimated from: the liked films' (0: unknown), or the disliked
+    films' when no liked film's year is known (people dislike films they chose to watch, so those
+    still say when they watch). Disliked films do not count beside liked ones: disliking Titanic
+    (1997) is no reason to be offered other films of 1997 (MovieLens: +0.004 NDCG@10 without them)."""
+    liked = np.asarray(years)[np.asarray(liked_ids, dtype=np.int64)]
+    return liked if (liked > 0).any() else np.asarray(years)[np.asarray(disliked_ids, dtype=np.int64)]
+
+
+def era_spread(known_years: np.ndarray) -> float:
+    """The era kernel's bandwidth in years for these (known) years: Silverman's rule of thumb,
+    0.9 x min(standard deviation, interquartile range / 1.34) x n ** -1/5 (the standard deviation
+    alone when the range is 0, at least half a year), within ERA_SPREAD_RANGE, then shrunk towards
+    ERA_SPREAD_YEARS with the weight of ERA_SPREAD_PRIOR_FILMS films (ERA_SPREAD_YEARS itself for
+    fewer than two years)."""
+    known = np.asarray(known_years, dtype=np.float64)
+    n = len(known)
+    if n < 2:
+        return ERA_SPREAD_YEARS
+    q75, q25 = np.percentile(known, [75, 25])
+    sigma = min(known.std(), (q75 - q25) / 1.34) or known.std()
+    rule = float(np.clip(0.9 * max(sigma, 0.5) * n ** -0.2, *ERA_SPREAD_RANGE))
+    return (n * rule + ERA_SPREAD_PRIOR_FILMS * ERA_SPREAD_YEARS) / (n + ERA_SPREAD_PRIOR_FILMS)
+
+
 def era_affinity(years: np.ndarray, example_years: np.ndarray) -> np.ndarray:
     """float32 [n_movies], 0..1: the mean over the examples' known release years of a
-    Gaussian (ERA_SPREAD_YEARS) of each movie's distance in years to it; 0 for a movie of
-    unknown year, and everywhere when no example's year is known."""
+    Gaussian (of era_spread's bandwidth) of each movie's distance in years to it; 0 for a
+    movie of unknown year, and everywhere when no example's year is known."""
     known = np.asarray(example_years, dtype=np.float64)
     known = known[known > 0]
     years = np.asarray(years)
     if not len(known) or not len(years):
         return np.zeros(len(years), np.float32)
+    spread = era_spread(known)
     every_year = np.arange(int(years.max()) + 1, dtype=np.float64)  # one kernel value per year, then a gather
-    by_year = np.exp(-0.5 * ((every_year[:, None] - known[None, :]) / ERA_SPREAD_YEARS) ** 2).mean(axis=1)
+    by_year = np.exp(-0.5 * ((every_year[:, None] - known[None, :]) / spread) ** 2).mean(axis=1)
     by_year[0] = 0.0
     return by_year[years].astype(np.float32)
 

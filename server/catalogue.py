@@ -20,8 +20,8 @@ from movielinks.server.errors import check_alive
 from movielinks.search.filters import best_allowed, filtered_search, from_stored
 from movielinks.search.diversity import candidates_for, diversify
 from movielinks.search.recommend import (DEFAULT_STRATEGY, NEIGHBOURS_DIVERSITY, NEIGHBOURS_PER_EXAMPLE,
-                                          average_vector_query, best_scores, local_scales, neighbours_scores,
-                                          svm_direction)
+                                          average_vector_query, best_scores, era_years, local_scales,
+                                          neighbours_scores, svm_direction)
 
 Ranked = tuple[np.ndarray, np.ndarray]  # (ids int64 [n, k], scores float32 [n, k])
 # recommend's answer: (best, worst), each (ids int64 [k], scores float32 [k]) ranked by the
@@ -110,7 +110,8 @@ class Catalogue:
         if strategy == "neighbours":
             scores = neighbours_scores(self._example_neighbours(liked_ids, liked_extra),
                                        self._example_neighbours(disliked_ids, disliked_extra),
-                                       v.years, v.years[inputs], v.prominence, self.movie_scales)
+                                       v.years, era_years(v.years, liked_ids, disliked_ids), v.prominence,
+                                       self.movie_scales)
             (best_ids, best), worst = self._ranked(scores, inputs, candidates_for(k, len(scores) - 1), worst_k,
                                                    allowed, alive)
             return diversify(best_ids, best, k, vectors, weight=NEIGHBOURS_DIVERSITY), worst

@@ -34,7 +34,8 @@ def test_relevance_counts_close_neighbours_most_and_scales_to_one():
     ids = np.array([[2, 3, -1], [3, 1, 0]])
     scores = np.array([[0.9, 0.5, -np.inf], [0.8, -0.2, 0.1]])
     relevance = recommend.neighbour_relevance(ids, scores, 5)
-    raw = np.array([0.1 ** 3, 0.0, 0.9 ** 3, 0.5 ** 3 + 0.8 ** 3, 0.0])  # a negative cosine counts 0
+    power = recommend.NEIGHBOUR_POWER
+    raw = np.array([0.1 ** power, 0.0, 0.9 ** power, 0.5 ** power + 0.8 ** power, 0.0])  # a negative cosine counts 0
     np.testing.assert_allclose(relevance, raw / raw.max(), rtol=1e-6)
 
 
@@ -58,11 +59,36 @@ def test_local_scaling_lowers_each_cosine_by_the_two_films_local_scales():
 def test_era_is_a_kernel_over_the_years_given():
     years = np.array([0, 1990, 1993, 2020], dtype=np.int16)
     era = recommend.era_affinity(years, np.array([1990, 0, 1996]))  # an unknown example year is ignored
-    spread = recommend.ERA_SPREAD_YEARS
+    spread = recommend.era_spread(np.array([1990, 1996]))
     expected = [0.0, (1 + np.exp(-0.5 * (6 / spread) ** 2)) / 2, np.exp(-0.5 * (3 / spread) ** 2),
                 (np.exp(-0.5 * (30 / spread) ** 2) + np.exp(-0.5 * (24 / spread) ** 2)) / 2]
     np.testing.assert_allclose(era, expected, rtol=1e-5, atol=1e-12)
     assert not recommend.era_affinity(years, np.array([0])).any()  # no year known: no era at all
+
+
+def test_the_era_kernel_is_as_wide_as_the_persons_years_spread():
+    # Silverman's rule of thumb, 0.9 x min(sd, IQR / 1.34) x n ** -0.2, in range, then shrunk towards
+    # ERA_SPREAD_YEARS as if measured on ERA_SPREAD_PRIOR_FILMS more films.
+    def shrunk(rule, n):
+        prior = recommend.ERA_SPREAD_PRIOR_FILMS
+        return (n * rule + prior * recommend.ERA_SPREAD_YEARS) / (n + prior)
+
+    decades = np.array([1968, 1975, 1981, 1985, 1990, 1994, 1996, 2003], dtype=np.float64)
+    q75, q25 = np.percentile(decades, [75, 25])
+    rule = 0.9 * min(decades.std(), (q75 - q25) / 1.34) * len(decades) ** -0.2
+    assert recommend.ERA_SPREAD_RANGE[0] < rule < recommend.ERA_SPREAD_RANGE[1]
+    assert recommend.era_spread(decades) == pytest.approx(shrunk(rule, 8))
+    one_year = np.full(20, 1995.0)  # no spread at all: the narrowest kernel the range allows, shrunk
+    assert recommend.era_spread(one_year) == pytest.approx(shrunk(recommend.ERA_SPREAD_RANGE[0], 20))
+    assert recommend.era_spread(decades) > recommend.era_spread(np.array([1993, 1994, 1995, 1995, 1996, 1997]))
+    assert recommend.era_spread(np.array([1995.0])) == recommend.ERA_SPREAD_YEARS  # one year says nothing of spread
+
+
+def test_the_era_comes_from_the_liked_films_and_from_the_disliked_only_without_them():
+    years = np.array([1990, 0, 1997, 2001], dtype=np.int16)
+    assert recommend.era_years(years, np.array([0]), np.array([2])).tolist() == [1990]  # not 1997
+    assert recommend.era_years(years, np.array([1]), np.array([2, 3])).tolist() == [1997, 2001]  # no liked year known
+    assert recommend.era_years(years, np.array([], np.int64), np.array([3])).tolist() == [2001]
 
 
 def test_the_default_is_neighbours_and_ranks_as_its_score_says(service):
@@ -86,8 +112,9 @@ def test_the_default_is_neighbours_and_ranks_as_its_score_says(service):
         return total / total.max()
 
     years = np.asarray(version.years, dtype=np.float64)
-    known = years[liked + disliked][years[liked + disliked] > 0]
-    era = np.exp(-0.5 * ((years[:, None] - known[None, :]) / recommend.ERA_SPREAD_YEARS) ** 2).mean(axis=1)
+    known = years[liked][years[liked] > 0]  # the liked films' years: disliked ones say the era only without them
+    assert len(known)
+    era = np.exp(-0.5 * ((years[:, None] - known[None, :]) / recommend.era_spread(known)) ** 2).mean(axis=1)
     era[years == 0] = 0
     # The prior counts in full near the liked films (plain relevance >= PRIOR_NEAR), PRIOR_ELSEWHERE far off.
     reach = recommend.PRIOR_ELSEWHERE + (1 - recommend.PRIOR_ELSEWHERE) * np.minimum(
