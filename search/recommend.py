@@ -223,9 +223,9 @@ def neighbours_scores(liked_neighbours: tuple[np.ndarray, np.ndarray], disliked_
     """The neighbours strategy's score of every movie, float32 [n_movies] (see the module
     docstring): relevance to the liked examples' neighbour rows (locally scaled with
     `movie_scales`, each movie's local_scales, each example's own read from its row), less
-    DISLIKED_WEIGHT x that to the disliked ones', plus the prior: the era term times
-    (ERA_WEIGHT + PROMINENCE_WEIGHT x prominence), times prior_reach. A well-known film counts
-    for more only in the era of the films given, so a fan of 1940s films is not offered this
+    DISLIKED_WEIGHT x that to the disliked ones', plus the prior: the era term (era_affinity of
+    `example_years`, as era_years picks them) times (ERA_WEIGHT + PROMINENCE_WEIGHT x prominence),
+    times prior_reach. A well-known film counts for more only in the era of the films liked, so a fan of 1940s films is not offered this
     decade's box-office hits, and only near what they liked."""
     n_movies = len(prominence)
     plain = neighbour_relevance(*liked_neighbours, n_movies)
