@@ -25,7 +25,7 @@ import numpy as np
 from movielinks.common.external_ids import ids_problem
 from movielinks.common.files import sha256_file
 from movielinks.common.franchises import film_identity
-from movielinks.common.records import AttributeModel, MovieRecord, prominence, release_year
+from movielinks.common.records import AttributeModel, MovieRecord, director, prominence, release_year
 from movielinks.common.title_index import ById
 
 MANIFEST = "manifest.json"
@@ -254,11 +254,12 @@ class ScannedRecords(NamedTuple):
     prominence: np.ndarray  # float32 [n], common.records.prominence
     films: list[str | None]  # each record's film identity (common.franchises.film_identity)
     ids: list[dict[str, str]]  # each movie's ids in other catalogues (common.external_ids)
+    directors: list[str]  # each movie's director as answers show it (common.records.director), "" if none
 
 
 def scan_movie_records(path: Path) -> ScannedRecords:
     """Read movies.jsonl once, every record checked (movie_record); ArtifactError names the first bad line."""
-    offsets, titles, years, known, films, ids = [0], [], [], [], [], []
+    offsets, titles, years, known, films, ids, directors = [0], [], [], [], [], [], []
     try:
         with open(path, "rb") as f:
             for number, line in enumerate(f, 1):
@@ -272,10 +273,11 @@ def scan_movie_records(path: Path) -> ScannedRecords:
                     known.append(prominence(record.attributes))
                     films.append(film_identity(record.infobox))
                     ids.append(record.ids)
+                    directors.append(director(record.infobox))
                     offsets.append(offsets[-1] + len(line))
                 else:  # a blank line belongs to the record before it (or to none before the first)
                     offsets[-1] += len(line)
     except OSError as e:
         raise ArtifactError(f"{path}: cannot read: {e}") from e
     return ScannedRecords(np.array(offsets, dtype=np.int64), titles, np.array(years, dtype=np.int16),
-                          np.array(known, dtype=np.float32), films, ids)
+                          np.array(known, dtype=np.float32), films, ids, directors)

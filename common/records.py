@@ -71,6 +71,15 @@ def prominence(attributes: dict[str, float]) -> float:
     return (1 + reviewed + earned) / 3
 
 
+MAX_DIRECTOR_CHARS = 200
+
+
+def director(infobox: dict[str, str]) -> str:
+    """The infobox's director as an answer shows it: stripped, at most MAX_DIRECTOR_CHARS ("" if none)."""
+    name = infobox.get("director", "")
+    return name.strip()[:MAX_DIRECTOR_CHARS] if isinstance(name, str) else ""
+
+
 def release_year(infobox: dict[str, str]) -> int | None:
     """The first year in the infobox's "released" field (1995 for "June 1995"), if any."""
     match = _YEAR.search(infobox.get("released", ""))

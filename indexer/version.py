@@ -23,7 +23,10 @@ which one is published):
       movie_records.npz       optional: offsets int64 [n + 1] of each movie's line in movies.jsonl
                               (records are read on demand), years int16 [n] (release year, 0 unknown),
                               prominence float32 [n] (how well known and reviewed, 0..1: the
-                              neighbours recommendation's prior, common.records.prominence)
+                              neighbours recommendation's prior, common.records.prominence), and
+                              the facts an answer shows of each movie without reading its record
+                              (FactColumns: director, IMDb id, Wikidata item, each a UTF-8 blob
+                              {column}_blob uint8 and {column}_offsets int64 [n + 1])
       movie_titles.npz        optional: the movie titles' common.title_index.TitleIndex arrays, with
                               the films' IMDb and Wikidata ids (a version without them knows none)
       link_titles.npz         optional: the link names' TitleIndex arrays
@@ -52,7 +55,8 @@ from movielinks.common.artifacts import ArtifactError, MovieRecordFile
 from movielinks.common.files import sha256_file
 from movielinks.common.records import AttributeModel, MovieRecord
 from movielinks.common.franchises import franchise_groups
-from movielinks.common.title_index import TitleIndex
+from movielinks.common.external_ids import IMDB, WIKIDATA
+from movielinks.common.title_index import NameTable, TitleIndex
 from movielinks.indexer.errors import IndexerError
 from movielinks.indexer.validate import validate_version
 
@@ -166,12 +170,41 @@ class IndexManifest:
 
 
 @dataclasses.dataclass(frozen=True)
+class FactColumns:
+    """What an answer shows of each movie besides its title and year, by movie id ("" where
+    unknown), kept beside the records: reading a movie's record from movies.jsonl costs about
+    ten microseconds, most of a similar-movies answer's own time when its movies were not
+    asked for lately (docs/speed.md)."""
+
+    directors: NameTable  # common.records.director
+    imdb_ids: NameTable  # "tt0034583"
+    wikidata_ids: NameTable  # "Q132689"
+
+    COLUMNS = ("director", IMDB, WIKIDATA)
+
+    @classmethod
+    def build(cls, directors: Sequence[str], ids: Sequence[dict[str, str]]) -> FactColumns:
+        return cls(NameTable.from_names(directors), *(NameTable.from_names(i.get(scheme, "") for i in ids)
+                                                      for scheme in (IMDB, WIKIDATA)))
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> FactColumns:
+        return cls(*(NameTable(arrays[f"{c}_blob"], arrays[f"{c}_offsets"]) for c in cls.COLUMNS))
+
+    @property
+    def arrays(self) -> dict[str, np.ndarray]:
+        tables = (self.directors, self.imdb_ids, self.wikidata_ids)
+        return {f"{c}_{part}": getattr(t, part) for c, t in zip(self.COLUMNS, tables) for part in ("blob", "offsets")}
+
+
+@dataclasses.dataclass(frozen=True)
 class Lookups:
     """What a version's titles and records are looked up by (the LOOKUP_FILES)."""
 
     record_offsets: np.ndarray  # int64 [n_movies + 1]: each movie's line in movies.jsonl
     years: np.ndarray  # int16 [n_movies], release year, 0 unknown
     prominence: np.ndarray  # float32 [n_movies], 0..1 (common.records.prominence)
+    facts: FactColumns
     movie_titles: TitleIndex
     link_titles: TitleIndex
 
@@ -187,7 +220,8 @@ def build_lookups(directory: Path) -> Lookups:
         raise IndexerError(f"{directory}: duplicate link names")
     franchises = franchise_groups(titles, scanned.films)
     movie_titles = TitleIndex.build(titles, franchises=franchises, external=scanned.ids)
-    return Lookups(scanned.offsets, scanned.years, scanned.prominence, movie_titles, TitleIndex.build(links))
+    return Lookups(scanned.offsets, scanned.years, scanned.prominence, FactColumns.build(scanned.directors, scanned.ids),
+                   movie_titles, TitleIndex.build(links))
 
 
 def save_lookups(directory: Path, lookups: Lookups) -> None:
@@ -195,8 +229,7 @@ def save_lookups(directory: Path, lookups: Lookups) -> None:
     SHA-256 of the file it was derived from (`_SOURCE`)."""
     source = {name: _digest_array(sha256_file(directory / name)) for name in (MOVIES, LINKS)}
     np.savez(directory / MOVIE_RECORDS, offsets=lookups.record_offsets, years=lookups.years,
-             prominence=lookups.prominence,
-             source_sha256=source[MOVIES])
+             prominence=lookups.prominence, **lookups.facts.arrays, source_sha256=source[MOVIES])
     np.savez(directory / MOVIE_TITLES, **lookups.movie_titles.arrays, source_sha256=source[MOVIES])
     np.savez(directory / LINK_TITLES, **lookups.link_titles.arrays, source_sha256=source[LINKS])
 
@@ -219,11 +252,11 @@ def _read_lookups(path: Path, manifest: IndexManifest) -> Lookups:
         stale = [name for name in LOOKUP_FILES if bytes(arrays[name].get("source_sha256", np.empty(0, np.uint8)))
                  != manifest.files.get(_SOURCE[name], "").encode("ascii")]
         records = arrays[MOVIE_RECORDS]
-        if not stale and "prominence" in records:
-            return Lookups(records["offsets"], records["years"], records["prominence"], TitleIndex(arrays[MOVIE_TITLES]),
-                           TitleIndex(arrays[LINK_TITLES]))
+        if not stale and "prominence" in records and "director_blob" in records:
+            return Lookups(records["offsets"], records["years"], records["prominence"], FactColumns.from_arrays(records),
+                           TitleIndex(arrays[MOVIE_TITLES]), TitleIndex(arrays[LINK_TITLES]))
         why = (f"has {', '.join(stale)} derived from other records than its own" if stale
-               else f"has no films' prominence in {MOVIE_RECORDS} (written before it existed)")
+               else f"has no films' prominence or facts in {MOVIE_RECORDS} (written before they existed)")
     started = time.monotonic()
     lookups = build_lookups(path)
     log.warning("index version %s %s: built them in memory in %.1f s; rebuild it with `indexer build` to start "
@@ -246,6 +279,7 @@ class IndexVersion:
     link_titles: TitleIndex
     years: np.ndarray  # int16 [n_movies], release year from the infobox, 0 unknown
     prominence: np.ndarray  # float32 [n_movies], how well known and reviewed, 0..1 (common.records.prominence)
+    facts: FactColumns  # each movie's director and ids, without reading its record
     attribute_models: dict[str, AttributeModel]
     # Each movie's K most similar movies (itself excluded), found with movie_index at
     # build time: (ids int32 [n, K] padded with -1, scores float32 [n, K]). None if not built.
@@ -309,7 +343,7 @@ def _open_version(path: Path, manifest: IndexManifest) -> IndexVersion:
         path, manifest, movie_index, link_index,
         _vectors(movie_index, path / MOVIE_VECTORS), _vectors(link_index, path / LINK_VECTORS),
         MovieRecordFile(path / MOVIES, lookups.record_offsets), lookups.movie_titles, lookups.link_titles,
-        lookups.years, lookups.prominence, artifacts.read_attribute_models(path),
+        lookups.years, lookups.prominence, lookups.facts, artifacts.read_attribute_models(path),
         _read_neighbours(path / MOVIE_NEIGHBOURS) if MOVIE_NEIGHBOURS in manifest.files else None,
         movie_links_file.load(path / MOVIE_LINKS) if MOVIE_LINKS in manifest.files else None,
     )

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 from typing import Callable, Iterator, NamedTuple, Sequence
 from urllib.parse import quote
 
 import numpy as np
 
 from movielinks.common.answers import Neighbours, Prediction
-from movielinks.common.external_ids import IMDB, WIKIDATA
 from movielinks.common.title_index import NO_FRANCHISE
 from movielinks.indexer.version import IndexVersion
 from movielinks.search import explain
@@ -32,17 +32,21 @@ from movielinks.server.errors import Kind, ServiceError, check_alive, invalid, n
 from movielinks.server.titles import TitleResolver, shown
 
 WIKIPEDIA = "https://en.wikipedia.org/wiki/"
-MAX_DIRECTOR_CHARS = 200
-# Movies whose title and facts a service keeps once read, so that a record is parsed once
-# and not once per answer that shows it; bounded (about 450 bytes a movie: 15 MB at most),
-# as a million-movie version would otherwise keep every one it ever showed.
+# Movies whose title and facts a service keeps once made, so that an answer showing a movie
+# asked for lately builds nothing; bounded (about 450 bytes a movie: 15 MB at most), as a
+# million-movie version would otherwise keep every one it ever showed.
 FACTS_KEPT = 1 << 15
 ANSWERS_BETWEEN_CHECKS = 256  # a batch's answers worked out between two checks that the caller still waits
 
 
+_URL_SAFE = "()_,!:-.'/&"
+_PLAIN_TITLE = re.compile(r"[A-Za-z0-9 ()_,!:\-.'/&]*")  # needs no quoting: most titles (quote costs 4 us)
+
+
 def wikipedia_url(title: str) -> str:
     """The English Wikipedia page of a page title."""
-    return WIKIPEDIA + quote(title.replace(" ", "_"), safe="()_,!:-.'/&")
+    path = title.replace(" ", "_")
+    return WIKIPEDIA + (path if _PLAIN_TITLE.fullmatch(title) else quote(path, safe=_URL_SAFE))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -622,18 +626,17 @@ class MovieService:
 
 
 def _titled_facts(version: IndexVersion) -> Callable[[int], tuple[str, MovieFacts]]:
-    """(title, MovieFacts) by movie id, each movie's record read from movies.jsonl once (the
-    last FACTS_KEPT asked for are kept). It holds the version, not the service: no reference
-    cycle, so a service swapped out is freed at once."""
-    movies, years, names = version.movies, version.years, version.movie_names
+    """(title, MovieFacts) by movie id, from the version's columns (no record is read; the last
+    FACTS_KEPT asked for are kept). It holds the version's columns, not the service: no
+    reference cycle, so a service swapped out is freed at once."""
+    years, names, facts = np.asarray(version.years), version.movie_names, version.facts  # not np.memmap's slow [i]
+    directors, imdb_ids, wikidata_ids = facts.directors, facts.imdb_ids, facts.wikidata_ids
 
     @functools.lru_cache(maxsize=FACTS_KEPT)
     def titled_facts(movie_id: int) -> tuple[str, MovieFacts]:
-        title, record = names[movie_id], movies[movie_id]
-        director = record.infobox.get("director", "")
-        director = director.strip()[:MAX_DIRECTOR_CHARS] if isinstance(director, str) else ""
-        return title, MovieFacts(int(years[movie_id]) or None, director, wikipedia_url(title),
-                                 record.ids.get(IMDB, ""), record.ids.get(WIKIDATA, ""))
+        title = names[movie_id]
+        return title, MovieFacts(int(years[movie_id]) or None, directors[movie_id], wikipedia_url(title),
+                                 imdb_ids[movie_id], wikidata_ids[movie_id])
 
     return titled_facts
 

@@ -15,7 +15,7 @@ from movielinks import indexer
 import movielinks.indexer.version
 from movielinks.client import ClientError, MovielinksClient
 from movielinks.client.client import MovieFilter
-from movielinks.common import title_index
+from movielinks.common import records, title_index
 from movielinks.common.title_index import TitleIndex
 from movielinks.server import titles
 from movielinks.server.errors import Kind, ServiceError
@@ -175,3 +175,38 @@ def test_a_name_table_reads_names_by_any_kind_of_index():
     for outside in (4, -5, np.int32(9)):
         with pytest.raises(IndexError, match="out of range"):
             table[outside]
+
+
+def test_the_facts_an_answer_shows_are_read_from_columns_equal_to_the_records(tmp_path, caplog):
+    """Each movie's director and ids come from movie_records.npz's columns (no record read),
+    and equal what its record says; a version written before the columns builds them at load."""
+    root = tmp_path / "index"
+    path = indexer.root.version_dir(root, build(tmp_path, root, 0))
+    # Ids and a director with spaces and over-long text in one record, as the collector may write them.
+    movies = (path / indexer.version.MOVIES).read_text().splitlines(keepends=True)
+    record = json.loads(movies[2])
+    record["infobox"]["director"] = "  Ridley Scott  " + "x" * 300
+    record["ids"] = {"imdb": "tt0078748", "wikidata": "Q103569"}
+    replace_with_checksum(path, indexer.version.MOVIES, "".join([*movies[:2], json.dumps(record) + "\n", *movies[3:]]).encode())
+    indexer.version.save_lookups(path, indexer.version.build_lookups(path))  # as `indexer build` writes them
+    for name in indexer.version.LOOKUP_FILES:
+        replace_with_checksum(path, name, (path / name).read_bytes())
+
+    def facts(version):
+        columns = version.facts
+        return [(columns.directors[i], columns.imdb_ids[i], columns.wikidata_ids[i]) for i in range(len(version.movies))]
+
+    version = indexer.version.load_version(path)
+    expected = [(records.director(r.infobox), r.ids.get("imdb", ""), r.ids.get("wikidata", "")) for r in version.movies]
+    assert facts(version) == expected
+    shown = ("Ridley Scott  " + "x" * 300)[:records.MAX_DIRECTOR_CHARS]  # stripped, then cut
+    assert expected[2] == (shown, "tt0078748", "Q103569")
+    assert sum(1 for d, _, _ in expected if d) > len(expected) // 2  # the fixture's films have directors
+    assert not any("built them in memory" in r.getMessage() for r in caplog.records)
+
+    with np.load(path / indexer.version.MOVIE_RECORDS) as saved:  # the file as versions before the columns had it
+        older = {k: saved[k] for k in saved.files if not k.split("_")[0] in ("director", "imdb", "wikidata")}
+    np.savez(path / indexer.version.MOVIE_RECORDS, **older)
+    replace_with_checksum(path, indexer.version.MOVIE_RECORDS, (path / indexer.version.MOVIE_RECORDS).read_bytes())
+    assert facts(indexer.version.load_version(path)) == expected
+    assert any("has no films' prominence or facts" in r.getMessage() for r in caplog.records)
