@@ -12,7 +12,7 @@ Four strategies:
   by the film's prominence (known box office and reviews: what people of that time
   have heard of), in full only for films near a liked one (prior_reach). The list is
   then picked by maximal marginal relevance (weight
-  0.3, search.diversity), so it covers the person's several tastes. Measured on
+  0.2, search.diversity), so it covers the person's several tastes. Measured on
   real people's ratings (bench/bench_recommend.py, docs/quality.md), this beats
   every other strategy, with or without dislikes; disliked films are left out and
   their own neighbours are pushed down a little (they say the era only when no liked
@@ -65,7 +65,7 @@ NEIGHBOUR_POWER = 4  # a close neighbour counts for far more than a distant one 
 # region is merely dense. Full CSLS (1.0) scores higher on MovieLens and gives most people the same
 # few well-known films (docs/recommendations.md); a half gains most of it with lists as close as before.
 LOCAL_SCALING = 0.5
-LOCAL_SCALE_NEIGHBOURS = 10
+LOCAL_SCALE_NEIGHBOURS = 20  # CSLS's paper takes 10; 20 measures a little better (docs/recommendations.md)
 # The era and prominence break ties among the films near what was liked; they do not bring in films
 # from elsewhere: the prior counts in full for a film whose plain (unscaled) relevance to the liked
 # films is at least PRIOR_NEAR of the largest, in proportion below that, and PRIOR_ELSEWHERE of it for
@@ -86,7 +86,7 @@ ERA_WEIGHT = 0.3
 PROMINENCE_WEIGHT = 1.2  # times the era term: what people of that time have heard of
 # The list is then picked by maximal marginal relevance (search.diversity) with this weight: a
 # person's likes are several tastes, and a list that covers them finds more of what they like.
-NEIGHBOURS_DIVERSITY = 0.3
+NEIGHBOURS_DIVERSITY = 0.2
 # The SVM: dislikes are negatives beside the catalogue's sample, each counting this much.
 SVM_DISLIKED_WEIGHT = 1.0
 
