@@ -212,7 +212,8 @@ def era_affinity(years: np.ndarray, example_years: np.ndarray) -> np.ndarray:
         return np.zeros(len(years), np.float32)
     spread = era_spread(known)
     every_year = np.arange(int(years.max()) + 1, dtype=np.float64)  # one kernel value per year, then a gather
-    by_year = np.exp(-0.5 * ((every_year[:, None] - known[None, :]) / spread) ** 2).mean(axis=1)
+    distinct, counts = np.unique(known, return_counts=True)  # a thousand films given span a few dozen years
+    by_year = np.exp(-0.5 * ((every_year[:, None] - distinct[None, :]) / spread) ** 2) @ counts / len(known)
     by_year[0] = 0.0
     return by_year[years].astype(np.float32)
 
