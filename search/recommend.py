@@ -4,15 +4,14 @@ Four strategies:
 
 - neighbours (default): item-based. A movie's relevance is the sum, over the liked
   examples whose stored nearest neighbours it is among, of its locally scaled cosine
-  to the fourth power (its closeness to what was liked, less half the mean of the two films' local
-  scales, CSLS-style: close neighbours, for their region, counting most), scaled to 0..1; to
-  it is added the person's era (how close its release year is to the years of the
-  liked films, a kernel density whose width fits the person: people watch the films
-  of their time), weighted up
-  by the film's prominence (known box office and reviews: what people of that time
-  have heard of), in full only for films near a liked one (prior_reach). The list is
-  then picked by maximal marginal relevance (weight
-  0.2, search.diversity), so it covers the person's several tastes. Measured on
+  to the fourth power (its closeness to what was liked, less half the mean of the two
+  films' local scales, CSLS-style: close neighbours, for their region, counting most),
+  scaled to 0..1; to it is added the person's era (how close its release year is to
+  the years of the liked films, a kernel density whose width fits the person: people
+  watch the films of their time), weighted up by the film's prominence (known box
+  office and reviews: what people of that time have heard of), in full only for films
+  near a liked one (prior_reach). The list is then picked by maximal marginal
+  relevance (weight 0.2, search.diversity), so it covers the person's several tastes. Measured on
   real people's ratings (bench/bench_recommend.py, docs/quality.md), this beats
   every other strategy, with or without dislikes; disliked films are left out and
   their own neighbours are pushed down a little (they say the era only when no liked
@@ -226,8 +225,9 @@ def neighbours_scores(liked_neighbours: tuple[np.ndarray, np.ndarray], disliked_
     `movie_scales`, each movie's local_scales, each example's own read from its row), less
     DISLIKED_WEIGHT x that to the disliked ones', plus the prior: the era term (era_affinity of
     `example_years`, as era_years picks them) times (ERA_WEIGHT + PROMINENCE_WEIGHT x prominence),
-    times prior_reach. A well-known film counts for more only in the era of the films liked, so a fan of 1940s films is not offered this
-    decade's box-office hits, and only near what they liked."""
+    times prior_reach. A well-known film counts for more only in the era of the films liked,
+    so a fan of 1940s films is not offered this decade's box-office hits, and only near what
+    they liked."""
     n_movies = len(prominence)
     plain = neighbour_relevance(*liked_neighbours, n_movies)
     scores = plain
