@@ -35,6 +35,8 @@ def validate_version(v: IndexVersion) -> None:
         (v.movie_index.d == v.dim and v.link_index.d == v.dim, "an index's dimension differs from the vectors'"),
         (v.movie_index.ntotal == len(v.movies) == len(v.movie_titles) == len(v.years) == n_movies,
          "movie index, vectors and names differ in size"),
+        (len(v.facts.directors) == len(v.facts.imdb_ids) == len(v.facts.wikidata_ids) == n_movies,
+         "movie facts (directors, ids) differ in size from the movies"),
         (int(v.movies.offsets[-1]) == v.movies.path.stat().st_size,
          "movie records differ in size from movies.jsonl (its line offsets do not end where the file does)"),
         (v.link_index.ntotal == len(v.links) == n_links, "link index, vectors and names differ in size"),

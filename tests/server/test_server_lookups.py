@@ -210,3 +210,15 @@ def test_the_facts_an_answer_shows_are_read_from_columns_equal_to_the_records(tm
     replace_with_checksum(path, indexer.version.MOVIE_RECORDS, (path / indexer.version.MOVIE_RECORDS).read_bytes())
     assert facts(indexer.version.load_version(path)) == expected
     assert any("has no films' prominence or facts" in r.getMessage() for r in caplog.records)
+
+
+def test_facts_columns_of_another_size_than_the_movies_refuse_the_version(tmp_path):
+    root = tmp_path / "index"
+    path = indexer.root.version_dir(root, build(tmp_path, root, 0))
+    with np.load(path / indexer.version.MOVIE_RECORDS) as saved:
+        arrays = {k: saved[k] for k in saved.files}
+    arrays["director_offsets"] = arrays["director_offsets"][:-1]  # one movie short
+    np.savez(path / indexer.version.MOVIE_RECORDS, **arrays)
+    replace_with_checksum(path, indexer.version.MOVIE_RECORDS, (path / indexer.version.MOVIE_RECORDS).read_bytes())
+    with pytest.raises(indexer.errors.IndexerError, match="movie facts .* differ in size"):
+        indexer.version.load_version(path)
