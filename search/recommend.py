@@ -71,7 +71,7 @@ LOCAL_SCALE_NEIGHBOURS = 20  # CSLS's paper takes 10; 20 measures a little bette
 # a film in no liked film's neighbour list (MovieLens: without this, local scaling lets the prior give
 # most people the same few famous films of their years, whatever they liked).
 PRIOR_NEAR = 0.05
-PRIOR_ELSEWHERE = 0.8
+PRIOR_ELSEWHERE = 0.6
 DISLIKED_WEIGHT = 0.2  # how much a disliked film's own neighbours are pushed down, against 1 for liked
 # The era: a kernel density of the release years of the liked films (of the disliked ones when no
 # liked film's year is known), its bandwidth chosen for each person by Silverman's rule of thumb
