@@ -33,10 +33,10 @@ def single_run(tmp_path_factory) -> tuple[Path, Path]:
     return data, root / "single"
 
 
-def _launch(strategy_args: list[str], data: Path, out: Path) -> subprocess.CompletedProcess:
+def _launch(strategy_args: list[str], data: Path, out: Path, train_args: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     # The launcher's own timeout stops the cluster; the test's is a backstop past it.
     return subprocess.run([sys.executable, "-m", "movielinks.trainer", "launch", *strategy_args, "--timeout", "400", "--",
-                           "--data", str(data), "--out", str(out), *SMALL],
+                           "--data", str(data), "--out", str(out), *SMALL, *train_args],
                           cwd=REPO, capture_output=True, text=True, timeout=450)
 
 
@@ -48,6 +48,22 @@ def test_two_workers_and_a_parameter_server_train_as_well_as_one_process(single_
     auc = {"single": load_run(single).manifest.metrics["link_auc"],
            "distributed": load_run(tmp_path / "distributed").manifest.metrics["link_auc"]}
     # 269 held-out pairs: an AUC's noise is a few hundredths.
+    assert auc["distributed"] > 0.75 and abs(auc["distributed"] - auc["single"]) < 0.06, auc
+
+
+def test_rowwise_adagrad_trains_on_parameter_servers_as_in_one_process(single_run, tmp_path):
+    # The optimizer's one number a row lives on the parameter servers beside the tables.
+    data, _ = single_run
+    adagrad = ("--optimizer", "rowwise-adagrad", "--learning-rate", "0.2")
+    single = subprocess.run([sys.executable, "-m", "movielinks.trainer", "train", "--data", str(data), "--out",
+                             str(tmp_path / "single"), *SMALL, *adagrad], cwd=REPO, capture_output=True, text=True,
+                            timeout=300)
+    assert single.returncode == 0, single.stderr
+    launched = _launch(["--strategy", "ps", "--workers", "2", "--ps", "1"], data, tmp_path / "distributed", adagrad)
+    assert launched.returncode == 0, launched.stdout + launched.stderr
+    runs = {name: load_run(tmp_path / name).manifest for name in ("single", "distributed")}
+    assert all(run.params["optimizer"] == "rowwise-adagrad" for run in runs.values())
+    auc = {name: run.metrics["link_auc"] for name, run in runs.items()}
     assert auc["distributed"] > 0.75 and abs(auc["distributed"] - auc["single"]) < 0.06, auc
 
 
