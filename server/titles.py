@@ -105,6 +105,7 @@ class TitleResolver:
         self.weights = None if weights is None else np.asarray(weights, dtype=np.int64)
         self.exact = _ExactIds(self.index)
         self._all_spellings: tuple[list[str], list[list[int]]] | None = None
+        self._last_close: tuple[str, list[tuple[int, float]]] | None = None  # (query, _close's pairs), one tuple: thread-safe
 
     def resolve(self, query: str, *, fuzzy: bool = True, close: bool = True) -> tuple[int, str]:
         """(id, how it matched: exact | imdb | wikidata | case_insensitive | qualifier | normalised | prefix | close).
@@ -214,18 +215,24 @@ class TitleResolver:
         return found
 
     def _close(self, folded: str, n: int) -> list[tuple[int, float]]:
-        """Up to n (id, similarity) pairs, best first, similarity (normalised Indel, as
-        difflib's ratio) >= 0.75, over full names and names without their qualifier
-        (every one up to FULL_SCAN_NAMES names, else those sorted next to `folded`)."""
+        """Up to n (at most MAX_SUGGESTIONS) (id, similarity) pairs, best first, similarity
+        (normalised Indel, as difflib's ratio) >= 0.75, over full names and names without their
+        qualifier (every one up to FULL_SCAN_NAMES names, else those sorted next to `folded`).
+        The last query's pairs are kept: an unknown title is scanned for once, not once to
+        resolve it and again to name the close titles in its error (a few ms each at 36k names)."""
         if not folded:
             return []
-        spellings, spelling_ids = self._spellings(folded)
-        matches = process.extract(folded, spellings, scorer=fuzz.ratio, limit=4 * n, score_cutoff=75)
-        scored: dict[int, float] = {}
-        for _, score, at in matches:
-            for i in spelling_ids[at]:
-                scored[i] = max(score / 100, scored.get(i, 0.0))
-        return sorted(scored.items(), key=lambda pair: -pair[1])[:n]
+        last = self._last_close
+        if last is None or last[0] != folded:
+            spellings, spelling_ids = self._spellings(folded)
+            matches = process.extract(folded, spellings, scorer=fuzz.ratio, limit=4 * MAX_SUGGESTIONS,
+                                      score_cutoff=75)
+            scored: dict[int, float] = {}
+            for _, score, at in matches:
+                for i in spelling_ids[at]:
+                    scored[i] = max(score / 100, scored.get(i, 0.0))
+            last = self._last_close = (folded, sorted(scored.items(), key=lambda pair: -pair[1])[:MAX_SUGGESTIONS])
+        return last[1][:n]
 
     def _spellings(self, folded: str) -> tuple[list[str], list[list[int]]]:
         """The spellings a close match of `folded` is measured against, and the ids each stands for."""

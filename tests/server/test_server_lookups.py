@@ -222,3 +222,17 @@ def test_facts_columns_of_another_size_than_the_movies_refuse_the_version(tmp_pa
     replace_with_checksum(path, indexer.version.MOVIE_RECORDS, (path / indexer.version.MOVIE_RECORDS).read_bytes())
     with pytest.raises(indexer.errors.IndexerError, match="movie facts .* differ in size"):
         indexer.version.load_version(path)
+
+
+def test_an_unknown_title_is_scanned_for_close_spellings_once(monkeypatch):
+    """Resolving it and naming the close titles in its error share one scan of every spelling."""
+    resolver = TitleResolver(TITLES, weights=None)
+    scans = []
+    extract = titles.process.extract
+    monkeypatch.setattr(titles.process, "extract", lambda *a, **k: scans.append(a[0]) or extract(*a, **k))
+    with pytest.raises(ServiceError, match="did you mean: Alien") as error:
+        resolver.resolve("Alienz")
+    assert error.value.kind == Kind.NOT_FOUND and scans == ["alienz"]
+    with pytest.raises(ServiceError, match="did you mean: The Godfather"):
+        resolver.resolve("Thhe Godfather")
+    assert scans == ["alienz", "thhe godfather"]  # another title: scanned anew
