@@ -28,6 +28,8 @@ SCREENSHOTS = REPO / "tests" / "output" / "explorer"
 TITLES = ["Interstellar (film)", "Alien (film)", "The Martian (film)", "Heat (1995 film)", "Gravity (2013 film)",
           "3 Godfathers", "The Godfather", "Jurassic World", "Jurassic Park (film)"]
 WAIT_MS = 15_000
+# A phone the explorer must be readable on: 390 CSS pixels wide, as an iPhone 12-15.
+PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
 
 
 @pytest.fixture(scope="module")
@@ -157,8 +159,7 @@ def test_unknown_title_is_said_on_the_page(served, browser):
 
 def test_phone_width_is_readable(served, browser):
     server, client = served
-    page = open_page(browser, f"{server.http_url}#movie=The%20Martian%20(film)",
-                     viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True, has_touch=True)
+    page = open_page(browser, f"{server.http_url}#movie=The%20Martian%20(film)", **PHONE)
     expect(page.locator("#neighbours li")).to_have_count(10)
     expect(page.locator("#map circle.sel")).to_have_count(1)
     # Nothing wider than the screen: no sideways scrolling.
@@ -399,8 +400,7 @@ def test_films_like_a_set_of_links(served, browser):
 
 def test_films_like_links_at_phone_width(served, browser):
     server, client = served
-    page = open_page(browser, f"{server.http_url}#movie=The%20Martian%20(film)",
-                     viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True, has_touch=True)
+    page = open_page(browser, f"{server.http_url}#movie=The%20Martian%20(film)", **PHONE)
     expect(page.locator("#neighbours li")).to_have_count(10)
     for name in ("Link 2", "Link 30", "Nothing Like It At All, Really Nothing"):
         add_link(page, name)

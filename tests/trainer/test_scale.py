@@ -57,18 +57,24 @@ def test_synth_command_writes_what_the_trainer_reads(tmp_path, name):
         assert again.read_bytes() == out.read_bytes()
 
 
+def _table_and_batch():
+    """A seeded 6 x 3 table (its start, and the variable), and a batch's rows 1 and 4 with their gradient."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    start = rng.normal(size=(6, 3)).astype(np.float32)
+    gradient = rng.normal(size=(2, 3)).astype(np.float32)
+    return start, tf.Variable(start.copy()), tf.constant([1, 4], dtype=tf.int32), gradient
+
+
 @pytest.mark.tf
 def test_rowwise_adam_updates_only_the_rows_of_the_batch_as_adam_does():
     import tensorflow as tf
 
     from movielinks.trainer.optimizer import RowwiseAdam
 
-    rng = np.random.default_rng(0)
-    start = rng.normal(size=(6, 3)).astype(np.float32)
-    table = tf.Variable(start.copy())
+    start, table, rows, gradient = _table_and_batch()
     optimizer = RowwiseAdam(0.1, tables=[table], dense=[])
-    rows = tf.constant([1, 4], dtype=tf.int32)
-    gradient = rng.normal(size=(2, 3)).astype(np.float32)
     for _ in range(3):
         optimizer.apply([(table, rows, tf.constant(gradient))], [])
     after = table.numpy()
@@ -85,13 +91,9 @@ def test_rowwise_adagrad_keeps_one_number_a_row_and_updates_only_the_batchs_rows
 
     from movielinks.trainer.optimizer import RowwiseAdagrad
 
-    rng = np.random.default_rng(0)
-    start = rng.normal(size=(6, 3)).astype(np.float32)
-    table = tf.Variable(start.copy())
+    start, table, rows, gradient = _table_and_batch()
     optimizer = RowwiseAdagrad(0.1, tables=[table], dense=[])
     assert sum(int(np.prod(v.shape)) for v in optimizer.variables if v.dtype == tf.float32) == 6  # a number a row
-    rows = tf.constant([1, 4], dtype=tf.int32)
-    gradient = rng.normal(size=(2, 3)).astype(np.float32)
     expected, summed = start[[1, 4]].astype(np.float64), np.zeros(2)
     for _ in range(3):
         optimizer.apply([(table, rows, tf.constant(gradient))], [])
