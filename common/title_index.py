@@ -202,7 +202,16 @@ class TitleIndex:
 
     def exact(self, name: str) -> int | None:
         """The id of exactly `name` (the lowest, were it there twice), or None."""
-        return next((i for i in self.ids("lower", name.casefold()) if self.names[i] == name), None)
+        # ids() for one key, cut to what the commonest lookup needs: a run of equal hashes lists
+        # its ids ascending (a stable sort), so the first whose name is `name` is the answer.
+        hashes, ids = self.arrays["lower_hashes"], self.arrays["lower_ids"]
+        h = np.uint64(stable_hash(name.casefold()))
+        j = int(hashes.searchsorted(h))
+        while j < len(hashes) and hashes[j] == h:
+            if self.names[int(ids[j])] == name:
+                return int(ids[j])
+            j += 1
+        return None
 
     def sorted_keys(self, kind: str) -> _SortedKeys:
         """The keys in one of ORDERS, as a sequence `bisect` can search; `order(kind)[j]` is the id at j."""

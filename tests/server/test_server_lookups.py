@@ -177,6 +177,14 @@ def test_a_name_table_reads_names_by_any_kind_of_index():
             table[outside]
 
 
+def test_an_exact_lookup_tells_names_that_fold_alike_apart_and_takes_the_first_of_twins():
+    names = ["HEAT (film)", "Heat (film)", "Amélie", "heat (film)", "Heat (film)", "Alien (film)"]
+    index = TitleIndex.build(names)
+    assert [index.exact(n) for n in ("Heat (film)", "heat (film)", "HEAT (film)", "Amélie", "Alien (film)")] == [
+        1, 3, 0, 2, 5]
+    assert index.exact("HeAt (film)") is None and index.exact("Aliens (film)") is None and index.exact("") is None
+
+
 def test_the_facts_an_answer_shows_are_read_from_columns_equal_to_the_records(tmp_path, caplog):
     """Each movie's director and ids come from movie_records.npz's columns (no record read),
     and equal what its record says; a version written before the columns builds them at load."""
