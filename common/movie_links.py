@@ -43,13 +43,17 @@ class MovieLinks:
             return ids
         return ids[~self.cited[self.offsets[movie_id]:self.offsets[movie_id + 1]]]
 
+    def films_per_link(self, n_links: int) -> np.ndarray:
+        """How many movies link to each of `n_links` links (int64 [n_links])."""
+        return np.bincount(np.asarray(self.link_ids), minlength=n_links).astype(np.int64)[:n_links]
+
     def citation_links(self, n_links: int, share: float = 0.5) -> np.ndarray:
         """Which links (bool [n_links]) are citation-only in at least `share` of the movies
         that link to them: the sources (Internet Movie Database, Box Office Mojo, a publisher)
         rather than what films are about. All False when `cited` is not known."""
         if self.cited is None:
             return np.zeros(n_links, dtype=bool)
-        films = np.bincount(self.link_ids, minlength=n_links)
+        films = self.films_per_link(n_links)
         cited = np.bincount(self.link_ids, weights=self.cited, minlength=n_links)
         return (films > 0) & (cited >= share * films)
 

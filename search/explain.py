@@ -49,8 +49,7 @@ class Shared:
 
 def idf(links: MovieLinks, n_links: int) -> np.ndarray:
     """Smoothed inverse document frequency of every link, float64 [n_links]."""
-    films = np.bincount(links.link_ids, minlength=n_links)
-    return np.log((1.0 + links.n_movies) / (1.0 + films)) + 1.0
+    return np.log((1.0 + links.n_movies) / (1.0 + links.films_per_link(n_links))) + 1.0
 
 
 def shared_article_links(a: np.ndarray, b: np.ndarray, weights: np.ndarray, n: int,

@@ -111,7 +111,7 @@ def link_film_counts(movie_links: Any, n_links: int) -> np.ndarray:
     where the trainer counted its training pairs only); all ones where there are none."""
     if movie_links is None:
         return np.ones(n_links, dtype=np.int64)
-    return np.bincount(np.asarray(movie_links.link_ids), minlength=n_links).astype(np.int64)[:n_links]
+    return movie_links.films_per_link(n_links)
 
 
 def fold_in_space(link_vectors: np.ndarray, film_counts: np.ndarray, objective: Objective = Objective(), *,
