@@ -19,11 +19,21 @@ def pair_keys(pairs: np.ndarray, n_links: int) -> np.ndarray:
 
 
 def contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    """Boolean mask: which `keys` are in `sorted_keys`."""
+    """Boolean mask: which `keys` are in `sorted_keys`.
+
+    The keys are looked up in their own sorted order: numpy then starts each binary search
+    where the last one ended, and walks `sorted_keys` nearly in order, where keys in random
+    order miss the cache at every level of every search. A million-film sampler's 786,432
+    grid cells against 21 M true pairs: 1,056 -> 147 ms (docs/scale.md).
+    """
     if len(sorted_keys) == 0:
         return np.zeros(len(keys), dtype=bool)
-    at = np.searchsorted(sorted_keys, keys).clip(max=len(sorted_keys) - 1)
-    return sorted_keys[at] == keys
+    order = np.argsort(keys)
+    in_order = keys[order]
+    at = np.searchsorted(sorted_keys, in_order).clip(max=len(sorted_keys) - 1)
+    found = np.empty(len(keys), dtype=bool)
+    found[order] = sorted_keys[at] == in_order
+    return found
 
 
 def split_pairs(pairs: np.ndarray, heldout_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -172,3 +172,13 @@ def test_batch_rows_name_each_touched_row_once_and_pad_with_the_spare_row():
             assert len(set(real.tolist())) == len(real)  # distinct: an update writes each row once
             assert np.array_equal(table_rows[slots], ids)  # slots find every id
             assert set(real.tolist()) == set(ids.ravel().tolist())
+
+
+def test_contains_answers_each_key_in_its_own_place_whatever_their_order():
+    rng = np.random.default_rng(3)
+    keys = np.unique(rng.integers(0, 10_000, 3_000))
+    asked = np.concatenate([rng.choice(keys, 500), rng.integers(0, 10_000, 1_500), [keys[0], keys[-1], -1, 10**9]])
+    rng.shuffle(asked)
+    np.testing.assert_array_equal(contains(keys, asked), np.isin(asked, keys))
+    assert contains(np.empty(0, np.int64), asked).tolist() == [False] * len(asked)
+    assert contains(keys, np.empty(0, np.int64)).tolist() == []
