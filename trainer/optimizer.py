@@ -23,8 +23,13 @@ class RowwiseAdam:
                  beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7):
         self.learning_rate, self.beta_1, self.beta_2, self.epsilon = learning_rate, beta_1, beta_2, epsilon
         self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations")
-        self._slots = {id(v): (self._zeros(v, "m"), self._zeros(v, "v")) for v in [*tables, *dense]}
-        self.variables = [self.iterations, *(s for pair in self._slots.values() for s in pair)]
+        # A table's two moments side by side, [rows, 2 x dim]: a step gathers and scatters each of
+        # its rows' moments once, not twice (docs/scale.md); the small dense variables keep two slots.
+        self._moments = {id(t): tf.Variable(tf.zeros([t.shape[0], 2 * t.shape[1]]), trainable=False,
+                                            name=f"{t.name.split(':')[0]}_m_v") for t in tables}
+        self._slots = {id(v): (self._zeros(v, "m"), self._zeros(v, "v")) for v in dense}
+        self.variables = [self.iterations, *self._moments.values(),
+                          *(s for pair in self._slots.values() for s in pair)]
 
     @staticmethod
     def _zeros(variable: tf.Variable, what: str) -> tf.Variable:
@@ -37,12 +42,12 @@ class RowwiseAdam:
         t = tf.cast(self.iterations, tf.float32)
         step = self.learning_rate * tf.sqrt(1.0 - self.beta_2**t) / (1.0 - self.beta_1**t)
         for table, rows, gradient in table_updates:
-            m_slot, v_slot = self._slots[id(table)]
-            m = self.beta_1 * tf.gather(m_slot, rows) + (1.0 - self.beta_1) * gradient
-            v = self.beta_2 * tf.gather(v_slot, rows) + (1.0 - self.beta_2) * tf.square(gradient)
+            moments, dim = self._moments[id(table)], table.shape[1]
+            both = tf.gather(moments, rows)
+            m = self.beta_1 * both[:, :dim] + (1.0 - self.beta_1) * gradient
+            v = self.beta_2 * both[:, dim:] + (1.0 - self.beta_2) * tf.square(gradient)
             weights = tf.gather(table, rows) - step * m / (tf.sqrt(v) + self.epsilon)
-            m_slot.scatter_update(tf.IndexedSlices(m, rows))
-            v_slot.scatter_update(tf.IndexedSlices(v, rows))
+            moments.scatter_update(tf.IndexedSlices(tf.concat([m, v], axis=1), rows))
             table.scatter_update(tf.IndexedSlices(weights, rows))
         for variable, gradient in dense_updates:
             m_slot, v_slot = self._slots[id(variable)]
