@@ -172,9 +172,8 @@ class IndexManifest:
 @dataclasses.dataclass(frozen=True)
 class FactColumns:
     """What an answer shows of each movie besides its title and year, by movie id ("" where
-    unknown), kept beside the records: reading a movie's record from movies.jsonl costs about
-    ten microseconds, most of a similar-movies answer's own time when its movies were not
-    asked for lately (docs/speed.md)."""
+    unknown), kept beside the records: parsing a movie's record from movies.jsonl was most of a
+    similar-movies answer's own time when its movies were not asked for lately (docs/speed.md)."""
 
     directors: NameTable  # common.records.director
     imdb_ids: NameTable  # "tt0034583"

@@ -219,7 +219,7 @@ class TitleResolver:
         (normalised Indel, as difflib's ratio) >= 0.75, over full names and names without their
         qualifier (every one up to FULL_SCAN_NAMES names, else those sorted next to `folded`).
         The last query's pairs are kept: an unknown title is scanned for once, not once to
-        resolve it and again to name the close titles in its error (a few ms each at 36k names)."""
+        resolve it and again to name the close titles in its error (a scan of every spelling each)."""
         if not folded:
             return []
         last = self._last_close
