@@ -193,24 +193,21 @@ class TitleIndex:
 
     def ids(self, kind: str, wanted: str) -> list[int]:
         """Ids (ascending) of the names whose `kind` key (one of KEYS) is `wanted`."""
-        hashes = self.arrays[f"{kind}_hashes"]
-        h = np.uint64(stable_hash(wanted))
-        start, end = hashes.searchsorted(h, "left"), hashes.searchsorted(h, "right")
-        found = self.arrays[f"{kind}_ids"][start:end].tolist()
-        return sorted(i for i in found if key(kind, self.names[i]) == wanted)
+        return [i for i in self._same_hash(kind, wanted) if key(kind, self.names[i]) == wanted]
 
     def exact(self, name: str) -> int | None:
         """The id of exactly `name` (the lowest, were it there twice), or None."""
-        # ids() for one key, cut to what the commonest lookup needs: a run of equal hashes lists
-        # its ids ascending (a stable sort), so the first whose name is `name` is the answer.
-        hashes, ids = self.arrays["lower_hashes"], self.arrays["lower_ids"]
-        h = np.uint64(stable_hash(name.casefold()))
+        return next((i for i in self._same_hash("lower", name.casefold()) if self.names[i] == name), None)
+
+    def _same_hash(self, kind: str, wanted: str) -> Iterator[int]:
+        """Ids of the names whose `kind` key hashes as `wanted` does, ascending (a stable sort
+        keeps each run of equal hashes in id order); a collision is for the caller to rule out."""
+        hashes, ids = self.arrays[f"{kind}_hashes"], self.arrays[f"{kind}_ids"]
+        h = np.uint64(stable_hash(wanted))
         j = int(hashes.searchsorted(h))
-        while j < len(hashes) and hashes[j] == h:
-            if self.names[int(ids[j])] == name:
-                return int(ids[j])
+        while j < len(hashes) and hashes[j] == h:  # a run is one id, or a few names that fold alike
+            yield int(ids[j])
             j += 1
-        return None
 
     def sorted_keys(self, kind: str) -> _SortedKeys:
         """The keys in one of ORDERS, as a sequence `bisect` can search; `order(kind)[j]` is the id at j."""
