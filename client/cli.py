@@ -352,8 +352,8 @@ def _movies_command(commands: argparse._SubParsersAction) -> None:
 
 
 def _recommend_command(commands: argparse._SubParsersAction) -> None:
-    recommend = _command(commands, "recommend", "movies for liked and disliked movies and links (a linear SVM by "
-                                                "default)",
+    recommend = _command(commands, "recommend", "movies for liked and disliked movies and links (by their nearest "
+                                                "neighbours by default)",
                          '  client recommend --like "Star Wars (film)" --like "Alien (film)" --dislike "Get Hard"\n'
                          '  client recommend --like-link "George Lucas" --strategy best_score --reasons 3\n'
                          '  client recommend --like "Heat (1995 film)" --worst 5 --from-year 1990\n'
