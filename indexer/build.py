@@ -118,7 +118,7 @@ def build_index(
     index_root = Path(index_root)
     created_at, final = unique_version_dir(index_root, run.checksum)
     with atomic_directory(final) as staging:
-        _write_version_files(staging, run, indexes, neighbours_k, progress)
+        _write_version_files(staging, run, indexes, calibrations["movies"].own_params, neighbours_k, progress)
         version_manifest(
             run, final.name, created_at, factories, indexes, calibrations, file_checksums(staging)
         ).save(staging)
@@ -145,9 +145,11 @@ def calibrate_index(index: faiss.Index, vectors: np.ndarray, other: np.ndarray, 
 
 
 def _write_version_files(
-    staging: Path, run: Run, indexes: dict[str, faiss.Index], neighbours_k: int, progress: bool
+    staging: Path, run: Run, indexes: dict[str, faiss.Index], own_params: dict[str, int], neighbours_k: int,
+    progress: bool,
 ) -> None:
-    """The indexes, the run's files and (with `neighbours_k` > 0) the stored movie neighbours."""
+    """The indexes, the run's files and (with `neighbours_k` > 0) the stored movie neighbours, searched
+    with `own_params` (the movie index's setting for its own rows; the file keeps its own setting)."""
     for what, name in (("movies", version.MOVIE_INDEX), ("links", version.LINK_INDEX)):
         try:
             faiss.write_index(indexes[what], str(staging / name))
@@ -160,6 +162,8 @@ def _write_version_files(
     version.save_lookups(staging, version.build_lookups(staging))
     k = min(neighbours_k, len(run.movies) - 1)
     if k > 0:
+        for name, value in own_params.items():  # the file written above keeps the setting for both kinds
+            faiss.ParameterSpace().set_index_parameter(indexes["movies"], name, value)
         ids, scores = all_movie_neighbours(indexes["movies"], run.movie_vectors, k, progress=progress)
         np.savez(staging / version.MOVIE_NEIGHBOURS, ids=ids, scores=scores)
 
@@ -262,6 +266,8 @@ def describe_index(index: faiss.Index, factory: str, calibration: Calibration) -
         search_params=calibration.params, build_params=build_params(index),
         recall_at_10=calibration.recall_at_10 if calibration.params else None,
         cross_recall_at_10=calibration.cross_recall_at_10 if calibration.params else None,
+        own_search_params=calibration.own_params if calibration.own_params != calibration.params else {},
+        own_recall_at_10=calibration.own_recall_at_10 if calibration.own_params != calibration.params else None,
         recall_queries=calibration.queries,
     )
 

@@ -69,6 +69,9 @@ def _build(args: argparse.Namespace) -> int:
             measured = f", {setting}: recall@10 {d.recall_at_10:.3f} against exact search"
             if d.cross_recall_at_10 is not None:
                 measured += f", {d.cross_recall_at_10:.3f} asked by {'links' if what == 'movies' else 'movies'}"
+            if d.own_search_params:
+                own = ", ".join(f"{key} {value}" for key, value in d.own_search_params.items())
+                measured += f"; its own rows reach {d.own_recall_at_10:.3f} at {own}"
         print(f"  {what + ':':<7} {d.size} x {d.dim} ({d.type}, factory {d.factory!r}{measured})")
     print(f"published: {Path(args.out) / CURRENT} -> {version_dir(args.out, name)}")
     return 0

@@ -100,6 +100,10 @@ class IndexDescription:
     # The same for as many queries by the other kind's vectors (links asking the movie
     # index, as LinkMovies does; movies asking the link index). None: exact, or older.
     cross_recall_at_10: float | None = None
+    # The cheaper setting that is enough for queries by the index's own rows, and their
+    # recall@10 with it: the stored movie neighbours were searched so. {}: search_params.
+    own_search_params: dict[str, int] = dataclasses.field(default_factory=dict)
+    own_recall_at_10: float | None = None
 
     @property
     def label(self) -> str:

@@ -382,6 +382,31 @@ def test_stored_movie_neighbours_equal_a_search(tmp_path, run_dir):
         build_index(run_dir, tmp_path / "bad", neighbours_k=-1, progress=False)
 
 
+def test_stored_neighbours_are_searched_with_the_setting_for_the_index_own_rows(
+        tmp_path: Path, run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where links need more candidates than movies, the file keeps the setting for both kinds and
+    the stored lists (movies asking movies) are searched with the cheaper one, as the manifest says."""
+    def calibrated(index, vectors, target, *, other=None, **_):
+        for name, value in (("efSearch", 200),):
+            faiss.ParameterSpace().set_index_parameter(index, name, value)
+        return indexer.calibrate.Calibration(params={"efSearch": 200}, recall_at_10=0.99, queries=100, target=target,
+                                             cross_recall_at_10=0.96, own_params={"efSearch": 4}, own_recall_at_10=0.9)
+
+    monkeypatch.setattr(indexer.build, "calibrate", calibrated)
+    build_index(run_dir, tmp_path, factory="HNSW4", neighbours_k=10, progress=False)
+    version = indexer.root.load_current(tmp_path)
+    described = version.manifest.indexes["movies"]
+    assert described.search_params == {"efSearch": 200} and version.movie_index.hnsw.efSearch == 200
+    assert described.own_search_params == {"efSearch": 4} and described.own_recall_at_10 == 0.9
+    rows = np.arange(N_MOVIES)[:, None]
+    version.movie_index.hnsw.efSearch = 4
+    ids, _ = search.neighbours.search(version.movie_index, version.movie_vectors, 10, rows)
+    np.testing.assert_array_equal(version.movie_neighbours[0], ids)
+    version.movie_index.hnsw.efSearch = 200
+    wider, _ = search.neighbours.search(version.movie_index, version.movie_vectors, 10, rows)
+    assert (wider != ids).any()  # the two settings answer differently: the lists show which was used
+
+
 def test_auto_factory_is_exact_for_small_catalogues_and_hnsw_beyond(tmp_path: Path, run_dir: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     assert indexer.build.choose_factory("auto", indexer.build.EXACT_MAX_VECTORS) == "Flat"
@@ -436,9 +461,12 @@ def test_calibration_also_holds_for_queries_by_the_other_kind() -> None:
     other = rng.standard_normal((1500, 32)).astype(np.float32)  # not rows of the index: as links asking movies
     other /= np.linalg.norm(other, axis=1, keepdims=True)
     index = indexer.build.make_index(vectors, "HNSW8", what="movies")
-    own_only = indexer.calibrate.calibrate(index, vectors, 0.97, queries=300).params["efSearch"]
+    alone = indexer.calibrate.calibrate(index, vectors, 0.97, queries=300)
+    own_only = alone.params["efSearch"]
     calibration = indexer.calibrate.calibrate(index, vectors, 0.97, other=other, queries=300)
     assert calibration.reached and calibration.params["efSearch"] >= own_only
+    # the cheaper setting for the index's own rows is kept beside it, as calibrating on them alone finds it
+    assert calibration.own_params == alone.params and calibration.own_recall_at_10 == alone.recall_at_10 >= 0.97
     picked = np.sort(np.random.default_rng(1).choice(len(other), 300, replace=False))
     truth = [set(np.argsort(-row, kind="stable")[:10].tolist()) for row in other[picked] @ vectors.T]
 
