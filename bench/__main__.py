@@ -27,20 +27,32 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "bench" / "work"
 
+US_FILMS = ROOT.parent / "shared" / "data" / "wp_movies_us.ndjson"
 SIZES = {
-    "small": {"data": ROOT.parent / "shared" / "data" / "wp_movies_us.ndjson", "train": []},
+    "small": {"data": US_FILMS, "train": []},
     # 3 epochs: the figures asked for are speed and memory; the quality of a longer run is
     # measured on the small size and in the training tables of docs/speed.md and docs/quality.md.
-    "1m": {"data": WORK / "synth-1m.ndjson", "synth": ["--preset", "1m"], "train": ["--epochs", "3", "--dim", "64"]},
+    # The reference: the 36k file trained with the same settings in the same run, the rate a
+    # step on small tables reaches on this machine today.
+    "1m": {"data": WORK / "synth-1m.ndjson", "synth": ["--preset", "1m"], "train": ["--epochs", "3", "--dim", "64"],
+           "reference": US_FILMS},
 }
-TARGETS = {  # (figure, how it must compare, target) from issue 9, for the 1m size
-    "train_samples_per_s": (">=", 2_500_000),
+# Issue 23's targets for the 1m size, (figure, how it must compare, target). Speeds are ratios to
+# a reference measured in the same run (machines differ up to 3x from one day to the next): the
+# 36k file's training rate and a bare gRPC echo's p50 and 8-client throughput.
+TARGETS = {
+    "train_over_reference": (">=", 0.9),
     "train_peak_rss_gb": ("<=", 8.0),
+    "link_auc": (">=", 0.8713),  # no worse than the run of 2026-12-01 at the same 3 epochs
     "evaluation_share_of_training": ("<=", 0.10),
     "index_recall_at_10": (">=", 0.95),
+    "stored_recall_at_10": (">=", 0.95),
     "link_movies_recall_at_10": (">=", 0.95),  # the same target for the query whose latency is measured
-    "link_movies_p50_ms": ("<=", 2.0),
-    "link_movies_p99_ms": ("<=", 6.0),
+    "link_movies_p50_over_echo": ("<=", 3.0),
+    "link_movies_p99_over_echo": ("<=", 10.0),  # both over the echo's p50
+    "similar_p50_over_echo": ("<=", 3.0),
+    "similar_p99_over_echo": ("<=", 10.0),
+    "clients_over_echo": (">=", 0.5),
     "start_s": ("<=", 10.0),
     "server_rss_over_vectors": ("<=", 1.5),
 }
@@ -64,6 +76,9 @@ def main() -> None:
     partial = WORK / f"results-{args.size}.partial.json"  # each stage's figures as soon as it ends
     stages = (("train", lambda: train(data, run, size["train"])), ("index", lambda: build(run, index)),
               ("search", lambda: search_recall(index)), ("service", lambda: service(index, args.seconds)))
+    if "reference" in size:
+        reference = WORK / f"run-reference-{stamp}"
+        stages = (("reference", lambda: train(size["reference"], reference, size["train"])), *stages)
     for stage, measure in stages:
         print(f"bench: {stage} ...", file=sys.stderr, flush=True)
         results[stage] = measure()
@@ -159,18 +174,28 @@ def service(index: Path, seconds: float) -> dict:
 
 def summary(results: dict) -> dict:
     train_, search_, service = results["train"], results["search"], results["service"]
-    return {
+    found = {
         "train_samples_per_s": train_["samples_per_s"],
         "train_peak_rss_gb": train_["peak_rss_gb"],
+        "link_auc": train_["link_auc"],
         "evaluation_share_of_training": (train_["evaluation_s"] or 0) / train_["train_s"],
         "index_recall_at_10": search_["index_recall_at_10"],
+        "stored_recall_at_10": search_["stored_recall_at_10"],
         "link_movies_recall_at_10": search_["link_movies_recall_at_10"],
         "link_movies_p50_ms": service["link_movies_p50_ms"],
         "link_movies_p99_ms": service["link_movies_p99_ms"],
+        "link_movies_p50_over_echo": service["link_movies_p50_ms"] / service["echo_p50_ms"],
+        "link_movies_p99_over_echo": service["link_movies_p99_ms"] / service["echo_p50_ms"],
+        "similar_p50_over_echo": service["similar_p50_ms"] / service["echo_p50_ms"],
+        "similar_p99_over_echo": service["similar_p99_ms"] / service["echo_p50_ms"],
+        "clients_over_echo": service["clients_over_echo"],
         "start_s": service["start_s"],
-        # Issue 9: RSS <= 1.5 x the raw vector bytes plus a fixed overhead (the server over a tiny index).
+        # RSS <= 1.5 x the raw vector bytes plus a fixed overhead (the server over a tiny index).
         "server_rss_over_vectors": (service["peak_rss_mb"] - service["fixed_overhead_mb"]) / search_["vector_mb"],
     }
+    if "reference" in results:
+        found["train_over_reference"] = train_["samples_per_s"] / results["reference"]["samples_per_s"]
+    return found
 
 
 def markdown(results: dict) -> str:
@@ -187,11 +212,13 @@ def markdown(results: dict) -> str:
         "",
         "| measurement | result |", "|---|---|",
         f"| training samples/s (steady epochs) | {t['samples_per_s']:,.0f} |",
+        *([f"| the reference: the 36k file trained with the same settings in this run, samples/s (steady epochs) | "
+           f"{results['reference']['samples_per_s']:,.0f} |"] if "reference" in results else []),
         f"| s/epoch (first, with XLA compile) | {t['seconds_per_epoch']:.1f} ({t['first_epoch_s']:.1f}) |",
         f"| read / train / evaluate | {t['read_s']:.1f} / {t['train_s']:.1f} / {t['evaluation_s']:.1f} s |",
         f"| held-out link AUC / recall@10 | {t['link_auc']:.4f} / {t['recall_at_10']:.4f} |",
         f"| trainer peak RSS (read + train + evaluate + write) | {t['peak_rss_gb']:.2f} GB |",
-        f"| index build (auto factory, stored neighbours k=100) | {i['wall_s']:.1f} s, peak {i['peak_rss_gb']:.2f} GB |",
+        f"| index build (auto factory, stored neighbours k=100 searched with the setting for movies' own rows) | {i['wall_s']:.1f} s, peak {i['peak_rss_gb']:.2f} GB |",
         f"| index search settings, chosen at build by measured recall@10 (movies / links) | "
         f"{_setting(i['indexes']['movies'])} / {_setting(i['indexes']['links'])} |",
         f"| recall@10 against exact search: movie index / stored neighbours / movie index asked by a link (LinkMovies) | "
@@ -203,7 +230,8 @@ def markdown(results: dict) -> str:
               f"{results['service']['fixed_overhead_mb']:,.0f} MB |"]
     if results["size"] != "1m":  # the targets are stated for a million films
         return "\n".join(lines) + "\n"
-    lines += ["", "| target (issue 9, 1,000,000 films) | measured | met? |", "|---|---|---|"]
+    lines += ["", "| target (issue 23, 1,000,000 films; speeds over this run's references) | measured | met? |",
+              "|---|---|---|"]
     for name, (how, target) in TARGETS.items():
         value = results["summary"][name]
         met = value >= target if how == ">=" else value <= target
@@ -219,6 +247,9 @@ def _setting(described: dict) -> str:
     settings = {**described.get("build_params", {}), **described["search_params"]}
     cross = described.get("cross_recall_at_10")
     measured = f"{described['recall_at_10']:.3f}" + ("" if cross is None else f"; asked by the other kind {cross:.3f}")
+    own = described.get("own_search_params") or {}
+    if own:
+        measured += "; its own rows " + ", ".join(f"{k} {v}" for k, v in own.items()) + f" {described['own_recall_at_10']:.3f}"
     return ", ".join(f"{k} {v}" for k, v in settings.items()) + f" ({measured})"
 
 
