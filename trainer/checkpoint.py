@@ -7,14 +7,14 @@ same training can resume from it (with more epochs, if asked).
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from movielinks.common.files import atomic_write_bytes
+from movielinks.common.files import atomic_file
 from movielinks.trainer.errors import TrainerError
 
 CHECKPOINT_FILE = "checkpoint.npz"
@@ -58,14 +58,19 @@ class Checkpoint:
         return self.path.exists()
 
     def save(self, state: TrainingState, model, objective, optimizer) -> None:
+        """Write every weight into the .npz a variable at a time, straight to the file (replaced
+        atomically): at a million films the weights and Adam's moments are about 1.8 GB, and a
+        copy of them all, then an in-memory archive of them, would be two more."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        arrays = {f"model_{i}": np.asarray(v) for i, v in enumerate(model.get_weights())}
-        arrays |= {f"objective_{i}": np.asarray(v) for i, v in enumerate(objective.get_weights())}
-        arrays |= {f"optimizer_{i}": np.asarray(v.numpy()) for i, v in enumerate(optimizer.variables)}
-        arrays["meta"] = np.array(json.dumps({"fingerprint": self.fingerprint, "state": dataclasses.asdict(state)}))
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        atomic_write_bytes(self.path, buffer.getvalue())
+        weights = [*(("model", v) for v in model.weights), *(("objective", v) for v in objective.weights),
+                   *(("optimizer", v) for v in optimizer.variables)]
+        counts = dict.fromkeys(("model", "objective", "optimizer"), 0)
+        meta = json.dumps({"fingerprint": self.fingerprint, "state": dataclasses.asdict(state)})
+        with atomic_file(self.path) as f, zipfile.ZipFile(f, "w", allowZip64=True) as archive:
+            for owner, variable in weights:
+                name, counts[owner] = f"{owner}_{counts[owner]}", counts[owner] + 1
+                _write_member(archive, name, np.asarray(variable.numpy()))
+            _write_member(archive, "meta", np.array(meta))
 
     def restore(self, model, objective, optimizer) -> TrainingState:
         """Load the weights into the given objects; TrainerError if there is no checkpoint or it is another run's."""
@@ -89,3 +94,9 @@ class Checkpoint:
 
     def remove(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _write_member(archive: zipfile.ZipFile, name: str, value: np.ndarray) -> None:
+    """One array as `name`.npy in an open archive, as np.savez writes it (np.load reads it back)."""
+    with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+        np.lib.format.write_array(member, value, allow_pickle=False)
