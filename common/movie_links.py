@@ -43,6 +43,13 @@ class MovieLinks:
             return ids
         return ids[~self.cited[self.offsets[movie_id]:self.offsets[movie_id + 1]]]
 
+    def by_link(self, n_links: int) -> tuple[np.ndarray, np.ndarray]:
+        """The inverse layout: (offsets int64 [n_links + 1], movie ids int32 [n_pairs]); the movies
+        that link to link l are `movies[offsets[l]:offsets[l + 1]]`, ascending."""
+        order = np.argsort(np.asarray(self.link_ids), kind="stable")
+        movies = np.repeat(np.arange(self.n_movies, dtype=np.int32), self.counts())[order]
+        return np.concatenate([[0], np.cumsum(self.films_per_link(n_links))]), movies
+
     def films_per_link(self, n_links: int) -> np.ndarray:
         """How many movies link to each of `n_links` links (int64 [n_links])."""
         return np.bincount(np.asarray(self.link_ids), minlength=n_links).astype(np.int64)[:n_links]

@@ -173,9 +173,7 @@ class MovieService:
         self._franchise_sorted = franchises[self._franchise_order]
         if links is not None:
             self.idf = explain.idf(links, len(version.links))
-            by_link = np.argsort(links.link_ids, kind="stable")
-            self._movie_of_pair = np.repeat(np.arange(links.n_movies, dtype=np.int64), links.counts())[by_link]
-            self._link_offsets = np.concatenate([[0], np.cumsum(links.films_per_link(len(version.links)))])
+            self._link_offsets, self._movie_of_pair = links.by_link(len(version.links))
 
     @property
     def version(self) -> IndexVersion:
