@@ -40,6 +40,7 @@ SIZES = {
 # Issue 23's targets for the 1m size, (figure, how it must compare, target). Speeds are ratios to
 # a reference measured in the same run (machines differ up to 3x from one day to the next): the
 # 36k file's training rate and a bare gRPC echo's p50 and 8-client throughput.
+STAGES = ("reference", "train", "index", "search", "service")
 TARGETS = {
     "train_over_reference": (">=", 0.9),
     "train_peak_rss_gb": ("<=", 8.0),
@@ -63,25 +64,32 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=tuple(SIZES), default="small")
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of the concurrent-clients phase")
+    parser.add_argument("--from", dest="start", choices=STAGES, default=STAGES[0],
+                        help="measure from this stage on, over the run and index of the last complete results of "
+                             "this size, whose earlier stages' figures are kept (the table says when each was taken)")
     args = parser.parse_args()
     size = SIZES[args.size]
     WORK.mkdir(parents=True, exist_ok=True)
-    results: dict = {"size": args.size, "machine": machine(), "started_at": _now()}
-    data = Path(size["data"])
-    if not data.exists():
-        _run([sys.executable, "-m", "movielinks.trainer", "synth", *size["synth"], "--out", str(data), "--quiet"])
-    stamp = time.strftime("%Y%m%dT%H%M%S")
-    run, index = WORK / f"run-{args.size}-{stamp}", WORK / f"index-{args.size}"
     out = ROOT / "bench" / f"results-{args.size}.json"
     partial = WORK / f"results-{args.size}.partial.json"  # each stage's figures as soon as it ends
-    stages = (("train", lambda: train(data, run, size["train"])), ("index", lambda: build(run, index)),
-              ("search", lambda: search_recall(index)), ("service", lambda: service(index, args.seconds)))
-    if "reference" in size:
-        reference = WORK / f"run-reference-{stamp}"
-        stages = (("reference", lambda: train(size["reference"], reference, size["train"])), *stages)
-    for stage, measure in stages:
+    results: dict = {"size": args.size, "machine": machine(), "started_at": _now()}
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    run, index = WORK / f"run-{args.size}-{stamp}", WORK / f"index-{args.size}"
+    if args.start != STAGES[0]:
+        results = _earlier_stages(out, args.start, results) | {"from": args.start}
+        run = Path(results["train"]["run"])
+    data = Path(size["data"])
+    if args.start == STAGES[0] and not data.exists():
+        _run([sys.executable, "-m", "movielinks.trainer", "synth", *size["synth"], "--out", str(data), "--quiet"])
+    measures = {"reference": lambda: train(size["reference"], WORK / f"run-reference-{stamp}", size["train"]),
+                "train": lambda: train(data, run, size["train"]), "index": lambda: build(run, index),
+                "search": lambda: search_recall(index), "service": lambda: service(index, args.seconds)}
+    for stage in STAGES[STAGES.index(args.start):]:
+        if stage == "reference" and "reference" not in size:
+            continue
         print(f"bench: {stage} ...", file=sys.stderr, flush=True)
-        results[stage] = measure()
+        results[stage] = measures[stage]()
+        results.setdefault("measured_at", {})[stage] = _now()
         partial.write_text(json.dumps(results, indent=1) + "\n")
     results["summary"] = summary(results)
     out.write_text(json.dumps(results, indent=1) + "\n")
@@ -90,6 +98,24 @@ def main() -> None:
     (ROOT / "bench" / f"results-{args.size}.md").write_text(table)
     print(table)
     print(f"written: {out}")
+
+
+def _earlier_stages(out: Path, start: str, results: dict) -> dict:
+    """`results` with the figures of the stages before `start` from the last results of this size: those
+    a run left when it stopped (its partial file), else the last complete ones (`out`)."""
+    partial = WORK / out.name.replace(".json", ".partial.json")
+    out = partial if partial.exists() else out
+    try:
+        earlier = json.loads(out.read_text())
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"--from {start} needs the earlier stages' figures: cannot read {out}: {e}") from e
+    kept = STAGES[:STAGES.index(start)]
+    missing = [stage for stage in kept if stage not in earlier and stage != "reference"]
+    if missing:
+        raise SystemExit(f"--from {start}: {out} has no figures for {', '.join(missing)}; run the whole suite")
+    measured_at = earlier.get("measured_at", {})
+    results["measured_at"] = {stage: measured_at.get(stage, earlier["started_at"]) for stage in kept if stage in earlier}
+    return results | {stage: earlier[stage] for stage in kept if stage in earlier}
 
 
 def machine() -> dict:
@@ -144,7 +170,8 @@ def search_recall(index: Path, n_queries: int = 1000) -> dict:
 
     version = load_current(index)
     vectors = version.movie_vectors
-    rng = np.random.default_rng(0)
+    # Not the calibration's samples (indexer.calibrate draws with seeds 0 and 1): recall on other rows.
+    rng = np.random.default_rng(2026)
     queries = np.sort(rng.choice(len(vectors), min(n_queries, len(vectors)), replace=False))
     flat = faiss.IndexFlatIP(version.dim)
     flat.add(np.ascontiguousarray(vectors))
@@ -202,9 +229,13 @@ def markdown(results: dict) -> str:
     from bench.bench_server import ROWS
 
     m, t, i, s = results["machine"], results["train"], results["index"], results["search"]
+    stages = results.get("measured_at", {})
+    taken = ("" if "from" not in results else f" Measured from the {results['from']} stage on (`--from`), the "
+             "earlier stages' figures kept from the run before; each stage ended at: "
+             + ", ".join(f"{stage} {at}" for stage, at in stages.items()) + ".")
     lines = [
         f"Measured by `python -m bench --size {results['size']}` at {results['started_at']} on {m['cores']} cores "
-        f"({m['cpu']}), Python {m['python']}, " + ", ".join(f"{k} {v}" for k, v in m["libraries"].items()) + ".",
+        f"({m['cpu']}), Python {m['python']}, " + ", ".join(f"{k} {v}" for k, v in m["libraries"].items()) + "." + taken,
         "",
         f"{s['movies']:,} movies, {s['links']:,} links, {s['dim']} dims "
         f"(movie index {i['indexes']['movies']['type']} ({i['indexes']['movies']['factory']}), "

@@ -173,12 +173,13 @@ def fixed_overhead_mb(work: Path) -> float:
     from tests.fixtures import make_run
 
     shutil.rmtree(work, ignore_errors=True)
-    build_index(make_run(work / "run"), work / "index", progress=False)
+    title = "Alien (film)"  # the fixture's other titles are generated; this one it takes as given
+    build_index(make_run(work / "run", titles=[title]), work / "index", progress=False)
     process, address, _ = start_server(str(work / "index"))
     try:
         with grpc.insecure_channel(address) as channel:
             stub = pb_grpc.MovielinksStub(channel)
-            title = stub.LookupTitle(pb.LookupTitleRequest(title="Movie 001")).title
+            stub.LookupTitle(pb.LookupTitleRequest(title=title))
             for _ in range(20):
                 stub.SimilarMovies(pb.SimilarMoviesRequest(title=title, k=10, reasons=3))
                 stub.Recommend(pb.RecommendRequest(liked=[title], k=10))
