@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from movielinks.common.artifacts import file_checksums
 from movielinks.common.files import atomic_directory
-from movielinks.search.neighbours import all_similar_rows
+from movielinks.search.neighbours import BATCH_ROWS, MAX_RESULTS_PER_BATCH, all_similar_rows, search
 from movielinks.indexer import version
 from movielinks.indexer.calibrate import DEFAULT_TARGET_RECALL, Calibration, calibrate
 from movielinks.indexer.errors import IndexerError
@@ -50,6 +50,9 @@ _FACTORY_HINT = (
 )
 
 DEFAULT_NEIGHBOURS_K = 100
+# Each link's nearest movies, found at build time: LinkMovies with k up to this answers without
+# searching the movie index, which a link's vector, unlike a movie's, asks at a costly setting.
+DEFAULT_LINK_MOVIES_K = 20
 AUTO = "auto"
 # Up to this many vectors an exact search (a scan) answers within the service's latency
 # budget; beyond, `auto` builds an HNSW graph. `python -m bench --size small` measures the exact
@@ -77,6 +80,7 @@ def build_index(
     *,
     factory: str = AUTO,
     neighbours_k: int = DEFAULT_NEIGHBOURS_K,
+    link_movies_k: int = DEFAULT_LINK_MOVIES_K,
     target_recall: float = DEFAULT_TARGET_RECALL,
     progress: bool = True,
 ) -> str:
@@ -97,6 +101,8 @@ def build_index(
     """
     if neighbours_k < 0:
         raise IndexerError(f"--neighbours-k must be 0 or more, got {neighbours_k}")
+    if link_movies_k < 0:
+        raise IndexerError(f"--link-movies-k must be 0 or more, got {link_movies_k}")
     if not 0.0 < target_recall <= 1.0:
         raise IndexerError(f"--target-recall must be in (0, 1], got {target_recall}")
     try:
@@ -118,7 +124,8 @@ def build_index(
     index_root = Path(index_root)
     created_at, final = unique_version_dir(index_root, run.checksum)
     with atomic_directory(final) as staging:
-        _write_version_files(staging, run, indexes, calibrations["movies"].own_params, neighbours_k, progress)
+        _write_version_files(staging, run, indexes, calibrations["movies"].own_params, neighbours_k, link_movies_k,
+                             progress)
         version_manifest(
             run, final.name, created_at, factories, indexes, calibrations, file_checksums(staging)
         ).save(staging)
@@ -146,9 +153,10 @@ def calibrate_index(index: faiss.Index, vectors: np.ndarray, other: np.ndarray, 
 
 def _write_version_files(
     staging: Path, run: Run, indexes: dict[str, faiss.Index], own_params: dict[str, int], neighbours_k: int,
-    progress: bool,
+    link_movies_k: int, progress: bool,
 ) -> None:
-    """The indexes, the run's files and (with `neighbours_k` > 0) the stored movie neighbours, searched
+    """The indexes, the run's files, (with `link_movies_k` > 0) each link's nearest movies, searched
+    as the file's setting searches, and (with `neighbours_k` > 0) the stored movie neighbours, searched
     with `own_params` (the movie index's setting for its own rows; the file keeps its own setting)."""
     for what, name in (("movies", version.MOVIE_INDEX), ("links", version.LINK_INDEX)):
         try:
@@ -160,12 +168,30 @@ def _write_version_files(
     if run.movie_links is not None:  # optional: runs before it have none
         shutil.copyfile(run.path / trainer.run.MOVIE_LINKS, staging / version.MOVIE_LINKS)
     version.save_lookups(staging, version.build_lookups(staging))
+    if min(link_movies_k, len(run.movies)) > 0:
+        ids, scores = nearest_rows(indexes["movies"], run.link_vectors, min(link_movies_k, len(run.movies)),
+                                   progress=progress, desc="link movies")
+        np.savez(staging / version.LINK_MOVIES, ids=ids, scores=scores)
     k = min(neighbours_k, len(run.movies) - 1)
     if k > 0:
         for name, value in own_params.items():  # the file written above keeps the setting for both kinds
             faiss.ParameterSpace().set_index_parameter(indexes["movies"], name, value)
         ids, scores = all_movie_neighbours(indexes["movies"], run.movie_vectors, k, progress=progress)
         np.savez(staging / version.MOVIE_NEIGHBOURS, ids=ids, scores=scores)
+
+
+def nearest_rows(index: faiss.Index, queries: np.ndarray, k: int, *, progress: bool = False,
+                 desc: str = "nearest") -> tuple[np.ndarray, np.ndarray]:
+    """Each query row's k nearest rows of `index`: ids int32 and scores float32, [n, k], a batch at a time."""
+    ids = np.empty((len(queries), k), dtype=np.int32)
+    scores = np.empty((len(queries), k), dtype=np.float32)
+    size = max(1, min(BATCH_ROWS, MAX_RESULTS_PER_BATCH // k))
+    with tqdm(total=len(queries), unit="query", desc=desc, disable=not progress or None) as bar:
+        for start in range(0, len(queries), size):
+            rows = slice(start, min(start + size, len(queries)))
+            ids[rows], scores[rows] = search(index, queries[rows], k)
+            bar.update(rows.stop - rows.start)
+    return ids, scores
 
 
 def all_movie_neighbours(

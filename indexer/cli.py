@@ -1,6 +1,6 @@
 """The `indexer` command: build, update, list, prune and export index versions.
 
-    indexer build RUN --out INDEX_ROOT [--factory auto] [--neighbours-k 100] [--target-recall 0.95]
+    indexer build RUN --out INDEX_ROOT [--factory auto] [--neighbours-k 100] [--link-movies-k 20] [--target-recall 0.95]
     indexer update INDEX_ROOT --data new_or_changed.ndjson [--remove TITLES_FILE] [--target-recall 0.95]
     indexer list INDEX_ROOT
     indexer prune INDEX_ROOT --keep N
@@ -18,7 +18,8 @@ from pathlib import Path
 
 from movielinks.common.commands import closed_pipe_is_a_normal_end, command_parser, positive_int
 from movielinks.common.signals import exit_cleanly_on_sigterm
-from movielinks.indexer.build import APPROXIMATE_FACTORY, AUTO, DEFAULT_NEIGHBOURS_K, EXACT_MAX_VECTORS, build_index
+from movielinks.indexer.build import (APPROXIMATE_FACTORY, AUTO, DEFAULT_LINK_MOVIES_K, DEFAULT_NEIGHBOURS_K,
+                                     EXACT_MAX_VECTORS, build_index)
 from movielinks.indexer.calibrate import DEFAULT_TARGET_RECALL
 from movielinks.indexer.errors import IndexerError
 from movielinks.indexer.export import VECTOR_KINDS, export_neighbours, export_vectors, vector_names_path
@@ -50,6 +51,9 @@ def _build_command(commands: argparse._SubParsersAction) -> None:
                             f"up to {EXACT_MAX_VECTORS:,} vectors, {APPROXIMATE_FACTORY} beyond")
     build.add_argument("--neighbours-k", type=int, default=DEFAULT_NEIGHBOURS_K,
                        help="similar movies found per movie at build time and served without a search (0: none)")
+    build.add_argument("--link-movies-k", type=int, default=DEFAULT_LINK_MOVIES_K,
+                       help="movies found per link at build time, LinkMovies served without a search up to that k "
+                            "(0: none)")
     build.add_argument("--target-recall", type=float, default=DEFAULT_TARGET_RECALL, metavar="R",
                        help="approximate indexes: the cheapest search setting whose recall@10 against exact search, "
                             f"measured on sampled rows, reaches R (default {DEFAULT_TARGET_RECALL})")
@@ -59,6 +63,7 @@ def _build_command(commands: argparse._SubParsersAction) -> None:
 
 def _build(args: argparse.Namespace) -> int:
     name = build_index(args.run, args.out, factory=args.factory, neighbours_k=args.neighbours_k,
+                       link_movies_k=args.link_movies_k,
                        target_recall=args.target_recall, progress=not args.quiet)
     indexes = IndexManifest.load(version_dir(args.out, name)).indexes
     print(f"built index version {name}")

@@ -248,7 +248,9 @@ def _movie_index(base: IndexVersion, plan: _Plan, vectors: np.ndarray, progress:
 
 def _write_index_files(staging: Path, base: IndexVersion, plan: _Plan, movie_index: faiss.Index,
                        vectors: np.ndarray, progress: bool) -> None:
-    """The movie index and vectors, the link files copied, the title index, the stored neighbours."""
+    """The movie index and vectors, the link files copied, the title index, the stored neighbours.
+    Each link's stored movies (link_movies.npz) are not carried: they would miss the films added,
+    and LinkMovies searches the movie index until the next `indexer build`."""
     faiss.write_index(movie_index, str(staging / version.MOVIE_INDEX))
     np.save(staging / version.MOVIE_VECTORS, vectors)
     for name in _LINK_FILES:

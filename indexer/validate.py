@@ -55,6 +55,13 @@ def validate_version(v: IndexVersion) -> None:
             (ids.ndim == 2 and ids.shape == scores.shape and ids.shape[0] == n_movies, "movie neighbours have the wrong shape"),
             (low >= -1 and high < n_movies, "movie neighbours name unknown movies"),
         ]
+    if v.link_movies is not None:
+        ids, scores = v.link_movies
+        low, high = npz.value_range(ids) if ids.size else (-1, -1)
+        checks += [
+            (ids.ndim == 2 and ids.shape == scores.shape and ids.shape[0] == n_links, "link movies have the wrong shape"),
+            (low >= -1 and high < n_movies, "link movies name unknown movies"),
+        ]
     if v.movie_links is not None:
         problem = v.movie_links.problem(n_movies, n_links)
         checks.append((problem is None, problem or ""))

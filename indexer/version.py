@@ -18,6 +18,9 @@ which one is published):
       attribute_models.json   {name: AttributeModel}
       movie_neighbours.npz    optional: each movie's K most similar movies, itself excluded,
                               ids int32 [n, K] padded with -1, scores float32 [n, K]
+      link_movies.npz         optional: each link's K nearest movies (its vector asking the movie
+                              index, as LinkMovies asks it), ids int32 [n_links, K] padded with -1,
+                              scores float32 [n_links, K]
       movie_links.npz         optional (copied from a run that has it): each movie's kept
                               links, CSR offsets int64, link_ids int32 (common.movie_links)
       movie_records.npz       optional: offsets int64 [n + 1] of each movie's line in movies.jsonl
@@ -70,13 +73,14 @@ MOVIES = artifacts.MOVIES
 LINKS = artifacts.LINKS
 ATTRIBUTE_MODELS = artifacts.ATTRIBUTE_MODELS
 MOVIE_NEIGHBOURS = "movie_neighbours.npz"
+LINK_MOVIES = "link_movies.npz"
 MOVIE_LINKS = movie_links_file.FILE
 MOVIE_RECORDS = "movie_records.npz"
 MOVIE_TITLES = "movie_titles.npz"
 LINK_TITLES = "link_titles.npz"
 REQUIRED_FILES = (MOVIE_INDEX, LINK_INDEX, MOVIE_VECTORS, LINK_VECTORS, MOVIES, LINKS, ATTRIBUTE_MODELS)
 # Read when the manifest lists them.
-OPTIONAL_FILES = (MOVIE_NEIGHBOURS, MOVIE_LINKS, MOVIE_RECORDS, MOVIE_TITLES, LINK_TITLES)
+OPTIONAL_FILES = (MOVIE_NEIGHBOURS, LINK_MOVIES, MOVIE_LINKS, MOVIE_RECORDS, MOVIE_TITLES, LINK_TITLES)
 LOOKUP_FILES = (MOVIE_RECORDS, MOVIE_TITLES, LINK_TITLES)  # derived from movies.jsonl and links.json
 
 log = logging.getLogger(__name__)
@@ -289,6 +293,9 @@ class IndexVersion:
     movie_neighbours: tuple[np.ndarray, np.ndarray] | None = None
     # Each movie's kept links (the articles' links in the vocabulary). None if the run had none.
     movie_links: movie_links_file.MovieLinks | None = None
+    # Each link's K nearest movies, found with movie_index at build time: (ids int32 [n_links, K]
+    # padded with -1, scores float32 [n_links, K]). None if not built (or dropped by an update).
+    link_movies: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def links(self) -> Sequence[str]:
@@ -349,6 +356,7 @@ def _open_version(path: Path, manifest: IndexManifest) -> IndexVersion:
         lookups.years, lookups.prominence, lookups.facts, artifacts.read_attribute_models(path),
         _read_neighbours(path / MOVIE_NEIGHBOURS) if MOVIE_NEIGHBOURS in manifest.files else None,
         movie_links_file.load(path / MOVIE_LINKS) if MOVIE_LINKS in manifest.files else None,
+        _read_neighbours(path / LINK_MOVIES) if LINK_MOVIES in manifest.files else None,
     )
 
 

@@ -83,6 +83,16 @@ class Catalogue:
         """The k links nearest to each movie's vector: what characterises it."""
         return search(self.version.link_index, self.version.movie_vectors[np.asarray(movie_ids)], k)
 
+    def link_movies(self, link_ids: np.ndarray, k: int) -> Ranked:
+        """The k movies nearest to each link's vector: from the lists stored at build time where they
+        reach k (a link's vector asks the movie index at a costly setting), else by a search."""
+        v = self.version
+        link_ids = np.asarray(link_ids, dtype=np.int64)
+        if v.link_movies is not None and k <= v.link_movies[0].shape[1]:
+            ids, scores = np.asarray(v.link_movies[0]), np.asarray(v.link_movies[1])  # see similar_rows
+            return ids[link_ids, :k].astype(np.int64), scores[link_ids, :k]
+        return search(v.movie_index, v.link_vectors[link_ids], k)
+
     def vector_movies(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> Ranked:
         """The k movies nearest to each unit query vector [n, dim] (only `allowed` ones, when given)."""
         queries = np.asarray(queries, dtype=np.float32)

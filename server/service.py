@@ -375,7 +375,11 @@ class MovieService:
         ids = self._link_ids(link)
         limits.check_k(k)
         found = self._movie_filter(movie_filter)
-        movie_ids, scores = self._vector_movies(self.version.link_vectors[int(ids[0])], k, movie_filter, found)
+        if found is None:  # every movie may answer: the link's stored list where it is long enough
+            ranked = self.catalogue.link_movies(ids[:1], self._candidates(k, movie_filter))
+            movie_ids, scores = (row[0] for row in self._diverse(ranked, k, movie_filter))
+        else:
+            movie_ids, scores = self._vector_movies(self.version.link_vectors[int(ids[0])], k, movie_filter, found)
         name = self.link_names.names[int(ids[0])]
         return MoviesAnswer(name, MovieFacts(None, "", wikipedia_url(name)), self._found(movie_ids, scores), "")
 

@@ -109,7 +109,7 @@ def test_build_publishes_a_loadable_inner_product_version(tmp_path: Path, run_di
     assert manifest.indexes["movies"].dim == DIM and manifest.indexes["movies"].factory == "Flat"
     assert set(manifest.files) == {
         indexer.version.MOVIE_INDEX, indexer.version.LINK_INDEX, indexer.version.MOVIE_VECTORS, indexer.version.LINK_VECTORS, indexer.version.MOVIES, indexer.version.LINKS, indexer.version.ATTRIBUTE_MODELS,
-        indexer.version.MOVIE_NEIGHBOURS, indexer.version.MOVIE_LINKS, *indexer.version.LOOKUP_FILES,
+        indexer.version.MOVIE_NEIGHBOURS, indexer.version.LINK_MOVIES, indexer.version.MOVIE_LINKS, *indexer.version.LOOKUP_FILES,
     }
     run = load_run(run_dir)
     assert np.array_equal(version.movie_links.offsets, run.movie_links.offsets)
@@ -380,6 +380,19 @@ def test_stored_movie_neighbours_equal_a_search(tmp_path, run_dir):
     assert indexer.root.load_current(tmp_path / "none").movie_neighbours is None
     with pytest.raises(IndexerError, match="neighbours-k"):
         build_index(run_dir, tmp_path / "bad", neighbours_k=-1, progress=False)
+
+
+def test_each_link_s_nearest_movies_are_stored_as_a_search_finds_them(tmp_path: Path, run_dir: Path) -> None:
+    build_index(run_dir, tmp_path / "index", factory="HNSW16", link_movies_k=12, progress=False)
+    version = indexer.root.load_current(tmp_path / "index")
+    ids, scores = version.link_movies
+    assert ids.shape == scores.shape == (N_LINKS, 12) and ids.dtype == np.int32
+    expected_ids, expected_scores = search.neighbours.search(version.movie_index, version.link_vectors, 12)
+    assert (ids == expected_ids).all() and np.allclose(scores, expected_scores)  # at the file's own setting
+    build_index(run_dir, tmp_path / "none", link_movies_k=0, progress=False)
+    assert indexer.root.load_current(tmp_path / "none").link_movies is None
+    with pytest.raises(IndexerError, match="link-movies-k"):
+        build_index(run_dir, tmp_path / "bad", link_movies_k=-1, progress=False)
 
 
 def test_stored_neighbours_are_searched_with_the_setting_for_the_index_own_rows(

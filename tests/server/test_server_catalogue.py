@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+import movielinks.server.catalogue
 from sklearn.svm import SVC
 
 from movielinks.indexer.build import build_index
@@ -83,6 +85,22 @@ def test_links_and_movies_for_links(catalogue):
     movies = catalogue.link_movies("Link 3", 4).movies
     assert len(movies) == 4
     assert error_kind(lambda: catalogue.similar_links("Link 99999", 5)) is Kind.NOT_FOUND
+
+
+def test_link_movies_come_from_the_stored_lists_up_to_their_length(catalogue, monkeypatch):
+    version = catalogue.version
+    stored_ids, _ = version.link_movies
+    searched = catalogue.link_movies("Link 3", 30).movies  # longer than the stored 20: a search
+    calls = []
+    real_search = movielinks.server.catalogue.search
+    monkeypatch.setattr(movielinks.server.catalogue, "search", lambda *a, **kw: calls.append(a) or real_search(*a, **kw))
+    answer = catalogue.link_movies("Link 3", 10).movies
+    assert not calls  # answered from the list
+    link = list(version.links).index("Link 3")
+    assert [m.title for m in answer] == [version.movies[i].title for i in stored_ids[link, :10].tolist()]
+    assert [m.title for m in answer] == [m.title for m in searched[:10]]  # the same as the search (exact index)
+    catalogue.link_movies("Link 3", 21)
+    assert len(calls) == 1
 
 
 def test_recommend_order_is_the_svm_decision_function(catalogue):
