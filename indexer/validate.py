@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import faiss
+import numpy as np
 
 from movielinks.common import npz
 
@@ -48,20 +49,9 @@ def validate_version(v: IndexVersion) -> None:
         (v.link_index.metric_type == faiss.METRIC_INNER_PRODUCT, "link index is not inner product"),
         (all(len(m.coef) == v.dim for m in v.attribute_models.values()), "an attribute model's dimension differs"),
     ]
-    if v.movie_neighbours is not None:
-        ids, scores = v.movie_neighbours
-        low, high = npz.value_range(ids) if ids.size else (-1, -1)
-        checks += [
-            (ids.ndim == 2 and ids.shape == scores.shape and ids.shape[0] == n_movies, "movie neighbours have the wrong shape"),
-            (low >= -1 and high < n_movies, "movie neighbours name unknown movies"),
-        ]
-    if v.link_movies is not None:
-        ids, scores = v.link_movies
-        low, high = npz.value_range(ids) if ids.size else (-1, -1)
-        checks += [
-            (ids.ndim == 2 and ids.shape == scores.shape and ids.shape[0] == n_links, "link movies have the wrong shape"),
-            (low >= -1 and high < n_movies, "link movies name unknown movies"),
-        ]
+    for lists, rows, what in ((v.movie_neighbours, n_movies, "movie neighbours"), (v.link_movies, n_links, "link movies")):
+        if lists is not None:
+            checks += _movie_list_checks(*lists, rows, n_movies, what)
     if v.movie_links is not None:
         problem = v.movie_links.problem(n_movies, n_links)
         checks.append((problem is None, problem or ""))
@@ -69,3 +59,9 @@ def validate_version(v: IndexVersion) -> None:
         if not ok:
             raise IndexerError(f"{v.path}: {problem}")
 
+
+def _movie_list_checks(ids: np.ndarray, scores: np.ndarray, rows: int, n_movies: int, what: str) -> list[tuple[bool, str]]:
+    """Checks of stored lists of movie ids (ids [rows, K] padded with -1, scores alike)."""
+    low, high = npz.value_range(ids) if ids.size else (-1, -1)
+    return [(ids.ndim == 2 and ids.shape == scores.shape and ids.shape[0] == rows, f"{what} have the wrong shape"),
+            (low >= -1 and high < n_movies, f"{what} name unknown movies")]

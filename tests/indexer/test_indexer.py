@@ -1,6 +1,7 @@
 """The indexer stage: run -> published, versioned FAISS index; prune; export; CLI."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -33,6 +34,7 @@ from movielinks.indexer import cli
 from movielinks.indexer.build import build_index
 from movielinks.indexer.errors import IndexerError
 from movielinks.indexer.export import export_neighbours
+from movielinks.indexer.validate import validate_version
 from movielinks.indexer.prune import prune, versions_to_prune
 from tests import fixtures
 from tests.fixtures import clustered_unit_vectors
@@ -391,6 +393,11 @@ def test_each_link_s_nearest_movies_are_stored_as_a_search_finds_them(tmp_path: 
     assert (ids == expected_ids).all() and np.allclose(scores, expected_scores)  # at the file's own setting
     build_index(run_dir, tmp_path / "none", link_movies_k=0, progress=False)
     assert indexer.root.load_current(tmp_path / "none").link_movies is None
+    for bad, problem in (((ids[:-1], scores[:-1]), "link movies have the wrong shape"),
+                         ((np.full_like(ids, N_MOVIES), scores), "link movies name unknown movies"),
+                         ((ids[:, :3], scores), "link movies have the wrong shape")):
+        with pytest.raises(IndexerError, match=problem):
+            validate_version(dataclasses.replace(version, link_movies=bad))
     with pytest.raises(IndexerError, match="link-movies-k"):
         build_index(run_dir, tmp_path / "bad", link_movies_k=-1, progress=False)
 
