@@ -332,7 +332,7 @@ ROWS = [
      "Science Fiction), one client, p50 / p99", "{similar_filtered_p50_ms:.3f} / {similar_filtered_p99_ms:.3f} ms"),
     ("SimilarMovies with 3 reasons a neighbour, one client, p50 / p99",
      "{similar_reasons_p50_ms:.3f} / {similar_reasons_p99_ms:.3f} ms"),
-    ("LinkMovies over gRPC (an index search), one client, p50 / p99",
+    ("LinkMovies over gRPC (the link's stored list where the version has one, else an index search), one client, p50 / p99",
      "{link_movies_p50_ms:.3f} / {link_movies_p99_ms:.3f} ms"),
     ("BatchSimilarMovies, 5,000 titles a call, k=10", "{batch_titles_per_s:,.0f} titles/s"),
     ("Recommend, default (neighbours), 20 liked + 20 disliked, p50 / p99",
