@@ -99,12 +99,7 @@ def build_index(
     exact search, measured on its own vectors, reaches `target_recall`
     (indexer.calibrate); the manifest records the setting and the recall reached.
     """
-    if neighbours_k < 0:
-        raise IndexerError(f"--neighbours-k must be 0 or more, got {neighbours_k}")
-    if link_movies_k < 0:
-        raise IndexerError(f"--link-movies-k must be 0 or more, got {link_movies_k}")
-    if not 0.0 < target_recall <= 1.0:
-        raise IndexerError(f"--target-recall must be in (0, 1], got {target_recall}")
+    _check_settings(neighbours_k, link_movies_k, target_recall)
     try:
         run = load_run(run_path)
     except TrainerError as e:
@@ -135,6 +130,15 @@ def build_index(
             raise IndexerError(f"the built version failed validation, nothing was published: {e}") from e
     publish(index_root, final.name)
     return final.name
+
+
+def _check_settings(neighbours_k: int, link_movies_k: int, target_recall: float) -> None:
+    """IndexerError for a build setting out of range, named as the command line names it."""
+    for flag, k in (("--neighbours-k", neighbours_k), ("--link-movies-k", link_movies_k)):
+        if k < 0:
+            raise IndexerError(f"{flag} must be 0 or more, got {k}")
+    if not 0.0 < target_recall <= 1.0:
+        raise IndexerError(f"--target-recall must be in (0, 1], got {target_recall}")
 
 
 def calibrate_index(index: faiss.Index, vectors: np.ndarray, other: np.ndarray, target: float, what: str,
