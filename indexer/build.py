@@ -187,25 +187,25 @@ def _write_version_files(
 def nearest_rows(index: faiss.Index, queries: np.ndarray, k: int, *, progress: bool = False,
                  desc: str = "nearest") -> tuple[np.ndarray, np.ndarray]:
     """Each query row's k nearest rows of `index`: ids int32 and scores float32, [n, k], a batch at a time."""
-    ids = np.empty((len(queries), k), dtype=np.int32)
-    scores = np.empty((len(queries), k), dtype=np.float32)
     size = max(1, min(BATCH_ROWS, MAX_RESULTS_PER_BATCH // k))
-    with tqdm(total=len(queries), unit="query", desc=desc, disable=not progress or None) as bar:
-        for start in range(0, len(queries), size):
-            rows = slice(start, min(start + size, len(queries)))
-            ids[rows], scores[rows] = search(index, queries[rows], k)
-            bar.update(rows.stop - rows.start)
-    return ids, scores
+    batches = ((rows, *search(index, queries[rows], k))
+               for rows in (np.arange(start, min(start + size, len(queries))) for start in range(0, len(queries), size)))
+    return _gathered(batches, len(queries), k, progress, desc)
 
 
 def all_movie_neighbours(
     index: faiss.Index, vectors: np.ndarray, k: int, *, progress: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """Every movie's k nearest movies in `index` (itself excluded): ids int32 and scores float32, [n, k]."""
-    ids = np.empty((len(vectors), k), dtype=np.int32)
-    scores = np.empty((len(vectors), k), dtype=np.float32)
-    with tqdm(total=len(vectors), unit="movie", desc="movie neighbours", disable=not progress or None) as bar:
-        for rows, found, found_scores in all_similar_rows(index, vectors, k):
+    return _gathered(all_similar_rows(index, vectors, k), len(vectors), k, progress, "movie neighbours")
+
+
+def _gathered(batches, n: int, k: int, progress: bool, desc: str) -> tuple[np.ndarray, np.ndarray]:
+    """(ids int32, scores float32) [n, k] filled from batches of (row ids, ids, scores), with a progress bar."""
+    ids = np.empty((n, k), dtype=np.int32)
+    scores = np.empty((n, k), dtype=np.float32)
+    with tqdm(total=n, unit="row", desc=desc, disable=not progress or None) as bar:
+        for rows, found, found_scores in batches:
             ids[rows], scores[rows] = found, found_scores
             bar.update(len(rows))
     return ids, scores

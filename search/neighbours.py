@@ -82,11 +82,20 @@ def similar_rows(
     version's movie neighbours): when k <= K they answer without a search.
     """
     row_ids = np.asarray(row_ids, dtype=np.int64)
-    if stored is not None and k <= stored[0].shape[1]:
-        # As plain ndarray views: np.memmap indexes through Python code, slower by half for a row.
-        ids, scores = np.asarray(stored[0]), np.asarray(stored[1])
-        return ids[row_ids, :k].astype(np.int64), scores[row_ids, :k]
-    return search(index, vectors[row_ids], k, row_ids[:, None])
+    found = stored_rows(stored, row_ids, k)
+    return found if found is not None else search(index, vectors[row_ids], k, row_ids[:, None])
+
+
+def stored_rows(
+    stored: tuple[np.ndarray, np.ndarray] | None, row_ids: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The first k of the stored lists (ids, scores) [n, K] of `row_ids`, as search returns them;
+    None where nothing is stored or the lists are shorter than k (the caller searches)."""
+    if stored is None or k > stored[0].shape[1]:
+        return None
+    # As plain ndarray views: np.memmap indexes through Python code, slower by half for a row.
+    ids, scores = np.asarray(stored[0]), np.asarray(stored[1])
+    return ids[row_ids, :k].astype(np.int64), scores[row_ids, :k]
 
 
 def all_similar_rows(

@@ -14,7 +14,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from movielinks.search.neighbours import all_similar_rows, search, similar_rows
+from movielinks.search.neighbours import all_similar_rows, search, similar_rows, stored_rows
 from movielinks.indexer.version import IndexVersion
 from movielinks.server.errors import check_alive
 from movielinks.search.filters import best_allowed, filtered_search, from_stored
@@ -88,10 +88,8 @@ class Catalogue:
         reach k (a link's vector asks the movie index at a costly setting), else by a search."""
         v = self.version
         link_ids = np.asarray(link_ids, dtype=np.int64)
-        if v.link_movies is not None and k <= v.link_movies[0].shape[1]:
-            ids, scores = np.asarray(v.link_movies[0]), np.asarray(v.link_movies[1])  # see similar_rows
-            return ids[link_ids, :k].astype(np.int64), scores[link_ids, :k]
-        return search(v.movie_index, v.link_vectors[link_ids], k)
+        found = stored_rows(v.link_movies, link_ids, k)
+        return found if found is not None else search(v.movie_index, v.link_vectors[link_ids], k)
 
     def vector_movies(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> Ranked:
         """The k movies nearest to each unit query vector [n, dim] (only `allowed` ones, when given)."""
