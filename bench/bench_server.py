@@ -51,9 +51,10 @@ def start_server(index: str) -> tuple[subprocess.Popen, str, float]:
     return process, address, time.perf_counter() - started
 
 
-def start_echo() -> tuple[subprocess.Popen, str]:
+def start_echo(*options: str) -> tuple[subprocess.Popen, str]:
     """The bare echo server (bench/echo_server.py) on a free loopback port."""
-    process = subprocess.Popen([sys.executable, "-m", "bench.echo_server"], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen([sys.executable, "-m", "bench.echo_server", *options], cwd=ROOT,
+                               stderr=subprocess.PIPE, text=True)
     match = re.search(r"listening on (\S+:\d+)", process.stderr.readline())
     if not match:
         process.kill()
@@ -80,18 +81,21 @@ def echo_loop(address: str, payload: bytes, seconds: float, seed: int, results) 
 
 
 def measure_echo(payload: bytes, *, seconds: float) -> dict[str, float]:
-    """The floor: one client's p50 / p99 over `seconds` of calls and 8 client processes' calls/s."""
-    process, address = start_echo()
+    """The floor: one client's p50 / p99 over `seconds` of calls and 8 client processes' calls/s,
+    with the server's thread pool; and 8 clients' calls/s with the pool it had before (8 threads)."""
     found: dict[str, float] = {}
-    try:
-        single = multiprocessing.Queue()
-        echo_loop(address, payload, seconds, 0, single)
-        _, found["echo_p50_ms"], found["echo_p99_ms"] = single.get(timeout=30)
-        answers = concurrent_clients(echo_loop, (address, payload), seconds)
-        found["echo_8_clients_per_s"] = sum(a[0] for a in answers) / seconds
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    for key, options in (("echo", ()), ("echo_threads8", ("--threads", "8"))):
+        process, address = start_echo(*options)
+        try:
+            if key == "echo":
+                single = multiprocessing.Queue()
+                echo_loop(address, payload, seconds, 0, single)
+                _, found["echo_p50_ms"], found["echo_p99_ms"] = single.get(timeout=30)
+            answers = concurrent_clients(echo_loop, (address, payload), seconds)
+            found[f"{key}_8_clients_per_s"] = sum(a[0] for a in answers) / seconds
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
     return found
 
 
@@ -344,6 +348,8 @@ ROWS = [
     ("the floor: a bare Python gRPC echo server (bench/echo_server.py), one client, p50 / p99",
      "{echo_p50_ms:.3f} / {echo_p99_ms:.3f} ms"),
     ("the floor: echo, 8 concurrent client processes", "{echo_8_clients_per_s:,.0f} calls/s"),
+    ("the echo with the pool the server had before (8 threads), 8 concurrent client processes",
+     "{echo_threads8_8_clients_per_s:,.0f} calls/s"),
     ("SimilarMovies p50 over the echo's p50 (target <= 1.3)", "{similar_over_echo:.2f}x"),
     ("SimilarMovies with 8 clients over the echo's throughput", "{clients_over_echo:.2f}x"),
     ("server memory: idle / after the load / peak", "{idle_rss_mb:,.0f} / {rss_mb:,.0f} / {peak_rss_mb:,.0f} MB"),

@@ -26,7 +26,7 @@ import threadpoolctl
 from movielinks.proto import movielinks_pb2 as pb
 from movielinks.proto import movielinks_pb2_grpc as pb_grpc
 from movielinks.search.neighbours import use_one_core_per_thread
-from movielinks.server.admission import AdmissionInterceptor, default_slots
+from movielinks.server.admission import DEFAULT_SLOTS, AdmissionInterceptor
 from movielinks.server.app import load_service
 from movielinks.server.observability import Metrics, MetricsInterceptor
 from movielinks.server.security import MalformedRequestInterceptor
@@ -74,7 +74,7 @@ def servicer_call(index: str, method: str = "SimilarMovies"):
     registry = _Registry()
     pb_grpc.add_MovielinksServicer_to_server(MovielinksServicer(holder.current, holder.refused), registry)
     interceptors = [MetricsInterceptor(Metrics()), MalformedRequestInterceptor(),
-                    AdmissionInterceptor(default_slots(8), default_slots(8))]
+                    AdmissionInterceptor(DEFAULT_SLOTS, DEFAULT_SLOTS)]
     details = _Details(f"/movielinks.v1.Movielinks/{method}")
 
     def continuation(position: int):

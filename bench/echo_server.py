@@ -1,19 +1,25 @@
 """The serving floor: a bare Python gRPC server that answers every unary call with its request bytes.
 
-    python -m bench.echo_server          # prints "listening on 127.0.0.1:PORT", serves until SIGTERM
+    python -m bench.echo_server                 # prints "listening on 127.0.0.1:PORT", serves until SIGTERM
+    python -m bench.echo_server --threads 8     # the pool the server had before (8 threads, concurrent.futures)
 
-The same grpcio and the same thread pool (8 workers) as the movielinks server, and no work at all:
-bench_server.py times it with the same client beside the service, so the service's latency and
-throughput are stated as ratios to this floor, measured in the same run on the same machine.
+The same grpcio and the same thread pool as the movielinks server (server.workers, its default
+--workers), and no work at all: bench_server.py times it with the same client beside the service,
+so the service's latency and throughput are stated as ratios to this floor, measured in the same run
+on the same machine.
 """
 from __future__ import annotations
 
+import argparse
 import concurrent.futures
 import signal
 import sys
 import threading
 
 import grpc
+
+from movielinks.server.serve import ServeConfig
+from movielinks.server.workers import CallWorkers
 
 METHOD = "/bench.Echo/Echo"
 
@@ -26,7 +32,12 @@ class _Echo(grpc.GenericRpcHandler):
 
 
 def main() -> int:
-    server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=8), handlers=[_Echo()])
+    parser = argparse.ArgumentParser(description="The serving floor: a bare gRPC echo server.")
+    parser.add_argument("--threads", type=int, help="a plain thread pool of this many threads instead of the server's")
+    threads = parser.parse_args().threads
+    pool = (concurrent.futures.ThreadPoolExecutor(max_workers=threads) if threads
+            else CallWorkers(ServeConfig.workers, name="rpc"))
+    server = grpc.server(pool, handlers=[_Echo()])
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     print(f"listening on 127.0.0.1:{port}", file=sys.stderr, flush=True)

@@ -13,7 +13,10 @@ every worker, health checks included. Two small budgets keep them apart:
 
 A call past its budget gets RESOURCE_EXHAUSTED at once, naming the budget; every
 other call (single queries, lookups, GetInfo, health, reflection) is admitted as
-before, and `--workers` minus the two budgets are always left for those.
+before. A stream (any response or request stream but the health Watch, which holds no
+worker) and an expensive call waiting for its thread step aside from the worker pool
+while they last (server.workers): `--workers` threads are always left computing the
+others.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ import faiss
 import grpc
 
 from movielinks.proto import SERVICE_NAME
+from movielinks.server.workers import stepping_aside
 
 log = logging.getLogger("movielinks.server")
 
@@ -39,9 +43,7 @@ RECOMMEND = f"/{SERVICE_NAME}/Recommend"
 BATCH = f"/{SERVICE_NAME}/BatchSimilarMovies"
 
 
-def default_slots(workers: int) -> int:
-    """Each budget's default share of `workers`: a quarter, at least one."""
-    return max(1, workers // 4)
+DEFAULT_SLOTS = 2  # each budget's default: streams and expensive calls at once
 
 
 def is_heavy(method: str, request) -> bool:
@@ -72,13 +74,14 @@ class AdmissionInterceptor(grpc.ServerInterceptor):
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
         method = handler_call_details.method
-        if handler is None or method not in (EXPORT, RECOMMEND, BATCH):
+        if handler is None:
             return handler
         if method == EXPORT and handler.unary_stream:
             return handler._replace(unary_stream=self._budgeted_stream(handler.unary_stream))
         if handler.unary_unary:
-            return handler._replace(unary_unary=self._budgeted_unary(handler.unary_unary, method))
-        return handler
+            return (handler._replace(unary_unary=self._budgeted_unary(handler.unary_unary, method))
+                    if method in (RECOMMEND, BATCH) else handler)
+        return _aside_while_streaming(handler)
 
     def _budgeted_stream(self, behaviour: Callable) -> Callable:
         def admitted(request, context):
@@ -86,7 +89,8 @@ class AdmissionInterceptor(grpc.ServerInterceptor):
                 _refuse(context, f"all {self.stream_slots} export stream slots are in use (a stream holds its slot "
                                  "until it ends or its client cancels); retry later with a backoff")
             try:
-                yield from behaviour(request, context)
+                with stepping_aside():
+                    yield from behaviour(request, context)
             finally:
                 self._streams.release()
         return admitted
@@ -100,12 +104,41 @@ class AdmissionInterceptor(grpc.ServerInterceptor):
                                  f"than {HEAVY_RECOMMEND_TITLES} titles, batches of more than {HEAVY_NEIGHBOURS:,} "
                                  "titles x k); retry later with a backoff, or send smaller requests")
             try:
-                # The worker waits without using a core; the heavy thread's nice value
-                # lets the cheap calls on the other workers go first.
-                return self._heavy_pool.submit(behaviour, request, context).result()
+                # The worker waits without using a core, aside; the heavy thread's nice
+                # value lets the cheap calls on the workers go first.
+                with stepping_aside():
+                    return self._heavy_pool.submit(behaviour, request, context).result()
             finally:
                 self._heavy.release()
         return admitted
+
+
+def _aside_while_streaming(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """A streaming handler whose calls step aside from the worker pool while they last
+    (they wait on their client); a non-blocking one (the health Watch) is left as it is."""
+    if handler.unary_stream:
+        if getattr(handler.unary_stream, "experimental_non_blocking", False):
+            return handler
+        return handler._replace(unary_stream=_aside_stream(handler.unary_stream))
+    if handler.stream_stream:
+        return handler._replace(stream_stream=_aside_stream(handler.stream_stream))
+    if handler.stream_unary:
+        return handler._replace(stream_unary=_aside_unary(handler.stream_unary))
+    return handler
+
+
+def _aside_stream(behaviour: Callable) -> Callable:
+    def aside(request, context):
+        with stepping_aside():
+            yield from behaviour(request, context)
+    return aside
+
+
+def _aside_unary(behaviour: Callable) -> Callable:
+    def aside(requests, context):
+        with stepping_aside():
+            return behaviour(requests, context)
+    return aside
 
 
 def _refuse(context: grpc.ServicerContext, message: str) -> None:

@@ -1,7 +1,6 @@
 """The gRPC server process: the movielinks service, health and reflection on one port."""
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import logging
 import os
@@ -22,6 +21,7 @@ from movielinks.server.errors import cannot_start
 from movielinks.server.service import MovieService
 from movielinks.server.servicer import MovielinksServicer
 from movielinks.server.versions import ServiceHolder
+from movielinks.server.workers import CallWorkers
 
 log = logging.getLogger("movielinks.server")
 
@@ -62,7 +62,7 @@ def start(
     host: str = "127.0.0.1",
     port: int = 50051,
     *,
-    max_workers: int = 8,
+    max_workers: int = 2,
     max_concurrent_rpcs: int | None = None,
     credentials: grpc.ServerCredentials | None = None,
     interceptors: Sequence[grpc.ServerInterceptor] = (),
@@ -75,15 +75,15 @@ def start(
     answered RESOURCE_EXHAUSTED at once instead of waiting in a queue.
     `local_address` (e.g. "unix:/private/dir/grpc.sock") is a second, plaintext port
     for the HTTP gateway of this process: the same service, interceptors and limits.
+    `max_workers` threads compute calls at once; a call that waits steps aside
+    (server.workers).
     """
     # numpy's BLAS spreads each matrix product over every core by default: for the small
     # products of a filtered query (36k x 50) on a busy machine that made a product many
     # times slower (docs/speed.md). Requests run in parallel threads already, so one core
     # each is right.
     threadpoolctl.threadpool_limits(1, user_api="blas")
-    workers = concurrent.futures.ThreadPoolExecutor(
-        max_workers=max_workers, thread_name_prefix="rpc", initializer=use_one_core_per_thread
-    )
+    workers = CallWorkers(max_workers, name="rpc", initializer=use_one_core_per_thread)
     server = grpc.server(
         workers,
         interceptors=list(interceptors),

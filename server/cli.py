@@ -44,14 +44,16 @@ def _serving_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index", required=True, help="index root written by `indexer build --out`")
     parser.add_argument("--host", default=DEFAULTS.host, help="address to bind (default: loopback only)")
     parser.add_argument("--port", type=int, default=DEFAULTS.port, help="port (0: a free one)")
-    parser.add_argument("--workers", type=int, default=DEFAULTS.workers, help="threads answering calls")
+    parser.add_argument("--workers", type=int, default=DEFAULTS.workers,
+                        help="threads computing calls at once; a stream or an expensive call waiting for its thread "
+                             "steps aside and another thread takes its place (default: %(default)s)")
     parser.add_argument("--max-concurrent", type=int, default=DEFAULTS.max_concurrent,
                         help="calls in progress at most; more get RESOURCE_EXHAUSTED at once")
-    parser.add_argument("--stream-slots", type=int,
-                        help="ExportNeighbours streams at once; more get RESOURCE_EXHAUSTED (default: workers/4, >= 1)")
-    parser.add_argument("--heavy-slots", type=int,
+    parser.add_argument("--stream-slots", type=int, default=DEFAULTS.stream_slots,
+                        help="ExportNeighbours streams at once; more get RESOURCE_EXHAUSTED (default: %(default)s)")
+    parser.add_argument("--heavy-slots", type=int, default=DEFAULTS.heavy_slots,
                         help="expensive calls (large Recommend or batch) at once, at low CPU priority; more get "
-                             "RESOURCE_EXHAUSTED (default: workers/4, >= 1)")
+                             "RESOURCE_EXHAUSTED (default: %(default)s)")
     parser.add_argument("--grace", type=float, default=DEFAULTS.grace, help="seconds calls in flight get at shutdown")
     parser.add_argument("--reload-interval", type=float, default=DEFAULTS.reload_interval,
                         help="seconds between checks of CURRENT (0: only on SIGHUP)")

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from movielinks.search.recommend import load_svm
-from movielinks.server.admission import AdmissionInterceptor, default_slots
+from movielinks.server.admission import DEFAULT_SLOTS, AdmissionInterceptor
 from movielinks.server.app import load_service, start
 from movielinks.server.errors import ServiceError
 from movielinks.server.observability import Metrics, MetricsInterceptor
@@ -44,10 +44,10 @@ class ServeConfig:
     index: str
     host: str = "127.0.0.1"
     port: int = 50051
-    workers: int = 8
+    workers: int = 2  # threads computing calls at once (server.workers)
     max_concurrent: int = 64
-    stream_slots: int | None = None  # None: default_slots(workers)
-    heavy_slots: int | None = None
+    stream_slots: int = DEFAULT_SLOTS
+    heavy_slots: int = DEFAULT_SLOTS
     grace: float = 10.0
     reload_interval: float = 1.0
     metrics_port: int | None = None
@@ -62,13 +62,6 @@ class ServeConfig:
     token_file: str | None = None
     exit_at_deadline: bool = False  # end the whole process EXIT_MARGIN_S after the grace period (the command does)
 
-    @property
-    def slots(self) -> tuple[int, int]:
-        """(stream slots, heavy slots), their defaults filled in."""
-        default = default_slots(self.workers)
-        return (default if self.stream_slots is None else self.stream_slots,
-                default if self.heavy_slots is None else self.heavy_slots)
-
     def problem(self) -> str | None:
         """What is wrong with these settings, in the flags' words, or None."""
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -79,7 +72,7 @@ class ServeConfig:
             return "--workers, --max-concurrent and --http-max-connections must be at least 1"
         if not (self.http_head_timeout > 0 and self.http_stall_timeout > 0):
             return "--http-head-timeout and --http-stall-timeout must be more than 0 seconds"
-        if min(self.slots) < 1:
+        if min(self.stream_slots, self.heavy_slots) < 1:
             return "--stream-slots and --heavy-slots must be at least 1"
         return None
 
@@ -108,7 +101,7 @@ def serve(config: ServeConfig, stop: threading.Event, on_ready: Callable[[Servin
         print(f"server: error: {problem}", file=sys.stderr)
         return 2
     started, metrics = time.monotonic(), Metrics()
-    stream_slots, heavy_slots = config.slots
+    stream_slots, heavy_slots = config.stream_slots, config.heavy_slots
     gateway_dir = Path(tempfile.mkdtemp(prefix="movielinks-")) if config.http_port is not None else None
     try:
         credentials = (server_credentials(config.tls_cert, config.tls_key, config.tls_client_ca)
@@ -169,7 +162,7 @@ def _why(error: ServiceError | OSError, config: ServeConfig) -> str:
 
 def _log_start(config: ServeConfig, service: MovieService, port: int, metrics_port: int | None, gateway,
                credentials, token: str | None, start_s: float) -> None:
-    stream_slots, heavy_slots = config.slots
+    stream_slots, heavy_slots = config.stream_slots, config.heavy_slots
     log.info(
         "movielinks server listening on %s:%d version=%s movies=%d links=%d dim=%d tls=%s auth=%s metrics=%s "
         "http=%s workers=%d stream_slots=%d heavy_slots=%d start_ms=%.0f",
