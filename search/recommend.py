@@ -145,16 +145,23 @@ def svm_direction(vectors: np.ndarray, liked_ids: np.ndarray, disliked_ids: np.n
     return fit_linear_svm(features, labels, weights)
 
 
+LOCAL_SCALE_BLOCK = 1 << 15  # rows at a time: float64 copies of a block, not of a million rows (about 0.5 GB)
+
+
 def local_scales(neighbour_scores: np.ndarray) -> np.ndarray:
     """float32 [rows]: each row's mean cosine to its LOCAL_SCALE_NEIGHBOURS nearest (rows of
     cosines sorted best first, as stored neighbour lists and searches give them; padding
-    (-inf or NaN past the films there are) left out)."""
-    nearest = np.asarray(neighbour_scores[:, :LOCAL_SCALE_NEIGHBOURS], dtype=np.float64)  # slice first: a memory map
-    nearest = np.where(np.isfinite(nearest), nearest, np.nan)
-    known = np.isfinite(nearest).any(axis=1)
-    means = np.zeros(len(nearest))
-    means[known] = np.nanmean(nearest[known], axis=1)
-    return means.astype(np.float32)
+    (-inf or NaN past the films there are) left out). A block of rows at a time."""
+    means = np.zeros(len(neighbour_scores), dtype=np.float32)
+    for start in range(0, len(neighbour_scores), LOCAL_SCALE_BLOCK):
+        # Slice first: the stored lists are a memory map.
+        nearest = np.asarray(neighbour_scores[start:start + LOCAL_SCALE_BLOCK, :LOCAL_SCALE_NEIGHBOURS],
+                             dtype=np.float64)
+        finite = np.isfinite(nearest)
+        counts = finite.sum(axis=1)
+        sums = np.where(finite, nearest, 0.0).sum(axis=1)
+        means[start:start + len(nearest)] = np.divide(sums, counts, out=np.zeros(len(nearest)), where=counts > 0)
+    return means
 
 
 def neighbour_relevance(neighbour_ids: np.ndarray, neighbour_scores: np.ndarray, n_movies: int,

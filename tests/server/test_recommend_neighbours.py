@@ -56,6 +56,21 @@ def test_local_scaling_lowers_each_cosine_by_the_two_films_local_scales():
     assert relevance[2] == 1.0 and relevance[1] == 0.0  # the closest pair for its region leads; a negative cosine counts 0
 
 
+def test_local_scales_are_the_same_a_block_at_a_time(monkeypatch):
+    rng = np.random.default_rng(3)
+    scores = np.sort(rng.uniform(-1, 1, (1000, 30)).astype(np.float32), axis=1)[:, ::-1].copy()
+    scores[::7, 15:] = -np.inf  # padding past the films there are
+    scores[::11, :] = np.nan  # a row with none
+    whole = recommend.local_scales(scores)
+    nearest = scores[:, :recommend.LOCAL_SCALE_NEIGHBOURS].astype(np.float64)
+    with np.errstate(invalid="ignore"), pytest.warns(RuntimeWarning):  # nanmean of the empty rows
+        expected = np.nan_to_num(np.nanmean(np.where(np.isfinite(nearest), nearest, np.nan), axis=1))
+    np.testing.assert_allclose(whole, expected, rtol=1e-6)
+    assert whole[::11].tolist() == [0.0] * len(whole[::11])
+    monkeypatch.setattr(recommend, "LOCAL_SCALE_BLOCK", 64)
+    np.testing.assert_array_equal(recommend.local_scales(scores), whole)
+
+
 def test_era_is_a_kernel_over_the_years_given():
     years = np.array([0, 1990, 1993, 2020], dtype=np.int16)
     era = recommend.era_affinity(years, np.array([1990, 0, 1996]))  # an unknown example year is ignored
