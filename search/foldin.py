@@ -141,7 +141,12 @@ def version_space(version: Any) -> FoldInSpace:
     """The space of an index version (indexer.version.IndexVersion): its link vectors, how many of
     its films link to each, and the objective its manifest records (or the documented default)."""
     return fold_in_space(version.link_vectors, link_film_counts(version.movie_links, len(version.links)),
-                         Objective.from_manifest(version.manifest.objective, version.manifest.params))
+                         version_objective(version))
+
+
+def version_objective(version: Any) -> Objective:
+    """The objective an index version's manifest records (or the documented default)."""
+    return Objective.from_manifest(version.manifest.objective, version.manifest.params)
 
 
 def fold_in(space: FoldInSpace, films: Sequence[Sequence[int]], *, steps: int = DEFAULT_STEPS) -> FoldedIn:

@@ -23,7 +23,7 @@ from movielinks.indexer.version import IndexVersion
 from movielinks.search import explain
 from movielinks.search.diversity import candidates_for, diversify
 from movielinks.search.filters import FilterRequest, ResolvedFilter, allowed_movies
-from movielinks.search.foldin import fold_in, version_space
+from movielinks.search.foldin import FoldInSpace, fold_in, version_objective, version_space
 from movielinks.search.neighbours import BATCH_ROWS, named
 from movielinks.search.recommend import DEFAULT_STRATEGY, SCORE_MEANING, STRATEGIES
 from movielinks.server import limits
@@ -166,7 +166,6 @@ class MovieService:
         self.link_names = TitleResolver(version.link_titles, "link")
         self.years = version.years
         self._titled_facts = _titled_facts(version)
-        self.fold_in_space = version_space(version)
         # Films of one franchise (common.franchises) share a label: sorted, a franchise is a run of equals.
         franchises = version.movie_titles.franchises
         self._franchise_order = np.argsort(franchises, kind="stable")
@@ -178,6 +177,13 @@ class MovieService:
     @property
     def version(self) -> IndexVersion:
         return self.catalogue.version
+
+    @functools.cached_property
+    def fold_in_space(self) -> FoldInSpace:
+        """The space films are folded into, built at the first fold-in: it counts every film's
+        links and draws rows of the link vectors, pages of the mapped files (about 250 MB at a
+        million films) that a server asked for no fold-in need not hold."""
+        return version_space(self.version)
 
     @property
     def name(self) -> str:
@@ -513,7 +519,7 @@ class MovieService:
             "has_movie_links": self.has_movie_links,
             "max_fold_in_links": limits.MAX_FOLD_IN_LINKS,
             "max_vector_values": limits.MAX_VECTOR_VALUES,
-            "fold_in_objective_recorded": self.fold_in_space.objective.recorded,
+            "fold_in_objective_recorded": version_objective(self.version).recorded,
         }
 
     def lookup_title(self, title: str) -> TitleLookup:
