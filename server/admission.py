@@ -89,8 +89,7 @@ class AdmissionInterceptor(grpc.ServerInterceptor):
                 _refuse(context, f"all {self.stream_slots} export stream slots are in use (a stream holds its slot "
                                  "until it ends or its client cancels); retry later with a backoff")
             try:
-                with stepping_aside():
-                    yield from behaviour(request, context)
+                yield from _aside_stream(behaviour)(request, context)
             finally:
                 self._streams.release()
         return admitted

@@ -101,7 +101,6 @@ def serve(config: ServeConfig, stop: threading.Event, on_ready: Callable[[Servin
         print(f"server: error: {problem}", file=sys.stderr)
         return 2
     started, metrics = time.monotonic(), Metrics()
-    stream_slots, heavy_slots = config.stream_slots, config.heavy_slots
     gateway_dir = Path(tempfile.mkdtemp(prefix="movielinks-")) if config.http_port is not None else None
     try:
         credentials = (server_credentials(config.tls_cert, config.tls_key, config.tls_client_ca)
@@ -109,7 +108,7 @@ def serve(config: ServeConfig, stop: threading.Event, on_ready: Callable[[Servin
         token = load_token(config.token_file)
         # Metrics first, so that refused calls are counted too.
         interceptors = [MetricsInterceptor(metrics), *([TokenInterceptor(token)] if token else []),
-                        MalformedRequestInterceptor(), AdmissionInterceptor(stream_slots, heavy_slots)]
+                        MalformedRequestInterceptor(), AdmissionInterceptor(config.stream_slots, config.heavy_slots)]
         holder = ServiceHolder(load_service(config.index))
         # The gateway reaches the service through a socket only this user can open.
         local = f"unix:{gateway_dir / 'grpc.sock'}" if gateway_dir else None
@@ -162,7 +161,6 @@ def _why(error: ServiceError | OSError, config: ServeConfig) -> str:
 
 def _log_start(config: ServeConfig, service: MovieService, port: int, metrics_port: int | None, gateway,
                credentials, token: str | None, start_s: float) -> None:
-    stream_slots, heavy_slots = config.stream_slots, config.heavy_slots
     log.info(
         "movielinks server listening on %s:%d version=%s movies=%d links=%d dim=%d tls=%s auth=%s metrics=%s "
         "http=%s workers=%d stream_slots=%d heavy_slots=%d start_ms=%.0f",
@@ -170,7 +168,7 @@ def _log_start(config: ServeConfig, service: MovieService, port: int, metrics_po
         service.version.dim, "mutual" if config.tls_client_ca else "on" if credentials else "off",
         "token" if token else "none", f"{config.host}:{metrics_port}" if metrics_port else "off",
         f"{gateway.scheme}://{_url_host(config.host)}:{gateway.port}/" if gateway else "off",
-        config.workers, stream_slots, heavy_slots, 1000 * start_s,
+        config.workers, config.stream_slots, config.heavy_slots, 1000 * start_s,
     )
 
 
