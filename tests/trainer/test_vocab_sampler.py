@@ -8,8 +8,8 @@ import pytest
 
 from movielinks.trainer.data import Film, LinkTable
 from movielinks.trainer.errors import TrainerError
-from movielinks.trainer.sampler import (contains, epoch_batches, grid_shape, pair_keys, popularity_cdf, sample_non_pairs,
-                             split_pairs)
+from movielinks.trainer.sampler import (_draw_links, _grid_clashes, contains, epoch_batches, grid_shape, pair_keys,
+                                        popularity_cdf, sample_non_pairs, split_pairs)
 from movielinks.trainer.train import TrainConfig, train
 from movielinks.trainer.vocab import build_vocabulary
 
@@ -182,3 +182,22 @@ def test_contains_answers_each_key_in_its_own_place_whatever_their_order():
     np.testing.assert_array_equal(contains(keys, asked), np.isin(asked, keys))
     assert contains(np.empty(0, np.int64), asked).tolist() == [False] * len(asked)
     assert contains(keys, np.empty(0, np.int64)).tolist() == []
+
+
+def test_grid_cells_and_link_draws_found_in_any_order_are_the_same():
+    """The sampler looks grid cells up by movie and link draws in sorted order (for the caches at a
+    million films): the answers are those of looking each one up as drawn."""
+    rng = np.random.default_rng(5)
+    n_movies, n_links = 300, 200
+    true_keys = np.unique(rng.integers(0, n_movies * n_links, 5_000))
+    grid_movies = rng.integers(0, n_movies, (400, 4)).astype(np.int32)
+    grid_links = rng.integers(0, n_links, (400, 3)).astype(np.int32)
+    keys = grid_movies[:, :, None].astype(np.int64) * n_links + grid_links[:, None, :]
+    np.testing.assert_array_equal(_grid_clashes(grid_movies, grid_links, n_links, true_keys),
+                                  np.isin(keys, true_keys).reshape(400, 12))
+    cdf = np.cumsum(rng.random(n_links))
+    cdf /= cdf[-1]
+    drawn = _draw_links(np.random.default_rng(9), (400, 3), n_links, cdf)
+    as_drawn = np.searchsorted(cdf, np.random.default_rng(9).random((400, 3)), side="right").clip(max=n_links - 1)
+    np.testing.assert_array_equal(drawn, as_drawn)
+    assert drawn.dtype == np.int32
