@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from movielinks.trainer.checkpoint import Checkpoint, TrainingState
-from movielinks.trainer.sampler import Batch, epoch_batches, pair_keys, popularity_cdf
+from movielinks.trainer.sampler import CHECKED_FROM, Batch, epoch_batches, pair_keys, popularity_cdf, true_share
 
 # Batches drawn ahead of the training step: enough to hide the sampler's pauses, few
 # enough that memory stays a few batches.
@@ -62,6 +62,10 @@ def fit(
     parameter_servers = distribution if isinstance(distribution, ParameterServers) else None
     true_keys = np.sort(pair_keys(train_pairs, n_links))
     link_cdf = popularity_cdf(train_pairs, n_links, settings.negative_power)
+    share = true_share(true_keys, n_movies, n_links, link_cdf, np.random.default_rng([settings.seed, 0xC1A5]))
+    if share < CHECKED_FROM:
+        log(f"negatives not checked against the training pairs: {share:.4%} of random pairs are one")
+        true_keys = true_keys[:0]
 
     def batches(epoch: int) -> Iterator[Batch]:
         return epoch_batches(

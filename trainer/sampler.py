@@ -145,6 +145,18 @@ def grid_shape(negative_ratio: int) -> tuple[int, int]:
 
 # Negatives are drawn for this many batches at a time: an epoch is never held whole.
 CHUNK_BATCHES = 16
+# Negatives are checked against the true pairs where at least this share of random grid cells is
+# one: at a million films 3 cells in 100,000 are, and the check was half of the sampler's time
+# (docs/scale.md); on the 36k-film file, 1 in 200.
+CHECKED_FROM = 1e-4
+
+
+def true_share(true_keys: np.ndarray, n_movies: int, n_links: int, link_cdf: np.ndarray | None,
+               rng: np.random.Generator, cells: int = 1 << 20) -> float:
+    """The share of `cells` random grid cells, drawn as the sampler draws them (movies uniform,
+    links uniform or by `link_cdf`), that are true pairs."""
+    movies = rng.integers(0, n_movies, cells).astype(np.int64)
+    return float(contains(true_keys, movies * n_links + _draw_links(rng, (cells,), n_links, link_cdf)).mean())
 
 
 def epoch_batches(
@@ -247,6 +259,8 @@ def _grids(
 
 def _grid_clashes(grid_movies: np.ndarray, grid_links: np.ndarray, n_links: int, true_keys: np.ndarray) -> np.ndarray:
     """Boolean [P, A * B]: which grid cells are true pairs."""
+    if len(true_keys) == 0:  # none, or not checked (CHECKED_FROM)
+        return np.zeros((len(grid_movies), grid_movies.shape[1] * grid_links.shape[1]), dtype=bool)
     keys = grid_movies[:, :, None].astype(np.int64) * n_links + grid_links[:, None, :]
     # The cells in the order of their movie are nearly in key order (a movie's B cells lie together
     # among the true pairs): ordering the P * A movies is cheaper than the P * A * B keys.

@@ -8,8 +8,8 @@ import pytest
 
 from movielinks.trainer.data import Film, LinkTable
 from movielinks.trainer.errors import TrainerError
-from movielinks.trainer.sampler import (_draw_links, _grid_clashes, contains, epoch_batches, grid_shape, pair_keys,
-                                        popularity_cdf, sample_non_pairs, split_pairs)
+from movielinks.trainer.sampler import (CHECKED_FROM, _draw_links, _grid_clashes, contains, epoch_batches, grid_shape,
+                                        pair_keys, popularity_cdf, sample_non_pairs, split_pairs, true_share)
 from movielinks.trainer.train import TrainConfig, train
 from movielinks.trainer.vocab import build_vocabulary
 
@@ -201,3 +201,18 @@ def test_grid_cells_and_link_draws_found_in_any_order_are_the_same():
     as_drawn = np.searchsorted(cdf, np.random.default_rng(9).random((400, 3)), side="right").clip(max=n_links - 1)
     np.testing.assert_array_equal(drawn, as_drawn)
     assert drawn.dtype == np.int32
+
+
+def test_true_share_says_where_negatives_are_worth_checking():
+    """Dense tables (a few films, many links each) are checked; with 100,000 films x a million
+    links and 5 pairs a film, random cells are almost never true pairs and are not."""
+    rng = np.random.default_rng(11)
+    dense = np.unique(rng.integers(0, 300 * 200, 6_000))
+    assert true_share(dense, 300, 200, None, np.random.default_rng(1)) > 0.05
+    n_movies, n_links = 100_000, 1_000_000
+    sparse = np.unique(rng.integers(0, n_movies, 5 * n_movies) * n_links + rng.integers(0, n_links, 5 * n_movies))
+    assert true_share(sparse, n_movies, n_links, None, np.random.default_rng(1), cells=1 << 16) < CHECKED_FROM
+    # Not checked: no cell is a clash, and the grid keeps its first cells as the negatives.
+    grid_movies = rng.integers(0, n_movies, (50, 4)).astype(np.int32)
+    grid_links = rng.integers(0, n_links, (50, 3)).astype(np.int32)
+    assert not _grid_clashes(grid_movies, grid_links, n_links, sparse[:0]).any()
