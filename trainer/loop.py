@@ -60,12 +60,8 @@ def fit(
     else:
         step = _scheduled_step(model, objective, optimizer, distribution)
     parameter_servers = distribution if isinstance(distribution, ParameterServers) else None
-    true_keys = np.sort(pair_keys(train_pairs, n_links))
     link_cdf = popularity_cdf(train_pairs, n_links, settings.negative_power)
-    share = true_share(true_keys, n_movies, n_links, link_cdf, np.random.default_rng([settings.seed, 0xC1A5]))
-    if share < CHECKED_FROM:
-        log(f"negatives not checked against the training pairs: {share:.4%} of random pairs are one")
-        true_keys = true_keys[:0]
+    true_keys = _checked_keys(train_pairs, n_movies, n_links, link_cdf, settings.seed, log)
 
     def batches(epoch: int) -> Iterator[Batch]:
         return epoch_batches(
@@ -97,6 +93,18 @@ def fit(
             if distribution is None or distribution.is_chief:
                 checkpoint.save(state, model, objective, optimizer)
     return state
+
+
+def _checked_keys(train_pairs: np.ndarray, n_movies: int, n_links: int, link_cdf: np.ndarray | None, seed: int,
+                  log: Callable[[str], None]) -> np.ndarray:
+    """The sorted keys of the pairs negatives must not be: the training pairs', or none where almost
+    no random pair is one (trainer.sampler.CHECKED_FROM)."""
+    true_keys = np.sort(pair_keys(train_pairs, n_links))
+    share = true_share(true_keys, n_movies, n_links, link_cdf, np.random.default_rng([seed, 0xC1A5]))
+    if share >= CHECKED_FROM:
+        return true_keys
+    log(f"negatives not checked against the training pairs: {share:.4%} of random pairs are one")
+    return true_keys[:0]
 
 
 def _run_epoch(step, batches: Iterator[Batch], bar, parameter_servers) -> tuple[float, int]:

@@ -146,7 +146,7 @@ def grid_shape(negative_ratio: int) -> tuple[int, int]:
 # Negatives are drawn for this many batches at a time: an epoch is never held whole.
 CHUNK_BATCHES = 16
 # Negatives are checked against the true pairs where at least this share of random grid cells is
-# one: at a million films 3 cells in 100,000 are, and the check was half of the sampler's time
+# one: at a million films 3 cells in 100,000 are, and the check was most of the sampler's time
 # (docs/scale.md); on the 36k-film file, 1 in 200.
 CHECKED_FROM = 1e-4
 
