@@ -255,8 +255,7 @@ def markdown(results: dict) -> str:
 
     m, t, i, s = results["machine"], results["train"], results["index"], results["search"]
     stages = results.get("measured_at", {})
-    measured = results.get("measured") or ([s for s in STAGES if STAGES.index(s) >= STAGES.index(results["from"])]
-                                           if "from" in results else None)  # results written before --only
+    measured = results.get("measured")
     taken = ("" if measured is None else f" Measured: the {', '.join(measured)} stages; the others' figures kept "
              "from the run before. Each stage ended at: " + ", ".join(f"{stage} {at}" for stage, at in stages.items()) + ".")
     lines = [
