@@ -14,7 +14,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from movielinks.search.neighbours import use_one_core_per_thread
 from movielinks.indexer.errors import IndexerError
-from movielinks.indexer.root import load_current
+from movielinks.indexer.root import load_current, load_named
 from movielinks.proto import SERVICE_NAME
 from movielinks.proto import movielinks_pb2_grpc as pb_grpc
 from movielinks.server.errors import cannot_start
@@ -47,10 +47,11 @@ class RunningServer:
         self.server.stop(grace_s).wait(wait_s)
 
 
-def load_service(index_root: str) -> MovieService:
-    """The service over the index root's published version; ServiceError (CANNOT_START) if it is bad."""
+def load_service(index_root: str, version: str | None = None) -> MovieService:
+    """The service over the index root's published version (or its version named `version`);
+    ServiceError (CANNOT_START) if it is bad."""
     try:
-        return MovieService(load_current(index_root))
+        return MovieService(load_named(index_root, version) if version else load_current(index_root))
     except IndexerError as e:
         raise cannot_start(str(e)) from e
     except Exception as e:  # noqa: BLE001 - any load failure is the same one-line start error
@@ -67,6 +68,8 @@ def start(
     credentials: grpc.ServerCredentials | None = None,
     interceptors: Sequence[grpc.ServerInterceptor] = (),
     local_address: str | None = None,
+    reuse_port: bool = False,
+    check_port: bool = True,
 ) -> RunningServer:
     """Start serving `holder` on host:port (port 0 picks a free one).
 
@@ -76,7 +79,8 @@ def start(
     `local_address` (e.g. "unix:/private/dir/grpc.sock") is a second, plaintext port
     for the HTTP gateway of this process: the same service, interceptors and limits.
     `max_workers` threads compute calls at once; a call that waits steps aside
-    (server.workers).
+    (server.workers). With `reuse_port` other processes may bind the same port (server.processes);
+    without `check_port` (another serving process, binding beside the first) the port is not checked first.
     """
     # numpy's BLAS spreads each matrix product over every core by default: for the small
     # products of a filtered query (36k x 50) on a busy machine that made a product many
@@ -88,7 +92,8 @@ def start(
         workers,
         interceptors=list(interceptors),
         maximum_concurrent_rpcs=max_concurrent_rpcs,
-        options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), ("grpc.so_reuseport", 0), *KEEPALIVE_OPTIONS],
+        options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), ("grpc.so_reuseport", int(reuse_port)),
+                 *KEEPALIVE_OPTIONS],
     )
     pb_grpc.add_MovielinksServicer_to_server(MovielinksServicer(holder.current, holder.refused), server)
     health_servicer = health.HealthServicer()
@@ -99,14 +104,14 @@ def start(
     if host == "localhost":
         # gRPC binds whichever of localhost's addresses are free and calls that success, so
         # with 127.0.0.1:port taken by another process it would serve on [::1] alone.
-        if port:
+        if port and check_port:
             _check_free("127.0.0.1", port)
         bound = _bind(server, "127.0.0.1", port, credentials)
         if _bind(server, "::1", bound, credentials, required=False) == 0:
             log.warning("localhost: serving on 127.0.0.1:%d only; [::1]:%d is taken or this host has no IPv6",
                         bound, bound)
     else:
-        if port:
+        if port and check_port:
             _check_free(host, port)
         bound = _bind(server, host, port, credentials)
     if local_address is not None and server.add_insecure_port(local_address) == 0:

@@ -26,6 +26,7 @@ seconds, and at once on SIGHUP); a bad version is refused and the old one keeps 
 A refused version is tried again when CURRENT names it anew, or on SIGHUP.
 SIGTERM or SIGINT: health turns NOT_SERVING, new calls are refused, calls in flight
 get --grace seconds, then the process exits 0, at most --grace + 1 s after the signal.
+With --processes N, N - 1 more processes serve the same port and stop with this one.
 Exit code 2 (one line on stderr): the index is missing or bad, a TLS or token file is
 bad, or the port is taken.
 """
@@ -47,6 +48,10 @@ def _serving_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=DEFAULTS.workers,
                         help="threads computing calls at once; a stream or an expensive call waiting for its thread "
                              "steps aside and another thread takes its place (default: %(default)s)")
+    parser.add_argument("--processes", type=int, default=DEFAULTS.processes,
+                        help="serving processes sharing --port (SO_REUSEPORT), each with --workers threads: one "
+                             "process computes on one core at a time; the first also serves --http-port, process n "
+                             "its metrics on --metrics-port + n (default: %(default)s)")
     parser.add_argument("--max-concurrent", type=int, default=DEFAULTS.max_concurrent,
                         help="calls in progress at most; more get RESOURCE_EXHAUSTED at once")
     parser.add_argument("--stream-slots", type=int, default=DEFAULTS.stream_slots,

@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -22,9 +23,10 @@ from typing import Callable
 
 from movielinks.search.recommend import load_svm
 from movielinks.server.admission import DEFAULT_SLOTS, AdmissionInterceptor
-from movielinks.server.app import load_service, start
+from movielinks.server.app import RunningServer, load_service, start
 from movielinks.server.errors import ServiceError
 from movielinks.server.observability import Metrics, MetricsInterceptor
+from movielinks.server.processes import ProcessOf, ServingProcesses
 from movielinks.server.security import MalformedRequestInterceptor, TokenInterceptor, load_token, server_credentials
 from movielinks.server.service import MovieService
 from movielinks.server.versions import ServiceHolder, VersionWatcher
@@ -45,6 +47,7 @@ class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 50051
     workers: int = 2  # threads computing calls at once (server.workers)
+    processes: int = 1  # gRPC servers on the port, one a process (server.processes)
     max_concurrent: int = 64
     stream_slots: int = DEFAULT_SLOTS
     heavy_slots: int = DEFAULT_SLOTS
@@ -60,6 +63,8 @@ class ServeConfig:
     tls_key: str | None = None
     tls_client_ca: str | None = None
     token_file: str | None = None
+    log_level: str = "INFO"  # how the other serving processes log, as the command configured its own logging
+    log_format: str = "text"
     exit_at_deadline: bool = False  # end the whole process EXIT_MARGIN_S after the grace period (the command does)
 
     def problem(self) -> str | None:
@@ -68,8 +73,8 @@ class ServeConfig:
             return "--tls-cert and --tls-key go together"
         if self.tls_client_ca and not self.tls_cert:
             return "--tls-client-ca needs --tls-cert and --tls-key"
-        if self.max_concurrent < 1 or self.workers < 1 or self.http_max_connections < 1:
-            return "--workers, --max-concurrent and --http-max-connections must be at least 1"
+        if min(self.max_concurrent, self.workers, self.processes, self.http_max_connections) < 1:
+            return "--workers, --processes, --max-concurrent and --http-max-connections must be at least 1"
         if not (self.http_head_timeout > 0 and self.http_stall_timeout > 0):
             return "--http-head-timeout and --http-stall-timeout must be more than 0 seconds"
         if min(self.stream_slots, self.heavy_slots) < 1:
@@ -79,23 +84,28 @@ class ServeConfig:
 
 @dataclasses.dataclass(frozen=True)
 class Serving:
-    """A serving process's ports (0 where not served) and its reload watcher."""
+    """A serving process's ports (0 where not served), its reload watcher and its other processes."""
 
     port: int
     http_port: int
     metrics_port: int
     watcher: VersionWatcher
+    processes: ServingProcesses | None = None
 
     def reload(self) -> None:
-        """Look at CURRENT now, and try a refused version again (what SIGHUP does)."""
+        """Look at CURRENT now, and try a refused version again (what SIGHUP does), in the other processes too."""
         self.watcher.wake(retry=True)
+        if self.processes:
+            self.processes.signal(signal.SIGHUP)
 
 
 def serve(config: ServeConfig, stop: threading.Event, on_ready: Callable[[Serving], None] = lambda serving: None,
-          stopped_at: Callable[[], float] = time.monotonic) -> int:
+          stopped_at: Callable[[], float] = time.monotonic, process_of: ProcessOf | None = None) -> int:
     """Serve until `stop` is set, then stop within config.grace; 0, or 2 with one line on
     stderr when the index, a TLS or token file or a port is bad. `on_ready` gets the ports
-    once serving; `stopped_at()` says when the stop was asked for (the grace counts from it)."""
+    once serving; `stopped_at()` says when the stop was asked for (the grace counts from it).
+    With config.processes > 1 it starts the other processes once serving; `process_of` is what one
+    of those is told by the first (server.processes)."""
     problem = config.problem()
     if problem:
         print(f"server: error: {problem}", file=sys.stderr)
@@ -109,12 +119,13 @@ def serve(config: ServeConfig, stop: threading.Event, on_ready: Callable[[Servin
         # Metrics first, so that refused calls are counted too.
         interceptors = [MetricsInterceptor(metrics), *([TokenInterceptor(token)] if token else []),
                         MalformedRequestInterceptor(), AdmissionInterceptor(config.stream_slots, config.heavy_slots)]
-        holder = ServiceHolder(load_service(config.index))
+        holder = ServiceHolder(load_service(config.index, process_of.version if process_of else None))
         # The gateway reaches the service through a socket only this user can open.
         local = f"unix:{gateway_dir / 'grpc.sock'}" if gateway_dir else None
         running = start(holder, config.host, config.port, max_workers=config.workers,
                         max_concurrent_rpcs=config.max_concurrent, credentials=credentials,
-                        interceptors=interceptors, local_address=local)
+                        interceptors=interceptors, local_address=local,
+                        reuse_port=config.processes > 1 or process_of is not None, check_port=process_of is None)
         metrics_port = metrics.serve_http(config.host, config.metrics_port) if config.metrics_port is not None else None
         gateway = _gateway(config, local, holder, token) if local else None
     except (ServiceError, OSError) as e:
@@ -130,23 +141,33 @@ def serve(config: ServeConfig, stop: threading.Event, on_ready: Callable[[Servin
     svm_loader.start()
     watcher = _watcher(config.index, holder, metrics)
     threading.Thread(target=watcher.run, args=(stop, config.reload_interval), name="reload", daemon=True).start()
-    on_ready(Serving(running.port, gateway.port if gateway else 0, metrics_port or 0, watcher))
+    others = ServingProcesses(config, running.port, lambda: holder.current().name).start()
+    on_ready(Serving(running.port, gateway.port if gateway else 0, metrics_port or 0, watcher, others))
     while not stop.wait(0.5):
-        pass
+        others.check()
     watcher.wake()
     exit_by = stopped_at() + config.grace + EXIT_MARGIN_S
     if config.exit_at_deadline:
         threading.Thread(target=_exit_at, args=(exit_by, metrics), name="exit-deadline", daemon=True).start()
-    log.info("shutting down: health NOT_SERVING, refusing new calls, %.1f s for calls in flight", config.grace)
-    if gateway:
-        gateway.begin_stop()
-    running.stop(config.grace, wait_s=max(0.0, exit_by - time.monotonic()))
-    if gateway:
-        gateway.stop(timeout_s=max(0.0, exit_by - time.monotonic()))
-        shutil.rmtree(gateway_dir, ignore_errors=True)
+    _shut_down(config.grace, exit_by, running, gateway, gateway_dir, others)
     svm_loader.join(max(0.0, exit_by - time.monotonic()))  # an import cut off at exit fails with a traceback
     _log_answered(metrics)
     return 0
+
+
+def _shut_down(grace_s: float, exit_by: float, running: RunningServer, gateway, gateway_dir: Path | None,
+               others: ServingProcesses) -> None:
+    """Every serving process, the gRPC port and the gateway stopped: calls in flight get `grace_s`, and
+    nothing waits past `exit_by` (monotonic)."""
+    log.info("shutting down: health NOT_SERVING, refusing new calls, %.1f s for calls in flight", grace_s)
+    others.begin_stop()
+    if gateway:
+        gateway.begin_stop()
+    running.stop(grace_s, wait_s=max(0.0, exit_by - time.monotonic()))
+    if gateway:
+        gateway.stop(timeout_s=max(0.0, exit_by - time.monotonic()))
+        shutil.rmtree(gateway_dir, ignore_errors=True)
+    others.join(exit_by)
 
 
 def _why(error: ServiceError | OSError, config: ServeConfig) -> str:
@@ -163,12 +184,12 @@ def _log_start(config: ServeConfig, service: MovieService, port: int, metrics_po
                credentials, token: str | None, start_s: float) -> None:
     log.info(
         "movielinks server listening on %s:%d version=%s movies=%d links=%d dim=%d tls=%s auth=%s metrics=%s "
-        "http=%s workers=%d stream_slots=%d heavy_slots=%d start_ms=%.0f",
+        "http=%s workers=%d processes=%d stream_slots=%d heavy_slots=%d start_ms=%.0f",
         config.host, port, service.name, len(service.version.movies), len(service.version.links),
         service.version.dim, "mutual" if config.tls_client_ca else "on" if credentials else "off",
         "token" if token else "none", f"{config.host}:{metrics_port}" if metrics_port else "off",
         f"{gateway.scheme}://{_url_host(config.host)}:{gateway.port}/" if gateway else "off",
-        config.workers, config.stream_slots, config.heavy_slots, 1000 * start_s,
+        config.workers, config.processes, config.stream_slots, config.heavy_slots, 1000 * start_s,
     )
 
 
