@@ -32,13 +32,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def start_server(index: str) -> tuple[subprocess.Popen, str, float]:
+def start_server(index: str, processes: int = 1) -> tuple[subprocess.Popen, str, float]:
+    """The server on a free loopback port: (process, address, seconds from spawn to health SERVING of its
+    first process). With `processes` > 1 it returns once every other process has said it serves."""
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "movielinks.server", "--index", index, "--port", "0"], cwd=ROOT,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen([sys.executable, "-m", "movielinks.server", "--index", index, "--port", "0",
+                                "--processes", str(processes)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
     for line in process.stderr:
         match = re.search(r"listening on (\S+:\d+)", line)
-        if match:
+        if match and not re.search(r"process \d+: ", line):
             address = match.group(1)
             break
     else:
@@ -48,7 +50,14 @@ def start_server(index: str) -> tuple[subprocess.Popen, str, float]:
 
     with grpc.insecure_channel(address) as channel:
         health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), wait_for_ready=True, timeout=10)
-    return process, address, time.perf_counter() - started
+    start_s = time.perf_counter() - started
+    others = processes - 1
+    while others:
+        line = process.stderr.readline()
+        if not line:
+            raise SystemExit("a serving process of the server did not start")
+        others -= bool(re.search(r"process \d+: movielinks server listening", line))
+    return process, address, start_s
 
 
 def start_echo(*options: str) -> tuple[subprocess.Popen, str]:
@@ -82,9 +91,11 @@ def echo_loop(address: str, payload: bytes, seconds: float, seed: int, results) 
 
 def measure_echo(payload: bytes, *, seconds: float) -> dict[str, float]:
     """The floor: one client's p50 / p99 over `seconds` of calls and 8 client processes' calls/s,
-    with the server's thread pool; and 8 clients' calls/s with the pool it had before (8 threads)."""
+    with the server's thread pool; and 8 clients' calls/s with the pool it had before (8 threads),
+    and with as many processes as cores (as `server --processes`)."""
     found: dict[str, float] = {}
-    for key, options in (("echo", ()), ("echo_threads8", ("--threads", "8"))):
+    processes = ("--processes", str(os.cpu_count() or 1))
+    for key, options in (("echo", ()), ("echo_threads8", ("--threads", "8")), ("echo_processes", processes)):
         process, address = start_echo(*options)
         try:
             if key == "echo":
@@ -140,6 +151,27 @@ def server_memory_mb(pid: int) -> tuple[float, float]:
     """(resident now, peak resident) of process `pid`, in MB, from /proc."""
     fields = _status(pid)
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+def shared_memory_mb(pid: int) -> float:
+    """The proportional resident memory (PSS: a page shared by n processes counts 1/n in each) of
+    process `pid` and its children, summed, in MB: what processes sharing mapped files hold together."""
+    children = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _parent(int(p.name)) == pid]
+    return sum(_pss_kb(p) for p in (pid, *children)) / 1024
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):  # ended meanwhile
+        return None
+
+
+def _pss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    return 0
 
 
 def own_memory_mb(pid: int) -> float:
@@ -222,7 +254,20 @@ def measure_service(index: str, *, seconds: float = 5.0, queries: int = 3000) ->
     finally:
         process.terminate()
         process.wait(timeout=30)
-    return found
+    return found | similar_from_processes(index, titles, seconds, os.cpu_count() or 1)
+
+
+def similar_from_processes(index: str, titles: list[str], seconds: float, processes: int) -> dict[str, float]:
+    """The 8-client rows again, from a server of `processes` processes (`server --processes`), and what its
+    processes hold together after them (PSS)."""
+    process, address, _ = start_server(index, processes)
+    try:
+        found = {f"processes_{key}": value for key, value in similar_from_8_clients(address, titles, seconds).items()}
+        found["processes_pss_mb"] = shared_memory_mb(process.pid)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    return found | {"processes": processes}
 
 
 def measure_with_floor(index: str, *, seconds: float = 5.0, queries: int = 3000) -> dict[str, float]:
@@ -234,6 +279,8 @@ def measure_with_floor(index: str, *, seconds: float = 5.0, queries: int = 3000)
     found.update(measure_echo(payload, seconds=seconds))
     found["similar_over_echo"] = found["similar_p50_ms"] / found["echo_p50_ms"]
     found["clients_over_echo"] = found["similar_8_clients_per_s"] / found["echo_8_clients_per_s"]
+    found["processes_clients_over_echo"] = (found["processes_similar_8_clients_per_s"]
+                                            / found["echo_processes_8_clients_per_s"])
     return found
 
 
@@ -352,6 +399,14 @@ ROWS = [
      "{echo_threads8_8_clients_per_s:,.0f} calls/s"),
     ("SimilarMovies p50 over the echo's p50 (target <= 1.3)", "{similar_over_echo:.2f}x"),
     ("SimilarMovies with 8 clients over the echo's throughput", "{clients_over_echo:.2f}x"),
+    ("SimilarMovies, 8 concurrent client processes, from `server --processes N` (N: the cores), p50 / p99",
+     "N = {processes}: {processes_similar_8_clients_per_s:,.0f} queries/s, "
+     "{processes_similar_8_clients_p50_ms:.3f} / {processes_similar_8_clients_p99_ms:.3f} ms"),
+    ("the floor: echo with N processes (as `server --processes N`), 8 concurrent client processes",
+     "{echo_processes_8_clients_per_s:,.0f} calls/s"),
+    ("SimilarMovies with 8 clients over the echo's throughput, both with N processes",
+     "{processes_clients_over_echo:.2f}x"),
+    ("memory of the N processes after that load (PSS: pages they share counted once)", "{processes_pss_mb:,.0f} MB"),
     ("server memory: idle / after the load / peak", "{idle_rss_mb:,.0f} / {rss_mb:,.0f} / {peak_rss_mb:,.0f} MB"),
     ("server memory it holds itself after the load (RssAnon; the rest is pages of mapped files)",
      "{own_rss_mb:,.0f} MB"),
