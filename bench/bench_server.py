@@ -71,8 +71,9 @@ def start_echo(*options: str) -> tuple[subprocess.Popen, str]:
     return process, match.group(1)
 
 
-def echo_loop(address: str, payload: bytes, seconds: float, seed: int, results) -> None:
-    """One client process calling the echo server for `seconds`; puts (count, p50 ms, p99 ms)."""
+def echo_loop(address: str, payload: bytes, seconds: float, seed: int, results, start=None) -> None:
+    """One client process calling the echo server for `seconds` (from when every client at `start`, a
+    barrier, is connected); puts (count, p50 ms, p99 ms)."""
     import grpc
 
     from bench.echo_server import METHOD
@@ -81,6 +82,8 @@ def echo_loop(address: str, payload: bytes, seconds: float, seed: int, results) 
     with grpc.insecure_channel(address) as channel:
         echo = channel.unary_unary(METHOD)
         echo(payload, wait_for_ready=True)
+        if start is not None:
+            start.wait(timeout=120)
         deadline = time.perf_counter() + seconds
         while time.perf_counter() < deadline and len(latencies) < 1_000_000:
             t = time.perf_counter()
@@ -111,9 +114,13 @@ def measure_echo(payload: bytes, *, seconds: float) -> dict[str, float]:
 
 
 def concurrent_clients(loop, args: tuple, seconds: float, n: int = 8) -> list[tuple[int, float, float]]:
-    """`n` client processes each running loop(*args, seconds, seed, results) at once; their answers."""
-    results = multiprocessing.Queue()
-    clients = [multiprocessing.Process(target=loop, args=(*args, seconds, seed, results)) for seed in range(n)]
+    """`n` client processes each running loop(*args, seconds, seed, results, start) at once; their answers.
+
+    Spawned, not forked (a fork of a process that has used gRPC can hang in the child, and here did),
+    and timed from a barrier that every client reaches once connected, so that all `n` call together."""
+    context = multiprocessing.get_context("spawn")
+    results, start = context.Queue(), context.Barrier(n)
+    clients = [context.Process(target=loop, args=(*args, seconds, seed, results, start)) for seed in range(n)]
     for c in clients:
         c.start()
     answers = [results.get(timeout=seconds + 120) for _ in clients]
@@ -127,8 +134,9 @@ def percentiles(samples_s: list[float]) -> tuple[float, float]:
     return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
 
 
-def client_loop(address: str, titles: list[str], seconds: float, seed: int, results) -> None:
-    """One client process: SimilarMovies on random titles for `seconds`; puts (count, p50 ms, p99 ms)."""
+def client_loop(address: str, titles: list[str], seconds: float, seed: int, results, start=None) -> None:
+    """One client process: SimilarMovies on random titles for `seconds` (from when every client at `start`
+    is connected); puts (count, p50 ms, p99 ms)."""
     import grpc
 
     from movielinks.proto import movielinks_pb2 as pb
@@ -139,6 +147,8 @@ def client_loop(address: str, titles: list[str], seconds: float, seed: int, resu
     with grpc.insecure_channel(address) as channel:
         stub = pb_grpc.MovielinksStub(channel)
         stub.SimilarMovies(pb.SimilarMoviesRequest(title=titles[0], k=10), wait_for_ready=True)
+        if start is not None:
+            start.wait(timeout=120)
         deadline = time.perf_counter() + seconds
         while time.perf_counter() < deadline and len(latencies) < 1_000_000:
             t = time.perf_counter()
@@ -262,6 +272,9 @@ def similar_from_processes(index: str, titles: list[str], seconds: float, proces
     processes hold together after them (PSS)."""
     process, address, _ = start_server(index, processes)
     try:
+        # Warmed up as the one-process server was by the single-client rows: every process past its
+        # background import of scikit-learn, the pages the calls touch in memory.
+        similar_from_8_clients(address, titles, seconds)
         found = {f"processes_{key}": value for key, value in similar_from_8_clients(address, titles, seconds).items()}
         found["processes_pss_mb"] = shared_memory_mb(process.pid)
     finally:
