@@ -90,13 +90,12 @@ class Serving:
     http_port: int
     metrics_port: int
     watcher: VersionWatcher
-    processes: ServingProcesses | None = None
+    processes: ServingProcesses
 
     def reload(self) -> None:
         """Look at CURRENT now, and try a refused version again (what SIGHUP does), in the other processes too."""
         self.watcher.wake(retry=True)
-        if self.processes:
-            self.processes.signal(signal.SIGHUP)
+        self.processes.signal(signal.SIGHUP)
 
 
 def serve(config: ServeConfig, stop: threading.Event, on_ready: Callable[[Serving], None] = lambda serving: None,
