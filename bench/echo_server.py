@@ -38,7 +38,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, help="a plain thread pool of this many threads instead of the server's")
     parser.add_argument("--processes", type=int, default=1,
                         help="processes serving the port (SO_REUSEPORT), as the server's --processes")
-    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)  # a replica's: the first one's port
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)  # another process's: the first one's port
     args = parser.parse_args()
     pool = (concurrent.futures.ThreadPoolExecutor(max_workers=args.threads) if args.threads
             else CallWorkers(ServeConfig.workers, name="rpc"))
@@ -47,19 +47,19 @@ def main() -> int:
     port = server.add_insecure_port(f"127.0.0.1:{args.port}")
     server.start()
     threads = ["--threads", str(args.threads)] if args.threads else []
-    replicas = [subprocess.Popen([sys.executable, "-m", "bench.echo_server", "--port", str(port), *threads],
-                                 stderr=subprocess.PIPE, text=True) for _ in range(args.processes - 1)]
-    for replica in replicas:  # each serves before the port is announced
-        replica.stderr.readline()
+    others = [subprocess.Popen([sys.executable, "-m", "bench.echo_server", "--port", str(port), *threads],
+                              stderr=subprocess.PIPE, text=True) for _ in range(args.processes - 1)]
+    for other in others:  # each serves before the port is announced
+        other.stderr.readline()
     print(f"listening on 127.0.0.1:{port}", file=sys.stderr, flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     stop.wait()
-    for replica in replicas:
-        replica.terminate()
+    for other in others:
+        other.terminate()
     server.stop(1).wait()
-    for replica in replicas:
-        replica.wait()
+    for other in others:
+        other.wait()
     return 0
 
 
