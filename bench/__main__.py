@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from movielinks.trainer.train import OPTIMIZER_NAMES
+
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "bench" / "work"
 
@@ -75,11 +77,14 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=STAGES, metavar="STAGE",
                         help="measure these stages alone (of " + ", ".join(STAGES) + "), over the run and index of the "
                              "last results of this size, whose other stages' figures are kept")
+    parser.add_argument("--optimizer", choices=OPTIMIZER_NAMES,
+                        help="the trainer's --optimizer, for the reference and the training alike (default: the trainer's)")
     args = parser.parse_args()
     if args.only and args.start != STAGES[0]:
         parser.error("--from and --only: give one of them")
     measured = [stage for stage in STAGES if stage in args.only] if args.only else STAGES[STAGES.index(args.start):]
     size = SIZES[args.size]
+    settings = [*size["train"], *(["--optimizer", args.optimizer] if args.optimizer else [])]
     WORK.mkdir(parents=True, exist_ok=True)
     out = ROOT / "bench" / f"results-{args.size}.json"
     partial = WORK / f"results-{args.size}.partial.json"  # each stage's figures as soon as it ends
@@ -92,8 +97,8 @@ def main() -> None:
     data = Path(size["data"])
     if "train" in measured and not data.exists():
         _run([sys.executable, "-m", "movielinks.trainer", "synth", *size["synth"], "--out", str(data), "--quiet"])
-    measures = {"reference": lambda: reference(size["reference"], WORK / f"run-reference-{stamp}", size["train"]),
-                "train": lambda: train(data, run, size["train"]), "index": lambda: build(run, index),
+    measures = {"reference": lambda: reference(size["reference"], WORK / f"run-reference-{stamp}", settings),
+                "train": lambda: train(data, run, settings), "index": lambda: build(run, index),
                 "search": lambda: search_recall(index), "service": lambda: service(index, args.seconds)}
     for stage in measured:
         if stage == "reference" and "reference" not in size:
@@ -159,7 +164,8 @@ def train(data: Path, run: Path, extra: list[str]) -> dict:
     """`trainer train` as a user runs it: its manifest's figures and its peak memory."""
     seconds, peak_gb = _run([sys.executable, "-m", "movielinks.trainer", "train", "--data", str(data), "--out", str(run),
                              "--quiet", *extra])
-    metrics = json.loads((run / "manifest.json").read_text())["metrics"]
+    manifest = json.loads((run / "manifest.json").read_text())
+    metrics = manifest["metrics"]
     steady = metrics["epoch_seconds"][1:] or metrics["epoch_seconds"]
     per_epoch = float(np.median(steady))
     return {
@@ -168,7 +174,7 @@ def train(data: Path, run: Path, extra: list[str]) -> dict:
         "first_epoch_s": metrics["epoch_seconds"][0], "read_s": metrics.get("read_seconds"),
         "evaluation_s": metrics.get("evaluation_seconds"), "train_s": metrics["train_seconds"],
         "link_auc": metrics["link_auc"], "recall_at_10": metrics["recall_at_10"], "run": str(run),
-        "steady_epoch_seconds": steady,
+        "steady_epoch_seconds": steady, "settings": extra, "optimizer": manifest["params"]["optimizer"],
     }
 
 
@@ -268,7 +274,8 @@ def markdown(results: dict) -> str:
         f"link index {i['indexes']['links']['type']} ({i['indexes']['links']['factory']})).",
         "",
         "| measurement | result |", "|---|---|",
-        f"| training samples/s (steady epochs) | {t['samples_per_s']:,.0f} |",
+        f"| training samples/s (steady epochs; `trainer train {' '.join(t.get('settings', []))}`, optimizer "
+        f"{t.get('optimizer', 'adam')}) | {t['samples_per_s']:,.0f} |",
         *([_reference_row(results["reference"])] if "reference" in results else []),
         f"| s/epoch (first, with XLA compile) | {t['seconds_per_epoch']:.1f} ({t['first_epoch_s']:.1f}) |",
         f"| read / train / evaluate | {t['read_s']:.1f} / {t['train_s']:.1f} / {t['evaluation_s']:.1f} s |",

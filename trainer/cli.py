@@ -82,8 +82,9 @@ def _train_command(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--learning-rate", type=float, default=defaults.learning_rate,
                        help="learning rate of the tables' optimizer")
     train.add_argument("--optimizer", default=defaults.optimizer, choices=OPTIMIZER_NAMES,
-                       help="the tables' optimizer: adam (row-wise, two moments a weight) or rowwise-adagrad (one "
-                            "number a row: a third of the row traffic; its learning rate wants to be larger)")
+                       help="the tables' optimizer: adam (row-wise, two moments a weight), partial-rowwise-adam (the first "
+                            "moment a weight, the second a row: two thirds of adam's row traffic) or rowwise-adagrad "
+                            "(one number a row: a third of the row traffic; its learning rate wants to be larger)")
     train.add_argument("--objective", default=defaults.objective, choices=OBJECTIVE_NAMES,
                        help="loss: logistic (class-balanced) or mse (the notebook's)")
     train.add_argument("--negative-power", type=float, default=defaults.negative_power,

@@ -10,6 +10,10 @@ RowwiseAdagrad (PyTorch-BigGraph's and DLRM's optimizer for large tables) keeps 
 number a table row, the running sum of the row's mean squared gradient, where Adam
 keeps two moments the size of the table: a third of the row traffic of a step, and
 a table's worth of memory instead of three.
+
+PartialRowwiseAdam (FBGEMM's PARTIAL_ROWWISE_ADAM) keeps Adam's first moment for
+every weight and its second moment, the mean of the row's squared gradient, once a
+row: two thirds of Adam's row traffic, with Adam's momentum kept.
 """
 from __future__ import annotations
 
@@ -19,13 +23,18 @@ import tensorflow as tf
 class RowwiseAdam:
     """Adam over embedding tables (row-wise) and small dense variables; `variables` are checkpointed."""
 
+    # Weights a table row's second moment has: one for each of the row's weights (Adam), or one
+    # for the whole row (PartialRowwiseAdam).
+    row_second_moment = False
+
     def __init__(self, learning_rate: float, tables: list[tf.Variable], dense: list[tf.Variable],
                  beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7):
         self.learning_rate, self.beta_1, self.beta_2, self.epsilon = learning_rate, beta_1, beta_2, epsilon
         self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations")
         # A table's two moments side by side, [rows, 2 x dim]: a step gathers and scatters each of
         # its rows' moments once, not twice (docs/scale.md); the small dense variables keep two slots.
-        self._moments = {id(t): tf.Variable(tf.zeros([t.shape[0], 2 * t.shape[1]]), trainable=False,
+        width = {id(t): t.shape[1] + (1 if self.row_second_moment else t.shape[1]) for t in tables}
+        self._moments = {id(t): tf.Variable(tf.zeros([t.shape[0], width[id(t)]]), trainable=False,
                                             name=f"{t.name.split(':')[0]}_m_v") for t in tables}
         self._slots = {id(v): (self._zeros(v, "m"), self._zeros(v, "v")) for v in dense}
         self.variables = [self.iterations, *self._moments.values(),
@@ -45,7 +54,10 @@ class RowwiseAdam:
             moments, dim = self._moments[id(table)], table.shape[1]
             both = tf.gather(moments, rows)
             m = self.beta_1 * both[:, :dim] + (1.0 - self.beta_1) * gradient
-            v = self.beta_2 * both[:, dim:] + (1.0 - self.beta_2) * tf.square(gradient)
+            squared = tf.square(gradient)
+            if self.row_second_moment:
+                squared = tf.reduce_mean(squared, axis=1, keepdims=True)
+            v = self.beta_2 * both[:, dim:] + (1.0 - self.beta_2) * squared
             weights = tf.gather(table, rows) - step * m / (tf.sqrt(v) + self.epsilon)
             moments.scatter_update(tf.IndexedSlices(tf.concat([m, v], axis=1), rows))
             table.scatter_update(tf.IndexedSlices(weights, rows))
@@ -54,6 +66,13 @@ class RowwiseAdam:
             m_slot.assign(self.beta_1 * m_slot + (1.0 - self.beta_1) * gradient)
             v_slot.assign(self.beta_2 * v_slot + (1.0 - self.beta_2) * tf.square(gradient))
             variable.assign_sub(step * m_slot / (tf.sqrt(v_slot) + self.epsilon))
+
+
+class PartialRowwiseAdam(RowwiseAdam):
+    """RowwiseAdam with one second moment a table row (the mean of the row's squared gradients)
+    and the first moment for every weight, as FBGEMM's PARTIAL_ROWWISE_ADAM; the same `apply`."""
+
+    row_second_moment = True
 
 
 class RowwiseAdagrad:
@@ -83,4 +102,4 @@ class RowwiseAdagrad:
         self._dense.apply([], dense_updates)
 
 
-OPTIMIZERS = {"adam": RowwiseAdam, "rowwise-adagrad": RowwiseAdagrad}
+OPTIMIZERS = {"adam": RowwiseAdam, "partial-rowwise-adam": PartialRowwiseAdam, "rowwise-adagrad": RowwiseAdagrad}

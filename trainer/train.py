@@ -39,7 +39,7 @@ from movielinks.trainer.sampler import every_pair_is_true, pair_keys, split_pair
 from movielinks.trainer.vocab import Vocabulary, build_vocabulary
 
 OBJECTIVE_NAMES = ("logistic", "mse")  # keys of trainer.objectives.OBJECTIVES, without importing TensorFlow
-OPTIMIZER_NAMES = ("adam", "rowwise-adagrad")  # keys of trainer.optimizer.OPTIMIZERS, without importing TensorFlow
+OPTIMIZER_NAMES = ("adam", "partial-rowwise-adam", "rowwise-adagrad")  # keys of trainer.optimizer.OPTIMIZERS, without importing TensorFlow
 __all__ = ["TrainConfig", "train", "default_checkpoint_dir"]
 
 

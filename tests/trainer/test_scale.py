@@ -86,6 +86,26 @@ def test_rowwise_adam_updates_only_the_rows_of_the_batch_as_adam_does():
 
 
 @pytest.mark.tf
+def test_partial_rowwise_adam_keeps_the_second_moment_once_a_row():
+    import tensorflow as tf
+
+    from movielinks.trainer.optimizer import PartialRowwiseAdam
+
+    start, table, rows, gradient = _table_and_batch()
+    optimizer = PartialRowwiseAdam(0.1, tables=[table], dense=[])
+    (moments,) = [v for v in optimizer.variables if len(v.shape) == 2]
+    assert moments.shape == (6, 3 + 1)  # the first moment a weight, the second a row
+    for _ in range(3):
+        optimizer.apply([(table, rows, tf.constant(gradient))], [])
+    after = table.numpy()
+    untouched = [0, 2, 3, 5]
+    np.testing.assert_array_equal(after[untouched], start[untouched])
+    # A constant gradient g: each step moves a weight by lr * g / sqrt(the mean of the row's g squared).
+    row_scale = np.sqrt((gradient.astype(np.float64) ** 2).mean(axis=1, keepdims=True))
+    np.testing.assert_allclose(after[[1, 4]], start[[1, 4]] - 3 * 0.1 * gradient / row_scale, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.tf
 def test_rowwise_adagrad_keeps_one_number_a_row_and_updates_only_the_batchs_rows():
     import tensorflow as tf
 
@@ -109,7 +129,7 @@ def test_an_unknown_optimizer_is_refused_with_the_choices():
     from movielinks.trainer.errors import TrainerError
     from movielinks.trainer.train import TrainConfig
 
-    with pytest.raises(TrainerError, match="unknown --optimizer 'sgd'; choose one of adam, rowwise-adagrad"):
+    with pytest.raises(TrainerError, match="unknown --optimizer 'sgd'; choose one of adam, partial-rowwise-adam, rowwise-adagrad"):
         TrainConfig(optimizer="sgd").check()
 
 
