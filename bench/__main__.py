@@ -274,8 +274,7 @@ def markdown(results: dict) -> str:
         f"link index {i['indexes']['links']['type']} ({i['indexes']['links']['factory']})).",
         "",
         "| measurement | result |", "|---|---|",
-        f"| training samples/s (steady epochs; `trainer train {' '.join(t.get('settings', []))}`, optimizer "
-        f"{t.get('optimizer', 'adam')}) | {t['samples_per_s']:,.0f} |",
+        f"| training samples/s (steady epochs{_settings(t)}) | {t['samples_per_s']:,.0f} |",
         *([_reference_row(results["reference"])] if "reference" in results else []),
         f"| s/epoch (first, with XLA compile) | {t['seconds_per_epoch']:.1f} ({t['first_epoch_s']:.1f}) |",
         f"| read / train / evaluate | {t['read_s']:.1f} / {t['train_s']:.1f} / {t['evaluation_s']:.1f} s |",
@@ -303,6 +302,13 @@ def markdown(results: dict) -> str:
         gap = "" if met else f" (missed by {abs(value - target) / target:.0%})"
         lines.append(f"| {name} {how} {target:,} | {value:,.3f} | {'yes' if met else 'no' + gap} |")
     return "\n".join(lines) + "\n"
+
+
+def _settings(train_found: dict) -> str:
+    """The training's settings as the table names them ("" in results written before they were kept)."""
+    if "settings" not in train_found:
+        return ""
+    return f"; `trainer train {' '.join(train_found['settings'])}`, optimizer {train_found['optimizer']}"
 
 
 def _reference_row(found: dict) -> str:
