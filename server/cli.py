@@ -13,6 +13,7 @@ import threading
 import time
 
 from movielinks.common.commands import closed_pipe_is_a_normal_end, command_parser
+from movielinks.server.heap import bound_malloc
 from movielinks.server.observability import configure_logging
 from movielinks.server.serve import ServeConfig, Serving, serve
 
@@ -108,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     problem = config.problem()
     if problem:
         parser.error(problem)
+    bound_malloc()  # the process is the server's: before its threads allocate
     configure_logging(args.log_level, args.log_format)
     stop, signalled = threading.Event(), []
 

@@ -112,10 +112,12 @@ class ServingProcesses:
 
 def process_main(config: ServeConfig, told: ProcessOf) -> None:
     """Process n: serve as `server` does until SIGTERM (or the first process's death), then exit."""
+    from movielinks.server.heap import bound_malloc
     from movielinks.server.observability import configure_logging
     from movielinks.server.serve import serve
 
     _die_with(told.parent)
+    bound_malloc()
     configure_logging(config.log_level, config.log_format)
     for handler in logging.getLogger().handlers:
         handler.addFilter(_Prefix(f"process {told.number}: "))

@@ -1,0 +1,25 @@
+"""server.heap: the server process's glibc malloc settings (fewer arenas, fixed thresholds)."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt: Linux only")
+
+PRINT_APPLIED = "from movielinks.server.heap import bound_malloc; print(','.join(bound_malloc()))"
+
+
+def _applied(**env: str) -> list[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    done = subprocess.run([sys.executable, "-c", PRINT_APPLIED], env=clean | env, capture_output=True, text=True,
+                          timeout=60, check=True)
+    return done.stdout.strip().split(",")
+
+
+def test_a_server_process_gets_two_arenas_and_fixed_thresholds():
+    assert _applied() == ["MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"]
+
+
+def test_what_an_operator_sets_through_glibcs_variables_is_kept():
+    assert _applied(MALLOC_ARENA_MAX="4") == ["MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"]
