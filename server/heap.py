@@ -6,7 +6,7 @@ blocks to the kernel to the largest block freed so far (up to 32 MiB): a server
 whose worker threads make passing arrays of a few MB (a Recommend's scores over
 every film, a filtered search's candidates) keeps them resident in every arena.
 Measured on the 36k-film index after the bench's load (1 and 8 clients):
-RssAnon 163-165 MB with glibc's defaults, 130 MB with two arenas, 118 MB with two
+RssAnon 161-165 MB with glibc's defaults, 121-130 MB with two arenas, 117-118 MB with two
 arenas and fixed 256 KiB thresholds (docs/operations.md).
 
 Settings an operator gives through glibc's own environment variables
