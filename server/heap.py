@@ -9,8 +9,7 @@ Measured on the 36k-film index after the bench's load (1 and 8 clients):
 RssAnon 161-165 MB with glibc's defaults, 121-130 MB with two arenas, 117-118 MB with two
 arenas and fixed 256 KiB thresholds (docs/operations.md).
 
-Settings an operator gives through glibc's own environment variables
-(MALLOC_ARENA_MAX, MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_) are kept.
+An arena limit an operator gives through glibc's own MALLOC_ARENA_MAX is kept.
 """
 from __future__ import annotations
 
@@ -18,14 +17,13 @@ import ctypes
 import os
 import sys
 
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
+_M_ARENA_MAX = -8
 # (mallopt option, value, the glibc environment variable that sets it)
 SETTINGS = (
     (_M_ARENA_MAX, 2, "MALLOC_ARENA_MAX"),
-    # Fixed, so that glibc does not raise them: blocks of 256 KiB and more are mapped apart and
-    # unmapped when freed; the top of an arena is given back once 256 KiB of it are free.
-    (_M_MMAP_THRESHOLD, 256 * 1024, "MALLOC_MMAP_THRESHOLD_"),
-    (_M_TRIM_THRESHOLD, 256 * 1024, "MALLOC_TRIM_THRESHOLD_"),
+    # Fixed 256 KiB mmap and trim thresholds took RssAnon to 117-118 MB on the demo index, but at
+    # 1M every array of a few MB was then a fresh mapping: Recommend 31 to 103 ms p50 in the
+    # 13:25 bench run (docs/scale.md). glibc's own, rising thresholds are kept.
 )
 
 
