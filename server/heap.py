@@ -22,7 +22,7 @@ _M_ARENA_MAX = -8
 SETTINGS = (
     (_M_ARENA_MAX, 2, "MALLOC_ARENA_MAX"),
     # Fixed 256 KiB mmap and trim thresholds took RssAnon to 117-118 MB on the demo index, but at
-    # 1M every array of a few MB was then a fresh mapping: Recommend 31 to 103 ms p50 in the
+    # 1M every array of a few MB was likely then a fresh mapping: Recommend 31 to 103 ms p50 in the
     # 13:25 bench run (docs/scale.md). glibc's own, rising thresholds are kept.
 )
 
