@@ -18,23 +18,19 @@ import os
 import sys
 
 _M_ARENA_MAX = -8
-# (mallopt option, value, the glibc environment variable that sets it)
-SETTINGS = (
-    (_M_ARENA_MAX, 2, "MALLOC_ARENA_MAX"),
-    # Fixed 256 KiB mmap and trim thresholds took RssAnon to 117-118 MB on the demo index, but at
-    # 1M every array of a few MB was likely then a fresh mapping: Recommend 31 to 103 ms p50 in the
-    # 13:25 bench run (docs/scale.md). glibc's own, rising thresholds are kept.
-)
+ARENAS = 2
+# Fixed 256 KiB mmap and trim thresholds as well took RssAnon to 117-118 MB on the demo index, but at
+# 1M every array of a few MB was likely then a fresh mapping: Recommend 31 to 103 ms p50 in the
+# 13:25 bench run (docs/scale.md). glibc's own, rising thresholds are kept.
 
 
-def bound_malloc() -> list[str]:
-    """Apply SETTINGS (those whose environment variable is unset) to this process's glibc malloc,
-    before the server's threads start; the names of those applied ([] where the C library is not
-    glibc's)."""
-    if not sys.platform.startswith("linux"):
-        return []
+def bound_malloc() -> bool:
+    """Limit this process's glibc malloc to ARENAS arenas, before the server's threads start, unless
+    MALLOC_ARENA_MAX is set; True where applied (False too where the C library is not glibc's)."""
+    if not sys.platform.startswith("linux") or "MALLOC_ARENA_MAX" in os.environ:
+        return False
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):  # a C library without mallopt (musl)
-        return []
-    return [name for option, value, name in SETTINGS if name not in os.environ and mallopt(option, value) == 1]
+        return False
+    return mallopt(_M_ARENA_MAX, ARENAS) == 1

@@ -31,10 +31,11 @@ class RowwiseAdam:
                  beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7):
         self.learning_rate, self.beta_1, self.beta_2, self.epsilon = learning_rate, beta_1, beta_2, epsilon
         self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations")
-        # A table's two moments side by side, [rows, 2 x dim]: a step gathers and scatters each of
-        # its rows' moments once, not twice (docs/scale.md); the small dense variables keep two slots.
-        width = {id(t): t.shape[1] + (1 if self.row_second_moment else t.shape[1]) for t in tables}
-        self._moments = {id(t): tf.Variable(tf.zeros([t.shape[0], width[id(t)]]), trainable=False,
+        # A table's two moments side by side, [rows, 2 x dim] ([rows, dim + 1] with one second moment a
+        # row): a step gathers and scatters each of its rows' moments once, not twice (docs/scale.md);
+        # the small dense variables keep two slots.
+        self._moments = {id(t): tf.Variable(tf.zeros([t.shape[0], t.shape[1] + (1 if self.row_second_moment
+                                                                               else t.shape[1])]), trainable=False,
                                             name=f"{t.name.split(':')[0]}_m_v") for t in tables}
         self._slots = {id(v): (self._zeros(v, "m"), self._zeros(v, "v")) for v in dense}
         self.variables = [self.iterations, *self._moments.values(),
