@@ -89,6 +89,9 @@ def _train_command(commands: argparse._SubParsersAction) -> None:
                        help="loss: logistic (class-balanced) or mse (the notebook's)")
     train.add_argument("--negative-power", type=float, default=defaults.negative_power,
                        help="negative links drawn by (films linking to them) ** power: 0 uniform, 0.75 word2vec's, 1 by popularity")
+    train.add_argument("--negative-pool", type=int, default=defaults.negative_pool, metavar="N",
+                       help="each batch draws its negatives from N random movies and N links shared by its positives "
+                            "(as PyTorch-BigGraph shares its negatives): far fewer table rows a step; 0: from the whole catalogue")
     train.add_argument("--heldout-fraction", type=float, default=defaults.heldout_fraction,
                        help="fraction of (movie, link) pairs held out for evaluation")
     train.add_argument("--seed", type=int, default=defaults.seed,

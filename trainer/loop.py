@@ -31,6 +31,7 @@ class LoopSettings:
     seed: int
     negative_power: float = 0.0  # links drawn as negatives by popularity ** power (0: uniform)
     pair_weights: np.ndarray | None = None  # float [n_train_pairs]: each pair's training weight (None: all 1)
+    negative_pool: int = 0  # each batch's negatives drawn from this many movies and links (0: from all)
 
 
 def fit(
@@ -67,7 +68,7 @@ def fit(
         return epoch_batches(
             train_pairs, true_keys, n_movies, n_links, negative_ratio=settings.negatives_per_positive,
             positives_per_batch=settings.batch_positives, rng=np.random.default_rng([settings.seed, epoch]),
-            link_cdf=link_cdf, pair_weights=settings.pair_weights,
+            link_cdf=link_cdf, pair_weights=settings.pair_weights, negative_pool=settings.negative_pool,
         )
 
     # Keras's bar redraws one line with carriage returns: on a terminal only; into a file or a

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -81,6 +81,10 @@ class Batch:
     `negative_ratio` negatives instead of two vectors for each, and keeps the
     negatives nearly independent (each sampled movie meets only B links).
 
+    With a negative pool (`epoch_batches`' `negative_pool`), the grids of one batch are
+    drawn from that batch's pool of random movies and links, as PyTorch-BigGraph shares
+    its uniform negatives within a chunk of positives: far fewer distinct rows a step.
+
     `rows` says which table rows the batch touches, so that a training step reads
     and updates only those (its cost is the batch's, not the tables').
     """
@@ -123,16 +127,20 @@ class BatchRows:
 
 
 def batch_rows(movies: np.ndarray, grid_movies: np.ndarray, links: np.ndarray, grid_links: np.ndarray,
-               n_movies: int, n_links: int) -> BatchRows:
-    """The BatchRows of a batch (see there)."""
-    movie_rows, movie_slots = _distinct_rows(np.column_stack([movies, grid_movies]), n_movies)
-    link_rows, link_slots = _distinct_rows(np.column_stack([links, grid_links]), n_links)
+               n_movies: int, n_links: int, negative_pool: int = 0) -> BatchRows:
+    """The BatchRows of a batch (see there). With a `negative_pool`, the grids' ids come from
+    pools of that many ids, so the lists are padded to P + pool where every distinct id fits."""
+    movie_rows, movie_slots = _distinct_rows(np.column_stack([movies, grid_movies]), n_movies, negative_pool)
+    link_rows, link_slots = _distinct_rows(np.column_stack([links, grid_links]), n_links, negative_pool)
     return BatchRows(movie_rows, movie_slots, link_rows, link_slots)
 
 
-def _distinct_rows(ids: np.ndarray, spare_row: int) -> tuple[np.ndarray, np.ndarray]:
+def _distinct_rows(ids: np.ndarray, spare_row: int, negative_pool: int = 0) -> tuple[np.ndarray, np.ndarray]:
     distinct, slots = np.unique(ids, return_inverse=True)
-    padded = np.full(ids.size, spare_row, dtype=np.int32)
+    length = ids.size
+    if negative_pool and len(distinct) <= len(ids) + negative_pool:
+        length = min(length, len(ids) + negative_pool)
+    padded = np.full(length, spare_row, dtype=np.int32)
     padded[: len(distinct)] = distinct
     return padded, slots.reshape(ids.shape).astype(np.int32)
 
@@ -149,6 +157,9 @@ CHUNK_BATCHES = 16
 # one: at a million films 3 cells in 100,000 are, and the check was most of the sampler's time
 # (docs/scale.md); on the 36k-film file, 1 in 200.
 CHECKED_FROM = 1e-4
+# A grid drawn from its batch's negative pool that still has too few free cells after this many
+# redraws is drawn from the whole catalogue (only a tiny catalogue's pool can be that full).
+POOL_REDRAWS = 8
 
 
 def true_share(true_keys: np.ndarray, n_movies: int, n_links: int, link_cdf: np.ndarray | None,
@@ -170,6 +181,7 @@ def epoch_batches(
     rng: np.random.Generator,
     link_cdf: np.ndarray | None = None,
     pair_weights: np.ndarray | None = None,
+    negative_pool: int = 0,
 ) -> Iterator[Batch]:
     """One epoch: every training pair once, in a random order, each with exactly
     `negative_ratio` (>= 1) random negative pairs, none in `true_keys` (sorted).
@@ -180,12 +192,18 @@ def epoch_batches(
     pair is trained on floor(w) times in the epoch and once more with probability w - floor(w):
     its expected share of the epoch's loss is w times an unweighted pair's (weight 0: never).
 
+    With `negative_pool` > 0 each batch draws that many movies and links (as above), and its
+    positives' grids pick their cells among those (Batch): the step touches at most P + pool
+    rows of each table, not P x (1 + A). 0: every grid drawn from the whole catalogue.
+
     A generator: negatives are drawn CHUNK_BATCHES batches at a time, so memory is
     the order of the pairs plus a few batches, whatever the epoch's size. Raises
-    ValueError for a ratio below 1 or when every pair is a true pair.
+    ValueError for a ratio below 1, a negative pool below 0 or when every pair is a true pair.
     """
     if negative_ratio < 1:
         raise ValueError(f"negative_ratio must be at least 1, got {negative_ratio}")
+    if negative_pool < 0:
+        raise ValueError(f"negative_pool must be 0 (none) or more, got {negative_pool}")
     if every_pair_is_true(true_keys, n_movies, n_links):
         raise ValueError("every (movie, link) pair is a true pair: there is nothing to sample negatives from")
     order = rng.permutation(len(train_pairs))
@@ -195,12 +213,14 @@ def epoch_batches(
     for start in range(0, len(order), chunk):
         positives = train_pairs[order[start : start + chunk]]
         grid_movies, grid_links, negative_index = _grids(rng, len(positives), n_movies, n_links, negative_ratio,
-                                                         true_keys, link_cdf)
+                                                         true_keys, link_cdf,
+                                                         (positives_per_batch, negative_pool) if negative_pool else None)
         for s in range(0, len(positives), positives_per_batch):
             part = slice(s, s + positives_per_batch)
             movies, links = positives[part, 0], positives[part, 1]
             yield Batch(movies, links, grid_movies[part], grid_links[part], negative_index[part],
-                        batch_rows(movies, grid_movies[part], links, grid_links[part], n_movies, n_links))
+                        batch_rows(movies, grid_movies[part], links, grid_links[part], n_movies, n_links,
+                                   negative_pool))
 
 
 def weighted_order(rng: np.random.Generator, order: np.ndarray, pair_weights: np.ndarray) -> np.ndarray:
@@ -239,22 +259,51 @@ def _draw_links(rng: np.random.Generator, shape: tuple[int, ...], n_links: int, 
 
 def _grids(
     rng: np.random.Generator, n: int, n_movies: int, n_links: int, negative_ratio: int, true_keys: np.ndarray,
-    link_cdf: np.ndarray | None = None,
+    link_cdf: np.ndarray | None = None, pool: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(grid_movies [n, A], grid_links [n, B], negative_index [n, ratio]) for n positives."""
+    """(grid_movies [n, A], grid_links [n, B], negative_index [n, ratio]) for n positives; with `pool`
+    (positives a batch, pool size) each batch's grids are drawn from a pool of its own."""
     a, b = grid_shape(negative_ratio)
-    grid_movies = rng.integers(0, n_movies, (n, a)).astype(np.int32)
-    grid_links = _draw_links(rng, (n, b), n_links, link_cdf)
+    anywhere = _catalogue_draw(rng, n_movies, n_links, link_cdf)
+    draw = _pool_draw(rng, n, n_movies, n_links, link_cdf, *pool) if pool else anywhere
+    grid_movies, grid_links = draw(np.arange(n), a, b)
     clash = _grid_clashes(grid_movies, grid_links, n_links, true_keys)
     # Rows with fewer free cells than the ratio are redrawn whole, in rounds.
-    redo = np.flatnonzero(clash.sum(axis=1) > a * b - negative_ratio)
+    redo, rounds = np.flatnonzero(clash.sum(axis=1) > a * b - negative_ratio), 0
     while len(redo):
-        grid_movies[redo] = rng.integers(0, n_movies, (len(redo), a))
-        grid_links[redo] = _draw_links(rng, (len(redo), b), n_links, link_cdf)
+        rounds += 1
+        grid_movies[redo], grid_links[redo] = (draw if rounds <= POOL_REDRAWS else anywhere)(redo, a, b)
         clash[redo] = _grid_clashes(grid_movies[redo], grid_links[redo], n_links, true_keys)
         redo = redo[clash[redo].sum(axis=1) > a * b - negative_ratio]
+    if not clash.any():  # what the stable sort below gives then
+        return grid_movies, grid_links, np.tile(np.arange(negative_ratio, dtype=np.int32), (n, 1))
     negative_index = np.argsort(clash, axis=1, kind="stable")[:, :negative_ratio].astype(np.int32)
     return grid_movies, grid_links, negative_index
+
+
+Draw = Callable[[np.ndarray, int, int], tuple[np.ndarray, np.ndarray]]
+
+
+def _catalogue_draw(rng: np.random.Generator, n_movies: int, n_links: int, link_cdf: np.ndarray | None) -> Draw:
+    """draw(rows, A, B): A random movies and B random links for each of `rows`, from the whole catalogue."""
+    def draw(rows: np.ndarray, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+        return (rng.integers(0, n_movies, (len(rows), a)).astype(np.int32),
+                _draw_links(rng, (len(rows), b), n_links, link_cdf))
+    return draw
+
+
+def _pool_draw(rng: np.random.Generator, n: int, n_movies: int, n_links: int, link_cdf: np.ndarray | None,
+               positives_per_batch: int, size: int) -> Draw:
+    """draw(rows, A, B) as _catalogue_draw's, each row's picked from its batch's pool: `size` random
+    movies and links (drawn as the catalogue's are) for every `positives_per_batch` rows of the n."""
+    n_batches = -(-n // positives_per_batch)
+    movies = rng.integers(0, n_movies, (n_batches, size)).astype(np.int32)
+    links = _draw_links(rng, (n_batches, size), n_links, link_cdf)
+
+    def draw(rows: np.ndarray, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+        batch = (rows // positives_per_batch)[:, None]
+        return movies[batch, rng.integers(0, size, (len(rows), a))], links[batch, rng.integers(0, size, (len(rows), b))]
+    return draw
 
 
 def _grid_clashes(grid_movies: np.ndarray, grid_links: np.ndarray, n_links: int, true_keys: np.ndarray) -> np.ndarray:

@@ -56,6 +56,7 @@ class TrainConfig:
     objective: str = "logistic"
     optimizer: str = "adam"  # the tables' optimizer: row-wise Adam, or row-wise Adagrad (one number a row)
     negative_power: float = 0.5  # negative links drawn by (films linking to them) ** power; 0 is uniform
+    negative_pool: int = 0  # a batch's negatives drawn from this many movies and links (0: the whole catalogue)
     heldout_fraction: float = 0.1
     seed: int = 0
     like_threshold: float = 4.0  # with a ratings file: a rating this high or higher is a like
@@ -73,6 +74,7 @@ class TrainConfig:
             (self.batch_positives >= 1, f"--batch-positives must be at least 1, got {self.batch_positives}"),
             (self.learning_rate > 0, f"--learning-rate must be positive, got {self.learning_rate}"),
             (0 <= self.negative_power <= 1, f"--negative-power must be in [0, 1], got {self.negative_power}"),
+            (self.negative_pool >= 0, f"--negative-pool must be 0 (none) or more, got {self.negative_pool}"),
             (LOWEST_RATING <= self.like_threshold <= HIGHEST_RATING,
              f"--like-threshold must be in [{LOWEST_RATING}, {HIGHEST_RATING}], got {self.like_threshold}"),
             (self.objective in OBJECTIVE_NAMES, f"unknown --objective {self.objective!r}; choose one of {', '.join(OBJECTIVE_NAMES)}"),
@@ -335,7 +337,7 @@ def _train_vectors(
         state = checkpoint.restore(model, objective, optimizer)
         log(f"resuming from {checkpoint.directory} after epoch {state.epoch}")
     settings = LoopSettings(config.epochs, config.negatives_per_positive, config.batch_positives, config.seed,
-                            config.negative_power, pair_weights)
+                            config.negative_power, pair_weights, config.negative_pool)
     state = fit(model, objective, optimizer, train_pairs, vocab.n_movies, vocab.n_links, settings, state, checkpoint,
                 progress=progress, log=log, distribution=distribution)
     versions = {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,

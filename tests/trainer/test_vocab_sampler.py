@@ -216,3 +216,52 @@ def test_true_share_says_where_negatives_are_worth_checking():
     grid_movies = rng.integers(0, n_movies, (50, 4)).astype(np.int32)
     grid_links = rng.integers(0, n_links, (50, 3)).astype(np.int32)
     assert not _grid_clashes(grid_movies, grid_links, n_links, sparse[:0]).any()
+
+
+def _check_pooled_epoch(pairs, keys, n_movies, n_links, ratio, positives, pool):
+    """Every guarantee of an epoch without a pool; returns the batches."""
+    batches = list(epoch_batches(pairs, keys, n_movies, n_links, negative_ratio=ratio, positives_per_batch=positives,
+                                 rng=np.random.default_rng(3), negative_pool=pool))
+    seen = np.concatenate([np.column_stack([b.movies, b.links]) for b in batches])
+    assert sorted(map(tuple, seen.tolist())) == sorted(map(tuple, pairs.tolist()))
+    for batch in batches:
+        assert len(batch.negative_pairs()) == ratio * len(batch.movies)
+        assert not contains(keys, pair_keys(batch.negative_pairs(), n_links)).any()
+        rows = batch.rows
+        for table_rows, slots, ids in ((rows.movie_rows, rows.movie_slots, np.column_stack([batch.movies, batch.grid_movies])),
+                                       (rows.link_rows, rows.link_slots, np.column_stack([batch.links, batch.grid_links]))):
+            assert np.array_equal(table_rows[slots], ids)
+    return batches
+
+
+def test_a_negative_pool_shares_a_batchs_negatives_and_bounds_its_rows():
+    rng = np.random.default_rng(0)
+    n_movies, n_links, positives, pool = 5000, 4000, 256, 32
+    pairs = np.unique(np.column_stack([rng.integers(0, n_movies, 20_000), rng.integers(0, n_links, 20_000)]),
+                      axis=0).astype(np.int32)
+    keys = np.sort(pair_keys(pairs, n_links))
+    batches = _check_pooled_epoch(pairs, keys, n_movies, n_links, 10, positives, pool)
+    for batch in batches:
+        # A batch's grids use at most `pool` movies and links: its rows are its positives' and the pool's.
+        assert len(np.unique(batch.grid_movies)) <= pool and len(np.unique(batch.grid_links)) <= pool
+        assert len(batch.rows.movie_rows) == min(len(batch.movies) + pool, len(batch.movies) * 5)
+    # Different batches draw different pools.
+    assert set(batches[0].grid_movies.ravel()) != set(batches[1].grid_movies.ravel())
+
+
+def test_a_pool_too_full_of_true_pairs_falls_back_to_the_whole_catalogue():
+    # A third of the cells are true pairs and the pools hold 2 movies and 2 links: many grids can
+    # not be filled from their pool, and are drawn from the catalogue after POOL_REDRAWS tries.
+    pairs, n_movies, n_links = dense_pairs()
+    keys = np.sort(pair_keys(pairs, n_links))
+    batches = _check_pooled_epoch(pairs, keys, n_movies, n_links, 4, 64, 2)
+    assert any(len(np.unique(b.grid_movies)) > 2 for b in batches)
+
+
+def test_a_negative_pool_below_zero_is_refused():
+    pairs, n_movies, n_links = dense_pairs()
+    with pytest.raises(ValueError, match="negative_pool must be 0"):
+        next(epoch_batches(pairs, np.sort(pair_keys(pairs, n_links)), n_movies, n_links, negative_ratio=2,
+                           positives_per_batch=4, rng=np.random.default_rng(0), negative_pool=-1))
+    with pytest.raises(TrainerError, match="--negative-pool must be 0"):
+        TrainConfig(negative_pool=-1).check()
