@@ -127,22 +127,33 @@ class BatchRows:
 
 
 def batch_rows(movies: np.ndarray, grid_movies: np.ndarray, links: np.ndarray, grid_links: np.ndarray,
-               n_movies: int, n_links: int, negative_pool: int = 0) -> BatchRows:
+               n_movies: int, n_links: int, negative_pool: int = 0,
+               scratch: tuple[np.ndarray, np.ndarray] | None = None) -> BatchRows:
     """The BatchRows of a batch (see there). With a `negative_pool`, the grids' ids come from
-    pools of that many ids, so the lists are padded to P + pool where every distinct id fits."""
-    movie_rows, movie_slots = _distinct_rows(np.column_stack([movies, grid_movies]), n_movies, negative_pool)
-    link_rows, link_slots = _distinct_rows(np.column_stack([links, grid_links]), n_links, negative_pool)
+    pools of that many ids, so the lists are padded to P + pool where every distinct id fits.
+    `scratch`: (int32 [n_movies + 1], int32 [n_links + 1]) to work in, reused from batch to batch."""
+    movie_scratch, link_scratch = scratch or (np.empty(n_movies + 1, np.int32), np.empty(n_links + 1, np.int32))
+    movie_rows, movie_slots = _distinct_rows(np.column_stack([movies, grid_movies]), n_movies, negative_pool,
+                                             movie_scratch)
+    link_rows, link_slots = _distinct_rows(np.column_stack([links, grid_links]), n_links, negative_pool, link_scratch)
     return BatchRows(movie_rows, movie_slots, link_rows, link_slots)
 
 
-def _distinct_rows(ids: np.ndarray, spare_row: int, negative_pool: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    distinct, slots = np.unique(ids, return_inverse=True)
-    length = ids.size
+def _distinct_rows(ids: np.ndarray, spare_row: int, negative_pool: int, scratch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the distinct ids, sorted and padded; each id's slot among them): np.unique's answer with
+    return_inverse, without sorting all of `ids`: `scratch` (int32, one entry an id, contents
+    unused) marks each id's first place, and only the distinct ids are sorted."""
+    flat = ids.ravel()
+    places = np.arange(flat.size, dtype=np.int32)
+    scratch[flat[::-1]] = places[::-1]  # the last write of an id is its first place
+    distinct = np.sort(flat[scratch[flat] == places])
+    scratch[distinct] = places[: len(distinct)]
+    length = flat.size
     if negative_pool and len(distinct) <= len(ids) + negative_pool:
         length = min(length, len(ids) + negative_pool)
     padded = np.full(length, spare_row, dtype=np.int32)
     padded[: len(distinct)] = distinct
-    return padded, slots.reshape(ids.shape).astype(np.int32)
+    return padded, scratch[flat].reshape(ids.shape)
 
 
 def grid_shape(negative_ratio: int) -> tuple[int, int]:
@@ -210,6 +221,7 @@ def epoch_batches(
     if pair_weights is not None:
         order = weighted_order(rng, order, pair_weights)
     chunk = positives_per_batch * CHUNK_BATCHES
+    scratch = (np.empty(n_movies + 1, np.int32), np.empty(n_links + 1, np.int32))
     for start in range(0, len(order), chunk):
         positives = train_pairs[order[start : start + chunk]]
         grid_movies, grid_links, negative_index = _grids(rng, len(positives), n_movies, n_links, negative_ratio,
@@ -220,7 +232,7 @@ def epoch_batches(
             movies, links = positives[part, 0], positives[part, 1]
             yield Batch(movies, links, grid_movies[part], grid_links[part], negative_index[part],
                         batch_rows(movies, grid_movies[part], links, grid_links[part], n_movies, n_links,
-                                   negative_pool))
+                                   negative_pool, scratch))
 
 
 def weighted_order(rng: np.random.Generator, order: np.ndarray, pair_weights: np.ndarray) -> np.ndarray:
