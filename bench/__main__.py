@@ -79,12 +79,15 @@ def main() -> None:
                              "last results of this size, whose other stages' figures are kept")
     parser.add_argument("--optimizer", choices=OPTIMIZER_NAMES,
                         help="the trainer's --optimizer, for the reference and the training alike (default: the trainer's)")
+    parser.add_argument("--negative-pool", type=int, metavar="N",
+                        help="the trainer's --negative-pool, for the reference and the training alike (default: the trainer's)")
     args = parser.parse_args()
     if args.only and args.start != STAGES[0]:
         parser.error("--from and --only: give one of them")
     measured = [stage for stage in STAGES if stage in args.only] if args.only else STAGES[STAGES.index(args.start):]
     size = SIZES[args.size]
-    settings = [*size["train"], *(["--optimizer", args.optimizer] if args.optimizer else [])]
+    settings = [*size["train"], *(["--optimizer", args.optimizer] if args.optimizer else []),
+                *(["--negative-pool", str(args.negative_pool)] if args.negative_pool is not None else [])]
     WORK.mkdir(parents=True, exist_ok=True)
     out = ROOT / "bench" / f"results-{args.size}.json"
     partial = WORK / f"results-{args.size}.partial.json"  # each stage's figures as soon as it ends
