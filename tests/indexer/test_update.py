@@ -67,7 +67,7 @@ def test_new_changed_and_removed_films_make_a_consistent_version(root: Path, tmp
     # The stored neighbours are each movie's nearest (of an exact index: what its search finds, films with
     # equal vectors swapping places; of a graph: nearly all of them), each its true cosine, never itself.
     vectors = np.asarray(updated.movie_vectors)
-    stored_ids, stored_scores = updated.movie_neighbours
+    stored_ids, stored_scores = updated.movie_neighbours.first(np.arange(429), 20)
     if base.manifest.indexes["movies"].factory == "Flat":
         np.testing.assert_allclose(stored_scores, all_movie_neighbours(updated.movie_index, vectors, 20)[1], atol=1e-5)
     cosines = vectors @ vectors.T
