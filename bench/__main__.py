@@ -210,12 +210,12 @@ def search_recall(index: Path, n_queries: int = 1000) -> dict:
     exact, _ = search(flat, vectors[queries], 10, queries[:, None])
     exact_top = [set(row.tolist()) for row in exact]
     found, _ = search(version.movie_index, vectors[queries], 10, queries[:, None])
-    stored = version.movie_neighbours[0][queries, :10] if version.movie_neighbours is not None else found
+    stored = version.movie_neighbours.ids[queries, :10] if version.movie_neighbours is not None else found
     recall = lambda rows, truth: float(np.mean([len(set(r.tolist()) & e) / 10 for r, e in zip(rows, truth)]))
     links = np.sort(rng.choice(len(version.link_vectors), min(n_queries, len(version.link_vectors)), replace=False))
     exact_links, _ = search(flat, version.link_vectors[links], 10)
     found_links, _ = search(version.movie_index, version.link_vectors[links], 10)
-    link_lists = version.link_movies[0][links, :10] if version.link_movies is not None else found_links
+    link_lists = version.link_movies.ids[links, :10] if version.link_movies is not None else found_links
     vector_bytes = version.movie_vectors.nbytes + version.link_vectors.nbytes
     return {"queries": len(queries), "index_recall_at_10": recall(found, exact_top),
             "stored_recall_at_10": recall(stored, exact_top),

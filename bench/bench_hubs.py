@@ -59,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     version = load_index(args.index)
     if version.movie_neighbours is None:
         parser.error("the index version has no stored neighbours: build it with --neighbours-k 100")
-    ids, scores = (np.asarray(a) for a in version.movie_neighbours)
     names, n = version.movie_names, len(version.movie_names)
+    ids, scores = version.movie_neighbours.first(np.arange(n), version.movie_neighbours.k)  # scores from the vectors
     franchises = np.asarray(version.movie_titles.franchises)
     print(f"index {version.name}: {n:,} films, load average {os.getloadavg()[0]:.1f}")
     lists = {"cosine": (ids[:, :TOP], scores[:, :TOP]), "CSLS": csls_lists(ids.astype(np.int64), scores)}

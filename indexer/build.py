@@ -21,10 +21,12 @@ from tqdm import tqdm
 from movielinks.common.artifacts import file_checksums
 from movielinks.common.files import atomic_directory
 from movielinks.search.neighbours import BATCH_ROWS, MAX_RESULTS_PER_BATCH, all_similar_rows, search
+from movielinks.search.recommend import local_scales
 from movielinks.indexer import version
 from movielinks.indexer.calibrate import DEFAULT_TARGET_RECALL, Calibration, calibrate
 from movielinks.indexer.errors import IndexerError
 from movielinks.indexer.root import new_version_name, publish, version_dir
+from movielinks.indexer.validate import ranked_lists_problem
 from movielinks.indexer.version import IndexDescription, IndexManifest
 import movielinks.trainer.run
 from movielinks import trainer
@@ -175,13 +177,25 @@ def _write_version_files(
     if min(link_movies_k, len(run.movies)) > 0:
         ids, scores = nearest_rows(indexes["movies"], run.link_vectors, min(link_movies_k, len(run.movies)),
                                    progress=progress, desc="link movies")
-        np.savez(staging / version.LINK_MOVIES, ids=ids, scores=scores)
+        save_lists(staging / version.LINK_MOVIES, ids, scores)
     k = min(neighbours_k, len(run.movies) - 1)
     if k > 0:
         for name, value in own_params.items():  # the file written above keeps the setting for both kinds
             faiss.ParameterSpace().set_index_parameter(indexes["movies"], name, value)
         ids, scores = all_movie_neighbours(indexes["movies"], run.movie_vectors, k, progress=progress)
-        np.savez(staging / version.MOVIE_NEIGHBOURS, ids=ids, scores=scores)
+        save_lists(staging / version.MOVIE_NEIGHBOURS, ids, scores, with_scales=True)
+
+
+def save_lists(path: Path, ids: np.ndarray, scores: np.ndarray, *, with_scales: bool = False) -> None:
+    """Write stored lists of movies (indexer.version): their ids only, once the scores they were
+    ranked by are checked (the server computes a score from the vectors when it needs one); with
+    `with_scales` (a movie's neighbours) each row's local scale (search.recommend.local_scales)
+    of those scores too. IndexerError if the lists are not ranked best first with finite scores."""
+    problem = ranked_lists_problem(ids, scores)
+    if problem is not None:
+        raise IndexerError(f"{path.name}: the lists found are wrong: {problem}; nothing was published")
+    scales = {"scales": local_scales(scores)} if with_scales else {}
+    np.savez(path, ids=np.asarray(ids, dtype=np.int32), **scales)
 
 
 def nearest_rows(index: faiss.Index, queries: np.ndarray, k: int, *, progress: bool = False,

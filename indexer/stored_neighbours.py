@@ -12,7 +12,9 @@ the fresh ones only:
 - every other old movie keeps its list, merged with its nearest fresh movies.
 
 The result equals a full recomputation with the same index (tests/indexer/test_update.py
-compares them), at the cost of the fresh rows' searches plus old x fresh scores.
+compares them), at the cost of the fresh rows' searches plus old x fresh scores. The kept
+lists' scores, which the merge ranks by, are computed from the old version's vectors (a
+version written before scores were dropped from its file gives its stored ones).
 """
 from __future__ import annotations
 
@@ -20,19 +22,19 @@ import faiss
 import numpy as np
 from tqdm import tqdm
 
-from movielinks.search.neighbours import BATCH_ROWS, search, similar_rows
+from movielinks.search.neighbours import BATCH_ROWS, NeighbourLists, search, similar_rows
 
 
-def refreshed_neighbours(stored: tuple[np.ndarray, np.ndarray], remap: np.ndarray, fresh: np.ndarray,
+def refreshed_neighbours(stored: NeighbourLists, remap: np.ndarray, fresh: np.ndarray,
                          index: faiss.Index, vectors: np.ndarray, *, progress: bool = False
                          ) -> tuple[np.ndarray, np.ndarray]:
     """Every movie's K nearest in the new catalogue (ids int32, scores float32 [n, K]).
 
-    `stored`: the old version's (ids, scores) [n_old, K]; `remap` int64 [n_old]: each old
+    `stored`: the old version's lists [n_old, K]; `remap` int64 [n_old]: each old
     movie's id in the new catalogue, -1 if removed; `fresh` bool [n]: the new catalogue's
     new and changed movies; `index` and `vectors` the new catalogue's.
     """
-    old_ids, old_scores = np.asarray(stored[0]), np.asarray(stored[1])
+    old_ids = np.asarray(stored.ids)
     n, k = len(vectors), old_ids.shape[1]
     ids, scores = np.full((n, k), -1, dtype=np.int32), np.full((n, k), -np.inf, dtype=np.float32)
     kept_old = np.flatnonzero(remap >= 0)
@@ -40,9 +42,12 @@ def refreshed_neighbours(stored: tuple[np.ndarray, np.ndarray], remap: np.ndarra
     mapped = np.where(old_ids[kept_old] >= 0, remap[np.maximum(old_ids[kept_old], 0)], -1)
     lost = (mapped < 0) | fresh[np.maximum(mapped, 0)]
     whole = ~lost.any(axis=1) & ~fresh[rows]
-    ids[rows[whole]], scores[rows[whole]] = mapped[whole], old_scores[kept_old[whole]]
-    _merge_fresh(ids, scores, rows[whole], np.flatnonzero(fresh), vectors, progress)
-    again = np.setdiff1d(np.arange(n), rows[whole])
+    kept, kept_new = kept_old[whole], rows[whole]
+    ids[kept_new] = mapped[whole]
+    for start in range(0, len(kept), BATCH_ROWS):  # a batch at a time: the scores are computed
+        scores[kept_new[start:start + BATCH_ROWS]] = stored.first(kept[start:start + BATCH_ROWS], k)[1]
+    _merge_fresh(ids, scores, kept_new, np.flatnonzero(fresh), vectors, progress)
+    again = np.setdiff1d(np.arange(n), kept_new)
     with tqdm(total=len(again), unit="movie", desc="neighbours searched again", disable=not progress or None) as bar:
         for start in range(0, len(again), BATCH_ROWS):
             batch = again[start:start + BATCH_ROWS]

@@ -37,7 +37,7 @@ from movielinks.common.film_record import FilmRecord, film_attributes, film_prob
 from movielinks.common.records import MovieRecord
 from movielinks.indexer import version
 from movielinks.indexer.build import (all_movie_neighbours, build_params, calibrate_index, describe_index,
-                                      faiss_reason, make_index, unique_version_dir)
+                                      faiss_reason, make_index, save_lists, unique_version_dir)
 from movielinks.indexer.calibrate import DEFAULT_TARGET_RECALL
 from movielinks.indexer.errors import IndexerError
 from movielinks.indexer.root import load_current, publish
@@ -260,12 +260,12 @@ def _write_index_files(staging: Path, base: IndexVersion, plan: _Plan, movie_ind
         return
     fresh = np.zeros(plan.size, dtype=bool)
     fresh[plan.rows] = True
-    if base.movie_neighbours[0].shape[1] <= plan.size - 1:
+    if base.movie_neighbours.k <= plan.size - 1:
         ids, scores = refreshed_neighbours(base.movie_neighbours, plan.remap, fresh, movie_index, vectors,
                                            progress=progress)
     else:  # fewer movies than the lists were long: every list is found again, shorter
         ids, scores = all_movie_neighbours(movie_index, vectors, plan.size - 1, progress=progress)
-    np.savez(staging / version.MOVIE_NEIGHBOURS, ids=ids, scores=scores)
+    save_lists(staging / version.MOVIE_NEIGHBOURS, ids, scores, with_scales=True)
 
 
 def _folded_in(base: IndexVersion, data: Path, digest: str, created_at: datetime.datetime, films: list[FilmRecord],

@@ -2,6 +2,9 @@
 
 Checksums say the files are the ones the indexer wrote; these checks say the files
 agree with each other, so that a version the server swaps in answers every query.
+They read no stored list whole (a million movies' lists are hundreds of MB): what needs
+the lists' scores (ranked best first, finite) is checked where the indexer has them in
+hand, before it writes them (ranked_lists_problem).
 """
 from __future__ import annotations
 
@@ -51,7 +54,12 @@ def validate_version(v: IndexVersion) -> None:
     ]
     for lists, rows, what in ((v.movie_neighbours, n_movies, "movie neighbours"), (v.link_movies, n_links, "link movies")):
         if lists is not None:
-            checks += _movie_list_checks(*lists, rows, n_movies, what)
+            checks += _movie_list_checks(lists.ids, lists.scores, rows, n_movies, what)
+    if v.movie_neighbours is not None:
+        checks += [(v.movie_scales is not None or v.movie_neighbours.scores is not None,
+                    "movie neighbours have neither local scales nor scores to compute them from"),
+                    (v.movie_scales is None or v.movie_scales.shape == (n_movies,),
+                     "movie neighbours' local scales have the wrong shape")]
     if v.movie_links is not None:
         problem = v.movie_links.problem(n_movies, n_links)
         checks.append((problem is None, problem or ""))
@@ -60,8 +68,37 @@ def validate_version(v: IndexVersion) -> None:
             raise IndexerError(f"{v.path}: {problem}")
 
 
-def _movie_list_checks(ids: np.ndarray, scores: np.ndarray, rows: int, n_movies: int, what: str) -> list[tuple[bool, str]]:
-    """Checks of stored lists of movie ids (ids [rows, K] padded with -1, scores alike)."""
+def _movie_list_checks(ids: np.ndarray, scores: np.ndarray | None, rows: int, n_movies: int, what: str
+                       ) -> list[tuple[bool, str]]:
+    """Checks of stored lists of movie ids (ids [rows, K] padded with -1; scores alike in versions
+    written before they were dropped). The ids' range is read through the page cache in blocks
+    (common.npz.value_range), not through the mapping, which would make the whole file resident."""
     low, high = npz.value_range(ids) if ids.size else (-1, -1)
-    return [(ids.ndim == 2 and ids.shape == scores.shape and ids.shape[0] == rows, f"{what} have the wrong shape"),
-            (low >= -1 and high < n_movies, f"{what} name unknown movies")]
+    shaped = ids.ndim == 2 and ids.shape[0] == rows and (scores is None or ids.shape == scores.shape)
+    return [(shaped, f"{what} have the wrong shape"), (low >= -1 and high < n_movies, f"{what} name unknown movies")]
+
+
+_CHECKED_ROWS = 1 << 16  # rows of lists checked at a time by ranked_lists_problem
+# Scores found by another float32 summation than FAISS's (an update scores the old lists again
+# from the vectors) may order two near-equal neighbours the other way by this much.
+_RANK_TOLERANCE = 1e-5
+
+
+def ranked_lists_problem(ids: np.ndarray, scores: np.ndarray) -> str | None:
+    """What is wrong with lists of movies as the indexer found them, before only their ids are
+    written (ids int [n, K] padded with -1 at the end, scores float32 [n, K]), None if nothing:
+    a listed movie's score must be finite and no higher than the one before it (but for float32
+    rounding)."""
+    if ids.ndim != 2 or ids.shape != scores.shape:
+        return f"ids {ids.shape} and scores {scores.shape} differ in shape"
+    for start in range(0, len(ids), _CHECKED_ROWS):
+        block_ids, block = ids[start:start + _CHECKED_ROWS], scores[start:start + _CHECKED_ROWS]
+        listed = block_ids >= 0
+        bad = np.flatnonzero(((block_ids < -1) | (listed & ~np.isfinite(block))).any(axis=1))
+        if len(bad):
+            return f"row {start + int(bad[0])} has an id below -1 or a score that is not finite"
+        ranked = np.where(listed, block, -np.inf)
+        unsorted = np.flatnonzero((ranked[:, 1:] > ranked[:, :-1] + _RANK_TOLERANCE).any(axis=1))
+        if len(unsorted):
+            return f"row {start + int(unsorted[0])} is not ranked best first (or has padding before a movie)"
+    return None

@@ -16,11 +16,13 @@ which one is published):
       movies.jsonl            MovieRecord per line, in movie id order
       links.json              link names in link id order
       attribute_models.json   {name: AttributeModel}
-      movie_neighbours.npz    optional: each movie's K most similar movies, itself excluded,
-                              ids int32 [n, K] padded with -1, scores float32 [n, K]
+      movie_neighbours.npz    optional: each movie's K most similar movies, itself excluded, best
+                              first: ids int32 [n, K] padded with -1; scales float32 [n], each
+                              movie's local scale (search.recommend.local_scales of its list's
+                              scores, found at build time)
       link_movies.npz         optional: each link's K nearest movies (its vector asking the movie
-                              index, as LinkMovies asks it), ids int32 [n_links, K] padded with -1,
-                              scores float32 [n_links, K]
+                              index, as LinkMovies asks it), best first: ids int32 [n_links, K]
+                              padded with -1
       movie_links.npz         optional (copied from a run that has it): each movie's kept
                               links, CSR offsets int64, link_ids int32 (common.movie_links)
       movie_records.npz       optional: offsets int64 [n + 1] of each movie's line in movies.jsonl
@@ -33,6 +35,12 @@ which one is published):
       movie_titles.npz        optional: the movie titles' common.title_index.TitleIndex arrays, with
                               the films' IMDb and Wikidata ids (a version without them knows none)
       link_titles.npz         optional: the link names' TitleIndex arrays
+
+The stored lists keep no scores: a score is the inner product of the row's own vector
+(movie_vectors[row], link_vectors[row]) and the listed movie's, computed for the rows a
+query asks for (search.neighbours.NeighbourLists), so the server maps half the bytes.
+Versions written before kept scores float32 [n, K] (-inf padding) beside the ids and no
+scales: they still load, their scores are served as stored and the scales computed from them.
 
 The last three are derived from movies.jsonl and links.json: a version without them
 (written before they existed) still loads, and builds them in memory (slowly: half a
@@ -62,6 +70,7 @@ from movielinks.common.external_ids import IMDB, WIKIDATA
 from movielinks.common.title_index import NameTable, TitleIndex
 from movielinks.indexer.errors import IndexerError
 from movielinks.indexer.validate import validate_version
+from movielinks.search.neighbours import NeighbourLists
 
 INDEX_FORMAT = "movielinks.index/1"
 MANIFEST = artifacts.MANIFEST
@@ -289,13 +298,17 @@ class IndexVersion:
     facts: FactColumns  # each movie's director and ids, without reading its record
     attribute_models: dict[str, AttributeModel]
     # Each movie's K most similar movies (itself excluded), found with movie_index at
-    # build time: (ids int32 [n, K] padded with -1, scores float32 [n, K]). None if not built.
-    movie_neighbours: tuple[np.ndarray, np.ndarray] | None = None
+    # build time (ids int32 [n, K] padded with -1; scores from the vectors). None if not built.
+    movie_neighbours: NeighbourLists | None = None
     # Each movie's kept links (the articles' links in the vocabulary). None if the run had none.
     movie_links: movie_links_file.MovieLinks | None = None
-    # Each link's K nearest movies, found with movie_index at build time: (ids int32 [n_links, K]
-    # padded with -1, scores float32 [n_links, K]). None if not built (or dropped by an update).
-    link_movies: tuple[np.ndarray, np.ndarray] | None = None
+    # Each link's K nearest movies, found with movie_index at build time (ids int32 [n_links, K]
+    # padded with -1; scores from the vectors). None if not built (or dropped by an update).
+    link_movies: NeighbourLists | None = None
+    # float32 [n_movies]: each movie's local scale (search.recommend.local_scales), stored at build
+    # time beside its neighbours. None without stored neighbours, or for a version written before
+    # (its stored scores give them: server.catalogue).
+    movie_scales: np.ndarray | None = None
 
     @property
     def links(self) -> Sequence[str]:
@@ -349,14 +362,17 @@ def load_version(path: str | Path) -> IndexVersion:
 def _open_version(path: Path, manifest: IndexManifest) -> IndexVersion:
     lookups = _read_lookups(path, manifest)
     movie_index, link_index = _read_index(path / MOVIE_INDEX), _read_index(path / LINK_INDEX)
+    movie_vectors, link_vectors = _vectors(movie_index, path / MOVIE_VECTORS), _vectors(link_index, path / LINK_VECTORS)
+    neighbours, scales = (_read_neighbours(path / MOVIE_NEIGHBOURS, movie_vectors, movie_vectors)
+                          if MOVIE_NEIGHBOURS in manifest.files else (None, None))
     return IndexVersion(
-        path, manifest, movie_index, link_index,
-        _vectors(movie_index, path / MOVIE_VECTORS), _vectors(link_index, path / LINK_VECTORS),
+        path, manifest, movie_index, link_index, movie_vectors, link_vectors,
         MovieRecordFile(path / MOVIES, lookups.record_offsets), lookups.movie_titles, lookups.link_titles,
         lookups.years, lookups.prominence, lookups.facts, artifacts.read_attribute_models(path),
-        _read_neighbours(path / MOVIE_NEIGHBOURS) if MOVIE_NEIGHBOURS in manifest.files else None,
+        neighbours,
         movie_links_file.load(path / MOVIE_LINKS) if MOVIE_LINKS in manifest.files else None,
-        _read_neighbours(path / LINK_MOVIES) if LINK_MOVIES in manifest.files else None,
+        _read_neighbours(path / LINK_MOVIES, link_vectors, movie_vectors)[0] if LINK_MOVIES in manifest.files else None,
+        scales,
     )
 
 
@@ -402,9 +418,16 @@ class _IndexMemory:
         self.__array_interface__ = {"shape": shape, "typestr": "<f4", "data": (address, True), "version": 3}
 
 
-def _read_neighbours(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The stored neighbours, memory-mapped where the .npz holds them uncompressed (as `np.savez` writes)."""
-    arrays = npz.read_arrays(path, ("ids", "scores"))
-    return arrays["ids"], arrays["scores"]
+def _read_neighbours(path: Path, row_vectors: np.ndarray, movie_vectors: np.ndarray
+                     ) -> tuple[NeighbourLists, np.ndarray | None]:
+    """Stored lists of movies, memory-mapped where the .npz holds them uncompressed (as `np.savez`
+    writes), scored with `row_vectors` (each row's own) and `movie_vectors`; and the rows' stored
+    local scales (None where the file has none). A version's file written before scores were
+    dropped keeps them: they are served as stored."""
+    arrays = npz.read_arrays(path)
+    scales = arrays.get("scales")
+    # The scales are read once (4 MB at a million movies) and indexed by every recommendation.
+    return (NeighbourLists(arrays["ids"], row_vectors, movie_vectors, arrays.get("scores")),
+            None if scales is None else np.array(scales))
 
 

@@ -8,8 +8,12 @@ and the top k taken with argpartition. Exact, whatever the index type.
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from movielinks.search.neighbours import NeighbourLists
 
 ROWS_PER_PRODUCT = 256  # queries scored in one matrix product: 256 x 36k floats is 37 MB
 
@@ -102,25 +106,23 @@ def filtered_search(vectors: np.ndarray, queries: np.ndarray, allowed: np.ndarra
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
-def from_stored(stored: tuple[np.ndarray, np.ndarray], query_ids: np.ndarray, allowed: np.ndarray,
+def from_stored(stored: NeighbourLists, query_ids: np.ndarray, allowed: np.ndarray,
                 excluded: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The first stage of a filtered similar-movies query: each query's stored neighbours (its
     K best, best first) that the filter lets through. Where at least k survive, they are the
-    answer (the k best allowed movies are among the K best); the rest need a scan.
+    answer (the k best allowed movies are among the K best); the rest need a scan. Scores are
+    computed only for the movies chosen.
 
     Returns (ids [n, k], scores [n, k], bool [n]: answered here)."""
-    stored_ids, stored_scores = stored
-    rows, row_scores = stored_ids[query_ids].astype(np.int64), stored_scores[query_ids]
+    rows = np.asarray(stored.ids)[query_ids].astype(np.int64)
     keep = (rows >= 0) & allowed[np.maximum(rows, 0)]
     for row, ids in enumerate(excluded):
         if len(ids):
             keep[row] &= ~np.isin(rows[row], ids)
     answered = keep.sum(axis=1) >= k
-    ids = np.full((len(query_ids), k), -1, dtype=np.int64)
-    scores = np.full((len(query_ids), k), -np.inf, dtype=np.float32)
-    for row in np.flatnonzero(answered):
-        chosen = np.flatnonzero(keep[row])[:k]
-        ids[row], scores[row] = rows[row, chosen], row_scores[row, chosen]
+    # Each row's kept entries moved to its front in list order: its first k are the answer.
+    first_kept = np.argsort(~keep, axis=1, kind="stable")[:, :k]
+    ids, scores = stored.chosen(query_ids, np.where(answered[:, None], first_kept, -1))
     return ids, scores, answered
 
 

@@ -3,10 +3,15 @@
 Short functions over numpy arrays, as in FAISS's contrib/: ids in, (ids, scores)
 out, rows padded with id -1 and score -inf where fewer than k were found. Used by
 the indexer (stored neighbours at build time, exports) and by the server.
+
+Lists found beforehand (an index version's movie neighbours and link movies) keep ids
+only: each score is the inner product of the row's own vector and the listed movie's,
+computed (pair_scores) for the rows a query asks for.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import os
 from collections.abc import Collection, Sequence
@@ -23,6 +28,8 @@ BATCH_ROWS = 4096
 # A batch never holds more than this many result rows (batches shrink for a large
 # k), which bounds the memory of an all-movies pass at a few tens of MB.
 MAX_RESULTS_PER_BATCH = 1 << 17
+# Pairs scored at a time by pair_scores: their gathered vectors stay a few tens of MB.
+SCORED_PAIRS_PER_BLOCK = 1 << 17
 # From this many queries on, one call is worth an OpenMP team of every core; a
 # single query costs less than starting the team.
 ALL_CORES_FROM_ROWS = 64
@@ -69,16 +76,67 @@ def search(
     return out_ids, out_scores
 
 
+def pair_scores(row_vectors: np.ndarray, movie_vectors: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """float32 [n, m]: the inner product of row_vectors[i] and movie_vectors[ids[i, j]] (their
+    cosine: both unit rows), -inf where ids[i, j] is -1 (padding), computed in float32."""
+    ids = np.asarray(ids)
+    # Plain ndarray views: np.memmap indexes through Python code.
+    row_vectors, movie_vectors = np.asarray(row_vectors), np.asarray(movie_vectors)
+    scores = np.empty(ids.shape, dtype=np.float32)
+    step = max(1, SCORED_PAIRS_PER_BLOCK // max(1, ids.shape[1]))
+    for start in range(0, len(ids), step):
+        gathered = movie_vectors[np.maximum(ids[start:start + step], 0)]  # [rows, m, dim]
+        scores[start:start + step] = np.matmul(gathered, row_vectors[start:start + step, :, None])[..., 0]
+    scores[ids < 0] = -np.inf
+    return scores
+
+
+@dataclasses.dataclass(frozen=True)
+class NeighbourLists:
+    """Each row's K nearest movies found beforehand (an index version's movie neighbours or link
+    movies): ids int32 [n, K], best first, padded with -1. A list's scores are not stored: they
+    are the inner products of the row's vector and its movies', computed for the rows asked."""
+
+    ids: np.ndarray  # int32 [n, K]
+    row_vectors: np.ndarray  # [n, dim]: each row's own vector (the movie's, or the link's)
+    movie_vectors: np.ndarray  # [n_movies, dim]
+    # float32 [n, K]: the scores of a version written before they were dropped, served as they
+    # are (as before); None: computed from the vectors.
+    scores: np.ndarray | None = None
+
+    @property
+    def k(self) -> int:
+        return int(self.ids.shape[1])
+
+    def first(self, row_ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The first k (<= K) entries of the lists of `row_ids`: (ids int64, scores float32) [n, k]."""
+        ids = np.asarray(self.ids)[row_ids, :k].astype(np.int64)
+        return ids, self._scored(row_ids, ids, None if self.scores is None else np.asarray(self.scores)[row_ids, :k])
+
+    def chosen(self, row_ids: np.ndarray, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The entries at `columns` (int [n, m]: positions in each list, -1 for none) of the lists
+        of `row_ids`: (ids int64, scores float32) [n, m], id -1 and score -inf where none."""
+        at = np.maximum(columns, 0)
+        ids = np.where(columns >= 0, np.take_along_axis(np.asarray(self.ids)[row_ids], at, axis=1), -1)
+        stored = None if self.scores is None else np.take_along_axis(np.asarray(self.scores)[row_ids], at, axis=1)
+        return ids.astype(np.int64), self._scored(row_ids, ids, stored)
+
+    def _scored(self, row_ids: np.ndarray, ids: np.ndarray, stored: np.ndarray | None) -> np.ndarray:
+        if stored is None:
+            return pair_scores(np.asarray(self.row_vectors)[row_ids], self.movie_vectors, ids)
+        return np.where(ids >= 0, stored, -np.inf).astype(np.float32)
+
+
 def similar_rows(
     index: faiss.Index,
     vectors: np.ndarray,
     row_ids: np.ndarray,
     k: int,
-    stored: tuple[np.ndarray, np.ndarray] | None = None,
+    stored: NeighbourLists | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The k nearest rows of `index` to each of `vectors[row_ids]`, the row itself excluded.
 
-    `stored` is (ids, scores) [n, K] found beforehand with the same index (an index
+    `stored` are the lists [n, K] found beforehand with the same index (an index
     version's movie neighbours): when k <= K they answer without a search.
     """
     row_ids = np.asarray(row_ids, dtype=np.int64)
@@ -87,22 +145,20 @@ def similar_rows(
 
 
 def stored_rows(
-    stored: tuple[np.ndarray, np.ndarray] | None, row_ids: np.ndarray, k: int
+    stored: NeighbourLists | None, row_ids: np.ndarray, k: int
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """The first k of the stored lists (ids, scores) [n, K] of `row_ids`, as search returns them;
-    None where nothing is stored or the lists are shorter than k (the caller searches)."""
-    if stored is None or k > stored[0].shape[1]:
+    """The first k of the stored lists of `row_ids`, as search returns them (scores computed
+    from the vectors); None where nothing is stored or the lists are shorter than k (the caller searches)."""
+    if stored is None or k > stored.k:
         return None
-    # As plain ndarray views: np.memmap indexes through Python code, slower by half for a row.
-    ids, scores = np.asarray(stored[0]), np.asarray(stored[1])
-    return ids[row_ids, :k].astype(np.int64), scores[row_ids, :k]
+    return stored.first(np.asarray(row_ids, dtype=np.int64), k)
 
 
 def all_similar_rows(
     index: faiss.Index,
     vectors: np.ndarray,
     k: int,
-    stored: tuple[np.ndarray, np.ndarray] | None = None,
+    stored: NeighbourLists | None = None,
     batch_rows: int = BATCH_ROWS,
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Every row's k nearest rows (itself excluded), in row order, a batch at a time:

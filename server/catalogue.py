@@ -38,10 +38,12 @@ class Catalogue:
 
     @property
     def movie_scales(self) -> np.ndarray | None:
-        """Each movie's local scale (search.recommend.local_scales) from the stored neighbour
-        lists, computed on first use; None for a version without them (no local scaling)."""
-        if self._movie_scales is None and self.version.movie_neighbours is not None:
-            self._movie_scales = local_scales(self.version.movie_neighbours[1])
+        """Each movie's local scale (search.recommend.local_scales), as the version stores it beside
+        its neighbour lists; for a version written before, computed on first use from the lists'
+        stored scores. None for a version without stored neighbours (no local scaling)."""
+        v = self.version
+        if self._movie_scales is None and v.movie_neighbours is not None:
+            self._movie_scales = v.movie_scales if v.movie_scales is not None else local_scales(v.movie_neighbours.scores)
         return self._movie_scales
 
     @property
@@ -61,7 +63,7 @@ class Catalogue:
             return similar_rows(v.movie_index, v.movie_vectors, movie_ids, k, v.movie_neighbours)
         excluded = excluded or [np.empty(0, np.int64)] * len(movie_ids)
         excluded = [np.append(extra, q).astype(np.int64) for q, extra in zip(movie_ids.tolist(), excluded)]
-        if v.movie_neighbours is None or k > v.movie_neighbours[0].shape[1]:
+        if v.movie_neighbours is None or k > v.movie_neighbours.k:
             return filtered_search(v.movie_vectors, v.movie_vectors[movie_ids], allowed, excluded, k)
         ids, scores, answered = from_stored(v.movie_neighbours, movie_ids, allowed, excluded, k)
         rest = np.flatnonzero(~answered)

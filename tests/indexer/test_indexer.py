@@ -96,13 +96,16 @@ def test_build_publishes_a_loadable_inner_product_version(tmp_path: Path, run_di
     # Vectors and stored neighbours are memory-mapped, not read: a big version starts fast.
     # The vectors are served from the (memory-mapped) index file's own storage, one copy, read-only.
     assert isinstance(version.movie_vectors.base, indexer.version._IndexMemory) and not version.movie_vectors.flags.owndata
-    assert not version.movie_vectors.flags.writeable and isinstance(version.movie_neighbours[0], np.memmap)
+    assert not version.movie_vectors.flags.writeable and isinstance(version.movie_neighbours.ids, np.memmap)
     assert np.array_equal(version.movie_vectors, np.load(version.path / indexer.version.MOVIE_VECTORS))
     run = load_run(run_dir)
     np.testing.assert_array_equal(version.movie_vectors, run.movie_vectors)
     with np.load(root / "versions" / name / indexer.version.MOVIE_NEIGHBOURS) as saved:
-        np.testing.assert_array_equal(version.movie_neighbours[0], saved["ids"])
-        np.testing.assert_array_equal(version.movie_neighbours[1], saved["scores"])
+        # Ids and each movie's local scale only: the scores are computed from the vectors.
+        assert set(saved.files) == {"ids", "scales"}
+        np.testing.assert_array_equal(version.movie_neighbours.ids, saved["ids"])
+        np.testing.assert_array_equal(version.movie_scales, saved["scales"])
+    assert version.movie_neighbours.scores is None and version.link_movies.scores is None
     run_manifest = json.loads((run_dir / "manifest.json").read_text())
     manifest = version.manifest
     assert manifest.source_run["checksum"] == sha256_file(run_dir / "manifest.json")
@@ -301,7 +304,8 @@ def test_export_equals_search(tmp_path: Path, built: indexer.version.IndexVersio
     for i, title in enumerate(titles):
         assert [n for n, _ in exported[title]] == [titles[j] for j in ids[i]]
         assert title not in {n for n, _ in exported[title]}
-        np.testing.assert_array_equal(np.float32([s for _, s in exported[title]]), scores[i])
+        # The stored lists' scores are computed from the vectors: FAISS's to float32 rounding.
+        np.testing.assert_allclose(np.float32([s for _, s in exported[title]]), scores[i], rtol=0, atol=1e-6)
 
 
 def test_export_refuses_bad_suffix_and_leaves_nothing_on_failure(
@@ -372,9 +376,9 @@ def test_cli_bad_run_path_is_one_line_exit_2(tmp_path: Path) -> None:
 def test_stored_movie_neighbours_equal_a_search(tmp_path, run_dir):
     build_index(run_dir, tmp_path / "index", neighbours_k=20, progress=False)
     version = indexer.root.load_current(tmp_path / "index")
-    ids, scores = version.movie_neighbours
-    assert ids.shape == scores.shape == (N_MOVIES, 20)
     rows = np.arange(N_MOVIES)
+    ids, scores = version.movie_neighbours.first(rows, 20)
+    assert ids.shape == scores.shape == version.movie_neighbours.ids.shape == (N_MOVIES, 20)
     expected_ids, expected_scores = search.neighbours.search(version.movie_index, version.movie_vectors, 20, rows[:, None])
     assert (ids == expected_ids).all() and np.allclose(scores, expected_scores)
     assert not (ids == rows[:, None]).any()
@@ -387,15 +391,16 @@ def test_stored_movie_neighbours_equal_a_search(tmp_path, run_dir):
 def test_each_link_s_nearest_movies_are_stored_as_a_search_finds_them(tmp_path: Path, run_dir: Path) -> None:
     build_index(run_dir, tmp_path / "index", factory="HNSW16", link_movies_k=12, progress=False)
     version = indexer.root.load_current(tmp_path / "index")
-    ids, scores = version.link_movies
-    assert ids.shape == scores.shape == (N_LINKS, 12) and ids.dtype == np.int32
+    lists = version.link_movies
+    ids, scores = lists.first(np.arange(N_LINKS), 12)
+    assert ids.shape == scores.shape == lists.ids.shape == (N_LINKS, 12) and lists.ids.dtype == np.int32
     expected_ids, expected_scores = search.neighbours.search(version.movie_index, version.link_vectors, 12)
     assert (ids == expected_ids).all() and np.allclose(scores, expected_scores)  # at the file's own setting
     build_index(run_dir, tmp_path / "none", link_movies_k=0, progress=False)
     assert indexer.root.load_current(tmp_path / "none").link_movies is None
-    for bad, problem in (((ids[:-1], scores[:-1]), "link movies have the wrong shape"),
-                         ((np.full_like(ids, N_MOVIES), scores), "link movies name unknown movies"),
-                         ((ids[:, :3], scores), "link movies have the wrong shape")):
+    for bad, problem in ((dataclasses.replace(lists, ids=lists.ids[:-1]), "link movies have the wrong shape"),
+                         (dataclasses.replace(lists, ids=np.full_like(lists.ids, N_MOVIES)), "link movies name unknown movies"),
+                         (dataclasses.replace(lists, scores=scores[:, :3]), "link movies have the wrong shape")):
         with pytest.raises(IndexerError, match=problem):
             validate_version(dataclasses.replace(version, link_movies=bad))
     with pytest.raises(IndexerError, match="link-movies-k"):
@@ -421,7 +426,7 @@ def test_stored_neighbours_are_searched_with_the_setting_for_the_index_own_rows(
     rows = np.arange(N_MOVIES)[:, None]
     version.movie_index.hnsw.efSearch = 4
     ids, _ = search.neighbours.search(version.movie_index, version.movie_vectors, 10, rows)
-    np.testing.assert_array_equal(version.movie_neighbours[0], ids)
+    np.testing.assert_array_equal(version.movie_neighbours.ids, ids)
     version.movie_index.hnsw.efSearch = 200
     wider, _ = search.neighbours.search(version.movie_index, version.movie_vectors, 10, rows)
     assert (wider != ids).any()  # the two settings answer differently: the lists show which was used
@@ -569,6 +574,6 @@ def test_mapped_arrays_are_checked_by_reading_not_by_touching_the_mapping(tmp_pa
     run = fixtures.make_run(tmp_path / "run")
     build_index(run, tmp_path / "index", progress=False)
     version = indexer.root.load_current(tmp_path / "index")
-    assert isinstance(version.movie_neighbours[0], np.memmap) and isinstance(version.movie_links.link_ids, np.memmap)
+    assert isinstance(version.movie_neighbours.ids, np.memmap) and isinstance(version.movie_links.link_ids, np.memmap)
     bad = MovieLinks(version.movie_links.offsets, version.movie_links.link_ids)
     assert bad.problem(N_MOVIES, int(common.npz.value_range(bad.link_ids)[1])) is not None

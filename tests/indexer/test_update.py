@@ -2,17 +2,20 @@
 index right, and bad update files refused with nothing published (the real command)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 
 from movielinks.indexer.build import all_movie_neighbours, build_index
 from movielinks.indexer.errors import IndexerError
 from movielinks.indexer.root import current_version_name, list_versions, load_current
+from movielinks.indexer.stored_neighbours import refreshed_neighbours
 from movielinks.indexer.update import update_index
 from movielinks.search.foldin import fold_in, fold_in_space, link_film_counts
 from movielinks.search.neighbours import search
@@ -67,7 +70,7 @@ def test_new_changed_and_removed_films_make_a_consistent_version(root: Path, tmp
     # The stored neighbours are each movie's nearest (of an exact index: what its search finds, films with
     # equal vectors swapping places; of a graph: nearly all of them), each its true cosine, never itself.
     vectors = np.asarray(updated.movie_vectors)
-    stored_ids, stored_scores = updated.movie_neighbours
+    stored_ids, stored_scores = updated.movie_neighbours.first(np.arange(429), 20)
     if base.manifest.indexes["movies"].factory == "Flat":
         np.testing.assert_allclose(stored_scores, all_movie_neighbours(updated.movie_index, vectors, 20)[1], atol=1e-5)
     cosines = vectors @ vectors.T
@@ -83,6 +86,31 @@ def test_new_changed_and_removed_films_make_a_consistent_version(root: Path, tmp
     assert manifest.folded_in["films"]["New film 3"] == 0 and manifest.folded_in["updates"][0]["removed"] == 1
     assert manifest.indexes["movies"].size == 429 and manifest.indexes["movies"].factory == base.manifest.indexes[
         "movies"].factory
+
+
+def test_old_lists_are_ranked_by_scores_from_the_vectors_or_by_those_a_version_stored(root: Path) -> None:
+    """The lists hold ids only: the merge ranks a kept list by its scores computed from the old vectors;
+    a version written before gives its stored ones (here float64 products, rounded), and both agree."""
+    base = load_current(root)
+    lists, vectors = base.movie_neighbours, np.asarray(base.movie_vectors)
+    n = len(vectors)
+    stored = np.where(lists.ids >= 0, np.einsum("rd,rkd->rk", vectors.astype(np.float64),
+                                                 vectors[np.maximum(lists.ids, 0)].astype(np.float64)), -np.inf)
+    remap = np.arange(n)
+    remap[7], remap[8:] = -1, remap[8:] - 1  # film 7 removed
+    kept = vectors[remap >= 0]
+    fresh = np.zeros(len(kept), dtype=bool)
+    fresh[[3, 50, 200]] = True  # changed, to the same vectors
+    index = faiss.IndexFlatIP(kept.shape[1])
+    index.add(kept)
+    ids, scores = refreshed_neighbours(lists, remap, fresh, index, kept)
+    old_ids, old_scores = refreshed_neighbours(dataclasses.replace(lists, scores=stored.astype(np.float32)), remap,
+                                               fresh, index, kept)
+    np.testing.assert_array_equal(ids, old_ids)
+    np.testing.assert_allclose(scores, old_scores, rtol=0, atol=1e-6)
+    listed = ids >= 0
+    np.testing.assert_allclose(scores[listed], np.einsum("rd,rkd->rk", kept, kept[np.maximum(ids, 0)])[listed],
+                               rtol=0, atol=1e-5)
 
 
 def test_a_graph_that_only_gains_films_is_extended_and_finds_them(root: Path, tmp_path: Path) -> None:

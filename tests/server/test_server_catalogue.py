@@ -89,7 +89,7 @@ def test_links_and_movies_for_links(catalogue):
 
 def test_link_movies_come_from_the_stored_lists_up_to_their_length(catalogue, monkeypatch):
     version = catalogue.version
-    stored_ids, _ = version.link_movies
+    stored_ids = version.link_movies.ids
     searched = catalogue.link_movies("Link 3", 30).movies  # longer than the stored 20: a search
     calls = []
     real_search = movielinks.server.catalogue.search
