@@ -18,6 +18,7 @@ import faiss
 import numpy as np
 from tqdm import tqdm
 
+from movielinks.common import movie_links as movie_links_file
 from movielinks.common.artifacts import file_checksums
 from movielinks.common.files import atomic_directory
 from movielinks.search.neighbours import BATCH_ROWS, MAX_RESULTS_PER_BATCH, all_similar_rows, search
@@ -172,7 +173,8 @@ def _write_version_files(
     for name, run_name in _RUN_FILE.items():
         shutil.copyfile(run.path / run_name, staging / name)
     if run.movie_links is not None:  # optional: runs before it have none
-        shutil.copyfile(run.path / trainer.run.MOVIE_LINKS, staging / version.MOVIE_LINKS)
+        # The run's file with the films of each link beside it (common.movie_links: what a server sorts otherwise).
+        movie_links_file.save(staging / version.MOVIE_LINKS, run.movie_links, n_links=len(run.link_vectors))
     version.save_lookups(staging, version.build_lookups(staging))
     if min(link_movies_k, len(run.movies)) > 0:
         ids, scores = nearest_rows(indexes["movies"], run.link_vectors, min(link_movies_k, len(run.movies)),

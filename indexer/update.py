@@ -229,7 +229,7 @@ def _write_movie_links(staging: Path, base: IndexVersion, plan: _Plan, films: li
     np.cumsum([len(r) for r in rows], out=offsets[1:])
     links = movie_links_file.MovieLinks(offsets, np.concatenate(rows).astype(np.int32) if rows else np.empty(0, np.int32),
                                         None if cited_rows is None else np.concatenate(cited_rows).astype(bool))
-    movie_links_file.save(staging / version.MOVIE_LINKS, links)
+    movie_links_file.save(staging / version.MOVIE_LINKS, links, n_links=len(base.links))
 
 
 def _movie_index(base: IndexVersion, plan: _Plan, vectors: np.ndarray, progress: bool) -> faiss.Index:

@@ -23,8 +23,10 @@ which one is published):
       link_movies.npz         optional: each link's K nearest movies (its vector asking the movie
                               index, as LinkMovies asks it), best first: ids int32 [n_links, K]
                               padded with -1
-      movie_links.npz         optional (copied from a run that has it): each movie's kept
-                              links, CSR offsets int64, link_ids int32 (common.movie_links)
+      movie_links.npz         optional (from a run that has it): each movie's kept links, CSR
+                              offsets int64, link_ids int32, and the films of each link, CSR
+                              link_offsets int64, movies_by_link int32 (common.movie_links;
+                              versions written before lack these two: the server sorts them at start)
       movie_records.npz       optional: offsets int64 [n + 1] of each movie's line in movies.jsonl
                               (records are read on demand), years int16 [n] (release year, 0 unknown),
                               prominence float32 [n] (how well known and reviewed, 0..1: the

@@ -577,3 +577,17 @@ def test_mapped_arrays_are_checked_by_reading_not_by_touching_the_mapping(tmp_pa
     assert isinstance(version.movie_neighbours.ids, np.memmap) and isinstance(version.movie_links.link_ids, np.memmap)
     bad = MovieLinks(version.movie_links.offsets, version.movie_links.link_ids)
     assert bad.problem(N_MOVIES, int(common.npz.value_range(bad.link_ids)[1])) is not None
+
+
+def test_a_version_stores_the_films_of_each_link_and_a_server_maps_them(built):
+    """movie_links.npz holds the inverse layout the must_link_to filter reads (common.movie_links),
+    so a server maps it instead of sorting every pair at start; without it, it is computed."""
+    links = built.movie_links
+    assert links.inverse is not None and isinstance(links.inverse[1], np.memmap)
+    computed = dataclasses.replace(links, inverse=None).by_link(N_LINKS)
+    for stored, again in zip(links.by_link(N_LINKS), computed):
+        assert np.array_equal(stored, again)
+    assert links.problem(N_MOVIES, N_LINKS) is None
+    offsets, movies = links.inverse
+    assert "unknown movies" in dataclasses.replace(links, inverse=(offsets, movies + N_MOVIES)).problem(N_MOVIES, N_LINKS)
+    assert "offsets" in dataclasses.replace(links, inverse=(offsets[::-1].copy(), movies)).problem(N_MOVIES, N_LINKS)
