@@ -142,10 +142,10 @@ def batch_rows(movies: np.ndarray, grid_movies: np.ndarray, links: np.ndarray, g
 def _distinct_rows(ids: np.ndarray, spare_row: int, negative_pool: int, scratch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(the distinct ids, sorted and padded; each id's slot among them): np.unique's answer with
     return_inverse, without sorting all of `ids`: `scratch` (int32, one entry an id, contents
-    unused) marks each id's first place, and only the distinct ids are sorted."""
+    unused) keeps one place of each id, and only the distinct ids are sorted."""
     flat = ids.ravel()
     places = np.arange(flat.size, dtype=np.int32)
-    scratch[flat[::-1]] = places[::-1]  # the last write of an id is its first place
+    scratch[flat] = places  # of an id's places, one is kept (whichever: each id is then taken once)
     distinct = np.sort(flat[scratch[flat] == places])
     scratch[distinct] = places[: len(distinct)]
     length = flat.size

@@ -8,8 +8,9 @@ import pytest
 
 from movielinks.trainer.data import Film, LinkTable
 from movielinks.trainer.errors import TrainerError
-from movielinks.trainer.sampler import (CHECKED_FROM, _draw_links, _grid_clashes, contains, epoch_batches, grid_shape,
-                                        pair_keys, popularity_cdf, sample_non_pairs, split_pairs, true_share)
+from movielinks.trainer.sampler import (CHECKED_FROM, _distinct_rows, _draw_links, _grid_clashes, contains,
+                                        epoch_batches, grid_shape, pair_keys, popularity_cdf, sample_non_pairs,
+                                        split_pairs, true_share)
 from movielinks.trainer.train import TrainConfig, train
 from movielinks.trainer.vocab import build_vocabulary
 
@@ -265,3 +266,14 @@ def test_a_negative_pool_below_zero_is_refused():
                            positives_per_batch=4, rng=np.random.default_rng(0), negative_pool=-1))
     with pytest.raises(TrainerError, match="--negative-pool must be 0"):
         TrainConfig(negative_pool=-1).check()
+
+
+@pytest.mark.parametrize("n_rows", [1, 50, 100_000])
+def test_a_batchs_distinct_rows_are_np_uniques_without_sorting_every_id(n_rows):
+    # The sampler finds them through a scratch table (its cost at a million films: docs/scale.md);
+    # the answer must be np.unique's: the rows sorted (the step reads them in order), then the padding.
+    ids = np.random.default_rng(n_rows).integers(0, n_rows, (512, 5)).astype(np.int32)
+    rows, slots = _distinct_rows(ids, n_rows, 0, np.empty(n_rows + 1, np.int32))
+    distinct, inverse = np.unique(ids, return_inverse=True)
+    assert np.array_equal(rows[: len(distinct)], distinct) and (rows[len(distinct):] == n_rows).all()
+    assert np.array_equal(slots, inverse.reshape(ids.shape)) and len(rows) == ids.size
