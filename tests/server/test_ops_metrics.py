@@ -63,6 +63,9 @@ def test_reloads_are_counted_and_the_index_gauges_follow_the_version_served(tmp_
         assert sample(metrics, "movielinks_index_info", version=corrupt) == 0
         second = build(tmp_path, root, 2, n_movies=200, dim=8)
         wait_for(lambda: info(server.address).index_version == second)
+        # The server counts a reload, then sets the gauges, just after it swaps the version in: a scrape
+        # in between sees the new version served and its metrics not yet (failed once so, in a fresh clone).
+        wait_for(lambda: sample(scrape(server), "movielinks_index_info", version=second) == 1)
         metrics = scrape(server)
     assert sample(metrics, "movielinks_reloads_total", result="taken") == 1
     assert sample(metrics, "movielinks_reloads_total", result="refused") == 1
