@@ -63,7 +63,7 @@ from typing import Any, Sequence
 import faiss
 import numpy as np
 
-from movielinks.common import artifacts, movie_links as movie_links_file, npz
+from movielinks.common import artifacts, mapped, movie_links as movie_links_file, npz
 from movielinks.common.artifacts import ArtifactError, MovieRecordFile
 from movielinks.common.files import sha256_file
 from movielinks.common.records import AttributeModel, MovieRecord
@@ -380,8 +380,16 @@ def _open_version(path: Path, manifest: IndexManifest) -> IndexVersion:
 
 def _read_index(path: Path) -> faiss.Index:
     """A FAISS index whose vectors are memory-mapped, not read: a version of a million
-    movies starts serving in seconds, and pages come into memory as searches touch them."""
-    return faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY)
+    movies starts serving in seconds, and pages come into memory as searches touch them.
+
+    FAISS reads every neighbour id of an HNSW graph to check it: those pages are given back
+    (common.mapped) where the file is one mapping that holds the vectors, so that a graph the
+    stored lists answer for (at a million films 256 MB) is not resident until a search reads it."""
+    index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY)
+    flat = _flat_storage(index)
+    if flat is not None and flat.ntotal:
+        mapped.release(path, int(flat.get_xb()))
+    return index
 
 
 def _vectors(index: faiss.Index, path: Path) -> np.ndarray:

@@ -22,6 +22,7 @@ from movielinks import search
 from movielinks import common
 import movielinks.common.movie_links
 import movielinks.common.npz
+import movielinks.common.mapped
 import movielinks.indexer.build
 from movielinks import indexer
 import movielinks.indexer.calibrate
@@ -591,3 +592,54 @@ def test_a_version_stores_the_films_of_each_link_and_a_server_maps_them(built):
     offsets, movies = links.inverse
     assert "unknown movies" in dataclasses.replace(links, inverse=(offsets, movies + N_MOVIES)).problem(N_MOVIES, N_LINKS)
     assert "offsets" in dataclasses.replace(links, inverse=(offsets[::-1].copy(), movies)).problem(N_MOVIES, N_LINKS)
+
+
+def _resident_kb(path: Path) -> int:
+    """This process's resident kB of its mappings of `path` (/proc/self/smaps)."""
+    target, total, inside = os.path.realpath(path), 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        fields = line.split()
+        if fields and "-" in fields[0] and len(fields) >= 5:
+            inside = len(fields) > 5 and fields[5] == target
+        elif inside and fields[:1] == ["Rss:"]:
+            total += int(fields[1])
+    return total
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and madvise: Linux")
+def test_released_pages_of_a_read_only_mapping_leave_the_resident_set_and_read_the_same(tmp_path):
+    """common.mapped.release: what a version load does to the HNSW graph FAISS scanned."""
+    values = np.random.default_rng(0).random(1 << 20)  # 8 MB
+    path = tmp_path / "values.npy"
+    np.save(path, values)
+    mapped = np.load(path, mmap_mode="r")
+    assert np.array_equal(mapped, values) and _resident_kb(path) > 6000
+    address = mapped.__array_interface__["data"][0]
+    assert common.mapped.release(path, address) >= values.nbytes
+    assert _resident_kb(path) < 1000
+    assert np.array_equal(mapped, values)  # read again from the page cache
+    # Only a read-only mapping that holds the address: not a writable one, not another file's.
+    writable = np.load(path, mmap_mode="r+")
+    writable_address = writable.__array_interface__["data"][0]
+    assert common.mapped.release(path, writable_address) == 0
+    assert common.mapped.release(tmp_path / "other.npy", address) == 0
+    assert common.mapped.mapping_of(path, address) is not None
+
+
+def test_loading_gives_back_what_faiss_scanned_of_each_index_file_and_the_graph_still_searches(tmp_path, monkeypatch):
+    run = make_run(tmp_path / "run")
+    build_index(run, tmp_path / "index", factory="HNSW32", progress=False)
+    released = []
+    release = movielinks.common.mapped.release
+    monkeypatch.setattr(movielinks.common.mapped, "release",
+                        lambda path, address: released.append((Path(path).name, release(path, address))) or released[-1][1])
+    version = indexer.root.load_current(tmp_path / "index")
+    # Each index file, read by FAISS (which checks every neighbour id of a graph), is given back whole.
+    expected = {indexer.version.MOVIE_INDEX, indexer.version.LINK_INDEX}
+    assert {name for name, _ in released} == expected
+    if sys.platform.startswith("linux"):
+        sizes = {name: (version.path / name).stat().st_size for name in expected}
+        assert all(advised >= sizes[name] for name, advised in released)
+    ids, _ = movielinks.search.neighbours.search(version.movie_index, version.movie_vectors[:5], 3)
+    exact = exact_top_k(np.asarray(version.movie_vectors), np.asarray(version.movie_vectors[:5]), 3, False)
+    assert (ids[:, 0] == exact[:, 0]).all()  # the graph searches as before
