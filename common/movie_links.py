@@ -80,27 +80,28 @@ class MovieLinks:
 
     def problem(self, n_movies: int, n_links: int) -> str | None:
         """What is inconsistent with a catalogue of that size, or None."""
-        o, ids = self.offsets, self.link_ids
-        if o.ndim != 1 or ids.ndim != 1 or len(o) != n_movies + 1:
-            return f"movie links hold {len(o) - 1} movies, the catalogue {n_movies}"
-        if int(o[0]) != 0 or int(o[-1]) != len(ids) or (len(o) > 1 and bool(np.any(np.diff(o) < 0))):
-            return "movie link offsets are not increasing from 0 to the number of links"
-        low, high = npz.value_range(ids) if len(ids) else (0, -1)
-        if low < 0 or high >= n_links:
-            return "movie links name unknown links"
-        if self.cited is not None and self.cited.shape != ids.shape:
-            return f"movie links mark {len(self.cited)} pairs as cited or not, of {len(ids)}"
-        return None if self.inverse is None else _inverse_problem(*self.inverse, n_movies, n_links, len(ids))
+        ids = self.link_ids
+        problem = _csr_problem(self.offsets, ids, n_movies, n_links, "movie links", "movies", "links")
+        if problem is None and self.cited is not None and self.cited.shape != ids.shape:
+            problem = f"movie links mark {len(self.cited)} pairs as cited or not, of {len(ids)}"
+        if problem is None and self.inverse is not None:
+            offsets, movies = self.inverse
+            problem = (_csr_problem(offsets, movies, n_links, n_movies, "the films of each link", "links", "movies")
+                       if len(movies) == len(ids) else f"the films of each link hold {len(movies)} pairs, of {len(ids)}")
+        return problem
 
 
-def _inverse_problem(offsets: np.ndarray, movies: np.ndarray, n_movies: int, n_links: int, n_pairs: int) -> str | None:
-    if offsets.ndim != 1 or movies.ndim != 1 or len(offsets) != n_links + 1 or len(movies) != n_pairs:
-        return f"the films of each link hold {len(offsets) - 1} links and {len(movies)} pairs, of {n_links} and {n_pairs}"
-    if int(offsets[0]) != 0 or int(offsets[-1]) != n_pairs or bool(np.any(np.diff(offsets) < 0)):
-        return "the films of each link: offsets are not increasing from 0 to the number of pairs"
-    low, high = npz.value_range(movies) if len(movies) else (0, -1)
-    if low < 0 or high >= n_movies:
-        return "the films of each link name unknown movies"
+def _csr_problem(offsets: np.ndarray, values: np.ndarray, n_rows: int, n_values: int, name: str, rows: str,
+                 items: str) -> str | None:
+    """What is wrong with a CSR layout of `n_rows` rows (offsets from 0, never falling, to len(values))
+    whose values are ids below `n_values`, None if nothing; `name`, `rows` and `items` word the answer."""
+    if offsets.ndim != 1 or values.ndim != 1 or len(offsets) != n_rows + 1:
+        return f"{name} hold {len(offsets) - 1} {rows}, the catalogue {n_rows}"
+    if int(offsets[0]) != 0 or int(offsets[-1]) != len(values) or (len(offsets) > 1 and bool(np.any(np.diff(offsets) < 0))):
+        return f"the offsets of {name} are not increasing from 0 to the number of {items}"
+    low, high = npz.value_range(values) if len(values) else (0, -1)
+    if low < 0 or high >= n_values:
+        return f"{name} name unknown {items}"
     return None
 
 
