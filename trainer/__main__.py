@@ -1,5 +1,5 @@
 import sys
 
-from movielinks.trainer.cli import main
+from movielinks.trainer.cli import entry
 
-sys.exit(main())
+sys.exit(entry())

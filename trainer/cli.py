@@ -16,6 +16,7 @@ import sys
 
 from movielinks.common.commands import closed_pipe_is_a_normal_end, command_parser
 from movielinks.trainer.errors import TrainerError
+from movielinks.trainer.huge_pages import restart_with_huge_pages
 
 DATA_ENV = "MOVIELINKS_DATA"
 
@@ -24,6 +25,12 @@ The dataset is --data, else the file or directory in ${DATA_ENV}.
 Exit codes: 0 done, 2 bad input or arguments (one line on stderr), 130 interrupted
 (the last finished epoch is checkpointed: rerun with --resume).
 """
+
+
+def entry() -> int:
+    """The `trainer` command: `main` in a process whose malloc asks for huge pages (trainer.huge_pages)."""
+    restart_with_huge_pages()
+    return main()
 
 
 @closed_pipe_is_a_normal_end
