@@ -19,13 +19,11 @@ one that ends by itself is started again, at most once every RESTART_AFTER_S sec
 """
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import logging
 import multiprocessing
 import os
 import signal
-import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Callable
@@ -36,7 +34,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("movielinks.server")
 
 RESTART_AFTER_S = 5.0
-_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,20 +109,21 @@ class ServingProcesses:
 
 def process_main(config: ServeConfig, told: ProcessOf) -> None:
     """Process n: serve as `server` does until SIGTERM (or the first process's death), then exit."""
-    from movielinks.server.heap import bound_malloc
-    from movielinks.server.observability import configure_logging
-    from movielinks.server.serve import serve
-
-    _die_with(told.parent)
-    bound_malloc()
-    configure_logging(config.log_level, config.log_format)
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(_Prefix(f"process {told.number}: "))
     stop, signalled = threading.Event(), []
 
     def on_stop(*_) -> None:
         signalled.append(time.monotonic())
         stop.set()
+
+    threading.Thread(target=_stop_when_orphaned, args=(told.parent, on_stop), name="parent-watch", daemon=True).start()
+    from movielinks.server.heap import bound_malloc
+    from movielinks.server.observability import configure_logging
+    from movielinks.server.serve import serve
+
+    bound_malloc()
+    configure_logging(config.log_level, config.log_format)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_Prefix(f"process {told.number}: "))
 
     def on_ready(serving) -> None:
         signal.signal(signal.SIGHUP, lambda *_: serving.reload())
@@ -133,18 +131,22 @@ def process_main(config: ServeConfig, told: ProcessOf) -> None:
 
     # A terminal's Ctrl-C reaches the whole group; the first process's SIGTERM is what stops this one.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    sys.exit(serve(config, stop, on_ready, stopped_at=lambda: signalled[0] if signalled else time.monotonic(),
-                   process_of=told))
+    code = serve(config, stop, on_ready, stopped_at=lambda: signalled[0] if signalled else time.monotonic(),
+                 process_of=told)
+    # Served and stopped within the grace: nothing is left to do, so the interpreter's own ending
+    # (joining threads, gRPC's and multiprocessing's exit hooks) is not waited for either.
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os._exit(code)
 
 
-def _die_with(parent: int) -> None:
-    """SIGTERM to this process when the first process ends (Linux), whatever ends it."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):  # not Linux: it then outlives a killed first process
-        return
-    if os.getppid() != parent:  # it died before prctl took effect
-        os.kill(os.getpid(), signal.SIGTERM)
+def _stop_when_orphaned(parent: int, stop: Callable[[], None], every_s: float = 0.2) -> None:
+    """Call `stop` once the first process has ended, whatever ended it (SIGKILL too): this process's
+    parent is then another (init, or a subreaper). Polled rather than asked of the kernel as a
+    signal, which this process might not have been able to take yet, or at all."""
+    while os.getppid() == parent:
+        time.sleep(every_s)
+    stop()
 
 
 class _Prefix(logging.Filter):

@@ -69,10 +69,11 @@ def info(address: str) -> pb.InfoResponse:
         return stub(channel).GetInfo(pb.GetInfoRequest(), timeout=10)
 
 
-def wait_for(condition, timeout_s: float = 20.0) -> None:
+def wait_for(condition, timeout_s: float = 20.0, explain=lambda: "") -> None:
+    """Wait until `condition()` holds; past `timeout_s` fail, with what `explain()` then says."""
     deadline = time.monotonic() + timeout_s
     while not condition():
-        assert time.monotonic() < deadline, f"timed out after {timeout_s:g} s"
+        assert time.monotonic() < deadline, f"timed out after {timeout_s:g} s{explain()}"
         time.sleep(0.05)
 
 
