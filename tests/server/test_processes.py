@@ -63,9 +63,10 @@ def test_processes_share_the_port_restart_and_end_with_the_first(index_root):
         metrics = [server.start_fields()["metrics"],
                    re.search(r"metrics=(\S+)", start_lines(server)[0]).group(1)]
         assert metrics[0] != metrics[1]
-        # Each channel is one connection, taken by one process: 16 of them spread over both.
+        # Each channel is one connection (its own, not one from gRPC's pool shared by the process),
+        # taken by one process: 16 of them spread over both.
         for _ in range(16):
-            with grpc.insecure_channel(server.address) as channel:
+            with grpc.insecure_channel(server.address, options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
                 stub = pb_grpc.MovielinksStub(channel)
                 for _ in range(3):
                     assert len(stub.SimilarMovies(pb.SimilarMoviesRequest(title=TITLE, k=5), timeout=10).neighbours) == 5
@@ -92,7 +93,17 @@ def test_the_other_processes_end_when_the_first_is_killed(index_root):
     finally:
         server.process.kill()
         server.process.wait()
-    wait_for(lambda: _state(other) == b"Z", timeout_s=20)
+    wait_for(lambda: _state(other) == b"Z", timeout_s=20, explain=lambda: _still_running(other, server))
+
+
+def _still_running(pid: int, server: ServerProcess) -> str:
+    """What a process that did not end shows: each thread's name and kernel wait, and the server's log."""
+    try:
+        threads = [f"{(task / 'comm').read_text().strip()}: {(task / 'wchan').read_text()}"
+                   for task in Path(f"/proc/{pid}/task").iterdir()]
+    except OSError:  # it ended meanwhile
+        threads = []
+    return f"; process {pid}'s threads: {', '.join(threads)}; the server's log:\n{''.join(server.log_lines)}"
 
 
 def _state(pid: int) -> bytes:
