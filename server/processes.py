@@ -118,7 +118,7 @@ def process_main(config: ServeConfig, told: ProcessOf) -> None:
     threading.Thread(target=_stop_when_orphaned, args=(told.parent, on_stop), name="parent-watch", daemon=True).start()
     from movielinks.server.heap import bound_malloc
     from movielinks.server.observability import configure_logging
-    from movielinks.server.serve import serve
+    from movielinks.server.serve import exit_now, serve
 
     bound_malloc()
     configure_logging(config.log_level, config.log_format)
@@ -135,9 +135,7 @@ def process_main(config: ServeConfig, told: ProcessOf) -> None:
                  process_of=told)
     # Served and stopped within the grace: nothing is left to do, so the interpreter's own ending
     # (joining threads, gRPC's and multiprocessing's exit hooks) is not waited for either.
-    for handler in logging.getLogger().handlers:
-        handler.flush()
-    os._exit(code)
+    exit_now(code)
 
 
 def _stop_when_orphaned(parent: int, stop: Callable[[], None], every_s: float = 0.2) -> None:

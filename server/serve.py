@@ -211,9 +211,15 @@ def _exit_at(deadline: float, metrics: Metrics) -> None:
     log.warning("shutdown: %.1f s past the grace period something still runs (a call that ignored its "
                 "cancellation); exiting now", EXIT_MARGIN_S)
     _log_answered(metrics)
+    exit_now(0)
+
+
+def exit_now(code: int) -> None:
+    """End the process with `code` at once, its log written out first: no thread is joined and no
+    exit hook run (gRPC's and multiprocessing's included)."""
     for handler in logging.getLogger().handlers:
         handler.flush()
-    os._exit(0)
+    os._exit(code)
 
 
 def _watcher(index_root: str, holder: ServiceHolder, metrics: Metrics) -> VersionWatcher:
