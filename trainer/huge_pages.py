@@ -54,9 +54,8 @@ def huge_pages_environment(environ: dict[str, str], mode: str | None,
 
 def restart_with_huge_pages() -> None:
     """Replace this process by the same command with huge pages asked for (see the module), where
-    that changes something; returns only where it does not. Call it first, before threads start."""
-    if not sys.platform.startswith("linux"):
-        return
+    that changes something; returns only where it does not (off Linux there is no THP mode, so nothing
+    changes). Call it first, before threads start."""
     environ = huge_pages_environment(dict(os.environ), thp_mode(), glibc_version())
     if environ is not None:
         sys.stdout.flush()
