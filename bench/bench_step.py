@@ -134,6 +134,12 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=39, help="batches drawn, each timed once a round (default 39)")
     parser.add_argument("--rounds", type=int, default=8, help="rounds over them, alternated (default 8)")
     args = parser.parse_args()
+    for run in args.runs:
+        missing = [name for name in ("movie_links.npz", "link_vectors.npy") if not (run / name).is_file()]
+        if missing:
+            parser.error(f"{run}: not a trainer run with its films' links (no {', '.join(missing)})")
+    if args.batches < 1 or args.rounds < 1:
+        parser.error("--batches and --rounds must be at least 1")
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print("| tables (movies x links, dim 64) | distinct movie / link rows a batch | step | gradients half | "
           "update (step less gradients) | the update's row traffic alone | step as in training (sampler beside) | "
