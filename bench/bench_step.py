@@ -36,11 +36,12 @@ POSITIVES, NEGATIVES, POWER, DIM = 4096, 10, 0.5, 64  # the trainer's defaults (
 
 def run_pairs(run: Path) -> tuple[np.ndarray, int, int]:
     """(pairs int32 [n, 2], movies, links) of a run's movie_links.npz: every film's kept links."""
-    with np.load(run / "movie_links.npz") as arrays:
-        offsets, link_ids = arrays["offsets"], arrays["link_ids"]
-    movies = np.repeat(np.arange(len(offsets) - 1, dtype=np.int32), np.diff(offsets))
+    from movielinks.common import movie_links
+
+    links = movie_links.load(run / movie_links.FILE)
+    movies = np.repeat(np.arange(links.n_movies, dtype=np.int32), links.counts())
     n_links = np.load(run / "link_vectors.npy", mmap_mode="r").shape[0]
-    return np.column_stack([movies, link_ids]).astype(np.int32), len(offsets) - 1, n_links
+    return np.column_stack([movies, links.link_ids]).astype(np.int32), links.n_movies, n_links
 
 
 def sampler(run: Path) -> tuple[Callable[[int], Iterator], int, int]:
