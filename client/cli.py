@@ -378,7 +378,8 @@ def _recommend_command(commands: argparse._SubParsersAction) -> None:
                            help="a disliked vector, in a file as for --like-vector (repeat)")
     recommend.add_argument("--strategy", default="",
                            help="neighbours (the server's default: the liked films' nearest neighbours, with the era "
-                                "and how well known a film is), svm (a linear SVM's decision value), average_vector "
+                                "and how well known a film is), svm (a linear SVM's decision value over the films' vectors, "
+                                "prominence and era), average_vector "
                                 "or best_score (as Qdrant defines them); the answer says what its score means")
     _k(recommend, "recommendations")
     recommend.add_argument("--worst", type=int, default=0, metavar="N", help="also the N least liked (default 0)")

@@ -16,12 +16,14 @@ Four strategies:
   every other strategy, with or without dislikes; disliked films are left out and
   their own neighbours are pushed down a little (they say the era only when no liked
   film's year is known).
-- svm (the notebook's): a linear SVM on liked (+1) vectors against a seeded sample
-  of the catalogue, with disliked vectors as extra, lighter negatives. People
-  dislike films they chose to watch, close to the ones they like: fitted on likes
-  against dislikes alone, its direction points away from everything they watch.
-  Its decision function is w.x + b, so ranking every movie by it is an
-  inner-product search of w over the movie index (and of -w for the worst).
+- svm (the notebook's): a linear SVM on the liked (+1) films against a seeded sample
+  of the catalogue, with disliked films as extra, much lighter negatives. A film's
+  features are its vector, its prominence and its era affinity (as the neighbours
+  strategy computes them), so the fit learns how much fame and the person's years
+  count for this person beside the films' links; every movie is ranked by the
+  decision function w.x + b. People dislike films they chose to watch, close to the
+  ones they like, in their years and as well known: fitted on likes against
+  dislikes alone, its direction points away from everything they watch.
 - average_vector (Qdrant's): one query, normalise(avg(pos) + avg(pos) - avg(neg))
   (without negatives, avg(pos)), and the movies' cosine to it.
 - best_score (Qdrant's): each movie's best cosine to a positive, if that beats its
@@ -35,20 +37,24 @@ import importlib
 
 import numpy as np
 
-SVM_C = 1.0  # the notebook's SVC(kernel="linear") default
+NOTEBOOK_SVM_C = 1.0  # the notebook's SVC(kernel="linear") default: the trainer's recommendation check
+# The svm strategy's fit (MovieLens 100K, bench/bench_recommend.py): a softer margin than the
+# notebook's ranks what people liked far higher (hit@10 0.60 at C=1, 0.67 at 0.3; docs/recommendations.md).
+SVM_C = 0.3
 STAND_IN_DISLIKES_PER_LIKED = 10
 MIN_STAND_IN_DISLIKES = 50
 MAX_STAND_IN_DISLIKES = 5_000  # with at most 1,000 liked titles (server.limits), keeps one fit under about a second
 
 
-def fit_linear_svm(features, labels: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, float]:
-    """(w, b) of SVC(kernel="linear", C=1) fitted on `features` (dense or scipy sparse rows)
+def fit_linear_svm(features, labels: np.ndarray, weights: np.ndarray | None = None,
+                   c: float = NOTEBOOK_SVM_C) -> tuple[np.ndarray, float]:
+    """(w, b) of SVC(kernel="linear", C=c) fitted on `features` (dense or scipy sparse rows)
     with labels 1 (liked) and 0 (disliked), each row weighted by `weights` (None: 1)."""
     from sklearn.svm import SVC  # see load_svm
 
     if isinstance(features, np.ndarray):
         features = features.astype(np.float64)
-    classifier = SVC(kernel="linear", C=SVM_C).fit(features, labels, sample_weight=weights)
+    classifier = SVC(kernel="linear", C=c).fit(features, labels, sample_weight=weights)
     coef = classifier.coef_
     w = np.asarray(coef.todense() if hasattr(coef, "todense") else coef, dtype=np.float64)[0]
     return w, float(classifier.intercept_[0])
@@ -86,8 +92,11 @@ PROMINENCE_WEIGHT = 1.2  # times the era term: what people of that time have hea
 # The list is then picked by maximal marginal relevance (search.diversity) with this weight: a
 # person's likes are several tastes, and a list that covers them finds more of what they like.
 NEIGHBOURS_DIVERSITY = 0.2
-# The SVM: dislikes are negatives beside the catalogue's sample, each counting this much.
-SVM_DISLIKED_WEIGHT = 1.0
+# The SVM: dislikes are negatives beside the catalogue's sample, each counting this much, and all of
+# them together at most this much times the liked examples. They are films the person chose to watch,
+# in their years and as well known as the liked ones: in full they taught the fit that fame and era
+# count against (MovieLens: hit@10 0.64 with dislikes at 0.2, 0.67 at 0.05; docs/recommendations.md).
+SVM_DISLIKED_WEIGHT = 0.05
 
 STRATEGIES = ("neighbours", "svm", "average_vector", "best_score")
 DEFAULT_STRATEGY = STRATEGIES[0]
@@ -99,9 +108,11 @@ SCORE_MEANING = {
                   f"{1 + ERA_WEIGHT + PROMINENCE_WEIGHT:g}, higher is better; the list is picked by maximal marginal "
                   f"relevance (weight {NEIGHBOURS_DIVERSITY:g}), so a film much like one above it may come lower "
                   f"than its score alone would place it",
-    "svm": "the linear SVM's decision value w.x + b, fitted on the liked films against a random sample of the "
-           "catalogue and the disliked films: above 0 the movie is on the liked side of the boundary; most are "
-           "below 0, and the order is what matters",
+    "svm": f"the linear SVM's decision value w.x + b over the film's vector, its prominence (0..1) and the "
+           f"closeness of its release year to the liked films' years (0..1), fitted on the liked films against a "
+           f"random sample of the catalogue and the disliked films (each counting {SVM_DISLIKED_WEIGHT:g}, "
+           f"together at most {SVM_DISLIKED_WEIGHT:g} x the liked ones): above 0 "
+           f"the movie is on the liked side of the boundary; most are below 0, and the order is what matters",
     "average_vector": "the cosine (-1..1) to the average liked vector pushed away from the average disliked one",
     "best_score": "the cosine (-1..1) to the closest liked example when that is closer than every disliked one; "
                   "otherwise minus the squared cosine to the closest disliked example",
@@ -125,24 +136,45 @@ def best_scores(vectors: np.ndarray, positives: np.ndarray, negatives: np.ndarra
     return np.where(best_positive > best_negative, best_positive, -(best_negative ** 2)).astype(np.float32)
 
 
-def svm_direction(vectors: np.ndarray, liked_ids: np.ndarray, disliked_ids: np.ndarray,
-                  liked_extra: np.ndarray | None = None, disliked_extra: np.ndarray | None = None) -> tuple[np.ndarray, float]:
-    """(w, b) of the SVM fitted on the liked rows of `vectors` (and the extra example
-    vectors, e.g. links') against `stand_in_dislike_ids` and the disliked rows and
-    vectors, these weighted SVM_DISLIKED_WEIGHT."""
+def svm_disliked_weight(n_liked: int, n_disliked: int) -> float:
+    """The weight of each disliked example in the svm's fit: SVM_DISLIKED_WEIGHT, shared out so
+    that the dislikes together count at most SVM_DISLIKED_WEIGHT x the liked examples (three
+    liked films and thirty disliked ones: with each at 0.05, MovieLens people given three of their
+    liked films got less from their dislikes than without them)."""
+    return SVM_DISLIKED_WEIGHT * min(1.0, n_liked / n_disliked) if n_disliked else SVM_DISLIKED_WEIGHT
+
+
+def svm_scores(vectors: np.ndarray, prominence: np.ndarray, era: np.ndarray, liked_ids: np.ndarray,
+               disliked_ids: np.ndarray, liked_extra: np.ndarray | None = None,
+               disliked_extra: np.ndarray | None = None) -> np.ndarray:
+    """The svm strategy's decision value of every movie, float32 [n_movies]: the SVM (C=SVM_C)
+    fitted on the liked movies (and the extra example vectors, e.g. links') against
+    `stand_in_dislike_ids` and the disliked movies and vectors, these weighted
+    svm_disliked_weight each. A movie's features are its row of `vectors`, its `prominence` and
+    its `era` affinity (era_affinity of the liked films' years); an extra example has no year or
+    fame of its own, so it takes the sample's means there and counts for its vector alone."""
     dim = vectors.shape[1]
     liked_extra = np.empty((0, dim), np.float32) if liked_extra is None else liked_extra
     disliked_extra = np.empty((0, dim), np.float32) if disliked_extra is None else disliked_extra
     liked_ids = np.asarray(liked_ids, dtype=np.int64)
     disliked_ids = np.asarray(disliked_ids, dtype=np.int64)
-    examples = np.concatenate([liked_ids, disliked_ids])
-    sample = stand_in_dislike_ids(len(vectors), examples, max(1, len(liked_ids) + len(liked_extra)))
-    positives = np.concatenate([vectors[liked_ids], liked_extra])
-    disliked = np.concatenate([vectors[disliked_ids], disliked_extra])
-    features = np.concatenate([positives, vectors[sample], disliked])
-    labels = np.r_[np.ones(len(positives)), np.zeros(len(sample) + len(disliked))]
-    weights = np.r_[np.ones(len(positives) + len(sample)), np.full(len(disliked), SVM_DISLIKED_WEIGHT)]
-    return fit_linear_svm(features, labels, weights)
+    priors = np.stack([np.asarray(prominence, dtype=np.float32), np.asarray(era, dtype=np.float32)], axis=1)
+    sample = stand_in_dislike_ids(len(vectors), np.concatenate([liked_ids, disliked_ids]),
+                                  max(1, len(liked_ids) + len(liked_extra)))
+    neutral = priors[sample].mean(axis=0)
+
+    def rows(ids: np.ndarray, extra: np.ndarray) -> np.ndarray:
+        return np.concatenate([np.hstack([vectors[ids], priors[ids]]),
+                               np.hstack([extra, np.broadcast_to(neutral, (len(extra), 2))])])
+
+    positives, negatives = rows(liked_ids, liked_extra), rows(disliked_ids, disliked_extra)
+    features = np.concatenate([positives, np.hstack([vectors[sample], priors[sample]]), negatives])
+    labels = np.r_[np.ones(len(positives)), np.zeros(len(sample) + len(negatives))]
+    weights = np.r_[np.ones(len(positives) + len(sample)), np.full(len(negatives), svm_disliked_weight(
+        len(positives), len(negatives)))]
+    w, b = fit_linear_svm(features, labels, weights, c=SVM_C)
+    w = w.astype(np.float32)
+    return (vectors @ w[:dim] + priors @ w[dim:] + np.float32(b)).astype(np.float32)
 
 
 LOCAL_SCALE_BLOCK = 1 << 15  # rows at a time: float64 copies of a block, not of a million rows (about 0.5 GB)

@@ -20,8 +20,8 @@ from movielinks.server.errors import check_alive
 from movielinks.search.filters import best_allowed, filtered_search, from_stored
 from movielinks.search.diversity import candidates_for, diversify
 from movielinks.search.recommend import (DEFAULT_STRATEGY, NEIGHBOURS_DIVERSITY, NEIGHBOURS_PER_EXAMPLE,
-                                          average_vector_query, best_scores, era_years, local_scales,
-                                          neighbours_scores, svm_direction)
+                                          average_vector_query, best_scores, era_affinity, era_years, local_scales,
+                                          neighbours_scores, svm_scores)
 
 Ranked = tuple[np.ndarray, np.ndarray]  # (ids int64 [n, k], scores float32 [n, k])
 # recommend's answer: (best, worst), each (ids int64 [k], scores float32 [k]) ranked by the
@@ -107,9 +107,9 @@ class Catalogue:
                   disliked_vectors: np.ndarray | None = None) -> BestAndWorst:
         """Every movie ranked by `strategy` (search.recommend) over the liked (+) and disliked (-)
         movies and links (and unit vectors: films folded in, callers' own); the input movies are excluded, and with `allowed` every movie it
-        leaves out. svm and average_vector without a filter search the movie index with
-        their query vector (-query for the worst); neighbours, best_score, and any filtered
-        query, score every movie. Once `alive()` is False, checked before each step, the work
+        leaves out. average_vector without a filter searches the movie index with its
+        query vector (-query for the worst); the other strategies, and any filtered query,
+        score every movie. Once `alive()` is False, checked before each step, the work
         stops with ServiceError STOPPED."""
         v = self.version
         vectors = np.asarray(v.movie_vectors)  # not np.memmap: see search.filters.filtered_search
@@ -129,24 +129,24 @@ class Catalogue:
             positives = np.concatenate([vectors[liked_ids], liked_extra])
             negatives = np.concatenate([vectors[disliked_ids], disliked_extra])
             return self._ranked(best_scores(vectors, positives, negatives), inputs, k, worst_k, allowed, alive)
-        if strategy == "average_vector":
-            query = average_vector_query(np.concatenate([vectors[liked_ids], liked_extra]),
-                                         np.concatenate([vectors[disliked_ids], disliked_extra]))
-            b = 0.0
-        else:
-            w, b = svm_direction(vectors, liked_ids, disliked_ids, liked_extra, disliked_extra)
-            query = w.astype(np.float32)
+        if strategy == "svm":
+            era = era_affinity(v.years, era_years(v.years, liked_ids, disliked_ids))
+            scores = svm_scores(vectors, v.prominence, era, liked_ids, disliked_ids, liked_extra, disliked_extra)
+            check_alive(alive, "Recommend")
+            return self._ranked(scores, inputs, k, worst_k, allowed, alive)
+        query = average_vector_query(np.concatenate([vectors[liked_ids], liked_extra]),
+                                     np.concatenate([vectors[disliked_ids], disliked_extra]))
         check_alive(alive, "Recommend")
         if allowed is not None:
-            return self._ranked(vectors @ query + np.float32(b), inputs, k, worst_k, allowed, alive)
+            return self._ranked(vectors @ query, inputs, k, worst_k, allowed, alive)
         exclude = [set(inputs.tolist())]
         best_ids, best_scores_ = search(v.movie_index, query[None, :], k, exclude)
         worst_ids, worst_scores = np.empty((1, 0), np.int64), np.empty((1, 0), np.float32)
         if worst_k:
             check_alive(alive, "Recommend")
             worst_ids, worst_scores = search(v.movie_index, -query[None, :], worst_k, exclude)
-            worst_scores = b - worst_scores
-        return (best_ids[0], best_scores_[0] + b), (worst_ids[0], worst_scores[0])
+            worst_scores = -worst_scores
+        return (best_ids[0], best_scores_[0]), (worst_ids[0], worst_scores[0])
 
     def _example_neighbours(self, movie_ids: np.ndarray, link_vectors: np.ndarray) -> Ranked:
         """The NEIGHBOURS_PER_EXAMPLE nearest movies of each example movie (stored lists where

@@ -78,3 +78,24 @@ def random_pairs(rng: np.random.Generator, n_movies: int, n_links: int) -> np.nd
     pairs = [(m, int(j)) for m in range(n_movies)
              for j in rng.choice(n_links, size=min(n_links, int(rng.integers(3, 9))), replace=False, p=weights / weights.sum())]
     return np.array(pairs, dtype=np.int32)
+
+
+def svm_decision(version, liked_ids: list[int], disliked_ids: list[int]) -> np.ndarray:
+    """Every movie's decision value under the svm strategy as docs/api.md defines it, fitted here
+    with scikit-learn itself: a movie's features are its vector, its prominence and its era
+    affinity to the liked films' years; the liked movies against the seeded catalogue sample and
+    the disliked movies (weighted SVM_DISLIKED_WEIGHT, together at most that times the liked), C=SVM_C."""
+    from sklearn.svm import SVC
+
+    from movielinks.search.recommend import SVM_C, SVM_DISLIKED_WEIGHT, era_affinity, stand_in_dislike_ids
+
+    years = np.asarray(version.years)
+    features = np.column_stack([np.asarray(version.movie_vectors, np.float64), version.prominence,
+                                era_affinity(years, years[liked_ids])])
+    sample = stand_in_dislike_ids(len(features), liked_ids + disliked_ids, len(liked_ids)).tolist()
+    rows = liked_ids + sample + disliked_ids
+    labels = [1] * len(liked_ids) + [0] * (len(sample) + len(disliked_ids))
+    disliked_weight = SVM_DISLIKED_WEIGHT * min(1.0, len(liked_ids) / max(1, len(disliked_ids)))
+    weights = [1.0] * (len(liked_ids) + len(sample)) + [disliked_weight] * len(disliked_ids)
+    svm = SVC(kernel="linear", C=SVM_C).fit(features[rows], labels, sample_weight=weights)
+    return svm.decision_function(features)

@@ -178,9 +178,9 @@ def _recommendation_checks(rng: np.random.Generator, franchises: Sequence[np.nda
 
 
 def recommendation_recall(features, checks: list, k: int) -> float | None:
-    """Mean share of a franchise's other films (at most k of them) in the top k of the linear SVM
-    (search.recommend.fit_linear_svm, the fit the server's svm strategy makes) fitted on the liked
-    and disliked rows."""
+    """Mean share of a franchise's other films (at most k of them) in the top k of the notebook's
+    linear SVM (search.recommend.fit_linear_svm, C=1) fitted on the liked and disliked rows alone:
+    a measure of the vectors (the server's svm strategy adds each film's prominence and era)."""
     shares = []
     for liked, disliked, others in checks:
         rows = np.concatenate([liked, disliked])

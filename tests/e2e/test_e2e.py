@@ -15,13 +15,12 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from sklearn.svm import SVC
 
 from movielinks.client import ClientError, MovielinksClient
 from movielinks.common.neighbour_files import read_neighbour_file
-from movielinks.search.recommend import SVM_DISLIKED_WEIGHT, stand_in_dislike_ids
+from movielinks.indexer.root import load_current
 from tests.e2e_server import REPO, ServerProcess, build_index_cli, client_cli
-from tests.fixtures import make_run
+from tests.fixtures import make_run, svm_decision
 from movielinks.trainer.run import load_run
 
 pytestmark = pytest.mark.slow  # real server (or indexer, collector) processes
@@ -78,15 +77,10 @@ def test_links_and_movies_for_links(service):
 
 
 def test_recommend_order_equals_the_svm_decision_function(service):
-    run, client, _, _ = service
+    run, client, _, tmp = service
     liked, disliked = TITLES[:3], TITLES[3:]
     result = client.recommend(liked, disliked, k=25, worst_k=5, strategy="svm")
-    vectors = run.movie_vectors.astype(np.float64)
-    sample = stand_in_dislike_ids(len(run.movies), [0, 1, 2, 3, 4], 3).tolist()  # TITLES are movies 0..4
-    weights = [1.0] * (3 + len(sample)) + [SVM_DISLIKED_WEIGHT] * 2
-    svm = SVC(kernel="linear", C=1.0).fit(vectors[[0, 1, 2] + sample + [3, 4]], [1] * 3 + [0] * (len(sample) + 2),
-                                          sample_weight=weights)
-    decision = svm.decision_function(vectors)
+    decision = svm_decision(load_current(tmp / "index"), [0, 1, 2], [3, 4])  # TITLES are movies 0..4
     order = [i for i in np.argsort(-decision) if i >= 5]
     assert [m.title for m in result.best] == [run.movies[i].title for i in order[:25]]
     np.testing.assert_allclose([m.decision_value for m in result.best], decision[order[:25]], atol=1e-4)
@@ -95,13 +89,11 @@ def test_recommend_order_equals_the_svm_decision_function(service):
 
 
 def test_recommend_without_dislikes_uses_the_servers_seeded_negatives(service):
-    run, client, _, _ = service
+    run, client, _, tmp = service
     liked_ids = [0, 4]
     result = client.recommend([run.movies[i].title for i in liked_ids], k=10, strategy="svm")
-    negatives = stand_in_dislike_ids(len(run.movies), liked_ids)
-    vectors = run.movie_vectors.astype(np.float64)
-    svm = SVC(kernel="linear", C=1.0).fit(vectors[liked_ids + negatives.tolist()], [1] * 2 + [0] * len(negatives))
-    order = [i for i in np.argsort(-svm.decision_function(vectors)) if i not in liked_ids]
+    decision = svm_decision(load_current(tmp / "index"), liked_ids, [])
+    order = [i for i in np.argsort(-decision) if i not in liked_ids]
     assert [m.title for m in result.best] == [run.movies[i].title for i in order[:10]]
     assert result == client.recommend([run.movies[i].title for i in liked_ids], k=10, strategy="svm")  # seeded
 

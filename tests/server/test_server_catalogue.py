@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 import movielinks.server.catalogue
-from sklearn.svm import SVC
 
 from movielinks.indexer.build import build_index
 from movielinks.search import recommend as recommend_module
@@ -15,7 +14,7 @@ from movielinks.server.service import MovieService
 from movielinks.server.errors import Kind, ServiceError
 from movielinks.search.recommend import MAX_STAND_IN_DISLIKES, stand_in_dislike_ids
 from movielinks.server.titles import TitleResolver
-from tests.fixtures import make_run
+from tests.fixtures import make_run, svm_decision
 
 TITLES = ["Interstellar (film)", "Star Wars (film)", "Star Wars: The Force Awakens", "The Martian (film)",
           "Alien (film)", "Aliens (film)", "Heat (1995 film)", "Heat (1986 film)"]
@@ -24,7 +23,8 @@ TITLES = ["Interstellar (film)", "Star Wars (film)", "Star Wars: The Force Awake
 @pytest.fixture(scope="module")
 def catalogue(tmp_path_factory) -> MovieService:
     tmp = tmp_path_factory.mktemp("catalogue")
-    build_index(make_run(tmp / "run", titles=TITLES, n_movies=250, n_links=80), tmp / "index", progress=False)
+    build_index(make_run(tmp / "run", titles=TITLES, n_movies=250, n_links=80, years=True), tmp / "index",
+                progress=False)
     return MovieService(load_current(tmp / "index"))
 
 
@@ -104,23 +104,31 @@ def test_link_movies_come_from_the_stored_lists_up_to_their_length(catalogue, mo
 
 
 def test_recommend_order_is_the_svm_decision_function(catalogue):
-    # The svm strategy: likes against the seeded catalogue sample, dislikes as extra negatives (SVM_DISLIKED_WEIGHT).
+    # The svm strategy: likes against the seeded catalogue sample, dislikes as extra negatives (SVM_DISLIKED_WEIGHT),
+    # over each film's vector, prominence and era affinity.
     liked, disliked = ["Interstellar (film)", "The Martian (film)", "Alien (film)"], ["Heat (1995 film)", "Star Wars (film)"]
     result = catalogue.recommend(liked, disliked, k=20, worst_k=5, strategy="svm")
-    vectors = catalogue.version.movie_vectors.astype(np.float64)
-    ids = {m.title: i for i, m in enumerate(catalogue.version.movies)}
-    liked_ids, disliked_ids = [ids[t] for t in liked], [ids[t] for t in disliked]
-    sample = stand_in_dislike_ids(len(vectors), liked_ids + disliked_ids, len(liked_ids)).tolist()
-    weights = [1.0] * (len(liked_ids) + len(sample)) + [recommend_module.SVM_DISLIKED_WEIGHT] * len(disliked_ids)
-    svm = SVC(kernel="linear", C=1.0).fit(vectors[liked_ids + sample + disliked_ids],
-                                          [1] * len(liked_ids) + [0] * (len(sample) + len(disliked_ids)),
-                                          sample_weight=weights)
-    decision = svm.decision_function(vectors)
-    order = [i for i in np.argsort(-decision) if catalogue.version.movies[i].title not in liked + disliked]
-    assert [m.title for m in result.best] == [catalogue.version.movies[i].title for i in order[:20]]
+    version = catalogue.version
+    ids = {m.title: i for i, m in enumerate(version.movies)}
+    decision = svm_decision(version, [ids[t] for t in liked], [ids[t] for t in disliked])
+    order = [i for i in np.argsort(-decision) if version.movies[i].title not in liked + disliked]
+    assert [m.title for m in result.best] == [version.movies[i].title for i in order[:20]]
     np.testing.assert_allclose([m.score for m in result.best], decision[order[:20]], atol=1e-4)
-    assert [m.title for m in result.worst] == [catalogue.version.movies[i].title for i in order[::-1][:5]]
+    assert [m.title for m in result.worst] == [version.movies[i].title for i in order[::-1][:5]]
     assert not {m.title for m in result.best + result.worst} & set(liked + disliked)
+
+
+def test_svm_learns_how_much_the_era_counts(catalogue):
+    # Liked films of the 1960s: the fit gives the era a weight of its own, and other films of
+    # those years rise above what the vectors alone would place them.
+    version = catalogue.version
+    years = np.asarray(version.years)
+    liked = np.flatnonzero((years >= 1960) & (years < 1965))[:6].tolist()
+    assert len(liked) == 6
+    result = catalogue.recommend([version.movies[i].title for i in liked], [], k=20, strategy="svm")
+    ids = {m.title: i for i, m in enumerate(version.movies)}
+    best_years = years[[ids[m.title] for m in result.best]]
+    assert np.mean(np.abs(best_years - 1962) <= 6) > np.mean(np.abs(years[years > 0] - 1962) <= 6) * 2
 
 
 def test_recommend_without_dislikes_is_deterministic(catalogue):
@@ -185,7 +193,7 @@ def test_recommend_stops_between_its_steps_once_the_caller_is_gone(catalogue, mo
     # Issue 13.2: a Recommend ran on long past its caller's deadline.
     fits: list[int] = []
     real_fit = recommend_module.fit_linear_svm
-    monkeypatch.setattr(recommend_module, "fit_linear_svm", lambda *a: fits.append(1) or real_fit(*a))
+    monkeypatch.setattr(recommend_module, "fit_linear_svm", lambda *a, **kw: fits.append(1) or real_fit(*a, **kw))
     answers = iter([True, False])  # alive before the fit, gone after it
     with pytest.raises(ServiceError) as stopped:
         catalogue.recommend(["Alien (film)"], [], 5, strategy="svm", alive=lambda: next(answers))
