@@ -16,6 +16,29 @@ if TYPE_CHECKING:
     from movielinks.search.neighbours import NeighbourLists
 
 ROWS_PER_PRODUCT = 256  # queries scored in one matrix product: 256 x 36k floats is 37 MB
+# Rows copied at a time into an aligned block by row_products (4 MB at 64 dims).
+ALIGNED_BLOCK_ROWS = 1 << 14
+
+
+def row_products(queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """queries @ vectors.T ([n_queries, n_rows]), fast whatever `vectors`' address.
+
+    A version serves its vectors from inside the FAISS index file (indexer.version), where
+    FAISS's format puts them 1 or 2 bytes past a multiple of 4. numpy's matrix product does not
+    hand unaligned rows to BLAS but multiplies them in a loop: at a million movies one query
+    took 50 ms, against 8.5 ms for the same rows aligned. Such rows are copied a block at a
+    time into an aligned buffer and multiplied from there (about 17 ms)."""
+    vectors = np.asarray(vectors)
+    queries = np.asarray(queries)
+    if vectors.flags.aligned:
+        return queries @ vectors.T
+    out = np.empty((len(queries), len(vectors)), np.result_type(queries, vectors))
+    block = np.empty((min(ALIGNED_BLOCK_ROWS, len(vectors)), vectors.shape[1]), vectors.dtype)
+    for start in range(0, len(vectors), ALIGNED_BLOCK_ROWS):
+        rows = block[:min(ALIGNED_BLOCK_ROWS, len(vectors) - start)]
+        rows[...] = vectors[start:start + len(rows)]
+        out[:, start:start + len(rows)] = queries @ rows.T
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +119,7 @@ def filtered_search(vectors: np.ndarray, queries: np.ndarray, allowed: np.ndarra
         rows_excluded = excluded[start:start + ROWS_PER_PRODUCT]
         if subset:
             rows_excluded = [_positions(candidates, ids) for ids in rows_excluded]
-        ids, scores = best_allowed(queries[start:start + ROWS_PER_PRODUCT] @ matrix.T, column_allowed,
+        ids, scores = best_allowed(row_products(queries[start:start + ROWS_PER_PRODUCT], matrix), column_allowed,
                                    rows_excluded, k)
         if subset:
             ids = np.where(ids >= 0, candidates[np.maximum(ids, 0)], -1)

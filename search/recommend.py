@@ -37,6 +37,8 @@ import importlib
 
 import numpy as np
 
+from movielinks.search.filters import row_products
+
 NOTEBOOK_SVM_C = 1.0  # the notebook's SVC(kernel="linear") default: the trainer's recommendation check
 # The svm strategy's fit (MovieLens 100K, bench/bench_recommend.py): a softer margin than the
 # notebook's ranks what people liked far higher (hit@10 0.60 at C=1, 0.67 at 0.3; docs/recommendations.md).
@@ -129,10 +131,10 @@ def average_vector_query(positives: np.ndarray, negatives: np.ndarray) -> np.nda
 
 def best_scores(vectors: np.ndarray, positives: np.ndarray, negatives: np.ndarray) -> np.ndarray:
     """Qdrant's best_score of every row of `vectors`, float32 [n]."""
-    best_positive = (vectors @ positives.T).max(axis=1)
+    best_positive = row_products(positives, vectors).max(axis=0)
     if not len(negatives):
         return best_positive.astype(np.float32)
-    best_negative = (vectors @ negatives.T).max(axis=1)
+    best_negative = row_products(negatives, vectors).max(axis=0)
     return np.where(best_positive > best_negative, best_positive, -(best_negative ** 2)).astype(np.float32)
 
 
@@ -174,7 +176,7 @@ def svm_scores(vectors: np.ndarray, prominence: np.ndarray, era: np.ndarray, lik
         len(positives), len(negatives)))]
     w, b = fit_linear_svm(features, labels, weights, c=SVM_C)
     w = w.astype(np.float32)
-    return (vectors @ w[:dim] + priors @ w[dim:] + np.float32(b)).astype(np.float32)
+    return (row_products(w[None, :dim], vectors)[0] + priors @ w[dim:] + np.float32(b)).astype(np.float32)
 
 
 LOCAL_SCALE_BLOCK = 1 << 15  # rows at a time: float64 copies of a block, not of a million rows (about 0.5 GB)

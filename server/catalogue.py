@@ -17,7 +17,7 @@ import numpy as np
 from movielinks.search.neighbours import all_similar_rows, search, similar_rows, stored_rows
 from movielinks.indexer.version import IndexVersion
 from movielinks.server.errors import check_alive
-from movielinks.search.filters import best_allowed, filtered_search, from_stored
+from movielinks.search.filters import best_allowed, filtered_search, from_stored, row_products
 from movielinks.search.diversity import candidates_for, diversify
 from movielinks.search.recommend import (DEFAULT_STRATEGY, NEIGHBOURS_DIVERSITY, NEIGHBOURS_PER_EXAMPLE,
                                           average_vector_query, best_scores, era_affinity, era_years, local_scales,
@@ -138,7 +138,7 @@ class Catalogue:
                                      np.concatenate([vectors[disliked_ids], disliked_extra]))
         check_alive(alive, "Recommend")
         if allowed is not None:
-            return self._ranked(vectors @ query, inputs, k, worst_k, allowed, alive)
+            return self._ranked(row_products(query[None, :], vectors)[0], inputs, k, worst_k, allowed, alive)
         exclude = [set(inputs.tolist())]
         best_ids, best_scores_ = search(v.movie_index, query[None, :], k, exclude)
         worst_ids, worst_scores = np.empty((1, 0), np.int64), np.empty((1, 0), np.float32)

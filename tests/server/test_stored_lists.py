@@ -15,6 +15,7 @@ from movielinks.indexer.root import load_current
 from movielinks.indexer.validate import ranked_lists_problem
 from movielinks.indexer.version import load_version
 from movielinks.search import recommend
+from movielinks.search import filters
 from movielinks.search.filters import FilterRequest
 from movielinks.search.neighbours import NeighbourLists, pair_scores
 from movielinks.server.service import MovieService
@@ -115,6 +116,22 @@ def test_pair_scores_are_inner_products_with_padding_at_minus_infinity() -> None
     got_ids, got = lists.chosen(np.array([2, 0]), np.array([[4, 0], [1, -1]]))
     assert got_ids.tolist() == [[-1, ids[2, 0]], [ids[0, 1], -1]]
     np.testing.assert_array_equal(got, [[-np.inf, scores[2, 0]], [scores[0, 1], -np.inf]])
+
+
+def test_row_products_of_unaligned_rows_equal_the_plain_product(monkeypatch, versions) -> None:
+    # A version's vectors live inside the FAISS file, not aligned for float32 (indexer.version).
+    assert not np.asarray(versions[0].version.movie_vectors).flags.aligned
+    rng = np.random.default_rng(0)
+    plain = rng.normal(size=(1000, 8)).astype(np.float32)
+    buffer = np.zeros(plain.nbytes + 2, np.uint8)
+    unaligned = buffer[2:].view(np.float32).reshape(plain.shape)
+    unaligned[...] = plain
+    assert not unaligned.flags.aligned
+    monkeypatch.setattr(filters, "ALIGNED_BLOCK_ROWS", 300)  # blocks of 300 rows and a last one of 100
+    for queries in (rng.normal(size=(1, 8)).astype(np.float32), rng.normal(size=(5, 8))):
+        np.testing.assert_allclose(filters.row_products(queries, unaligned), queries @ plain.T, rtol=1e-6, atol=1e-6)
+        assert filters.row_products(queries, unaligned).dtype == (queries @ plain.T).dtype
+        np.testing.assert_array_equal(filters.row_products(queries, plain), queries @ plain.T)
 
 
 def test_lists_are_checked_when_built_not_when_loaded(tmp_path: Path, versions) -> None:
