@@ -474,10 +474,12 @@ async function drawMap() {
   }
   const chosen = answer.titles.find((p) => p.title === state.selected);
   const [cx, cy] = chosen ? place(chosen) : [0, 0];
-  const [lx, ly] = [Math.min(cx + 2.5, 70), cy - 2.5];  // the selected film's label, left-aligned there
-  // Its letters are about 1.8 units wide, its line box (3.2px bold, white outline) 6.4 high: the cluster labels keep clear.
-  const avoid = chosen ? [{ x: lx + 0.9 * chosen.title.length, y: ly, width: 1.8 * chosen.title.length, height: 6.4 }]
-    : [];
+  // The selected film's label: its letters are about 1.8 units wide, its line box (3.2px bold, white
+  // outline) 6.4 high. It starts right of the dot, or ends left of it where the map's right edge would cut it.
+  const width = chosen ? 1.8 * chosen.title.length : 0;
+  const lx = cx + 2.5 + width <= 98 ? cx + 2.5 : Math.max(2, cx - 2.5 - width);
+  const ly = cy - 2.5;
+  const avoid = chosen ? [{ x: lx + width / 2, y: ly, width, height: 6.4 }] : [];  // the cluster labels keep clear
   const labels = named ? clusterLabels(named, place, avoid) : [];
   if (chosen) {
     const label = svg("text", { x: lx.toFixed(2), y: ly.toFixed(2), id: "map-selected-label" });

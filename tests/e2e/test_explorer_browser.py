@@ -324,6 +324,23 @@ def test_the_cluster_labels_keep_clear_of_the_selected_films_label(served, brows
     assert not page.errors, page.errors
 
 
+def test_the_selected_films_label_stays_inside_the_map(served, browser):
+    """The film furthest right on the map has its label end left of its dot, not cut by the map's edge."""
+    server, _ = served
+    page = open_page(browser, server.http_url, viewport={"width": 1280, "height": 1000})
+    expect(page.locator("#map text.cluster-label")).to_have_count(8)
+    rightmost = page.evaluate("() => { const dots = [...document.querySelectorAll('#map circle.bg')];"
+                              " const x = (c) => c.getBoundingClientRect().x;"
+                              " return dots.indexOf(dots.reduce((a, b) => x(a) >= x(b) ? a : b)); }")
+    dot = page.locator("#map circle.bg").nth(rightmost)
+    title = dot.get_attribute("data-title")
+    dot.click(force=True)
+    expect(page.locator("#map-selected-label")).to_have_text(title)
+    label, frame = page.locator("#map-selected-label").bounding_box(), page.locator("#map").bounding_box()
+    assert frame["x"] <= label["x"] and label["x"] + label["width"] <= frame["x"] + frame["width"], (label, frame)
+    assert not page.errors, page.errors
+
+
 def add_link(page: Page, text: str) -> None:
     """Type a link name and press Enter with no suggestion highlighted, once the suggestions have come."""
     page.locator("#link-search").fill(text)
