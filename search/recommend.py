@@ -112,7 +112,8 @@ SCORE_MEANING = {
                   f"than its score alone would place it",
     "svm": f"the linear SVM's decision value w.x + b over the film's vector, its prominence (0..1) and the "
            f"closeness of its release year to the liked films' years (0..1), fitted on the liked films against a "
-           f"random sample of the catalogue and the disliked films (each counting {SVM_DISLIKED_WEIGHT:g}, "
+           f"random sample of the catalogue (and of the links, where links are liked) and the disliked films (each "
+           f"counting {SVM_DISLIKED_WEIGHT:g}, "
            f"together at most {SVM_DISLIKED_WEIGHT:g} x the liked ones): above 0 "
            f"the movie is on the liked side of the boundary; most are below 0, and the order is what matters",
     "average_vector": "the cosine (-1..1) to the average liked vector pushed away from the average disliked one",
@@ -148,13 +149,20 @@ def svm_disliked_weight(n_liked: int, n_disliked: int) -> float:
 
 def svm_scores(vectors: np.ndarray, prominence: np.ndarray, era: np.ndarray, liked_ids: np.ndarray,
                disliked_ids: np.ndarray, liked_extra: np.ndarray | None = None,
-               disliked_extra: np.ndarray | None = None) -> np.ndarray:
+               disliked_extra: np.ndarray | None = None, stand_in_links: np.ndarray | None = None) -> np.ndarray:
     """The svm strategy's decision value of every movie, float32 [n_movies]: the SVM (C=SVM_C)
     fitted on the liked movies (and the extra example vectors, e.g. links') against
     `stand_in_dislike_ids` and the disliked movies and vectors, these weighted
     svm_disliked_weight each. A movie's features are its row of `vectors`, its `prominence` and
     its `era` affinity (era_affinity of the liked films' years); an extra example has no year or
-    fame of its own, so it takes the sample's means there and counts for its vector alone."""
+    fame of its own, so it takes the sample's means there and counts for its vector alone.
+
+    A link's vector is not distributed like the films' (the index's calibration shows it): a
+    liked link against films alone is separated by what every link has and no film has, and
+    the direction ranks films by that (Joel Coen and Frances McDormand liked: Transformers:
+    Dark of the Moon first). `stand_in_links`, a sample of link vectors given where extra
+    examples are liked, count as negatives beside the films' sample, so that what separates
+    the liked link is what sets it apart from other links (Fargo first)."""
     dim = vectors.shape[1]
     liked_extra = np.empty((0, dim), np.float32) if liked_extra is None else liked_extra
     disliked_extra = np.empty((0, dim), np.float32) if disliked_extra is None else disliked_extra
@@ -170,9 +178,12 @@ def svm_scores(vectors: np.ndarray, prominence: np.ndarray, era: np.ndarray, lik
                                np.hstack([extra, np.broadcast_to(neutral, (len(extra), 2))])])
 
     positives, negatives = rows(liked_ids, liked_extra), rows(disliked_ids, disliked_extra)
-    features = np.concatenate([positives, np.hstack([vectors[sample], priors[sample]]), negatives])
-    labels = np.r_[np.ones(len(positives)), np.zeros(len(sample) + len(negatives))]
-    weights = np.r_[np.ones(len(positives) + len(sample)), np.full(len(negatives), svm_disliked_weight(
+    stand_ins = np.concatenate([np.hstack([vectors[sample], priors[sample]]),
+                                rows(np.empty(0, np.int64), np.empty((0, dim), np.float32) if stand_in_links is None
+                                     else stand_in_links)])
+    features = np.concatenate([positives, stand_ins, negatives])
+    labels = np.r_[np.ones(len(positives)), np.zeros(len(stand_ins) + len(negatives))]
+    weights = np.r_[np.ones(len(positives) + len(stand_ins)), np.full(len(negatives), svm_disliked_weight(
         len(positives), len(negatives)))]
     w, b = fit_linear_svm(features, labels, weights, c=SVM_C)
     w = w.astype(np.float32)

@@ -21,7 +21,7 @@ from movielinks.search.filters import best_allowed, filtered_search, from_stored
 from movielinks.search.diversity import candidates_for, diversify
 from movielinks.search.recommend import (DEFAULT_STRATEGY, NEIGHBOURS_DIVERSITY, NEIGHBOURS_PER_EXAMPLE,
                                           average_vector_query, best_scores, era_affinity, era_years, local_scales,
-                                          neighbours_scores, svm_scores)
+                                          neighbours_scores, stand_in_dislike_ids, svm_scores)
 
 Ranked = tuple[np.ndarray, np.ndarray]  # (ids int64 [n, k], scores float32 [n, k])
 # recommend's answer: (best, worst), each (ids int64 [k], scores float32 [k]) ranked by the
@@ -131,7 +131,11 @@ class Catalogue:
             return self._ranked(best_scores(vectors, positives, negatives), inputs, k, worst_k, allowed, alive)
         if strategy == "svm":
             era = era_affinity(v.years, era_years(v.years, liked_ids, disliked_ids))
-            scores = svm_scores(vectors, v.prominence, era, liked_ids, disliked_ids, liked_extra, disliked_extra)
+            links = np.concatenate([[] if ids is None else ids for ids in (liked_links, disliked_links)]).astype(np.int64)
+            stand_in_links = (np.asarray(v.link_vectors)[stand_in_dislike_ids(len(v.link_vectors), links, len(liked_extra))]
+                              if len(liked_extra) else None)
+            scores = svm_scores(vectors, v.prominence, era, liked_ids, disliked_ids, liked_extra, disliked_extra,
+                                stand_in_links)
             check_alive(alive, "Recommend")
             return self._ranked(scores, inputs, k, worst_k, allowed, alive)
         query = average_vector_query(np.concatenate([vectors[liked_ids], liked_extra]),

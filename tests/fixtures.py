@@ -80,11 +80,13 @@ def random_pairs(rng: np.random.Generator, n_movies: int, n_links: int) -> np.nd
     return np.array(pairs, dtype=np.int32)
 
 
-def svm_decision(version, liked_ids: list[int], disliked_ids: list[int]) -> np.ndarray:
+def svm_decision(version, liked_ids: list[int], disliked_ids: list[int], liked_links: list[int] = ()) -> np.ndarray:
     """Every movie's decision value under the svm strategy as docs/api.md defines it, fitted here
     with scikit-learn itself: a movie's features are its vector, its prominence and its era
-    affinity to the liked films' years; the liked movies against the seeded catalogue sample and
-    the disliked movies (weighted SVM_DISLIKED_WEIGHT, together at most that times the liked), C=SVM_C."""
+    affinity to the liked films' years; the liked movies and links against the seeded catalogue
+    sample (and, with links liked, a seeded sample of links) and the disliked movies (weighted
+    SVM_DISLIKED_WEIGHT, together at most that times the liked), C=SVM_C. A link's prominence and
+    era are the catalogue sample's means."""
     from sklearn.svm import SVC
 
     from movielinks.search.recommend import SVM_C, SVM_DISLIKED_WEIGHT, era_affinity, stand_in_dislike_ids
@@ -92,10 +94,16 @@ def svm_decision(version, liked_ids: list[int], disliked_ids: list[int]) -> np.n
     years = np.asarray(version.years)
     features = np.column_stack([np.asarray(version.movie_vectors, np.float64), version.prominence,
                                 era_affinity(years, years[liked_ids])])
-    sample = stand_in_dislike_ids(len(features), liked_ids + disliked_ids, len(liked_ids)).tolist()
-    rows = liked_ids + sample + disliked_ids
-    labels = [1] * len(liked_ids) + [0] * (len(sample) + len(disliked_ids))
-    disliked_weight = SVM_DISLIKED_WEIGHT * min(1.0, len(liked_ids) / max(1, len(disliked_ids)))
-    weights = [1.0] * (len(liked_ids) + len(sample)) + [disliked_weight] * len(disliked_ids)
-    svm = SVC(kernel="linear", C=SVM_C).fit(features[rows], labels, sample_weight=weights)
+    n_liked = len(liked_ids) + len(liked_links)
+    sample = stand_in_dislike_ids(len(features), liked_ids + disliked_ids, n_liked).tolist()
+    links = np.asarray(version.link_vectors, np.float64)
+    link_rows = list(liked_links) + (stand_in_dislike_ids(len(links), list(liked_links), n_liked).tolist()
+                                     if len(liked_links) else [])
+    as_links = np.column_stack([links[link_rows], np.tile(features[sample, -2:].mean(axis=0), (len(link_rows), 1))])
+    rows = np.concatenate([features[liked_ids], as_links[:len(liked_links)], features[sample], as_links[len(liked_links):],
+                           features[disliked_ids]])
+    labels = [1] * n_liked + [0] * (len(rows) - n_liked)
+    disliked_weight = SVM_DISLIKED_WEIGHT * min(1.0, n_liked / max(1, len(disliked_ids)))
+    weights = [1.0] * (len(rows) - len(disliked_ids)) + [disliked_weight] * len(disliked_ids)
+    svm = SVC(kernel="linear", C=SVM_C).fit(rows, labels, sample_weight=weights)
     return svm.decision_function(features)

@@ -118,6 +118,20 @@ def test_recommend_order_is_the_svm_decision_function(catalogue):
     assert not {m.title for m in result.best + result.worst} & set(liked + disliked)
 
 
+def test_svm_with_liked_links_fits_them_against_other_links_too(catalogue):
+    # A link's vector is not distributed like the films': a sample of links joins the negatives.
+    version = catalogue.version
+    result = catalogue.recommend(["Alien (film)"], [], k=10, strategy="svm", liked_links=["Link 3", "Link 5"])
+    decision = svm_decision(version, [4], [], [3, 5])  # Alien is movie 4
+    order = [i for i in np.argsort(-decision) if i != 4]
+    ids = {m.title: i for i, m in enumerate(version.movies)}
+    got = [ids[m.title] for m in result.best]
+    # The same fit up to libsvm's tolerance (the server fits float32 features): scores within 1e-3,
+    # and the ten best up to that.
+    np.testing.assert_allclose([m.score for m in result.best], decision[got], atol=1e-3)
+    assert 4 not in got and decision[got].min() >= decision[order[9]] - 1e-3
+
+
 def test_svm_learns_how_much_the_era_counts(catalogue):
     # Liked films of the 1960s: the fit gives the era a weight of its own, and other films of
     # those years rise above what the vectors alone would place them.
