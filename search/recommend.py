@@ -37,7 +37,7 @@ import importlib
 
 import numpy as np
 
-from movielinks.search.filters import row_products
+from movielinks.search.filters import row_maxima, row_products
 
 NOTEBOOK_SVM_C = 1.0  # the notebook's SVC(kernel="linear") default: the trainer's recommendation check
 # The svm strategy's fit (MovieLens 100K, bench/bench_recommend.py): a softer margin than the
@@ -132,10 +132,10 @@ def average_vector_query(positives: np.ndarray, negatives: np.ndarray) -> np.nda
 
 def best_scores(vectors: np.ndarray, positives: np.ndarray, negatives: np.ndarray) -> np.ndarray:
     """Qdrant's best_score of every row of `vectors`, float32 [n]."""
-    best_positive = row_products(positives, vectors).max(axis=0)
+    best_positive = row_maxima(positives, vectors)
     if not len(negatives):
         return best_positive.astype(np.float32)
-    best_negative = row_products(negatives, vectors).max(axis=0)
+    best_negative = row_maxima(negatives, vectors)
     return np.where(best_positive > best_negative, best_positive, -(best_negative ** 2)).astype(np.float32)
 
 

@@ -118,7 +118,7 @@ def test_pair_scores_are_inner_products_with_padding_at_minus_infinity() -> None
     np.testing.assert_array_equal(got, [[-np.inf, scores[2, 0]], [scores[0, 1], -np.inf]])
 
 
-def test_row_products_of_unaligned_rows_equal_the_plain_product(monkeypatch, versions) -> None:
+def test_products_of_unaligned_rows_equal_the_plain_product(monkeypatch, versions) -> None:
     # A version's vectors live inside the FAISS file, not aligned for float32 (indexer.version).
     assert not np.asarray(versions[0].version.movie_vectors).flags.aligned
     rng = np.random.default_rng(0)
@@ -132,6 +132,10 @@ def test_row_products_of_unaligned_rows_equal_the_plain_product(monkeypatch, ver
         np.testing.assert_allclose(filters.row_products(queries, unaligned), queries @ plain.T, rtol=1e-6, atol=1e-6)
         assert filters.row_products(queries, unaligned).dtype == (queries @ plain.T).dtype
         np.testing.assert_array_equal(filters.row_products(queries, plain), queries @ plain.T)
+        for rows in (unaligned, plain):
+            np.testing.assert_allclose(filters.row_maxima(queries, rows), (queries @ plain.T).max(axis=0), rtol=1e-6,
+                                       atol=1e-6)
+    assert (filters.row_maxima(np.empty((0, 8), np.float32), plain) == -np.inf).all()
 
 
 def test_lists_are_checked_when_built_not_when_loaded(tmp_path: Path, versions) -> None:
