@@ -15,7 +15,8 @@ import numpy as np
 if TYPE_CHECKING:
     from movielinks.search.neighbours import NeighbourLists
 
-ROWS_PER_PRODUCT = 256  # queries scored in one matrix product: 256 x 36k floats is 37 MB
+# Scores held at once by filtered_search: 256 queries x 36k movies (37 MB); at a million movies, 9 queries.
+SCORES_PER_PRODUCT = 256 * 36_000
 # Rows multiplied at a time by row_products and row_maxima (4 MB of rows at 64 dims).
 ALIGNED_BLOCK_ROWS = 1 << 14
 
@@ -138,11 +139,12 @@ def filtered_search(vectors: np.ndarray, queries: np.ndarray, allowed: np.ndarra
     matrix = vectors[candidates] if subset else vectors
     column_allowed = np.ones(len(candidates), dtype=bool) if subset else allowed
     parts = []
-    for start in range(0, len(queries), ROWS_PER_PRODUCT):
-        rows_excluded = excluded[start:start + ROWS_PER_PRODUCT]
+    step = max(1, SCORES_PER_PRODUCT // len(matrix))
+    for start in range(0, len(queries), step):
+        rows_excluded = excluded[start:start + step]
         if subset:
             rows_excluded = [_positions(candidates, ids) for ids in rows_excluded]
-        ids, scores = best_allowed(row_products(queries[start:start + ROWS_PER_PRODUCT], matrix), column_allowed,
+        ids, scores = best_allowed(row_products(queries[start:start + step], matrix), column_allowed,
                                    rows_excluded, k)
         if subset:
             ids = np.where(ids >= 0, candidates[np.maximum(ids, 0)], -1)

@@ -138,6 +138,22 @@ def test_products_of_unaligned_rows_equal_the_plain_product(monkeypatch, version
     assert (filters.row_maxima(np.empty((0, 8), np.float32), plain) == -np.inf).all()
 
 
+def test_a_filtered_scan_gives_the_same_answer_whatever_it_holds_at_once(monkeypatch) -> None:
+    rng = np.random.default_rng(1)
+    vectors, queries = rng.normal(size=(400, 8)).astype(np.float32), rng.normal(size=(30, 8)).astype(np.float32)
+    allowed = rng.random(400) < 0.8  # not selective: every row scored
+    excluded = [rng.choice(400, 3, replace=False) for _ in range(30)]
+    whole = filters.filtered_search(vectors, queries, allowed, excluded, 7)
+    monkeypatch.setattr(filters, "SCORES_PER_PRODUCT", 1000)  # 2 queries a product
+    parts = filters.filtered_search(vectors, queries, allowed, excluded, 7)
+    np.testing.assert_array_equal(parts[0], whole[0])
+    np.testing.assert_array_equal(parts[1], whole[1])
+    scores = np.where(allowed, queries @ vectors.T, -np.inf)
+    for row, ids in enumerate(excluded):
+        scores[row, ids] = -np.inf
+    np.testing.assert_array_equal(whole[0], np.argsort(-scores, axis=1, kind="stable")[:, :7])
+
+
 def test_lists_are_checked_when_built_not_when_loaded(tmp_path: Path, versions) -> None:
     ids = np.array([[1, 2, -1], [0, 2, 1]])
     assert ranked_lists_problem(ids, np.float32([[0.9, 0.8, -np.inf], [0.7, 0.6, 0.5]])) is None
