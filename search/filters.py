@@ -54,8 +54,8 @@ def row_products(queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:
 
 def row_maxima(queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     """(queries @ vectors.T).max(axis=0): each row's largest product with a query, float32 [n_rows]
-    (-inf without queries), a block of rows at a time, so that a thousand queries over a million rows hold 64 MB of
-    products at once, not 4 GB."""
+    (-inf without queries), a block of rows at a time, so that a thousand queries over a million
+    rows hold 64 MB of products at once, not 4 GB."""
     vectors, queries = np.asarray(vectors), np.asarray(queries)
     out = np.full(len(vectors), -np.inf, np.float32)
     if not len(queries):

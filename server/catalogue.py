@@ -130,12 +130,7 @@ class Catalogue:
             negatives = np.concatenate([vectors[disliked_ids], disliked_extra])
             return self._ranked(best_scores(vectors, positives, negatives), inputs, k, worst_k, allowed, alive)
         if strategy == "svm":
-            era = era_affinity(v.years, era_years(v.years, liked_ids, disliked_ids))
-            links = np.concatenate([[] if ids is None else ids for ids in (liked_links, disliked_links)]).astype(np.int64)
-            stand_in_links = (np.asarray(v.link_vectors)[stand_in_dislike_ids(len(v.link_vectors), links, len(liked_extra))]
-                              if len(liked_extra) else None)
-            scores = svm_scores(vectors, v.prominence, era, liked_ids, disliked_ids, liked_extra, disliked_extra,
-                                stand_in_links)
+            scores = self._svm_scores(liked_ids, disliked_ids, liked_extra, disliked_extra, liked_links, disliked_links)
             check_alive(alive, "Recommend")
             return self._ranked(scores, inputs, k, worst_k, allowed, alive)
         query = average_vector_query(np.concatenate([vectors[liked_ids], liked_extra]),
@@ -151,6 +146,19 @@ class Catalogue:
             worst_ids, worst_scores = search(v.movie_index, -query[None, :], worst_k, exclude)
             worst_scores = -worst_scores
         return (best_ids[0], best_scores_[0]), (worst_ids[0], worst_scores[0])
+
+    def _svm_scores(self, liked_ids: np.ndarray, disliked_ids: np.ndarray, liked_extra: np.ndarray,
+                    disliked_extra: np.ndarray, liked_links: np.ndarray | None,
+                    disliked_links: np.ndarray | None) -> np.ndarray:
+        """search.recommend.svm_scores of every movie, with the era of the liked films' years and,
+        where extra examples (links, vectors) are liked, a seeded sample of the other links."""
+        v = self.version
+        era = era_affinity(v.years, era_years(v.years, liked_ids, disliked_ids))
+        links = np.concatenate([[] if ids is None else ids for ids in (liked_links, disliked_links)]).astype(np.int64)
+        stand_in_links = (np.asarray(v.link_vectors)[stand_in_dislike_ids(len(v.link_vectors), links, len(liked_extra))]
+                          if len(liked_extra) else None)
+        return svm_scores(np.asarray(v.movie_vectors), v.prominence, era, liked_ids, disliked_ids, liked_extra,
+                          disliked_extra, stand_in_links)
 
     def _example_neighbours(self, movie_ids: np.ndarray, link_vectors: np.ndarray) -> Ranked:
         """The NEIGHBOURS_PER_EXAMPLE nearest movies of each example movie (stored lists where
