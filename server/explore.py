@@ -16,6 +16,7 @@ import numpy as np
 
 from movielinks.common.clusters import name_clusters
 from movielinks.common.title_index import base
+from movielinks.search.filters import aligned_blocks
 from movielinks.server import limits
 from movielinks.server.errors import invalid
 from movielinks.server.service import MovieService
@@ -138,16 +139,25 @@ class Explorer:
 
 
 def principal_plane(vectors: np.ndarray) -> tuple[np.ndarray, float]:
-    """Rows projected on the first two principal components, and the variance fraction those explain."""
-    data = np.asarray(vectors, dtype=np.float64)
-    centred = data - data.mean(axis=0)
-    covariance = centred.T @ centred / max(1, len(data) - 1)
-    values, axes = np.linalg.eigh(covariance)  # ascending
+    """Rows projected on the first two principal components, and the variance fraction those explain.
+
+    In float64 a block of rows at a time (search.filters.aligned_blocks): a float64 copy of every
+    row, then a centred one, held 1 GB more at a million movies (2.9 s); the blocks hold 8 MB."""
+    vectors = np.asarray(vectors)
+    mean = sum(rows.sum(axis=0, dtype=np.float64) for _, rows in aligned_blocks(vectors)) / max(1, len(vectors))
+    covariance = np.zeros((vectors.shape[1], vectors.shape[1]))
+    for _, rows in aligned_blocks(vectors):
+        centred = rows.astype(np.float64) - mean
+        covariance += centred.T @ centred
+    values, axes = np.linalg.eigh(covariance / max(1, len(vectors) - 1))  # ascending
     top = axes[:, ::-1][:, :2]
     # An eigenvector's sign is arbitrary: fix it so the map does not flip between versions of numpy.
     top *= np.where(top[np.abs(top).argmax(axis=0), range(top.shape[1])] < 0, -1, 1)
+    points = np.empty((len(vectors), 2), np.float32)
+    for start, rows in aligned_blocks(vectors):
+        points[start:start + len(rows)] = (rows.astype(np.float64) - mean) @ top
     total = float(values.sum())
-    return (centred @ top).astype(np.float32), float(values[::-1][:2].sum() / total) if total > 0 else 0.0
+    return points, float(values[::-1][:2].sum() / total) if total > 0 else 0.0
 
 
 _EXPLORERS: "weakref.WeakKeyDictionary[MovieService, Explorer]" = weakref.WeakKeyDictionary()
