@@ -4,11 +4,12 @@ Shared by the trainer's map (`trainer plot`) and the web explorer's map (the
 server), so both name a region of the movie space the same way: k-means on the
 movie vectors, a cluster named by the links that are nearest its films more often
 than they are for the whole map (for the 36k file these are genres: "Western",
-"Silent", "Animated"). numpy and scikit-learn, and FAISS where it is installed.
+"Silent", "Animated"). numpy and scikit-learn (the server passes FAISS's search in).
 """
 from __future__ import annotations
 
 import re
+from typing import Callable
 
 import numpy as np
 
@@ -19,13 +20,14 @@ _FILM_SUFFIX = re.compile(r"\s*\([^()]*\bfilm\)$")
 
 def name_clusters(
     vectors: np.ndarray, link_vectors: np.ndarray, links: list[str], n_clusters: int, seed: int, n_names: int = 2,
-    left_out: np.ndarray | None = None,
+    left_out: np.ndarray | None = None, nearest: Callable[[np.ndarray, np.ndarray, int], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, list[str]]:
     """(cluster of each movie [n], a name per cluster): k-means on the unit vectors, clusters ordered
     by size. A cluster is named by the `n_names` links that are most often among its films'
     NAME_TOP_LINKS nearest links, beyond how often they are for the whole map (what marks the
     cluster, not what every film has). Links marked in `left_out` (bool [n_links]: e.g. the
-    citation links of common.movie_links, Internet Movie Database, AllMovie) never name one."""
+    citation links of common.movie_links, Internet Movie Database, AllMovie) never name one.
+    `nearest(vectors, link_vectors, top)` finds each film's nearest links (nearest_links if None)."""
     from sklearn.cluster import KMeans
 
     if left_out is not None and left_out.any():
@@ -38,7 +40,7 @@ def name_clusters(
     cluster = np.argsort(by_size)[found]
     if not len(links):
         return cluster, [f"cluster {c + 1}" for c in range(k)]
-    nearest = nearest_links(vectors, link_vectors, min(NAME_TOP_LINKS, len(links)))
+    nearest = (nearest or nearest_links)(vectors, link_vectors, min(NAME_TOP_LINKS, len(links)))
     overall = np.bincount(nearest.ravel(), minlength=len(links)) / len(vectors)
     names = []
     for c in range(k):
@@ -49,19 +51,9 @@ def name_clusters(
 
 
 def nearest_links(vectors: np.ndarray, link_vectors: np.ndarray, top: int) -> np.ndarray:
-    """Each vector's `top` nearest links by inner product: ids int64 [n, top], in no set order.
-
-    By FAISS's exhaustive search where FAISS is installed (the server; the trainer may run
-    without it): at a million links, the explorer's 1,000 sampled films took 107 s in numpy (a
-    partition of every link's product, a film at a time, over the version's link vectors, which
-    are not aligned for BLAS) and take 8 s in FAISS. Otherwise numpy, 16 M products at a time."""
-    try:
-        import faiss
-    except ImportError:
-        faiss = None
-    if faiss is not None:
-        return faiss.knn(np.ascontiguousarray(vectors, np.float32), np.ascontiguousarray(link_vectors, np.float32),
-                         top, metric=faiss.METRIC_INNER_PRODUCT)[1]
+    """Each vector's `top` nearest links by inner product: ids int64 [n, top], in no set order;
+    numpy, 16 M products at a time. The server passes search.neighbours.exhaustive_top instead
+    (FAISS; at a million links 107 s in numpy, 9 s in FAISS, for the explorer's 1,000 films)."""
     chunk = max(1, 16_000_000 // len(link_vectors))
     return np.concatenate([np.argpartition(-(vectors[i : i + chunk] @ link_vectors.T), top - 1, axis=1)[:, :top]
                            for i in range(0, len(vectors), chunk)])

@@ -76,6 +76,14 @@ def search(
     return out_ids, out_scores
 
 
+def exhaustive_top(queries: np.ndarray, vectors: np.ndarray, k: int) -> np.ndarray:
+    """Each query's k rows of `vectors` with the largest inner products, exactly: ids int64 [n, k],
+    best first, by FAISS's exhaustive search (BLAS, then a heap: no partition of every product;
+    `vectors` may be a version's unaligned rows)."""
+    return faiss.knn(np.ascontiguousarray(queries, np.float32), np.ascontiguousarray(vectors, np.float32), k,
+                     metric=faiss.METRIC_INNER_PRODUCT)[1]
+
+
 def pair_scores(row_vectors: np.ndarray, movie_vectors: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """float32 [n, m]: the inner product of row_vectors[i] and movie_vectors[ids[i, j]] (their
     cosine: both unit rows), -inf where ids[i, j] is -1 (padding), computed in float32."""

@@ -17,6 +17,7 @@ import numpy as np
 from movielinks.common.clusters import name_clusters
 from movielinks.common.title_index import base
 from movielinks.search.filters import aligned_blocks
+from movielinks.search.neighbours import exhaustive_top
 from movielinks.server import limits
 from movielinks.server.errors import invalid
 from movielinks.server.service import MovieService
@@ -119,7 +120,8 @@ class Explorer:
                 chosen = self.sample_ids(sample)
                 cited = None if version.movie_links is None else version.movie_links.citation_links(len(version.links))
                 cluster, names = name_clusters(np.asarray(version.movie_vectors[chosen]), version.link_vectors,
-                                               version.links, MAP_CLUSTERS, MAP_SEED, left_out=cited)
+                                               version.links, MAP_CLUSTERS, MAP_SEED, left_out=cited,
+                                               nearest=exhaustive_top)
                 placed = points[chosen]
                 self._clusters[sample] = MapClusters(
                     [MapCluster(name, *map(float, np.median(placed[cluster == c], axis=0)), int((cluster == c).sum()))

@@ -7,7 +7,8 @@ import pytest
 from movielinks.indexer.build import build_index
 from movielinks.server.app import load_service
 from movielinks.server.errors import ServiceError
-from movielinks.common.clusters import name_clusters
+from movielinks.common.clusters import name_clusters, nearest_links
+from movielinks.search.neighbours import exhaustive_top
 from movielinks.server.explore import MAP_CLUSTERS, MAP_SEED, explorer, principal_plane
 from tests.fixtures import make_run
 
@@ -78,3 +79,14 @@ def test_map_clusters_are_never_named_by_citation_links(catalogue, tmp_path):
     marked = load_service(str(tmp_path / "index"))
     names_after = {name for c in explorer(marked).map_clusters(60).clusters for name in c.name.split(", ")}
     assert names_after and not names_after & names_before
+
+
+def test_the_servers_nearest_links_are_the_trainers():
+    # The explorer names clusters with FAISS's exhaustive search, `trainer plot` with numpy: the same links.
+    rng = np.random.default_rng(5)
+    vectors, link_vectors = rng.normal(size=(40, 8)), rng.normal(size=(3000, 8)).astype(np.float32)
+    by_faiss, by_numpy = exhaustive_top(vectors, link_vectors, 5), nearest_links(vectors, link_vectors, 5)
+    assert by_faiss.shape == by_numpy.shape == (40, 5)
+    np.testing.assert_array_equal(np.sort(by_faiss, axis=1), np.sort(by_numpy, axis=1))
+    exact = np.argsort(-(vectors @ link_vectors.T), axis=1)[:, :5]
+    np.testing.assert_array_equal(by_faiss, exact)  # best first

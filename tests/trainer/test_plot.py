@@ -1,7 +1,6 @@
 """trainer.plot: the movie map of a small synthetic run."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +8,6 @@ import pytest
 from matplotlib import image
 
 from movielinks.common.artifacts import Records
-from movielinks.common import clusters
 from movielinks.common.clusters import name_clusters, short_title
 from movielinks.common.records import MovieRecord
 from movielinks.trainer.errors import TrainerError
@@ -166,13 +164,3 @@ def test_plot_says_what_it_is_doing(run_dir: Path, tmp_path: Path) -> None:
     assert [line.split("]")[0] for line in lines] == ["plot: [1/3", "plot: [2/3", "plot: [3/3"]
     assert_png(out)
 
-
-def test_nearest_links_by_faiss_and_by_numpy_are_the_same_sets(monkeypatch) -> None:
-    # The server names clusters with FAISS, a trainer without FAISS with numpy: the same names.
-    rng = np.random.default_rng(5)
-    vectors, link_vectors = rng.normal(size=(40, 8)), rng.normal(size=(3000, 8)).astype(np.float32)
-    with_faiss = clusters.nearest_links(vectors, link_vectors, 5)
-    monkeypatch.setitem(sys.modules, "faiss", None)  # `import faiss` raises ImportError
-    with_numpy = clusters.nearest_links(vectors, link_vectors, 5)
-    assert with_faiss.shape == with_numpy.shape == (40, 5)
-    np.testing.assert_array_equal(np.sort(with_faiss, axis=1), np.sort(with_numpy, axis=1))
