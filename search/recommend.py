@@ -134,7 +134,7 @@ def best_scores(vectors: np.ndarray, positives: np.ndarray, negatives: np.ndarra
     """Qdrant's best_score of every row of `vectors`, float32 [n]."""
     best_positive = row_maxima(positives, vectors)
     if not len(negatives):
-        return best_positive.astype(np.float32)
+        return best_positive
     best_negative = row_maxima(negatives, vectors)
     return np.where(best_positive > best_negative, best_positive, -(best_negative ** 2)).astype(np.float32)
 
@@ -166,6 +166,7 @@ def svm_scores(vectors: np.ndarray, prominence: np.ndarray, era: np.ndarray, lik
     dim = vectors.shape[1]
     liked_extra = np.empty((0, dim), np.float32) if liked_extra is None else liked_extra
     disliked_extra = np.empty((0, dim), np.float32) if disliked_extra is None else disliked_extra
+    stand_in_links = np.empty((0, dim), np.float32) if stand_in_links is None else stand_in_links
     liked_ids = np.asarray(liked_ids, dtype=np.int64)
     disliked_ids = np.asarray(disliked_ids, dtype=np.int64)
     priors = np.stack([np.asarray(prominence, dtype=np.float32), np.asarray(era, dtype=np.float32)], axis=1)
@@ -178,9 +179,7 @@ def svm_scores(vectors: np.ndarray, prominence: np.ndarray, era: np.ndarray, lik
                                np.hstack([extra, np.broadcast_to(neutral, (len(extra), 2))])])
 
     positives, negatives = rows(liked_ids, liked_extra), rows(disliked_ids, disliked_extra)
-    stand_ins = np.concatenate([np.hstack([vectors[sample], priors[sample]]),
-                                rows(np.empty(0, np.int64), np.empty((0, dim), np.float32) if stand_in_links is None
-                                     else stand_in_links)])
+    stand_ins = rows(sample, stand_in_links)
     features = np.concatenate([positives, stand_ins, negatives])
     labels = np.r_[np.ones(len(positives)), np.zeros(len(stand_ins) + len(negatives))]
     weights = np.r_[np.ones(len(positives) + len(stand_ins)), np.full(len(negatives), svm_disliked_weight(

@@ -163,4 +163,3 @@ def test_plot_says_what_it_is_doing(run_dir: Path, tmp_path: Path) -> None:
     out = plot_run(run_dir, tmp_path / "maps" / "map.png", method="pca", n_clusters=3, log=lines.append)
     assert [line.split("]")[0] for line in lines] == ["plot: [1/3", "plot: [2/3", "plot: [3/3"]
     assert_png(out)
-
