@@ -61,7 +61,11 @@ class MovieLinks:
         return np.concatenate([[0], np.cumsum(self.films_per_link(n_links))]), movies
 
     def films_per_link(self, n_links: int) -> np.ndarray:
-        """How many movies link to each of `n_links` links (int64 [n_links])."""
+        """How many movies link to each of `n_links` links (int64 [n_links]): from the stored inverse
+        layout's offsets where the file has it (at a million films 10 MB read, where counting reads
+        every pair's link id: 90 MB more of the file resident in a server, for its idf at start)."""
+        if self.inverse is not None and len(self.inverse[0]) == n_links + 1:
+            return np.diff(np.asarray(self.inverse[0])).astype(np.int64)
         return np.bincount(np.asarray(self.link_ids), minlength=n_links).astype(np.int64)[:n_links]
 
     def citation_links(self, n_links: int, share: float = 0.5) -> np.ndarray:

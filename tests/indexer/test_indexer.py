@@ -588,6 +588,9 @@ def test_a_version_stores_the_films_of_each_link_and_a_server_maps_them(built):
     computed = dataclasses.replace(links, inverse=None).by_link(N_LINKS)
     for stored, again in zip(links.by_link(N_LINKS), computed):
         assert np.array_equal(stored, again)
+    # Films per link (the server's idf at start) come from the stored offsets, not every pair's link id.
+    counted = dataclasses.replace(links, inverse=None).films_per_link(N_LINKS)
+    assert np.array_equal(dataclasses.replace(links, link_ids=None).films_per_link(N_LINKS), counted)
     assert links.problem(N_MOVIES, N_LINKS) is None
     offsets, movies = links.inverse
     assert "unknown movies" in dataclasses.replace(links, inverse=(offsets, movies + N_MOVIES)).problem(N_MOVIES, N_LINKS)
