@@ -261,7 +261,7 @@ def summary(results: dict) -> dict:
 
 
 def markdown(results: dict) -> str:
-    from bench.bench_server import ROWS
+    from bench.bench_server import ROWS, memory_rows
 
     m, t, i, s = results["machine"], results["train"], results["index"], results["search"]
     stages = results.get("measured_at", {})
@@ -295,6 +295,8 @@ def markdown(results: dict) -> str:
     lines += [f"| raw vector bytes (movies + links) | {s['vector_mb']:,.0f} MB |",
               f"| fixed overhead: server peak RSS over a 300-movie index | "
               f"{results['service']['fixed_overhead_mb']:,.0f} MB |"]
+    if "memory_by_phase" in results["service"]:  # runs before it have none
+        lines += ["", *memory_rows(results["service"]["memory_by_phase"])]
     if results["size"] != "1m":  # the targets are stated for a million films
         return "\n".join(lines) + "\n"
     lines += ["", "| target (issue 23, 1,000,000 films; speeds over this run's references) | measured | met? |",

@@ -189,19 +189,26 @@ def own_memory_mb(pid: int) -> float:
     return int(_status(pid)["RssAnon"].split()[0]) / 1024
 
 
-def mapped_files_mb(pid: int) -> str:
+def mapped_files_mb(pid: int, under: str | None = None) -> str:
     """The resident pages of each file process `pid` maps, largest first, as "name 503, name 420 MB"
-    (from /proc/PID/smaps; files under 1 MB left out)."""
+    (from /proc/PID/smaps; files under 1 MB left out; only those under directory `under` if given)."""
     resident: dict[str, int] = {}
     mapping = None
     for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
         fields = line.split()
         if fields and "-" in fields[0] and len(fields) >= 5:  # a mapping's header line
-            mapping = fields[5] if len(fields) > 5 and fields[5].startswith("/") else None
+            mapping = fields[5] if len(fields) > 5 and fields[5].startswith(under or "/") else None
         elif mapping and fields[:1] == ["Rss:"]:
             resident[mapping] = resident.get(mapping, 0) + int(fields[1])
-    largest = sorted(((kb / 1024, Path(name).name) for name, kb in resident.items() if kb >= 1024), reverse=True)
-    return ", ".join(f"{name} {mb:,.0f}" for mb, name in largest) + " MB"
+    files = sorted(((kb / 1024, Path(name).name) for name, kb in resident.items() if kb >= 1024), reverse=True)
+    return ", ".join(f"{name} {mb:,.0f}" for mb, name in files) + " MB" if files else "none of 1 MB or more"
+
+
+def memory_after(pid: int, phase: str, index: str) -> dict[str, Any]:
+    """What server process `pid` holds resident after `phase` of a load: its RSS, its own part
+    (RssAnon) in MB, and the resident pages of each file of the index root `index` it maps."""
+    return {"after": phase, "rss_mb": server_memory_mb(pid)[0], "own_rss_mb": own_memory_mb(pid),
+            "files": mapped_files_mb(pid, under=os.path.realpath(index) + os.sep)}
 
 
 def _status(pid: int) -> dict[str, str]:
@@ -236,9 +243,10 @@ def fixed_overhead_mb(work: Path) -> float:
         process.wait(timeout=30)
 
 
-def measure_service(index: str, *, seconds: float = 5.0, queries: int = 3000) -> dict[str, float]:
+def measure_service(index: str, *, seconds: float = 5.0, queries: int = 3000) -> dict[str, Any]:
     """Every measurement of the service-speed table (docs/speed.md), by name (milliseconds, seconds, per second, MB),
-    taken in the table's order."""
+    taken in the table's order; and under "memory_by_phase" what the server held after each part of
+    the single client's load (memory_after)."""
     import grpc
 
     from movielinks.indexer.root import load_current
@@ -255,8 +263,11 @@ def measure_service(index: str, *, seconds: float = 5.0, queries: int = 3000) ->
     process, address, found["start_s"] = start_server(index)
     try:
         found["idle_rss_mb"] = server_memory_mb(process.pid)[0]
+        phases = [memory_after(process.pid, "start", index)]
         with grpc.insecure_channel(address) as channel:
-            found |= one_client(pb_grpc.MovielinksStub(channel), pb, titles, movie_filter, rng, queries)
+            found |= one_client(pb_grpc.MovielinksStub(channel), pb, titles, movie_filter, rng, queries,
+                                lambda phase: phases.append(memory_after(process.pid, phase, index)))
+        found["memory_by_phase"] = phases
         found |= similar_from_8_clients(address, titles, seconds)
         found["rss_mb"], found["peak_rss_mb"] = server_memory_mb(process.pid)
         found["own_rss_mb"] = own_memory_mb(process.pid)
@@ -324,14 +335,17 @@ def latency_ms(call: Callable[[Any], object], args: Iterable[Any]) -> tuple[floa
     return percentiles(latencies)
 
 
-def one_client(stub, pb, titles: list[str], movie_filter, rng: np.random.Generator, queries: int) -> dict[str, float]:
-    """The rows of one gRPC client, a call at a time: each RPC's latency and the batch RPC's titles/s."""
+def one_client(stub, pb, titles: list[str], movie_filter, rng: np.random.Generator, queries: int,
+               phase_done: Callable[[str], None] = lambda phase: None) -> dict[str, float]:
+    """The rows of one gRPC client, a call at a time: each RPC's latency and the batch RPC's titles/s;
+    `phase_done(what)` is called after each kind of call (not timed)."""
     found: dict[str, float] = {}
     # The server imports scikit-learn in the background once serving: the first svm Recommend waits for
     # it, and every later row is measured after it (the import holds the GIL for most of a second).
     t = time.perf_counter()
     stub.Recommend(pb.RecommendRequest(liked=titles[:3], k=10, strategy="svm"))
     found["first_recommend_ms"] = (time.perf_counter() - t) * 1000
+    phase_done("the first svm Recommend")
     for title in titles[:200]:  # warm-up
         stub.SimilarMovies(pb.SimilarMoviesRequest(title=title, k=10))
     for name, request in (("similar", lambda t: pb.SimilarMoviesRequest(title=t, k=10)),
@@ -339,16 +353,19 @@ def one_client(stub, pb, titles: list[str], movie_filter, rng: np.random.Generat
                           ("similar_reasons", lambda t: pb.SimilarMoviesRequest(title=t, k=10, reasons=3))):
         found[f"{name}_p50_ms"], found[f"{name}_p99_ms"] = latency_ms(
             lambda i: stub.SimilarMovies(request(titles[i])), rng.integers(len(titles), size=queries))
+        phase_done(f"{queries:,} SimilarMovies{_SIMILAR_KIND[name]}")
     # Only the LinkMovies call is timed, not finding a link of the title to ask it for.
     links = (_link_of(stub, pb, titles[i]) for i in rng.integers(len(titles), size=min(queries, 1000)))
     found["link_movies_p50_ms"], found["link_movies_p99_ms"] = latency_ms(
         lambda link: stub.LinkMovies(pb.LinkMoviesRequest(link=link, k=10)), links)
+    phase_done(f"MovieLinks (k=1, a link of a title) and LinkMovies, {min(queries, 1000):,} each")
 
     batch = [titles[i] for i in rng.integers(len(titles), size=5000)]
     t = time.perf_counter()
     for _ in range(4):
         stub.BatchSimilarMovies(pb.BatchSimilarMoviesRequest(titles=batch, k=10))
     found["batch_titles_per_s"] = 4 * len(batch) / (time.perf_counter() - t)
+    phase_done("BatchSimilarMovies, 4 x 5,000 titles")
 
     # Issue 18's case: 20 liked and 20 disliked titles, by the default strategy and by the svm.
     for name, strategy in (("recommend_default", ""), ("recommend_svm", "svm")):
@@ -356,7 +373,12 @@ def one_client(stub, pb, titles: list[str], movie_filter, rng: np.random.Generat
         found[f"{name}_p50_ms"], found[f"{name}_p99_ms"] = latency_ms(
             lambda p: stub.Recommend(pb.RecommendRequest(liked=p[:20], disliked=p[20:], k=10, strategy=strategy)),
             picks)
+        phase_done(f"100 Recommend, {strategy or 'default'}, 20 liked + 20 disliked")
     return found
+
+
+_SIMILAR_KIND = {"similar": " (after 200 to warm up)", "similar_filtered": " with a filter",
+                 "similar_reasons": " with 3 reasons"}
 
 
 def similar_from_8_clients(address: str, titles: list[str], seconds: float) -> dict[str, float]:
@@ -439,6 +461,14 @@ def main() -> None:
     print("| measurement | result |\n|---|---|")
     for name, value in ROWS:
         print(f"| {name} | {value.format(**found)} |")
+    print("\n" + "\n".join(memory_rows(found["memory_by_phase"])))
+
+
+def memory_rows(phases: list[dict[str, Any]]) -> list[str]:
+    """memory_by_phase as a markdown table."""
+    return ["| server memory after (MB) | RSS | its own (RssAnon) | resident pages of its largest mapped files |",
+            "|---|---|---|---|",
+            *(f"| {p['after']} | {p['rss_mb']:,.0f} | {p['own_rss_mb']:,.0f} | {p['files']} |" for p in phases)]
 
 
 if __name__ == "__main__":
