@@ -466,7 +466,7 @@ def main() -> None:
 
 def memory_rows(phases: list[dict[str, Any]]) -> list[str]:
     """memory_by_phase as a markdown table."""
-    return ["| server memory after (MB) | RSS | its own (RssAnon) | resident pages of its largest mapped files |",
+    return ["| server memory after (MB) | RSS | its own (RssAnon) | resident pages of each file of the version it maps (1 MB or more) |",
             "|---|---|---|---|",
             *(f"| {p['after']} | {p['rss_mb']:,.0f} | {p['own_rss_mb']:,.0f} | {p['files']} |" for p in phases)]
 
