@@ -8,8 +8,9 @@ from movielinks.indexer.build import build_index
 from movielinks.server.app import load_service
 from movielinks.server.errors import ServiceError
 from movielinks.common.clusters import name_clusters, nearest_links
+from movielinks.common.title_index import base
 from movielinks.search.neighbours import exhaustive_top
-from movielinks.server.explore import MAP_CLUSTERS, MAP_SEED, explorer, principal_plane
+from movielinks.server.explore import MAP_CLUSTERS, MAP_SEED, FoldedNames, explorer, principal_plane
 from tests.fixtures import make_run
 
 TITLES = ["Interstellar (film)", "Inter Alia", "The Interpreter", "Alien (film)", "Titanic (1997 film)",
@@ -41,6 +42,39 @@ def test_names_containing_a_text_the_named_film_first_then_shorter_names_first(c
     for bad in ({"text": " "}, {"text": "x", "limit": 1001}, {"text": "x" * 501}):
         with pytest.raises(ServiceError):
             explorer(catalogue).search_names(**bad)
+
+
+def test_folded_names_find_a_text_inside_one_name_only():
+    """The explorer's casefolded names (one buffer, not a string a name): a match is inside one name,
+    never across two; non-ASCII names match by their casefolded characters; built a block at a time."""
+    names = ["Straße", "AB", "cd", "Amélie", "Ab\0c", "ÉCOLE", ""]
+    folded = FoldedNames(names, block=3)
+    assert len(folded) == 7 and [folded[i] for i in range(7)] == ["strasse", "ab", "cd", "amélie", "abc", "école", ""]
+    for needle in ("ss", "ab", "bc", "é", "co", "c", "amé", "x"):
+        ids, at_start = folded.containing(needle)
+        assert ids.tolist() == [i for i, name in enumerate(names) if needle in name.casefold().replace("\0", "")]
+        assert at_start.tolist() == [folded[i].startswith(needle) for i in ids], needle
+    assert folded.containing("")[0].tolist() == list(range(7))
+    tricky = ["Alien (film)", "Alien  (1979 film) ", "(film)", "A (b) (c)", "A (b (c))", "x (a)\n", "Ｔｈｅ (ß)",
+              "Heat\u00a0(1995 film)", "no qualifier", "", "((", "a ()", "İstanbul (film)"]
+    assert FoldedNames(tricky, block=4).base_lengths.tolist() == [len(base(name.casefold())) for name in tricky]
+
+
+def test_folded_names_rank_as_the_explorer_orders_names():
+    """ranked's numpy order is the explorer's order of Python tuples (matching rank, at the start,
+    length without qualifier, weight, name, id), ties broken by the name past the limit's edge."""
+    rng = np.random.default_rng(0)
+    names = [f"{rng.choice(['the ', ''])}{'ab' * int(rng.integers(1, 4))}{rng.choice(['x', 'y', ''])}"
+             f"{rng.choice([' (film)', ' (1999 film)', ''])}" for _ in range(300)]
+    folded, weights = FoldedNames(names), rng.integers(0, 3, size=300)
+    for needle in ("ab", "the", "bx", "y (", "abab"):
+        ids, at_start = folded.containing(needle)
+        matching = {int(i): rank for rank, i in enumerate(rng.choice(300, size=5, replace=False))}
+        expected = sorted((0 if i in matching else 1 if folded[i].startswith(needle) else 2, matching.get(i, 0),
+                           len(base(folded[i])), -weights[i], folded[i], i) for i in set(ids.tolist()) | set(matching))
+        for limit in (1, 7, 50, 1000):
+            assert folded.ranked(ids, at_start, matching, weights, limit) == ([e[-1] for e in expected[:limit]],
+                                                                              len(expected)), (needle, limit)
 
 
 def test_the_map_is_the_first_two_principal_components(catalogue):
