@@ -176,8 +176,9 @@ class FoldedNames:
         at = np.flatnonzero(self._bytes[:max(0, len(self._bytes) - len(pattern) + 1)] == pattern[0])
         for k in range(1, len(pattern)):
             at = at[self._bytes[at + k] == pattern[k]]
-        ids, first = np.unique(np.searchsorted(self.starts, at, side="right") - 1, return_index=True)
-        return ids, at[first] == self.starts[ids]
+        ids = np.searchsorted(self.starts, at, side="right") - 1  # ascending, as `at` is
+        first = np.flatnonzero(np.diff(ids, prepend=-1))  # each name's first match
+        return ids[first], at[first] == self.starts[ids[first]]
 
     def ranked(self, ids: np.ndarray, at_start: np.ndarray, matching: dict[int, int], weights: np.ndarray,
                limit: int) -> tuple[list[int], int]:
@@ -185,11 +186,14 @@ class FoldedNames:
         `matching`'s first by its rank (id: rank), then the names `at_start`, then the rest; within
         each the shorter name without its qualifier first, the larger weight, the name, the id. The
         order is found by numpy; only the names that tie with the last one kept are decoded."""
-        candidates = np.union1d(ids, np.fromiter(matching, dtype=np.int64, count=len(matching)))
-        category = np.where(np.isin(candidates, ids[at_start]), 1, 2)
+        matched = np.fromiter(matching, dtype=np.int64, count=len(matching))
+        found = np.isin(matched, ids)  # sorted merges below, not np.union1d (a hash of every id)
+        extra = np.sort(matched[~found])
+        candidates = np.insert(ids, np.searchsorted(ids, extra), extra)
+        category = np.insert(np.where(at_start, 1, 2), np.searchsorted(ids, extra), 2)
         rank = np.zeros(len(candidates), dtype=np.int64)
         if matching:
-            where = np.searchsorted(candidates, np.fromiter(matching, dtype=np.int64, count=len(matching)))
+            where = np.searchsorted(candidates, matched)
             category[where], rank[where] = 0, np.fromiter(matching.values(), dtype=np.int64, count=len(matching))
         keys = np.stack([category, rank, self.base_lengths[candidates], -weights[candidates]])
         order = np.lexsort(keys[::-1])  # the last key given is lexsort's first
