@@ -199,8 +199,11 @@ def search_recall(index: Path, n_queries: int = 1000) -> dict:
 
     from movielinks.search.neighbours import search
     from movielinks.indexer.root import load_current
+    from movielinks.indexer.version import LINK_VECTORS
 
     version = load_current(index)
+    # The version's float32 link vectors (a graph over float16 codes serves them rounded: indexer.version).
+    link_vectors = np.load(version.path / LINK_VECTORS, mmap_mode="r")
     vectors = version.movie_vectors
     # Not the calibration's samples (indexer.calibrate draws with seeds 0 and 1): recall on other rows.
     rng = np.random.default_rng(2026)
@@ -212,16 +215,16 @@ def search_recall(index: Path, n_queries: int = 1000) -> dict:
     found, _ = search(version.movie_index, vectors[queries], 10, queries[:, None])
     stored = version.movie_neighbours.ids[queries, :10] if version.movie_neighbours is not None else found
     recall = lambda rows, truth: float(np.mean([len(set(r.tolist()) & e) / 10 for r, e in zip(rows, truth)]))
-    links = np.sort(rng.choice(len(version.link_vectors), min(n_queries, len(version.link_vectors)), replace=False))
-    exact_links, _ = search(flat, version.link_vectors[links], 10)
-    found_links, _ = search(version.movie_index, version.link_vectors[links], 10)
+    links = np.sort(rng.choice(len(link_vectors), min(n_queries, len(link_vectors)), replace=False))
+    exact_links, _ = search(flat, link_vectors[links], 10)
+    found_links, _ = search(version.movie_index, link_vectors[links], 10)
     link_lists = version.link_movies.ids[links, :10] if version.link_movies is not None else found_links
-    vector_bytes = version.movie_vectors.nbytes + version.link_vectors.nbytes
+    vector_bytes = 4 * version.dim * (len(vectors) + len(link_vectors))  # float32 bytes, whatever is served
     return {"queries": len(queries), "index_recall_at_10": recall(found, exact_top),
             "stored_recall_at_10": recall(stored, exact_top),
             "link_movies_recall_at_10": recall(found_links, [set(row.tolist()) for row in exact_links]),
             "link_lists_recall_at_10": recall(link_lists, [set(row.tolist()) for row in exact_links]),
-            "vector_mb": vector_bytes / 1024**2, "movies": len(vectors), "links": len(version.link_vectors),
+            "vector_mb": vector_bytes / 1024**2, "movies": len(vectors), "links": len(link_vectors),
             "dim": version.dim}
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from movielinks.common.commands import closed_pipe_is_a_normal_end, command_parser, positive_int
 from movielinks.common.signals import exit_cleanly_on_sigterm
-from movielinks.indexer.build import (APPROXIMATE_FACTORY, AUTO, DEFAULT_LINK_MOVIES_K, DEFAULT_NEIGHBOURS_K,
-                                     EXACT_MAX_VECTORS, build_index)
+from movielinks.indexer.build import (APPROXIMATE_FACTORY, APPROXIMATE_LINK_FACTORY, AUTO, DEFAULT_LINK_MOVIES_K,
+                                     DEFAULT_NEIGHBOURS_K, EXACT_MAX_VECTORS, build_index)
 from movielinks.indexer.calibrate import DEFAULT_TARGET_RECALL
 from movielinks.indexer.errors import IndexerError
 from movielinks.indexer.export import VECTOR_KINDS, export_neighbours, export_vectors, vector_names_path
@@ -48,7 +48,8 @@ def _build_command(commands: argparse._SubParsersAction) -> None:
     build.add_argument("--out", required=True, metavar="INDEX_ROOT", help="index root to add the version to")
     build.add_argument("--factory", default=AUTO,
                        help=f"FAISS index-factory string, e.g. Flat, HNSW32, IVF256,Flat; auto (default): exact "
-                            f"up to {EXACT_MAX_VECTORS:,} vectors, {APPROXIMATE_FACTORY} beyond")
+                            f"up to {EXACT_MAX_VECTORS:,} vectors, {APPROXIMATE_FACTORY} beyond ({APPROXIMATE_LINK_FACTORY} "
+                            f"for links: float16 codes)")
     build.add_argument("--neighbours-k", type=int, default=DEFAULT_NEIGHBOURS_K,
                        help="similar movies found per movie at build time and served without a search (0: none)")
     build.add_argument("--link-movies-k", type=int, default=DEFAULT_LINK_MOVIES_K,

@@ -25,7 +25,7 @@ from movielinks.common.limits import MAX_NEIGHBOURS_K
 from movielinks.common.neighbour_files import NeighbourWriter, pyarrow_modules
 from movielinks.search.neighbours import BATCH_ROWS, all_similar_rows, named
 from movielinks.indexer.errors import IndexerError
-from movielinks.indexer.version import IndexVersion
+from movielinks.indexer.version import LINK_VECTORS, MOVIE_VECTORS, IndexVersion
 
 
 def export_neighbours(
@@ -81,6 +81,8 @@ def export_vectors(version: IndexVersion, what: str, out_path: str | Path) -> in
     if suffix not in VECTOR_FORMATS:
         raise IndexerError(f"{out_path}: unknown vector file type {out_path.suffix!r}; use one of {', '.join(VECTOR_FORMATS)}")
     vectors = version.movie_vectors if what == "movies" else version.link_vectors
+    if vectors.dtype != np.float32:  # served from float16 codes (indexer.version): the version's exact file
+        vectors = np.load(version.path / (MOVIE_VECTORS if what == "movies" else LINK_VECTORS), mmap_mode="r")
     names = version.movie_names if what == "movies" else version.links
     about = {"version": version.name, "what": what, "dim": int(vectors.shape[1])}
     if suffix == ".npy":

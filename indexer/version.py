@@ -364,7 +364,8 @@ def load_version(path: str | Path) -> IndexVersion:
 def _open_version(path: Path, manifest: IndexManifest) -> IndexVersion:
     lookups = _read_lookups(path, manifest)
     movie_index, link_index = _read_index(path / MOVIE_INDEX), _read_index(path / LINK_INDEX)
-    movie_vectors, link_vectors = _vectors(movie_index, path / MOVIE_VECTORS), _vectors(link_index, path / LINK_VECTORS)
+    movie_vectors = _vectors(movie_index, path / MOVIE_VECTORS)
+    link_vectors = _vectors(link_index, path / LINK_VECTORS, half=True)
     neighbours, scales = (_read_neighbours(path / MOVIE_NEIGHBOURS, movie_vectors, movie_vectors)
                           if MOVIE_NEIGHBOURS in manifest.files else (None, None))
     return IndexVersion(
@@ -386,30 +387,52 @@ def _read_index(path: Path) -> faiss.Index:
     (common.mapped) where the file is one mapping that holds the vectors, so that a graph the
     stored lists answer for (at a million films 256 MB) is not resident until a search reads it."""
     index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY)
-    flat = _flat_storage(index)
-    if flat is not None and flat.ntotal:
-        mapped.release(path, int(flat.get_xb()))
+    rows = _stored_rows(index)
+    if rows is not None and rows[0].ntotal:
+        mapped.release(path, rows[1])
     return index
 
 
-def _vectors(index: faiss.Index, path: Path) -> np.ndarray:
+def _vectors(index: faiss.Index, path: Path, *, half: bool = False) -> np.ndarray:
     """The rows of the .npy at `path`, read from `index`'s own storage where it keeps them.
 
     An exact index and an HNSW graph over flat storage hold every vector, in id order,
     in the index file: serving them from there keeps one copy of the vectors in memory
-    instead of two (at a million movies, 592 MB of the server's resident pages). The
-    .npy stays in the version (its checksum is verified like every file's) and is used
-    whenever the index stores something else (IVF lists, quantised codes).
+    instead of two (at a million movies, 592 MB of the server's resident pages). With
+    `half`, a graph over float16 codes (the link index beyond EXACT_MAX_VECTORS,
+    indexer.build) serves its codes as float16 rows (the .npy's rounded to 11 bits: a cosine
+    within 0.002 of float32's), half the bytes. The .npy stays in the version (its checksum
+    is verified like every file's) and is used whenever the index stores something else
+    (IVF lists, 8-bit codes, float16 codes without `half`), and by `indexer export`.
     """
     mapped = np.load(path, mmap_mode="r")
-    flat = _flat_storage(index)
-    if flat is None or mapped.dtype != np.float32 or mapped.shape != (flat.ntotal, flat.d) or not len(mapped):
+    rows = _stored_rows(index)
+    if rows is None or mapped.dtype != np.float32 or mapped.shape != (rows[0].ntotal, rows[0].d) or not len(mapped):
         return mapped
-    stored = np.asarray(_IndexMemory(index, int(flat.get_xb()), mapped.shape))
+    storage, address = rows
+    dtype = np.float32 if isinstance(storage, faiss.IndexFlat) else np.float16
+    if dtype == np.float16 and not half:
+        return mapped
+    stored = np.asarray(_IndexMemory(index, address, mapped.shape, dtype))
     # Both files are checksummed; a storage out of id order is what this guards against.
-    if not (np.array_equal(stored[0], mapped[0]) and np.array_equal(stored[-1], mapped[-1])):
+    if not (np.array_equal(stored[0], mapped[0].astype(dtype)) and np.array_equal(stored[-1], mapped[-1].astype(dtype))):
         return mapped
     return stored
+
+
+def _stored_rows(index: faiss.Index) -> tuple[faiss.Index, int] | None:
+    """(the storage, the address of its first row) of an index that keeps every row in id order,
+    as float32 (an exact index, or an HNSW graph over flat storage) or float16 codes (an HNSW
+    graph over them: `HNSW32,SQfp16`); None for other indexes."""
+    flat = _flat_storage(index)
+    if flat is not None:
+        return flat, int(flat.get_xb())
+    index = faiss.downcast_index(index)
+    if isinstance(index, faiss.IndexHNSWSQ):
+        storage = faiss.downcast_index(index.storage)
+        if isinstance(storage, faiss.IndexScalarQuantizer) and storage.sq.qtype == faiss.ScalarQuantizer.QT_fp16:
+            return storage, int(storage.codes.data())
+    return None
 
 
 def _flat_storage(index: faiss.Index) -> faiss.IndexFlat | None:
@@ -423,9 +446,10 @@ def _flat_storage(index: faiss.Index) -> faiss.IndexFlat | None:
 class _IndexMemory:
     """Rows inside a FAISS index as a read-only numpy array that keeps the index alive."""
 
-    def __init__(self, index: faiss.Index, address: int, shape: tuple[int, int]):
+    def __init__(self, index: faiss.Index, address: int, shape: tuple[int, int], dtype: type = np.float32):
         self.index = index
-        self.__array_interface__ = {"shape": shape, "typestr": "<f4", "data": (address, True), "version": 3}
+        self.__array_interface__ = {"shape": shape, "typestr": np.dtype(dtype).str, "data": (address, True),
+                                    "version": 3}
 
 
 def _read_neighbours(path: Path, row_vectors: np.ndarray, movie_vectors: np.ndarray

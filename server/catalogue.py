@@ -155,7 +155,8 @@ class Catalogue:
         v = self.version
         era = era_affinity(v.years, era_years(v.years, liked_ids, disliked_ids))
         links = np.concatenate([[] if ids is None else ids for ids in (liked_links, disliked_links)]).astype(np.int64)
-        stand_in_links = (np.asarray(v.link_vectors)[stand_in_dislike_ids(len(v.link_vectors), links, len(liked_extra))]
+        stand_in_links = (np.asarray(v.link_vectors[stand_in_dislike_ids(len(v.link_vectors), links, len(liked_extra))],
+                                     dtype=np.float32)
                           if len(liked_extra) else None)
         return svm_scores(np.asarray(v.movie_vectors), v.prominence, era, liked_ids, disliked_ids, liked_extra,
                           disliked_extra, stand_in_links)
@@ -195,7 +196,8 @@ class Catalogue:
 
 def _example_vectors(link_vectors: np.ndarray, link_ids: np.ndarray | None, vectors: np.ndarray | None) -> np.ndarray:
     """The vectors of some links, then some vectors given as they are: a recommendation's extra examples."""
-    linked = link_vectors[np.asarray(link_ids if link_ids is not None else [], dtype=np.int64)]
+    # float32 whatever the version stores (float16 link vectors beyond 200,000 links: indexer.version).
+    linked = np.asarray(link_vectors[np.asarray(link_ids if link_ids is not None else [], dtype=np.int64)], np.float32)
     if vectors is None or not len(vectors):
         return linked
     return np.concatenate([linked, np.asarray(vectors, dtype=linked.dtype)])

@@ -357,7 +357,8 @@ class MovieService:
         version = self.version
         return {"movies": [(self.movie_titles.names[i], np.asarray(version.movie_vectors[i]), [])
                            for i in movie_ids.tolist()],
-                "links": [(self.link_names.names[i], np.asarray(version.link_vectors[i]), []) for i in link_ids],
+                "links": [(self.link_names.names[i], np.asarray(version.link_vectors[i], dtype=np.float32), [])
+                          for i in link_ids],
                 "films": [(f.name, f.vector, f.unknown) for f in folded]}
 
     def _known_link(self, name: str) -> int | None:

@@ -437,6 +437,7 @@ def test_auto_factory_is_exact_for_small_catalogues_and_hnsw_beyond(tmp_path: Pa
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     assert indexer.build.choose_factory("auto", indexer.build.EXACT_MAX_VECTORS) == "Flat"
     assert indexer.build.choose_factory("auto", indexer.build.EXACT_MAX_VECTORS + 1) == "HNSW32"
+    assert indexer.build.choose_factory("auto", indexer.build.EXACT_MAX_VECTORS + 1, "links") == "HNSW32,SQfp16"
     assert indexer.build.choose_factory("IVF16,Flat", 10) == "IVF16,Flat"  # --factory still overrides
     monkeypatch.setattr(indexer.build, "EXACT_MAX_VECTORS", N_LINKS)  # links stay exact, movies get HNSW
     build_index(run_dir, tmp_path / "index", progress=False)
