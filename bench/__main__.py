@@ -225,7 +225,9 @@ def search_recall(index: Path, n_queries: int = 1000) -> dict:
             "link_movies_recall_at_10": recall(found_links, [set(row.tolist()) for row in exact_links]),
             "link_lists_recall_at_10": recall(link_lists, [set(row.tolist()) for row in exact_links]),
             "vector_mb": vector_bytes / 1024**2, "movies": len(vectors), "links": len(link_vectors),
-            "dim": version.dim}
+            "dim": version.dim, "version": version.name,
+            # What the served version holds (the index stage's figures may be of another build).
+            "indexes": {what: vars(d) for what, d in version.manifest.indexes.items()}}
 
 
 def service(index: Path, seconds: float) -> dict:
@@ -267,6 +269,7 @@ def markdown(results: dict) -> str:
     from bench.bench_server import ROWS, memory_rows
 
     m, t, i, s = results["machine"], results["train"], results["index"], results["search"]
+    served = s.get("indexes", i["indexes"])  # the served version's, where the search stage recorded them
     stages = results.get("measured_at", {})
     measured = results.get("measured")
     taken = ("" if measured is None else f" Measured: the {', '.join(measured)} stages; the others' figures kept "
@@ -276,8 +279,9 @@ def markdown(results: dict) -> str:
         f"({m['cpu']}), Python {m['python']}, " + ", ".join(f"{k} {v}" for k, v in m["libraries"].items()) + "." + taken,
         "",
         f"{s['movies']:,} movies, {s['links']:,} links, {s['dim']} dims "
-        f"(movie index {i['indexes']['movies']['type']} ({i['indexes']['movies']['factory']}), "
-        f"link index {i['indexes']['links']['type']} ({i['indexes']['links']['factory']})).",
+        f"(movie index {served['movies']['type']} ({served['movies']['factory']}), "
+        f"link index {served['links']['type']} ({served['links']['factory']})"
+        + (f"; the version measured: {s['version']}" if "version" in s else "") + ").",
         "",
         "| measurement | result |", "|---|---|",
         f"| training samples/s (steady epochs{_settings(t)}) | {t['samples_per_s']:,.0f} |",
@@ -289,7 +293,7 @@ def markdown(results: dict) -> str:
         f"| index build (auto factory; stored: each movie's 100 neighbours, searched with the setting for movies' own "
         f"rows, and each link's 20 movies) | {i['wall_s']:.1f} s, peak {i['peak_rss_gb']:.2f} GB |",
         f"| index search settings, chosen at build by measured recall@10 (movies / links) | "
-        f"{_setting(i['indexes']['movies'])} / {_setting(i['indexes']['links'])} |",
+        f"{_setting(served['movies'])} / {_setting(served['links'])} |",
         f"| recall@10 against exact search: movie index / stored neighbours / movie index asked by a link / each "
         f"link's stored movies (LinkMovies) | {s['index_recall_at_10']:.4f} / {s['stored_recall_at_10']:.4f} / "
         f"{s['link_movies_recall_at_10']:.4f} / {s.get('link_lists_recall_at_10', s['link_movies_recall_at_10']):.4f} |",
