@@ -76,8 +76,9 @@ class Explorer:
     def search_names(self, text: str, kind: str = "movies", limit: int = 0) -> tuple[list[str], int]:
         """(names containing `text`, case-insensitive; how many in all). First the names `text` is up
         to case, qualifier, article, accents and punctuation ("godfather": The Godfather), most linked
-        first, as LookupTitle picks; then those starting with it, then the rest, each the shorter name
-        without its qualifier first ("Jurassic": Jurassic Park before its sequels), then the most linked."""
+        first, as LookupTitle picks; then those starting with it, past a leading article ("godf": The
+        Godfather and its sequels before 3 Godfathers), then the rest, each the shorter name without its
+        qualifier first ("Jurassic": Jurassic Park before its sequels), then the most linked."""
         limits.check_string("text", text)
         limit = limit or DEFAULT_LIMIT
         limits.check_k(limit, "limit")
@@ -149,11 +150,12 @@ class Explorer:
 class FoldedNames:
     """A catalogue's names casefolded, for substring search without a Python string a name (at a
     million films and 1.3 M links those strings held 185 MB of the server's memory): one UTF-8
-    buffer, each name ended by a NUL byte (a NUL in a name is dropped), where each name starts, and
-    the length of each without its qualifier (common.title_index.base), which ranks the matches."""
+    buffer, each name ended by a NUL byte (a NUL in a name is dropped), where each name starts, the
+    length of each without its qualifier (common.title_index.base), which ranks the matches, and of
+    its leading article ("the ", "a ", "an "), past which a match still starts the name."""
 
     def __init__(self, names, block: int = 100_000):
-        buffer, lengths, base_lengths = bytearray(), [np.zeros(1, np.int64)], []
+        buffer, lengths, base_lengths, articles = bytearray(), [np.zeros(1, np.int64)], [], []
         for start in range(0, len(names), block):  # a block of names at a time: no list of them all
             folded = [names[i].casefold().replace("\0", "") for i in range(start, min(start + block, len(names)))]
             text = "\0".join(folded) + "\0"
@@ -161,11 +163,13 @@ class FoldedNames:
             ends = np.flatnonzero(np.frombuffer(encoded, np.uint8) == 0)
             lengths.append(np.diff(ends, prepend=-1))
             base_lengths.append(_base_lengths(text))
+            articles.append(_article_lengths(encoded, ends))
             buffer += encoded
         self.blob = bytes(buffer)
         self._bytes = np.frombuffer(self.blob, np.uint8)
         self.starts = np.cumsum(np.concatenate(lengths))
         self.base_lengths = np.concatenate([np.zeros(0, np.int32), *base_lengths])
+        self.article_lengths = np.concatenate([np.zeros(0, np.int32), *articles])
 
     def __len__(self) -> int:
         return len(self.starts) - 1
@@ -175,7 +179,7 @@ class FoldedNames:
 
     def containing(self, needle: str) -> tuple[np.ndarray, np.ndarray]:
         """(the ids, ascending, of the names that contain `needle`, already casefolded: every name
-        for ""; whether each starts with it)."""
+        for ""; whether each starts with it, or with its leading article and then it)."""
         pattern = np.frombuffer(needle.replace("\0", "").encode(), np.uint8)
         if not len(pattern):
             return np.arange(len(self)), np.ones(len(self), dtype=bool)
@@ -186,7 +190,8 @@ class FoldedNames:
             at = at[self._bytes[at + k] == pattern[k]]
         ids = np.searchsorted(self.starts, at, side="right") - 1  # ascending, as `at` is
         first = np.flatnonzero(np.diff(ids, prepend=-1))  # each name's first match
-        return ids[first], at[first] == self.starts[ids[first]]
+        ids, offsets = ids[first], at[first] - self.starts[ids[first]]
+        return ids, (offsets == 0) | (offsets == self.article_lengths[ids])
 
     def ranked(self, ids: np.ndarray, at_start: np.ndarray, matching: dict[int, int], weights: np.ndarray | None,
                limit: int) -> tuple[list[int], int]:
@@ -215,6 +220,31 @@ class FoldedNames:
 
 
 _QUALIFIER_AT_END = re.compile(r"\s*\([^()\0]*\)\s*(?=\0)")  # common.title_index's qualifier, before a NUL
+
+
+_ARTICLES = (b"the", b"an", b"a")  # common.title_index's leading articles, casefolded
+_BLANKS = np.frombuffer(b" \t", np.uint8)
+
+
+def _article_lengths(encoded: bytes, ends: np.ndarray) -> np.ndarray:
+    """The bytes of each name's leading article and the blanks after it ("the godfather": 4; 0 for
+    none), int32, for the names of `encoded` (UTF-8, each ended by a NUL at `ends`): numpy over the
+    names' first bytes, not a pass over every byte. No read passes a name's NUL, which matches nothing."""
+    data = np.frombuffer(encoded, np.uint8)
+    starts = np.concatenate([np.zeros(1, np.int64), ends[:-1] + 1])
+    lengths = np.zeros(len(ends), np.int32)
+    for word in _ARTICLES:
+        ids = np.flatnonzero(lengths == 0)
+        for k, byte in enumerate(word):
+            ids = ids[data[starts[ids] + k] == byte]
+        ids = ids[np.isin(data[starts[ids] + len(word)], _BLANKS)]  # an article is a word: a blank follows
+        size = np.full(len(ids), len(word) + 1)
+        more = np.isin(data[starts[ids] + size], _BLANKS)
+        while more.any():
+            size[more] += 1
+            more &= np.isin(data[starts[ids] + size], _BLANKS)
+        lengths[ids] = size
+    return lengths
 
 
 def _base_lengths(text: str) -> np.ndarray:

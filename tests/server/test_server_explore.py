@@ -1,6 +1,8 @@
 """The explorer's queries on a tiny index: name search and the 2D map (its shared links: test_server_explain)."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -60,6 +62,27 @@ def test_folded_names_find_a_text_inside_one_name_only():
     assert FoldedNames(tricky, block=4).base_lengths.tolist() == [len(base(name.casefold())) for name in tricky]
 
 
+def _starts_with(name: str, text: str) -> bool:
+    """Whether `name` starts with `text`, or with a leading article (common.title_index's) and then `text`."""
+    article = re.match(r"(the|a|an) +", name)
+    return name.startswith(text) or (article is not None and name.find(text) == article.end())
+
+
+def test_a_text_past_a_leading_article_starts_the_name():
+    """"godf" finds The Godfather and its sequel before 3 Godfathers: past "the ", "a " or "an " a
+    name still starts with the text; elsewhere (or past a word that is not an article) it does not."""
+    names = ["3 Godfathers", "The Godfather", "The Godfather Part II", "A Star Is Born", "Astar", "Anne", "The",
+             "Theodora Goes Wild", "The  Two Spaces", "An Affair"]
+    folded = FoldedNames(names, block=4)
+    assert folded.article_lengths.tolist() == [0, 4, 4, 2, 0, 0, 0, 0, 5, 3]
+    for needle in ("godf", "star", "two", "affair", "odora", "the", "a", "ne"):
+        ids, at_start = folded.containing(needle)
+        assert at_start.tolist() == [_starts_with(folded[i], needle) for i in ids], needle
+    ids, at_start = folded.containing("godf")
+    assert folded.ranked(ids, at_start, {}, None, 10) == ([1, 2, 0], 3)
+    assert FoldedNames(["Alien 3", "The Alien"]).containing("alien")[1].tolist() == [True, True]
+
+
 def test_folded_names_rank_as_the_explorer_orders_names():
     """ranked's numpy order is the explorer's order of Python tuples (matching rank, at the start,
     length without qualifier, weight, name, id), ties broken by the name past the limit's edge."""
@@ -70,7 +93,7 @@ def test_folded_names_rank_as_the_explorer_orders_names():
     for needle in ("ab", "the", "bx", "y (", "abab"):
         ids, at_start = folded.containing(needle)
         matching = {int(i): rank for rank, i in enumerate(rng.choice(300, size=5, replace=False))}
-        expected = sorted((0 if i in matching else 1 if folded[i].startswith(needle) else 2, matching.get(i, 0),
+        expected = sorted((0 if i in matching else 1 if _starts_with(folded[i], needle) else 2, matching.get(i, 0),
                            len(base(folded[i])), -weights[i], folded[i], i) for i in set(ids.tolist()) | set(matching))
         for limit in (1, 7, 50, 1000):
             assert folded.ranked(ids, at_start, matching, weights, limit) == ([e[-1] for e in expected[:limit]],
