@@ -76,17 +76,18 @@ class Explorer:
     def search_names(self, text: str, kind: str = "movies", limit: int = 0) -> tuple[list[str], int]:
         """(names containing `text`, case-insensitive; how many in all). First the names `text` is up
         to case, qualifier, article, accents and punctuation ("godfather": The Godfather), most linked
-        first, as LookupTitle picks; then those starting with it, past a leading article ("godf": The
-        Godfather and its sequels before 3 Godfathers), then the rest, each the shorter name without its
-        qualifier first ("Jurassic": Jurassic Park before its sequels), then the most linked."""
+        first, as LookupTitle picks; then those starting with it, then those starting with it past a
+        leading article ("godf": The Godfather and its sequels before 3 Godfathers; "star w": the Star
+        Wars films before The Star Witness), then the rest, each the shorter name without its qualifier
+        first ("Jurassic": Jurassic Park before its sequels), then the most linked."""
         limits.check_string("text", text)
         limit = limit or DEFAULT_LIMIT
         limits.check_k(limit, "limit")
         resolver = self.service.movie_titles if kind == "movies" else self.service.link_names
         names = self._folded_names(kind)
-        ids, at_start = names.containing(text.strip().casefold())
+        ids, places = names.containing(text.strip().casefold())
         matching = {i: rank for rank, i in enumerate(resolver.matching(text))}
-        found, total = names.ranked(ids, at_start, matching, resolver.weights, limit)
+        found, total = names.ranked(ids, places, matching, resolver.weights, limit)
         return [resolver.names[i] for i in found], total
 
     def _folded_names(self, kind: str) -> FoldedNames:
@@ -147,6 +148,10 @@ class Explorer:
                         float(points[movie_id, 1]), int(self.years[movie_id]) or None)
 
 
+# Where a name has the text searched for (FoldedNames.containing), the order in which they come.
+START, AFTER_ARTICLE, INSIDE = 0, 1, 2
+
+
 class FoldedNames:
     """A catalogue's names casefolded, for substring search without a Python string a name (at a
     million films and 1.3 M links those strings held 185 MB of the server's memory): one UTF-8
@@ -179,10 +184,11 @@ class FoldedNames:
 
     def containing(self, needle: str) -> tuple[np.ndarray, np.ndarray]:
         """(the ids, ascending, of the names that contain `needle`, already casefolded: every name
-        for ""; whether each starts with it, or with its leading article and then it)."""
+        for ""; where each has it first, int8: START, AFTER_ARTICLE (right after its leading article)
+        or INSIDE)."""
         pattern = np.frombuffer(needle.replace("\0", "").encode(), np.uint8)
         if not len(pattern):
-            return np.arange(len(self)), np.ones(len(self), dtype=bool)
+            return np.arange(len(self)), np.full(len(self), START, np.int8)
         # Where the first byte is, kept where each next byte follows: numpy's scans, however many names
         # match; a UTF-8 needle matches whole characters only, and never across a name's NUL.
         at = np.flatnonzero(self._bytes[:max(0, len(self._bytes) - len(pattern) + 1)] == pattern[0])
@@ -191,19 +197,21 @@ class FoldedNames:
         ids = np.searchsorted(self.starts, at, side="right") - 1  # ascending, as `at` is
         first = np.flatnonzero(np.diff(ids, prepend=-1))  # each name's first match
         ids, offsets = ids[first], at[first] - self.starts[ids[first]]
-        return ids, (offsets == 0) | (offsets == self.article_lengths[ids])
+        places = np.where(offsets == self.article_lengths[ids], AFTER_ARTICLE, INSIDE).astype(np.int8)
+        places[offsets == 0] = START
+        return ids, places
 
-    def ranked(self, ids: np.ndarray, at_start: np.ndarray, matching: dict[int, int], weights: np.ndarray | None,
+    def ranked(self, ids: np.ndarray, places: np.ndarray, matching: dict[int, int], weights: np.ndarray | None,
                limit: int) -> tuple[list[int], int]:
         """(the first `limit` of `ids` and `matching`'s ids in the explorer's order, how many in all):
-        `matching`'s first by its rank (id: rank), then the names `at_start`, then the rest; within
+        `matching`'s first by its rank (id: rank), then by the place of the text (`containing`'s); within
         each the shorter name without its qualifier first, the larger weight (None: all 0), the name, the id. The
         order is found by numpy; only the names that tie with the last one kept are decoded."""
         matched = np.fromiter(matching, dtype=np.int64, count=len(matching))
         found = np.isin(matched, ids)  # sorted merges below, not np.union1d (a hash of every id)
         extra = np.sort(matched[~found])
         candidates = np.insert(ids, np.searchsorted(ids, extra), extra)
-        category = np.insert(np.where(at_start, 1, 2), np.searchsorted(ids, extra), 2)
+        category = np.insert(1 + np.asarray(places, np.int64), np.searchsorted(ids, extra), 1 + INSIDE)
         rank = np.zeros(len(candidates), dtype=np.int64)
         if matching:
             where = np.searchsorted(candidates, matched)

@@ -12,7 +12,8 @@ from movielinks.server.errors import ServiceError
 from movielinks.common.clusters import name_clusters, nearest_links
 from movielinks.common.title_index import base
 from movielinks.search.neighbours import exhaustive_top
-from movielinks.server.explore import MAP_CLUSTERS, MAP_SEED, FoldedNames, explorer, principal_plane
+from movielinks.server.explore import (AFTER_ARTICLE, INSIDE, MAP_CLUSTERS, MAP_SEED, START, FoldedNames, explorer,
+                                       principal_plane)
 from tests.fixtures import make_run
 
 TITLES = ["Interstellar (film)", "Inter Alia", "The Interpreter", "Alien (film)", "Titanic (1997 film)",
@@ -53,50 +54,52 @@ def test_folded_names_find_a_text_inside_one_name_only():
     folded = FoldedNames(names, block=3)
     assert len(folded) == 7 and [folded[i] for i in range(7)] == ["strasse", "ab", "cd", "amélie", "abc", "école", ""]
     for needle in ("ss", "ab", "bc", "é", "co", "c", "amé", "x"):
-        ids, at_start = folded.containing(needle)
+        ids, places = folded.containing(needle)
         assert ids.tolist() == [i for i, name in enumerate(names) if needle in name.casefold().replace("\0", "")]
-        assert at_start.tolist() == [folded[i].startswith(needle) for i in ids], needle
+        assert (places == START).tolist() == [folded[i].startswith(needle) for i in ids], needle
     assert folded.containing("")[0].tolist() == list(range(7))
     tricky = ["Alien (film)", "Alien  (1979 film) ", "(film)", "A (b) (c)", "A (b (c))", "x (a)\n", "Ｔｈｅ (ß)",
               "Heat\u00a0(1995 film)", "no qualifier", "", "((", "a ()", "İstanbul (film)"]
     assert FoldedNames(tricky, block=4).base_lengths.tolist() == [len(base(name.casefold())) for name in tricky]
 
 
-def _starts_with(name: str, text: str) -> bool:
-    """Whether `name` starts with `text`, or with a leading article (common.title_index's) and then `text`."""
+def _place(name: str, text: str) -> int:
+    """Where `name` has `text`: at its start, right after its leading article (common.title_index's), or inside."""
     article = re.match(r"(the|a|an) +", name)
-    return name.startswith(text) or (article is not None and name.find(text) == article.end())
+    return (START if name.startswith(text) else
+            AFTER_ARTICLE if article is not None and name.find(text) == article.end() else INSIDE)
 
 
-def test_a_text_past_a_leading_article_starts_the_name():
-    """"godf" finds The Godfather and its sequel before 3 Godfathers: past "the ", "a " or "an " a
-    name still starts with the text; elsewhere (or past a word that is not an article) it does not."""
+def test_a_text_past_a_leading_article_comes_after_those_at_the_start_and_before_the_rest():
+    """"godf" finds The Godfather and its sequel before 3 Godfathers, and "star w" Star Wars before
+    The Star Witness: past "the ", "a " or "an " (not past a word that is not an article)."""
     names = ["3 Godfathers", "The Godfather", "The Godfather Part II", "A Star Is Born", "Astar", "Anne", "The",
              "Theodora Goes Wild", "The  Two Spaces", "An Affair"]
     folded = FoldedNames(names, block=4)
     assert folded.article_lengths.tolist() == [0, 4, 4, 2, 0, 0, 0, 0, 5, 3]
     for needle in ("godf", "star", "two", "affair", "odora", "the", "a", "ne"):
-        ids, at_start = folded.containing(needle)
-        assert at_start.tolist() == [_starts_with(folded[i], needle) for i in ids], needle
-    ids, at_start = folded.containing("godf")
-    assert folded.ranked(ids, at_start, {}, None, 10) == ([1, 2, 0], 3)
-    assert FoldedNames(["Alien 3", "The Alien"]).containing("alien")[1].tolist() == [True, True]
+        ids, places = folded.containing(needle)
+        assert places.tolist() == [_place(folded[i], needle) for i in ids], needle
+    ids, places = folded.containing("godf")
+    assert folded.ranked(ids, places, {}, None, 10) == ([1, 2, 0], 3)
+    stars = FoldedNames(["The Star Witness", "Star Wars: The Last Jedi", "Star Wars (film)", "Dark Star Wars"])
+    assert stars.ranked(*stars.containing("star w"), {}, None, 10) == ([2, 1, 0, 3], 4)
 
 
 def test_folded_names_rank_as_the_explorer_orders_names():
-    """ranked's numpy order is the explorer's order of Python tuples (matching rank, at the start,
+    """ranked's numpy order is the explorer's order of Python tuples (matching rank, the text's place,
     length without qualifier, weight, name, id), ties broken by the name past the limit's edge."""
     rng = np.random.default_rng(0)
     names = [f"{rng.choice(['the ', ''])}{'ab' * int(rng.integers(1, 4))}{rng.choice(['x', 'y', ''])}"
              f"{rng.choice([' (film)', ' (1999 film)', ''])}" for _ in range(300)]
     folded, weights = FoldedNames(names), rng.integers(0, 3, size=300)
     for needle in ("ab", "the", "bx", "y (", "abab"):
-        ids, at_start = folded.containing(needle)
+        ids, places = folded.containing(needle)
         matching = {int(i): rank for rank, i in enumerate(rng.choice(300, size=5, replace=False))}
-        expected = sorted((0 if i in matching else 1 if _starts_with(folded[i], needle) else 2, matching.get(i, 0),
+        expected = sorted((0 if i in matching else 1 + _place(folded[i], needle), matching.get(i, 0),
                            len(base(folded[i])), -weights[i], folded[i], i) for i in set(ids.tolist()) | set(matching))
         for limit in (1, 7, 50, 1000):
-            assert folded.ranked(ids, at_start, matching, weights, limit) == ([e[-1] for e in expected[:limit]],
+            assert folded.ranked(ids, places, matching, weights, limit) == ([e[-1] for e in expected[:limit]],
                                                                               len(expected)), (needle, limit)
 
 
