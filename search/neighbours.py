@@ -76,12 +76,25 @@ def search(
     return out_ids, out_scores
 
 
-def exhaustive_top(queries: np.ndarray, vectors: np.ndarray, k: int) -> np.ndarray:
+def exhaustive_top(queries: np.ndarray, vectors: np.ndarray, k: int, block: int = 1 << 18) -> np.ndarray:
     """Each query's k rows of `vectors` with the largest inner products, exactly: ids int64 [n, k],
     best first, by FAISS's exhaustive search (BLAS, then a heap: no partition of every product;
-    `vectors` may be a version's unaligned rows)."""
-    return faiss.knn(np.ascontiguousarray(queries, np.float32), np.ascontiguousarray(vectors, np.float32), k,
-                     metric=faiss.METRIC_INNER_PRODUCT)[1]
+    `vectors` may be a version's unaligned rows). Rows of another type than float32 (a version's
+    float16 link codes: indexer.version) are searched `block` at a time as float32, so that they are
+    not all copied at once (at a million links 335 MB)."""
+    queries, vectors = np.ascontiguousarray(queries, np.float32), np.asarray(vectors)
+    if vectors.dtype == np.float32:
+        return faiss.knn(queries, np.ascontiguousarray(vectors), k, metric=faiss.METRIC_INNER_PRODUCT)[1]
+    k = min(k, len(vectors))
+    best, ids = np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64)
+    for start in range(0, len(vectors), block):
+        rows = np.ascontiguousarray(vectors[start:start + block], np.float32)
+        scores, found = faiss.knn(queries, rows, min(k, len(rows)), metric=faiss.METRIC_INNER_PRODUCT)
+        scores, found = np.concatenate([best, scores], axis=1), np.concatenate([ids, found + start], axis=1)
+        # The best k of both, the earlier row first among equal scores (as one search over every row).
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        best, ids = np.take_along_axis(scores, order, axis=1), np.take_along_axis(found, order, axis=1)
+    return ids
 
 
 def pair_scores(row_vectors: np.ndarray, movie_vectors: np.ndarray, ids: np.ndarray) -> np.ndarray:

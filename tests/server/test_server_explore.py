@@ -9,7 +9,7 @@ import pytest
 from movielinks.indexer.build import build_index
 from movielinks.server.app import load_service
 from movielinks.server.errors import ServiceError
-from movielinks.common.clusters import name_clusters, nearest_links
+from movielinks.common.clusters import name_clusters, nearest_links, rows_as_float32
 from movielinks.common.title_index import base
 from movielinks.search.neighbours import exhaustive_top
 from movielinks.server.explore import (AFTER_ARTICLE, INSIDE, MAP_CLUSTERS, MAP_SEED, START, FoldedNames, explorer,
@@ -150,3 +150,19 @@ def test_the_servers_nearest_links_are_the_trainers():
     np.testing.assert_array_equal(np.sort(by_faiss, axis=1), np.sort(by_numpy, axis=1))
     exact = np.argsort(-(vectors @ link_vectors.T), axis=1)[:, :5]
     np.testing.assert_array_equal(by_faiss, exact)  # best first
+
+
+def test_float16_rows_are_searched_a_block_at_a_time_with_the_answer_of_one_search():
+    """A version's float16 link codes (beyond 200,000 links) are searched as float32 a block at a time:
+    the ids of one search over all of them, best first; a block may hold fewer rows than k."""
+    rng = np.random.default_rng(6)
+    vectors, link_vectors = rng.normal(size=(30, 8)), rng.normal(size=(1000, 8)).astype(np.float16)
+    whole = exhaustive_top(vectors, link_vectors.astype(np.float32), 7)
+    for block in (1000, 333, 64, 5):
+        np.testing.assert_array_equal(exhaustive_top(vectors, link_vectors, 7, block=block), whole)
+    assert exhaustive_top(vectors[:2], link_vectors[:3], 7).shape == (2, 3)
+    # The explorer's kept links, float32 a block at a time: the rows of plain indexing.
+    kept = np.sort(rng.choice(1000, 300, replace=False))
+    rows = rows_as_float32(link_vectors, kept, block=64)
+    assert rows.dtype == np.float32
+    np.testing.assert_array_equal(rows, link_vectors[kept].astype(np.float32))
