@@ -290,7 +290,9 @@ class IndexVersion:
     manifest: IndexManifest
     movie_index: faiss.Index
     link_index: faiss.Index
-    movie_vectors: np.ndarray
+    movie_vectors: np.ndarray  # float32 [n_movies, dim], unit rows
+    # float32 [n_links, dim], unit rows; float16 where the link index keeps float16 codes (auto beyond
+    # 200,000 links: indexer.build): compute with them in float32 (numpy does, beside float32 operands).
     link_vectors: np.ndarray
     movies: Sequence[MovieRecord]  # by movie id, each read from movies.jsonl when asked for
     movie_titles: TitleIndex
