@@ -32,7 +32,7 @@ def name_clusters(
 
     if left_out is not None and left_out.any():
         kept = np.flatnonzero(~np.asarray(left_out, dtype=bool))
-        link_vectors, links = rows_as_float32(link_vectors, kept), [links[j] for j in kept.tolist()]
+        link_vectors, links = np.asarray(link_vectors)[kept], [links[j] for j in kept.tolist()]
 
     k = max(1, min(n_clusters, len(vectors)))
     found = KMeans(n_clusters=k, n_init=3, random_state=seed).fit_predict(vectors)
@@ -48,17 +48,6 @@ def name_clusters(
         lift = np.bincount(members.ravel(), minlength=len(links)) / max(1, len(members)) - overall
         names.append(", ".join(short_title(links[j]) for j in np.argsort(-lift, kind="stable")[:n_names]))
     return cluster, names
-
-
-def rows_as_float32(vectors: np.ndarray, ids: np.ndarray, block: int = 65_536) -> np.ndarray:
-    """vectors[ids] as float32, a block of rows at a time: float16 rows (a version's link codes beyond
-    200,000 links: indexer.version) are not held a second time as float16 on their way (at a million
-    links, the explorer's map peaked 115 MB higher)."""
-    vectors = np.asarray(vectors)
-    out = np.empty((len(ids), vectors.shape[1]), np.float32)
-    for start in range(0, len(ids), block):
-        out[start:start + block] = vectors[ids[start:start + block]]
-    return out
 
 
 def nearest_links(vectors: np.ndarray, link_vectors: np.ndarray, top: int) -> np.ndarray:

@@ -9,7 +9,7 @@ import pytest
 from movielinks.indexer.build import build_index
 from movielinks.server.app import load_service
 from movielinks.server.errors import ServiceError
-from movielinks.common.clusters import name_clusters, nearest_links, rows_as_float32
+from movielinks.common.clusters import name_clusters, nearest_links
 from movielinks.common.title_index import base
 from movielinks.search.neighbours import exhaustive_top
 from movielinks.server.explore import (AFTER_ARTICLE, INSIDE, MAP_CLUSTERS, MAP_SEED, START, FoldedNames, explorer,
@@ -161,8 +161,3 @@ def test_float16_rows_are_searched_a_block_at_a_time_with_the_answer_of_one_sear
     for block in (1000, 333, 64, 5):
         np.testing.assert_array_equal(exhaustive_top(vectors, link_vectors, 7, block=block), whole)
     assert exhaustive_top(vectors[:2], link_vectors[:3], 7).shape == (2, 3)
-    # The explorer's kept links, float32 a block at a time: the rows of plain indexing.
-    kept = np.sort(rng.choice(1000, 300, replace=False))
-    rows = rows_as_float32(link_vectors, kept, block=64)
-    assert rows.dtype == np.float32
-    np.testing.assert_array_equal(rows, link_vectors[kept].astype(np.float32))
